@@ -1,0 +1,19 @@
+//! smsgate: an on-premise two-way SMS gateway.
+//!
+//! # Layout
+//!
+//! The crate is a library with a thin `smsgate` binary (`src/main.rs`) on top.
+//! Data flows through these modules, lowest layer first:
+//!
+//! - [`pdu`]: 3GPP TS 23.040 / 23.038 codec. Pure functions over bytes: SMS-DELIVER,
+//!   SMS-SUBMIT and SMS-STATUS-REPORT, addresses, timestamps, the GSM 7-bit alphabets
+//!   (default, extension and national language tables), UCS-2, user data headers and
+//!   segmentation of long texts into concatenated parts. No I/O.
+//! - [`cli`]: the command-line contract (`smsgate pdu decode|encode`): argument
+//!   types, JSON views and the one place where errors become an exit code.
+//!
+//! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
+//! reaches the modem as hex produced by [`pdu`].
+
+pub mod cli;
+pub mod pdu;
