@@ -1,0 +1,47 @@
+//! The command line: argument types, and the one place where an error becomes a
+//! line on stderr and a non-zero exit code.
+
+mod pdu;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// smsgate: on-premise two-way SMS gateway.
+#[derive(Debug, Parser)]
+#[command(name = "smsgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode and encode SMS PDUs (3GPP TS 23.040), as modems print and take them.
+    #[command(subcommand)]
+    Pdu(pdu::PduCommand),
+}
+
+/// A failure the user can act on: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl<E: std::error::Error> From<E> for UsageError {
+    fn from(e: E) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Pdu(command) => pdu::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(UsageError(message)) => {
+            eprintln!("smsgate: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
