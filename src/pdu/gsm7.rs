@@ -107,7 +107,15 @@ fn single_shift_char(id: u8, code: u8) -> Option<char> {
 impl LanguageTables {
     /// Septets for one character: `[code]`, or `[ESC, code]` from the single shift
     /// table; `None` when the character is in neither.
+    #[inline]
     pub fn encode_char(&self, c: char) -> Option<([u8; 2], usize)> {
+        // Fast path: ASCII in the default table, most of what businesses send.
+        if self.locking == 0 && c.is_ascii() {
+            let code = ASCII_TO_DEFAULT[c as usize];
+            if code != 0xFF {
+                return Some(([code, 0], 1));
+            }
+        }
         if c == '\u{1B}' {
             return None;
         }
@@ -134,6 +142,7 @@ impl LanguageTables {
     }
 
     /// How many septets `c` costs (1, or 2 for an escape pair), if it fits at all.
+    #[inline]
     pub fn septet_cost(&self, c: char) -> Option<usize> {
         self.encode_char(c).map(|(_, n)| n)
     }

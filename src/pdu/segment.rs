@@ -67,21 +67,22 @@ pub fn segment(
     reference: u16,
     max_parts: usize,
 ) -> Result<Segments> {
-    let alphabet = match choice {
-        AlphabetChoice::Ucs2 => Alphabet::Ucs2,
-        AlphabetChoice::Gsm7 => {
-            if let Some(c) = text.chars().find(|&c| tables.septet_cost(c).is_none()) {
-                return Err(PduError::NotGsm7(c));
-            }
-            Alphabet::Gsm7
-        }
-        AlphabetChoice::Auto => {
-            if text.chars().all(|c| tables.septet_cost(c).is_some()) {
-                Alphabet::Gsm7
-            } else {
-                Alphabet::Ucs2
+    // One pass: the GSM 7-bit cost, or the first character that does not fit.
+    let mut septets = 0;
+    let mut misfit = None;
+    for c in text.chars() {
+        match tables.septet_cost(c) {
+            Some(n) => septets += n,
+            None => {
+                misfit = Some(c);
+                break;
             }
         }
+    }
+    let alphabet = match (choice, misfit) {
+        (AlphabetChoice::Ucs2, _) | (AlphabetChoice::Auto, Some(_)) => Alphabet::Ucs2,
+        (AlphabetChoice::Gsm7, Some(c)) => return Err(PduError::NotGsm7(c)),
+        (_, None) => Alphabet::Gsm7,
     };
     let tables = if alphabet == Alphabet::Gsm7 {
         tables
@@ -114,7 +115,10 @@ pub fn segment(
             _ => (MAX_OCTETS - header) / 2,
         }
     };
-    let total: usize = text.chars().map(cost).sum();
+    let total = match alphabet {
+        Alphabet::Gsm7 => septets,
+        _ => text.encode_utf16().count(),
+    };
     if total <= capacity(language_octets) {
         return Ok(Segments {
             alphabet,
