@@ -162,8 +162,8 @@ impl MessageStatus {
 /// `+CMGR: <stat>,[<alpha>],<length>` + the PDU line (27.005 §3.4.3, PDU mode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredMessage {
-    /// Read/unread/sent.
-    pub status: MessageStatus,
+    /// Read/unread/sent; `None` when the modem left `<stat>` out.
+    pub status: Option<MessageStatus>,
     /// Phonebook name of the sender, if the modem looked it up.
     pub alpha: Option<String>,
     /// TPDU length in octets (excludes the SMSC address): lets the codec check
@@ -178,6 +178,29 @@ impl StoredMessage {
     pub fn pdu_bytes(&self) -> Result<Vec<u8>, AtError> {
         hex_bytes(&self.pdu)
     }
+
+    /// The PDU bytes, checked against `<length>` (27.005 §3.1: the TPDU length,
+    /// i.e. the PDU minus its SMSC address field). A mismatch means a line cut
+    /// short by the modem or the serial link; the codec would fail later with
+    /// a less useful message.
+    pub fn verified_pdu(&self) -> Result<Vec<u8>, AtError> {
+        let bytes = self.pdu_bytes()?;
+        let smsc = bytes.first().map_or(0, |n| usize::from(*n));
+        let expected = 1 + smsc + usize::from(self.length);
+        if bytes.len() == expected {
+            Ok(bytes)
+        } else {
+            Err(AtError::parse(
+                "PDU length",
+                format!(
+                    "header says {} TPDU octets, line holds {} octets after a {}-octet SMSC field",
+                    self.length,
+                    bytes.len().saturating_sub(1 + smsc),
+                    smsc
+                ),
+            ))
+        }
+    }
 }
 
 /// A `+CMGL` entry: the same as `+CMGR` plus the storage index (27.005 §3.4.2).
@@ -189,20 +212,27 @@ pub struct ListedMessage {
     pub message: StoredMessage,
 }
 
-/// Header fields `<stat>,[<alpha>],<length>`: the alpha may be missing
-/// altogether on some modems (`+CMGR: 0,29`).
-fn stored_header(
-    f: &[Field<'_>],
-    line: &str,
-) -> Result<(MessageStatus, Option<String>, u16), AtError> {
+/// Header fields `<stat>,[<alpha>],<length>` (27.005 §3.4.3). Real modems
+/// also print `<stat>,<length>` (no alpha field), `<length>` alone, an empty
+/// `<stat>`, and `<index>,<stat>,[<alpha>],<length>` (the `+CMGL` shape): all
+/// seen in gammu's captures, all accepted.
+type Header = (Option<MessageStatus>, Option<String>, u16);
+
+fn stored_header(f: &[Field<'_>], line: &str) -> Result<Header, AtError> {
     let bad = || AtError::parse("+CMGR/+CMGL header", line);
     let (stat, alpha, length) = match f {
-        [stat, length] => (*stat, None, *length),
-        [stat, alpha, length] => (*stat, alpha.non_empty(), *length),
+        [length] => (None, None, *length),
+        [stat, length] => (Some(*stat), None, *length),
+        [stat, alpha, length] => (Some(*stat), alpha.non_empty(), *length),
+        [_index, stat, alpha, length] => (Some(*stat), alpha.non_empty(), *length),
         _ => return Err(bad()),
     };
+    let status = match stat.filter(|s| !s.text().trim().is_empty()) {
+        None => None,
+        Some(s) => Some(MessageStatus::parse(s).ok_or_else(bad)?),
+    };
     Ok((
-        MessageStatus::parse(stat).ok_or_else(bad)?,
+        status,
         alpha.map(str::to_string),
         length.number().ok_or_else(bad)?,
     ))
@@ -816,16 +846,34 @@ mod tests {
         let m = cmgr(&l(&["+CMGR: 3,,29", "0791361907001003B17A0C9136"]))
             .unwrap()
             .unwrap();
-        assert_eq!(m.status, MessageStatus::StoredSent);
+        assert_eq!(m.status, Some(MessageStatus::StoredSent));
         assert_eq!(m.alpha, None);
         assert_eq!(m.length, 29);
         assert_eq!(m.pdu_bytes().unwrap()[0], 0x07);
+        assert!(m.verified_pdu().is_err());
+        let full = StoredMessage {
+            status: Some(MessageStatus::ReceivedRead),
+            alpha: None,
+            length: 2,
+            pdu: "00AABB".into(),
+        };
+        assert_eq!(full.verified_pdu().unwrap(), vec![0, 0xaa, 0xbb]);
         let m = cmgr(&l(&["+CMGR: 0,\"Alice\",22", "00"])).unwrap().unwrap();
         assert_eq!(m.alpha.as_deref(), Some("Alice"));
         assert_eq!(cmgr(&[]).unwrap(), None);
         assert_eq!(cmgr(&l(&["+CMGR: 0,,0"])).unwrap(), None);
         assert!(cmgr(&l(&["+CMGR: 1,,24"])).is_err());
-        assert!(cmgr(&l(&["+CMGR: 2,2,,174", "00FF"])).is_err());
+        // Shapes seen in gammu's captures.
+        let m = cmgr(&l(&["+CMGR: 4,1,,151", "00"])).unwrap().unwrap();
+        assert_eq!(
+            (m.status, m.length),
+            (Some(MessageStatus::ReceivedRead), 151)
+        );
+        let m = cmgr(&l(&["+CMGR: ,,92", "00"])).unwrap().unwrap();
+        assert_eq!((m.status, m.length), (None, 92));
+        assert_eq!(cmgr(&l(&["+CMGR: 24", "00"])).unwrap().unwrap().length, 24);
+        assert!(cmgr(&l(&["+CMGR: 9,,24", "00"])).is_err());
+        assert!(cmgr(&l(&["+CMGR: 1,2,3,4,5", "00"])).is_err());
     }
 
     #[test]
