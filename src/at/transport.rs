@@ -259,6 +259,7 @@ where
     }
 
     async fn execute(&mut self, request: &Request) -> Result<Response, AtError> {
+        self.settle().await?;
         if self.needs_resync {
             self.resync().await?;
         }
@@ -303,6 +304,34 @@ where
                 })
             }
         }
+    }
+
+    /// Digests whatever already arrived, with no command in flight, so a late
+    /// answer to an abandoned command (an extra `OK`) becomes a stray instead
+    /// of the next command's result. Reads only what is ready now.
+    async fn settle(&mut self) -> Result<(), AtError> {
+        self.digester.cancel();
+        loop {
+            let mut chunk = [0u8; 512];
+            let ready = tokio::time::timeout(
+                Duration::ZERO,
+                AsyncReadExt::read(&mut self.port, &mut chunk),
+            )
+            .await;
+            match ready {
+                Err(_elapsed) => break,
+                Ok(Ok(0)) => {
+                    return Err(AtError::DeviceGone {
+                        reason: "end of file on the port".into(),
+                    })
+                }
+                Ok(Ok(n)) => self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(io_error(e)),
+            }
+        }
+        let _ = self.pump();
+        Ok(())
     }
 
     /// Forgets the command in flight and resyncs.
