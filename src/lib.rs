@@ -9,11 +9,16 @@
 //!   SMS-SUBMIT and SMS-STATUS-REPORT, addresses, timestamps, the GSM 7-bit alphabets
 //!   (default, extension and national language tables), UCS-2, user data headers and
 //!   segmentation of long texts into concatenated parts. No I/O.
+//! - [`at`]: 3GPP TS 27.005 / 27.007 wire protocol. Bytes are digested into echo,
+//!   responses, `> ` prompts and URCs; nom parsers type the lines; typed commands
+//!   carry their own timeouts; a transport task keeps one command in flight and
+//!   feeds URCs to a channel. Works over any tokio byte stream (serial port, pty).
 //! - [`cli`]: the command-line contract (`smsgate pdu decode|encode`): argument
 //!   types, JSON views and the one place where errors become an exit code.
 //!
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
 
+pub mod at;
 pub mod cli;
 pub mod pdu;
