@@ -22,3 +22,4 @@
 pub mod at;
 pub mod cli;
 pub mod pdu;
+pub mod store;

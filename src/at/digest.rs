@@ -310,7 +310,7 @@ fn looks_like_command(line: &str) -> bool {
     match (b.get(2), b.get(3)) {
         (None, _) => true,
         (Some(c), _) if !c.is_ascii_alphabetic() => true,
-        (Some(_), next) => next.map_or(true, |n| !n.is_ascii_alphabetic()),
+        (Some(_), next) => next.is_none_or(|n| !n.is_ascii_alphabetic()),
     }
 }
 

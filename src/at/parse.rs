@@ -274,7 +274,7 @@ trait OptLine {
 
 impl OptLine for Option<&String> {
     fn is_none_or_empty(&self) -> bool {
-        self.map_or(true, |l| l.trim().is_empty())
+        self.is_none_or(|l| l.trim().is_empty())
     }
 }
 

@@ -1,0 +1,282 @@
+//! Inbound SMS: dedupe (an SMS read twice is stored once), multipart
+//! reassembly by (modem, sender, reference, total) with out-of-order and
+//! duplicate parts, and the timeout that delivers an incomplete set.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionalTree;
+use sled::Transactional;
+
+use super::keys;
+use super::query::touch_contact;
+use super::records::{Direction, Event, Message, MessageStatus};
+use super::{from_json, from_json_tx, push_event, to_json, unwrap_tx, Result, Store, TxError};
+use crate::pdu::Concat;
+
+/// One received SMS (a whole message or one part), as the modem engine hands it
+/// over after decoding and before `AT+CMGD`.
+#[derive(Debug, Clone)]
+pub struct InboundPart<'a> {
+    pub modem: &'a str,
+    /// The modem's own number (the message's `to`), when known.
+    pub own_number: &'a str,
+    /// The PDU as read: the dedupe key, so a re-read after a crash is a no-op.
+    pub raw_pdu: &'a [u8],
+    pub sender: &'a str,
+    pub text: &'a str,
+    pub alphabet: &'a str,
+    pub network_time: DateTime<Utc>,
+    pub concat: Option<Concat>,
+}
+
+/// What `receive` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiveOutcome {
+    /// Seen before: nothing stored.
+    Duplicate,
+    /// A part stored; the message is not complete yet.
+    Partial { have: u8, total: u8 },
+    /// A complete message stored (its `message.received` event with it).
+    Complete(Box<Message>, Vec<Event>),
+}
+
+/// The parts of one concatenated message received so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartialSet {
+    modem: String,
+    own_number: String,
+    sender: String,
+    alphabet: String,
+    total: u8,
+    first_at: DateTime<Utc>,
+    network_time: DateTime<Utc>,
+    parts: BTreeMap<u8, String>,
+}
+
+struct InboundTrees<'a> {
+    messages: &'a TransactionalTree,
+    threads: &'a TransactionalTree,
+    contacts: &'a TransactionalTree,
+    recent: &'a TransactionalTree,
+    sticky: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+}
+
+impl InboundTrees<'_> {
+    fn store_message(
+        &self,
+        message: &Message,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<Vec<Event>, TxError> {
+        self.messages
+            .insert(message.id.as_bytes(), to_json(message)?)?;
+        self.threads.insert(
+            keys::thread(&message.contact, message.created_at, &message.id),
+            &[],
+        )?;
+        touch_contact(self.contacts, self.recent, message)?;
+        if let Some(modem) = &message.modem {
+            self.sticky
+                .insert(message.contact.as_bytes(), modem.as_bytes())?;
+        }
+        let data = serde_json::to_value(message).unwrap_or(serde_json::Value::Null);
+        Ok(vec![push_event(self.events, "message.received", at, data)?])
+    }
+}
+
+impl Store {
+    fn inbound_message(
+        &self,
+        set: &PartialSet,
+        body: String,
+        incomplete: bool,
+        now: DateTime<Utc>,
+    ) -> Message {
+        let mut message = Message {
+            id: self.new_id("msg", now),
+            direction: Direction::Inbound,
+            contact: set.sender.clone(),
+            from: set.sender.clone(),
+            to: set.own_number.clone(),
+            modem: Some(set.modem.clone()),
+            body,
+            parts: set.total,
+            alphabet: set.alphabet.clone(),
+            status: MessageStatus::Received,
+            error: None,
+            status_report: false,
+            created_at: now,
+            updated_at: now,
+            history: Vec::new(),
+            part_status: Vec::new(),
+            requested_modem: None,
+            validity: None,
+            not_before: None,
+            reference: 0,
+            attempts: 0,
+            report_deadline: None,
+            network_time: Some(set.network_time),
+            incomplete,
+            read: false,
+            idempotency_key: None,
+        };
+        let step = message.transition(now, MessageStatus::Received);
+        if incomplete {
+            let missing: Vec<String> = (1..=set.total)
+                .filter(|seq| !set.parts.contains_key(seq))
+                .map(|seq| seq.to_string())
+                .collect();
+            step.note = Some(format!(
+                "incomplete: part(s) {} never arrived",
+                missing.join(", ")
+            ));
+        }
+        message
+    }
+
+    /// Store a received SMS durably. Returns only after the flush, so the caller
+    /// may delete it from the modem.
+    pub async fn receive(&self, part: InboundPart<'_>) -> Result<ReceiveOutcome> {
+        let i = &self.inner;
+        let now = Utc::now();
+        let mut dedupe_key = part.modem.as_bytes().to_vec();
+        dedupe_key.push(keys::SEP);
+        dedupe_key.extend_from_slice(part.raw_pdu);
+        let outcome = (
+            &i.dedupe,
+            &i.parts,
+            &i.messages,
+            &i.threads,
+            &i.contacts,
+            &i.recent,
+            &i.sticky,
+            &i.events,
+        )
+            .transaction(
+                |(dedupe, parts, messages, threads, contacts, recent, sticky, events)| {
+                    if dedupe.get(&dedupe_key)?.is_some() {
+                        return Ok(ReceiveOutcome::Duplicate);
+                    }
+                    let trees = InboundTrees {
+                        messages,
+                        threads,
+                        contacts,
+                        recent,
+                        sticky,
+                        events,
+                    };
+                    let single = PartialSet {
+                        modem: part.modem.to_string(),
+                        own_number: part.own_number.to_string(),
+                        sender: part.sender.to_string(),
+                        alphabet: part.alphabet.to_string(),
+                        total: 1,
+                        first_at: now,
+                        network_time: part.network_time,
+                        parts: BTreeMap::new(),
+                    };
+                    let Some(concat) = part.concat.filter(|c| c.total > 1) else {
+                        let message =
+                            self.inbound_message(&single, part.text.to_string(), false, now);
+                        let events = trees.store_message(&message, now)?;
+                        dedupe.insert(dedupe_key.as_slice(), message.id.as_bytes())?;
+                        return Ok(ReceiveOutcome::Complete(Box::new(message), events));
+                    };
+                    let set_key = keys::concat_prefix(
+                        part.modem,
+                        part.sender,
+                        concat.reference,
+                        concat.total,
+                    );
+                    let mut set = match parts.get(&set_key)? {
+                        Some(raw) => from_json_tx(&set_key, &raw)?,
+                        None => PartialSet {
+                            total: concat.total,
+                            ..single
+                        },
+                    };
+                    // A duplicate part (same sequence, different PDU bytes, e.g. a
+                    // resend by the centre) keeps the first copy.
+                    set.parts
+                        .entry(concat.sequence)
+                        .or_insert_with(|| part.text.to_string());
+                    dedupe.insert(dedupe_key.as_slice(), b"part".as_slice())?;
+                    if set.parts.len() < usize::from(set.total) {
+                        parts.insert(set_key, to_json(&set)?)?;
+                        return Ok(ReceiveOutcome::Partial {
+                            have: set.parts.len() as u8,
+                            total: set.total,
+                        });
+                    }
+                    parts.remove(set_key)?;
+                    let body: String = set.parts.values().map(String::as_str).collect();
+                    let message = self.inbound_message(&set, body, false, now);
+                    let events = trees.store_message(&message, now)?;
+                    Ok(ReceiveOutcome::Complete(Box::new(message), events))
+                },
+            )
+            .map_err(unwrap_tx)?;
+        let ticket = i.commit.ticket();
+        self.durable(ticket).await?;
+        Ok(outcome)
+    }
+
+    /// Deliver every multipart set older than `timeout` as an incomplete
+    /// message (the missing parts named in its history).
+    pub async fn expire_partials(&self, timeout: Duration) -> Result<Vec<Message>> {
+        let now = Utc::now();
+        let mut stale = Vec::new();
+        for entry in self.inner.parts.iter() {
+            let (key, raw) = entry?;
+            let set: PartialSet = from_json(&key, &raw)?;
+            if now - set.first_at >= timeout {
+                stale.push(key.to_vec());
+            }
+        }
+        let i = &self.inner;
+        let mut delivered = Vec::new();
+        for key in stale {
+            let outcome = (
+                &i.parts,
+                &i.messages,
+                &i.threads,
+                &i.contacts,
+                &i.recent,
+                &i.sticky,
+                &i.events,
+            )
+                .transaction(
+                    |(parts, messages, threads, contacts, recent, sticky, events)| {
+                        let Some(raw) = parts.get(&key)? else {
+                            return Ok(None);
+                        };
+                        let set: PartialSet = from_json_tx(&key, &raw)?;
+                        parts.remove(key.as_slice())?;
+                        let body = (1..=set.total)
+                            .map(|seq| set.parts.get(&seq).map_or("[…]", String::as_str))
+                            .collect::<String>();
+                        let message = self.inbound_message(&set, body, true, now);
+                        let trees = InboundTrees {
+                            messages,
+                            threads,
+                            contacts,
+                            recent,
+                            sticky,
+                            events,
+                        };
+                        trees.store_message(&message, now)?;
+                        Ok(Some(message))
+                    },
+                )
+                .map_err(unwrap_tx)?;
+            delivered.extend(outcome);
+        }
+        if !delivered.is_empty() {
+            let ticket = i.commit.ticket();
+            self.durable(ticket).await?;
+        }
+        Ok(delivered)
+    }
+}

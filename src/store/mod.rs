@@ -1,0 +1,314 @@
+//! The sled store: messages, their indexes, the outbox, inbound multipart parts,
+//! dedupe keys, message references, sticky senders and events.
+//!
+//! The interface is narrow on purpose (sled 0.34 has open reports of corruption
+//! after abrupt stops, spacejam/sled #1533 and #1509): callers see records and
+//! operations, never trees. Every operation that changes state is one sled
+//! transaction over all the trees it touches, and the async operations return
+//! only once a flush has made the change durable (group commit, see
+//! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
+
+mod durability;
+mod inbound;
+mod keys;
+mod outbound;
+mod query;
+pub mod records;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Tree;
+
+pub use inbound::{InboundPart, ReceiveOutcome};
+pub use outbound::{Accepted, IdempotencyKey};
+pub use query::{MessageFilter, Page, ThreadSummary};
+pub use records::{
+    Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus, Transition,
+};
+
+use durability::GroupCommit;
+
+/// The schema this build writes; a store written by a newer one is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store record {key:?} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("store could not make a write durable: {0}")]
+    Durability(String),
+    #[error("store schema version {found} is newer than this smsgate supports ({supported})")]
+    Schema { found: u32, supported: u32 },
+    #[error("invalid cursor")]
+    InvalidCursor,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An error raised inside a transaction closure.
+pub(crate) type TxError = ConflictableTransactionError<StoreError>;
+
+/// The store. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    /// id -> Message.
+    messages: Tree,
+    /// contact, time, id -> (): a contact's messages in time order.
+    threads: Tree,
+    /// due time, id -> (): outbound messages waiting for a modem or their time.
+    outbox: Tree,
+    /// contact -> ThreadSummary.
+    contacts: Tree,
+    /// last activity, contact -> (): threads most recent first.
+    recent: Tree,
+    /// modem, sender, reference, total -> the parts received so far.
+    parts: Tree,
+    /// modem, raw PDU -> message id or "part": an SMS read twice is stored once.
+    dedupe: Tree,
+    /// modem, TP-MR, recipient -> (message id, part): matches status reports.
+    mrs: Tree,
+    /// contact -> modem id: text a contact from the number it last talked with.
+    sticky: Tree,
+    /// id -> (): outbound messages with a part handed to a modem (`sending`),
+    /// which a restart turns into `unknown` or back into the queue.
+    active: Tree,
+    /// report deadline, id -> (): sent messages waiting for status reports.
+    deadlines: Tree,
+    /// Idempotency-Key -> (fingerprint, message id).
+    idempotency: Tree,
+    /// sequence -> Event.
+    events: Tree,
+    commit: GroupCommit,
+    id_seed: u32,
+    id_counter: AtomicU32,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.commit.close();
+    }
+}
+
+impl Store {
+    /// Open (or create) the store at `path` with a page cache of `cache_mb` MiB.
+    pub fn open(path: &Path, cache_mb: u64) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_mb.max(1) * 1024 * 1024)
+            // The group commit flushes on demand; the periodic flush is a backstop.
+            .flush_every_ms(Some(1000))
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(raw) => {
+                let found = <[u8; 4]>::try_from(raw.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        key: "meta/schema_version".into(),
+                        reason: format!("{} octets, expected 4", raw.len()),
+                    })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        let seed = std::collections::hash_map::RandomState::new();
+        let id_seed = std::hash::BuildHasher::hash_one(&seed, std::process::id()) as u32;
+        let inner = Inner {
+            messages: db.open_tree("messages")?,
+            threads: db.open_tree("threads")?,
+            outbox: db.open_tree("outbox")?,
+            contacts: db.open_tree("contacts")?,
+            recent: db.open_tree("recent")?,
+            parts: db.open_tree("parts")?,
+            dedupe: db.open_tree("dedupe")?,
+            mrs: db.open_tree("mrs")?,
+            sticky: db.open_tree("sticky")?,
+            idempotency: db.open_tree("idempotency")?,
+            active: db.open_tree("active")?,
+            deadlines: db.open_tree("deadlines")?,
+            events: db.open_tree("events")?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+            id_seed,
+            id_counter: AtomicU32::new(0),
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A new id: `prefix_`, 12 hex digits of milliseconds, 8 of process-unique
+    /// salt. Ids sort by creation time, which the message list relies on.
+    pub fn new_id(&self, prefix: &str, at: DateTime<Utc>) -> String {
+        let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
+        let salt = self.inner.id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
+        format!(
+            "{prefix}_{:012x}{salt:08x}",
+            at.timestamp_millis().max(0) as u64 & 0xFFFF_FFFF_FFFF
+        )
+    }
+
+    /// Wait until everything written so far is on disk.
+    pub async fn sync(&self) -> Result<()> {
+        let ticket = self.inner.commit.ticket();
+        self.durable(ticket).await
+    }
+
+    async fn durable(&self, ticket: u64) -> Result<()> {
+        self.inner
+            .commit
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Durability)
+    }
+
+    /// Flush now, blocking (for shutdown and synchronous callers).
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// The modem a contact last talked with.
+    pub fn sticky_modem(&self, contact: &str) -> Result<Option<String>> {
+        Ok(self
+            .inner
+            .sticky
+            .get(contact.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Append a free-standing event (e.g. `modem.status`), durably.
+    pub async fn emit(&self, kind: &str, data: serde_json::Value) -> Result<Event> {
+        let now = Utc::now();
+        let event = self
+            .inner
+            .events
+            .transaction(|events| push_event(events, kind, now, data.clone()))
+            .map_err(unwrap_tx)?;
+        let ticket = self.inner.commit.ticket();
+        self.durable(ticket).await?;
+        Ok(event)
+    }
+}
+
+/// Append an event inside a transaction; its id is a sled-generated sequence,
+/// monotonic across restarts.
+pub(crate) fn push_event(
+    events: &TransactionalTree,
+    kind: &str,
+    at: DateTime<Utc>,
+    data: serde_json::Value,
+) -> std::result::Result<Event, TxError> {
+    let seq = events.generate_id()?;
+    let event = Event {
+        id: format!("evt_{seq:016x}"),
+        kind: kind.to_string(),
+        created_at: at,
+        data,
+    };
+    events.insert(&seq.to_be_bytes(), to_json(&event)?)?;
+    Ok(event)
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, TxError> {
+    serde_json::to_vec(value).map_err(|e| {
+        ConflictableTransactionError::Abort(StoreError::Corrupt {
+            key: "(new record)".into(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<T> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn from_json_tx<T: DeserializeOwned>(
+    key: &[u8],
+    raw: &[u8],
+) -> std::result::Result<T, TxError> {
+    from_json(key, raw).map_err(ConflictableTransactionError::Abort)
+}
+
+pub(crate) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A store in a fresh temporary directory, removed on drop.
+    pub struct TempStore {
+        pub store: Store,
+        pub dir: std::path::PathBuf,
+    }
+
+    impl TempStore {
+        pub fn new() -> TempStore {
+            let dir = std::env::temp_dir().join(format!(
+                "smsgate-store-test-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            let store = Store::open(&dir, 8).unwrap();
+            TempStore { store, dir }
+        }
+    }
+
+    impl TempStore {
+        /// Close the store (every handle dropped) and open the same directory
+        /// again, as a daemon restart does.
+        pub fn restart(&mut self) {
+            let scratch = TempStore::new();
+            let old = std::mem::replace(&mut self.store, scratch.store.clone());
+            drop(old);
+            self.store = Store::open(&self.dir, 8).unwrap();
+        }
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::AtomicU64;
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed) ^ (Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64)
+    }
+}

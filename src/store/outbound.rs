@@ -1,0 +1,440 @@
+//! Outbound messages: accept (with idempotency keys), state changes with their
+//! derived indexes and events, the outbox, restart recovery and expiry.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+
+use super::keys;
+use super::query::touch_contact;
+use super::records::{Direction, Event, Message, MessageStatus, PartStatus};
+use super::{
+    from_json, from_json_tx, push_event, to_json, unwrap_tx, Result, Store, StoreError, TxError,
+};
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// Same key with another request body is an error, not a replay.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdempotencyRecord {
+    fingerprint: String,
+    id: String,
+}
+
+/// What `accept` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// Stored (and durable).
+    New(Message),
+    /// The key was seen with the same request: the original message.
+    Replay(Message),
+    /// The key was seen with a different request.
+    KeyReused,
+}
+
+/// The outbox key of a message, when it waits there.
+fn outbox_key(message: &Message) -> Option<Vec<u8>> {
+    message.status.is_waiting().then(|| {
+        keys::outbox(
+            message.not_before.unwrap_or(message.created_at),
+            &message.id,
+        )
+    })
+}
+
+fn deadline_key(message: &Message) -> Option<Vec<u8>> {
+    match (message.status, message.report_deadline) {
+        (MessageStatus::Sent, Some(at)) => Some(keys::outbox(at, &message.id)),
+        _ => None,
+    }
+}
+
+/// The event a status change announces (issue: webhooks, "Events").
+fn event_kind(status: MessageStatus) -> Option<&'static str> {
+    Some(match status {
+        MessageStatus::Sent => "message.sent",
+        MessageStatus::Delivered => "message.delivered",
+        MessageStatus::Failed => "message.failed",
+        MessageStatus::Unknown => "message.unknown",
+        MessageStatus::Expired => "message.expired",
+        MessageStatus::Received => "message.received",
+        _ => return None,
+    })
+}
+
+fn message_json(message: &Message) -> std::result::Result<serde_json::Value, TxError> {
+    serde_json::to_value(message).map_err(|e| {
+        ConflictableTransactionError::Abort(StoreError::Corrupt {
+            key: message.id.clone(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// The trees a state change touches.
+struct Changed<'a> {
+    messages: &'a TransactionalTree,
+    outbox: &'a TransactionalTree,
+    active: &'a TransactionalTree,
+    deadlines: &'a TransactionalTree,
+    mrs: &'a TransactionalTree,
+    sticky: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+}
+
+impl Changed<'_> {
+    /// Write `new` over `old` and keep every index and event in step with it:
+    /// the outbox, the active set, report deadlines, message references, the
+    /// sticky sender, and one event per status change.
+    fn apply(
+        &self,
+        old: &Message,
+        new: &Message,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<Vec<Event>, TxError> {
+        self.messages.insert(new.id.as_bytes(), to_json(new)?)?;
+        if outbox_key(old) != outbox_key(new) {
+            if let Some(k) = outbox_key(old) {
+                self.outbox.remove(k)?;
+            }
+            if let Some(k) = outbox_key(new) {
+                self.outbox.insert(k, &[])?;
+            }
+        }
+        let in_flight = |m: &Message| m.status == MessageStatus::Sending;
+        if in_flight(new) && !in_flight(old) {
+            self.active.insert(new.id.as_bytes(), &[])?;
+        } else if in_flight(old) && !in_flight(new) {
+            self.active.remove(new.id.as_bytes())?;
+        }
+        if deadline_key(old) != deadline_key(new) {
+            if let Some(k) = deadline_key(old) {
+                self.deadlines.remove(k)?;
+            }
+            if let Some(k) = deadline_key(new) {
+                self.deadlines.insert(k, &[])?;
+            }
+        }
+        if let Some(modem) = &new.modem {
+            for part in &new.part_status {
+                let before = old
+                    .part_status
+                    .iter()
+                    .find(|p| p.seq == part.seq)
+                    .and_then(|p| p.mr);
+                if let (Some(mr), true) = (part.mr, part.mr != before) {
+                    let key = keys::message_reference(modem, mr, &new.to);
+                    let mut value = new.id.as_bytes().to_vec();
+                    value.push(part.seq);
+                    self.mrs.insert(key, value)?;
+                }
+            }
+            if new.status == MessageStatus::Sent && old.status != MessageStatus::Sent {
+                self.sticky
+                    .insert(new.contact.as_bytes(), modem.as_bytes())?;
+            }
+        }
+        let mut events = Vec::new();
+        if old.status != new.status {
+            if let Some(kind) = event_kind(new.status) {
+                events.push(push_event(self.events, kind, at, message_json(new)?)?);
+            }
+        }
+        Ok(events)
+    }
+}
+
+impl Store {
+    /// Store a new outbound message (status queued, scheduled or deferred) and
+    /// wait until it is durable.
+    pub async fn accept(
+        &self,
+        message: Message,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Accepted> {
+        let i = &self.inner;
+        let outcome = (
+            &i.messages,
+            &i.threads,
+            &i.outbox,
+            &i.contacts,
+            &i.recent,
+            &i.idempotency,
+        )
+            .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
+                if let Some(k) = &idempotency {
+                    if let Some(raw) = idem.get(k.key.as_bytes())? {
+                        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
+                        if record.fingerprint != k.fingerprint {
+                            return Ok(Accepted::KeyReused);
+                        }
+                        let raw = messages.get(record.id.as_bytes())?.ok_or_else(|| {
+                            ConflictableTransactionError::Abort(StoreError::Corrupt {
+                                key: k.key.clone(),
+                                reason: format!(
+                                    "idempotency key names missing message {}",
+                                    record.id
+                                ),
+                            })
+                        })?;
+                        return Ok(Accepted::Replay(from_json_tx(record.id.as_bytes(), &raw)?));
+                    }
+                    let record = IdempotencyRecord {
+                        fingerprint: k.fingerprint.clone(),
+                        id: message.id.clone(),
+                    };
+                    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
+                }
+                messages.insert(message.id.as_bytes(), to_json(&message)?)?;
+                threads.insert(
+                    keys::thread(&message.contact, message.created_at, &message.id),
+                    &[],
+                )?;
+                if let Some(k) = outbox_key(&message) {
+                    outbox.insert(k, &[])?;
+                }
+                touch_contact(contacts, recent, &message)?;
+                Ok(Accepted::New(message.clone()))
+            })
+            .map_err(unwrap_tx)?;
+        let ticket = i.commit.ticket();
+        self.durable(ticket).await?;
+        Ok(outcome)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Message>> {
+        match self.inner.messages.get(id.as_bytes())? {
+            Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Change a message: `change` edits a copy and returns whether it changed
+    /// anything (it may run more than once, so it must not have side effects).
+    /// Indexes and events follow from the difference; the change is durable
+    /// when this returns. `None` when there is no such message.
+    pub async fn update<F>(&self, id: &str, change: F) -> Result<Option<(Message, Vec<Event>)>>
+    where
+        F: Fn(&mut Message) -> bool,
+    {
+        let i = &self.inner;
+        let now = Utc::now();
+        let outcome = (
+            &i.messages,
+            &i.outbox,
+            &i.active,
+            &i.deadlines,
+            &i.mrs,
+            &i.sticky,
+            &i.events,
+        )
+            .transaction(
+                |(messages, outbox, active, deadlines, mrs, sticky, events)| {
+                    let Some(raw) = messages.get(id.as_bytes())? else {
+                        return Ok(None);
+                    };
+                    let old: Message = from_json_tx(id.as_bytes(), &raw)?;
+                    let mut new = old.clone();
+                    if !change(&mut new) {
+                        return Ok(Some((old, Vec::new())));
+                    }
+                    let trees = Changed {
+                        messages,
+                        outbox,
+                        active,
+                        deadlines,
+                        mrs,
+                        sticky,
+                        events,
+                    };
+                    let events = trees.apply(&old, &new, now)?;
+                    Ok(Some((new, events)))
+                },
+            )
+            .map_err(unwrap_tx)?;
+        if matches!(&outcome, Some((_, events)) if !events.is_empty()) || outcome.is_some() {
+            let ticket = i.commit.ticket();
+            self.durable(ticket).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Outbound messages due at `now` (queued, or scheduled/deferred whose time
+    /// has come), oldest first.
+    pub fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
+        let end = keys::time_key(now);
+        let mut out = Vec::new();
+        for entry in self.inner.outbox.iter() {
+            let (key, _) = entry?;
+            if key.len() < 8 || key[..8] > end[..] {
+                break;
+            }
+            let id = String::from_utf8_lossy(&key[8..]).into_owned();
+            if let Some(message) = self.get(&id)? {
+                out.push(message);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next waiting message becomes due (None: the outbox is empty).
+    pub fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .inner
+            .outbox
+            .first()?
+            .and_then(|(key, _)| time_of(&key)))
+    }
+
+    /// Outbound messages waiting in the outbox (queue depth).
+    pub fn outbox_len(&self) -> usize {
+        self.inner.outbox.len()
+    }
+
+    /// Messages whose status-report deadline has passed by `now`.
+    pub fn past_deadline(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
+        let end = keys::time_key(now);
+        let mut ids = Vec::new();
+        for entry in self.inner.deadlines.iter() {
+            let (key, _) = entry?;
+            if key.len() < 8 || key[..8] > end[..] {
+                break;
+            }
+            ids.push(String::from_utf8_lossy(&key[8..]).into_owned());
+        }
+        Ok(ids)
+    }
+
+    /// The message and part a status report is about.
+    pub fn find_by_reference(
+        &self,
+        modem: &str,
+        mr: u8,
+        recipient: &str,
+    ) -> Result<Option<(String, u8)>> {
+        let key = keys::message_reference(modem, mr, recipient);
+        Ok(self.inner.mrs.get(key)?.and_then(|v| {
+            let (seq, id) = v.split_last()?;
+            Some((String::from_utf8_lossy(id).into_owned(), *seq))
+        }))
+    }
+
+    /// After a restart: a part whose `AT+CMGS` was in flight may or may not have
+    /// gone out, so its message becomes `unknown` (never resent silently); a
+    /// message between parts with none in flight goes back to the queue for the
+    /// rest. Returns the ids that became unknown.
+    pub async fn recover_in_flight(&self) -> Result<Vec<String>> {
+        let ids: Vec<String> = self
+            .inner
+            .active
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut unknown = Vec::new();
+        for id in ids {
+            let now = Utc::now();
+            let updated = self
+                .update(&id, |m| {
+                    if m.status != MessageStatus::Sending {
+                        return false;
+                    }
+                    let in_flight = m
+                        .part_status
+                        .iter()
+                        .any(|p| p.status == PartStatus::Sending);
+                    if in_flight {
+                        m.transition(now, MessageStatus::Unknown).note =
+                            Some("daemon stopped while AT+CMGS was in flight".into());
+                    } else {
+                        m.transition(now, MessageStatus::Queued).note =
+                            Some("resumed after restart".into());
+                    }
+                    true
+                })
+                .await?;
+            if let Some((m, _)) = updated {
+                if m.status == MessageStatus::Unknown {
+                    unknown.push(m.id);
+                }
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// A new outbound message record, not yet stored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_outbound(
+        &self,
+        from: &str,
+        to: &str,
+        body: &str,
+        parts: u8,
+        alphabet: &str,
+        status_report: bool,
+        send_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Message {
+        let id = self.new_id("msg", now);
+        // The concatenation reference: any value the recipient has not seen
+        // recently from us; derived from the id so it is stable and spread out.
+        let reference = id
+            .bytes()
+            .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)));
+        let status = match send_at {
+            Some(at) if at > now => MessageStatus::Scheduled,
+            _ => MessageStatus::Queued,
+        };
+        let mut message = Message {
+            id,
+            direction: Direction::Outbound,
+            contact: to.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            modem: None,
+            body: body.to_string(),
+            parts,
+            alphabet: alphabet.to_string(),
+            status,
+            error: None,
+            status_report,
+            created_at: now,
+            updated_at: now,
+            history: Vec::new(),
+            part_status: (1..=parts)
+                .map(|seq| super::Part {
+                    seq,
+                    status: PartStatus::Pending,
+                    mr: None,
+                    report_status: None,
+                })
+                .collect(),
+            requested_modem: None,
+            validity: None,
+            not_before: send_at.filter(|at| *at > now),
+            reference,
+            attempts: 0,
+            report_deadline: None,
+            network_time: None,
+            incomplete: false,
+            read: false,
+            idempotency_key: None,
+        };
+        message.transition(now, status);
+        message
+    }
+}
+
+fn time_of(key: &[u8]) -> Option<DateTime<Utc>> {
+    let micros = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    DateTime::from_timestamp_micros(i64::try_from(micros).ok()?)
+}

@@ -1,0 +1,264 @@
+//! Reading: a contact's thread, the thread list, message lists with filters and
+//! cursors, events after a given one. Cursors are opaque hex of a tree key.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionalTree;
+
+use super::keys;
+use super::records::{Direction, Event, Message, MessageStatus};
+use super::{from_json, from_json_tx, to_json, Result, Store, StoreError, TxError};
+
+/// One page of a list: `{items, next_cursor}` in the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A thread in the thread list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSummary {
+    pub contact: String,
+    pub last_message_id: String,
+    /// The start of the last message's body.
+    pub last_preview: String,
+    pub last_direction: Direction,
+    pub last_at: DateTime<Utc>,
+    /// Inbound messages not marked read.
+    pub unread: u64,
+    pub total: u64,
+}
+
+/// Filters of `GET /v1/messages`.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub contact: Option<String>,
+    pub direction: Option<Direction>,
+    pub status: Option<MessageStatus>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+const PREVIEW_CHARS: usize = 80;
+
+fn cursor_of(key: &[u8]) -> String {
+    crate::pdu::hex::encode(key)
+}
+
+fn key_of(cursor: &str) -> Result<Vec<u8>> {
+    crate::pdu::hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)
+}
+
+/// Record a new message in its contact's summary and the recent-threads index.
+pub(crate) fn touch_contact(
+    contacts: &TransactionalTree,
+    recent: &TransactionalTree,
+    message: &Message,
+) -> std::result::Result<(), TxError> {
+    let key = message.contact.as_bytes();
+    let previous: Option<ThreadSummary> = match contacts.get(key)? {
+        Some(raw) => Some(from_json_tx(key, &raw)?),
+        None => None,
+    };
+    if let Some(p) = &previous {
+        recent.remove(keys::recent(p.last_at, &p.contact))?;
+    }
+    let (unread, total) = previous.map_or((0, 0), |p| (p.unread, p.total));
+    let inbound = message.direction == Direction::Inbound;
+    let summary = ThreadSummary {
+        contact: message.contact.clone(),
+        last_message_id: message.id.clone(),
+        last_preview: message.body.chars().take(PREVIEW_CHARS).collect(),
+        last_direction: message.direction,
+        last_at: message.created_at,
+        unread: unread + u64::from(inbound && !message.read),
+        total: total + 1,
+    };
+    contacts.insert(key, to_json(&summary)?)?;
+    recent.insert(keys::recent(summary.last_at, &summary.contact), &[])?;
+    Ok(())
+}
+
+impl Store {
+    /// The last `limit` messages of a contact, oldest first; `before` (a
+    /// `next_cursor`) pages towards older ones.
+    pub fn thread(
+        &self,
+        contact: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let prefix = keys::thread_prefix(contact);
+        let mut end = prefix.clone();
+        end.push(0xFF);
+        let end = match before {
+            Some(cursor) => {
+                let key = key_of(cursor)?;
+                if !key.starts_with(&prefix) {
+                    return Err(StoreError::InvalidCursor);
+                }
+                key
+            }
+            None => end,
+        };
+        let mut items = Vec::with_capacity(limit);
+        let mut more = false;
+        for entry in self.inner.threads.range(prefix.clone()..end).rev() {
+            let (key, _) = entry?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            let id = &key[prefix.len() + 8..];
+            if let Some(raw) = self.inner.messages.get(id)? {
+                items.push((key.to_vec(), from_json::<Message>(id, &raw)?));
+            }
+        }
+        // The cursor is the oldest item returned: the next page ends before it.
+        let next_cursor = if more {
+            items.last().map(|(k, _)| cursor_of(k))
+        } else {
+            None
+        };
+        let mut items: Vec<Message> = items.into_iter().map(|(_, m)| m).collect();
+        items.reverse();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Threads, most recent activity first.
+    pub fn threads(&self, before: Option<&str>, limit: usize) -> Result<Page<ThreadSummary>> {
+        let range = match before {
+            Some(cursor) => self.inner.recent.range(..key_of(cursor)?),
+            None => self.inner.recent.range::<&[u8], _>(..),
+        };
+        let mut items = Vec::with_capacity(limit);
+        let mut last_key = None;
+        let mut more = false;
+        for entry in range.rev() {
+            let (key, _) = entry?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            let contact = &key[8..];
+            if let Some(raw) = self.inner.contacts.get(contact)? {
+                items.push(from_json::<ThreadSummary>(contact, &raw)?);
+                last_key = Some(key.to_vec());
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: if more {
+                last_key.map(|k| cursor_of(&k))
+            } else {
+                None
+            },
+        })
+    }
+
+    /// A thread's summary.
+    pub fn thread_summary(&self, contact: &str) -> Result<Option<ThreadSummary>> {
+        match self.inner.contacts.get(contact.as_bytes())? {
+            Some(raw) => Ok(Some(from_json(contact.as_bytes(), &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Messages matching `filter`, newest first.
+    pub fn list(
+        &self,
+        filter: &MessageFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let matches = |m: &Message| {
+            filter.direction.is_none_or(|d| m.direction == d)
+                && filter.status.is_none_or(|s| m.status == s)
+                && filter.since.is_none_or(|t| m.created_at >= t)
+        };
+        let mut items = Vec::with_capacity(limit);
+        let mut last_key: Option<Vec<u8>> = None;
+        let mut more = false;
+        if let Some(contact) = &filter.contact {
+            let prefix = keys::thread_prefix(contact);
+            let mut end = prefix.clone();
+            end.push(0xFF);
+            let end = match before {
+                Some(c) => key_of(c)?,
+                None => end,
+            };
+            for entry in self.inner.threads.range(prefix.clone()..end).rev() {
+                let (key, _) = entry?;
+                let id = &key[prefix.len() + 8..];
+                let Some(raw) = self.inner.messages.get(id)? else {
+                    continue;
+                };
+                let m: Message = from_json(id, &raw)?;
+                if filter.since.is_some_and(|t| m.created_at < t) {
+                    break;
+                }
+                if !matches(&m) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(m);
+                last_key = Some(key.to_vec());
+            }
+        } else {
+            let range = match before {
+                Some(c) => self.inner.messages.range(..key_of(c)?),
+                None => self.inner.messages.range::<&[u8], _>(..),
+            };
+            for entry in range.rev() {
+                let (key, raw) = entry?;
+                let m: Message = from_json(&key, &raw)?;
+                if filter.since.is_some_and(|t| m.created_at < t) {
+                    break;
+                }
+                if !matches(&m) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(m);
+                last_key = Some(key.to_vec());
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: if more {
+                last_key.map(|k| cursor_of(&k))
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Events after `after` (an event id), oldest first.
+    pub fn events_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let start = match after {
+            Some(id) => {
+                let seq = id
+                    .strip_prefix("evt_")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .ok_or(StoreError::InvalidCursor)?;
+                (seq.saturating_add(1)).to_be_bytes()
+            }
+            None => [0; 8],
+        };
+        self.inner
+            .events
+            .range(start..)
+            .take(limit)
+            .map(|entry| {
+                let (key, raw) = entry?;
+                from_json(&key, &raw)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,378 @@
+//! Store behaviour: accept and idempotency, state changes and what follows from
+//! them, inbound dedupe and reassembly, reads with cursors, restarts.
+
+use chrono::{Duration, Utc};
+
+use super::test_support::TempStore;
+use super::*;
+use crate::pdu::Concat;
+
+fn outbound(store: &Store, to: &str, body: &str) -> Message {
+    store.new_outbound("", to, body, 1, "gsm7", true, None, Utc::now())
+}
+
+fn part<'a>(
+    pdu: &'a [u8],
+    sender: &'a str,
+    text: &'a str,
+    concat: Option<Concat>,
+) -> InboundPart<'a> {
+    InboundPart {
+        modem: "m1",
+        own_number: "+15550000000",
+        raw_pdu: pdu,
+        sender,
+        text,
+        alphabet: "gsm7",
+        network_time: Utc::now(),
+        concat,
+    }
+}
+
+fn concat(sequence: u8, total: u8) -> Option<Concat> {
+    Some(Concat {
+        reference: 42,
+        total,
+        sequence,
+    })
+}
+
+#[tokio::test]
+async fn accept_is_replayed_by_key_and_refused_with_another_body() {
+    let t = TempStore::new();
+    let key = |fingerprint: &str| {
+        Some(IdempotencyKey {
+            key: "k1".into(),
+            fingerprint: fingerprint.into(),
+        })
+    };
+    let first = outbound(&t.store, "+15551230001", "hello");
+    let Accepted::New(stored) = t.store.accept(first.clone(), key("a")).await.unwrap() else {
+        panic!("not new")
+    };
+    assert_eq!(stored.status, MessageStatus::Queued);
+    let second = outbound(&t.store, "+15551230001", "hello");
+    assert_eq!(
+        t.store.accept(second, key("a")).await.unwrap(),
+        Accepted::Replay(first.clone())
+    );
+    let third = outbound(&t.store, "+15551230001", "other");
+    assert_eq!(
+        t.store.accept(third, key("b")).await.unwrap(),
+        Accepted::KeyReused
+    );
+    assert_eq!(
+        t.store.outbox_len(),
+        1,
+        "replays and refusals store nothing"
+    );
+    assert_eq!(t.store.get(&first.id).unwrap(), Some(first));
+}
+
+#[tokio::test]
+async fn state_changes_keep_outbox_mrs_sticky_and_events_in_step() {
+    let t = TempStore::new();
+    let m = outbound(&t.store, "+15551230002", "hi");
+    t.store.accept(m.clone(), None).await.unwrap();
+    assert_eq!(t.store.due(Utc::now(), 10).unwrap().len(), 1);
+
+    let now = Utc::now();
+    let (sending, events) = t
+        .store
+        .update(&m.id, |m| {
+            m.modem = Some("m1".into());
+            m.part_status[0].status = PartStatus::Sending;
+            m.transition(now, MessageStatus::Sending);
+            true
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(events.is_empty(), "sending announces nothing");
+    assert_eq!(sending.status, MessageStatus::Sending);
+    assert!(
+        t.store.due(Utc::now(), 10).unwrap().is_empty(),
+        "left the outbox"
+    );
+
+    let (_, events) = t
+        .store
+        .update(&m.id, |m| {
+            m.part_status[0].status = PartStatus::Sent;
+            m.part_status[0].mr = Some(7);
+            m.report_deadline = Some(now + Duration::hours(25));
+            m.transition(now, MessageStatus::Sent);
+            true
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "message.sent");
+    assert_eq!(events[0].data["id"], m.id.as_str());
+    assert_eq!(
+        t.store.find_by_reference("m1", 7, "+15551230002").unwrap(),
+        Some((m.id.clone(), 1))
+    );
+    assert_eq!(
+        t.store.sticky_modem("+15551230002").unwrap().as_deref(),
+        Some("m1")
+    );
+    assert!(t.store.past_deadline(now).unwrap().is_empty());
+    assert_eq!(
+        t.store.past_deadline(now + Duration::hours(26)).unwrap(),
+        vec![m.id.clone()]
+    );
+
+    let (delivered, events) = t
+        .store
+        .update(&m.id, |m| {
+            m.transition(now, MessageStatus::Delivered);
+            true
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events[0].kind, "message.delivered");
+    assert_eq!(delivered.history.len(), 4);
+    assert!(t
+        .store
+        .past_deadline(now + Duration::hours(26))
+        .unwrap()
+        .is_empty());
+    let all = t.store.events_after(None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["message.sent", "message.delivered"]
+    );
+    assert_eq!(
+        t.store.events_after(Some(&all[0].id), 10).unwrap(),
+        vec![all[1].clone()]
+    );
+    assert!(t
+        .store
+        .update("msg_missing", |_| true)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn scheduled_messages_wait_for_their_time() {
+    let t = TempStore::new();
+    let now = Utc::now();
+    let later = now + Duration::minutes(10);
+    let m = t.store.new_outbound(
+        "",
+        "+15551230003",
+        "later",
+        1,
+        "gsm7",
+        false,
+        Some(later),
+        now,
+    );
+    assert_eq!(m.status, MessageStatus::Scheduled);
+    t.store.accept(m, None).await.unwrap();
+    assert!(t.store.due(now, 10).unwrap().is_empty());
+    assert_eq!(t.store.due(later, 10).unwrap().len(), 1);
+    let next = t.store.next_due().unwrap().unwrap();
+    assert!((next - later).num_milliseconds().abs() <= 1);
+}
+
+#[tokio::test]
+async fn restart_turns_in_flight_parts_into_unknown_and_resumes_the_rest() {
+    let mut t = TempStore::new();
+    let in_flight = outbound(&t.store, "+15551230004", "a");
+    let between = t
+        .store
+        .new_outbound("", "+15551230005", "b", 2, "gsm7", false, None, Utc::now());
+    for m in [&in_flight, &between] {
+        t.store.accept(m.clone(), None).await.unwrap();
+    }
+    let now = Utc::now();
+    t.store
+        .update(&in_flight.id, |m| {
+            m.part_status[0].status = PartStatus::Sending;
+            m.transition(now, MessageStatus::Sending);
+            true
+        })
+        .await
+        .unwrap();
+    t.store
+        .update(&between.id, |m| {
+            m.part_status[0].status = PartStatus::Sent;
+            m.part_status[0].mr = Some(1);
+            m.transition(now, MessageStatus::Sending);
+            true
+        })
+        .await
+        .unwrap();
+    t.restart();
+    let store = &t.store;
+    let unknown = store.recover_in_flight().await.unwrap();
+    assert_eq!(unknown, vec![in_flight.id.clone()]);
+    assert_eq!(
+        store.get(&in_flight.id).unwrap().unwrap().status,
+        MessageStatus::Unknown
+    );
+    let resumed = store.get(&between.id).unwrap().unwrap();
+    assert_eq!(resumed.status, MessageStatus::Queued);
+    assert_eq!(store.due(Utc::now(), 10).unwrap()[0].id, between.id);
+}
+
+#[tokio::test]
+async fn inbound_single_is_stored_once() {
+    let t = TempStore::new();
+    let pdu = [1, 2, 3];
+    let outcome = t
+        .store
+        .receive(part(&pdu, "+15551230006", "C", None))
+        .await
+        .unwrap();
+    let ReceiveOutcome::Complete(message, events) = outcome else {
+        panic!("not complete")
+    };
+    assert_eq!(message.body, "C");
+    assert_eq!(message.direction, Direction::Inbound);
+    assert_eq!(events[0].kind, "message.received");
+    assert_eq!(
+        t.store
+            .receive(part(&pdu, "+15551230006", "C", None))
+            .await
+            .unwrap(),
+        ReceiveOutcome::Duplicate
+    );
+    let thread = t.store.thread("+15551230006", None, 50).unwrap();
+    assert_eq!(thread.items.len(), 1);
+    assert_eq!(
+        t.store.sticky_modem("+15551230006").unwrap().as_deref(),
+        Some("m1")
+    );
+    let summary = t.store.thread_summary("+15551230006").unwrap().unwrap();
+    assert_eq!((summary.unread, summary.total), (1, 1));
+}
+
+#[tokio::test]
+async fn multipart_out_of_order_with_duplicates() {
+    let t = TempStore::new();
+    let sender = "+15551230007";
+    let r = |pdu: &'static [u8], text: &'static str, seq| part(pdu, sender, text, concat(seq, 3));
+    assert_eq!(
+        t.store.receive(r(b"p3", "!", 3)).await.unwrap(),
+        ReceiveOutcome::Partial { have: 1, total: 3 }
+    );
+    assert_eq!(
+        t.store.receive(r(b"p3", "!", 3)).await.unwrap(),
+        ReceiveOutcome::Duplicate
+    );
+    // Same part again with other bytes (a resend): kept once.
+    assert_eq!(
+        t.store.receive(r(b"p3-again", "!", 3)).await.unwrap(),
+        ReceiveOutcome::Partial { have: 1, total: 3 }
+    );
+    t.store.receive(r(b"p1", "Hello, ", 1)).await.unwrap();
+    let ReceiveOutcome::Complete(message, _) = t.store.receive(r(b"p2", "world", 2)).await.unwrap()
+    else {
+        panic!("not complete")
+    };
+    assert_eq!(message.body, "Hello, world!");
+    assert_eq!(message.parts, 3);
+    assert!(!message.incomplete);
+}
+
+#[tokio::test]
+async fn incomplete_sets_are_delivered_after_the_timeout() {
+    let t = TempStore::new();
+    t.store
+        .receive(part(b"q1", "+15551230008", "first half", concat(1, 2)))
+        .await
+        .unwrap();
+    assert!(t
+        .store
+        .expire_partials(Duration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    let delivered = t.store.expire_partials(Duration::zero()).await.unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].incomplete);
+    assert_eq!(delivered[0].body, "first half[…]");
+    assert!(delivered[0].history[0]
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("2"));
+    assert!(t
+        .store
+        .expire_partials(Duration::zero())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn thread_pages_go_back_in_time_and_lists_filter() {
+    let t = TempStore::new();
+    let contact = "+15551230009";
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let mut m = outbound(&t.store, contact, &format!("m{n}"));
+        m.created_at += Duration::milliseconds(n);
+        ids.push(m.id.clone());
+        t.store.accept(m, None).await.unwrap();
+    }
+    let mut other = outbound(&t.store, "+15559999999", "other");
+    other.created_at += Duration::seconds(1);
+    t.store.accept(other, None).await.unwrap();
+    let page = t.store.thread(contact, None, 3).unwrap();
+    let bodies: Vec<_> = page.items.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["m4", "m5", "m6"], "the last three, oldest first");
+    let page2 = t
+        .store
+        .thread(contact, page.next_cursor.as_deref(), 3)
+        .unwrap();
+    assert_eq!(
+        page2
+            .items
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect::<Vec<_>>(),
+        ["m1", "m2", "m3"]
+    );
+    let page3 = t
+        .store
+        .thread(contact, page2.next_cursor.as_deref(), 3)
+        .unwrap();
+    assert_eq!(page3.items.len(), 1);
+    assert_eq!(page3.next_cursor, None);
+    assert!(t.store.thread(contact, Some("zz"), 3).is_err());
+
+    let filter = MessageFilter {
+        contact: Some(contact.into()),
+        ..MessageFilter::default()
+    };
+    let listed = t.store.list(&filter, None, 5).unwrap();
+    assert_eq!(listed.items.len(), 5);
+    assert_eq!(listed.items[0].body, "m6", "newest first");
+    let rest = t
+        .store
+        .list(&filter, listed.next_cursor.as_deref(), 5)
+        .unwrap();
+    assert_eq!(rest.items.len(), 2);
+    let all = t.store.list(&MessageFilter::default(), None, 100).unwrap();
+    assert_eq!(all.items.len(), 8);
+    let inbound = MessageFilter {
+        direction: Some(Direction::Inbound),
+        ..MessageFilter::default()
+    };
+    assert!(t.store.list(&inbound, None, 100).unwrap().items.is_empty());
+
+    let threads = t.store.threads(None, 10).unwrap();
+    assert_eq!(threads.items.len(), 2);
+    assert_eq!(
+        threads.items[0].contact, "+15559999999",
+        "most recent first"
+    );
+    assert_eq!(threads.items[1].total, 7);
+}
