@@ -21,5 +21,6 @@
 
 pub mod at;
 pub mod cli;
+pub mod modem;
 pub mod pdu;
 pub mod store;

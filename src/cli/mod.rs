@@ -1,6 +1,7 @@
 //! The command line: argument types, and the one place where an error becomes a
 //! line on stderr and a non-zero exit code.
 
+mod modem;
 mod pdu;
 
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ pub enum Command {
     /// Decode and encode SMS PDUs (3GPP TS 23.040), as modems print and take them.
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
+    /// Check modems: `probe PORT` for one, `list` to find and probe them all.
+    #[command(subcommand)]
+    Modem(modem::ModemCommand),
 }
 
 /// A failure the user can act on: printed as one line, exit code 2.
@@ -35,10 +39,11 @@ impl<E: std::error::Error> From<E> for UsageError {
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Pdu(command) => pdu::run(command),
+        Command::Pdu(command) => pdu::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Modem(command) => modem::run(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(UsageError(message)) => {
             eprintln!("smsgate: {message}");
             ExitCode::from(2)

@@ -1,0 +1,330 @@
+//! `smsgate modem probe`: one look at a modem for the field technician.
+//! Everything the engine needs is tried once, with short timeouts, and what is
+//! wrong is said in plain words.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::identity::{read_identity, Identity};
+use crate::at::command::{
+    At, Cmee, Cmgf, Cnmi, CopsQuery, CpinEnter, CpinQuery, CpmsQuery, CscaQuery, Csq, Echo,
+    RegistrationQuery,
+};
+use crate::at::parse::{Domain, PinState, RegistrationStatus};
+use crate::at::{open_serial, spawn, AtClient, AtError, TransportConfig};
+
+/// What a probe found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeReport {
+    pub port: String,
+    pub baud: u32,
+    /// The modem answered `AT`.
+    pub responding: bool,
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// "ready", "SIM PIN", "SIM PUK", "not inserted", ...
+    pub sim: Option<String>,
+    pub operator: Option<String>,
+    /// "home", "roaming", "searching", "denied", "not registered", ...
+    pub registration: Option<String>,
+    pub signal_csq: Option<u8>,
+    pub signal_dbm: Option<i16>,
+    pub smsc: Option<String>,
+    /// Per storage: name, used, total.
+    pub storage: Vec<StorageUse>,
+    pub pdu_mode: bool,
+    /// The `AT+CNMI` setting that was accepted, if any.
+    pub cnmi: Option<String>,
+    /// Plain-language problems, most important first; empty when all is well.
+    pub diagnosis: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageUse {
+    pub storage: String,
+    pub used: u32,
+    pub total: u32,
+}
+
+/// The `AT+CNMI` settings to try, best first (issue: gateway, init).
+pub const CNMI_FALLBACKS: [Cnmi; 3] = [
+    Cnmi {
+        mode: 2,
+        mt: 1,
+        bm: 0,
+        ds: 2,
+        bfr: 0,
+    },
+    Cnmi {
+        mode: 2,
+        mt: 1,
+        bm: 0,
+        ds: 1,
+        bfr: 0,
+    },
+    Cnmi {
+        mode: 2,
+        mt: 1,
+        bm: 0,
+        ds: 0,
+        bfr: 0,
+    },
+];
+
+fn registration_word(status: RegistrationStatus) -> String {
+    match status {
+        RegistrationStatus::NotRegistered => "not registered".into(),
+        RegistrationStatus::Home => "home".into(),
+        RegistrationStatus::Searching => "searching".into(),
+        RegistrationStatus::Denied => "denied".into(),
+        RegistrationStatus::Unknown => "unknown".into(),
+        RegistrationStatus::Roaming => "roaming".into(),
+        RegistrationStatus::HomeSmsOnly => "home (SMS only)".into(),
+        RegistrationStatus::RoamingSmsOnly => "roaming (SMS only)".into(),
+        RegistrationStatus::EmergencyOnly => "emergency only".into(),
+        RegistrationStatus::Other(n) => format!("status {n}"),
+    }
+}
+
+fn pin_word(state: &PinState) -> String {
+    match state {
+        PinState::Ready => "ready".into(),
+        PinState::SimPin => "SIM PIN".into(),
+        PinState::SimPuk => "SIM PUK".into(),
+        PinState::PhSimPin => "PH-SIM PIN".into(),
+        PinState::SimPin2 => "SIM PIN2".into(),
+        PinState::SimPuk2 => "SIM PUK2".into(),
+        PinState::NotInserted => "not inserted".into(),
+        PinState::Other(s) => s.clone(),
+    }
+}
+
+/// Probe the modem on `port`.
+pub async fn probe(port: &str, baud: u32, pin: Option<&str>) -> ProbeReport {
+    let mut report = ProbeReport {
+        port: port.to_string(),
+        baud,
+        ..ProbeReport::default()
+    };
+    let serial = match open_serial(port, baud) {
+        Ok(s) => s,
+        Err(e) => {
+            report.diagnosis.push(open_advice(port, &e));
+            return report;
+        }
+    };
+    let config = TransportConfig {
+        resync_attempts: 2,
+        resync_timeout: Duration::from_millis(700),
+        ..TransportConfig::default()
+    };
+    let (client, _urcs) = spawn(serial, config);
+    probe_client(&client, pin, &mut report).await;
+    report
+}
+
+fn open_advice(port: &str, e: &AtError) -> String {
+    let reason = match e {
+        AtError::Open { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
+    if reason.contains("ermission") {
+        format!("cannot open {port}: permission denied (add the user to the dialout group)")
+    } else if reason.contains("busy") || reason.contains("Busy") {
+        format!("cannot open {port}: busy (held by another program, e.g. ModemManager)")
+    } else if matches!(e, AtError::DeviceGone { .. }) || reason.contains("No such file") {
+        format!("{port} does not exist (unplugged, or another name: try `smsgate modem list`)")
+    } else {
+        format!("cannot open {port}: {reason}")
+    }
+}
+
+/// The probe over an open transport (tests drive it on the simulator).
+pub async fn probe_client(client: &AtClient, pin: Option<&str>, report: &mut ProbeReport) {
+    let mut answered = false;
+    for _ in 0..3 {
+        if client.send(&At).await.is_ok() {
+            answered = true;
+            break;
+        }
+    }
+    if !answered {
+        report.diagnosis.push(
+            "no answer to AT: wrong port or speed, or the port is held by ModemManager".into(),
+        );
+        return;
+    }
+    report.responding = true;
+    let _ = client.send(&Echo(false)).await;
+    let _ = client.send(&Cmee(1)).await;
+
+    let mut pin_state = client.send(&CpinQuery).await.ok();
+    if let (Some(PinState::SimPin), Some(pin)) = (&pin_state, pin) {
+        match CpinEnter::new(pin) {
+            Ok(cmd) => match client.send(&cmd).await {
+                Ok(()) => pin_state = client.send(&CpinQuery).await.ok(),
+                Err(e) => report
+                    .diagnosis
+                    .push(format!("the PIN was refused ({e}); do not retry blindly: three wrong PINs lock the SIM")),
+            },
+            Err(e) => report.diagnosis.push(format!("invalid PIN: {e}")),
+        }
+    }
+    report.sim = pin_state.as_ref().map(pin_word);
+    match &pin_state {
+        Some(PinState::Ready) => {}
+        Some(PinState::SimPin) => report
+            .diagnosis
+            .push("SIM PIN needed: give it with --pin (and `pin` in the modem's config)".into()),
+        Some(PinState::SimPuk) => report
+            .diagnosis
+            .push("SIM is PUK-locked after wrong PINs: unlock it in a phone".into()),
+        Some(PinState::NotInserted) => report.diagnosis.push("no SIM card inserted".into()),
+        Some(other) => report
+            .diagnosis
+            .push(format!("SIM not ready: {}", pin_word(other))),
+        None => report
+            .diagnosis
+            .push("SIM state unknown (AT+CPIN? failed)".into()),
+    }
+
+    report.identity = read_identity(client).await;
+
+    if let Ok(signal) = client.send(&Csq).await {
+        report.signal_csq = Some(signal.rssi);
+        report.signal_dbm = signal.dbm();
+        if signal.rssi == 99 || signal.rssi == 0 {
+            report
+                .diagnosis
+                .push("no usable signal: check the antenna and coverage".into());
+        }
+    }
+    let mut registered = false;
+    for domain in [Domain::Cs, Domain::Eps] {
+        if let Ok(reg) = client.send(&RegistrationQuery(domain)).await {
+            registered = reg.status.is_registered();
+            report.registration = Some(registration_word(reg.status));
+            if registered {
+                break;
+            }
+        }
+    }
+    if !registered && matches!(pin_state, Some(PinState::Ready)) {
+        report.diagnosis.push(format!(
+            "not registered on a network ({}): check the SIM is active and has SMS service",
+            report.registration.as_deref().unwrap_or("no answer")
+        ));
+    }
+    report.operator = client.send(&CopsQuery).await.ok().and_then(|o| o.name);
+    report.smsc = client.send(&CscaQuery).await.ok().map(|n| n.e164());
+    if let Ok(usage) = client.send(&CpmsQuery).await {
+        for u in usage {
+            let name = u.storage.clone().unwrap_or_default();
+            if u.total > 0 && u.used >= u.total {
+                report.diagnosis.push(format!(
+                    "SMS storage {name} is full ({}/{}): inbound SMS wait at the network",
+                    u.used, u.total
+                ));
+            }
+            report.storage.push(StorageUse {
+                storage: name,
+                used: u.used,
+                total: u.total,
+            });
+        }
+    }
+    report.pdu_mode = client.send(&Cmgf).await.is_ok();
+    if !report.pdu_mode {
+        report
+            .diagnosis
+            .push("PDU mode (AT+CMGF=0) refused: smsgate needs it".into());
+    }
+    for cnmi in CNMI_FALLBACKS {
+        if client.send(&cnmi).await.is_ok() {
+            report.cnmi = Some(format!(
+                "{},{},{},{},{}",
+                cnmi.mode, cnmi.mt, cnmi.bm, cnmi.ds, cnmi.bfr
+            ));
+            break;
+        }
+    }
+    if report.cnmi.is_none() {
+        report.diagnosis.push(
+            "new-message indications (AT+CNMI) refused: inbound SMS would only be found by polling"
+                .into(),
+        );
+    }
+}
+
+impl ProbeReport {
+    /// The human-readable form.
+    pub fn to_text(&self) -> String {
+        let row = |k: &str, v: Option<&str>| format!("{k:<14} {}\n", v.unwrap_or("-"));
+        let mut out = String::new();
+        out += &row("port", Some(&format!("{} @ {} baud", self.port, self.baud)));
+        out += &row(
+            "responding",
+            Some(if self.responding { "yes" } else { "no" }),
+        );
+        out += &row("manufacturer", self.identity.manufacturer.as_deref());
+        out += &row("model", self.identity.model.as_deref());
+        out += &row("firmware", self.identity.firmware.as_deref());
+        out += &row("IMEI", self.identity.imei.as_deref());
+        out += &row("IMSI", self.identity.imsi.as_deref());
+        out += &row("ICCID", self.identity.iccid.as_deref());
+        out += &row("own number", self.identity.own_number.as_deref());
+        out += &row("SIM", self.sim.as_deref());
+        out += &row("operator", self.operator.as_deref());
+        out += &row("registration", self.registration.as_deref());
+        let signal = self.signal_csq.map(|csq| match self.signal_dbm {
+            Some(dbm) => format!("CSQ {csq} ({dbm} dBm)"),
+            None => format!("CSQ {csq} (unknown)"),
+        });
+        out += &row("signal", signal.as_deref());
+        out += &row("SMSC", self.smsc.as_deref());
+        let storage: Vec<String> = self
+            .storage
+            .iter()
+            .map(|s| format!("{} {}/{}", s.storage, s.used, s.total))
+            .collect();
+        out += &row(
+            "SMS storage",
+            (!storage.is_empty()).then(|| storage.join(", ")).as_deref(),
+        );
+        out += &row("PDU mode", Some(if self.pdu_mode { "yes" } else { "no" }));
+        out += &row("CNMI routing", self.cnmi.as_deref());
+        if self.diagnosis.is_empty() {
+            out += "diagnosis      OK: ready to send and receive SMS\n";
+        } else {
+            for (i, d) in self.diagnosis.iter().enumerate() {
+                out += &format!("{:<14} {d}\n", if i == 0 { "diagnosis" } else { "" });
+            }
+        }
+        out
+    }
+}
+
+/// Candidate modem ports on this machine: stable by-id links first.
+pub fn candidate_ports() -> Vec<String> {
+    let mut ports = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/dev/serial/by-id") {
+        let mut by_id: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().to_string_lossy().into_owned())
+            .collect();
+        by_id.sort();
+        ports.extend(by_id);
+    }
+    if let Ok(entries) = std::fs::read_dir("/dev") {
+        let mut ttys: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ttyUSB") || n.starts_with("ttyACM"))
+            .map(|n| format!("/dev/{n}"))
+            .collect();
+        ttys.sort();
+        ports.extend(ttys);
+    }
+    ports
+}
