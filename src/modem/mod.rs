@@ -1,5 +1,61 @@
-//! Modems: identity, the technician's probe, and (with the gateway) one actor
-//! per modem.
+//! Modems: one actor per modem ([`actor`]), the dispatcher that hands them
+//! work ([`dispatch`]), what each publishes ([`status`]), identity, vendor
+//! quirks, and the technician's probe.
 
+pub mod actor;
+pub mod dispatch;
 pub mod identity;
 pub mod probe;
+pub mod quirks;
+pub mod status;
+
+use std::time::Duration;
+
+pub use actor::spawn_modem;
+pub use dispatch::Dispatcher;
+pub use status::{ModemState, ModemStatus};
+
+/// One modem's settings (config `[[modem]]`).
+#[derive(Debug, Clone)]
+pub struct ModemSettings {
+    pub id: String,
+    pub port: String,
+    pub baud: u32,
+    pub pin: Option<String>,
+    /// Preferred SMS storage ("ME", "SM", "MT").
+    pub storage: Option<String>,
+    /// The number this modem's SIM answers to, when the SIM does not say.
+    pub own_number: Option<String>,
+    /// Per-modem send rate limit (carrier spam filters).
+    pub sends_per_minute: Option<u32>,
+}
+
+/// Settings shared by all modem actors.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Default validity period in seconds (None: the network's default).
+    pub validity: Option<u32>,
+    pub health_interval: Duration,
+    pub sweep_interval: Duration,
+    /// First retry delay after a transient failure; doubles each time.
+    pub retry_base: Duration,
+    /// Attempts before a transiently failing message fails for good.
+    pub max_attempts: u32,
+    pub reopen_backoff_max: Duration,
+    /// Reset the modem (`AT+CFUN=1,1`) after this many consecutive failures.
+    pub reset_after_failures: Option<u32>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            validity: Some(24 * 3600),
+            health_interval: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(300),
+            retry_base: Duration::from_secs(30),
+            max_attempts: 5,
+            reopen_backoff_max: Duration::from_secs(60),
+            reset_after_failures: Some(5),
+        }
+    }
+}

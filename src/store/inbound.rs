@@ -11,7 +11,7 @@ use sled::Transactional;
 
 use super::keys;
 use super::query::touch_contact;
-use super::records::{Direction, Event, Message, MessageStatus};
+use super::records::{Direction, ErrorInfo, Event, Message, MessageStatus};
 use super::{from_json, from_json_tx, push_event, to_json, unwrap_tx, Result, Store, TxError};
 use crate::pdu::Concat;
 
@@ -29,6 +29,8 @@ pub struct InboundPart<'a> {
     pub alphabet: &'a str,
     pub network_time: DateTime<Utc>,
     pub concat: Option<Concat>,
+    /// Set when the body could not be read as text (kept as hex, not dropped).
+    pub error: Option<ErrorInfo>,
 }
 
 /// What `receive` did.
@@ -92,6 +94,7 @@ impl Store {
         set: &PartialSet,
         body: String,
         incomplete: bool,
+        error: Option<ErrorInfo>,
         now: DateTime<Utc>,
     ) -> Message {
         let mut message = Message {
@@ -105,7 +108,7 @@ impl Store {
             parts: set.total,
             alphabet: set.alphabet.clone(),
             status: MessageStatus::Received,
-            error: None,
+            error,
             status_report: false,
             created_at: now,
             updated_at: now,
@@ -178,8 +181,13 @@ impl Store {
                         parts: BTreeMap::new(),
                     };
                     let Some(concat) = part.concat.filter(|c| c.total > 1) else {
-                        let message =
-                            self.inbound_message(&single, part.text.to_string(), false, now);
+                        let message = self.inbound_message(
+                            &single,
+                            part.text.to_string(),
+                            false,
+                            part.error.clone(),
+                            now,
+                        );
                         let events = trees.store_message(&message, now)?;
                         dedupe.insert(dedupe_key.as_slice(), message.id.as_bytes())?;
                         return Ok(ReceiveOutcome::Complete(Box::new(message), events));
@@ -212,7 +220,7 @@ impl Store {
                     }
                     parts.remove(set_key)?;
                     let body: String = set.parts.values().map(String::as_str).collect();
-                    let message = self.inbound_message(&set, body, false, now);
+                    let message = self.inbound_message(&set, body, false, None, now);
                     let events = trees.store_message(&message, now)?;
                     Ok(ReceiveOutcome::Complete(Box::new(message), events))
                 },
@@ -257,7 +265,7 @@ impl Store {
                         let body = (1..=set.total)
                             .map(|seq| set.parts.get(&seq).map_or("[…]", String::as_str))
                             .collect::<String>();
-                        let message = self.inbound_message(&set, body, true, now);
+                        let message = self.inbound_message(&set, body, true, None, now);
                         let trees = InboundTrees {
                             messages,
                             threads,

@@ -40,13 +40,13 @@ pub(crate) fn recent(at: DateTime<Utc>, contact: &str) -> Vec<u8> {
     key
 }
 
-/// `mr`: modem, TP-MR, recipient -> (id, part).
-pub(crate) fn message_reference(modem: &str, mr: u8, recipient: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(modem.len() + recipient.len() + 3);
+/// `mrs`: modem, TP-MR -> (part, id). The recipient is checked against the
+/// message on look-up, loosely: a network may quote it in another format.
+pub(crate) fn message_reference(modem: &str, mr: u8) -> Vec<u8> {
+    let mut key = Vec::with_capacity(modem.len() + 2);
     key.extend_from_slice(modem.as_bytes());
     key.push(SEP);
     key.push(mr);
-    key.extend_from_slice(recipient.as_bytes());
     key
 }
 

@@ -129,7 +129,7 @@ impl Changed<'_> {
                     .find(|p| p.seq == part.seq)
                     .and_then(|p| p.mr);
                 if let (Some(mr), true) = (part.mr, part.mr != before) {
-                    let key = keys::message_reference(modem, mr, &new.to);
+                    let key = keys::message_reference(modem, mr);
                     let mut value = new.id.as_bytes().to_vec();
                     value.push(part.seq);
                     self.mrs.insert(key, value)?;
@@ -314,18 +314,31 @@ impl Store {
         Ok(ids)
     }
 
-    /// The message and part a status report is about.
+    /// The message and part a status report is about: the last part sent
+    /// through `modem` with TP-MR `mr`, if its recipient matches `recipient`
+    /// (compared on the last 7 digits, as networks quote numbers in national
+    /// or international form).
     pub fn find_by_reference(
         &self,
         modem: &str,
         mr: u8,
         recipient: &str,
-    ) -> Result<Option<(String, u8)>> {
-        let key = keys::message_reference(modem, mr, recipient);
-        Ok(self.inner.mrs.get(key)?.and_then(|v| {
-            let (seq, id) = v.split_last()?;
-            Some((String::from_utf8_lossy(id).into_owned(), *seq))
-        }))
+    ) -> Result<Option<(Message, u8)>> {
+        let key = keys::message_reference(modem, mr);
+        let Some(value) = self.inner.mrs.get(key)? else {
+            return Ok(None);
+        };
+        let Some((seq, id)) = value.split_last() else {
+            return Ok(None);
+        };
+        let Some(message) = self.get(&String::from_utf8_lossy(id))? else {
+            return Ok(None);
+        };
+        let tail = |n: &str| -> String {
+            let digits: Vec<char> = n.chars().filter(char::is_ascii_digit).collect();
+            digits[digits.len().saturating_sub(7)..].iter().collect()
+        };
+        Ok((tail(&message.to) == tail(recipient)).then_some((message, *seq)))
     }
 
     /// After a restart: a part whose `AT+CMGS` was in flight may or may not have

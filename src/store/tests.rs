@@ -26,6 +26,7 @@ fn part<'a>(
         alphabet: "gsm7",
         network_time: Utc::now(),
         concat,
+        error: None,
     }
 }
 
@@ -110,10 +111,26 @@ async fn state_changes_keep_outbox_mrs_sticky_and_events_in_step() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, "message.sent");
     assert_eq!(events[0].data["id"], m.id.as_str());
+    let (found, seq) = t
+        .store
+        .find_by_reference("m1", 7, "5551230002")
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        t.store.find_by_reference("m1", 7, "+15551230002").unwrap(),
-        Some((m.id.clone(), 1))
+        (found.id.as_str(), seq),
+        (m.id.as_str(), 1),
+        "national form matches"
     );
+    assert!(t
+        .store
+        .find_by_reference("m1", 7, "+15559999999")
+        .unwrap()
+        .is_none());
+    assert!(t
+        .store
+        .find_by_reference("m2", 7, "+15551230002")
+        .unwrap()
+        .is_none());
     assert_eq!(
         t.store.sticky_modem("+15551230002").unwrap().as_deref(),
         Some("m1")

@@ -1,0 +1,915 @@
+//! One actor per modem: open the port, initialise, sweep stored messages, then
+//! serve URCs (inbound SMS, status reports, registration), send what the
+//! dispatcher hands over, check health every 30 s, and recover: a timeout gets
+//! ESC and a resync (in the transport), repeated timeouts a reopen of the port,
+//! a vanished port a reopen with backoff, repeated failures `AT+CFUN=1,1`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use super::dispatch::Dispatcher;
+use super::identity::read_identity;
+use super::probe::CNMI_FALLBACKS;
+use super::quirks;
+use super::status::{ModemState, ModemStatus};
+use super::{EngineSettings, ModemSettings};
+use crate::at::command::{
+    Cfun, Cmee, Cmgd, Cmgf, Cmgl, Cmgr, Cmgs, Cnma, CopsQuery, CpinEnter, CpinQuery, Csms, Csq,
+    Echo, RegistrationQuery,
+};
+use crate::at::parse::{Domain, MessageStatus as ListStatus, PinState, Registration};
+use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportConfig, Urc};
+use crate::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu, ValidityPeriod};
+use crate::store::{
+    ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReceiveOutcome, Store,
+};
+
+/// How a session with the port ended.
+#[derive(Debug)]
+enum End {
+    Shutdown,
+    /// The port vanished: reopen with backoff.
+    DeviceGone(String),
+    /// Commands keep timing out: reopen.
+    Unresponsive(String),
+    /// The modem rebooted: initialise again at once.
+    Rebooted,
+    /// Cannot go on without an operator (wrong PIN, no PDU mode): stay offline.
+    Fatal(String),
+}
+
+/// Consecutive command timeouts before the port is reopened.
+const TIMEOUTS_BEFORE_REOPEN: u32 = 3;
+/// Grace for an `AT+CMGS` in flight when shutdown is asked (issue: 8 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Start the actor for one modem.
+pub fn spawn_modem(
+    settings: ModemSettings,
+    engine: Arc<EngineSettings>,
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    stop: watch::Receiver<bool>,
+) -> (JoinHandle<()>, watch::Receiver<ModemStatus>) {
+    let (status, status_rx) = watch::channel(ModemStatus::new(&settings.id, &settings.port));
+    dispatcher.register(&settings.id, status_rx.clone());
+    let actor = Actor {
+        settings,
+        engine,
+        store,
+        dispatcher,
+        status,
+        stop,
+    };
+    (tokio::spawn(actor.run()), status_rx)
+}
+
+struct Actor {
+    settings: ModemSettings,
+    engine: Arc<EngineSettings>,
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    status: watch::Sender<ModemStatus>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Actor {
+    fn set_state(&self, state: ModemState, reason: Option<String>) {
+        let mut changed = false;
+        self.status.send_modify(|s| {
+            changed = s.state != state || s.reason != reason;
+            s.state = state;
+            s.reason = reason;
+            s.updated_at = Utc::now();
+        });
+        if changed {
+            let reason = self.status.borrow().reason.clone();
+            tracing::info!(modem = %self.settings.id, state = state.as_str(), reason = reason.as_deref().unwrap_or(""), "modem state");
+            self.dispatcher.notify();
+        }
+    }
+
+    /// Sleep `delay` unless shutdown comes first (then `false`).
+    async fn pause(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = stopped(&mut self.stop) => false,
+        }
+    }
+
+    async fn run(mut self) {
+        let mut failures: u32 = 0;
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            self.set_state(ModemState::Initializing, None);
+            let port = match open_serial(&self.settings.port, self.settings.baud) {
+                Ok(port) => port,
+                Err(e) => {
+                    failures += 1;
+                    self.set_state(ModemState::Offline, Some(format!("cannot open port: {e}")));
+                    let delay = backoff(failures, self.engine.reopen_backoff_max);
+                    if !self.pause(delay).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let (client, urcs) = spawn(port, TransportConfig::default());
+            let mut session = Session::new(&mut self, client, urcs);
+            let end = session.run(failures).await;
+            match end {
+                End::Shutdown => break,
+                End::Rebooted => {
+                    failures = 0;
+                    continue;
+                }
+                End::Fatal(reason) => {
+                    self.set_state(ModemState::Offline, Some(reason));
+                    stopped(&mut self.stop).await;
+                    break;
+                }
+                End::DeviceGone(reason) | End::Unresponsive(reason) => {
+                    failures += 1;
+                    self.status.send_modify(|s| s.counters.reconnects += 1);
+                    self.set_state(ModemState::Offline, Some(reason));
+                    let delay = backoff(failures, self.engine.reopen_backoff_max);
+                    if !self.pause(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.set_state(ModemState::Offline, Some("stopped".into()));
+    }
+}
+
+/// Resolves once shutdown is asked (the watch value turns true).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// 1 s, 2 s, 4 s ... up to `max`.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(16);
+    Duration::from_secs(secs).min(max)
+}
+
+/// One open port: init, then the event loop.
+struct Session<'a> {
+    actor: &'a mut Actor,
+    client: AtClient,
+    urcs: mpsc::Receiver<Urc>,
+    /// The storage `AT+CMGR`/`AT+CMGD` read from (mem1).
+    read_storage: String,
+    /// `AT+CSMS=1` was needed: `+CMT`/`+CDS` must be acknowledged.
+    needs_cnma: bool,
+    registered: bool,
+    consecutive_timeouts: u32,
+    /// Earliest moment the next part may go (per-modem rate limit).
+    next_send: Instant,
+}
+
+impl<'a> Session<'a> {
+    fn new(actor: &'a mut Actor, client: AtClient, urcs: mpsc::Receiver<Urc>) -> Session<'a> {
+        Session {
+            actor,
+            client,
+            urcs,
+            read_storage: "SM".into(),
+            needs_cnma: false,
+            registered: false,
+            consecutive_timeouts: 0,
+            next_send: Instant::now(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.actor.settings.id
+    }
+
+    /// Classify a command error: the ones that end the session, and timeouts.
+    fn check(&mut self, e: &AtError) -> Result<(), End> {
+        match e {
+            AtError::DeviceGone { reason } => Err(End::DeviceGone(reason.clone())),
+            AtError::Closed => Err(End::DeviceGone("transport closed".into())),
+            AtError::Timeout { command, .. } => {
+                self.consecutive_timeouts += 1;
+                self.actor.status.send_modify(|s| {
+                    s.counters.timeouts += 1;
+                    s.last_error = Some(e.to_string());
+                });
+                if self.consecutive_timeouts >= TIMEOUTS_BEFORE_REOPEN {
+                    Err(End::Unresponsive(format!(
+                        "{} timeouts in a row (last: {command})",
+                        self.consecutive_timeouts
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+            other => {
+                self.actor
+                    .status
+                    .send_modify(|s| s.last_error = Some(other.to_string()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Send a command; session-ending errors propagate, others are returned.
+    async fn send<C: crate::at::AtCommand>(
+        &mut self,
+        cmd: &C,
+    ) -> Result<Result<C::Response, AtError>, End> {
+        let result = self.client.send(cmd).await;
+        match &result {
+            Ok(_) => self.consecutive_timeouts = 0,
+            Err(e) => self.check(e)?,
+        }
+        Ok(result)
+    }
+
+    async fn raw(&mut self, line: &str) -> Result<bool, End> {
+        let result = self.client.raw(line, Duration::from_secs(5)).await;
+        match &result {
+            Ok(r) => {
+                self.consecutive_timeouts = 0;
+                Ok(r.result == FinalResult::Ok)
+            }
+            Err(e) => {
+                self.check(e)?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn run(&mut self, failures: u32) -> End {
+        match self.init(failures).await {
+            Ok(()) => {}
+            Err(end) => return end,
+        }
+        if let Err(end) = self.sweep().await {
+            return end;
+        }
+        if let Err(end) = self.health().await {
+            return end;
+        }
+        match self.serve().await {
+            Ok(()) => End::Shutdown,
+            Err(end) => end,
+        }
+    }
+
+    async fn init(&mut self, failures: u32) -> Result<(), End> {
+        // After repeated failures, a modem reset sometimes clears a wedged
+        // firmware (issue: optional AT+CFUN=1,1).
+        if let Some(limit) = self.actor.engine.reset_after_failures {
+            if failures >= limit && failures % limit == 0 {
+                let _ = self
+                    .send(&Cfun {
+                        fun: 1,
+                        reset: true,
+                    })
+                    .await?;
+                return Err(End::Rebooted);
+            }
+        }
+        let mut answered = false;
+        for _ in 0..3 {
+            if self.client.resync().await.is_ok() {
+                answered = true;
+                break;
+            }
+        }
+        if !answered {
+            return Err(End::Unresponsive("no answer to AT".into()));
+        }
+        let _ = self.send(&Echo(false)).await?;
+        let _ = self.send(&Cmee(1)).await?;
+        self.unlock_sim().await?;
+        if self.send(&Cmgf).await?.is_err() {
+            return Err(End::Fatal("the modem refuses PDU mode (AT+CMGF=0)".into()));
+        }
+        let identity = read_identity(&self.client).await;
+        for line in quirks::extra_init(identity.manufacturer.as_deref()) {
+            let _ = self.raw(line).await?;
+        }
+        for storage in quirks::storage_preference(self.actor.settings.storage.as_deref()) {
+            if self
+                .raw(&format!(
+                    "AT+CPMS=\"{storage}\",\"{storage}\",\"{storage}\""
+                ))
+                .await?
+            {
+                self.read_storage = storage;
+                break;
+            }
+        }
+        let mut cnmi_ok = false;
+        for cnmi in CNMI_FALLBACKS {
+            if self.send(&cnmi).await?.is_ok() {
+                cnmi_ok = true;
+                break;
+            }
+        }
+        if !cnmi_ok {
+            self.actor.status.send_modify(|s| {
+                s.last_error =
+                    Some("AT+CNMI refused: inbound SMS found by the periodic sweep only".into())
+            });
+        }
+        if self.send(&Csms(0)).await?.is_err() {
+            self.needs_cnma = self.send(&Csms(1)).await?.is_ok();
+        }
+        let operator = self.send(&CopsQuery).await?.ok().and_then(|o| o.name);
+        let own_number = self
+            .actor
+            .settings
+            .own_number
+            .clone()
+            .or_else(|| identity.own_number.clone());
+        self.actor.status.send_modify(|s| {
+            s.identity = identity;
+            s.operator = operator;
+            s.own_number = own_number;
+        });
+        Ok(())
+    }
+
+    async fn unlock_sim(&mut self) -> Result<(), End> {
+        let state = self.send(&CpinQuery).await?;
+        match state {
+            Ok(PinState::Ready) => Ok(()),
+            Ok(PinState::SimPin) => {
+                let Some(pin) = self.actor.settings.pin.clone() else {
+                    return Err(End::Fatal("SIM PIN required and none configured".into()));
+                };
+                let cmd = CpinEnter::new(&pin)
+                    .map_err(|e| End::Fatal(format!("invalid PIN in config: {e}")))?;
+                match self.send(&cmd).await? {
+                    Ok(()) => Ok(()),
+                    // Never retried: three wrong PINs lock the SIM.
+                    Err(e) => Err(End::Fatal(format!(
+                        "the SIM refused the configured PIN ({e}); not retrying"
+                    ))),
+                }
+            }
+            Ok(PinState::SimPuk) => Err(End::Fatal("SIM is PUK-locked".into())),
+            Ok(PinState::NotInserted) => Err(End::Fatal("no SIM inserted".into())),
+            Ok(other) => Err(End::Fatal(format!("SIM not ready: {other:?}"))),
+            // Some modems do not answer +CPIN? before the SIM is up; go on.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// `AT+CMGL=4`: everything stored (a URC may have been missed).
+    async fn sweep(&mut self) -> Result<(), End> {
+        let listed = match self.send(&Cmgl(ListStatus::All)).await? {
+            Ok(listed) => listed,
+            Err(_) => return Ok(()),
+        };
+        for item in listed {
+            let Ok(bytes) = item.message.pdu_bytes() else {
+                continue;
+            };
+            if self.ingest(&bytes).await? {
+                let _ = self
+                    .send(&Cmgd {
+                        index: item.index,
+                        flag: None,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Signal and registration; Ready when registered, else Degraded.
+    async fn health(&mut self) -> Result<(), End> {
+        if let Ok(csq) = self.send(&Csq).await? {
+            self.actor.status.send_modify(|s| {
+                s.signal_csq = Some(csq.rssi);
+                s.signal_dbm = csq.dbm();
+            });
+        }
+        let mut registration = None;
+        for domain in [Domain::Cs, Domain::Eps] {
+            if let Ok(reg) = self.send(&RegistrationQuery(domain)).await? {
+                let done = reg.status.is_registered();
+                registration = Some(reg);
+                if done {
+                    break;
+                }
+            }
+        }
+        if let Some(reg) = registration {
+            self.on_registration(&reg);
+        } else if !self.registered {
+            self.actor
+                .set_state(ModemState::Degraded, Some("registration unknown".into()));
+        }
+        Ok(())
+    }
+
+    fn on_registration(&mut self, reg: &Registration) {
+        self.registered = reg.status.is_registered();
+        self.actor
+            .status
+            .send_modify(|s| s.registration = Some(format!("{:?}", reg.status).to_lowercase()));
+        if self.registered {
+            self.actor.set_state(ModemState::Ready, None);
+        } else {
+            self.actor.set_state(
+                ModemState::Degraded,
+                Some("not registered: sends wait".into()),
+            );
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), End> {
+        let mut health = interval(self.actor.engine.health_interval);
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        health.reset();
+        let mut sweep = interval(self.actor.engine.sweep_interval);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        sweep.reset();
+        let mut stop = self.actor.stop.clone();
+        let mut work_stop = self.actor.stop.clone();
+        let dispatcher = self.actor.dispatcher.clone();
+        let id = self.id().to_string();
+        loop {
+            let ready = self.registered;
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => return Ok(()),
+                urc = self.urcs.recv() => match urc {
+                    Some(urc) => self.on_urc(urc).await?,
+                    None => return Err(End::DeviceGone("transport ended".into())),
+                },
+                _ = health.tick() => self.health().await?,
+                _ = sweep.tick() => self.sweep().await?,
+                message = dispatcher.next_for(&id, &mut work_stop), if ready => {
+                    if let Some(message) = message {
+                        let id = message.id.clone();
+                        self.actor.status.send_modify(|s| s.queue_depth = 1);
+                        let result = self.send_message(message).await;
+                        self.actor.status.send_modify(|s| s.queue_depth = 0);
+                        dispatcher.release(&id);
+                        result?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_urc(&mut self, urc: Urc) -> Result<(), End> {
+        match urc {
+            Urc::NewMessage { storage, index } | Urc::StatusReportStored { storage, index } => {
+                self.read_stored(&storage, index).await
+            }
+            Urc::Deliver { pdu, .. } | Urc::StatusReport { pdu, .. } => {
+                if let Ok(bytes) = pdu::hex::decode(&pdu) {
+                    self.ingest(&bytes).await?;
+                }
+                if self.needs_cnma {
+                    let _ = self.send(&Cnma).await?;
+                }
+                Ok(())
+            }
+            Urc::Registration(reg) => {
+                self.on_registration(&reg);
+                Ok(())
+            }
+            Urc::Signal(csq) => {
+                self.actor.status.send_modify(|s| {
+                    s.signal_csq = Some(csq.rssi);
+                    s.signal_dbm = csq.dbm();
+                });
+                Ok(())
+            }
+            Urc::Boot => Err(End::Rebooted),
+            Urc::SimStatus(state) => {
+                Err(End::Unresponsive(format!("SIM status changed: {state:?}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Read the message at `index` of `storage` (switching the read storage
+    /// there and back when it is another, e.g. "SR"), store it, delete it.
+    async fn read_stored(&mut self, storage: &str, index: u32) -> Result<(), End> {
+        let storage = storage.trim_matches('"').to_ascii_uppercase();
+        let switch = storage != self.read_storage;
+        if switch && !self.raw(&format!("AT+CPMS=\"{storage}\"")).await? {
+            return Ok(());
+        }
+        let read = self.send(&Cmgr(index)).await?;
+        if let Ok(Some(stored)) = read {
+            if let Ok(bytes) = stored.pdu_bytes() {
+                if self.ingest(&bytes).await? {
+                    let _ = self.send(&Cmgd { index, flag: None }).await?;
+                }
+            }
+        }
+        if switch {
+            let back = self.read_storage.clone();
+            let _ = self.raw(&format!("AT+CPMS=\"{back}\"")).await?;
+        }
+        Ok(())
+    }
+
+    /// Store what a PDU carries. `true` when it is safely stored (or was
+    /// already) and may be deleted from the modem.
+    async fn ingest(&mut self, bytes: &[u8]) -> Result<bool, End> {
+        let own = self
+            .actor
+            .status
+            .borrow()
+            .own_number
+            .clone()
+            .unwrap_or_default();
+        let modem = self.id().to_string();
+        let decoded = pdu::decode(bytes, true);
+        let stored = match decoded {
+            Ok(pdu::Pdu {
+                tpdu: Tpdu::Deliver(d),
+                ..
+            }) => {
+                let (text, error) = match &d.user_data.body {
+                    Body::Text(t) => (t.clone(), None),
+                    Body::Data(data) => (
+                        pdu::hex::encode(data),
+                        Some(ErrorInfo {
+                            code: "binary_body".into(),
+                            text: "8-bit data, shown as hex".into(),
+                        }),
+                    ),
+                };
+                let part = InboundPart {
+                    modem: &modem,
+                    own_number: &own,
+                    raw_pdu: bytes,
+                    sender: &d.originator.value,
+                    text: &text,
+                    alphabet: d.dcs.alphabet.as_str(),
+                    network_time: d.service_centre_time.with_timezone(&Utc),
+                    concat: d.user_data.header.as_ref().and_then(|h| h.concat()),
+                    error,
+                };
+                self.actor.store.receive(part).await
+            }
+            Ok(pdu::Pdu {
+                tpdu: Tpdu::StatusReport(report),
+                ..
+            }) => {
+                self.on_status_report(&report).await;
+                return Ok(true);
+            }
+            // One of our own stored outgoing messages: not ours to delete.
+            Ok(_) => return Ok(false),
+            Err(e) => {
+                // Kept, not dropped: the raw PDU with the reason.
+                let hex = pdu::hex::encode(bytes);
+                let part = InboundPart {
+                    modem: &modem,
+                    own_number: &own,
+                    raw_pdu: bytes,
+                    sender: "unknown",
+                    text: &hex,
+                    alphabet: "8bit",
+                    network_time: Utc::now(),
+                    concat: None,
+                    error: Some(ErrorInfo {
+                        code: "undecodable_pdu".into(),
+                        text: e.to_string(),
+                    }),
+                };
+                self.actor.store.receive(part).await
+            }
+        };
+        match stored {
+            Ok(outcome) => {
+                if let ReceiveOutcome::Complete(..) = outcome {
+                    self.actor.status.send_modify(|s| s.counters.received += 1);
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                // Not durable: leave it on the modem for the next sweep.
+                self.actor
+                    .status
+                    .send_modify(|s| s.last_error = Some(e.to_string()));
+                Ok(false)
+            }
+        }
+    }
+
+    async fn on_status_report(&mut self, report: &pdu::SmsStatusReport) {
+        self.actor
+            .status
+            .send_modify(|s| s.counters.status_reports += 1);
+        let found = self.actor.store.find_by_reference(
+            self.id(),
+            report.message_reference,
+            &report.recipient.value,
+        );
+        let Ok(Some((message, seq))) = found else {
+            return;
+        };
+        let status = report.status;
+        let now = Utc::now();
+        let _ = self
+            .actor
+            .store
+            .update(&message.id, |m| {
+                let Some(part) = m.part_status.iter_mut().find(|p| p.seq == seq) else {
+                    return false;
+                };
+                if part.report_status == Some(status.0) && part.status != PartStatus::Sent {
+                    return false;
+                }
+                part.report_status = Some(status.0);
+                match status.class() {
+                    StatusClass::Delivered => part.status = PartStatus::Delivered,
+                    StatusClass::Failed => part.status = PartStatus::Failed,
+                    StatusClass::Pending => {}
+                }
+                if m.status.is_final() && m.status != MessageStatus::Expired {
+                    return true;
+                }
+                let meaning = status.meaning().unwrap_or("reserved status").to_string();
+                if m.part_status.iter().any(|p| p.status == PartStatus::Failed) {
+                    m.error = Some(ErrorInfo {
+                        code: format!("status_{:02x}", status.0),
+                        text: meaning,
+                    });
+                    let parts = m.part_status.clone();
+                    m.transition(now, MessageStatus::Failed).parts = parts;
+                } else if m
+                    .part_status
+                    .iter()
+                    .all(|p| p.status == PartStatus::Delivered)
+                {
+                    m.report_deadline = None;
+                    let parts = m.part_status.clone();
+                    m.transition(now, MessageStatus::Delivered).parts = parts;
+                }
+                true
+            })
+            .await;
+    }
+
+    /// Wait for the per-modem rate limit.
+    async fn rate_limit(&mut self) {
+        if let Some(per_minute) = self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+            let gap = Duration::from_secs(60) / per_minute;
+            let now = Instant::now();
+            if self.next_send > now {
+                tokio::time::sleep_until(self.next_send).await;
+            }
+            self.next_send = Instant::now().max(now) + gap;
+        }
+    }
+
+    /// Send the parts of `message` not sent yet, one `AT+CMGS` each.
+    async fn send_message(&mut self, claimed: Message) -> Result<(), End> {
+        // Re-read: it may have been cancelled since it was claimed.
+        let Ok(Some(message)) = self.actor.store.get(&claimed.id) else {
+            return Ok(());
+        };
+        if !(message.status.is_waiting() || message.status == MessageStatus::Sending) {
+            return Ok(());
+        }
+        let engine = self.actor.engine.clone();
+        let encoded = Address::parse_number(&message.to).and_then(|to| {
+            let options = SubmitOptions {
+                status_report: message.status_report,
+                validity: message
+                    .validity
+                    .or(engine.validity)
+                    .map(|s| ValidityPeriod::relative_at_least(u64::from(s))),
+                reference: message.reference,
+                max_parts: 255,
+                ..SubmitOptions::default()
+            };
+            pdu::encode_submit(&to, &message.body, &options)
+        });
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                self.fail(&message.id, "encoding_failed", &e.to_string())
+                    .await;
+                return Ok(());
+            }
+        };
+        let modem = self.id().to_string();
+        for (i, part) in encoded.parts.iter().enumerate() {
+            let seq = (i + 1) as u8;
+            let done = message.part_status.iter().any(|p| {
+                p.seq == seq && matches!(p.status, PartStatus::Sent | PartStatus::Delivered)
+            });
+            if done {
+                continue;
+            }
+            self.rate_limit().await;
+            let now = Utc::now();
+            let marked = self
+                .actor
+                .store
+                .update(&message.id, |m| {
+                    if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
+                        return false;
+                    }
+                    m.modem = Some(modem.clone());
+                    if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                        p.status = PartStatus::Sending;
+                    }
+                    if m.status != MessageStatus::Sending {
+                        m.transition(now, MessageStatus::Sending);
+                    }
+                    true
+                })
+                .await;
+            match marked {
+                Ok(Some((m, _))) if m.status == MessageStatus::Sending => {}
+                // Cancelled meanwhile, or the store failed: do not send.
+                _ => return Ok(()),
+            }
+            let cmd = match Cmgs::new(&part.pdu) {
+                Ok(cmd) => cmd,
+                Err(e) => {
+                    self.fail(&message.id, "encoding_failed", &e.to_string())
+                        .await;
+                    return Ok(());
+                }
+            };
+            let result = self.cmgs_with_grace(&cmd).await;
+            let Some(result) = result else {
+                self.unknown(&message.id, "shutdown while AT+CMGS was in flight")
+                    .await;
+                return Err(End::Shutdown);
+            };
+            match result {
+                Ok(mr) => {
+                    self.consecutive_timeouts = 0;
+                    self.actor
+                        .status
+                        .send_modify(|s| s.counters.sent_parts += 1);
+                    let last = seq as usize == encoded.parts.len();
+                    let now = Utc::now();
+                    let validity = message.validity.or(engine.validity);
+                    let _ = self
+                        .actor
+                        .store
+                        .update(&message.id, |m| {
+                            if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                                p.status = PartStatus::Sent;
+                                p.mr = Some(mr);
+                            }
+                            if last && m.status == MessageStatus::Sending {
+                                if m.status_report {
+                                    let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
+                                    m.report_deadline = Some(now + chrono::Duration::seconds(secs));
+                                }
+                                let parts = m.part_status.clone();
+                                m.transition(now, MessageStatus::Sent).parts = parts;
+                            }
+                            true
+                        })
+                        .await;
+                }
+                Err(e) => return self.send_failed(&message, seq, e).await,
+            }
+        }
+        Ok(())
+    }
+
+    /// `AT+CMGS`, but if shutdown is asked meanwhile, wait at most the grace
+    /// period (`None`: gave up waiting).
+    async fn cmgs_with_grace(&mut self, cmd: &Cmgs) -> Option<Result<u8, AtError>> {
+        let mut stop = self.actor.stop.clone();
+        let send = self.client.send(cmd);
+        tokio::pin!(send);
+        tokio::select! {
+            r = &mut send => return Some(r),
+            _ = stopped(&mut stop) => {}
+        }
+        tokio::time::timeout(SHUTDOWN_GRACE, send).await.ok()
+    }
+
+    async fn send_failed(&mut self, message: &Message, seq: u8, e: AtError) -> Result<(), End> {
+        let now = Utc::now();
+        match &e {
+            AtError::DeviceGone { .. } | AtError::Closed => {
+                self.unknown(&message.id, &format!("port gone during AT+CMGS: {e}"))
+                    .await;
+                self.check(&e)
+            }
+            AtError::Timeout { .. } => {
+                // The modem may have sent it: never resend silently.
+                self.unknown(&message.id, &format!("no answer to AT+CMGS: {e}"))
+                    .await;
+                self.check(&e)
+            }
+            _ => {
+                let transient = matches!(e, AtError::NoPrompt { .. }) || e.is_transient();
+                let (code, text) = error_code(&e);
+                self.actor
+                    .status
+                    .send_modify(|s| s.last_error = Some(e.to_string()));
+                let engine = self.actor.engine.clone();
+                let _ = self
+                    .actor
+                    .store
+                    .update(&message.id, |m| {
+                        if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                            p.status = PartStatus::Pending;
+                        }
+                        m.attempts += 1;
+                        let error = ErrorInfo {
+                            code: code.clone(),
+                            text: text.clone(),
+                        };
+                        if transient && m.attempts < engine.max_attempts {
+                            let delay =
+                                engine.retry_base * 2u32.saturating_pow(m.attempts - 1).min(64);
+                            m.not_before =
+                                Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                            let note = format!(
+                                "transient failure, retry {} of {}",
+                                m.attempts,
+                                engine.max_attempts - 1
+                            );
+                            let step = m.transition(now, MessageStatus::Queued);
+                            step.error = Some(error);
+                            step.note = Some(note);
+                        } else {
+                            m.error = Some(error.clone());
+                            m.transition(now, MessageStatus::Failed).error = Some(error);
+                        }
+                        true
+                    })
+                    .await;
+                if !transient {
+                    self.actor.status.send_modify(|s| s.counters.failed += 1);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn fail(&mut self, id: &str, code: &str, text: &str) {
+        let now = Utc::now();
+        self.actor.status.send_modify(|s| s.counters.failed += 1);
+        let _ = self
+            .actor
+            .store
+            .update(id, |m| {
+                let error = ErrorInfo {
+                    code: code.to_string(),
+                    text: text.to_string(),
+                };
+                m.error = Some(error.clone());
+                m.transition(now, MessageStatus::Failed).error = Some(error);
+                true
+            })
+            .await;
+    }
+
+    async fn unknown(&mut self, id: &str, note: &str) {
+        let now = Utc::now();
+        let _ = self
+            .actor
+            .store
+            .update(id, |m| {
+                m.transition(now, MessageStatus::Unknown).note = Some(note.to_string());
+                true
+            })
+            .await;
+    }
+}
+
+/// A stable code and words for a send error.
+fn error_code(e: &AtError) -> (String, String) {
+    match e {
+        AtError::Cms(cms) => (
+            cms.code()
+                .map_or("cms_error".into(), |n| format!("cms_{n}")),
+            cms.meaning().to_string(),
+        ),
+        AtError::Cme(cme) => (
+            cme.code()
+                .map_or("cme_error".into(), |n| format!("cme_{n}")),
+            cme.meaning().to_string(),
+        ),
+        AtError::NoPrompt { .. } => ("no_prompt".into(), e.to_string()),
+        other => ("modem_error".into(), other.to_string()),
+    }
+}
