@@ -11,9 +11,12 @@
 //!   segmentation of long texts into concatenated parts. No I/O.
 //! - [`cli`]: the command-line contract (`smsgate pdu decode|encode`): argument
 //!   types, JSON views and the one place where errors become an exit code.
+//! - [`sim`]: a virtual GSM modem on a pty (personalities, network model,
+//!   faults, control API) for tests, the demo and the benchmarks.
 //!
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
 
 pub mod cli;
 pub mod pdu;
+pub mod sim;

@@ -2,6 +2,7 @@
 //! line on stderr and a non-zero exit code.
 
 mod pdu;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ pub enum Command {
     /// Decode and encode SMS PDUs (3GPP TS 23.040), as modems print and take them.
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
+    /// Run a virtual GSM modem on a pty, with a JSON control API on loopback.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// A failure the user can act on: printed as one line, exit code 2.
@@ -36,6 +39,7 @@ impl<E: std::error::Error> From<E> for UsageError {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Pdu(command) => pdu::run(command),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

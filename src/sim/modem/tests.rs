@@ -1,0 +1,2 @@
+//! Byte-exact replies of the firmware, per personality.
+use super::*;
