@@ -345,7 +345,10 @@ fn full_storage_refuses_inbound_until_a_delete() {
     assert_eq!(m.deliver(&part.pdu, part.tpdu_length), Err(StorageFull));
     let unsent = &submit_pdu("draft", false)[0];
     reply(&mut m, &format!("AT+CMGW={}", unsent.tpdu_length));
-    let (out, _) = send(&mut m, format!("{}\x1a", hex::encode(&unsent.pdu)).as_bytes());
+    let (out, _) = send(
+        &mut m,
+        format!("{}\x1a", hex::encode(&unsent.pdu)).as_bytes(),
+    );
     assert_eq!(out, "\r\n+CMS ERROR: 322\r\n");
     reply(&mut m, "AT+CMGD=3");
     assert!(m.deliver(&part.pdu, part.tpdu_length).is_ok());
