@@ -145,7 +145,7 @@ impl Driver {
                 Some(timer) = self.timers_rx.recv() => self.timer(timer),
                 read = async { pty?.read(&mut buf).await.ok() }, if pty.is_some() => {
                     match read {
-                        Some(n) if n > 0 => self.input_bytes(&buf[..n].to_vec()).await,
+                        Some(n) if n > 0 => self.input_bytes(&buf[..n]).await,
                         // EIO or EOF on a master whose slave we hold should not
                         // happen; back off rather than spin.
                         _ => sleep(Duration::from_millis(20)).await,
