@@ -385,8 +385,7 @@ async fn cms_error_fault_fails_the_next_two_sends() {
         count: 2,
     })
     .unwrap();
-    // The fault is applied before the next command is read (one task, in order).
-    c.command("AT").await;
+    // Orders are handled before the bytes written after them.
     assert_eq!(
         c.send_sms("+15550100", "a", false).await[0],
         "\r\n+CMS ERROR: 331\r\n"
@@ -543,5 +542,59 @@ async fn throttling_paces_replies_to_the_baud_rate() {
         elapsed < wire * 3 + Duration::from_secs(1),
         "{elapsed:?} vs {wire:?}"
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_simulators_run_in_one_process() {
+    let mut sims = Vec::new();
+    for i in 0..32 {
+        let p = Personality::ALL[i % 3];
+        sims.push(Simulator::start(config(p, &format!("fleet{i}"))).unwrap());
+    }
+    for sim in &sims {
+        let mut c = Client::open(sim).await;
+        assert!(c
+            .command("AT+CSQ")
+            .await
+            .ends_with("+CSQ: 21,99\r\n\r\nOK\r\n"));
+    }
+    for sim in &sims {
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn stop_answering_swallows_commands_and_garbage_arrives() {
+    let sim = Simulator::start(config(Personality::Sim800, "hung")).unwrap();
+    let mut c = Client::open(&sim).await;
+    c.init().await;
+    sim.fault(Fault::Garbage { count: 40 }).unwrap();
+    let mut noise = Vec::new();
+    timeout(WAIT, async {
+        while noise.len() < 40 {
+            let mut buf = [0u8; 64];
+            let n = AsyncReadExt::read(&mut c.port, &mut buf).await.unwrap();
+            noise.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(noise.len(), 40);
+
+    sim.fault(Fault::StopAnswering { duration: None }).unwrap();
+    // Orders are handled before the bytes written after them.
+    c.write(b"AT+CSQ\r").await;
+    // Proving silence needs a wait: a short, bounded one.
+    let mut buf = [0u8; 64];
+    let silent = timeout(
+        Duration::from_millis(300),
+        AsyncReadExt::read(&mut c.port, &mut buf),
+    )
+    .await;
+    assert!(silent.is_err(), "a hung modem answers nothing");
+    sim.fault(Fault::Clear).unwrap();
+    let reply = c.command("AT").await;
+    assert!(reply.ends_with("\r\nOK\r\n"));
     sim.shutdown().await;
 }

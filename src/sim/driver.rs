@@ -137,6 +137,9 @@ impl Driver {
             let out = &self.out[..self.out.len().min(chunk)];
             let pty = self.pty.as_ref();
             tokio::select! {
+                // Orders first: a fault injected before the client writes applies
+                // to what it writes (tests rely on that order).
+                biased;
                 message = self.control.recv() => match message {
                     None | Some(Control::Shutdown) => break,
                     Some(Control::Wake) => {}
