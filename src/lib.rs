@@ -15,6 +15,8 @@
 //!   feeds URCs to a channel. Works over any tokio byte stream (serial port, pty).
 //! - [`cli`]: the command-line contract (`smsgate pdu decode|encode`): argument
 //!   types, JSON views and the one place where errors become an exit code.
+//! - [`sim`]: a virtual GSM modem on a pty (personalities, network model,
+//!   faults, control API) for tests, the demo and the benchmarks.
 //!
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
@@ -23,4 +25,5 @@ pub mod at;
 pub mod cli;
 pub mod modem;
 pub mod pdu;
+pub mod sim;
 pub mod store;

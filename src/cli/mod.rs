@@ -3,6 +3,7 @@
 
 mod modem;
 mod pdu;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ pub enum Command {
     /// Check modems: `probe PORT` for one, `list` to find and probe them all.
     #[command(subcommand)]
     Modem(modem::ModemCommand),
+    /// Run a virtual GSM modem on a pty, with a JSON control API on loopback.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// A failure the user can act on: printed as one line, exit code 2.
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Pdu(command) => pdu::run(command).map(|()| ExitCode::SUCCESS),
         Command::Modem(command) => modem::run(command),
+        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
