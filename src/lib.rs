@@ -23,6 +23,7 @@
 
 pub mod at;
 pub mod cli;
+pub mod config;
 pub mod modem;
 pub mod pdu;
 pub mod sim;
