@@ -209,18 +209,31 @@ impl Config {
     }
 
     /// Parse TOML text with `SMSGATE_<SECTION>__<KEY>` overrides from `env`.
-    pub fn from_toml(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut builder =
-            config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
+    pub fn from_toml(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("SMSGATE_") else { continue };
-            let Some((section, key)) = rest.split_once("__") else { continue };
-            let key = format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let Some(rest) = name.strip_prefix("SMSGATE_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let key = format!(
+                "{}.{}",
+                section.to_ascii_lowercase(),
+                key.to_ascii_lowercase()
+            );
             builder = builder
                 .set_override(key.as_str(), value)
                 .map_err(|e| error(&name, e.to_string()))?;
         }
-        let raw = builder.build().map_err(|e| error("(file)", e.to_string()))?;
+        let raw = builder
+            .build()
+            .map_err(|e| error("(file)", e.to_string()))?;
         let config: Config = raw.try_deserialize().map_err(|e| from_config_error(&e))?;
         config.validate()?;
         Ok(config)
@@ -228,23 +241,38 @@ impl Config {
 
     /// Every check that needs more than a type.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.api
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|_| error("api.bind", format!("{:?} is not an address:port", self.api.bind)))?;
+        self.api.bind.parse::<SocketAddr>().map_err(|_| {
+            error(
+                "api.bind",
+                format!("{:?} is not an address:port", self.api.bind),
+            )
+        })?;
         for (i, t) in self.api.tokens.iter().enumerate() {
             let key = format!("api.tokens[{i}]");
             if t.name.trim().is_empty() {
                 return Err(error(format!("{key}.name"), "must not be empty"));
             }
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(error(format!("{key}.sha256"), "must be 64 hex digits (the SHA-256 of the secret)"));
+                return Err(error(
+                    format!("{key}.sha256"),
+                    "must be 64 hex digits (the SHA-256 of the secret)",
+                ));
             }
             if t.scopes.is_empty() {
-                return Err(error(format!("{key}.scopes"), "needs at least one of send, read, admin"));
+                return Err(error(
+                    format!("{key}.scopes"),
+                    "needs at least one of send, read, admin",
+                ));
             }
-            if let Some(bad) = t.scopes.iter().find(|s| !matches!(s.as_str(), "send" | "read" | "admin")) {
-                return Err(error(format!("{key}.scopes"), format!("unknown scope {bad:?} (send, read, admin)")));
+            if let Some(bad) = t
+                .scopes
+                .iter()
+                .find(|s| !matches!(s.as_str(), "send" | "read" | "admin"))
+            {
+                return Err(error(
+                    format!("{key}.scopes"),
+                    format!("unknown scope {bad:?} (send, read, admin)"),
+                ));
             }
         }
         if self.store.cache_mb == 0 {
@@ -255,19 +283,32 @@ impl Config {
             let key = format!("modem[{i}]");
             let valid_id = !m.id.is_empty()
                 && m.id.len() <= 64
-                && m.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && m.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid_id {
-                return Err(error(format!("{key}.id"), format!("{:?}: use 1-64 letters, digits, - or _", m.id)));
+                return Err(error(
+                    format!("{key}.id"),
+                    format!("{:?}: use 1-64 letters, digits, - or _", m.id),
+                ));
             }
             if !ids.insert(m.id.as_str()) {
-                return Err(error(format!("{key}.id"), format!("{:?} is used twice", m.id)));
+                return Err(error(
+                    format!("{key}.id"),
+                    format!("{:?} is used twice", m.id),
+                ));
             }
             if m.port.trim().is_empty() {
                 return Err(error(format!("{key}.port"), "must not be empty"));
             }
-            const BAUDS: [u32; 8] = [9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600];
+            const BAUDS: [u32; 8] = [
+                9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
+            ];
             if !BAUDS.contains(&m.baud) {
-                return Err(error(format!("{key}.baud"), format!("{} is not a standard speed ({BAUDS:?})", m.baud)));
+                return Err(error(
+                    format!("{key}.baud"),
+                    format!("{} is not a standard speed ({BAUDS:?})", m.baud),
+                ));
             }
             if let Some(pin) = &m.pin {
                 if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
@@ -276,23 +317,34 @@ impl Config {
             }
             if let Some(s) = &m.storage {
                 if !matches!(s.to_ascii_uppercase().as_str(), "ME" | "SM" | "MT") {
-                    return Err(error(format!("{key}.storage"), format!("{s:?}: use ME, SM or MT")));
+                    return Err(error(
+                        format!("{key}.storage"),
+                        format!("{s:?}: use ME, SM or MT"),
+                    ));
                 }
             }
             if let Some(n) = &m.own_number {
-                crate::pdu::Address::parse_number(n).map_err(|e| error(format!("{key}.own_number"), e.to_string()))?;
+                crate::pdu::Address::parse_number(n)
+                    .map_err(|e| error(format!("{key}.own_number"), e.to_string()))?;
             }
             if m.sends_per_minute == Some(0) {
-                return Err(error(format!("{key}.sends_per_minute"), "must be at least 1 (omit it for no limit)"));
+                return Err(error(
+                    format!("{key}.sends_per_minute"),
+                    "must be at least 1 (omit it for no limit)",
+                ));
             }
         }
         let c = &self.sms.default_country;
         if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(error("sms.default_country", format!("{c:?}: an ISO 3166 alpha-2 code such as US or DE")));
+            return Err(error(
+                "sms.default_country",
+                format!("{c:?}: an ISO 3166 alpha-2 code such as US or DE"),
+            ));
         }
         if !self.sms.validity.eq_ignore_ascii_case("none") {
             match parse_duration(&self.sms.validity) {
-                Some(d) if d.as_secs() >= 300 && d.as_secs() <= crate::pdu::relative_seconds(255) => {}
+                Some(d)
+                    if d.as_secs() >= 300 && d.as_secs() <= crate::pdu::relative_seconds(255) => {}
                 _ => return Err(error("sms.validity", "\"none\" or 5m to 63w (e.g. 24h)")),
             }
         }
@@ -322,7 +374,11 @@ fn from_config_error(e: &config::ConfigError) -> ConfigError {
         Some(text[start..end].to_string())
     };
     // serde: "unknown field `bnd`, expected ... for key `api`".
-    if let Some(field) = text.contains("unknown field").then(|| quoted("field `", '`')).flatten() {
+    if let Some(field) = text
+        .contains("unknown field")
+        .then(|| quoted("field `", '`'))
+        .flatten()
+    {
         let key = match quoted("for key `", '`') {
             Some(section) => format!("{section}.{field}"),
             None => field,
@@ -331,7 +387,12 @@ fn from_config_error(e: &config::ConfigError) -> ConfigError {
     }
     // config: "missing configuration field \"modem[0]port\"".
     if let Some(path) = quoted("missing configuration field \"", '"') {
-        return error(path.replace("]", "].").replace("].[", "][").replace("]..", "]."), text);
+        return error(
+            path.replace("]", "].")
+                .replace("].[", "][")
+                .replace("]..", "]."),
+            text,
+        );
     }
     error("(file)", text)
 }
@@ -383,7 +444,10 @@ mod tests {
     #[test]
     fn environment_overrides_sections_only() {
         let env = vec![
-            ("SMSGATE_API__BIND".to_string(), "127.0.0.1:9999".to_string()),
+            (
+                "SMSGATE_API__BIND".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
             ("SMSGATE_STORE__CACHE_MB".to_string(), "8".to_string()),
             // Read by the daemon itself, not a config key.
             ("SMSGATE_API_TOKEN".to_string(), "secret".to_string()),

@@ -53,7 +53,11 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(dir: &std::path::Path, modems: &[(&str, &SimHandle)], engine: EngineSettings) -> Gateway {
+    fn start(
+        dir: &std::path::Path,
+        modems: &[(&str, &SimHandle)],
+        engine: EngineSettings,
+    ) -> Gateway {
         let store = Store::open(dir, 8).unwrap();
         let dispatcher = Arc::new(Dispatcher::new(store.clone()));
         let (stop, stop_rx) = watch::channel(false);
