@@ -170,10 +170,8 @@ pub fn normalize(input: &str, default_country: &str) -> Result<String, PhoneErro
     }
     let international = if plus {
         Some(digits.as_str())
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        Some(rest)
     } else {
-        None
+        digits.strip_prefix("00")
     };
     let e164 = match international {
         Some(rest) => rest.to_string(),

@@ -29,9 +29,11 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parse `bytes` as `T`, mapping serde's error classes to problems.
+/// Parse `bytes` as a JSON object into `T`, mapping serde's error classes to
+/// problems. Only objects: serde would otherwise fill a struct from an array
+/// by position (`["+1555…", "hi"]`), which no client means.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let value = serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => ApiError::unprocessable("invalid_request", e.to_string()),
@@ -41,7 +43,18 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("request body is not valid JSON: {e}"),
             ),
         }
-    })
+    })?;
+    let is_object = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{');
+    if !is_object {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "request body must be a JSON object",
+        ));
+    }
+    Ok(value)
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -111,6 +124,8 @@ mod tests {
         assert_eq!((e.status.as_u16(), e.code), (400, "invalid_json"));
         let e = parse::<Shape>(b"{\"to\":5}").unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (422, "invalid_request"));
-        assert!(parse::<Shape>(b"{\"to\":\"x\"}").is_ok());
+        assert!(parse::<Shape>(b" {\"to\":\"x\"}").is_ok());
+        let e = parse::<Shape>(b"[\"x\"]").unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (422, "invalid_request"));
     }
 }

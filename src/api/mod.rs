@@ -201,6 +201,30 @@ async fn method_not_allowed(method: Method) -> ApiError {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_time_out_as_a_problem() {
+        use tower::ServiceExt;
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+                    "late"
+                }),
+            )
+            .layer(middleware::from_fn(timeout));
+        let request = Request::builder()
+            .uri("/slow")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+
     #[test]
     fn table_matches_routes() {
         assert_eq!(ROUTES.len(), table().len());
