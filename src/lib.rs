@@ -21,10 +21,12 @@
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
 
+pub mod api;
 pub mod at;
 pub mod cli;
 pub mod config;
 pub mod modem;
 pub mod pdu;
+pub mod phone;
 pub mod sim;
 pub mod store;

@@ -13,6 +13,7 @@ mod inbound;
 mod keys;
 mod outbound;
 mod query;
+mod read_marks;
 pub mod records;
 #[cfg(test)]
 mod tests;

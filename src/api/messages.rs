@@ -1,0 +1,444 @@
+//! `/v1/messages`: send (with scheduling, validity and idempotency keys), read
+//! one, list with filters, cancel, and resend out of `unknown`.
+//!
+//! A request is validated in full before anything is stored, so a refused
+//! request leaves no trace; an accepted one is durable before the 202.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::json::ApiJson;
+use super::params;
+use super::problem::ApiError;
+use super::ApiState;
+use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError, ValidityPeriod};
+use crate::store::{Accepted, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
+
+/// `POST /v1/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Missing and empty are refused alike, with their own codes.
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub modem: Option<String>,
+    #[serde(default)]
+    pub status_report: Option<bool>,
+    /// Seconds or a duration string; read by hand for a precise refusal.
+    #[serde(default)]
+    pub validity: Option<Value>,
+    #[serde(default)]
+    pub send_at: Option<Value>,
+}
+
+/// A send request after validation: what is stored, and what the
+/// idempotency fingerprint is taken over (so `"+1 555…"` and `"+1555…"` are
+/// the same request).
+#[derive(Debug, Serialize)]
+struct Normalized {
+    to: String,
+    body: String,
+    modem: Option<String>,
+    status_report: bool,
+    validity: Option<u32>,
+    send_at: Option<DateTime<Utc>>,
+}
+
+/// The 202 answer.
+#[derive(Debug, Serialize)]
+struct AcceptedBody<'a> {
+    id: &'a str,
+    status: MessageStatus,
+    to: &'a str,
+    parts: u8,
+    alphabet: &'a str,
+    created_at: DateTime<Utc>,
+}
+
+/// Seconds from a number or a duration string (`90s`, `5m`, `24h`, `7d`,
+/// `2w`), within what TP-VP's relative format can say (23.040 §9.2.3.12.1:
+/// 5 minutes to 63 weeks); stored as the period the network will be given.
+pub fn parse_validity(value: &Value) -> Result<Option<u32>, ApiError> {
+    let bad = || {
+        ApiError::unprocessable(
+            "invalid_validity",
+            "validity must be seconds (an integer) or a duration such as 5m, 24h, 7d",
+        )
+    };
+    let seconds = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+        Value::String(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: u64 = number.parse().map_err(|_| bad())?;
+            let unit = match unit.trim() {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                "w" => 7 * 86_400,
+                _ => return Err(bad()),
+            };
+            number.checked_mul(unit).ok_or_else(bad)?
+        }
+        _ => return Err(bad()),
+    };
+    let max = pdu::relative_seconds(255);
+    if seconds == 0 || seconds > max {
+        return Err(ApiError::unprocessable(
+            "invalid_validity",
+            format!("validity must be from 1 second to {max} seconds (63 weeks)"),
+        ));
+    }
+    let effective = ValidityPeriod::relative_at_least(seconds)
+        .seconds()
+        .unwrap_or(seconds);
+    u32::try_from(effective).map(Some).map_err(|_| bad())
+}
+
+fn parse_send_at(value: &Value) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) => params::time(text).map(Some).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_send_at",
+                "send_at must be an RFC 3339 time such as 2025-01-31T09:00:00Z",
+            )
+        }),
+        _ => Err(ApiError::unprocessable(
+            "invalid_send_at",
+            "send_at must be an RFC 3339 time string",
+        )),
+    }
+}
+
+/// Validate a send request against the gateway's policy.
+fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiError> {
+    let to = crate::phone::normalize(&request.to, &state.sms.default_country)
+        .map_err(|e| ApiError::unprocessable("invalid_number", format!("to: {e}")))?;
+    if request.body.trim().is_empty() {
+        return Err(ApiError::unprocessable("body_empty", "body is empty"));
+    }
+    if let Some(modem) = &request.modem {
+        if !state.dispatcher.is_known(modem) {
+            return Err(ApiError::unprocessable(
+                "unknown_modem",
+                format!("no modem {modem:?} is configured"),
+            ));
+        }
+    }
+    let validity = match &request.validity {
+        Some(v) => parse_validity(v)?,
+        None => None,
+    };
+    let send_at = match &request.send_at {
+        Some(v) => parse_send_at(v)?,
+        None => None,
+    };
+    Ok(Normalized {
+        to,
+        body: request.body,
+        modem: request.modem,
+        status_report: request.status_report.unwrap_or(state.sms.status_reports),
+        validity: validity.or(state.sms.validity),
+        send_at,
+    })
+}
+
+/// An `Idempotency-Key` header: printable ASCII, at most 255 characters (the
+/// IETF httpapi idempotency-key draft leaves the format to the server).
+fn idempotency_key(
+    headers: &HeaderMap,
+    request: &Normalized,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            )
+        })?;
+    let canonical = serde_json::to_vec(request).map_err(ApiError::internal)?;
+    let fingerprint = crate::pdu::hex::encode(&Sha256::digest(&canonical));
+    Ok(Some(IdempotencyKey {
+        key: key.to_string(),
+        fingerprint,
+    }))
+}
+
+fn accepted_response(message: &Message) -> Response {
+    // The status it was accepted with, so a replay answers byte for byte
+    // what the first request got even after the message has moved on.
+    let status = message
+        .history
+        .first()
+        .map_or(message.status, |step| step.status);
+    let body = AcceptedBody {
+        id: &message.id,
+        status,
+        to: &message.to,
+        parts: message.parts,
+        alphabet: &message.alphabet,
+        created_at: message.created_at,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/messages/{}", message.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `POST /v1/messages`.
+pub async fn send(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<SendRequest>,
+) -> Result<Response, ApiError> {
+    let request = normalize(request, &state)?;
+    let key = idempotency_key(&headers, &request)?;
+    let now = Utc::now();
+    let from = request
+        .modem
+        .as_deref()
+        .and_then(|id| state.dispatcher.statuses().into_iter().find(|s| s.id == id))
+        .and_then(|s| s.own_number)
+        .unwrap_or_default();
+    let mut message = state.store.new_outbound(
+        &from,
+        &request.to,
+        &request.body,
+        1,
+        "",
+        request.status_report,
+        request.send_at,
+        now,
+    );
+    // Split with the message's own concatenation reference (8- or 16-bit, by
+    // its value), so the part count is the one the modem will send.
+    let segments = pdu::segment(
+        &request.body,
+        AlphabetChoice::Auto,
+        LanguageTables::default(),
+        message.reference,
+        state.sms.max_parts,
+    )
+    .map_err(|e| match e {
+        PduError::TooManyParts { parts, max } => ApiError::unprocessable(
+            "body_too_long",
+            format!("body needs {parts} SMS parts; the limit is {max}"),
+        ),
+        other => ApiError::internal(other),
+    })?;
+    let parts = u8::try_from(segments.parts.len()).map_err(|_| {
+        ApiError::unprocessable("body_too_long", "body needs more than 255 SMS parts")
+    })?;
+    message.parts = parts;
+    message.alphabet = segments.alphabet.as_str().to_string();
+    message.part_status = (1..=parts)
+        .map(|seq| Part {
+            seq,
+            status: PartStatus::Pending,
+            mr: None,
+            report_status: None,
+        })
+        .collect();
+    message.requested_modem = request.modem.clone();
+    message.validity = request.validity;
+    message.idempotency_key = key.as_ref().map(|k| k.key.clone());
+    match state.store.accept(message, key).await? {
+        Accepted::New(message) => {
+            state.dispatcher.notify();
+            Ok(accepted_response(&message))
+        }
+        Accepted::Replay(message) => Ok(accepted_response(&message)),
+        Accepted::KeyReused => Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )),
+    }
+}
+
+fn message_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| ApiError::not_found("no such message"))
+}
+
+fn no_such(id: &str) -> ApiError {
+    ApiError::not_found(format!("no message {id:?}"))
+}
+
+/// `GET /v1/messages/{id}`.
+pub async fn get_one(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Message>, ApiError> {
+    let id = message_id(path)?;
+    state.store.get(&id)?.map(Json).ok_or_else(|| no_such(&id))
+}
+
+/// `GET /v1/messages`.
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
+    let (filter, paging) = params::message_query(&pairs, &state.sms.default_country)?;
+    let page = state
+        .store
+        .list(&filter, paging.cursor.as_deref(), paging.limit)?;
+    Ok(Json(page).into_response())
+}
+
+/// `DELETE /v1/messages/{id}`: only while no part has reached a modem.
+pub async fn cancel(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Message>, ApiError> {
+    let id = message_id(path)?;
+    let now = Utc::now();
+    // The closure may run again on a transaction conflict; the last run's
+    // verdict is the one that was committed.
+    let cancelled = AtomicBool::new(false);
+    let outcome = state
+        .store
+        .update(&id, |m| {
+            let untouched = m
+                .part_status
+                .iter()
+                .all(|p| p.status == PartStatus::Pending);
+            let ok = m.status.is_waiting() && untouched;
+            cancelled.store(ok, Ordering::Relaxed);
+            if ok {
+                m.transition(now, MessageStatus::Cancelled).note = Some("cancelled by API".into());
+            }
+            ok
+        })
+        .await?;
+    let Some((message, _)) = outcome else {
+        return Err(no_such(&id));
+    };
+    if !cancelled.load(Ordering::Relaxed) {
+        return Err(ApiError::conflict(
+            "not_cancellable",
+            format!(
+                "message is {}: only a message no part of which has reached a modem can be cancelled",
+                message.status.as_str()
+            ),
+        ));
+    }
+    Ok(Json(message))
+}
+
+/// `POST /v1/messages/{id}/resend`: the only way out of `unknown`, where the
+/// gateway cannot tell whether the network took the message; resending is
+/// the caller's decision because the recipient may get it twice.
+pub async fn resend(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Message>, ApiError> {
+    let id = message_id(path)?;
+    let now = Utc::now();
+    let resent = AtomicBool::new(false);
+    let outcome = state
+        .store
+        .update(&id, |m| {
+            let ok = m.status == MessageStatus::Unknown;
+            resent.store(ok, Ordering::Relaxed);
+            if ok {
+                for part in &mut m.part_status {
+                    if !matches!(part.status, PartStatus::Sent | PartStatus::Delivered) {
+                        *part = Part {
+                            seq: part.seq,
+                            status: PartStatus::Pending,
+                            mr: None,
+                            report_status: None,
+                        };
+                    }
+                }
+                m.error = None;
+                m.transition(now, MessageStatus::Queued).note = Some("resent by API".into());
+            }
+            ok
+        })
+        .await?;
+    let Some((message, _)) = outcome else {
+        return Err(no_such(&id));
+    };
+    if !resent.load(Ordering::Relaxed) {
+        return Err(ApiError::conflict(
+            "not_resendable",
+            format!(
+                "message is {}: only a message in unknown can be resent",
+                message.status.as_str()
+            ),
+        ));
+    }
+    state.dispatcher.notify();
+    Ok(Json(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn validity_forms() {
+        assert_eq!(parse_validity(&json!(300)).unwrap(), Some(300));
+        assert_eq!(parse_validity(&json!("5m")).unwrap(), Some(300));
+        assert_eq!(parse_validity(&json!("24h")).unwrap(), Some(86_400));
+        assert_eq!(parse_validity(&json!("7d")).unwrap(), Some(7 * 86_400));
+        assert_eq!(parse_validity(&json!("2w")).unwrap(), Some(14 * 86_400));
+        // Rounded up to what TP-VP can say.
+        assert_eq!(parse_validity(&json!(60)).unwrap(), Some(300));
+        assert_eq!(parse_validity(&json!(null)).unwrap(), None);
+        for bad in [
+            json!(0),
+            json!(-5),
+            json!(1.5),
+            json!("5 minutes"),
+            json!("m"),
+            json!(""),
+            json!("64w"),
+            json!(true),
+            json!(u64::MAX),
+        ] {
+            let e = parse_validity(&bad).unwrap_err();
+            assert_eq!(e.code, "invalid_validity", "{bad}");
+        }
+    }
+
+    #[test]
+    fn send_at_forms() {
+        let t = parse_send_at(&json!("2030-01-31T09:00:00+01:00"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.to_rfc3339(), "2030-01-31T08:00:00+00:00");
+        for bad in [json!("tomorrow"), json!(1_700_000_000), json!("2030-01-31")] {
+            assert_eq!(parse_send_at(&bad).unwrap_err().code, "invalid_send_at");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The HTTP API: JSON under `/v1` for LAN applications, plus `/healthz`,
+//! `/readyz` and `/v1/openapi.json` (ARCHITECTURE.md, "Contracts").
+//!
+//! # Layout
+//!
+//! - [`router`] builds every route from one table ([`ROUTES`] via `table`), so
+//!   the OpenAPI document can be checked against what is actually served;
+//!   tests drive it with `oneshot`, no socket. [`serve`] runs it on a
+//!   listener with graceful shutdown.
+//! - `auth`: bearer tokens (SHA-256 digests, constant-time) and scopes, a
+//!   layer on each `/v1` route.
+//! - `problem`: the one error type, answered as RFC 9457 problem+json.
+//! - `json`: the body extractor whose refusals are problems too.
+//! - `params`: query strings and contacts in paths.
+//! - `messages`, `threads`, `modems`, `health`, `openapi`: the handlers.
+
+pub mod auth;
+mod health;
+pub mod json;
+pub mod messages;
+pub mod modems;
+pub mod openapi;
+pub mod params;
+pub mod problem;
+pub mod threads;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Router;
+
+pub use auth::{ApiToken, Scope};
+pub use problem::ApiError;
+
+use crate::modem::dispatch::Dispatcher;
+use crate::store::Store;
+
+/// What the API needs from the rest of the daemon.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// Modem snapshots, `is_known` for `modem`, and the wake-up after accepts.
+    pub dispatcher: Arc<Dispatcher>,
+    pub tokens: Arc<Vec<ApiToken>>,
+    pub sms: Arc<SmsPolicy>,
+}
+
+/// The SMS settings the API validates and fills in requests with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsPolicy {
+    /// ISO 3166-1 alpha-2 country national numbers are read in.
+    pub default_country: String,
+    /// The most parts one message may take (longer bodies: `body_too_long`).
+    pub max_parts: usize,
+    /// Whether a message asks for a status report when the request does not say.
+    pub status_reports: bool,
+    /// Validity in seconds when the request gives none (None: the network's).
+    pub validity: Option<u32>,
+}
+
+impl Default for SmsPolicy {
+    fn default() -> Self {
+        SmsPolicy {
+            // No guess: national numbers are refused until a country is set.
+            default_country: String::new(),
+            max_parts: crate::pdu::DEFAULT_MAX_PARTS,
+            status_reports: true,
+            validity: None,
+        }
+    }
+}
+
+/// The longest a request may take before it is answered 503 `timeout`; it
+/// also bounds how long graceful shutdown waits for in-flight requests. An
+/// accept cut off here may still have been stored: callers retry with the same
+/// `Idempotency-Key`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One served route: method, path (axum and OpenAPI share `{param}`
+/// syntax), and the scope it needs (None: no token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub scope: Option<Scope>,
+}
+
+const fn route(method: &'static str, path: &'static str, scope: Option<Scope>) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+    }
+}
+
+/// Every route the router serves.
+pub const ROUTES: &[Route] = &[
+    route("GET", "/healthz", None),
+    route("GET", "/readyz", None),
+    route("GET", "/v1/openapi.json", None),
+    route("POST", "/v1/messages", Some(Scope::Send)),
+    route("GET", "/v1/messages", Some(Scope::Read)),
+    route("GET", "/v1/messages/{id}", Some(Scope::Read)),
+    route("DELETE", "/v1/messages/{id}", Some(Scope::Send)),
+    route("POST", "/v1/messages/{id}/resend", Some(Scope::Send)),
+    route("GET", "/v1/threads", Some(Scope::Read)),
+    route("GET", "/v1/threads/{contact}", Some(Scope::Read)),
+    route("POST", "/v1/threads/{contact}/read", Some(Scope::Read)),
+    route("GET", "/v1/modems", Some(Scope::Read)),
+    route("GET", "/v1/modems/{id}", Some(Scope::Read)),
+];
+
+/// The handler of each route in [`ROUTES`], in the same order.
+fn table() -> Vec<MethodRouter<ApiState>> {
+    vec![
+        get(health::healthz),
+        get(health::readyz),
+        get(openapi::serve_document),
+        post(messages::send),
+        get(messages::list),
+        get(messages::get_one),
+        delete(messages::cancel),
+        post(messages::resend),
+        get(threads::list),
+        get(threads::messages),
+        post(threads::mark_read),
+        get(modems::list),
+        get(modems::get_one),
+    ]
+}
+
+/// The API's routes over `state`.
+pub fn router(state: ApiState) -> Router {
+    let mut router = Router::new();
+    for (spec, handler) in ROUTES.iter().zip(table()) {
+        let handler = match spec.scope {
+            // route_layer: only matched requests are checked, so a wrong
+            // method still answers 405 rather than 401.
+            Some(scope) => handler.route_layer(middleware::from_fn_with_state(
+                auth::Guard {
+                    tokens: state.tokens.clone(),
+                    scope,
+                },
+                auth::require,
+            )),
+            None => handler,
+        };
+        router = router.route(spec.path, handler);
+    }
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
+        .layer(middleware::from_fn(timeout))
+        .with_state(state)
+}
+
+/// Serve the API on `listener` until `shutdown` completes, then finish the
+/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long; retry (with the same Idempotency-Key when sending)",
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource; see /v1/openapi.json")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here; see /v1/openapi.json"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_time_out_as_a_problem() {
+        use tower::ServiceExt;
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+                    "late"
+                }),
+            )
+            .layer(middleware::from_fn(timeout));
+        let request = Request::builder()
+            .uri("/slow")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+
+    #[test]
+    fn table_matches_routes() {
+        assert_eq!(ROUTES.len(), table().len());
+    }
+
+    #[test]
+    fn every_v1_route_but_the_document_needs_a_token() {
+        for r in ROUTES {
+            let public = !r.path.starts_with("/v1/") || r.path == "/v1/openapi.json";
+            assert_eq!(r.scope.is_none(), public, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_follow_the_issue() {
+        for r in ROUTES.iter().filter(|r| r.scope.is_some()) {
+            let want = if r.path.starts_with("/v1/messages") && r.method != "GET" {
+                Scope::Send
+            } else {
+                Scope::Read
+            };
+            assert_eq!(r.scope, Some(want), "{r:?}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `/v1/modems`: what each modem actor last published about itself.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::problem::ApiError;
+use super::ApiState;
+use crate::modem::status::ModemStatus;
+use crate::store::Page;
+
+/// `GET /v1/modems`: every configured modem, by id (one page: a gateway has
+/// a handful).
+pub async fn list(State(state): State<ApiState>) -> Json<Page<ModemStatus>> {
+    Json(Page {
+        items: state.dispatcher.statuses(),
+        next_cursor: None,
+    })
+}
+
+/// `GET /v1/modems/{id}`.
+pub async fn get_one(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ModemStatus>, ApiError> {
+    let Path(id) = path.map_err(|_| ApiError::not_found("no such modem"))?;
+    state
+        .dispatcher
+        .statuses()
+        .into_iter()
+        .find(|s| s.id == id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no modem {id:?}")))
+}

@@ -1,0 +1,417 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`, written by hand (a
+//! generator crate would cost more build than this file). A test checks it
+//! against [`super::ROUTES`] both ways, so a route cannot be added or removed
+//! without the document following.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn page_of(name: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": { "type": "array", "items": schema(name) },
+            "next_cursor": { "type": ["string", "null"], "description": "Pass as cursor for the next page; null on the last." }
+        }
+    })
+}
+
+fn param(name: &str, location: &str, description: &str, schema: Value) -> Value {
+    json!({
+        "name": name, "in": location, "required": location == "path",
+        "description": description, "schema": schema
+    })
+}
+
+fn paging() -> Vec<Value> {
+    vec![
+        param(
+            "limit",
+            "query",
+            "Page size (default 50).",
+            json!({"type": "integer", "minimum": 1, "maximum": 500}),
+        ),
+        param(
+            "cursor",
+            "query",
+            "next_cursor of the previous page.",
+            json!({"type": "string"}),
+        ),
+    ]
+}
+
+/// Operation with the standard auth answers for a scope.
+fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
+    op["summary"] = json!(summary);
+    op["security"] = json!([{ "bearer": [scope] }]);
+    op["description"] = json!(format!(
+        "{} Needs a token with the `{scope}` (or `admin`) scope.",
+        op["description"].as_str().unwrap_or("")
+    ));
+    let responses = &mut op["responses"];
+    responses["401"] = problem("No or unknown token (`unauthorized`).");
+    responses["403"] = problem("The token lacks the scope (`forbidden`).");
+    responses["503"] = problem("The store is unavailable (`store_unavailable`).");
+    op
+}
+
+/// The document.
+pub fn document() -> Value {
+    let id = param(
+        "id",
+        "path",
+        "Message id.",
+        json!({"type": "string", "example": "msg_018f2a7c3b1d9e37a1c4"}),
+    );
+    let contact = param(
+        "contact",
+        "path",
+        "E.164, percent-encoded (%2B15551234567).",
+        json!({"type": "string"}),
+    );
+    let modem_id = param(
+        "id",
+        "path",
+        "Modem id from the config.",
+        json!({"type": "string"}),
+    );
+    let mut thread_params = vec![contact.clone()];
+    thread_params.extend(paging());
+    let mut list_params = vec![
+        param(
+            "contact",
+            "query",
+            "E.164 number (percent-encode the +).",
+            json!({"type": "string"}),
+        ),
+        param(
+            "direction",
+            "query",
+            "Which way.",
+            json!({"enum": ["inbound", "outbound"]}),
+        ),
+        param(
+            "status",
+            "query",
+            "Message status.",
+            schema("MessageStatus"),
+        ),
+        param(
+            "since",
+            "query",
+            "Created at or after (RFC 3339).",
+            json!({"type": "string", "format": "date-time"}),
+        ),
+    ];
+    list_params.extend(paging());
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "smsgate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "On-premise two-way SMS gateway. Errors are RFC 9457 problem details with a stable `code`. Lists answer `{items, next_cursor}`."
+        },
+        "paths": {
+            "/healthz": { "get": {
+                "summary": "Liveness", "security": [],
+                "responses": { "200": ok("The process is serving.", json!({"type": "object", "properties": {"status": {"const": "ok"}}})) }
+            }},
+            "/readyz": { "get": {
+                "summary": "Readiness: at least one modem is ready", "security": [],
+                "responses": {
+                    "200": ok("A modem is ready.", schema("Readiness")),
+                    "503": ok("No modem is ready.", schema("Readiness"))
+                }
+            }},
+            "/v1/openapi.json": { "get": {
+                "summary": "This document", "security": [],
+                "responses": { "200": ok("OpenAPI 3.1.", json!({"type": "object"})) }
+            }},
+            "/v1/messages": {
+                "post": secured("send", "Send a message", json!({
+                    "description": "Stored durably before the 202. With an Idempotency-Key, the same key and body answer the original 202 again and send nothing; the same key with another body is refused (`idempotency_key_reused`).",
+                    "parameters": [param("Idempotency-Key", "header", "Up to 255 printable ASCII characters.", json!({"type": "string"}))],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": schema("SendRequest") } } },
+                    "responses": {
+                        "202": ok("Accepted (queued or scheduled).", schema("Accepted")),
+                        "400": problem("Malformed JSON (`invalid_json`)."),
+                        "413": problem("Body over 64 KiB (`payload_too_large`)."),
+                        "415": problem("Not application/json (`unsupported_media_type`)."),
+                        "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`.")
+                    }
+                })),
+                "get": secured("read", "List messages, newest first", json!({
+                    "parameters": list_params,
+                    "responses": {
+                        "200": ok("A page.", page_of("Message")),
+                        "422": problem("A bad parameter (`invalid_query`).")
+                    }
+                }))
+            },
+            "/v1/messages/{id}": {
+                "get": secured("read", "A message with its history", json!({
+                    "parameters": [id.clone()],
+                    "responses": { "200": ok("The message.", schema("Message")), "404": problem("`not_found`.") }
+                })),
+                "delete": secured("send", "Cancel a message no part of which has reached a modem", json!({
+                    "parameters": [id.clone()],
+                    "responses": {
+                        "200": ok("Cancelled.", schema("Message")),
+                        "404": problem("`not_found`."),
+                        "409": problem("Already (partly) handed to a modem, or final (`not_cancellable`).")
+                    }
+                }))
+            },
+            "/v1/messages/{id}/resend": {
+                "post": secured("send", "Resend a message in status unknown", json!({
+                    "description": "The daemon stopped while a part was with the modem, so it may or may not have gone out; parts not known sent go back to the queue.",
+                    "parameters": [id],
+                    "responses": {
+                        "200": ok("Queued again.", schema("Message")),
+                        "404": problem("`not_found`."),
+                        "409": problem("Not in unknown (`not_resendable`).")
+                    }
+                }))
+            },
+            "/v1/threads": {
+                "get": secured("read", "Threads, most recent first", json!({
+                    "parameters": paging(),
+                    "responses": { "200": ok("A page.", page_of("ThreadSummary")), "422": problem("`invalid_query`.") }
+                }))
+            },
+            "/v1/threads/{contact}": {
+                "get": secured("read", "A contact's messages, oldest first; cursors page back in time", json!({
+                    "parameters": thread_params,
+                    "responses": {
+                        "200": ok("A page.", page_of("Message")),
+                        "404": problem("`not_found`."),
+                        "422": problem("`invalid_number`, `invalid_query`.")
+                    }
+                }))
+            },
+            "/v1/threads/{contact}/read": {
+                "post": secured("read", "Mark a thread's inbound messages read", json!({
+                    "parameters": [contact],
+                    "responses": {
+                        "200": ok("Marked.", json!({"type": "object", "properties": {
+                            "contact": {"type": "string"}, "marked": {"type": "integer"}, "unread": {"type": "integer"}
+                        }})),
+                        "404": problem("`not_found`."),
+                        "422": problem("`invalid_number`.")
+                    }
+                }))
+            },
+            "/v1/modems": {
+                "get": secured("read", "Every modem's status", json!({
+                    "responses": { "200": ok("All modems (one page).", page_of("ModemStatus")) }
+                }))
+            },
+            "/v1/modems/{id}": {
+                "get": secured("read", "One modem's status", json!({
+                    "parameters": [modem_id],
+                    "responses": { "200": ok("The modem.", schema("ModemStatus")), "404": problem("`not_found`.") }
+                }))
+            }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": components()
+        },
+        "security": [{ "bearer": [] }]
+    })
+}
+
+fn components() -> Value {
+    let nullable_string = json!({"type": ["string", "null"]});
+    json!({
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail", "code"],
+            "properties": {
+                "type": {"type": "string", "format": "uri"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "code": {"type": "string", "description": "Stable; match on this."}
+            }
+        },
+        "MessageStatus": {
+            "enum": ["scheduled", "queued", "deferred", "sending", "sent", "delivered",
+                     "failed", "expired", "cancelled", "unknown", "received"]
+        },
+        "SendRequest": {
+            "type": "object",
+            "required": ["to", "body"],
+            "additionalProperties": false,
+            "properties": {
+                "to": {"type": "string", "description": "E.164, or national in the default country."},
+                "body": {"type": "string"},
+                "modem": {"type": "string", "description": "A configured modem id."},
+                "status_report": {"type": "boolean"},
+                "validity": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "examples": ["5m", "24h", "7d"]}]},
+                "send_at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "Accepted": {
+            "type": "object",
+            "required": ["id", "status", "to", "parts", "alphabet", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["queued", "scheduled"]},
+                "to": {"type": "string"},
+                "parts": {"type": "integer"},
+                "alphabet": {"enum": ["gsm7", "ucs2"]},
+                "created_at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "Message": {
+            "type": "object",
+            "description": "The one message representation, shared with webhooks.",
+            "required": ["id", "direction", "contact", "from", "to", "body", "parts", "alphabet",
+                         "status", "status_report", "created_at", "updated_at", "history"],
+            "properties": {
+                "id": {"type": "string"},
+                "direction": {"enum": ["inbound", "outbound"]},
+                "contact": {"type": "string"},
+                "from": {"type": "string"},
+                "to": {"type": "string"},
+                "modem": nullable_string,
+                "body": {"type": "string"},
+                "parts": {"type": "integer"},
+                "alphabet": {"type": "string"},
+                "status": {"$ref": "#/components/schemas/MessageStatus"},
+                "error": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"code": {"type": "string"}, "text": {"type": "string"}}}]},
+                "status_report": {"type": "boolean"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "history": {"type": "array", "items": {"type": "object"}},
+                "part_status": {"type": "array", "items": {"type": "object"}},
+                "requested_modem": {"type": "string"},
+                "validity": {"type": "integer", "description": "Seconds."},
+                "not_before": {"type": "string", "format": "date-time"},
+                "read": {"type": "boolean"}
+            }
+        },
+        "ThreadSummary": {
+            "type": "object",
+            "properties": {
+                "contact": {"type": "string"},
+                "last_message_id": {"type": "string"},
+                "last_preview": {"type": "string"},
+                "last_direction": {"enum": ["inbound", "outbound"]},
+                "last_at": {"type": "string", "format": "date-time"},
+                "unread": {"type": "integer"},
+                "total": {"type": "integer"}
+            }
+        },
+        "ModemStatus": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "port": {"type": "string"},
+                "state": {"enum": ["initializing", "ready", "degraded", "offline"]},
+                "reason": nullable_string,
+                "identity": {"type": "object"},
+                "own_number": nullable_string,
+                "operator": nullable_string,
+                "registration": nullable_string,
+                "signal_csq": {"type": ["integer", "null"]},
+                "signal_dbm": {"type": ["integer", "null"]},
+                "queue_depth": {"type": "integer"},
+                "counters": {"type": "object"},
+                "last_error": nullable_string,
+                "updated_at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "Readiness": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ready", "not_ready"]},
+                "modems": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "state": {"type": "string"}, "reason": nullable_string
+                }}}
+            }
+        }
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn serve_document() -> Json<Value> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// (method, path) of every operation in the document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = document();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn document_and_router_list_the_same_routes() {
+        let served: BTreeSet<(String, String)> = super::super::ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        let documented = documented();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served, not documented: {undocumented:?}"
+        );
+        assert!(unserved.is_empty(), "documented, not served: {unserved:?}");
+    }
+
+    #[test]
+    fn security_in_document_matches_route_scopes() {
+        let doc = document();
+        for r in super::super::ROUTES {
+            let op = &doc["paths"][r.path][r.method.to_lowercase()];
+            let security = op["security"].as_array().unwrap();
+            match r.scope {
+                None => assert!(security.is_empty(), "{r:?}"),
+                Some(scope) => assert_eq!(security[0]["bearer"][0], scope.as_str(), "{r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn is_openapi_3_1_with_resolvable_refs() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let text = doc.to_string();
+        for name in text.split("#/components/schemas/").skip(1) {
+            let name: String = name.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(doc["components"]["schemas"][&name].is_object(), "{name}");
+        }
+    }
+}
