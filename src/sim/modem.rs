@@ -932,10 +932,12 @@ impl Modem {
                     // 27.005 §3.2.5: 321 invalid memory index.
                     return Err(self.cms(321));
                 }
-                let eol = p.listing_eol();
                 if let Some(m) = self.storages[mem].read(index) {
                     blocks.push(vec![
-                        (format!("+CMGR: {},,{}", m.stat.code(), m.tpdu_length), eol),
+                        (
+                            format!("+CMGR: {},,{}", m.stat.code(), m.tpdu_length),
+                            b"\r\n",
+                        ),
                         (hex::encode(&m.pdu), b"\r\n"),
                     ]);
                 }
@@ -956,12 +958,11 @@ impl Modem {
                 let mem = self.settings.cpms[0];
                 let listed = self.storages[mem].list(filter);
                 if !listed.is_empty() {
-                    let eol = p.listing_eol();
                     let mut lines: Block = Vec::new();
                     for (index, m) in &listed {
                         lines.push((
                             format!("+CMGL: {index},{},,{}", m.stat.code(), m.tpdu_length),
-                            eol,
+                            b"\r\n",
                         ));
                         lines.push((hex::encode(&m.pdu), b"\r\n"));
                     }

@@ -14,8 +14,7 @@ pub enum Personality {
     /// Quectel EC25/EG25: SMS in the module ("ME"), `+QIND` noise, status reports
     /// stored in "SR" and announced as `+CDSI`.
     Ec25,
-    /// Huawei E3372/E1752: `^RSSI`/`^BOOT`/`^HCSQ` noise, `COMMAND NOT SUPPORT`,
-    /// `\r\r\n` in listings.
+    /// Huawei E3372/E1752: `^RSSI`/`^BOOT`/`^HCSQ` noise, `COMMAND NOT SUPPORT`.
     E3372,
 }
 
@@ -106,15 +105,6 @@ impl Personality {
             Personality::Sim800 => "",
             Personality::Ec25 => "+QCCID: ",
             Personality::E3372 => "^ICCID: ",
-        }
-    }
-
-    /// Terminator of the header line before a PDU in `+CMGL`/`+CMGR` listings:
-    /// Huawei firmware writes `\r\r\n` there.
-    pub fn listing_eol(self) -> &'static [u8] {
-        match self {
-            Personality::E3372 => b"\r\r\n",
-            _ => b"\r\n",
         }
     }
 

@@ -306,15 +306,27 @@ fn inbound_is_stored_announced_listed_read_and_deleted() {
     assert_eq!(reply(&mut m, "AT+CMGL=4"), "\r\nOK\r\n");
 }
 
+/// Huawei ends the `+CMGL`/`+CMGR` header with a plain CR LF before the PDU:
+/// HUAWEI MU509 AT Command Interface Specification Issue 04 §6.14 (and EM770W
+/// Issue 18 §5.15) give `+CMGL: <index>,<stat>,[<reserved>],<length><CR><LF><pdu>`,
+/// and a raw E1752 trace (gammu issue #126) shows `+CMGL: 0,0,,23` 0D 0A `0791...`.
+/// The `\r\r\n` seen in such traces is the echoed command's CR before the
+/// response's CR LF, which echo already produces; a `\r\r\n` after the header
+/// made clients that split lines at CR LF (python-gsmmodem-new) read
+/// `+CMGR: 0,,18\r` and fail.
 #[test]
-fn huawei_listings_end_header_lines_with_cr_cr_lf() {
+fn huawei_listings_end_header_lines_with_cr_lf() {
     let mut m = modem(Personality::E3372);
     let part = &deliver_parts("hi")[0];
     m.deliver(&part.pdu, part.tpdu_length).unwrap();
-    let got = reply(&mut m, "AT+CMGL=4");
-    assert!(
-        got.starts_with(&format!("\r\n+CMGL: 0,0,,{}\r\r\n", part.tpdu_length)),
-        "{got:?}"
+    let (len, pdu) = (part.tpdu_length, hex::encode(&part.pdu));
+    assert_eq!(
+        reply(&mut m, "AT+CMGR=0"),
+        format!("\r\n+CMGR: 0,,{len}\r\n{pdu}\r\n\r\nOK\r\n")
+    );
+    assert_eq!(
+        reply(&mut m, "AT+CMGL=4"),
+        format!("\r\n+CMGL: 0,1,,{len}\r\n{pdu}\r\n\r\nOK\r\n")
     );
 }
 

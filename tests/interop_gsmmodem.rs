@@ -1,0 +1,301 @@
+//! A third-party client against the simulator: python-gsmmodem-new 0.13 (PyPI)
+//! completes `connect()`, `sendSms()` (each SMS then shows up in
+//! `GET /received`) and the receipt of injected SMS by `+CMTI`, for each
+//! personality. The client side is `tests/interop/gsmmodem_client.py`.
+//!
+//! Needs python3 with `python3 -m pip install python-gsmmodem-new==0.13`
+//! (`.ci/run` installs it); without it these tests fail, they never skip.
+
+#![cfg(feature = "interop")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/gsmmodem_client.py"
+);
+const INSTALL: &str = "python3 -m pip install python-gsmmodem-new==0.13";
+/// How long the simulator may take to print its line.
+const START_WAIT: Duration = Duration::from_secs(30);
+/// The whole Python client, connect to last injected SMS.
+const CLIENT_WAIT: Duration = Duration::from_secs(45);
+/// Each injected SMS, inside the client.
+const INJECT_WAIT_S: u64 = 20;
+
+const TO: &str = "+15550111";
+/// GSM 7-bit, with characters of the default table's extension (`{`, `[`, `~`, `€`).
+const GSM7: &str = "Hello from gsmmodem: @£$¥ {ok} [1] ~€ 100%";
+/// UCS2: Cyrillic, a BMP symbol and an emoji (a surrogate pair in UTF-16).
+const UNICODE: &str = "Привет ✓ 👋";
+
+fn long_gsm7() -> String {
+    // 200 septets: two concatenated parts.
+    "Long message, part of a concatenated SMS. ".repeat(5)
+}
+
+fn long_ucs2() -> String {
+    // 100 UCS2 characters: two concatenated parts.
+    "Длинное сообщение. ".repeat(5) + "Конец сообщения, всё."
+}
+
+fn injected() -> Value {
+    json!([
+        {"from": "+15550100", "text": "Reply C to confirm"},
+        {"from": "SIMNET", "text": "Ответ 👍 €5 [ok]"},
+    ])
+}
+
+/// Kills and reaps a child even when an assertion fails.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scratch directory for the link, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "smsgate-interop-gsmmodem-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// python3 runs and imports gsmmodem 0.13, or the test fails saying what to install.
+fn require_gsmmodem() {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.metadata as m, gsmmodem.modem; \
+             print(m.version('python-gsmmodem-new'))",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the interop feature needs python3, which did not run ({e}); then: {INSTALL}")
+        });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the interop feature needs the Python package python-gsmmodem-new 0.13 \
+         (module gsmmodem), which python3 cannot import; install it with: {INSTALL}\n{stderr}"
+    );
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(
+        version == "0.13" || version.starts_with("0.13."),
+        "python-gsmmodem-new {version} is installed; this check is for 0.13: {INSTALL}"
+    );
+}
+
+/// `smsgate simulate` on a link in `dir`; returns the child and the control address.
+fn start_simulator(personality: &str, dir: &TempDir) -> (ChildGuard, PathBuf, String) {
+    let link = dir.0.join("ttyGSM0");
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_smsgate"))
+            .args(["simulate", "--personality", personality, "--baud", "115200"])
+            .arg("--link")
+            .arg(&link)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(START_WAIT).unwrap_or_else(|_| {
+        panic!("{personality}: smsgate simulate printed no line within {START_WAIT:?}")
+    });
+    let ready: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("{personality}: bad ready line {line:?}: {e}"));
+    assert_eq!(ready["link"], link.to_string_lossy().as_ref(), "{line}");
+    let control = ready["control"].as_str().unwrap().to_string();
+    (child, link, control)
+}
+
+/// `GET path` on the control API; the body as JSON.
+fn http_get(control: &str, path: &str) -> Value {
+    let mut stream = TcpStream::connect(control).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {control}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body:?}"))
+}
+
+fn drain<R: Read + Send + 'static>(mut reader: R) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Run the client; its JSON result and its stderr (the library's debug log).
+fn run_client(personality: &str, link: &PathBuf, control: &str, spec: &Value) -> (Value, String) {
+    let mut child = ChildGuard(
+        Command::new("python3")
+            .arg(SCRIPT)
+            .arg(link)
+            .arg(control)
+            .arg(spec.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 did not start ({e}); then: {INSTALL}")),
+    );
+    let stdout = drain(child.0.stdout.take().unwrap());
+    let stderr = drain(child.0.stderr.take().unwrap());
+    let deadline = Instant::now() + CLIENT_WAIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // On a timeout the guard kills the client, which ends both pipes.
+    drop(child);
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "{personality}: the gsmmodem client did not finish within {CLIENT_WAIT:?}\n{stderr}"
+        );
+    };
+    assert_ne!(
+        status.code(),
+        Some(3),
+        "{personality}: python3 cannot import gsmmodem: {INSTALL}\n{stderr}"
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("{personality}: client exited {status} without a JSON result ({e}): {stdout:?}\n{stderr}")
+    });
+    (result, stderr)
+}
+
+fn gsmmodem_against(personality: &str) {
+    require_gsmmodem();
+    let started = Instant::now();
+    let dir = TempDir::new(personality);
+    let (_simulator, link, control) = start_simulator(personality, &dir);
+
+    let sent = [
+        GSM7.to_string(),
+        UNICODE.to_string(),
+        long_gsm7(),
+        long_ucs2(),
+    ];
+    let spec = json!({
+        "to": TO,
+        "send": sent,
+        "inject": injected(),
+        "timeout": INJECT_WAIT_S,
+    });
+    let (result, log) = run_client(personality, &link, &control, &spec);
+    let context = || format!("{personality}: client result {result}\n--- gsmmodem log ---\n{log}");
+
+    assert_eq!(result["connected"], true, "connect() failed: {}", context());
+    assert_eq!(result["error"], Value::Null, "{}", context());
+    assert_eq!(
+        result["sent"].as_array().map(Vec::len),
+        Some(sent.len()),
+        "{}",
+        context()
+    );
+
+    // Every SMS the library sent reached the network, text intact; the long
+    // ones as concatenated parts.
+    let received = http_get(&control, "/received");
+    let got: Vec<(&str, &str, u64)> = received
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["to"].as_str().unwrap(),
+                m["text"].as_str().unwrap(),
+                m["parts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(&str, &str, u64)> = vec![
+        (TO, GSM7, 1),
+        (TO, UNICODE, 1),
+        (TO, sent[2].as_str(), 2),
+        (TO, sent[3].as_str(), 2),
+    ];
+    assert_eq!(got, want, "GET /received: {received}\n{}", context());
+
+    // Each injected SMS came through +CMTI, AT+CMGR and the callback.
+    let callback: Vec<(&str, &str)> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    let injected = injected();
+    let want: Vec<(&str, &str)> = injected
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(callback, want, "{}", context());
+    eprintln!(
+        "{personality}: gsmmodem interop ok in {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn gsmmodem_against_sim800() {
+    gsmmodem_against("sim800");
+}
+
+#[test]
+fn gsmmodem_against_ec25() {
+    gsmmodem_against("ec25");
+}
+
+#[test]
+fn gsmmodem_against_e3372() {
+    gsmmodem_against("e3372");
+}
