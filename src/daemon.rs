@@ -1,5 +1,5 @@
-//! Wiring: open the store, recover, start one actor per modem, housekeeping
-//! and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
+//! Wiring: open the store, recover, start the webhook workers, one actor per
+//! modem, housekeeping and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
 //! flight up to 8 s, flush the store and return within 10 s.
 
 use std::future::Future;
@@ -13,6 +13,7 @@ use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
 use crate::config::{parse_duration, Config};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
 use crate::store::Store;
+use crate::webhook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -100,6 +101,31 @@ pub async fn run(
     }
     let dispatcher = Arc::new(Dispatcher::new(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let sms = Arc::new(SmsPolicy {
+        default_country: config.sms.default_country.clone(),
+        max_parts: config.sms.max_parts,
+        status_reports: config.sms.status_reports,
+        validity: config.validity_seconds(),
+    });
+    // Webhooks register before the modems start, so a new endpoint's
+    // starting cursor is before the modems' first modem.status events.
+    let endpoints = config
+        .webhook
+        .iter()
+        .enumerate()
+        .map(|(i, w)| webhook::Endpoint::from_config(w, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let replies = webhook::Replies {
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        sms: sms.clone(),
+    };
+    let webhooks = webhook::start(endpoints, &store, Some(replies), stop_rx.clone())
+        .await
+        .map_err(|source| DaemonError::Store {
+            path: config.store.path.display().to_string(),
+            source,
+        })?;
     let engine = Arc::new(EngineSettings {
         validity: config.validity_seconds(),
         ..EngineSettings::default()
@@ -136,12 +162,7 @@ pub async fn run(
         store: store.clone(),
         dispatcher: dispatcher.clone(),
         tokens: Arc::new(tokens(&config, extra_tokens)),
-        sms: Arc::new(SmsPolicy {
-            default_country: config.sms.default_country.clone(),
-            max_parts: config.sms.max_parts,
-            status_reports: config.sms.status_reports,
-            validity: config.validity_seconds(),
-        }),
+        sms,
     };
     let listener = tokio::net::TcpListener::bind(&config.api.bind)
         .await
@@ -172,6 +193,9 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, actor).await;
     }
     let _ = tokio::time::timeout_at(deadline, housekeeping).await;
+    for worker in webhooks {
+        let _ = tokio::time::timeout_at(deadline, worker).await;
+    }
     let _ = tokio::time::timeout_at(deadline, server).await;
     if let Err(e) = store.flush_blocking() {
         tracing::error!(error = %e, "final flush failed");

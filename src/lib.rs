@@ -17,6 +17,8 @@
 //!   types, JSON views and the one place where errors become an exit code.
 //! - [`sim`]: a virtual GSM modem on a pty (personalities, network model,
 //!   faults, control API) for tests, the demo and the benchmarks.
+//! - [`webhook`]: durable, signed (Standard Webhooks), retried delivery of
+//!   store events to LAN receivers, in order per message; reply by response.
 //!
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
@@ -32,3 +34,4 @@ pub mod pdu;
 pub mod phone;
 pub mod sim;
 pub mod store;
+pub mod webhook;

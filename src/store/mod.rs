@@ -8,6 +8,7 @@
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
 
+mod deliveries;
 mod durability;
 mod inbound;
 mod keys;
@@ -26,7 +27,12 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
+use tokio::sync::watch;
 
+pub use deliveries::{
+    Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
+    WebhookEndpoint,
+};
 pub use inbound::{InboundPart, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
 pub use query::{MessageFilter, Page, ThreadSummary};
@@ -93,6 +99,11 @@ struct Inner {
     idempotency: Tree,
     /// sequence -> Event.
     events: Tree,
+    /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
+    deliveries: deliveries::DeliveryTrees,
+    /// Bumped after new events are durable: webhook workers and event
+    /// streams wait on it instead of polling.
+    new_events: watch::Sender<()>,
     commit: GroupCommit,
     id_seed: u32,
     id_counter: AtomicU32,
@@ -150,6 +161,8 @@ impl Store {
             active: db.open_tree("active")?,
             deadlines: db.open_tree("deadlines")?,
             events: db.open_tree("events")?,
+            deliveries: deliveries::DeliveryTrees::open(&db)?,
+            new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()),
             db,
             id_seed,
@@ -205,6 +218,17 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Changes whenever new events have become durable (after every write
+    /// that appends events). Each receiver sees each change once.
+    pub fn event_notifier(&self) -> watch::Receiver<()> {
+        self.inner.new_events.subscribe()
+    }
+
+    /// Called after a write that appended events is durable.
+    fn events_committed(&self) {
+        self.inner.new_events.send_replace(());
+    }
+
     /// Append a free-standing event (e.g. `modem.status`), durably.
     pub async fn emit(&self, kind: &str, data: serde_json::Value) -> Result<Event> {
         let now = Utc::now();
@@ -215,6 +239,7 @@ impl Store {
             .map_err(unwrap_tx)?;
         let ticket = self.inner.commit.ticket();
         self.durable(ticket).await?;
+        self.events_committed();
         Ok(event)
     }
 }

@@ -262,6 +262,9 @@ impl Store {
             let ticket = i.commit.ticket();
             self.durable(ticket).await?;
         }
+        if matches!(&outcome, Some((_, events)) if !events.is_empty()) {
+            self.events_committed();
+        }
         Ok(outcome)
     }
 
