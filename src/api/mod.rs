@@ -12,9 +12,11 @@
 //! - `problem`: the one error type, answered as RFC 9457 problem+json.
 //! - `json`: the body extractor whose refusals are problems too.
 //! - `params`: query strings and contacts in paths.
-//! - `messages`, `threads`, `modems`, `health`, `openapi`: the handlers.
+//! - `messages`, `threads`, `modems`, `webhooks`, `events`, `health`,
+//!   `openapi`: the handlers.
 
 pub mod auth;
+pub mod events;
 mod health;
 pub mod json;
 pub mod messages;
@@ -23,6 +25,7 @@ pub mod openapi;
 pub mod params;
 pub mod problem;
 pub mod threads;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -114,6 +117,16 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/threads/{contact}/read", Some(Scope::Read)),
     route("GET", "/v1/modems", Some(Scope::Read)),
     route("GET", "/v1/modems/{id}", Some(Scope::Read)),
+    route("GET", "/v1/webhooks", Some(Scope::Read)),
+    route("GET", "/v1/webhooks/deliveries", Some(Scope::Read)),
+    route(
+        "POST",
+        "/v1/webhooks/deliveries/{id}/retry",
+        Some(Scope::Admin),
+    ),
+    route("POST", "/v1/webhooks/{id}/enable", Some(Scope::Admin)),
+    route("GET", "/v1/events", Some(Scope::Read)),
+    route("GET", "/v1/events/stream", Some(Scope::Read)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -132,6 +145,12 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         post(threads::mark_read),
         get(modems::list),
         get(modems::get_one),
+        get(webhooks::list),
+        get(webhooks::deliveries),
+        post(webhooks::retry),
+        post(webhooks::enable),
+        get(events::list),
+        get(events::stream),
     ]
 }
 
@@ -162,13 +181,20 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serve the API on `listener` until `shutdown` completes, then finish the
-/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]).
+/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]; event streams
+/// end at once).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_streams.send(true);
+    };
+    let app = router(state).layer(axum::Extension(events::StreamStop(streams_stopped)));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -241,7 +267,9 @@ mod tests {
     #[test]
     fn scopes_follow_the_issue() {
         for r in ROUTES.iter().filter(|r| r.scope.is_some()) {
-            let want = if r.path.starts_with("/v1/messages") && r.method != "GET" {
+            let want = if r.path.starts_with("/v1/webhooks") && r.method == "POST" {
+                Scope::Admin
+            } else if r.path.starts_with("/v1/messages") && r.method != "GET" {
                 Scope::Send
             } else {
                 Scope::Read
