@@ -244,7 +244,9 @@ impl Store {
                 .iter()
                 .any(|(id, _, _)| id.as_bytes() == k.as_ref())
             {
+                // Configured again later, it starts afresh at the end.
                 t.endpoints.remove(&k)?;
+                t.cursors.remove(&k)?;
             }
         }
         for (id, url, events) in endpoints {
