@@ -248,6 +248,21 @@ impl SimHandle {
         Ok(parts)
     }
 
+    /// An SMS whose parts arrive in `order` (1-based; repeats deliver a part
+    /// twice). Returns how many parts the text has.
+    pub fn inject_parts(&self, from: &str, text: &str, order: &[usize]) -> Result<usize, SimError> {
+        let parts = self
+            .shared
+            .network
+            .lock()
+            .map_err(|_| SimError::Stopped)?
+            .inject_in_order(from, text, Some(order))?;
+        self.control
+            .send(Control::Wake)
+            .map_err(|_| SimError::Stopped)?;
+        Ok(parts)
+    }
+
     /// Messages the network received from the modem, oldest first.
     pub fn received(&self) -> Vec<ReceivedMessage> {
         self.shared
