@@ -24,6 +24,7 @@
 pub mod api;
 pub mod at;
 pub mod cli;
+pub mod config;
 pub mod modem;
 pub mod pdu;
 pub mod phone;

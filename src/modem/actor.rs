@@ -710,6 +710,7 @@ impl<'a> Session<'a> {
             }
         };
         let modem = self.id().to_string();
+        let own_number = self.actor.status.borrow().own_number.clone();
         for (i, part) in encoded.parts.iter().enumerate() {
             let seq = (i + 1) as u8;
             let done = message.part_status.iter().any(|p| {
@@ -728,6 +729,9 @@ impl<'a> Session<'a> {
                         return false;
                     }
                     m.modem = Some(modem.clone());
+                    if let Some(own) = &own_number {
+                        m.from = own.clone();
+                    }
                     if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
                         p.status = PartStatus::Sending;
                     }

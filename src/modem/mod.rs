@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod dispatch;
+pub mod expiry;
 pub mod identity;
 pub mod probe;
 pub mod quirks;

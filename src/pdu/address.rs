@@ -211,7 +211,7 @@ impl Address {
         })
     }
 
-    /// Decode the SMSC field; `None` when its length is zero.
+    /// Decode the SMSC field; `None` when its length is zero or it holds no digit.
     pub(crate) fn decode_smsc(reader: &mut Reader<'_>) -> Result<Option<Address>> {
         let start = reader.offset();
         let length = usize::from(reader.u8("SMSC length")?);
@@ -228,10 +228,19 @@ impl Address {
         let type_octet = reader.u8("SMSC type of address")?;
         let octets = reader.take(length - 1, "SMSC address")?;
         let ton = TypeOfNumber::from_bits(type_octet >> 4);
+        let value = read_semi_octets(octets, octets.len() * 2, ton);
+        // A type-of-address octet with no digits after it (`01 81`, what gammu
+        // writes for "no SMSC") names no service centre: the same as length 0,
+        // which 27.005 §3.1 reads as "use the one in +CSCA". The address value is
+        // a called party BCD number (24.011 §8.2.5.2, 24.008 §10.5.4.7) and a
+        // number of zero digits is no number.
+        if value.trim_start_matches('+').is_empty() {
+            return Ok(None);
+        }
         Ok(Some(Address {
             ton,
             npi: type_octet & 0x0F,
-            value: read_semi_octets(octets, octets.len() * 2, ton),
+            value,
         }))
     }
 }
@@ -351,6 +360,24 @@ mod tests {
         assert_eq!(out, [0x03, 0x91, 0x21, 0xF3]);
         let decoded = Address::decode(&mut Reader::new(&out), "TP-DA").unwrap();
         assert_eq!(decoded.value, "+123");
+    }
+
+    #[test]
+    fn smsc_field_without_digits_is_no_smsc() {
+        // 27.005 §3.1: length 0 is "no SMSC"; a lone type-of-address octet
+        // (gammu's EncodePDU with an empty SMSC number) or filler only says the same.
+        for field in [
+            &[0x00][..],
+            &[0x01, 0x81],
+            &[0x01, 0x91],
+            &[0x02, 0x91, 0xFF],
+        ] {
+            let mut reader = Reader::new(field);
+            assert_eq!(Address::decode_smsc(&mut reader), Ok(None), "{field:02X?}");
+            assert!(reader.is_empty(), "the whole field is consumed");
+        }
+        let smsc = Address::decode_smsc(&mut Reader::new(&[0x02, 0x91, 0xF1])).unwrap();
+        assert_eq!(smsc.map(|a| a.value), Some("+1".to_string()));
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub enum Tpdu {
 /// A PDU as a modem prints it: the SMSC field, then the TPDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pdu {
-    /// The service centre; `None` when the field is empty (`00`) or absent.
+    /// The service centre; `None` when the field is empty (`00`), holds no
+    /// digit (`0181`), or is absent.
     pub smsc: Option<Address>,
     pub tpdu: Tpdu,
 }

@@ -136,7 +136,7 @@ impl SmsDeliver {
         out.push(self.pid);
         out.push(self.dcs.raw);
         timestamp::encode(&self.service_centre_time, out);
-        self.user_data.encode(self.dcs.alphabet, out)
+        self.user_data.encode_for(&self.dcs, out)
     }
 }
 
@@ -197,7 +197,7 @@ impl SmsSubmit {
             Some(ValidityPeriod::Absolute(t)) => timestamp::encode(t, out),
             Some(ValidityPeriod::Enhanced(octets)) => out.extend_from_slice(octets),
         }
-        self.user_data.encode(self.dcs.alphabet, out)
+        self.user_data.encode_for(&self.dcs, out)
     }
 }
 
@@ -297,7 +297,7 @@ impl SmsStatusReport {
         }
         if let Some(ud) = &self.user_data {
             let coding = self.dcs.unwrap_or(DataCoding::from_octet(0));
-            ud.encode(coding.alphabet, out)?;
+            ud.encode_for(&coding, out)?;
         }
         Ok(())
     }

@@ -104,6 +104,20 @@ impl UserData {
         Ok(UserData { header, body })
     }
 
+    /// Write TP-UDL and TP-UD as `dcs` says: as [`UserData::encode`] for its
+    /// alphabet, except that compressed user data (23.038 §4, bit 5), which
+    /// [`UserData::decode`] keeps as [`Body::Data`], goes out as the octets it
+    /// came in, TP-UDL counting octets (23.040 §9.2.3.16). Without this a
+    /// received compressed message could not be re-encoded.
+    pub fn encode_for(&self, dcs: &DataCoding, out: &mut Vec<u8>) -> Result<()> {
+        let alphabet = if dcs.compressed {
+            Alphabet::EightBit
+        } else {
+            dcs.alphabet
+        };
+        self.encode(alphabet, out)
+    }
+
     /// Write TP-UDL and TP-UD for `alphabet`.
     pub fn encode(&self, alphabet: Alphabet, out: &mut Vec<u8>) -> Result<()> {
         let mut header = Vec::new();
@@ -174,4 +188,28 @@ pub fn decode_utf16(octets: &[u8]) -> String {
     char::decode_utf16(units)
         .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_user_data_round_trips_as_octets() {
+        // 23.038 §4: DCS 0x28 is UCS-2 with bit 5 (compressed) set, 0x20 GSM
+        // 7-bit compressed; 23.040 §9.2.3.16: TP-UDL then counts octets.
+        for raw in [0x20, 0x28, 0x24] {
+            let dcs = DataCoding::from_octet(raw);
+            let octets = [0x03, 0xAA, 0xBB, 0xCC];
+            let decoded = UserData::decode(&mut Reader::new(&octets), false, &dcs).unwrap();
+            assert_eq!(
+                decoded.body,
+                Body::Data(vec![0xAA, 0xBB, 0xCC]),
+                "{raw:02X}"
+            );
+            let mut out = Vec::new();
+            decoded.encode_for(&dcs, &mut out).unwrap();
+            assert_eq!(out, octets, "{raw:02X}");
+        }
+    }
 }

@@ -1,0 +1,510 @@
+//! Typed settings: a TOML file plus `SMSGATE_<SECTION>__<KEY>` environment
+//! overrides (the `config` crate), validated once at start so a mistake is
+//! reported with its key before anything runs. Unknown keys are refused.
+//! `[[modem]]` and `[[webhook]]` are file-only; `SMSGATE_API_TOKEN` (one admin
+//! token) is read by the daemon directly. config/smsgate.toml documents every
+//! key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The modems this daemon drives.
+    #[serde(default)]
+    pub modem: Vec<ModemConfig>,
+    #[serde(default)]
+    pub sms: SmsConfig,
+}
+
+/// `[api]`: the local HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on; keep it on loopback or a trusted LAN.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Bearer tokens: only the SHA-256 of each secret is stored.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            bind: default_bind(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// `[[api.tokens]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (logged, never the secret).
+    pub name: String,
+    /// Hex SHA-256 of the secret (`printf %s SECRET | sha256sum`).
+    pub sha256: String,
+    /// Any of "send", "read", "admin".
+    pub scopes: Vec<String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the sled database.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Page cache in MiB: bounded, for a Raspberry Pi.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("/var/lib/smsgate/db")
+}
+
+fn default_cache_mb() -> u64 {
+    32
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+            cache_mb: default_cache_mb(),
+        }
+    }
+}
+
+/// `[[modem]]`: one modem.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModemConfig {
+    /// Stable name used in the API and logs (letters, digits, `-`, `_`).
+    pub id: String,
+    /// The AT port; a /dev/serial/by-id/... path survives re-plugging.
+    pub port: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// SIM PIN, if the SIM asks for one. A wrong PIN is reported, never retried.
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// Preferred SMS storage: "ME", "SM" or "MT" (default: ME, else SM).
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// This modem's number, when the SIM does not store it.
+    #[serde(default)]
+    pub own_number: Option<String>,
+    /// Send at most this many parts a minute (carrier spam filters).
+    #[serde(default)]
+    pub sends_per_minute: Option<u32>,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+/// `[sms]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// ISO 3166 alpha-2 country for numbers written without a country code.
+    #[serde(default = "default_country")]
+    pub default_country: String,
+    /// Default validity: "none" or a duration (5m, 24h, 7d).
+    #[serde(default = "default_validity")]
+    pub validity: String,
+    /// Ask for status reports unless a request says otherwise.
+    #[serde(default = "default_true")]
+    pub status_reports: bool,
+    /// Refuse texts that need more parts than this.
+    #[serde(default = "default_max_parts")]
+    pub max_parts: usize,
+    /// Deliver a multipart message incomplete when parts are missing this long.
+    #[serde(default = "default_reassembly")]
+    pub reassembly_timeout: String,
+}
+
+fn default_country() -> String {
+    "US".into()
+}
+fn default_validity() -> String {
+    "24h".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_parts() -> usize {
+    10
+}
+fn default_reassembly() -> String {
+    "10m".into()
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            default_country: default_country(),
+            validity: default_validity(),
+            status_reports: true,
+            max_parts: default_max_parts(),
+            reassembly_timeout: default_reassembly(),
+        }
+    }
+}
+
+/// A duration such as "90s", "5m", "24h", "7d", "2w".
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(n.checked_mul(unit)?))
+}
+
+impl Config {
+    /// Read `path` (TOML) and the environment's overrides, then validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::from_toml(&text, std::env::vars())
+    }
+
+    /// Parse TOML text with `SMSGATE_<SECTION>__<KEY>` overrides from `env`.
+    pub fn from_toml(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SMSGATE_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let key = format!(
+                "{}.{}",
+                section.to_ascii_lowercase(),
+                key.to_ascii_lowercase()
+            );
+            builder = builder
+                .set_override(key.as_str(), value)
+                .map_err(|e| error(&name, e.to_string()))?;
+        }
+        let raw = builder
+            .build()
+            .map_err(|e| error("(file)", e.to_string()))?;
+        let config: Config = raw.try_deserialize().map_err(|e| from_config_error(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every check that needs more than a type.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.api.bind.parse::<SocketAddr>().map_err(|_| {
+            error(
+                "api.bind",
+                format!("{:?} is not an address:port", self.api.bind),
+            )
+        })?;
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            let key = format!("api.tokens[{i}]");
+            if t.name.trim().is_empty() {
+                return Err(error(format!("{key}.name"), "must not be empty"));
+            }
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(error(
+                    format!("{key}.sha256"),
+                    "must be 64 hex digits (the SHA-256 of the secret)",
+                ));
+            }
+            if t.scopes.is_empty() {
+                return Err(error(
+                    format!("{key}.scopes"),
+                    "needs at least one of send, read, admin",
+                ));
+            }
+            if let Some(bad) = t
+                .scopes
+                .iter()
+                .find(|s| !matches!(s.as_str(), "send" | "read" | "admin"))
+            {
+                return Err(error(
+                    format!("{key}.scopes"),
+                    format!("unknown scope {bad:?} (send, read, admin)"),
+                ));
+            }
+        }
+        if self.store.cache_mb == 0 {
+            return Err(error("store.cache_mb", "must be at least 1"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, m) in self.modem.iter().enumerate() {
+            let key = format!("modem[{i}]");
+            let valid_id = !m.id.is_empty()
+                && m.id.len() <= 64
+                && m.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_id {
+                return Err(error(
+                    format!("{key}.id"),
+                    format!("{:?}: use 1-64 letters, digits, - or _", m.id),
+                ));
+            }
+            if !ids.insert(m.id.as_str()) {
+                return Err(error(
+                    format!("{key}.id"),
+                    format!("{:?} is used twice", m.id),
+                ));
+            }
+            if m.port.trim().is_empty() {
+                return Err(error(format!("{key}.port"), "must not be empty"));
+            }
+            const BAUDS: [u32; 8] = [
+                9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
+            ];
+            if !BAUDS.contains(&m.baud) {
+                return Err(error(
+                    format!("{key}.baud"),
+                    format!("{} is not a standard speed ({BAUDS:?})", m.baud),
+                ));
+            }
+            if let Some(pin) = &m.pin {
+                if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(error(format!("{key}.pin"), "a SIM PIN is 4 to 8 digits"));
+                }
+            }
+            if let Some(s) = &m.storage {
+                if !matches!(s.to_ascii_uppercase().as_str(), "ME" | "SM" | "MT") {
+                    return Err(error(
+                        format!("{key}.storage"),
+                        format!("{s:?}: use ME, SM or MT"),
+                    ));
+                }
+            }
+            if let Some(n) = &m.own_number {
+                crate::pdu::Address::parse_number(n)
+                    .map_err(|e| error(format!("{key}.own_number"), e.to_string()))?;
+            }
+            if m.sends_per_minute == Some(0) {
+                return Err(error(
+                    format!("{key}.sends_per_minute"),
+                    "must be at least 1 (omit it for no limit)",
+                ));
+            }
+        }
+        let c = &self.sms.default_country;
+        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(error(
+                "sms.default_country",
+                format!("{c:?}: an ISO 3166 alpha-2 code such as US or DE"),
+            ));
+        }
+        if !self.sms.validity.eq_ignore_ascii_case("none") {
+            match parse_duration(&self.sms.validity) {
+                Some(d)
+                    if d.as_secs() >= 300 && d.as_secs() <= crate::pdu::relative_seconds(255) => {}
+                _ => return Err(error("sms.validity", "\"none\" or 5m to 63w (e.g. 24h)")),
+            }
+        }
+        if !(1..=255).contains(&self.sms.max_parts) {
+            return Err(error("sms.max_parts", "1 to 255"));
+        }
+        if parse_duration(&self.sms.reassembly_timeout).is_none() {
+            return Err(error("sms.reassembly_timeout", "a duration such as 10m"));
+        }
+        Ok(())
+    }
+
+    /// Validity in seconds (None: "none").
+    pub fn validity_seconds(&self) -> Option<u32> {
+        parse_duration(&self.sms.validity).map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+    }
+}
+
+fn from_config_error(e: &config::ConfigError) -> ConfigError {
+    if let config::ConfigError::Type { key: Some(key), .. } = e {
+        return error(key.clone(), e.to_string());
+    }
+    let text = e.to_string();
+    let quoted = |open: &str, close: char| -> Option<String> {
+        let start = text.find(open)? + open.len();
+        let end = text[start..].find(close)? + start;
+        Some(text[start..end].to_string())
+    };
+    // serde: "unknown field `bnd`, expected ... for key `api`".
+    if let Some(field) = text
+        .contains("unknown field")
+        .then(|| quoted("field `", '`'))
+        .flatten()
+    {
+        let key = match quoted("for key `", '`') {
+            Some(section) => format!("{section}.{field}"),
+            None => field,
+        };
+        return error(key, text);
+    }
+    // config: "missing configuration field \"modem[0]port\"".
+    if let Some(path) = quoted("missing configuration field \"", '"') {
+        return error(
+            path.replace("]", "].")
+                .replace("].[", "][")
+                .replace("]..", "]."),
+            text,
+        );
+    }
+    error("(file)", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, std::iter::empty())
+    }
+
+    #[test]
+    fn defaults_and_a_full_file() {
+        let c = load("").unwrap();
+        assert_eq!(c.api.bind, "127.0.0.1:8080");
+        assert_eq!(c.store.cache_mb, 32);
+        assert_eq!(c.validity_seconds(), Some(86_400));
+        let c = load(
+            r#"
+            [api]
+            bind = "0.0.0.0:9000"
+            [[api.tokens]]
+            name = "crm"
+            sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+            scopes = ["send", "read"]
+            [store]
+            path = "/tmp/x"
+            cache_mb = 16
+            [[modem]]
+            id = "sim800-1"
+            port = "/dev/ttyUSB2"
+            pin = "1234"
+            storage = "sm"
+            own_number = "+15551234567"
+            sends_per_minute = 20
+            [sms]
+            default_country = "DE"
+            validity = "none"
+            max_parts = 5
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.modem[0].baud, 115_200);
+        assert_eq!(c.validity_seconds(), None);
+        assert_eq!(c.api.tokens[0].scopes, ["send", "read"]);
+    }
+
+    #[test]
+    fn environment_overrides_sections_only() {
+        let env = vec![
+            (
+                "SMSGATE_API__BIND".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
+            ("SMSGATE_STORE__CACHE_MB".to_string(), "8".to_string()),
+            // Read by the daemon itself, not a config key.
+            ("SMSGATE_API_TOKEN".to_string(), "secret".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let c = Config::from_toml("", env.into_iter()).unwrap();
+        assert_eq!(c.api.bind, "127.0.0.1:9999");
+        assert_eq!(c.store.cache_mb, 8);
+    }
+
+    #[test]
+    fn every_error_names_its_key() {
+        let cases = [
+            ("[api]\nbnd = \"x\"", "api.bnd"),
+            ("[api]\nbind = \"nope\"", "api.bind"),
+            ("[[api.tokens]]\nname = \"a\"\nsha256 = \"12\"\nscopes = [\"send\"]", "api.tokens[0].sha256"),
+            ("[[api.tokens]]\nname = \"a\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nscopes = [\"root\"]", "api.tokens[0].scopes"),
+            ("[store]\ncache_mb = \"lots\"", "store.cache_mb"),
+            ("[[modem]]\nid = \"a b\"\nport = \"/dev/x\"", "modem[0].id"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\n[[modem]]\nid = \"a\"\nport = \"/dev/y\"", "modem[1].id"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nbaud = 1234", "modem[0].baud"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\npin = \"12\"", "modem[0].pin"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nstorage = \"XX\"", "modem[0].storage"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nown_number = \"+1abc\"", "modem[0].own_number"),
+            ("[[modem]]\nid = \"a\"", "modem[0].port"),
+            ("[sms]\ndefault_country = \"usa\"", "sms.default_country"),
+            ("[sms]\nvalidity = \"1m\"", "sms.validity"),
+            ("[sms]\nmax_parts = 0", "sms.max_parts"),
+            ("[sms]\nreassembly_timeout = \"soon\"", "sms.reassembly_timeout"),
+            ("[sms\n", "(file)"),
+        ];
+        for (text, key) in cases {
+            let e = load(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").map(|d| d.as_secs()), Some(90));
+        assert_eq!(parse_duration("2w").map(|d| d.as_secs()), Some(1_209_600));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("99999999999999999999w"), None);
+    }
+}
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    #[test]
+    fn the_documented_and_demo_files_load() {
+        for file in ["config/smsgate.toml", "config/demo.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            Config::from_toml(&text, std::iter::empty()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+}

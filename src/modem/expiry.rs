@@ -1,0 +1,103 @@
+//! Time-driven state changes: a sent message with no final status report by
+//! its validity plus one hour becomes `expired`; a multipart inbound message
+//! with parts still missing after the reassembly timeout is delivered marked
+//! incomplete.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::store::{ErrorInfo, MessageStatus, Store};
+
+/// How often the checks run.
+pub const PERIOD: Duration = Duration::from_secs(30);
+
+/// One pass: returns (expired, incomplete) counts.
+pub async fn run_once(store: &Store, reassembly_timeout: Duration) -> (usize, usize) {
+    let now = Utc::now();
+    let mut expired = 0;
+    for id in store.past_deadline(now).unwrap_or_default() {
+        let changed = store
+            .update(&id, |m| {
+                if m.status != MessageStatus::Sent {
+                    return false;
+                }
+                let error = ErrorInfo {
+                    code: "expired".into(),
+                    text: "no final status report by the validity period plus one hour".into(),
+                };
+                m.error = Some(error.clone());
+                m.report_deadline = None;
+                m.transition(now, MessageStatus::Expired).error = Some(error);
+                true
+            })
+            .await;
+        if matches!(changed, Ok(Some((m, _))) if m.status == MessageStatus::Expired) {
+            expired += 1;
+        }
+    }
+    let timeout = chrono::Duration::from_std(reassembly_timeout).unwrap_or(chrono::Duration::MAX);
+    let incomplete = store
+        .expire_partials(timeout)
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0);
+    (expired, incomplete)
+}
+
+/// Run the checks every [`PERIOD`] until `stop` turns true.
+pub async fn run(store: Store, reassembly_timeout: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (expired, incomplete) = run_once(&store, reassembly_timeout).await;
+                if expired + incomplete > 0 {
+                    tracing::info!(expired, incomplete, "housekeeping");
+                }
+            }
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::TempStore;
+    use crate::store::PartStatus;
+
+    #[tokio::test]
+    async fn a_sent_message_without_a_final_report_expires() {
+        let t = TempStore::new();
+        let now = Utc::now();
+        let m = t
+            .store
+            .new_outbound("", "+15550000001", "x", 1, "gsm7", true, None, now);
+        t.store.accept(m.clone(), None).await.unwrap();
+        t.store
+            .update(&m.id, |m| {
+                m.part_status[0].status = PartStatus::Sent;
+                m.report_deadline = Some(now - chrono::Duration::seconds(1));
+                m.transition(now, MessageStatus::Sent);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(run_once(&t.store, Duration::from_secs(600)).await, (1, 0));
+        let m = t.store.get(&m.id).unwrap().unwrap();
+        assert_eq!(m.status, MessageStatus::Expired);
+        assert_eq!(m.error.unwrap().code, "expired");
+        let kinds: Vec<_> = t
+            .store
+            .events_after(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert!(kinds.contains(&"message.expired".to_string()));
+        assert_eq!(run_once(&t.store, Duration::from_secs(600)).await, (0, 0));
+    }
+}

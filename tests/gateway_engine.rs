@@ -1,0 +1,473 @@
+//! The modem engine against the simulator, through the real serial path
+//! (tokio-serial on the simulator's pty): send, receive, status reports, sticky
+//! sender, recovery from hangs and unplugs, storage full, transient and
+//! permanent errors, restarts. Every wait is bounded.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use smsgate::modem::{
+    spawn_modem, Dispatcher, EngineSettings, ModemSettings, ModemState, ModemStatus,
+};
+use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
+use smsgate::store::{Accepted, Direction, Message, MessageStatus, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("smsgate-engine-{}-{name}", std::process::id()))
+}
+
+fn sim(personality: Personality, name: &str, own: &str) -> SimHandle {
+    let mut c = SimConfig::new(personality);
+    c.link = Some(temp_path(&format!("{name}.tty")));
+    c.own_number = own.to_string();
+    c.status_report_delay = Duration::from_millis(50);
+    c.noise_interval = Some(Duration::ZERO);
+    c.failing_numbers = vec!["+15550009999".into()];
+    Simulator::start(c).unwrap()
+}
+
+fn engine() -> EngineSettings {
+    EngineSettings {
+        health_interval: Duration::from_millis(500),
+        sweep_interval: Duration::from_secs(2),
+        retry_base: Duration::from_millis(100),
+        reopen_backoff_max: Duration::from_millis(300),
+        ..EngineSettings::default()
+    }
+}
+
+/// A store, a dispatcher and modem actors: the engine without the API.
+struct Gateway {
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    stop: watch::Sender<bool>,
+    actors: Vec<JoinHandle<()>>,
+    statuses: Vec<watch::Receiver<ModemStatus>>,
+}
+
+impl Gateway {
+    fn start(
+        dir: &std::path::Path,
+        modems: &[(&str, &SimHandle)],
+        engine: EngineSettings,
+    ) -> Gateway {
+        let store = Store::open(dir, 8).unwrap();
+        let dispatcher = Arc::new(Dispatcher::new(store.clone()));
+        let (stop, stop_rx) = watch::channel(false);
+        let engine = Arc::new(engine);
+        let mut actors = Vec::new();
+        let mut statuses = Vec::new();
+        for (id, sim) in modems {
+            let settings = ModemSettings {
+                id: id.to_string(),
+                port: sim.link().to_string_lossy().into_owned(),
+                baud: 115_200,
+                pin: None,
+                storage: None,
+                own_number: None,
+                sends_per_minute: None,
+            };
+            let (actor, status) = spawn_modem(
+                settings,
+                engine.clone(),
+                store.clone(),
+                dispatcher.clone(),
+                stop_rx.clone(),
+            );
+            actors.push(actor);
+            statuses.push(status);
+        }
+        Gateway {
+            store,
+            dispatcher,
+            stop,
+            actors,
+            statuses,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for actor in self.actors {
+            tokio::time::timeout(WAIT, actor).await.unwrap().unwrap();
+        }
+    }
+
+    async fn wait_ready(&self) {
+        for status in &self.statuses {
+            let mut rx = status.clone();
+            tokio::time::timeout(WAIT, rx.wait_for(|s| s.state == ModemState::Ready))
+                .await
+                .unwrap_or_else(|_| panic!("modem not ready: {:?}", status.borrow()))
+                .unwrap();
+        }
+    }
+
+    async fn send(&self, to: &str, body: &str, status_report: bool) -> Message {
+        let parts =
+            smsgate::pdu::segment(body, Default::default(), Default::default(), 0, 10).unwrap();
+        let m = self.store.new_outbound(
+            "",
+            to,
+            body,
+            parts.parts.len() as u8,
+            parts.alphabet.as_str(),
+            status_report,
+            None,
+            Utc::now(),
+        );
+        let Accepted::New(m) = self.store.accept(m, None).await.unwrap() else {
+            panic!("not accepted")
+        };
+        self.dispatcher.notify();
+        m
+    }
+
+    /// Poll the store (every 10 ms, bounded) until `done` holds for the message.
+    async fn wait_for(&self, id: &str, done: impl Fn(&Message) -> bool) -> Message {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let m = self.store.get(id).unwrap().unwrap();
+            if done(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "timed out; message is {m:#?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_status(&self, id: &str, status: MessageStatus) -> Message {
+        self.wait_for(id, |m| m.status == status).await
+    }
+
+    /// The thread of `contact` once it holds `n` inbound messages.
+    async fn wait_inbound(&self, contact: &str, n: usize) -> Vec<Message> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let thread = self.store.thread(contact, None, 100).unwrap();
+            let inbound: Vec<Message> = thread
+                .items
+                .into_iter()
+                .filter(|m| m.direction == Direction::Inbound)
+                .collect();
+            if inbound.len() >= n {
+                return inbound;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} inbound from {contact}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+struct Dir(PathBuf);
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let p = temp_path(&format!("{name}.db"));
+        let _ = std::fs::remove_dir_all(&p);
+        Dir(p)
+    }
+}
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_single_and_multipart_gsm7_and_ucs2_with_delivery_reports() {
+    let dir = Dir::new("send");
+    let modem = sim(Personality::Sim800, "send", "+15550001000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+
+    let single = gw.send("+15550001001", "Reply C to confirm", true).await;
+    let long_gsm = "Your appointment is confirmed for Tuesday 10:30 {room 4}. ".repeat(4);
+    let multipart = gw.send("+15550001002", &long_gsm, true).await;
+    let emoji = format!("Привет 😀 {}", "ж".repeat(70));
+    let ucs2 = gw.send("+15550001003", &emoji, true).await;
+    assert_eq!((multipart.parts, ucs2.parts), (2, 2));
+
+    for m in [&single, &multipart, &ucs2] {
+        let done = gw.wait_status(&m.id, MessageStatus::Delivered).await;
+        assert_eq!(done.modem.as_deref(), Some("m1"));
+        assert!(done.part_status.iter().all(|p| p.mr.is_some()));
+        let statuses: Vec<_> = done.history.iter().map(|t| t.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                MessageStatus::Queued,
+                MessageStatus::Sending,
+                MessageStatus::Sent,
+                MessageStatus::Delivered
+            ]
+        );
+    }
+    let received = modem.received();
+    let text_to = |to: &str| {
+        received
+            .iter()
+            .find(|r| r.to == to)
+            .map(|r| (r.text.clone(), r.parts))
+    };
+    assert_eq!(
+        text_to("+15550001001"),
+        Some(("Reply C to confirm".into(), 1))
+    );
+    assert_eq!(text_to("+15550001002"), Some((long_gsm.clone(), 2)));
+    assert_eq!(text_to("+15550001003"), Some((emoji.clone(), 2)));
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_report_fails_the_message() {
+    let dir = Dir::new("report-fail");
+    let modem = sim(Personality::Ec25, "report-fail", "+15550002000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    // The simulator's network reports failure for this number; the EC25
+    // announces reports as +CDSI: "SR",n, read from the SR storage.
+    let m = gw.send("+15550009999", "hello", true).await;
+    let failed = gw.wait_status(&m.id, MessageStatus::Failed).await;
+    let error = failed.error.unwrap();
+    assert!(error.code.starts_with("status_"), "{error:?}");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receives_single_and_multipart_inbound_for_each_personality() {
+    for (n, personality) in [Personality::Sim800, Personality::Ec25, Personality::E3372]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("inbound-{n}");
+        let dir = Dir::new(&name);
+        let modem = sim(personality, &name, "+15550003000");
+        let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+        gw.wait_ready().await;
+        modem.inject("+15550003001", "C").unwrap();
+        let long = "Can we move it to Thursday afternoon instead? ".repeat(5);
+        assert_eq!(modem.inject("+15550003002", &long).unwrap(), 2);
+        let single = gw.wait_inbound("+15550003001", 1).await;
+        assert_eq!(single[0].body, "C");
+        assert_eq!(single[0].modem.as_deref(), Some("m1"));
+        let multi = gw.wait_inbound("+15550003002", 1).await;
+        assert_eq!(multi[0].body, long, "{personality:?}");
+        assert_eq!(multi[0].parts, 2);
+        let events = gw.store.events_after(None, 10).unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind == "message.received")
+                .count(),
+            2
+        );
+        gw.stop().await;
+        modem.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_on_the_sim_are_swept_at_start() {
+    let dir = Dir::new("sweep");
+    let modem = sim(Personality::Sim800, "sweep", "+15550004000");
+    // Stored before the gateway runs: only the AT+CMGL sweep can find them.
+    modem.inject("+15550004001", "early bird").unwrap();
+    modem.inject("+15550004001", "second").unwrap();
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let inbound = gw.wait_inbound("+15550004001", 2).await;
+    let bodies: Vec<_> = inbound.iter().map(|m| m.body.as_str()).collect();
+    assert!(bodies.contains(&"early bird") && bodies.contains(&"second"));
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_is_texted_from_the_modem_it_last_talked_with() {
+    let dir = Dir::new("sticky");
+    let a = sim(Personality::Sim800, "sticky-a", "+15550005000");
+    let b = sim(Personality::Ec25, "sticky-b", "+15550006000");
+    let gw = Gateway::start(&dir.0, &[("a", &a), ("b", &b)], engine());
+    gw.wait_ready().await;
+    b.inject("+15550005555", "hi, it's me").unwrap();
+    gw.wait_inbound("+15550005555", 1).await;
+    for n in 0..4 {
+        let m = gw.send("+15550005555", &format!("reply {n}"), false).await;
+        let sent = gw.wait_status(&m.id, MessageStatus::Sent).await;
+        assert_eq!(
+            sent.modem.as_deref(),
+            Some("b"),
+            "sticky to the modem the contact used"
+        );
+    }
+    assert_eq!(b.received().len(), 4);
+    assert!(a.received().is_empty());
+    gw.stop().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_retry_and_permanent_ones_fail() {
+    let dir = Dir::new("errors");
+    let modem = sim(Personality::Sim800, "errors", "+15550007000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    // 42: congestion (24.011 Annex E-2), transient.
+    modem.fault(Fault::CmsError { code: 42, count: 1 }).unwrap();
+    let m = gw.send("+15550007001", "try again", false).await;
+    let sent = gw.wait_status(&m.id, MessageStatus::Sent).await;
+    assert_eq!(sent.attempts, 1);
+    let retry = sent
+        .history
+        .iter()
+        .find(|t| t.status == MessageStatus::Queued && t.error.is_some())
+        .unwrap();
+    assert_eq!(retry.error.as_ref().unwrap().code, "cms_42");
+    // 1: unassigned (unallocated) number, permanent.
+    modem.fault(Fault::CmsError { code: 1, count: 1 }).unwrap();
+    let m = gw.send("+15550007002", "no such number", false).await;
+    let failed = gw.wait_status(&m.id, MessageStatus::Failed).await;
+    assert_eq!(failed.error.unwrap().code, "cms_1");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_modem_recovers_and_sends() {
+    let dir = Dir::new("hung");
+    let modem = sim(Personality::Sim800, "hung", "+15550008000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::StopAnswering {
+            duration: Some(Duration::from_secs(3)),
+        })
+        .unwrap();
+    // Health checks time out meanwhile; once the firmware answers again the
+    // transport resyncs (or the port is reopened) and sending resumes.
+    let m = gw.send("+15550008001", "after the hang", false).await;
+    let done = gw
+        .wait_for(&m.id, |m| {
+            matches!(m.status, MessageStatus::Sent | MessageStatus::Unknown)
+        })
+        .await;
+    if done.status == MessageStatus::Unknown {
+        // The hang caught AT+CMGS in flight: it is reported, never resent silently.
+        assert!(modem.received().len() <= 1);
+    }
+    let later = gw.send("+15550008002", "next one", false).await;
+    gw.wait_status(&later.id, MessageStatus::Sent).await;
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplug_and_replug_loses_nothing() {
+    let dir = Dir::new("unplug");
+    let modem = sim(Personality::Ec25, "unplug", "+15550010000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(
+            gw.send(&format!("+1555001{n:04}"), &format!("batch {n}"), false)
+                .await
+                .id,
+        );
+    }
+    modem
+        .fault(Fault::Unplug {
+            duration: Duration::from_millis(800),
+        })
+        .unwrap();
+    for n in 6..10 {
+        ids.push(
+            gw.send(&format!("+1555001{n:04}"), &format!("batch {n}"), false)
+                .await
+                .id,
+        );
+    }
+    let mut unknown = 0;
+    for id in &ids {
+        let m = gw
+            .wait_for(id, |m| {
+                matches!(m.status, MessageStatus::Sent | MessageStatus::Unknown)
+            })
+            .await;
+        unknown += usize::from(m.status == MessageStatus::Unknown);
+    }
+    // Every message is accounted for: sent, or (at most the one in flight at
+    // the unplug) unknown; nothing silently dropped or sent twice.
+    assert!(unknown <= 1, "{unknown} unknown");
+    let received = modem.received();
+    assert!(received.len() >= ids.len() - unknown);
+    let mut texts: Vec<_> = received.iter().map(|r| r.text.clone()).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), received.len(), "no duplicate sends");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_waits_while_storage_is_full() {
+    let dir = Dir::new("full");
+    let modem = sim(Personality::Sim800, "full", "+15550011000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::StorageFull {
+            duration: Some(Duration::from_millis(700)),
+        })
+        .unwrap();
+    modem.inject("+15550011001", "are you there?").unwrap();
+    let inbound = gw.wait_inbound("+15550011001", 1).await;
+    assert_eq!(inbound[0].body, "are you there?");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_go_out_after_a_restart() {
+    let dir = Dir::new("restart");
+    let modem = sim(Personality::Sim800, "restart", "+15550012000");
+    // First run: the modem is unplugged, so messages stay queued.
+    modem
+        .fault(Fault::Unplug {
+            duration: Duration::from_secs(2),
+        })
+        .unwrap();
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let ids = [
+        gw.send("+15550012001", "one", false).await.id,
+        gw.send("+15550012002", "two", false).await.id,
+    ];
+    for id in &ids {
+        assert_eq!(
+            gw.store.get(id).unwrap().unwrap().status,
+            MessageStatus::Queued
+        );
+    }
+    gw.stop().await;
+    // Second run, same store: recovery, then the queue drains.
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    assert!(gw.store.recover_in_flight().await.unwrap().is_empty());
+    for id in &ids {
+        gw.wait_status(id, MessageStatus::Sent).await;
+    }
+    assert_eq!(modem.received().len(), 2);
+    gw.stop().await;
+    modem.shutdown().await;
+}

@@ -1,0 +1,135 @@
+//! `smsgate modem probe` against the simulator: each personality reads as
+//! healthy; a PIN-locked SIM and a dead port get their plain diagnosis.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use smsgate::modem::probe::probe;
+use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
+
+fn sim(personality: Personality, name: &str, pin: Option<&str>) -> SimHandle {
+    let mut c = SimConfig::new(personality);
+    c.link =
+        Some(std::env::temp_dir().join(format!("smsgate-probe-{}-{name}", std::process::id())));
+    c.own_number = "+15550100100".into();
+    c.noise_interval = Some(Duration::ZERO);
+    c.pin = pin.map(str::to_string);
+    Simulator::start(c).unwrap()
+}
+
+fn link(s: &SimHandle) -> String {
+    s.link().to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_personality_probes_healthy() {
+    for (personality, manufacturer) in [
+        (Personality::Sim800, "SIMCOM"),
+        (Personality::Ec25, "Quectel"),
+        (Personality::E3372, "huawei"),
+    ] {
+        let s = sim(personality, &format!("{personality:?}"), None);
+        let report = probe(&link(&s), 115_200, None).await;
+        assert!(report.responding, "{personality:?}");
+        assert!(
+            report.diagnosis.is_empty(),
+            "{personality:?}: {:?}",
+            report.diagnosis
+        );
+        let m = report.identity.manufacturer.clone().unwrap_or_default();
+        assert!(
+            m.to_lowercase().contains(&manufacturer.to_lowercase()),
+            "{m}"
+        );
+        assert!(report
+            .identity
+            .imei
+            .as_deref()
+            .is_some_and(|i| i.len() == 15));
+        assert!(
+            report.identity.iccid.is_some(),
+            "{personality:?}: ICCID via the vendor's command"
+        );
+        assert_eq!(report.identity.own_number.as_deref(), Some("+15550100100"));
+        assert_eq!(report.sim.as_deref(), Some("ready"));
+        assert!(report.registration.is_some());
+        assert!(report.signal_dbm.is_some());
+        assert!(report.smsc.is_some());
+        assert!(!report.storage.is_empty());
+        assert!(report.pdu_mode);
+        assert_eq!(report.cnmi.as_deref(), Some("2,1,0,2,0"));
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_locked_sim_is_diagnosed_and_unlocked_with_the_pin() {
+    let s = sim(Personality::Sim800, "pin", Some("1234"));
+    let report = probe(&link(&s), 115_200, None).await;
+    assert_eq!(report.sim.as_deref(), Some("SIM PIN"));
+    assert!(
+        report
+            .diagnosis
+            .iter()
+            .any(|d| d.contains("SIM PIN needed")),
+        "{:?}",
+        report.diagnosis
+    );
+    let report = probe(&link(&s), 115_200, Some("1234")).await;
+    assert_eq!(
+        report.sim.as_deref(),
+        Some("ready"),
+        "{:?}",
+        report.diagnosis
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_port_and_a_full_storage_are_diagnosed() {
+    let s = sim(Personality::Ec25, "silent", None);
+    s.fault(Fault::StopAnswering { duration: None }).unwrap();
+    let report = probe(&link(&s), 115_200, None).await;
+    assert!(!report.responding);
+    assert!(
+        report.diagnosis[0].contains("wrong port or speed"),
+        "{:?}",
+        report.diagnosis
+    );
+    s.fault(Fault::Clear).unwrap();
+    s.shutdown().await;
+
+    let missing: PathBuf = std::env::temp_dir().join("smsgate-probe-no-such-port");
+    let report = probe(&missing.to_string_lossy(), 115_200, None).await;
+    assert!(
+        report.diagnosis[0].contains("does not exist"),
+        "{:?}",
+        report.diagnosis
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_json_and_exits_by_health() {
+    let s = sim(Personality::E3372, "cli", None);
+    let path = link(&s);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_smsgate"))
+            .args(["modem", "probe", &path, "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["responding"], true);
+    assert_eq!(v["pdu_mode"], true);
+    assert!(v["diagnosis"].as_array().unwrap().is_empty());
+    s.shutdown().await;
+}
