@@ -38,6 +38,45 @@ pub struct Config {
     pub modem: Vec<ModemConfig>,
     #[serde(default)]
     pub sms: SmsConfig,
+    /// Where events are pushed (signed, retried, durable).
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// The event types a webhook can ask for.
+pub const EVENT_TYPES: [&str; 9] = [
+    "message.received",
+    "message.sent",
+    "message.delivered",
+    "message.failed",
+    "message.unknown",
+    "message.expired",
+    "modem.status",
+    "consent.changed",
+    "*",
+];
+
+/// `[[webhook]]`: one receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Stable name used in the API and logs.
+    pub id: String,
+    /// `http://host:port/path` of the receiver.
+    pub url: String,
+    /// Signing secrets, `whsec_` + base64 (Standard Webhooks). Every secret
+    /// signs each delivery, so a new one can be added before the old is removed.
+    pub secrets: Vec<String>,
+    /// Event types to send; empty or `["*"]`: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// How long to wait for the receiver's answer.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: String,
+}
+
+fn default_webhook_timeout() -> String {
+    "10s".into()
 }
 
 /// `[api]`: the local HTTP API.
@@ -353,6 +392,61 @@ impl Config {
         }
         if parse_duration(&self.sms.reassembly_timeout).is_none() {
             return Err(error("sms.reassembly_timeout", "a duration such as 10m"));
+        }
+        let mut hook_ids = std::collections::HashSet::new();
+        for (i, w) in self.webhook.iter().enumerate() {
+            let key = format!("webhook[{i}]");
+            let valid_id = !w.id.is_empty()
+                && w.id.len() <= 64
+                && w.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_id {
+                return Err(error(
+                    format!("{key}.id"),
+                    format!("{:?}: use 1-64 letters, digits, - or _", w.id),
+                ));
+            }
+            if !hook_ids.insert(w.id.as_str()) {
+                return Err(error(
+                    format!("{key}.id"),
+                    format!("{:?} is used twice", w.id),
+                ));
+            }
+            let rest = w.url.strip_prefix("http://").ok_or_else(|| {
+                error(
+                    format!("{key}.url"),
+                    "must start with http:// (receivers are on the LAN; put a TLS proxy in front for https)",
+                )
+            })?;
+            let host = rest.split('/').next().unwrap_or("");
+            if host.is_empty() {
+                return Err(error(format!("{key}.url"), "has no host"));
+            }
+            if w.secrets.is_empty() {
+                return Err(error(
+                    format!("{key}.secrets"),
+                    "needs at least one whsec_ secret",
+                ));
+            }
+            for (j, secret) in w.secrets.iter().enumerate() {
+                if !secret.starts_with("whsec_") || secret.len() < 6 + 16 {
+                    return Err(error(
+                        format!("{key}.secrets[{j}]"),
+                        "must be whsec_ followed by base64 (at least 16 characters)",
+                    ));
+                }
+            }
+            if let Some(bad) = w.events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+                return Err(error(
+                    format!("{key}.events"),
+                    format!("unknown event type {bad:?}"),
+                ));
+            }
+            match parse_duration(&w.timeout) {
+                Some(d) if d.as_secs() >= 1 && d.as_secs() <= 120 => {}
+                _ => return Err(error(format!("{key}.timeout"), "1s to 120s, e.g. 10s")),
+            }
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ pub mod api;
 pub mod at;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod modem;
 pub mod pdu;
 pub mod phone;

@@ -3,6 +3,8 @@
 
 mod modem;
 mod pdu;
+mod run;
+mod send;
 mod simulate;
 
 use std::process::ExitCode;
@@ -19,6 +21,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway: modems, store, HTTP API (under systemd: Type=notify).
+    Run(run::RunArgs),
+    /// Run the gateway with a simulated modem and simulated customers, on
+    /// 127.0.0.1:8080 (API) and 127.0.0.1:8081 (simulator control).
+    Demo(run::DemoArgs),
+    /// Validate a configuration file without starting anything.
+    CheckConfig(run::RunArgs),
+    /// Send an SMS through the local API.
+    Send(send::SendArgs),
     /// Decode and encode SMS PDUs (3GPP TS 23.040), as modems print and take them.
     #[command(subcommand)]
     Pdu(pdu::PduCommand),
@@ -42,6 +53,10 @@ impl<E: std::error::Error> From<E> for UsageError {
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => run::demo(args).map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig(args) => run::check_config(args).map(|()| ExitCode::SUCCESS),
+        Command::Send(args) => send::run(args).map(|()| ExitCode::SUCCESS),
         Command::Pdu(command) => pdu::run(command).map(|()| ExitCode::SUCCESS),
         Command::Modem(command) => modem::run(command),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),

@@ -79,18 +79,36 @@ struct Actor {
 }
 
 impl Actor {
-    fn set_state(&self, state: ModemState, reason: Option<String>) {
+    /// Publish a state; a change of state (not `initializing`) is also a
+    /// `modem.status` event for webhooks.
+    async fn set_state(&self, state: ModemState, reason: Option<String>) {
         let mut changed = false;
+        let mut state_changed = false;
         self.status.send_modify(|s| {
             changed = s.state != state || s.reason != reason;
+            state_changed = s.state != state;
             s.state = state;
             s.reason = reason;
             s.updated_at = Utc::now();
         });
-        if changed {
-            let reason = self.status.borrow().reason.clone();
-            tracing::info!(modem = %self.settings.id, state = state.as_str(), reason = reason.as_deref().unwrap_or(""), "modem state");
-            self.dispatcher.notify();
+        if !changed {
+            return;
+        }
+        let snapshot = self.status.borrow().clone();
+        tracing::info!(modem = %self.settings.id, state = state.as_str(), reason = snapshot.reason.as_deref().unwrap_or(""), "modem state");
+        self.dispatcher.notify();
+        if state_changed && state != ModemState::Initializing {
+            let data = serde_json::json!({
+                "modem": snapshot.id,
+                "state": state.as_str(),
+                "reason": snapshot.reason,
+                "own_number": snapshot.own_number,
+                "operator": snapshot.operator,
+                "signal_dbm": snapshot.signal_dbm,
+            });
+            if let Err(e) = self.store.emit("modem.status", data).await {
+                tracing::error!(modem = %self.settings.id, error = %e, "cannot record modem.status");
+            }
         }
     }
 
@@ -108,12 +126,13 @@ impl Actor {
             if *self.stop.borrow() {
                 break;
             }
-            self.set_state(ModemState::Initializing, None);
+            self.set_state(ModemState::Initializing, None).await;
             let port = match open_serial(&self.settings.port, self.settings.baud) {
                 Ok(port) => port,
                 Err(e) => {
                     failures += 1;
-                    self.set_state(ModemState::Offline, Some(format!("cannot open port: {e}")));
+                    self.set_state(ModemState::Offline, Some(format!("cannot open port: {e}")))
+                        .await;
                     let delay = backoff(failures, self.engine.reopen_backoff_max);
                     if !self.pause(delay).await {
                         break;
@@ -131,14 +150,14 @@ impl Actor {
                     continue;
                 }
                 End::Fatal(reason) => {
-                    self.set_state(ModemState::Offline, Some(reason));
+                    self.set_state(ModemState::Offline, Some(reason)).await;
                     stopped(&mut self.stop).await;
                     break;
                 }
                 End::DeviceGone(reason) | End::Unresponsive(reason) => {
                     failures += 1;
                     self.status.send_modify(|s| s.counters.reconnects += 1);
-                    self.set_state(ModemState::Offline, Some(reason));
+                    self.set_state(ModemState::Offline, Some(reason)).await;
                     let delay = backoff(failures, self.engine.reopen_backoff_max);
                     if !self.pause(delay).await {
                         break;
@@ -146,7 +165,8 @@ impl Actor {
                 }
             }
         }
-        self.set_state(ModemState::Offline, Some("stopped".into()));
+        self.set_state(ModemState::Offline, Some("stopped".into()))
+            .await;
     }
 }
 
@@ -410,26 +430,29 @@ impl<'a> Session<'a> {
             }
         }
         if let Some(reg) = registration {
-            self.on_registration(&reg);
+            self.on_registration(&reg).await;
         } else if !self.registered {
             self.actor
-                .set_state(ModemState::Degraded, Some("registration unknown".into()));
+                .set_state(ModemState::Degraded, Some("registration unknown".into()))
+                .await;
         }
         Ok(())
     }
 
-    fn on_registration(&mut self, reg: &Registration) {
+    async fn on_registration(&mut self, reg: &Registration) {
         self.registered = reg.status.is_registered();
         self.actor
             .status
             .send_modify(|s| s.registration = Some(format!("{:?}", reg.status).to_lowercase()));
         if self.registered {
-            self.actor.set_state(ModemState::Ready, None);
+            self.actor.set_state(ModemState::Ready, None).await;
         } else {
-            self.actor.set_state(
-                ModemState::Degraded,
-                Some("not registered: sends wait".into()),
-            );
+            self.actor
+                .set_state(
+                    ModemState::Degraded,
+                    Some("not registered: sends wait".into()),
+                )
+                .await;
         }
     }
 
@@ -484,7 +507,7 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Urc::Registration(reg) => {
-                self.on_registration(&reg);
+                self.on_registration(&reg).await;
                 Ok(())
             }
             Urc::Signal(csq) => {

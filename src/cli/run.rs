@@ -1,0 +1,100 @@
+//! `smsgate run`, `smsgate check-config` and `smsgate demo`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::UsageError;
+use crate::api::{ApiToken, Scope};
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "/etc/smsgate/smsgate.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: String,
+    /// Where the simulator's control API listens.
+    #[arg(long, default_value = crate::demo::CONTROL_ADDR)]
+    control: std::net::SocketAddr,
+}
+
+/// Logs on stderr; `SMSGATE_LOG=debug|info|warn|error` sets the level.
+pub fn init_logging() {
+    let level = match std::env::var("SMSGATE_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "trace" => tracing::Level::TRACE,
+        "debug" => tracing::Level::DEBUG,
+        "warn" => tracing::Level::WARN,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))
+}
+
+pub fn check_config(args: RunArgs) -> Result<(), UsageError> {
+    let config = Config::load(&args.config)?;
+    println!(
+        "{}: OK ({} modem(s), API on {}, store at {})",
+        args.config.display(),
+        config.modem.len(),
+        config.api.bind,
+        config.store.path.display()
+    );
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> Result<(), UsageError> {
+    init_logging();
+    let config = Config::load(&args.config)?;
+    let mut extra = Vec::new();
+    if let Ok(secret) = std::env::var("SMSGATE_API_TOKEN") {
+        if !secret.is_empty() {
+            extra.push(ApiToken::from_secret(
+                "SMSGATE_API_TOKEN",
+                &secret,
+                vec![Scope::Admin],
+            ));
+        }
+    }
+    runtime()?
+        .block_on(crate::daemon::run(
+            config,
+            extra,
+            crate::daemon::signal(),
+            |_| {},
+        ))
+        .map_err(|e| UsageError(e.to_string()))
+}
+
+pub fn demo(args: DemoArgs) -> Result<(), UsageError> {
+    init_logging();
+    runtime()?
+        .block_on(crate::demo::run(
+            Some(args.api),
+            Some(args.control),
+            crate::daemon::signal(),
+            |_, banner| println!("{banner}"),
+        ))
+        .map_err(|e| UsageError(e.to_string()))
+}

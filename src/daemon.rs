@@ -1,0 +1,203 @@
+//! Wiring: open the store, recover, start one actor per modem, housekeeping
+//! and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
+//! flight up to 8 s, flush the store and return within 10 s.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
+use crate::config::{parse_duration, Config};
+use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot open the store at {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+    #[error("API server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How long shutdown may take in all (the issue: exit within 10 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The tokens the config names, plus any given directly (demo, `SMSGATE_API_TOKEN`).
+pub fn tokens(config: &Config, extra: Vec<ApiToken>) -> Vec<ApiToken> {
+    let mut tokens: Vec<ApiToken> = config
+        .api
+        .tokens
+        .iter()
+        .filter_map(|t| {
+            let digest = crate::pdu::hex::decode(&t.sha256).ok()?;
+            let sha256: [u8; 32] = digest.try_into().ok()?;
+            let scopes = t
+                .scopes
+                .iter()
+                .filter_map(|s| match s.as_str() {
+                    "send" => Some(Scope::Send),
+                    "read" => Some(Scope::Read),
+                    "admin" => Some(Scope::Admin),
+                    _ => None,
+                })
+                .collect();
+            Some(ApiToken {
+                name: t.name.clone(),
+                sha256,
+                scopes,
+            })
+        })
+        .collect();
+    tokens.extend(extra);
+    tokens
+}
+
+/// What the daemon reports once it listens (tests and the demo use it).
+#[derive(Clone)]
+pub struct Started {
+    pub api: SocketAddr,
+    pub store: Store,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+/// Run until `shutdown` resolves. `on_started` is called once the store is
+/// open and the API listens.
+pub async fn run(
+    config: Config,
+    extra_tokens: Vec<ApiToken>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_started: impl FnOnce(&Started) + Send,
+) -> Result<(), DaemonError> {
+    config.validate()?;
+    let store = Store::open(&config.store.path, config.store.cache_mb).map_err(|source| {
+        DaemonError::Store {
+            path: config.store.path.display().to_string(),
+            source,
+        }
+    })?;
+    match store.recover_in_flight().await {
+        Ok(unknown) if !unknown.is_empty() => {
+            tracing::warn!(
+                count = unknown.len(),
+                "messages in flight at the last stop are now unknown"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "recovery after restart failed"),
+    }
+    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine = Arc::new(EngineSettings {
+        validity: config.validity_seconds(),
+        ..EngineSettings::default()
+    });
+    let mut actors = Vec::new();
+    for m in &config.modem {
+        let settings = ModemSettings {
+            id: m.id.clone(),
+            port: m.port.clone(),
+            baud: m.baud,
+            pin: m.pin.clone(),
+            storage: m.storage.clone(),
+            own_number: m.own_number.clone(),
+            sends_per_minute: m.sends_per_minute,
+        };
+        let (actor, _status) = modem::spawn_modem(
+            settings,
+            engine.clone(),
+            store.clone(),
+            dispatcher.clone(),
+            stop_rx.clone(),
+        );
+        actors.push(actor);
+    }
+    let reassembly =
+        parse_duration(&config.sms.reassembly_timeout).unwrap_or(Duration::from_secs(600));
+    let housekeeping = tokio::spawn(modem::expiry::run(
+        store.clone(),
+        reassembly,
+        stop_rx.clone(),
+    ));
+
+    let state = ApiState {
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        tokens: Arc::new(tokens(&config, extra_tokens)),
+        sms: Arc::new(SmsPolicy {
+            default_country: config.sms.default_country.clone(),
+            max_parts: config.sms.max_parts,
+            status_reports: config.sms.status_reports,
+            validity: config.validity_seconds(),
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.api.bind)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            bind: config.api.bind.clone(),
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(DaemonError::Serve)?;
+    on_started(&Started {
+        api: api_addr,
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+    });
+    tracing::info!(api = %api_addr, modems = config.modem.len(), "smsgate running");
+
+    // One shutdown signal, fanned out: the API stops accepting, the actors stop
+    // taking work and finish what is in flight.
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async move {
+        let _ = api_stop_rx.await;
+    }));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE - Duration::from_millis(500);
+    let _ = stop_tx.send(true);
+    let _ = api_stop_tx.send(());
+    for actor in actors {
+        let _ = tokio::time::timeout_at(deadline, actor).await;
+    }
+    let _ = tokio::time::timeout_at(deadline, housekeeping).await;
+    let _ = tokio::time::timeout_at(deadline, server).await;
+    if let Err(e) = store.flush_blocking() {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
