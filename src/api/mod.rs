@@ -64,14 +64,14 @@ pub struct SmsPolicy {
     pub validity: Option<u32>,
 }
 
+/// The same defaults as `[sms]` in config/smsgate.toml.
 impl Default for SmsPolicy {
     fn default() -> Self {
         SmsPolicy {
-            // No guess: national numbers are refused until a country is set.
-            default_country: String::new(),
+            default_country: "US".into(),
             max_parts: crate::pdu::DEFAULT_MAX_PARTS,
             status_reports: true,
-            validity: None,
+            validity: Some(24 * 3600),
         }
     }
 }
