@@ -380,6 +380,12 @@ impl Config {
                 format!("{c:?}: an ISO 3166 alpha-2 code such as US or DE"),
             ));
         }
+        if crate::phone::calling_code(c).is_none() {
+            return Err(error(
+                "sms.default_country",
+                format!("{c:?} is not in smsgate's table of calling codes; write numbers in +E.164 and pick a listed country"),
+            ));
+        }
         if !self.sms.validity.eq_ignore_ascii_case("none") {
             match parse_duration(&self.sms.validity) {
                 Some(d)
@@ -568,6 +574,7 @@ mod tests {
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nown_number = \"+1abc\"", "modem[0].own_number"),
             ("[[modem]]\nid = \"a\"", "modem[0].port"),
             ("[sms]\ndefault_country = \"usa\"", "sms.default_country"),
+            ("[sms]\ndefault_country = \"XX\"", "sms.default_country"),
             ("[sms]\nvalidity = \"1m\"", "sms.validity"),
             ("[sms]\nmax_parts = 0", "sms.max_parts"),
             ("[sms]\nreassembly_timeout = \"soon\"", "sms.reassembly_timeout"),

@@ -198,7 +198,12 @@ impl Network {
     /// Like [`Network::inject`], but the parts arrive in `order` (1-based part
     /// numbers; a number given twice is delivered twice), as networks do when
     /// parts take different routes or a centre retries.
-    pub fn inject_in_order(&mut self, from: &str, text: &str, order: Option<&[usize]>) -> Result<usize, PduError> {
+    pub fn inject_in_order(
+        &mut self,
+        from: &str,
+        text: &str,
+        order: Option<&[usize]>,
+    ) -> Result<usize, PduError> {
         let originator = match Address::parse_number(from) {
             Ok(a) => a,
             Err(e) => Address::alphanumeric(from).map_err(|_| e)?,
