@@ -30,5 +30,6 @@ pub mod demo;
 pub mod modem;
 pub mod pdu;
 pub mod phone;
+pub mod policy;
 pub mod sim;
 pub mod store;
