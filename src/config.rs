@@ -41,6 +41,105 @@ pub struct Config {
     /// Where events are pushed (signed, retried, durable).
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
+    #[serde(default)]
+    pub consent: ConsentConfig,
+    #[serde(default)]
+    pub quiet_hours: QuietHoursConfig,
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+}
+
+/// `[consent]`: keywords, replies and who may be texted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentConfig {
+    /// The business name in HELP and confirmation replies.
+    pub program_name: String,
+    /// How to reach a person, for HELP replies (a phone number, an address).
+    pub help_contact: String,
+    /// Message frequency, for HELP replies.
+    pub frequency: String,
+    /// The one reply to an opt-out ({program} is replaced). No marketing.
+    pub opt_out_confirmation: String,
+    /// The reply to START/UNSTOP/YES.
+    pub opt_in_confirmation: String,
+    /// Opt-out keywords; default STOP, STOPALL, STOP ALL, UNSUBSCRIBE, CANCEL,
+    /// END, QUIT, REVOKE, OPTOUT, OPT OUT, OPT-OUT, ARRET, ALTO, PARAR, ...
+    pub opt_out_keywords: Option<Vec<String>>,
+    /// Opt-in keywords; default START, UNSTOP, SUBSCRIBE (YES while opted out).
+    pub opt_in_keywords: Option<Vec<String>>,
+    /// Help keywords; default HELP, INFO, AIDE, AYUDA.
+    pub help_keywords: Option<Vec<String>>,
+    /// "all": an opt-out covers every gateway number (default); "number":
+    /// only the number it was sent to.
+    pub scope: String,
+    /// Categories that may go to contacts who never opted in or out.
+    pub allow_without_opt_in: Vec<String>,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            program_name: "smsgate".into(),
+            help_contact: String::new(),
+            frequency: "Message frequency varies".into(),
+            opt_out_confirmation:
+                "{program}: you are unsubscribed and will get no more messages. Reply START to resubscribe.".into(),
+            opt_in_confirmation: "{program}: you are subscribed again. Reply HELP for help, STOP to opt out.".into(),
+            opt_out_keywords: None,
+            opt_in_keywords: None,
+            help_keywords: None,
+            scope: "all".into(),
+            allow_without_opt_in: vec!["transactional".into(), "conversational".into()],
+        }
+    }
+}
+
+/// `[quiet_hours]`: local night-time, per contact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuietHoursConfig {
+    /// Local start, "HH:MM".
+    pub start: String,
+    /// Local end, "HH:MM" (may be past midnight).
+    pub end: String,
+    /// IANA zone for contacts without one.
+    pub default_time_zone: String,
+    /// Use the country's zone for numbers of single-zone countries.
+    pub infer_from_country: bool,
+    /// Categories held back during quiet hours (marketing always is).
+    pub defer: Vec<String>,
+}
+
+impl Default for QuietHoursConfig {
+    fn default() -> Self {
+        QuietHoursConfig {
+            start: "21:00".into(),
+            end: "08:00".into(),
+            default_time_zone: "America/New_York".into(),
+            infer_from_country: true,
+            defer: vec!["marketing".into()],
+        }
+    }
+}
+
+/// `[rate_limits]`: per contact (carriers filter bursts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Marketing messages per contact per 24 hours.
+    pub marketing_per_day: u32,
+    /// Messages of any kind per contact per hour.
+    pub per_contact_per_hour: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            marketing_per_day: 3,
+            per_contact_per_hour: 10,
+        }
+    }
 }
 
 /// The event types a webhook can ask for.
@@ -399,6 +498,62 @@ impl Config {
         if parse_duration(&self.sms.reassembly_timeout).is_none() {
             return Err(error("sms.reassembly_timeout", "a duration such as 10m"));
         }
+        if !matches!(self.consent.scope.as_str(), "all" | "number") {
+            return Err(error("consent.scope", "\"all\" or \"number\""));
+        }
+        for c in &self.consent.allow_without_opt_in {
+            if !matches!(c.as_str(), "transactional" | "conversational" | "marketing") {
+                return Err(error(
+                    "consent.allow_without_opt_in",
+                    format!("unknown category {c:?}"),
+                ));
+            }
+        }
+        for (key, list) in [
+            ("consent.opt_out_keywords", &self.consent.opt_out_keywords),
+            ("consent.opt_in_keywords", &self.consent.opt_in_keywords),
+            ("consent.help_keywords", &self.consent.help_keywords),
+        ] {
+            if list
+                .as_ref()
+                .is_some_and(|l| l.iter().all(|k| k.trim().is_empty()))
+            {
+                return Err(error(
+                    key,
+                    "an empty list would ignore every request; omit the key for the defaults",
+                ));
+            }
+        }
+        if crate::policy::quiet_hours::QuietHours::parse(
+            &self.quiet_hours.start,
+            &self.quiet_hours.end,
+        )
+        .is_none()
+        {
+            return Err(error("quiet_hours.start", "start and end are HH:MM"));
+        }
+        if self
+            .quiet_hours
+            .default_time_zone
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+        {
+            return Err(error(
+                "quiet_hours.default_time_zone",
+                format!(
+                    "{:?} is not an IANA zone (e.g. America/Chicago)",
+                    self.quiet_hours.default_time_zone
+                ),
+            ));
+        }
+        for c in &self.quiet_hours.defer {
+            if !matches!(c.as_str(), "transactional" | "conversational" | "marketing") {
+                return Err(error(
+                    "quiet_hours.defer",
+                    format!("unknown category {c:?}"),
+                ));
+            }
+        }
         let mut hook_ids = std::collections::HashSet::new();
         for (i, w) in self.webhook.iter().enumerate() {
             let key = format!("webhook[{i}]");
@@ -579,6 +734,11 @@ mod tests {
             ("[sms]\nmax_parts = 0", "sms.max_parts"),
             ("[sms]\nreassembly_timeout = \"soon\"", "sms.reassembly_timeout"),
             ("[sms\n", "(file)"),
+            ("[consent]\nscope = \"everyone\"", "consent.scope"),
+            ("[consent]\nopt_out_keywords = []", "consent.opt_out_keywords"),
+            ("[quiet_hours]\nstart = \"9pm\"", "quiet_hours.start"),
+            ("[quiet_hours]\ndefault_time_zone = \"Mars/Olympus\"", "quiet_hours.default_time_zone"),
+            ("[rate_limits]\nburst = 3", "rate_limits.burst"),
         ];
         for (text, key) in cases {
             let e = load(text).expect_err(text);

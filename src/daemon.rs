@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
 use crate::config::{parse_duration, Config};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
+use crate::policy::Policy;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +101,12 @@ pub async fn run(
     }
     let dispatcher = Arc::new(Dispatcher::new(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Consent: inbound STOP/START/HELP act inside the store's transaction; every
+    // send passes the policy right before AT+CMGS.
+    let policy = Arc::new(Policy::from_config(&config));
+    store.set_reactor(policy.reactor(), policy.per_number());
     let engine = Arc::new(EngineSettings {
+        gate: Some(policy.clone()),
         validity: config.validity_seconds(),
         ..EngineSettings::default()
     });
@@ -142,6 +148,7 @@ pub async fn run(
             status_reports: config.sms.status_reports,
             validity: config.validity_seconds(),
         }),
+        policy: policy.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&config.api.bind)
         .await

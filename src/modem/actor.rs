@@ -17,7 +17,7 @@ use super::identity::read_identity;
 use super::probe::CNMI_FALLBACKS;
 use super::quirks;
 use super::status::{ModemState, ModemStatus};
-use super::{EngineSettings, ModemSettings};
+use super::{EngineSettings, Gate, ModemSettings};
 use crate::at::command::{
     Cfun, Cmee, Cmgd, Cmgf, Cmgl, Cmgr, Cmgs, Cnma, CopsQuery, CpinEnter, CpinQuery, Csms, Csq,
     Echo, RegistrationQuery,
@@ -619,8 +619,27 @@ impl<'a> Session<'a> {
         };
         match stored {
             Ok(outcome) => {
-                if let ReceiveOutcome::Complete(..) = outcome {
+                if let ReceiveOutcome::Complete(message, events) = &outcome {
                     self.actor.status.send_modify(|s| s.counters.received += 1);
+                    // A STOP was recorded with the message; now cancel what
+                    // still waits for this contact (the check before AT+CMGS
+                    // would stop it anyway, this makes it visible at once).
+                    let opted_out = events
+                        .iter()
+                        .any(|e| e.kind == "consent.changed" && e.data["status"] == "opted_out");
+                    if opted_out {
+                        let _ = self
+                            .actor
+                            .store
+                            .fail_waiting_to(
+                                &message.contact,
+                                "recipient_opted_out",
+                                "cancelled: the recipient opted out (STOP)",
+                            )
+                            .await;
+                    }
+                    // A confirmation or HELP reply may have been queued.
+                    self.actor.dispatcher.notify();
                 }
                 Ok(true)
             }
@@ -689,7 +708,15 @@ impl<'a> Session<'a> {
             .await;
     }
 
-    /// Wait for the per-modem rate limit.
+    /// How long until the per-modem rate limit lets the next part go.
+    fn rate_wait(&self) -> Duration {
+        match self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+            Some(_) => self.next_send.saturating_duration_since(Instant::now()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Take the rate limit's next slot (waiting for it if need be).
     async fn rate_limit(&mut self) {
         if let Some(per_minute) = self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
             let gap = Duration::from_secs(60) / per_minute;
@@ -699,6 +726,23 @@ impl<'a> Session<'a> {
             }
             self.next_send = Instant::now().max(now) + gap;
         }
+    }
+
+    /// Put a message back as `deferred` until `until`, saying why.
+    async fn defer(&mut self, id: &str, until: chrono::DateTime<Utc>, reason: String) {
+        let now = Utc::now();
+        let _ = self
+            .actor
+            .store
+            .update(id, |m| {
+                if !m.status.is_waiting() {
+                    return false;
+                }
+                m.not_before = Some(until);
+                m.transition(now, MessageStatus::Deferred).note = Some(reason.clone());
+                true
+            })
+            .await;
     }
 
     /// Send the parts of `message` not sent yet, one `AT+CMGS` each.
@@ -742,7 +786,50 @@ impl<'a> Session<'a> {
             if done {
                 continue;
             }
+            let first = message.part_status.iter().all(|p| p.mr.is_none());
+            // A per-modem limit that would stall the modem defers the message
+            // instead, visibly (another modem may take it meanwhile).
+            let wait = self.rate_wait();
+            if first && wait > Duration::from_secs(5) {
+                let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let per_minute = self.actor.settings.sends_per_minute.unwrap_or(0);
+                self.defer(
+                    &message.id,
+                    until,
+                    format!("modem {modem} rate limit ({per_minute}/min)"),
+                )
+                .await;
+                return Ok(());
+            }
             self.rate_limit().await;
+            // The policy, right before AT+CMGS: a STOP that arrived while this
+            // message waited here stops it.
+            if let Some(gate) = &engine.gate {
+                let latest = self
+                    .actor
+                    .store
+                    .get(&message.id)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| message.clone());
+                match gate.check(
+                    &self.actor.store,
+                    &latest,
+                    own_number.as_deref(),
+                    Utc::now(),
+                ) {
+                    Gate::Send => {}
+                    Gate::Defer { until, reason } if first => {
+                        self.defer(&message.id, until, reason).await;
+                        return Ok(());
+                    }
+                    Gate::Defer { .. } => {}
+                    Gate::Refuse(error) => {
+                        self.fail(&message.id, &error.code, &error.text).await;
+                        return Ok(());
+                    }
+                }
+            }
             let now = Utc::now();
             let marked = self
                 .actor

@@ -10,7 +10,12 @@ pub mod probe;
 pub mod quirks;
 pub mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{ErrorInfo, Message, Store};
 
 pub use actor::spawn_modem;
 pub use dispatch::Dispatcher;
@@ -31,9 +36,36 @@ pub struct ModemSettings {
     pub sends_per_minute: Option<u32>,
 }
 
+/// What the policy says right before a message goes to the modem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Send,
+    /// Hold it (quiet hours, rate limits) until then, and say why.
+    Defer {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// Never send it (opted out, no consent, too late).
+    Refuse(ErrorInfo),
+}
+
+/// The check right before `AT+CMGS` (consent, quiet hours, rate limits): the
+/// modem engine asks it for every message and every API path leads here.
+pub trait SendGate: Send + Sync {
+    fn check(
+        &self,
+        store: &Store,
+        message: &Message,
+        modem_number: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Gate;
+}
+
 /// Settings shared by all modem actors.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineSettings {
+    /// The policy's check before each send (None: send everything).
+    pub gate: Option<Arc<dyn SendGate>>,
     /// Default validity period in seconds (None: the network's default).
     pub validity: Option<u32>,
     pub health_interval: Duration,
@@ -47,9 +79,22 @@ pub struct EngineSettings {
     pub reset_after_failures: Option<u32>,
 }
 
+impl std::fmt::Debug for EngineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSettings")
+            .field("gate", &self.gate.is_some())
+            .field("validity", &self.validity)
+            .field("health_interval", &self.health_interval)
+            .field("retry_base", &self.retry_base)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
+            gate: None,
             validity: Some(24 * 3600),
             health_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(300),
