@@ -986,6 +986,11 @@ impl<'a> Session<'a> {
             .actor
             .store
             .update(id, |m| {
+                // Someone else may have settled it meanwhile (a STOP cancels
+                // waiting messages on its own).
+                if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
+                    return false;
+                }
                 let error = ErrorInfo {
                     code: code.to_string(),
                     text: text.to_string(),

@@ -6,6 +6,8 @@
 
 pub mod keywords;
 pub mod quiet_hours;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
