@@ -225,6 +225,10 @@ pub struct StoreConfig {
     /// Page cache in MiB: bounded, for a Raspberry Pi.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// Blank message bodies older than this many days (the records, consent
+    /// ledger and counts stay). None: keep bodies.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 fn default_store_path() -> PathBuf {
@@ -240,6 +244,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_store_path(),
             cache_mb: default_cache_mb(),
+            retention_days: None,
         }
     }
 }
@@ -415,6 +420,12 @@ impl Config {
         }
         if self.store.cache_mb == 0 {
             return Err(error("store.cache_mb", "must be at least 1"));
+        }
+        if self.store.retention_days == Some(0) {
+            return Err(error(
+                "store.retention_days",
+                "at least 1 (omit it to keep bodies)",
+            ));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, m) in self.modem.iter().enumerate() {

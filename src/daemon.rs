@@ -135,6 +135,7 @@ pub async fn run(
     let housekeeping = tokio::spawn(modem::expiry::run(
         store.clone(),
         reassembly,
+        config.store.retention_days,
         stop_rx.clone(),
     ));
 
