@@ -230,11 +230,12 @@ fn base_document() -> Value {
                     "parameters": [param("Idempotency-Key", "header", "Up to 255 printable ASCII characters.", json!({"type": "string"}))],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": schema("SendRequest") } } },
                     "responses": {
-                        "202": ok("Accepted (queued or scheduled).", schema("Accepted")),
+                        "202": ok("Accepted (queued, scheduled, or deferred by quiet hours or rate limits).", schema("Accepted")),
+                        "409": problem("`recipient_opted_out` (the contact texted STOP), `consent_required` (marketing without opt-in evidence)."),
                         "400": problem("Malformed JSON (`invalid_json`)."),
                         "413": problem("Body over 64 KiB (`payload_too_large`)."),
                         "415": problem("Not application/json (`unsupported_media_type`)."),
-                        "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`.")
+                        "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`, `invalid_category`, `not_conversational`.")
                     }
                 })),
                 "get": secured("read", "List messages, newest first", json!({
@@ -346,7 +347,8 @@ fn components() -> Value {
                 "modem": {"type": "string", "description": "A configured modem id."},
                 "status_report": {"type": "boolean"},
                 "validity": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "examples": ["5m", "24h", "7d"]}]},
-                "send_at": {"type": "string", "format": "date-time"}
+                "send_at": {"type": "string", "format": "date-time"},
+                "category": {"enum": ["transactional", "conversational", "marketing"], "description": "Default transactional. Marketing needs recorded opt-in evidence and waits out quiet hours; conversational must answer a thread the contact started or answered."}
             }
         },
         "Accepted": {
@@ -354,7 +356,7 @@ fn components() -> Value {
             "required": ["id", "status", "to", "parts", "alphabet", "created_at"],
             "properties": {
                 "id": {"type": "string"},
-                "status": {"enum": ["queued", "scheduled"]},
+                "status": {"enum": ["queued", "scheduled", "deferred"]},
                 "to": {"type": "string"},
                 "parts": {"type": "integer"},
                 "alphabet": {"enum": ["gsm7", "ucs2"]},
