@@ -28,6 +28,8 @@
 //! - [`api`]: the axum router: bearer scopes, problem+json, OpenAPI.
 //! - [`config`], [`daemon`], [`demo`]: settings, wiring and shutdown, the demo.
 //! - [`cli`]: the command line; the one place where errors become an exit code.
+//! - [`udev_rules`]: a reader of udev(7) rules files, to check the shipped
+//!   `udev/60-smsgate.rules`.
 //!
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
@@ -44,3 +46,4 @@ pub mod phone;
 pub mod policy;
 pub mod sim;
 pub mod store;
+pub mod udev_rules;
