@@ -271,6 +271,10 @@ pub struct ModemConfig {
     /// Send at most this many parts a minute (carrier spam filters).
     #[serde(default)]
     pub sends_per_minute: Option<u32>,
+    /// With `port = "auto"`: which discovered modem this is (`AT+CGSN`), so
+    /// it keeps its id across re-plugs. Required when several are "auto".
+    #[serde(default)]
+    pub imei: Option<String>,
 }
 
 fn default_baud() -> u32 {
@@ -481,6 +485,33 @@ impl Config {
                     format!("{key}.sends_per_minute"),
                     "must be at least 1 (omit it for no limit)",
                 ));
+            }
+        }
+        // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
+        // (src/modem/discovery.rs).
+        let auto: Vec<(usize, &ModemConfig)> = self
+            .modem
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.port == crate::modem::discovery::AUTO)
+            .collect();
+        let mut imeis = std::collections::HashSet::new();
+        for (i, m) in self.modem.iter().enumerate() {
+            let key = format!("modem[{i}].imei");
+            match &m.imei {
+                Some(imei) if !crate::modem::discovery::is_imei(imei) => {
+                    return Err(error(key, "an IMEI is 14 to 16 digits"));
+                }
+                Some(imei) if !imeis.insert(imei.as_str()) => {
+                    return Err(error(key, format!("{imei} is used twice")));
+                }
+                None if auto.len() > 1 && m.port == crate::modem::discovery::AUTO => {
+                    return Err(error(
+                        key,
+                        "several modems have port = \"auto\": each needs its imei",
+                    ));
+                }
+                _ => {}
             }
         }
         let c = &self.sms.default_country;
@@ -739,6 +770,9 @@ mod tests {
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nstorage = \"XX\"", "modem[0].storage"),
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nown_number = \"+1abc\"", "modem[0].own_number"),
             ("[[modem]]\nid = \"a\"", "modem[0].port"),
+            ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"12ab\"", "modem[0].imei"),
+            ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"", "modem[1].imei"),
+            ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678901\"", "modem[1].imei"),
             ("[sms]\ndefault_country = \"usa\"", "sms.default_country"),
             ("[sms]\ndefault_country = \"XX\"", "sms.default_country"),
             ("[sms]\nvalidity = \"1m\"", "sms.validity"),
@@ -755,6 +789,14 @@ mod tests {
             let e = load(text).expect_err(text);
             assert_eq!(e.key, key, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn auto_ports() {
+        let one = load("[[modem]]\nid = \"a\"\nport = \"auto\"").unwrap();
+        assert_eq!(one.modem[0].imei, None);
+        let two = load("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678902\"\n[[modem]]\nid = \"c\"\nport = \"/dev/ttyUSB0\"").unwrap();
+        assert_eq!(two.modem[1].imei.as_deref(), Some("869012045678902"));
     }
 
     #[test]

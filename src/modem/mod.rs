@@ -1,8 +1,9 @@
 //! Modems: one actor per modem ([`actor`]), the dispatcher that hands them
 //! work ([`dispatch`]), what each publishes ([`status`]), identity, vendor
-//! quirks, and the technician's probe.
+//! quirks, the technician's probe, and `port = "auto"` ([`discovery`]).
 
 pub mod actor;
+pub mod discovery;
 pub mod dispatch;
 pub mod expiry;
 pub mod identity;
