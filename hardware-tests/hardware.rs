@@ -98,24 +98,29 @@ fn manual(why: &str) -> bool {
     false
 }
 
-/// The peer answers our next text with `reply`: scripted in the simulator,
-/// sent by the SIM to itself in a loop, or typed by a person.
+/// Before the text the peer answers: the simulator's handset is scripted to
+/// reply `reply` (it answers texts that arrive after the script is set).
+fn script_peer(reply: &str) {
+    if let Peer::Simulated(control) = peer_mode() {
+        let peer = env("SMSGATE_HW_PEER");
+        let (status, body) = http(
+            "POST",
+            &control,
+            "/handsets",
+            None,
+            Some(&json!({"number": peer, "reply": reply, "delay_ms": 500})),
+        );
+        assert!(status < 300, "simulator control: {status} {body}");
+    }
+}
+
+/// After the text: the SIM texts `reply` to itself in a loop, or a person is
+/// asked to. `false`: no person, the test ends "manual".
 fn peer_replies(gw: &Gateway, reply: &str) -> bool {
     let peer = env("SMSGATE_HW_PEER");
     match peer_mode() {
-        Peer::Simulated(control) => {
-            let (status, body) = http(
-                "POST",
-                &control,
-                "/handsets",
-                None,
-                Some(&json!({"number": peer, "reply": reply, "delay_ms": 500})),
-            );
-            assert!(status < 300, "simulator control: {status} {body}");
-            true
-        }
+        Peer::Simulated(_) => true,
         Peer::Loop => {
-            // The SIM texts itself: what it sends comes back as the reply.
             gw.send(json!({"to": peer, "body": reply}));
             true
         }
@@ -305,14 +310,31 @@ impl Drop for Gateway {
 }
 
 fn one_modem(name: &str) -> Gateway {
-    Gateway::start(
+    let gw = Gateway::start(
         name,
         &[ModemUnderTest {
             id: "hw1",
             port: env("SMSGATE_HW_PORT"),
             own_number: env_opt("SMSGATE_HW_OWN_NUMBER"),
         }],
-    )
+    );
+    // Each test has a fresh store, but the modem's SMS storage may still hold
+    // an earlier run's late STOP, swept in before "ready" and opting the peer
+    // out here too. The test opts the peer in again, with evidence saying why.
+    let peer = env("SMSGATE_HW_PEER");
+    let (status, body) = http(
+        "PUT",
+        &gw.addr,
+        &format!("/v1/contacts/{}/consent", peer.replace('+', "%2B")),
+        Some(TOKEN),
+        Some(&json!({
+            "status": "opted_in",
+            "source": "hardware_test",
+            "evidence": "smsgate hardware test: the peer is the technician's own phone",
+        })),
+    );
+    assert!(status < 300, "consent for the peer: {status} {body}");
+    gw
 }
 
 fn stamp() -> String {
@@ -361,6 +383,7 @@ fn receive_from_peer() {
     let peer = env("SMSGATE_HW_PEER");
     let gw = one_modem("receive");
     let reply = format!("reply {}", stamp());
+    script_peer(&reply);
     let id = gw.send(json!({"to": peer, "body": "smsgate hardware test: please reply to this text", "status_report": false}));
     gw.wait_status(&id, &["sent", "delivered"], wait_limit());
     if !peer_replies(&gw, &reply) {
@@ -429,6 +452,7 @@ fn multipart_with_emoji() {
 fn stop_round_trip() {
     let peer = env("SMSGATE_HW_PEER");
     let gw = one_modem("stop");
+    script_peer("STOP");
     let id = gw.send(json!({"to": peer, "body": "smsgate hardware test: reply STOP to this text", "status_report": false}));
     gw.wait_status(&id, &["sent", "delivered"], wait_limit());
     if !peer_replies(&gw, "STOP") {
@@ -447,6 +471,11 @@ fn stop_round_trip() {
         },
     );
     println!("after STOP: 409 {}", refused["code"]);
+    // The scripted handset answers everything, the opt-out confirmation
+    // too: back to a harmless reply for whatever runs next (a STOP already
+    // on its way is swept in by the next test's gateway, which opts the
+    // peer in again, see one_modem).
+    script_peer("OK");
 }
 
 #[test]
