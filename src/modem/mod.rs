@@ -66,6 +66,8 @@ pub trait SendGate: Send + Sync {
 pub struct EngineSettings {
     /// The policy's check before each send (None: send everything).
     pub gate: Option<Arc<dyn SendGate>>,
+    /// The watchdog's liveness registry (None: no watchdog).
+    pub liveness: Option<crate::liveness::Liveness>,
     /// Default validity period in seconds (None: the network's default).
     pub validity: Option<u32>,
     pub health_interval: Duration,
@@ -95,6 +97,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             gate: None,
+            liveness: None,
             validity: Some(24 * 3600),
             health_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(300),
