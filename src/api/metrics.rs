@@ -127,7 +127,8 @@ pub fn render_modems(out: &mut String, modems: &[ModemStatus]) {
             m.queue_depth
         );
     }
-    let counters: [(&str, &str, fn(&ModemStatus) -> u64); 6] = [
+    type Counter = (&'static str, &'static str, fn(&ModemStatus) -> u64);
+    let counters: [Counter; 6] = [
         (
             "smsgate_modem_sent_parts_total",
             "SMS parts accepted by the network (+CMGS).",
