@@ -116,15 +116,7 @@ pub async fn run(
     });
     let mut actors = Vec::new();
     for m in &config.modem {
-        let settings = ModemSettings {
-            id: m.id.clone(),
-            port: m.port.clone(),
-            baud: m.baud,
-            pin: m.pin.clone(),
-            storage: m.storage.clone(),
-            own_number: m.own_number.clone(),
-            sends_per_minute: m.sends_per_minute,
-        };
+        let settings = ModemSettings::from(m);
         let (actor, _status) = modem::spawn_modem(
             settings,
             engine.clone(),

@@ -1042,12 +1042,7 @@ impl<'a> Session<'a> {
                 if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
                     return false;
                 }
-                let error = ErrorInfo {
-                    code: code.to_string(),
-                    text: text.to_string(),
-                };
-                m.error = Some(error.clone());
-                m.transition(now, MessageStatus::Failed).error = Some(error);
+                m.settle_with_error(now, MessageStatus::Failed, code, text);
                 true
             })
             .await;

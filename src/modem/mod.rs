@@ -36,6 +36,20 @@ pub struct ModemSettings {
     pub sends_per_minute: Option<u32>,
 }
 
+impl From<&crate::config::ModemConfig> for ModemSettings {
+    fn from(m: &crate::config::ModemConfig) -> Self {
+        ModemSettings {
+            id: m.id.clone(),
+            port: m.port.clone(),
+            baud: m.baud,
+            pin: m.pin.clone(),
+            storage: m.storage.clone(),
+            own_number: m.own_number.clone(),
+            sends_per_minute: m.sends_per_minute,
+        }
+    }
+}
+
 /// What the policy says right before a message goes to the modem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
