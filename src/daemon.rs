@@ -105,22 +105,18 @@ pub async fn run(
     // send passes the policy right before AT+CMGS.
     let policy = Arc::new(Policy::from_config(&config));
     store.set_reactor(policy.reactor(), policy.per_number());
+    // The watchdog pings every worker; WATCHDOG=1 only when all answer.
+    let watchdog = crate::notify::watchdog_interval();
+    let liveness = crate::liveness::Liveness::default();
     let engine = Arc::new(EngineSettings {
         gate: Some(policy.clone()),
+        liveness: watchdog.map(|_| liveness.clone()),
         validity: config.validity_seconds(),
         ..EngineSettings::default()
     });
     let mut actors = Vec::new();
     for m in &config.modem {
-        let settings = ModemSettings {
-            id: m.id.clone(),
-            port: m.port.clone(),
-            baud: m.baud,
-            pin: m.pin.clone(),
-            storage: m.storage.clone(),
-            own_number: m.own_number.clone(),
-            sends_per_minute: m.sends_per_minute,
-        };
+        let settings = ModemSettings::from(m);
         let (actor, _status) = modem::spawn_modem(
             settings,
             engine.clone(),
@@ -150,6 +146,7 @@ pub async fn run(
             validity: config.validity_seconds(),
         }),
         policy: policy.clone(),
+        extra_metrics: None,
     };
     let listener = tokio::net::TcpListener::bind(&config.api.bind)
         .await
@@ -164,6 +161,16 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
     });
     tracing::info!(api = %api_addr, modems = config.modem.len(), "smsgate running");
+    let modem_count = config.modem.len();
+    crate::notify::ready(&crate::notify::summary(0, modem_count, store.outbox_len()));
+    let supervisor = tokio::spawn(supervise(
+        dispatcher.clone(),
+        store.clone(),
+        modem_count,
+        watchdog,
+        liveness,
+        stop_rx.clone(),
+    ));
 
     // One shutdown signal, fanned out: the API stops accepting, the actors stop
     // taking work and finish what is in flight.
@@ -173,6 +180,7 @@ pub async fn run(
     }));
     shutdown.await;
     tracing::info!("shutting down");
+    crate::notify::stopping();
     let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE - Duration::from_millis(500);
     let _ = stop_tx.send(true);
     let _ = api_stop_tx.send(());
@@ -180,11 +188,52 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, actor).await;
     }
     let _ = tokio::time::timeout_at(deadline, housekeeping).await;
+    let _ = tokio::time::timeout_at(deadline, supervisor).await;
     let _ = tokio::time::timeout_at(deadline, server).await;
     if let Err(e) = store.flush_blocking() {
         tracing::error!(error = %e, "final flush failed");
     }
     Ok(())
+}
+
+/// STATUS= every few seconds, and WATCHDOG=1 while every worker answers a
+/// liveness ping within half of `WatchdogSec`.
+async fn supervise(
+    dispatcher: Arc<Dispatcher>,
+    store: Store,
+    modems: usize,
+    watchdog: Option<Duration>,
+    liveness: crate::liveness::Liveness,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = watchdog.map_or(Duration::from_secs(5), |w| {
+        (w / 4).max(Duration::from_millis(100))
+    });
+    let mut last_status = String::new();
+    loop {
+        let ready = dispatcher
+            .statuses()
+            .iter()
+            .filter(|s| s.state == crate::modem::ModemState::Ready)
+            .count();
+        let line = crate::notify::summary(ready, modems, store.outbox_len());
+        if line != last_status {
+            crate::notify::status(&line);
+            last_status = line;
+        }
+        if let Some(w) = watchdog {
+            match liveness.check(w / 2).await {
+                Ok(()) => crate::notify::watchdog(),
+                Err(late) => {
+                    tracing::error!(workers = ?late, "liveness ping unanswered: withholding WATCHDOG=1")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -66,6 +66,7 @@ fn gateway() -> Gateway {
         policy: Arc::new(smsgate::policy::Policy::from_config(
             &smsgate::config::Config::default(),
         )),
+        extra_metrics: None,
     };
     Gateway {
         state,

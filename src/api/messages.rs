@@ -87,20 +87,13 @@ pub fn parse_validity(value: &Value) -> Result<Option<u32>, ApiError> {
         Value::Number(n) => n.as_u64().ok_or_else(bad)?,
         Value::String(text) => {
             let text = text.trim();
-            let split = text
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(text.len());
-            let (number, unit) = text.split_at(split);
-            let number: u64 = number.parse().map_err(|_| bad())?;
-            let unit = match unit.trim() {
-                "" | "s" => 1,
-                "m" => 60,
-                "h" => 3600,
-                "d" => 86_400,
-                "w" => 7 * 86_400,
-                _ => return Err(bad()),
-            };
-            number.checked_mul(unit).ok_or_else(bad)?
+            // A bare number is seconds; otherwise the config's duration form.
+            match text.parse::<u64>() {
+                Ok(seconds) => seconds,
+                Err(_) => crate::config::parse_duration(text)
+                    .ok_or_else(bad)?
+                    .as_secs(),
+            }
         }
         _ => return Err(bad()),
     };

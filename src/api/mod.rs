@@ -19,6 +19,7 @@ pub mod contacts;
 mod health;
 pub mod json;
 pub mod messages;
+pub mod metrics;
 pub mod modems;
 pub mod openapi;
 pub mod params;
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub sms: Arc<SmsPolicy>,
     /// Consent, quiet hours and rate limits at accept time.
     pub policy: Arc<crate::policy::Policy>,
+    /// Metric families from outside the API (the webhook worker).
+    pub extra_metrics: Option<metrics::ExtraMetrics>,
 }
 
 /// The SMS settings the API validates and fills in requests with.
@@ -106,6 +109,7 @@ const fn route(method: &'static str, path: &'static str, scope: Option<Scope>) -
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", None),
     route("GET", "/readyz", None),
+    route("GET", "/metrics", None),
     route("GET", "/v1/openapi.json", None),
     route("POST", "/v1/messages", Some(Scope::Send)),
     route("GET", "/v1/messages", Some(Scope::Read)),
@@ -131,6 +135,7 @@ fn table() -> Vec<MethodRouter<ApiState>> {
     vec![
         get(health::healthz),
         get(health::readyz),
+        get(metrics::serve),
         get(openapi::serve_document),
         post(messages::send),
         get(messages::list),

@@ -74,6 +74,14 @@ fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
 /// The document.
 pub fn document() -> Value {
     let mut doc = base_document();
+    doc["paths"]["/metrics"] = json!({
+        "get": {
+            "summary": "Prometheus metrics",
+            "description": "Text exposition format 0.0.4: modem state, signal, registration, queue depth, counters, AT command latency histogram; outbox; store size; webhook queue and deliveries. No token.",
+            "security": [],
+            "responses": { "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}} }
+        }
+    });
     for (path, item) in contact_paths() {
         doc["paths"][path] = item;
     }

@@ -24,6 +24,7 @@ use crate::at::command::{
 };
 use crate::at::parse::{Domain, MessageStatus as ListStatus, PinState, Registration};
 use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportConfig, Urc};
+use crate::liveness::Heart;
 use crate::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu, ValidityPeriod};
 use crate::store::{
     ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReceiveOutcome, Store,
@@ -58,7 +59,12 @@ pub fn spawn_modem(
 ) -> (JoinHandle<()>, watch::Receiver<ModemStatus>) {
     let (status, status_rx) = watch::channel(ModemStatus::new(&settings.id, &settings.port));
     dispatcher.register(&settings.id, status_rx.clone());
+    let heart = engine
+        .liveness
+        .as_ref()
+        .map(|l| l.heart(&format!("modem {}", settings.id)));
     let actor = Actor {
+        heart,
         settings,
         engine,
         store,
@@ -70,6 +76,8 @@ pub fn spawn_modem(
 }
 
 struct Actor {
+    /// Answers the watchdog's liveness pings from every wait.
+    heart: Option<Heart>,
     settings: ModemSettings,
     engine: Arc<EngineSettings>,
     store: Store,
@@ -114,10 +122,14 @@ impl Actor {
 
     /// Sleep `delay` unless shutdown comes first (then `false`).
     async fn pause(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => true,
-            _ = stopped(&mut self.stop) => false,
-        }
+        let stop = &mut self.stop;
+        beating(&mut self.heart, async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = stopped(stop) => false,
+            }
+        })
+        .await
     }
 
     async fn run(mut self) {
@@ -170,6 +182,22 @@ impl Actor {
     }
 }
 
+/// Await `fut`, answering liveness pings meanwhile (when there is a watchdog).
+async fn beating<F: std::future::Future>(heart: &mut Option<Heart>, fut: F) -> F::Output {
+    match heart {
+        Some(h) => h.beating(fut).await,
+        None => fut.await,
+    }
+}
+
+/// Resolves when a liveness ping comes (never without a watchdog).
+async fn pinged(heart: &mut Option<Heart>) {
+    match heart {
+        Some(h) => h.pinged().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once shutdown is asked (the watch value turns true).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -214,6 +242,13 @@ impl<'a> Session<'a> {
         &self.actor.settings.id
     }
 
+    /// Count an AT command's round trip in the modem's latency histogram.
+    fn record_latency(&mut self, took: Duration) {
+        self.actor
+            .status
+            .send_modify(|s| s.counters.at_latency.observe(took));
+    }
+
     /// Classify a command error: the ones that end the session, and timeouts.
     fn check(&mut self, e: &AtError) -> Result<(), End> {
         match e {
@@ -248,7 +283,9 @@ impl<'a> Session<'a> {
         &mut self,
         cmd: &C,
     ) -> Result<Result<C::Response, AtError>, End> {
-        let result = self.client.send(cmd).await;
+        let started = Instant::now();
+        let result = beating(&mut self.actor.heart, self.client.send(cmd)).await;
+        self.record_latency(started.elapsed());
         match &result {
             Ok(_) => self.consecutive_timeouts = 0,
             Err(e) => self.check(e)?,
@@ -257,7 +294,13 @@ impl<'a> Session<'a> {
     }
 
     async fn raw(&mut self, line: &str) -> Result<bool, End> {
-        let result = self.client.raw(line, Duration::from_secs(5)).await;
+        let started = Instant::now();
+        let result = beating(
+            &mut self.actor.heart,
+            self.client.raw(line, Duration::from_secs(5)),
+        )
+        .await;
+        self.record_latency(started.elapsed());
         match &result {
             Ok(r) => {
                 self.consecutive_timeouts = 0;
@@ -317,7 +360,7 @@ impl<'a> Session<'a> {
         if self.send(&Cmgf).await?.is_err() {
             return Err(End::Fatal("the modem refuses PDU mode (AT+CMGF=0)".into()));
         }
-        let identity = read_identity(&self.client).await;
+        let identity = beating(&mut self.actor.heart, read_identity(&self.client)).await;
         for line in quirks::extra_init(identity.manufacturer.as_deref()) {
             let _ = self.raw(line).await?;
         }
@@ -472,6 +515,7 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => return Ok(()),
+                _ = pinged(&mut self.actor.heart) => {}
                 urc = self.urcs.recv() => match urc {
                     Some(urc) => self.on_urc(urc).await?,
                     None => return Err(End::DeviceGone("transport ended".into())),
@@ -909,13 +953,20 @@ impl<'a> Session<'a> {
     /// period (`None`: gave up waiting).
     async fn cmgs_with_grace(&mut self, cmd: &Cmgs) -> Option<Result<u8, AtError>> {
         let mut stop = self.actor.stop.clone();
-        let send = self.client.send(cmd);
-        tokio::pin!(send);
-        tokio::select! {
-            r = &mut send => return Some(r),
-            _ = stopped(&mut stop) => {}
-        }
-        tokio::time::timeout(SHUTDOWN_GRACE, send).await.ok()
+        let started = Instant::now();
+        let client = self.client.clone();
+        let result = beating(&mut self.actor.heart, async move {
+            let send = client.send(cmd);
+            tokio::pin!(send);
+            tokio::select! {
+                r = &mut send => return Some(r),
+                _ = stopped(&mut stop) => {}
+            }
+            tokio::time::timeout(SHUTDOWN_GRACE, send).await.ok()
+        })
+        .await;
+        self.record_latency(started.elapsed());
+        result
     }
 
     async fn send_failed(&mut self, message: &Message, seq: u8, e: AtError) -> Result<(), End> {
@@ -991,12 +1042,7 @@ impl<'a> Session<'a> {
                 if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
                     return false;
                 }
-                let error = ErrorInfo {
-                    code: code.to_string(),
-                    text: text.to_string(),
-                };
-                m.error = Some(error.clone());
-                m.transition(now, MessageStatus::Failed).error = Some(error);
+                m.settle_with_error(now, MessageStatus::Failed, code, text);
                 true
             })
             .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::store::{ErrorInfo, MessageStatus, Store};
+use crate::store::{MessageStatus, Store};
 
 /// How often the checks run.
 pub const PERIOD: Duration = Duration::from_secs(30);
@@ -23,13 +23,13 @@ pub async fn run_once(store: &Store, reassembly_timeout: Duration) -> (usize, us
                 if m.status != MessageStatus::Sent {
                     return false;
                 }
-                let error = ErrorInfo {
-                    code: "expired".into(),
-                    text: "no final status report by the validity period plus one hour".into(),
-                };
-                m.error = Some(error.clone());
                 m.report_deadline = None;
-                m.transition(now, MessageStatus::Expired).error = Some(error);
+                m.settle_with_error(
+                    now,
+                    MessageStatus::Expired,
+                    "expired",
+                    "no final status report by the validity period plus one hour",
+                );
                 true
             })
             .await;

@@ -37,6 +37,20 @@ pub struct ModemSettings {
     pub sends_per_minute: Option<u32>,
 }
 
+impl From<&crate::config::ModemConfig> for ModemSettings {
+    fn from(m: &crate::config::ModemConfig) -> Self {
+        ModemSettings {
+            id: m.id.clone(),
+            port: m.port.clone(),
+            baud: m.baud,
+            pin: m.pin.clone(),
+            storage: m.storage.clone(),
+            own_number: m.own_number.clone(),
+            sends_per_minute: m.sends_per_minute,
+        }
+    }
+}
+
 /// What the policy says right before a message goes to the modem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
@@ -67,6 +81,8 @@ pub trait SendGate: Send + Sync {
 pub struct EngineSettings {
     /// The policy's check before each send (None: send everything).
     pub gate: Option<Arc<dyn SendGate>>,
+    /// The watchdog's liveness registry (None: no watchdog).
+    pub liveness: Option<crate::liveness::Liveness>,
     /// Default validity period in seconds (None: the network's default).
     pub validity: Option<u32>,
     pub health_interval: Duration,
@@ -96,6 +112,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             gate: None,
+            liveness: None,
             validity: Some(24 * 3600),
             health_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(300),

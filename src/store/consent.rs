@@ -19,9 +19,7 @@ use super::keys;
 use super::outbound::queue_message;
 use super::query::touch_contact;
 use super::records::{Category, Event, Message, MessageStatus};
-use super::{
-    from_json, from_json_tx, push_event, to_json, unwrap_tx, ErrorInfo, Result, Store, TxError,
-};
+use super::{from_json, from_json_tx, push_event, to_json, unwrap_tx, Result, Store, TxError};
 
 /// Where a contact stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,12 +325,7 @@ impl Store {
                     if !m.status.is_waiting() || m.exempt.is_some() {
                         return false;
                     }
-                    let error = ErrorInfo {
-                        code: code.to_string(),
-                        text: text.to_string(),
-                    };
-                    m.error = Some(error.clone());
-                    m.transition(now, MessageStatus::Failed).error = Some(error);
+                    m.settle_with_error(now, MessageStatus::Failed, code, text);
                     true
                 })
                 .await?;

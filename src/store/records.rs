@@ -250,6 +250,23 @@ pub struct Message {
 }
 
 impl Message {
+    /// Settle in a final state with an error (failed, expired), recording it
+    /// on the message and in its history.
+    pub fn settle_with_error(
+        &mut self,
+        at: DateTime<Utc>,
+        status: MessageStatus,
+        code: &str,
+        text: &str,
+    ) {
+        let error = ErrorInfo {
+            code: code.to_string(),
+            text: text.to_string(),
+        };
+        self.error = Some(error.clone());
+        self.transition(at, status).error = Some(error);
+    }
+
     /// Move to `status`, recording the step.
     pub fn transition(&mut self, at: DateTime<Utc>, status: MessageStatus) -> &mut Transition {
         self.status = status;
