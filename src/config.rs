@@ -47,6 +47,24 @@ pub struct Config {
     pub quiet_hours: QuietHoursConfig,
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+}
+
+/// `[discovery]`: where `port = "auto"` modems are looked for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// The directory of the udev rules' `<serial>-at` links.
+    pub dir: PathBuf,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            dir: PathBuf::from(crate::modem::discovery::DEFAULT_DIR),
+        }
+    }
 }
 
 /// `[consent]`: keywords, replies and who may be texted.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
 use crate::config::{parse_duration, Config};
+use crate::modem::discovery::{self, AutoModem, Discovery};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
 use crate::policy::Policy;
 use crate::store::Store;
@@ -114,9 +115,37 @@ pub async fn run(
         validity: config.validity_seconds(),
         ..EngineSettings::default()
     });
+    // `port = "auto"`: find the modems among the udev links before the actors
+    // open ports, then follow plugs and unplugs.
+    let autos: Vec<AutoModem> = config
+        .modem
+        .iter()
+        .filter(|m| m.port == discovery::AUTO)
+        .map(|m| AutoModem {
+            id: m.id.clone(),
+            imei: m.imei.clone(),
+        })
+        .collect();
+    let mut discovery_task = None;
+    let mut resolvers = std::collections::HashMap::new();
+    if !autos.is_empty() {
+        let baud = config
+            .modem
+            .iter()
+            .find(|m| m.port == discovery::AUTO)
+            .map_or(115_200, |m| m.baud);
+        let mut finder = Discovery::new(config.discovery.dir.clone(), baud, autos);
+        let found = finder.scan().await;
+        tracing::info!(dir = %config.discovery.dir.display(), found = ?found, "modem discovery");
+        for m in config.modem.iter().filter(|m| m.port == discovery::AUTO) {
+            resolvers.insert(m.id.clone(), finder.resolver(&m.id));
+        }
+        discovery_task = Some(tokio::spawn(finder.run(stop_rx.clone())));
+    }
     let mut actors = Vec::new();
     for m in &config.modem {
-        let settings = ModemSettings::from(m);
+        let mut settings = ModemSettings::from(m);
+        settings.resolver = resolvers.remove(&m.id);
         let (actor, _status) = modem::spawn_modem(
             settings,
             engine.clone(),
@@ -189,6 +218,9 @@ pub async fn run(
     }
     let _ = tokio::time::timeout_at(deadline, housekeeping).await;
     let _ = tokio::time::timeout_at(deadline, supervisor).await;
+    if let Some(task) = discovery_task {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
     let _ = tokio::time::timeout_at(deadline, server).await;
     if let Err(e) = store.flush_blocking() {
         tracing::error!(error = %e, "final flush failed");

@@ -132,21 +132,70 @@ impl Actor {
         .await
     }
 
+    /// Wait until discovery reports a change of this modem's port, or `delay`
+    /// passes (`None`: no limit); `false` on shutdown.
+    async fn wait_for_port(&mut self, delay: Option<Duration>) -> bool {
+        let Some(mut resolver) = self.settings.resolver.clone() else {
+            return match delay {
+                Some(d) => self.pause(d).await,
+                None => {
+                    stopped(&mut self.stop).await;
+                    false
+                }
+            };
+        };
+        let stop = &mut self.stop;
+        beating(&mut self.heart, async move {
+            let sleep = async {
+                match delay {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = resolver.changed() => true,
+                _ = sleep => true,
+                _ = stopped(stop) => false,
+            }
+        })
+        .await
+    }
+
     async fn run(mut self) {
         let mut failures: u32 = 0;
         loop {
             if *self.stop.borrow() {
                 break;
             }
+            // With `port = "auto"`, the port is wherever discovery last saw the
+            // modem; until it is plugged in, wait for discovery (or shutdown).
+            let path = match &self.settings.resolver {
+                None => self.settings.port.clone(),
+                Some(resolver) => match resolver.current() {
+                    Some(path) => path,
+                    None => {
+                        self.set_state(
+                            ModemState::Offline,
+                            Some("waiting for the modem to be plugged in".into()),
+                        )
+                        .await;
+                        if !self.wait_for_port(None).await {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+            self.status.send_modify(|s| s.port = path.clone());
             self.set_state(ModemState::Initializing, None).await;
-            let port = match open_serial(&self.settings.port, self.settings.baud) {
+            let port = match open_serial(&path, self.settings.baud) {
                 Ok(port) => port,
                 Err(e) => {
                     failures += 1;
                     self.set_state(ModemState::Offline, Some(format!("cannot open port: {e}")))
                         .await;
                     let delay = backoff(failures, self.engine.reopen_backoff_max);
-                    if !self.pause(delay).await {
+                    if !self.wait_for_port(Some(delay)).await {
                         break;
                     }
                     continue;
@@ -171,7 +220,8 @@ impl Actor {
                     self.status.send_modify(|s| s.counters.reconnects += 1);
                     self.set_state(ModemState::Offline, Some(reason)).await;
                     let delay = backoff(failures, self.engine.reopen_backoff_max);
-                    if !self.pause(delay).await {
+                    // A replug (discovery sees the link again) ends the wait early.
+                    if !self.wait_for_port(Some(delay)).await {
                         break;
                     }
                 }

@@ -35,6 +35,8 @@ pub struct ModemSettings {
     pub own_number: Option<String>,
     /// Per-modem send rate limit (carrier spam filters).
     pub sends_per_minute: Option<u32>,
+    /// `port = "auto"`: where discovery says the modem is now (None: `port`).
+    pub resolver: Option<discovery::PortResolver>,
 }
 
 impl From<&crate::config::ModemConfig> for ModemSettings {
@@ -47,6 +49,7 @@ impl From<&crate::config::ModemConfig> for ModemSettings {
             storage: m.storage.clone(),
             own_number: m.own_number.clone(),
             sends_per_minute: m.sends_per_minute,
+            resolver: None,
         }
     }
 }
