@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{http, wait_until};
 use serde_json::{json, Value};
-use smsgate::config::Config;
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
 
 const TOKEN: &str = "auto-token";
@@ -35,7 +34,7 @@ async fn auto_modems_are_found_by_imei_and_follow_replugs() {
     let b = sim(&base, "b", "869012045678919");
     // Only b is plugged in at the start; the link names say nothing of who is who.
     std::os::unix::fs::symlink(b.link(), links.join("0123-at")).unwrap();
-    let config = Config::from_toml(
+    let daemon = common::InProcessDaemon::start(
         &format!(
             "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n[discovery]\ndir = \"{}\"\n\
              [[modem]]\nid = \"front-desk\"\nport = \"auto\"\nimei = \"869012045678901\"\n\
@@ -43,27 +42,10 @@ async fn auto_modems_are_found_by_imei_and_follow_replugs() {
             base.join("db").display(),
             links.display()
         ),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let tokens = vec![smsgate::api::ApiToken::from_secret(
-        "t",
         TOKEN,
-        vec![smsgate::api::Scope::Admin],
-    )];
-    let daemon = tokio::spawn(smsgate::daemon::run(
-        config,
-        tokens,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |s| {
-            let _ = addr_tx.send(s.api.to_string());
-        },
-    ));
-    let addr = addr_rx.await.unwrap();
+    )
+    .await;
+    let addr = daemon.addr.clone();
     let (links2, a2, b2) = (links.clone(), a.clone(), b.clone());
     tokio::task::spawn_blocking(move || {
         let billing = wait_until(Duration::from_secs(20), "billing ready", || {
@@ -111,8 +93,7 @@ async fn auto_modems_are_found_by_imei_and_follow_replugs() {
     })
     .await
     .unwrap();
-    let _ = stop_tx.send(());
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
     a.shutdown().await;
     b.shutdown().await;
     let _ = std::fs::remove_dir_all(&base);

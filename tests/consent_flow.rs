@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{http, wait_until};
 use serde_json::{json, Value};
-use smsgate::config::Config;
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
 
 const TOKEN: &str = "consent-token";
@@ -27,15 +26,8 @@ fn sim(name: &str, own: &str) -> SimHandle {
     Simulator::start(c).unwrap()
 }
 
-/// A daemon in this process on an ephemeral port; returns its address and a stopper.
-async fn daemon(
-    name: &str,
-    modems: &[(&str, &SimHandle, Option<u32>)],
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+/// A daemon in this process on an ephemeral port, ready.
+async fn daemon(name: &str, modems: &[(&str, &SimHandle, Option<u32>)]) -> common::InProcessDaemon {
     let db = temp(&format!("{name}.db"));
     let _ = std::fs::remove_dir_all(&db);
     let mut text = format!(
@@ -51,38 +43,9 @@ async fn daemon(
             text.push_str(&format!("sends_per_minute = {n}\n"));
         }
     }
-    let config = Config::from_toml(&text, std::iter::empty()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let tokens = vec![smsgate::api::ApiToken::from_secret(
-        "t",
-        TOKEN,
-        vec![smsgate::api::Scope::Admin],
-    )];
-    let task = tokio::spawn(async move {
-        smsgate::daemon::run(
-            config,
-            tokens,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |s| {
-                let _ = addr_tx.send(s.api.to_string());
-            },
-        )
-        .await
-        .unwrap();
-    });
-    let addr = addr_rx.await.unwrap();
-    let a = addr.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), "ready", || {
-            (http("GET", &a, "/readyz", None, None).0 == 200).then_some(())
-        })
-    })
-    .await
-    .unwrap();
-    (addr, stop_tx, task)
+    let daemon = common::InProcessDaemon::start(&text, TOKEN).await;
+    daemon.wait_ready().await;
+    daemon
 }
 
 fn post(addr: &str, to: &str, body: &str) -> (u16, Value) {
@@ -110,9 +73,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_confirm_refuse_start_send() {
     let modem = sim("flow", "+15550300000");
-    let (addr, stop, task) = daemon("flow", &[("m1", &modem, None)]).await;
+    let gw = daemon("flow", &[("m1", &modem, None)]).await;
     let customer = "+15550300001";
     let m = modem.clone();
+    let addr = gw.addr.clone();
     blocking(move || {
         assert_eq!(post(&addr, customer, "Your appointment is Tue 10:30").0, 202);
         m.inject(customer, "Stop texting me").unwrap();
@@ -170,8 +134,7 @@ async fn stop_confirm_refuse_start_send() {
         assert_eq!(csv.matches(customer).count(), 3, "opt_out, repeat_opt_out, opt_in");
     })
     .await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    gw.stop().await;
     modem.shutdown().await;
 }
 
@@ -181,9 +144,10 @@ async fn stop_cancels_waiting_messages_and_one_waiting_in_the_actor() {
     // ~2 s for its slot inside the actor); the STOP comes in on m2.
     let slow = sim("race-a", "+15550400000");
     let other = sim("race-b", "+15550500000");
-    let (addr, stop, task) = daemon("race", &[("m1", &slow, Some(30)), ("m2", &other, None)]).await;
+    let gw = daemon("race", &[("m1", &slow, Some(30)), ("m2", &other, None)]).await;
     let customer = "+15550400001";
     let (s1, s2) = (slow.clone(), other.clone());
+    let addr = gw.addr.clone();
     blocking(move || {
         // Scheduled for tomorrow: waiting in the outbox.
         let later = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
@@ -218,8 +182,7 @@ async fn stop_cancels_waiting_messages_and_one_waiting_in_the_actor() {
         assert_eq!(confirmations.len(), 1, "{confirmations:?}");
     })
     .await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    gw.stop().await;
     slow.shutdown().await;
     other.shutdown().await;
 }
@@ -227,7 +190,8 @@ async fn stop_cancels_waiting_messages_and_one_waiting_in_the_actor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketing_needs_evidence_and_manual_opt_outs_hold() {
     let modem = sim("marketing", "+15550600000");
-    let (addr, stop, task) = daemon("marketing", &[("m1", &modem, None)]).await;
+    let gw = daemon("marketing", &[("m1", &modem, None)]).await;
+    let addr = gw.addr.clone();
     blocking(move || {
         let customer = "+15550600001";
         let send = |category: &str| {
@@ -262,7 +226,6 @@ async fn marketing_needs_evidence_and_manual_opt_outs_hold() {
         assert_eq!((status, v["code"].as_str()), (422, Some("invalid_time_zone")));
     })
     .await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    gw.stop().await;
     modem.shutdown().await;
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{http, wait_until};
 use serde_json::json;
-use smsgate::config::Config;
 use smsgate::sim::{Personality, SimConfig, Simulator};
 
 /// One sample: name, labels, value.
@@ -61,34 +60,17 @@ async fn metrics_describe_the_modems_and_the_queue() {
     let sim = Simulator::start(c).unwrap();
     let db = std::env::temp_dir().join(format!("smsgate-metrics-{}.db", std::process::id()));
     let _ = std::fs::remove_dir_all(&db);
-    let config = Config::from_toml(
+    let token = "metrics-token";
+    let daemon = common::InProcessDaemon::start(
         &format!(
             "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n[[modem]]\nid = \"m1\"\nport = \"{}\"\n",
             db.display(),
             sim.link().display()
         ),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let token = "metrics-token";
-    let tokens = vec![smsgate::api::ApiToken::from_secret(
-        "t",
         token,
-        vec![smsgate::api::Scope::Admin],
-    )];
-    let daemon = tokio::spawn(smsgate::daemon::run(
-        config,
-        tokens,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |s| {
-            let _ = addr_tx.send(s.api.to_string());
-        },
-    ));
-    let addr = addr_rx.await.unwrap();
+    )
+    .await;
+    let addr = daemon.addr.clone();
     let text = tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(20), "ready", || {
             (http("GET", &addr, "/readyz", None, None).0 == 200).then_some(())
@@ -170,7 +152,6 @@ async fn metrics_describe_the_modems_and_the_queue() {
     let count = value("smsgate_at_command_duration_seconds_count", Some("m1"));
     assert_eq!(*buckets.last().unwrap(), count);
     assert!(count > 10.0, "init, health checks and the send were timed");
-    let _ = stop_tx.send(());
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
     sim.shutdown().await;
 }
