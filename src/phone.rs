@@ -369,6 +369,26 @@ mod tests {
         ok("+447911123456", "", "+447911123456");
     }
 
+    proptest::proptest! {
+        /// Outside input: a value or an error, never a panic; every value is E.164.
+        #[test]
+        fn any_input_is_e164_or_an_error(input in "\\PC{0,24}", country in "[A-Za-z]{0,3}") {
+            if let Ok(n) = normalize(&input, &country) {
+                let digits = &n[1..];
+                proptest::prop_assert!(n.starts_with('+'));
+                proptest::prop_assert!((8..=15).contains(&digits.len()));
+                proptest::prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'));
+            }
+        }
+
+        #[test]
+        fn formatting_does_not_change_the_number(n in "[1-9][0-9]{7,14}") {
+            let spaced: String = n.chars().flat_map(|c| [c, ' ']).collect();
+            proptest::prop_assert_eq!(normalize(&format!("+{spaced}"), "US"), Ok(format!("+{n}")));
+            proptest::prop_assert_eq!(normalize(&format!("00{n}"), "DE"), Ok(format!("+{n}")));
+        }
+    }
+
     #[test]
     fn every_country_has_a_code_and_iso_codes_are_unique() {
         let mut seen = std::collections::HashSet::new();

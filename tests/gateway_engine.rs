@@ -73,6 +73,7 @@ impl Gateway {
                 storage: None,
                 own_number: None,
                 sends_per_minute: None,
+                resolver: None,
             };
             let (actor, status) = spawn_modem(
                 settings,
@@ -276,6 +277,32 @@ async fn receives_single_and_multipart_inbound_for_each_personality() {
         gw.stop().await;
         modem.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_inbound_out_of_order_and_duplicated_is_stored_once() {
+    let dir = Dir::new("order");
+    let modem = sim(Personality::Ec25, "order", "+15550013000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    let text = "Part one says hello. ".repeat(8) + &"Part two says goodbye. ".repeat(7);
+    // Parts 3, 1, 3 again, 2: out of order, with a duplicate of part 3.
+    assert_eq!(
+        modem
+            .inject_parts("+15550013001", &text, &[3, 1, 3, 2])
+            .unwrap(),
+        3
+    );
+    let inbound = gw.wait_inbound("+15550013001", 1).await;
+    assert_eq!(inbound[0].body, text);
+    assert_eq!(inbound[0].parts, 3);
+    // The duplicate part leaves no second message behind.
+    modem.inject("+15550013001", "after").unwrap();
+    let inbound = gw.wait_inbound("+15550013001", 2).await;
+    assert_eq!(inbound.len(), 2);
+    assert_eq!(inbound[1].body, "after");
+    gw.stop().await;
+    modem.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,6 +180,15 @@ async fn over_http_every_event_arrives_signed_by_each_secret_once_and_in_order()
     let hooks = f.store.webhooks().unwrap();
     assert_eq!((hooks[0].pending, hooks[0].dead), (0, 0));
     assert!(hooks[0].last_success_at.is_some());
+    let mut metrics = String::new();
+    smsgate::webhook::render_metrics(&f.store, &mut metrics);
+    for line in [
+        "smsgate_webhook_pending{webhook=\"crm\"} 0",
+        "smsgate_webhook_dead{webhook=\"crm\"} 0",
+        "smsgate_webhook_enabled{webhook=\"crm\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -335,6 +344,10 @@ fn api(store: &Store) -> axum::Router {
         dispatcher: Arc::new(Dispatcher::new(store.clone())),
         tokens: Arc::new(tokens),
         sms: Arc::new(SmsPolicy::default()),
+        policy: Arc::new(smsgate::policy::Policy::from_config(
+            &smsgate::config::Config::default(),
+        )),
+        extra_metrics: None,
     })
 }
 
@@ -561,6 +574,10 @@ async fn the_event_stream_resumes_after_last_event_id_and_ends_at_shutdown() {
         dispatcher: Arc::new(Dispatcher::new(store.clone())),
         tokens: Arc::new(tokens),
         sms: Arc::new(SmsPolicy::default()),
+        policy: Arc::new(smsgate::policy::Policy::from_config(
+            &smsgate::config::Config::default(),
+        )),
+        extra_metrics: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -34,6 +34,13 @@ impl Scope {
             Scope::Admin => "admin",
         }
     }
+
+    /// A scope as the config writes it (`"send"`, `"read"`, `"admin"`).
+    pub fn parse(text: &str) -> Option<Scope> {
+        [Scope::Send, Scope::Read, Scope::Admin]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// A configured API token.
@@ -63,6 +70,16 @@ impl ApiToken {
             sha256: digest(secret),
             scopes,
         }
+    }
+
+    /// A token from the config's hex SHA-256 of the secret (64 hex digits).
+    pub fn from_sha256_hex(name: &str, hex: &str, scopes: Vec<Scope>) -> Option<ApiToken> {
+        let bytes = crate::pdu::hex::decode(hex.trim()).ok()?;
+        Some(ApiToken {
+            name: name.to_string(),
+            sha256: <[u8; 32]>::try_from(bytes.as_slice()).ok()?,
+            scopes,
+        })
     }
 
     pub fn allows(&self, scope: Scope) -> bool {
@@ -172,6 +189,21 @@ mod tests {
         // FIPS 180-2 test vector "abc".
         let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(crate::pdu::hex::encode(&digest("abc")).to_lowercase(), want);
+    }
+
+    #[test]
+    fn tokens_from_config_digests() {
+        // printf %s test | sha256sum
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let token = ApiToken::from_sha256_hex("cfg", hex, vec![Scope::Read]).unwrap();
+        assert_eq!(
+            token,
+            ApiToken::from_secret("cfg", "test", vec![Scope::Read])
+        );
+        assert!(ApiToken::from_sha256_hex("cfg", "12", vec![]).is_none());
+        assert!(ApiToken::from_sha256_hex("cfg", &"zz".repeat(32), vec![]).is_none());
+        assert_eq!(Scope::parse("admin"), Some(Scope::Admin));
+        assert_eq!(Scope::parse("root"), None);
     }
 
     #[test]

@@ -106,6 +106,16 @@ mod tests {
         to: String,
     }
 
+    proptest::proptest! {
+        /// Request bodies come from outside: a value or a problem, never a panic.
+        #[test]
+        fn any_body_parses_or_is_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            if let Err(e) = parse::<crate::api::messages::SendRequest>(&bytes) {
+                proptest::prop_assert!(matches!(e.status.as_u16(), 400 | 422));
+            }
+        }
+    }
+
     #[test]
     fn json_content_types() {
         assert!(is_json("application/json"));

@@ -16,10 +16,12 @@
 //!   `openapi`: the handlers.
 
 pub mod auth;
+pub mod contacts;
 pub mod events;
 mod health;
 pub mod json;
 pub mod messages;
+pub mod metrics;
 pub mod modems;
 pub mod openapi;
 pub mod params;
@@ -35,7 +37,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 pub use auth::{ApiToken, Scope};
@@ -52,6 +54,10 @@ pub struct ApiState {
     pub dispatcher: Arc<Dispatcher>,
     pub tokens: Arc<Vec<ApiToken>>,
     pub sms: Arc<SmsPolicy>,
+    /// Consent, quiet hours and rate limits at accept time.
+    pub policy: Arc<crate::policy::Policy>,
+    /// Metric families from outside the API (the webhook worker).
+    pub extra_metrics: Option<metrics::ExtraMetrics>,
 }
 
 /// The SMS settings the API validates and fills in requests with.
@@ -67,14 +73,14 @@ pub struct SmsPolicy {
     pub validity: Option<u32>,
 }
 
+/// The same defaults as `[sms]` in config/smsgate.toml.
 impl Default for SmsPolicy {
     fn default() -> Self {
         SmsPolicy {
-            // No guess: national numbers are refused until a country is set.
-            default_country: String::new(),
+            default_country: "US".into(),
             max_parts: crate::pdu::DEFAULT_MAX_PARTS,
             status_reports: true,
-            validity: None,
+            validity: Some(24 * 3600),
         }
     }
 }
@@ -106,6 +112,7 @@ const fn route(method: &'static str, path: &'static str, scope: Option<Scope>) -
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", None),
     route("GET", "/readyz", None),
+    route("GET", "/metrics", None),
     route("GET", "/v1/openapi.json", None),
     route("POST", "/v1/messages", Some(Scope::Send)),
     route("GET", "/v1/messages", Some(Scope::Read)),
@@ -127,6 +134,13 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/webhooks/{id}/enable", Some(Scope::Admin)),
     route("GET", "/v1/events", Some(Scope::Read)),
     route("GET", "/v1/events/stream", Some(Scope::Read)),
+    route("GET", "/v1/contacts/{contact}", Some(Scope::Read)),
+    route("PUT", "/v1/contacts/{contact}", Some(Scope::Send)),
+    route("DELETE", "/v1/contacts/{contact}", Some(Scope::Admin)),
+    route("GET", "/v1/contacts/{contact}/consent", Some(Scope::Read)),
+    route("PUT", "/v1/contacts/{contact}/consent", Some(Scope::Send)),
+    route("POST", "/v1/optouts", Some(Scope::Send)),
+    route("GET", "/v1/consent/export", Some(Scope::Read)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -134,6 +148,7 @@ fn table() -> Vec<MethodRouter<ApiState>> {
     vec![
         get(health::healthz),
         get(health::readyz),
+        get(metrics::serve),
         get(openapi::serve_document),
         post(messages::send),
         get(messages::list),
@@ -151,6 +166,13 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         post(webhooks::enable),
         get(events::list),
         get(events::stream),
+        get(contacts::get_contact),
+        put(contacts::put_contact),
+        delete(contacts::delete_contact),
+        get(contacts::get_consent),
+        put(contacts::put_consent),
+        post(contacts::post_optout),
+        get(contacts::export),
     ]
 }
 
@@ -267,9 +289,17 @@ mod tests {
     #[test]
     fn scopes_follow_the_issue() {
         for r in ROUTES.iter().filter(|r| r.scope.is_some()) {
-            let want = if r.path.starts_with("/v1/webhooks") && r.method == "POST" {
+            // Erasure and webhook administration are for administrators;
+            // sending, cancelling, resending and recording consent or time
+            // zones are "send"; reading is "read".
+            let writes = r.path.starts_with("/v1/messages")
+                || r.path.starts_with("/v1/contacts")
+                || r.path == "/v1/optouts";
+            let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
+                || (r.method == "POST" && r.path.starts_with("/v1/webhooks"));
+            let want = if admin {
                 Scope::Admin
-            } else if r.path.starts_with("/v1/messages") && r.method != "GET" {
+            } else if writes && r.method != "GET" {
                 Scope::Send
             } else {
                 Scope::Read

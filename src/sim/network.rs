@@ -192,6 +192,18 @@ impl Network {
     /// Encode an inbound SMS as SMS-DELIVER parts and queue them for the modem.
     /// Returns how many parts.
     pub fn inject(&mut self, from: &str, text: &str) -> Result<usize, PduError> {
+        self.inject_in_order(from, text, None)
+    }
+
+    /// Like [`Network::inject`], but the parts arrive in `order` (1-based part
+    /// numbers; a number given twice is delivered twice), as networks do when
+    /// parts take different routes or a centre retries.
+    pub fn inject_in_order(
+        &mut self,
+        from: &str,
+        text: &str,
+        order: Option<&[usize]>,
+    ) -> Result<usize, PduError> {
         let originator = match Address::parse_number(from) {
             Ok(a) => a,
             Err(e) => Address::alphanumeric(from).map_err(|_| e)?,
@@ -204,7 +216,16 @@ impl Network {
         };
         let message = pdu::encode_deliver(&originator, text, now(), &options)?;
         let parts = message.parts.len();
-        self.waiting.extend(message.parts);
+        match order {
+            None => self.waiting.extend(message.parts),
+            Some(order) => {
+                for &n in order {
+                    if let Some(part) = n.checked_sub(1).and_then(|i| message.parts.get(i)) {
+                        self.waiting.push_back(part.clone());
+                    }
+                }
+            }
+        }
         Ok(parts)
     }
 

@@ -76,13 +76,16 @@ impl Endpoint {
 }
 
 /// The partition an event is ordered within: the message it is about, the
-/// modem for `modem.status`, else its type.
+/// modem for `modem.status`, the contact for `consent.changed`, else its type.
 pub fn partition_of(event: &Event) -> String {
     if let Some(id) = event.data.get("id").and_then(|v| v.as_str()) {
         return id.to_string();
     }
     if let Some(modem) = event.data.get("modem").and_then(|v| v.as_str()) {
         return format!("modem:{modem}");
+    }
+    if let Some(contact) = event.data.get("contact").and_then(|v| v.as_str()) {
+        return format!("contact:{contact}");
     }
     event.kind.clone()
 }
@@ -115,4 +118,47 @@ pub async fn start(
             tokio::spawn(worker.run(stop.clone()))
         })
         .collect())
+}
+
+/// One gauge's value for an endpoint (None: no sample).
+type Gauge = fn(&crate::store::WebhookEndpoint) -> Option<f64>;
+
+/// Prometheus families for `/metrics`: per endpoint, deliveries waiting and
+/// dead, whether it is enabled, its last success.
+pub fn render_metrics(store: &Store, out: &mut String) {
+    use std::fmt::Write;
+    let Ok(endpoints) = store.webhooks() else {
+        return;
+    };
+    let families: [(&str, &str, Gauge); 4] = [
+        (
+            "smsgate_webhook_pending",
+            "Deliveries waiting (pending or failed, retry scheduled).",
+            |e| Some(e.pending as f64),
+        ),
+        (
+            "smsgate_webhook_dead",
+            "Dead letters waiting for an operator.",
+            |e| Some(e.dead as f64),
+        ),
+        (
+            "smsgate_webhook_enabled",
+            "1 unless a 410 Gone disabled the endpoint.",
+            |e| Some(f64::from(u8::from(e.enabled))),
+        ),
+        (
+            "smsgate_webhook_last_success_timestamp_seconds",
+            "Unix time of the last 2xx answer.",
+            |e| e.last_success_at.map(|t| t.timestamp() as f64),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for e in &endpoints {
+            if let Some(v) = value(e) {
+                let _ = writeln!(out, "{name}{{webhook=\"{}\"}} {v}", e.id);
+            }
+        }
+    }
 }

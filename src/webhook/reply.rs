@@ -1,6 +1,7 @@
 //! Reply by response: a receiver that answers `message.received` with 2xx and
 //! `{"reply": "text"}` has that text sent into the thread, validated as
-//! `POST /v1/messages` validates a body. The idempotency key is derived from
+//! `POST /v1/messages` validates a body and checked by the same consent
+//! policy (a conversational message: the contact just wrote). The idempotency key is derived from
 //! the endpoint and the event id, so a delivery retried after a crash (the
 //! receiver answering again) never sends the reply twice.
 
@@ -12,7 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::api::SmsPolicy;
 use crate::modem::Dispatcher;
 use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError};
-use crate::store::{Accepted, Event, IdempotencyKey, Part, PartStatus, Store, StoreError};
+use crate::policy::{Policy, Refusal};
+use crate::store::{
+    Accepted, Category, Event, IdempotencyKey, MessageStatus, Part, PartStatus, Store, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
@@ -24,6 +28,8 @@ pub enum ReplyError {
     Encoding(PduError),
     #[error("a different reply was already sent for this event")]
     Conflict,
+    #[error("{}: {}", .0.code(), .0.text())]
+    Refused(Refusal),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -34,6 +40,8 @@ pub struct Replies {
     pub store: Store,
     pub dispatcher: Arc<Dispatcher>,
     pub sms: Arc<SmsPolicy>,
+    /// Consent, quiet hours and rate limits, as for the API.
+    pub policy: Arc<Policy>,
 }
 
 /// The reply text in an answer's body, if it carries one.
@@ -95,11 +103,27 @@ impl Replies {
             })
             .collect();
         message.validity = self.sms.validity;
+        message.category = Category::Conversational;
         let key = IdempotencyKey {
             key: format!("webhook:{endpoint}:{}", event.id),
             fingerprint: crate::pdu::hex::encode(&Sha256::digest(text.as_bytes())),
         };
         message.idempotency_key = Some(key.key.clone());
+        // As POST /v1/messages: refused for whoever opted out; quiet hours
+        // and rate limits defer, never drop.
+        let number = (!from.is_empty()).then_some(from);
+        self.policy
+            .consent_check(&self.store, &message, number)
+            .and_then(|()| self.policy.conversational_check(&self.store, &message))
+            .map_err(ReplyError::Refused)?;
+        if let Some(hold) = self.policy.hold(&self.store, &message, now) {
+            message.status = MessageStatus::Deferred;
+            message.not_before = Some(hold.until);
+            if let Some(step) = message.history.first_mut() {
+                step.status = MessageStatus::Deferred;
+                step.note = Some(hold.reason);
+            }
+        }
         match self.store.accept(message, Some(key)).await? {
             Accepted::New(m) => {
                 self.dispatcher.notify();
