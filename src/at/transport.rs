@@ -227,6 +227,11 @@ where
 {
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) -> Stop {
         loop {
+            // A read may have carried a command's final result and a URC
+            // behind it (`OK` then `+CMTI`); `wait` returned at the result, so
+            // forward what is still buffered before sleeping on the port, or
+            // the URC would wait for the next byte or command.
+            let _ = self.pump();
             let mut chunk = [0u8; 512];
             tokio::select! {
                 request = requests.recv() => {
