@@ -263,42 +263,22 @@ pub async fn send(
     let parts = u8::try_from(segments.parts.len()).map_err(|_| {
         ApiError::unprocessable("body_too_long", "body needs more than 255 SMS parts")
     })?;
-    message.parts = parts;
-    message.alphabet = segments.alphabet.as_str().to_string();
-    message.part_status = (1..=parts)
-        .map(|seq| Part {
-            seq,
-            status: PartStatus::Pending,
-            mr: None,
-            report_status: None,
-        })
-        .collect();
+    message.set_parts(parts, segments.alphabet.as_str());
     message.requested_modem = request.modem.clone();
     message.validity = request.validity;
     message.category = request.category;
     message.idempotency_key = key.as_ref().map(|k| k.key.clone());
-    // Consent first: nobody who opted out is texted, marketing needs evidence.
-    // (The same check runs again right before AT+CMGS.)
+    // Consent first: nobody who opted out is texted, marketing needs evidence
+    // (the same check runs again right before AT+CMGS); quiet hours and rate
+    // limits defer, never drop.
     let number = (!from.is_empty()).then_some(from.as_str());
     state
         .policy
-        .consent_check(&state.store, &message, number)
-        .and_then(|()| state.policy.conversational_check(&state.store, &message))
+        .admit(&state.store, &mut message, number, now)
         .map_err(|refusal| match refusal {
             Refusal::NotConversational => ApiError::unprocessable(refusal.code(), refusal.text()),
             _ => ApiError::conflict(refusal.code(), refusal.text()),
         })?;
-    // Quiet hours and rate limits defer, never drop.
-    if message.status == MessageStatus::Queued {
-        if let Some(hold) = state.policy.hold(&state.store, &message, now) {
-            message.status = MessageStatus::Deferred;
-            message.not_before = Some(hold.until);
-            if let Some(step) = message.history.first_mut() {
-                step.status = MessageStatus::Deferred;
-                step.note = Some(hold.reason);
-            }
-        }
-    }
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
             state.dispatcher.notify();

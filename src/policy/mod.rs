@@ -260,6 +260,31 @@ impl Policy {
         }
     }
 
+    /// Admit a new outbound message (the API's and reply-by-response's path):
+    /// refused for whoever opted out or lacks the needed consent; quiet hours
+    /// and rate limits make it `deferred` with its `not_before`, never drop it.
+    pub fn admit(
+        &self,
+        store: &Store,
+        message: &mut Message,
+        number: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        self.consent_check(store, message, number)?;
+        self.conversational_check(store, message)?;
+        if message.status == MessageStatus::Queued {
+            if let Some(hold) = self.hold(store, message, now) {
+                message.status = MessageStatus::Deferred;
+                message.not_before = Some(hold.until);
+                if let Some(step) = message.history.first_mut() {
+                    step.status = MessageStatus::Deferred;
+                    step.note = Some(hold.reason);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Quiet hours and per-contact rate limits: when to wait, if at all.
     pub fn hold(&self, store: &Store, message: &Message, now: DateTime<Utc>) -> Option<Hold> {
         if message.exempt.is_some() {

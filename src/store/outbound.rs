@@ -437,14 +437,7 @@ impl Store {
             created_at: now,
             updated_at: now,
             history: Vec::new(),
-            part_status: (1..=parts)
-                .map(|seq| super::Part {
-                    seq,
-                    status: PartStatus::Pending,
-                    mr: None,
-                    report_status: None,
-                })
-                .collect(),
+            part_status: Vec::new(),
             requested_modem: None,
             validity: None,
             not_before: send_at.filter(|at| *at > now),
@@ -459,6 +452,7 @@ impl Store {
             exempt: None,
             send_by: None,
         };
+        message.set_parts(parts, alphabet);
         message.transition(now, status);
         message
     }

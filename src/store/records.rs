@@ -250,6 +250,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// Outbound: the body takes `parts` parts in `alphabet`; each part starts
+    /// pending.
+    pub fn set_parts(&mut self, parts: u8, alphabet: &str) {
+        self.parts = parts;
+        self.alphabet = alphabet.to_string();
+        self.part_status = (1..=parts)
+            .map(|seq| Part {
+                seq,
+                status: PartStatus::Pending,
+                mr: None,
+                report_status: None,
+            })
+            .collect();
+    }
+
     /// Settle in a final state with an error (failed, expired), recording it
     /// on the message and in its history.
     pub fn settle_with_error(

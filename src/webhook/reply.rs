@@ -14,9 +14,7 @@ use crate::api::SmsPolicy;
 use crate::modem::Dispatcher;
 use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError};
 use crate::policy::{Policy, Refusal};
-use crate::store::{
-    Accepted, Category, Event, IdempotencyKey, MessageStatus, Part, PartStatus, Store, StoreError,
-};
+use crate::store::{Accepted, Category, Event, IdempotencyKey, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
@@ -92,16 +90,7 @@ impl Replies {
             parts: segments.parts.len(),
             max: self.sms.max_parts,
         })?;
-        message.parts = parts;
-        message.alphabet = segments.alphabet.as_str().to_string();
-        message.part_status = (1..=parts)
-            .map(|seq| Part {
-                seq,
-                status: PartStatus::Pending,
-                mr: None,
-                report_status: None,
-            })
-            .collect();
+        message.set_parts(parts, segments.alphabet.as_str());
         message.validity = self.sms.validity;
         message.category = Category::Conversational;
         let key = IdempotencyKey {
@@ -113,17 +102,8 @@ impl Replies {
         // and rate limits defer, never drop.
         let number = (!from.is_empty()).then_some(from);
         self.policy
-            .consent_check(&self.store, &message, number)
-            .and_then(|()| self.policy.conversational_check(&self.store, &message))
+            .admit(&self.store, &mut message, number, now)
             .map_err(ReplyError::Refused)?;
-        if let Some(hold) = self.policy.hold(&self.store, &message, now) {
-            message.status = MessageStatus::Deferred;
-            message.not_before = Some(hold.until);
-            if let Some(step) = message.history.first_mut() {
-                step.status = MessageStatus::Deferred;
-                step.note = Some(hold.reason);
-            }
-        }
         match self.store.accept(message, Some(key)).await? {
             Accepted::New(m) => {
                 self.dispatcher.notify();
