@@ -85,7 +85,6 @@ fn main() {
         let per = count / POSTERS;
         let tasks: Vec<_> = (0..POSTERS)
             .map(|p| {
-                let to = to.clone();
                 tokio::spawn(async move {
                     let mut c = Client::connect(addr).await;
                     let mut ids = Vec::new();
