@@ -61,24 +61,36 @@ impl Drop for Daemon {
     }
 }
 
-fn start(config: &Path, port: u16) -> Daemon {
+/// Start `smsgate run`; its log goes to `log` (shown if it never gets ready).
+fn start(config: &Path, port: u16, log: &Path) -> Daemon {
     let child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
         .args(["run", "--config"])
         .arg(config)
         .env("SMSGATE_API_TOKEN", TOKEN)
-        .env("SMSGATE_LOG", "warn")
+        .env("SMSGATE_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
     let daemon = Daemon(child);
     let addr = format!("127.0.0.1:{port}");
-    wait_until(Duration::from_secs(15), "the API and a ready modem", || {
-        TcpStream::connect(&addr).ok()?;
-        let (status, _) = http("GET", &addr, "/readyz", None, None);
-        (status == 200).then_some(())
-    });
-    daemon
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if TcpStream::connect(&addr).is_ok() && http("GET", &addr, "/readyz", None, None).0 == 200 {
+            return daemon;
+        }
+        if Instant::now() > deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "the daemon did not get ready; log {}:\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One POST that may fail (the daemon can die under it): the id of a 202.
@@ -142,7 +154,7 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         let received_before = sim.received().len();
         let daemon = tokio::task::spawn_blocking({
             let config = config.clone();
-            move || start(&config, port)
+            move || start(&config, port, &temp(&format!("round{round}-a.log")))
         })
         .await
         .unwrap();
@@ -189,7 +201,7 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         let daemon = tokio::task::spawn_blocking({
             let (config, addr) = (config.clone(), addr.clone());
             move || {
-                let mut daemon = start(&config, port);
+                let mut daemon = start(&config, port, &temp(&format!("round{round}-b.log")));
                 wait_until(Duration::from_secs(20), "the queue to drain", || {
                     let waiting = ["queued", "sending"].iter().any(|s| {
                         let (_, page) = http(

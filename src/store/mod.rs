@@ -219,6 +219,25 @@ impl Store {
     }
 }
 
+/// A write applied but perhaps not yet on disk ([`Store::update_deferred`]).
+#[must_use = "the write is not known to be durable until waited for"]
+pub struct Durability {
+    store: Store,
+    /// None: nothing was written.
+    ticket: Option<u64>,
+}
+
+impl Durability {
+    /// Wait until the write is on disk; flushes now unless a flush that
+    /// covers it has already happened.
+    pub async fn wait(self) -> Result<()> {
+        match self.ticket {
+            Some(ticket) => self.store.durable(ticket).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Append an event inside a transaction; its id is a sled-generated sequence,
 /// monotonic across restarts.
 pub(crate) fn push_event(
