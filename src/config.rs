@@ -41,6 +41,123 @@ pub struct Config {
     /// Where events are pushed (signed, retried, durable).
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
+    #[serde(default)]
+    pub consent: ConsentConfig,
+    #[serde(default)]
+    pub quiet_hours: QuietHoursConfig,
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+}
+
+/// `[discovery]`: where `port = "auto"` modems are looked for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// The directory of the udev rules' `<serial>-at` links.
+    pub dir: PathBuf,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            dir: PathBuf::from(crate::modem::discovery::DEFAULT_DIR),
+        }
+    }
+}
+
+/// `[consent]`: keywords, replies and who may be texted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentConfig {
+    /// The business name in HELP and confirmation replies.
+    pub program_name: String,
+    /// How to reach a person, for HELP replies (a phone number, an address).
+    pub help_contact: String,
+    /// Message frequency, for HELP replies.
+    pub frequency: String,
+    /// The one reply to an opt-out ({program} is replaced). No marketing.
+    pub opt_out_confirmation: String,
+    /// The reply to START/UNSTOP/YES.
+    pub opt_in_confirmation: String,
+    /// Opt-out keywords; default STOP, STOPALL, STOP ALL, UNSUBSCRIBE, CANCEL,
+    /// END, QUIT, REVOKE, OPTOUT, OPT OUT, OPT-OUT, ARRET, ALTO, PARAR, ...
+    pub opt_out_keywords: Option<Vec<String>>,
+    /// Opt-in keywords; default START, UNSTOP, SUBSCRIBE (YES while opted out).
+    pub opt_in_keywords: Option<Vec<String>>,
+    /// Help keywords; default HELP, INFO, AIDE, AYUDA.
+    pub help_keywords: Option<Vec<String>>,
+    /// "all": an opt-out covers every gateway number (default); "number":
+    /// only the number it was sent to.
+    pub scope: String,
+    /// Categories that may go to contacts who never opted in or out.
+    pub allow_without_opt_in: Vec<String>,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            program_name: "smsgate".into(),
+            help_contact: String::new(),
+            frequency: "Message frequency varies".into(),
+            opt_out_confirmation:
+                "{program}: you are unsubscribed and will get no more messages. Reply START to resubscribe.".into(),
+            opt_in_confirmation: "{program}: you are subscribed again. Reply HELP for help, STOP to opt out.".into(),
+            opt_out_keywords: None,
+            opt_in_keywords: None,
+            help_keywords: None,
+            scope: "all".into(),
+            allow_without_opt_in: vec!["transactional".into(), "conversational".into()],
+        }
+    }
+}
+
+/// `[quiet_hours]`: local night-time, per contact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuietHoursConfig {
+    /// Local start, "HH:MM".
+    pub start: String,
+    /// Local end, "HH:MM" (may be past midnight).
+    pub end: String,
+    /// IANA zone for contacts without one.
+    pub default_time_zone: String,
+    /// Use the country's zone for numbers of single-zone countries.
+    pub infer_from_country: bool,
+    /// Categories held back during quiet hours (marketing always is).
+    pub defer: Vec<String>,
+}
+
+impl Default for QuietHoursConfig {
+    fn default() -> Self {
+        QuietHoursConfig {
+            start: "21:00".into(),
+            end: "08:00".into(),
+            default_time_zone: "America/New_York".into(),
+            infer_from_country: true,
+            defer: vec!["marketing".into()],
+        }
+    }
+}
+
+/// `[rate_limits]`: per contact (carriers filter bursts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Marketing messages per contact per 24 hours.
+    pub marketing_per_day: u32,
+    /// Messages of any kind per contact per hour.
+    pub per_contact_per_hour: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            marketing_per_day: 3,
+            per_contact_per_hour: 10,
+        }
+    }
 }
 
 /// The event types a webhook can ask for.
@@ -126,6 +243,10 @@ pub struct StoreConfig {
     /// Page cache in MiB: bounded, for a Raspberry Pi.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// Blank message bodies older than this many days (the records, consent
+    /// ledger and counts stay). None: keep bodies.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 fn default_store_path() -> PathBuf {
@@ -141,6 +262,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_store_path(),
             cache_mb: default_cache_mb(),
+            retention_days: None,
         }
     }
 }
@@ -167,6 +289,10 @@ pub struct ModemConfig {
     /// Send at most this many parts a minute (carrier spam filters).
     #[serde(default)]
     pub sends_per_minute: Option<u32>,
+    /// With `port = "auto"`: which discovered modem this is (`AT+CGSN`), so
+    /// it keeps its id across re-plugs. Required when several are "auto".
+    #[serde(default)]
+    pub imei: Option<String>,
 }
 
 fn default_baud() -> u32 {
@@ -317,6 +443,12 @@ impl Config {
         if self.store.cache_mb == 0 {
             return Err(error("store.cache_mb", "must be at least 1"));
         }
+        if self.store.retention_days == Some(0) {
+            return Err(error(
+                "store.retention_days",
+                "at least 1 (omit it to keep bodies)",
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         for (i, m) in self.modem.iter().enumerate() {
             let key = format!("modem[{i}]");
@@ -373,6 +505,33 @@ impl Config {
                 ));
             }
         }
+        // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
+        // (src/modem/discovery.rs).
+        let auto: Vec<(usize, &ModemConfig)> = self
+            .modem
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.port == crate::modem::discovery::AUTO)
+            .collect();
+        let mut imeis = std::collections::HashSet::new();
+        for (i, m) in self.modem.iter().enumerate() {
+            let key = format!("modem[{i}].imei");
+            match &m.imei {
+                Some(imei) if !crate::modem::discovery::is_imei(imei) => {
+                    return Err(error(key, "an IMEI is 14 to 16 digits"));
+                }
+                Some(imei) if !imeis.insert(imei.as_str()) => {
+                    return Err(error(key, format!("{imei} is used twice")));
+                }
+                None if auto.len() > 1 && m.port == crate::modem::discovery::AUTO => {
+                    return Err(error(
+                        key,
+                        "several modems have port = \"auto\": each needs its imei",
+                    ));
+                }
+                _ => {}
+            }
+        }
         let c = &self.sms.default_country;
         if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(error(
@@ -398,6 +557,62 @@ impl Config {
         }
         if parse_duration(&self.sms.reassembly_timeout).is_none() {
             return Err(error("sms.reassembly_timeout", "a duration such as 10m"));
+        }
+        if !matches!(self.consent.scope.as_str(), "all" | "number") {
+            return Err(error("consent.scope", "\"all\" or \"number\""));
+        }
+        for c in &self.consent.allow_without_opt_in {
+            if !matches!(c.as_str(), "transactional" | "conversational" | "marketing") {
+                return Err(error(
+                    "consent.allow_without_opt_in",
+                    format!("unknown category {c:?}"),
+                ));
+            }
+        }
+        for (key, list) in [
+            ("consent.opt_out_keywords", &self.consent.opt_out_keywords),
+            ("consent.opt_in_keywords", &self.consent.opt_in_keywords),
+            ("consent.help_keywords", &self.consent.help_keywords),
+        ] {
+            if list
+                .as_ref()
+                .is_some_and(|l| l.iter().all(|k| k.trim().is_empty()))
+            {
+                return Err(error(
+                    key,
+                    "an empty list would ignore every request; omit the key for the defaults",
+                ));
+            }
+        }
+        if crate::policy::quiet_hours::QuietHours::parse(
+            &self.quiet_hours.start,
+            &self.quiet_hours.end,
+        )
+        .is_none()
+        {
+            return Err(error("quiet_hours.start", "start and end are HH:MM"));
+        }
+        if self
+            .quiet_hours
+            .default_time_zone
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+        {
+            return Err(error(
+                "quiet_hours.default_time_zone",
+                format!(
+                    "{:?} is not an IANA zone (e.g. America/Chicago)",
+                    self.quiet_hours.default_time_zone
+                ),
+            ));
+        }
+        for c in &self.quiet_hours.defer {
+            if !matches!(c.as_str(), "transactional" | "conversational" | "marketing") {
+                return Err(error(
+                    "quiet_hours.defer",
+                    format!("unknown category {c:?}"),
+                ));
+            }
         }
         let mut hook_ids = std::collections::HashSet::new();
         for (i, w) in self.webhook.iter().enumerate() {
@@ -573,17 +788,33 @@ mod tests {
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nstorage = \"XX\"", "modem[0].storage"),
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nown_number = \"+1abc\"", "modem[0].own_number"),
             ("[[modem]]\nid = \"a\"", "modem[0].port"),
+            ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"12ab\"", "modem[0].imei"),
+            ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"", "modem[1].imei"),
+            ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678901\"", "modem[1].imei"),
             ("[sms]\ndefault_country = \"usa\"", "sms.default_country"),
             ("[sms]\ndefault_country = \"XX\"", "sms.default_country"),
             ("[sms]\nvalidity = \"1m\"", "sms.validity"),
             ("[sms]\nmax_parts = 0", "sms.max_parts"),
             ("[sms]\nreassembly_timeout = \"soon\"", "sms.reassembly_timeout"),
             ("[sms\n", "(file)"),
+            ("[consent]\nscope = \"everyone\"", "consent.scope"),
+            ("[consent]\nopt_out_keywords = []", "consent.opt_out_keywords"),
+            ("[quiet_hours]\nstart = \"9pm\"", "quiet_hours.start"),
+            ("[quiet_hours]\ndefault_time_zone = \"Mars/Olympus\"", "quiet_hours.default_time_zone"),
+            ("[rate_limits]\nburst = 3", "rate_limits.burst"),
         ];
         for (text, key) in cases {
             let e = load(text).expect_err(text);
             assert_eq!(e.key, key, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn auto_ports() {
+        let one = load("[[modem]]\nid = \"a\"\nport = \"auto\"").unwrap();
+        assert_eq!(one.modem[0].imei, None);
+        let two = load("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678902\"\n[[modem]]\nid = \"c\"\nport = \"/dev/ttyUSB0\"").unwrap();
+        assert_eq!(two.modem[1].imei.as_deref(), Some("869012045678902"));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
 use crate::config::{parse_duration, Config};
+use crate::modem::discovery::{self, AutoModem, Discovery};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
+use crate::policy::Policy;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,21 +102,50 @@ pub async fn run(
     }
     let dispatcher = Arc::new(Dispatcher::new(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Consent: inbound STOP/START/HELP act inside the store's transaction; every
+    // send passes the policy right before AT+CMGS.
+    let policy = Arc::new(Policy::from_config(&config));
+    store.set_reactor(policy.reactor(), policy.per_number());
+    // The watchdog pings every worker; WATCHDOG=1 only when all answer.
+    let watchdog = crate::notify::watchdog_interval();
+    let liveness = crate::liveness::Liveness::default();
     let engine = Arc::new(EngineSettings {
+        gate: Some(policy.clone()),
+        liveness: watchdog.map(|_| liveness.clone()),
         validity: config.validity_seconds(),
         ..EngineSettings::default()
     });
+    // `port = "auto"`: find the modems among the udev links before the actors
+    // open ports, then follow plugs and unplugs.
+    let autos: Vec<AutoModem> = config
+        .modem
+        .iter()
+        .filter(|m| m.port == discovery::AUTO)
+        .map(|m| AutoModem {
+            id: m.id.clone(),
+            imei: m.imei.clone(),
+        })
+        .collect();
+    let mut discovery_task = None;
+    let mut resolvers = std::collections::HashMap::new();
+    if !autos.is_empty() {
+        let baud = config
+            .modem
+            .iter()
+            .find(|m| m.port == discovery::AUTO)
+            .map_or(115_200, |m| m.baud);
+        let mut finder = Discovery::new(config.discovery.dir.clone(), baud, autos);
+        let found = finder.scan().await;
+        tracing::info!(dir = %config.discovery.dir.display(), found = ?found, "modem discovery");
+        for m in config.modem.iter().filter(|m| m.port == discovery::AUTO) {
+            resolvers.insert(m.id.clone(), finder.resolver(&m.id));
+        }
+        discovery_task = Some(tokio::spawn(finder.run(stop_rx.clone())));
+    }
     let mut actors = Vec::new();
     for m in &config.modem {
-        let settings = ModemSettings {
-            id: m.id.clone(),
-            port: m.port.clone(),
-            baud: m.baud,
-            pin: m.pin.clone(),
-            storage: m.storage.clone(),
-            own_number: m.own_number.clone(),
-            sends_per_minute: m.sends_per_minute,
-        };
+        let mut settings = ModemSettings::from(m);
+        settings.resolver = resolvers.remove(&m.id);
         let (actor, _status) = modem::spawn_modem(
             settings,
             engine.clone(),
@@ -129,6 +160,7 @@ pub async fn run(
     let housekeeping = tokio::spawn(modem::expiry::run(
         store.clone(),
         reassembly,
+        config.store.retention_days,
         stop_rx.clone(),
     ));
 
@@ -142,6 +174,8 @@ pub async fn run(
             status_reports: config.sms.status_reports,
             validity: config.validity_seconds(),
         }),
+        policy: policy.clone(),
+        extra_metrics: None,
     };
     let listener = tokio::net::TcpListener::bind(&config.api.bind)
         .await
@@ -156,6 +190,16 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
     });
     tracing::info!(api = %api_addr, modems = config.modem.len(), "smsgate running");
+    let modem_count = config.modem.len();
+    crate::notify::ready(&crate::notify::summary(0, modem_count, store.outbox_len()));
+    let supervisor = tokio::spawn(supervise(
+        dispatcher.clone(),
+        store.clone(),
+        modem_count,
+        watchdog,
+        liveness,
+        stop_rx.clone(),
+    ));
 
     // One shutdown signal, fanned out: the API stops accepting, the actors stop
     // taking work and finish what is in flight.
@@ -165,6 +209,7 @@ pub async fn run(
     }));
     shutdown.await;
     tracing::info!("shutting down");
+    crate::notify::stopping();
     let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE - Duration::from_millis(500);
     let _ = stop_tx.send(true);
     let _ = api_stop_tx.send(());
@@ -172,11 +217,55 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, actor).await;
     }
     let _ = tokio::time::timeout_at(deadline, housekeeping).await;
+    let _ = tokio::time::timeout_at(deadline, supervisor).await;
+    if let Some(task) = discovery_task {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
     let _ = tokio::time::timeout_at(deadline, server).await;
     if let Err(e) = store.flush_blocking() {
         tracing::error!(error = %e, "final flush failed");
     }
     Ok(())
+}
+
+/// STATUS= every few seconds, and WATCHDOG=1 while every worker answers a
+/// liveness ping within half of `WatchdogSec`.
+async fn supervise(
+    dispatcher: Arc<Dispatcher>,
+    store: Store,
+    modems: usize,
+    watchdog: Option<Duration>,
+    liveness: crate::liveness::Liveness,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = watchdog.map_or(Duration::from_secs(5), |w| {
+        (w / 4).max(Duration::from_millis(100))
+    });
+    let mut last_status = String::new();
+    loop {
+        let ready = dispatcher
+            .statuses()
+            .iter()
+            .filter(|s| s.state == crate::modem::ModemState::Ready)
+            .count();
+        let line = crate::notify::summary(ready, modems, store.outbox_len());
+        if line != last_status {
+            crate::notify::status(&line);
+            last_status = line;
+        }
+        if let Some(w) = watchdog {
+            match liveness.check(w / 2).await {
+                Ok(()) => crate::notify::watchdog(),
+                Err(late) => {
+                    tracing::error!(workers = ?late, "liveness ping unanswered: withholding WATCHDOG=1")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -13,10 +13,23 @@
 //!   responses, `> ` prompts and URCs; nom parsers type the lines; typed commands
 //!   carry their own timeouts; a transport task keeps one command in flight and
 //!   feeds URCs to a channel. Works over any tokio byte stream (serial port, pty).
-//! - [`cli`]: the command-line contract (`smsgate pdu decode|encode`): argument
-//!   types, JSON views and the one place where errors become an exit code.
 //! - [`sim`]: a virtual GSM modem on a pty (personalities, network model,
 //!   faults, control API) for tests, the demo and the benchmarks.
+//! - [`store`]: sled trees behind a narrow interface: messages, threads, the
+//!   outbox, inbound parts and dedupe keys, message references, sticky senders,
+//!   events, the consent ledger. Every change is one transaction; writes return
+//!   once flushed (group commit).
+//! - [`modem`]: one actor per modem (init, receive by URC, send, status
+//!   reports, health, recovery), the dispatcher (sticky sender, least loaded),
+//!   expiry, the technician's probe.
+//! - [`policy`]: consent keywords and replies, the check before every send,
+//!   quiet hours, rate limits.
+//! - [`phone`]: E.164 normalisation with a default country.
+//! - [`api`]: the axum router: bearer scopes, problem+json, OpenAPI.
+//! - [`config`], [`daemon`], [`demo`]: settings, wiring and shutdown, the demo.
+//! - [`cli`]: the command line; the one place where errors become an exit code.
+//! - [`udev_rules`]: a reader of udev(7) rules files, to check the shipped
+//!   `udev/60-smsgate.rules`.
 //!
 //! Modems are driven in PDU mode only (see ARCHITECTURE.md): every body and number
 //! reaches the modem as hex produced by [`pdu`].
@@ -27,8 +40,12 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod liveness;
 pub mod modem;
+pub mod notify;
 pub mod pdu;
 pub mod phone;
+pub mod policy;
 pub mod sim;
 pub mod store;
+pub mod udev_rules;

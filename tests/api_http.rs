@@ -63,6 +63,10 @@ fn gateway() -> Gateway {
             status_reports: true,
             validity: None,
         }),
+        policy: Arc::new(smsgate::policy::Policy::from_config(
+            &smsgate::config::Config::default(),
+        )),
+        extra_metrics: None,
     };
     Gateway {
         state,
@@ -128,11 +132,18 @@ impl Gateway {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let is_json = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.contains("json"));
         let body = if bytes.is_empty() {
             Value::Null
-        } else {
+        } else if is_json {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&bytes)))
+        } else {
+            // CSV and other text bodies, kept as a string.
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         };
         Answer {
             status,

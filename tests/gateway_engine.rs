@@ -73,6 +73,7 @@ impl Gateway {
                 storage: None,
                 own_number: None,
                 sends_per_minute: None,
+                resolver: None,
             };
             let (actor, status) = spawn_modem(
                 settings,

@@ -21,7 +21,8 @@ use super::params;
 use super::problem::ApiError;
 use super::ApiState;
 use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError, ValidityPeriod};
-use crate::store::{Accepted, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
+use crate::policy::Refusal;
+use crate::store::{Accepted, Category, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
 
 /// `POST /v1/messages`.
 #[derive(Debug, Deserialize)]
@@ -41,6 +42,9 @@ pub struct SendRequest {
     pub validity: Option<Value>,
     #[serde(default)]
     pub send_at: Option<Value>,
+    /// "transactional" (default), "conversational" or "marketing".
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// A send request after validation: what is stored, and what the
@@ -54,6 +58,7 @@ struct Normalized {
     status_report: bool,
     validity: Option<u32>,
     send_at: Option<DateTime<Utc>>,
+    category: Category,
 }
 
 /// The 202 answer.
@@ -82,20 +87,13 @@ pub fn parse_validity(value: &Value) -> Result<Option<u32>, ApiError> {
         Value::Number(n) => n.as_u64().ok_or_else(bad)?,
         Value::String(text) => {
             let text = text.trim();
-            let split = text
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(text.len());
-            let (number, unit) = text.split_at(split);
-            let number: u64 = number.parse().map_err(|_| bad())?;
-            let unit = match unit.trim() {
-                "" | "s" => 1,
-                "m" => 60,
-                "h" => 3600,
-                "d" => 86_400,
-                "w" => 7 * 86_400,
-                _ => return Err(bad()),
-            };
-            number.checked_mul(unit).ok_or_else(bad)?
+            // A bare number is seconds; otherwise the config's duration form.
+            match text.parse::<u64>() {
+                Ok(seconds) => seconds,
+                Err(_) => crate::config::parse_duration(text)
+                    .ok_or_else(bad)?
+                    .as_secs(),
+            }
         }
         _ => return Err(bad()),
     };
@@ -151,6 +149,15 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
         Some(v) => parse_send_at(v)?,
         None => None,
     };
+    let category = match request.category.as_deref() {
+        None => Category::Transactional,
+        Some(c) => Category::parse(c).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_category",
+                format!("category {c:?}: use transactional, conversational or marketing"),
+            )
+        })?,
+    };
     Ok(Normalized {
         to,
         body: request.body,
@@ -158,6 +165,7 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
         status_report: request.status_report.unwrap_or(state.sms.status_reports),
         validity: validity.or(state.sms.validity),
         send_at,
+        category,
     })
 }
 
@@ -267,7 +275,30 @@ pub async fn send(
         .collect();
     message.requested_modem = request.modem.clone();
     message.validity = request.validity;
+    message.category = request.category;
     message.idempotency_key = key.as_ref().map(|k| k.key.clone());
+    // Consent first: nobody who opted out is texted, marketing needs evidence.
+    // (The same check runs again right before AT+CMGS.)
+    let number = (!from.is_empty()).then_some(from.as_str());
+    state
+        .policy
+        .consent_check(&state.store, &message, number)
+        .and_then(|()| state.policy.conversational_check(&state.store, &message))
+        .map_err(|refusal| match refusal {
+            Refusal::NotConversational => ApiError::unprocessable(refusal.code(), refusal.text()),
+            _ => ApiError::conflict(refusal.code(), refusal.text()),
+        })?;
+    // Quiet hours and rate limits defer, never drop.
+    if message.status == MessageStatus::Queued {
+        if let Some(hold) = state.policy.hold(&state.store, &message, now) {
+            message.status = MessageStatus::Deferred;
+            message.not_before = Some(hold.until);
+            if let Some(step) = message.history.first_mut() {
+                step.status = MessageStatus::Deferred;
+                step.note = Some(hold.reason);
+            }
+        }
+    }
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
             state.dispatcher.notify();

@@ -15,9 +15,11 @@
 //! - `messages`, `threads`, `modems`, `health`, `openapi`: the handlers.
 
 pub mod auth;
+pub mod contacts;
 mod health;
 pub mod json;
 pub mod messages;
+pub mod metrics;
 pub mod modems;
 pub mod openapi;
 pub mod params;
@@ -32,7 +34,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 pub use auth::{ApiToken, Scope};
@@ -49,6 +51,10 @@ pub struct ApiState {
     pub dispatcher: Arc<Dispatcher>,
     pub tokens: Arc<Vec<ApiToken>>,
     pub sms: Arc<SmsPolicy>,
+    /// Consent, quiet hours and rate limits at accept time.
+    pub policy: Arc<crate::policy::Policy>,
+    /// Metric families from outside the API (the webhook worker).
+    pub extra_metrics: Option<metrics::ExtraMetrics>,
 }
 
 /// The SMS settings the API validates and fills in requests with.
@@ -103,6 +109,7 @@ const fn route(method: &'static str, path: &'static str, scope: Option<Scope>) -
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", None),
     route("GET", "/readyz", None),
+    route("GET", "/metrics", None),
     route("GET", "/v1/openapi.json", None),
     route("POST", "/v1/messages", Some(Scope::Send)),
     route("GET", "/v1/messages", Some(Scope::Read)),
@@ -114,6 +121,13 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/threads/{contact}/read", Some(Scope::Read)),
     route("GET", "/v1/modems", Some(Scope::Read)),
     route("GET", "/v1/modems/{id}", Some(Scope::Read)),
+    route("GET", "/v1/contacts/{contact}", Some(Scope::Read)),
+    route("PUT", "/v1/contacts/{contact}", Some(Scope::Send)),
+    route("DELETE", "/v1/contacts/{contact}", Some(Scope::Admin)),
+    route("GET", "/v1/contacts/{contact}/consent", Some(Scope::Read)),
+    route("PUT", "/v1/contacts/{contact}/consent", Some(Scope::Send)),
+    route("POST", "/v1/optouts", Some(Scope::Send)),
+    route("GET", "/v1/consent/export", Some(Scope::Read)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -121,6 +135,7 @@ fn table() -> Vec<MethodRouter<ApiState>> {
     vec![
         get(health::healthz),
         get(health::readyz),
+        get(metrics::serve),
         get(openapi::serve_document),
         post(messages::send),
         get(messages::list),
@@ -132,6 +147,13 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         post(threads::mark_read),
         get(modems::list),
         get(modems::get_one),
+        get(contacts::get_contact),
+        put(contacts::put_contact),
+        delete(contacts::delete_contact),
+        get(contacts::get_consent),
+        put(contacts::put_consent),
+        post(contacts::post_optout),
+        get(contacts::export),
     ]
 }
 
@@ -241,7 +263,14 @@ mod tests {
     #[test]
     fn scopes_follow_the_issue() {
         for r in ROUTES.iter().filter(|r| r.scope.is_some()) {
-            let want = if r.path.starts_with("/v1/messages") && r.method != "GET" {
+            // Erasure is for administrators; sending, cancelling, resending and
+            // recording consent or time zones are "send"; reading is "read".
+            let writes = r.path.starts_with("/v1/messages")
+                || r.path.starts_with("/v1/contacts")
+                || r.path == "/v1/optouts";
+            let want = if r.method == "DELETE" && r.path.starts_with("/v1/contacts") {
+                Scope::Admin
+            } else if writes && r.method != "GET" {
                 Scope::Send
             } else {
                 Scope::Read

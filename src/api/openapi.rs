@@ -73,6 +73,94 @@ fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = base_document();
+    doc["paths"]["/metrics"] = json!({
+        "get": {
+            "summary": "Prometheus metrics",
+            "description": "Text exposition format 0.0.4: modem state, signal, registration, queue depth, counters, AT command latency histogram; outbox; store size; webhook queue and deliveries. No token.",
+            "security": [],
+            "responses": { "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}} }
+        }
+    });
+    for (path, item) in contact_paths() {
+        doc["paths"][path] = item;
+    }
+    doc
+}
+
+/// Contacts and consent (issue: consent).
+fn contact_paths() -> Vec<(&'static str, Value)> {
+    let contact = param(
+        "contact",
+        "path",
+        "E.164, percent-encoded (%2B15551234567).",
+        json!({"type": "string"}),
+    );
+    let view = json!({"type": "object", "description": "status, updated_at, evidence, and the full ledger, oldest first"});
+    let contact_view = json!({"type": "object", "properties": {
+        "contact": {"type": "string"}, "time_zone": {"type": "string"}, "consent": {"enum": ["unknown", "opted_in", "opted_out"]}
+    }});
+    vec![
+        (
+            "/v1/contacts/{contact}",
+            json!({
+                "get": secured("read", "A contact's time zone and consent status", json!({
+                    "parameters": [contact.clone()],
+                    "responses": { "200": ok("The contact.", contact_view.clone()), "422": problem("`invalid_number`.") }
+                })),
+                "put": secured("send", "Set a contact's time zone (quiet hours use it)", json!({
+                    "parameters": [contact.clone()],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"time_zone": {"type": "string", "example": "America/Chicago"}}}}}},
+                    "responses": { "200": ok("Saved.", contact_view), "422": problem("`invalid_time_zone`, `invalid_number`.") }
+                })),
+                "delete": secured("admin", "Erase a contact's messages and details; an opt-out survives as a hashed tombstone", json!({
+                    "parameters": [contact.clone()],
+                    "responses": { "200": ok("Erased.", json!({"type": "object", "properties": {
+                        "contact": {"type": "string"}, "erased_messages": {"type": "integer"}, "opt_out_kept": {"type": "boolean"}
+                    }})) }
+                }))
+            }),
+        ),
+        (
+            "/v1/contacts/{contact}/consent",
+            json!({
+                "get": secured("read", "Current consent and the full, append-only ledger", json!({
+                    "parameters": [contact.clone()],
+                    "responses": { "200": ok("Consent.", view.clone()) }
+                })),
+                "put": secured("send", "Record an opt-in (evidence required) or an opt-out", json!({
+                    "parameters": [contact],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["status"], "properties": {
+                        "status": {"enum": ["opted_in", "opted_out"]}, "source": {"type": "string"}, "evidence": {"type": "string"},
+                        "captured_at": {"type": "string", "format": "date-time"}, "reason": {"type": "string"}
+                    }}}}},
+                    "responses": { "200": ok("Recorded.", view.clone()), "422": problem("`evidence_required`, `invalid_status`, `invalid_captured_at`.") }
+                }))
+            }),
+        ),
+        (
+            "/v1/optouts",
+            json!({
+                "post": secured("send", "Opt a number out by hand (a call, an email); waiting messages are cancelled", json!({
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["number"], "properties": {
+                        "number": {"type": "string"}, "reason": {"type": "string"}
+                    }}}}},
+                    "responses": { "200": ok("Opted out.", view), "422": problem("`invalid_number`.") }
+                }))
+            }),
+        ),
+        (
+            "/v1/consent/export",
+            json!({
+                "get": secured("read", "The whole consent ledger as CSV", json!({
+                    "responses": { "200": {"description": "CSV, one ledger entry per row.", "content": {"text/csv": {"schema": {"type": "string"}}}} }
+                }))
+            }),
+        ),
+    ]
+}
+
+fn base_document() -> Value {
     let id = param(
         "id",
         "path",
@@ -150,11 +238,12 @@ pub fn document() -> Value {
                     "parameters": [param("Idempotency-Key", "header", "Up to 255 printable ASCII characters.", json!({"type": "string"}))],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": schema("SendRequest") } } },
                     "responses": {
-                        "202": ok("Accepted (queued or scheduled).", schema("Accepted")),
+                        "202": ok("Accepted (queued, scheduled, or deferred by quiet hours or rate limits).", schema("Accepted")),
+                        "409": problem("`recipient_opted_out` (the contact texted STOP), `consent_required` (marketing without opt-in evidence)."),
                         "400": problem("Malformed JSON (`invalid_json`)."),
                         "413": problem("Body over 64 KiB (`payload_too_large`)."),
                         "415": problem("Not application/json (`unsupported_media_type`)."),
-                        "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`.")
+                        "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`, `invalid_category`, `not_conversational`.")
                     }
                 })),
                 "get": secured("read", "List messages, newest first", json!({
@@ -266,7 +355,8 @@ fn components() -> Value {
                 "modem": {"type": "string", "description": "A configured modem id."},
                 "status_report": {"type": "boolean"},
                 "validity": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "examples": ["5m", "24h", "7d"]}]},
-                "send_at": {"type": "string", "format": "date-time"}
+                "send_at": {"type": "string", "format": "date-time"},
+                "category": {"enum": ["transactional", "conversational", "marketing"], "description": "Default transactional. Marketing needs recorded opt-in evidence and waits out quiet hours; conversational must answer a thread the contact started or answered."}
             }
         },
         "Accepted": {
@@ -274,7 +364,7 @@ fn components() -> Value {
             "required": ["id", "status", "to", "parts", "alphabet", "created_at"],
             "properties": {
                 "id": {"type": "string"},
-                "status": {"enum": ["queued", "scheduled"]},
+                "status": {"enum": ["queued", "scheduled", "deferred"]},
                 "to": {"type": "string"},
                 "parts": {"type": "integer"},
                 "alphabet": {"enum": ["gsm7", "ucs2"]},

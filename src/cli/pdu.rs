@@ -89,18 +89,9 @@ pub fn parse_validity(text: &str) -> Result<Option<ValidityPeriod>, UsageError> 
             "invalid validity {text:?}: use none or e.g. 5m, 24h, 7d, 2w"
         ))
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    let seconds = number.checked_mul(unit).ok_or_else(bad)?;
+    let seconds = crate::config::parse_duration(text)
+        .ok_or_else(bad)?
+        .as_secs();
     if seconds == 0 || seconds > pdu::relative_seconds(255) {
         return Err(UsageError(format!(
             "invalid validity {text:?}: a relative period is 5 minutes to 63 weeks"

@@ -13,6 +13,16 @@ pub struct RunArgs {
     /// The configuration file.
     #[arg(long, default_value = "/etc/smsgate/smsgate.toml")]
     config: PathBuf,
+    /// Log format on stderr (under systemd, logs go to the journal with
+    /// structured fields whatever this says).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -25,8 +35,12 @@ pub struct DemoArgs {
     control: std::net::SocketAddr,
 }
 
-/// Logs on stderr; `SMSGATE_LOG=debug|info|warn|error` sets the level.
-pub fn init_logging() {
+/// Logs: to journald with structured fields (modem, message, event) when
+/// systemd gave us a journal stream (JOURNAL_STREAM), else readable text or
+/// JSON lines on stderr. `SMSGATE_LOG=debug|info|warn|error` sets the level.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match std::env::var("SMSGATE_LOG")
         .unwrap_or_default()
         .to_ascii_lowercase()
@@ -38,10 +52,27 @@ pub fn init_logging() {
         "error" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(journald)
+                .try_init();
+            return;
+        }
+    }
+    let _ = match format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .try_init(),
+    };
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
@@ -65,7 +96,7 @@ pub fn check_config(args: RunArgs) -> Result<(), UsageError> {
 }
 
 pub fn run(args: RunArgs) -> Result<(), UsageError> {
-    init_logging();
+    init_logging(args.log_format);
     let config = Config::load(&args.config)?;
     let mut extra = Vec::new();
     if let Ok(secret) = std::env::var("SMSGATE_API_TOKEN") {
@@ -88,7 +119,7 @@ pub fn run(args: RunArgs) -> Result<(), UsageError> {
 }
 
 pub fn demo(args: DemoArgs) -> Result<(), UsageError> {
-    init_logging();
+    init_logging(LogFormat::Text);
     runtime()?
         .block_on(crate::demo::run(
             Some(args.api),

@@ -32,6 +32,9 @@ pub struct SimulateArgs {
     /// Lock the SIM with this PIN.
     #[arg(long)]
     pin: Option<String>,
+    /// The modem's IMEI (AT+CGSN); default 869012045678901.
+    #[arg(long)]
+    imei: Option<String>,
     /// Delay of status reports, in milliseconds.
     #[arg(long, default_value_t = 500)]
     status_report_delay_ms: u64,
@@ -54,6 +57,7 @@ pub fn run(args: SimulateArgs) -> Result<(), UsageError> {
         config.own_number = args.own_number;
         config.baud = args.baud;
         config.pin = args.pin;
+        config.imei = args.imei;
         config.status_report_delay = std::time::Duration::from_millis(args.status_report_delay_ms);
         let sim = Simulator::start(config)
             .map_err(|e| UsageError(format!("cannot start the simulator: {e}")))?;

@@ -17,13 +17,14 @@ use super::identity::read_identity;
 use super::probe::CNMI_FALLBACKS;
 use super::quirks;
 use super::status::{ModemState, ModemStatus};
-use super::{EngineSettings, ModemSettings};
+use super::{EngineSettings, Gate, ModemSettings};
 use crate::at::command::{
     Cfun, Cmee, Cmgd, Cmgf, Cmgl, Cmgr, Cmgs, Cnma, CopsQuery, CpinEnter, CpinQuery, Csms, Csq,
     Echo, RegistrationQuery,
 };
 use crate::at::parse::{Domain, MessageStatus as ListStatus, PinState, Registration};
 use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportConfig, Urc};
+use crate::liveness::Heart;
 use crate::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu, ValidityPeriod};
 use crate::store::{
     ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReceiveOutcome, Store,
@@ -64,7 +65,12 @@ pub fn spawn_modem(
 ) -> (JoinHandle<()>, watch::Receiver<ModemStatus>) {
     let (status, status_rx) = watch::channel(ModemStatus::new(&settings.id, &settings.port));
     dispatcher.register(&settings.id, status_rx.clone());
+    let heart = engine
+        .liveness
+        .as_ref()
+        .map(|l| l.heart(&format!("modem {}", settings.id)));
     let actor = Actor {
+        heart,
         settings,
         engine,
         store,
@@ -76,6 +82,8 @@ pub fn spawn_modem(
 }
 
 struct Actor {
+    /// Answers the watchdog's liveness pings from every wait.
+    heart: Option<Heart>,
     settings: ModemSettings,
     engine: Arc<EngineSettings>,
     store: Store,
@@ -120,10 +128,43 @@ impl Actor {
 
     /// Sleep `delay` unless shutdown comes first (then `false`).
     async fn pause(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => true,
-            _ = stopped(&mut self.stop) => false,
-        }
+        let stop = &mut self.stop;
+        beating(&mut self.heart, async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = stopped(stop) => false,
+            }
+        })
+        .await
+    }
+
+    /// Wait until discovery reports a change of this modem's port, or `delay`
+    /// passes (`None`: no limit); `false` on shutdown.
+    async fn wait_for_port(&mut self, delay: Option<Duration>) -> bool {
+        let Some(mut resolver) = self.settings.resolver.clone() else {
+            return match delay {
+                Some(d) => self.pause(d).await,
+                None => {
+                    stopped(&mut self.stop).await;
+                    false
+                }
+            };
+        };
+        let stop = &mut self.stop;
+        beating(&mut self.heart, async move {
+            let sleep = async {
+                match delay {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = resolver.changed() => true,
+                _ = sleep => true,
+                _ = stopped(stop) => false,
+            }
+        })
+        .await
     }
 
     async fn run(mut self) {
@@ -132,15 +173,35 @@ impl Actor {
             if *self.stop.borrow() {
                 break;
             }
+            // With `port = "auto"`, the port is wherever discovery last saw the
+            // modem; until it is plugged in, wait for discovery (or shutdown).
+            let path = match &self.settings.resolver {
+                None => self.settings.port.clone(),
+                Some(resolver) => match resolver.current() {
+                    Some(path) => path,
+                    None => {
+                        self.set_state(
+                            ModemState::Offline,
+                            Some("waiting for the modem to be plugged in".into()),
+                        )
+                        .await;
+                        if !self.wait_for_port(None).await {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+            self.status.send_modify(|s| s.port = path.clone());
             self.set_state(ModemState::Initializing, None).await;
-            let port = match open_serial(&self.settings.port, self.settings.baud) {
+            let port = match open_serial(&path, self.settings.baud) {
                 Ok(port) => port,
                 Err(e) => {
                     failures += 1;
                     self.set_state(ModemState::Offline, Some(format!("cannot open port: {e}")))
                         .await;
                     let delay = backoff(failures, self.engine.reopen_backoff_max);
-                    if !self.pause(delay).await {
+                    if !self.wait_for_port(Some(delay)).await {
                         break;
                     }
                     continue;
@@ -165,7 +226,8 @@ impl Actor {
                     self.status.send_modify(|s| s.counters.reconnects += 1);
                     self.set_state(ModemState::Offline, Some(reason)).await;
                     let delay = backoff(failures, self.engine.reopen_backoff_max);
-                    if !self.pause(delay).await {
+                    // A replug (discovery sees the link again) ends the wait early.
+                    if !self.wait_for_port(Some(delay)).await {
                         break;
                     }
                 }
@@ -173,6 +235,22 @@ impl Actor {
         }
         self.set_state(ModemState::Offline, Some("stopped".into()))
             .await;
+    }
+}
+
+/// Await `fut`, answering liveness pings meanwhile (when there is a watchdog).
+async fn beating<F: std::future::Future>(heart: &mut Option<Heart>, fut: F) -> F::Output {
+    match heart {
+        Some(h) => h.beating(fut).await,
+        None => fut.await,
+    }
+}
+
+/// Resolves when a liveness ping comes (never without a watchdog).
+async fn pinged(heart: &mut Option<Heart>) {
+    match heart {
+        Some(h) => h.pinged().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -220,6 +298,13 @@ impl<'a> Session<'a> {
         &self.actor.settings.id
     }
 
+    /// Count an AT command's round trip in the modem's latency histogram.
+    fn record_latency(&mut self, took: Duration) {
+        self.actor
+            .status
+            .send_modify(|s| s.counters.at_latency.observe(took));
+    }
+
     /// Classify a command error: the ones that end the session, and timeouts.
     fn check(&mut self, e: &AtError) -> Result<(), End> {
         match e {
@@ -254,7 +339,9 @@ impl<'a> Session<'a> {
         &mut self,
         cmd: &C,
     ) -> Result<Result<C::Response, AtError>, End> {
-        let result = self.client.send(cmd).await;
+        let started = Instant::now();
+        let result = beating(&mut self.actor.heart, self.client.send(cmd)).await;
+        self.record_latency(started.elapsed());
         match &result {
             Ok(_) => self.consecutive_timeouts = 0,
             Err(e) => self.check(e)?,
@@ -263,7 +350,13 @@ impl<'a> Session<'a> {
     }
 
     async fn raw(&mut self, line: &str) -> Result<bool, End> {
-        let result = self.client.raw(line, Duration::from_secs(5)).await;
+        let started = Instant::now();
+        let result = beating(
+            &mut self.actor.heart,
+            self.client.raw(line, Duration::from_secs(5)),
+        )
+        .await;
+        self.record_latency(started.elapsed());
         match &result {
             Ok(r) => {
                 self.consecutive_timeouts = 0;
@@ -329,7 +422,7 @@ impl<'a> Session<'a> {
         if self.send(&Cmgf).await?.is_err() {
             return Err(End::Fatal("the modem refuses PDU mode (AT+CMGF=0)".into()));
         }
-        let identity = read_identity(&self.client).await;
+        let identity = beating(&mut self.actor.heart, read_identity(&self.client)).await;
         for line in quirks::extra_init(identity.manufacturer.as_deref()) {
             let _ = self.raw(line).await?;
         }
@@ -484,6 +577,7 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => return Ok(()),
+                _ = pinged(&mut self.actor.heart) => {}
                 urc = self.urcs.recv() => match urc {
                     Some(urc) => self.on_urc(urc).await?,
                     None => return Err(End::DeviceGone("transport ended".into())),
@@ -631,8 +725,27 @@ impl<'a> Session<'a> {
         };
         match stored {
             Ok(outcome) => {
-                if let ReceiveOutcome::Complete(..) = outcome {
+                if let ReceiveOutcome::Complete(message, events) = &outcome {
                     self.actor.status.send_modify(|s| s.counters.received += 1);
+                    // A STOP was recorded with the message; now cancel what
+                    // still waits for this contact (the check before AT+CMGS
+                    // would stop it anyway, this makes it visible at once).
+                    let opted_out = events
+                        .iter()
+                        .any(|e| e.kind == "consent.changed" && e.data["status"] == "opted_out");
+                    if opted_out {
+                        let _ = self
+                            .actor
+                            .store
+                            .fail_waiting_to(
+                                &message.contact,
+                                "recipient_opted_out",
+                                "cancelled: the recipient opted out (STOP)",
+                            )
+                            .await;
+                    }
+                    // A confirmation or HELP reply may have been queued.
+                    self.actor.dispatcher.notify();
                 }
                 Ok(true)
             }
@@ -701,7 +814,15 @@ impl<'a> Session<'a> {
             .await;
     }
 
-    /// Wait for the per-modem rate limit.
+    /// How long until the per-modem rate limit lets the next part go.
+    fn rate_wait(&self) -> Duration {
+        match self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+            Some(_) => self.next_send.saturating_duration_since(Instant::now()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Take the rate limit's next slot (waiting for it if need be).
     async fn rate_limit(&mut self) {
         if let Some(per_minute) = self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
             let gap = Duration::from_secs(60) / per_minute;
@@ -711,6 +832,23 @@ impl<'a> Session<'a> {
             }
             self.next_send = Instant::now().max(now) + gap;
         }
+    }
+
+    /// Put a message back as `deferred` until `until`, saying why.
+    async fn defer(&mut self, id: &str, until: chrono::DateTime<Utc>, reason: String) {
+        let now = Utc::now();
+        let _ = self
+            .actor
+            .store
+            .update(id, |m| {
+                if !m.status.is_waiting() {
+                    return false;
+                }
+                m.not_before = Some(until);
+                m.transition(now, MessageStatus::Deferred).note = Some(reason.clone());
+                true
+            })
+            .await;
     }
 
     /// Send the parts of `message` not sent yet, one `AT+CMGS` each.
@@ -754,7 +892,50 @@ impl<'a> Session<'a> {
             if done {
                 continue;
             }
+            let first = message.part_status.iter().all(|p| p.mr.is_none());
+            // A per-modem limit that would stall the modem defers the message
+            // instead, visibly (another modem may take it meanwhile).
+            let wait = self.rate_wait();
+            if first && wait > Duration::from_secs(5) {
+                let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let per_minute = self.actor.settings.sends_per_minute.unwrap_or(0);
+                self.defer(
+                    &message.id,
+                    until,
+                    format!("modem {modem} rate limit ({per_minute}/min)"),
+                )
+                .await;
+                return Ok(());
+            }
             self.rate_limit().await;
+            // The policy, right before AT+CMGS: a STOP that arrived while this
+            // message waited here stops it.
+            if let Some(gate) = &engine.gate {
+                let latest = self
+                    .actor
+                    .store
+                    .get(&message.id)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| message.clone());
+                match gate.check(
+                    &self.actor.store,
+                    &latest,
+                    own_number.as_deref(),
+                    Utc::now(),
+                ) {
+                    Gate::Send => {}
+                    Gate::Defer { until, reason } if first => {
+                        self.defer(&message.id, until, reason).await;
+                        return Ok(());
+                    }
+                    Gate::Defer { .. } => {}
+                    Gate::Refuse(error) => {
+                        self.fail(&message.id, &error.code, &error.text).await;
+                        return Ok(());
+                    }
+                }
+            }
             let now = Utc::now();
             let marked = self
                 .actor
@@ -851,13 +1032,20 @@ impl<'a> Session<'a> {
     /// period (`None`: gave up waiting).
     async fn cmgs_with_grace(&mut self, cmd: &Cmgs) -> Option<Result<u8, AtError>> {
         let mut stop = self.actor.stop.clone();
-        let send = self.client.send(cmd);
-        tokio::pin!(send);
-        tokio::select! {
-            r = &mut send => return Some(r),
-            _ = stopped(&mut stop) => {}
-        }
-        tokio::time::timeout(SHUTDOWN_GRACE, send).await.ok()
+        let started = Instant::now();
+        let client = self.client.clone();
+        let result = beating(&mut self.actor.heart, async move {
+            let send = client.send(cmd);
+            tokio::pin!(send);
+            tokio::select! {
+                r = &mut send => return Some(r),
+                _ = stopped(&mut stop) => {}
+            }
+            tokio::time::timeout(SHUTDOWN_GRACE, send).await.ok()
+        })
+        .await;
+        self.record_latency(started.elapsed());
+        result
     }
 
     async fn send_failed(&mut self, message: &Message, seq: u8, e: AtError) -> Result<(), End> {
@@ -928,12 +1116,12 @@ impl<'a> Session<'a> {
             .actor
             .store
             .update(id, |m| {
-                let error = ErrorInfo {
-                    code: code.to_string(),
-                    text: text.to_string(),
-                };
-                m.error = Some(error.clone());
-                m.transition(now, MessageStatus::Failed).error = Some(error);
+                // Someone else may have settled it meanwhile (a STOP cancels
+                // waiting messages on its own).
+                if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
+                    return false;
+                }
+                m.settle_with_error(now, MessageStatus::Failed, code, text);
                 true
             })
             .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::store::{ErrorInfo, MessageStatus, Store};
+use crate::store::{MessageStatus, Store};
 
 /// How often the checks run.
 pub const PERIOD: Duration = Duration::from_secs(30);
@@ -23,13 +23,13 @@ pub async fn run_once(store: &Store, reassembly_timeout: Duration) -> (usize, us
                 if m.status != MessageStatus::Sent {
                     return false;
                 }
-                let error = ErrorInfo {
-                    code: "expired".into(),
-                    text: "no final status report by the validity period plus one hour".into(),
-                };
-                m.error = Some(error.clone());
                 m.report_deadline = None;
-                m.transition(now, MessageStatus::Expired).error = Some(error);
+                m.settle_with_error(
+                    now,
+                    MessageStatus::Expired,
+                    "expired",
+                    "no final status report by the validity period plus one hour",
+                );
                 true
             })
             .await;
@@ -46,16 +46,38 @@ pub async fn run_once(store: &Store, reassembly_timeout: Duration) -> (usize, us
     (expired, incomplete)
 }
 
-/// Run the checks every [`PERIOD`] until `stop` turns true.
-pub async fn run(store: Store, reassembly_timeout: Duration, mut stop: watch::Receiver<bool>) {
+/// Retention: bodies of settled messages older than `days` are blanked.
+pub async fn purge(store: &Store, days: u32) -> usize {
+    let before = Utc::now() - chrono::Duration::days(i64::from(days));
+    store.purge_bodies_before(before).await.unwrap_or(0)
+}
+
+/// Run the checks every [`PERIOD`] (retention once an hour) until `stop`
+/// turns true.
+pub async fn run(
+    store: Store,
+    reassembly_timeout: Duration,
+    retention_days: Option<u32>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let (expired, incomplete) = run_once(&store, reassembly_timeout).await;
                 if expired + incomplete > 0 {
                     tracing::info!(expired, incomplete, "housekeeping");
+                }
+                if let Some(days) = retention_days {
+                    if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                        last_purge = Some(tokio::time::Instant::now());
+                        let purged = purge(&store, days).await;
+                        if purged > 0 {
+                            tracing::info!(purged, days, "retention: message bodies blanked");
+                        }
+                    }
                 }
             }
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
@@ -99,5 +121,67 @@ mod tests {
             .collect();
         assert!(kinds.contains(&"message.expired".to_string()));
         assert_eq!(run_once(&t.store, Duration::from_secs(600)).await, (0, 0));
+    }
+
+    #[tokio::test]
+    async fn retention_blanks_old_settled_bodies_only() {
+        let t = TempStore::new();
+        let old = Utc::now() - chrono::Duration::days(40);
+        let settled = t.store.new_outbound(
+            "",
+            "+15550000002",
+            "old and done",
+            1,
+            "gsm7",
+            false,
+            None,
+            old,
+        );
+        let waiting = t.store.new_outbound(
+            "",
+            "+15550000002",
+            "old but queued",
+            1,
+            "gsm7",
+            false,
+            None,
+            old,
+        );
+        let fresh = t.store.new_outbound(
+            "",
+            "+15550000002",
+            "new",
+            1,
+            "gsm7",
+            false,
+            None,
+            Utc::now(),
+        );
+        for m in [&settled, &waiting, &fresh] {
+            t.store.accept(m.clone(), None).await.unwrap();
+        }
+        t.store
+            .update(&settled.id, |m| {
+                m.transition(old, MessageStatus::Cancelled);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(purge(&t.store, 30).await, 1);
+        assert_eq!(t.store.get(&settled.id).unwrap().unwrap().body, "");
+        assert_eq!(
+            t.store.get(&waiting.id).unwrap().unwrap().body,
+            "old but queued"
+        );
+        assert_eq!(t.store.get(&fresh.id).unwrap().unwrap().body, "new");
+        assert_eq!(
+            t.store
+                .thread_summary("+15550000002")
+                .unwrap()
+                .unwrap()
+                .total,
+            3,
+            "counts stay"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! Modems: one actor per modem ([`actor`]), the dispatcher that hands them
 //! work ([`dispatch`]), what each publishes ([`status`]), identity, vendor
-//! quirks, and the technician's probe.
+//! quirks, the technician's probe, and `port = "auto"` ([`discovery`]).
 
 pub mod actor;
+pub mod discovery;
 pub mod dispatch;
 pub mod expiry;
 pub mod identity;
@@ -10,7 +11,12 @@ pub mod probe;
 pub mod quirks;
 pub mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{ErrorInfo, Message, Store};
 
 pub use actor::spawn_modem;
 pub use dispatch::Dispatcher;
@@ -29,11 +35,57 @@ pub struct ModemSettings {
     pub own_number: Option<String>,
     /// Per-modem send rate limit (carrier spam filters).
     pub sends_per_minute: Option<u32>,
+    /// `port = "auto"`: where discovery says the modem is now (None: `port`).
+    pub resolver: Option<discovery::PortResolver>,
+}
+
+impl From<&crate::config::ModemConfig> for ModemSettings {
+    fn from(m: &crate::config::ModemConfig) -> Self {
+        ModemSettings {
+            id: m.id.clone(),
+            port: m.port.clone(),
+            baud: m.baud,
+            pin: m.pin.clone(),
+            storage: m.storage.clone(),
+            own_number: m.own_number.clone(),
+            sends_per_minute: m.sends_per_minute,
+            resolver: None,
+        }
+    }
+}
+
+/// What the policy says right before a message goes to the modem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Send,
+    /// Hold it (quiet hours, rate limits) until then, and say why.
+    Defer {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// Never send it (opted out, no consent, too late).
+    Refuse(ErrorInfo),
+}
+
+/// The check right before `AT+CMGS` (consent, quiet hours, rate limits): the
+/// modem engine asks it for every message and every API path leads here.
+pub trait SendGate: Send + Sync {
+    fn check(
+        &self,
+        store: &Store,
+        message: &Message,
+        modem_number: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Gate;
 }
 
 /// Settings shared by all modem actors.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineSettings {
+    /// The policy's check before each send (None: send everything).
+    pub gate: Option<Arc<dyn SendGate>>,
+    /// The watchdog's liveness registry (None: no watchdog).
+    pub liveness: Option<crate::liveness::Liveness>,
     /// Default validity period in seconds (None: the network's default).
     pub validity: Option<u32>,
     pub health_interval: Duration,
@@ -47,9 +99,23 @@ pub struct EngineSettings {
     pub reset_after_failures: Option<u32>,
 }
 
+impl std::fmt::Debug for EngineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSettings")
+            .field("gate", &self.gate.is_some())
+            .field("validity", &self.validity)
+            .field("health_interval", &self.health_interval)
+            .field("retry_base", &self.retry_base)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
+            gate: None,
+            liveness: None,
             validity: Some(24 * 3600),
             health_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(300),

@@ -31,6 +31,48 @@ impl ModemState {
     }
 }
 
+/// Round trips of AT commands, as a Prometheus histogram (seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LatencyHistogram {
+    /// Upper bounds in milliseconds.
+    pub bounds_ms: Vec<u64>,
+    /// Observations per bucket (not cumulative); one more for +Inf.
+    pub counts: Vec<u64>,
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        // From a quick `AT` (a few ms) to an `AT+CMGS` waiting for the network.
+        let bounds_ms = vec![
+            5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
+        ];
+        LatencyHistogram {
+            counts: vec![0; bounds_ms.len() + 1],
+            bounds_ms,
+            sum_ms: 0,
+            count: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, took: std::time::Duration) {
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        let bucket = self
+            .bounds_ms
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(self.bounds_ms.len());
+        if let Some(c) = self.counts.get_mut(bucket) {
+            *c += 1;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        self.count += 1;
+    }
+}
+
 /// Counters since the daemon started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
@@ -40,6 +82,8 @@ pub struct Counters {
     pub status_reports: u64,
     pub timeouts: u64,
     pub reconnects: u64,
+    /// AT command round trips.
+    pub at_latency: LatencyHistogram,
 }
 
 /// A snapshot of one modem.

@@ -107,6 +107,9 @@ pub struct SimConfig {
     pub failing_numbers: Vec<String>,
     /// Handsets that answer from the start.
     pub handsets: Vec<HandsetScript>,
+    /// `AT+CGSN`; `None`: the personality's default. Two simulators told apart
+    /// by IMEI test `port = "auto"` discovery.
+    pub imei: Option<String>,
 }
 
 impl SimConfig {
@@ -123,6 +126,7 @@ impl SimConfig {
             status_report_delay: Duration::from_millis(500),
             failing_numbers: Vec::new(),
             handsets: Vec::new(),
+            imei: None,
         }
     }
 }
@@ -189,6 +193,9 @@ impl Simulator {
         id.own_number = config.own_number.clone();
         id.pin = config.pin.clone();
         id.noise_in_responses = config.noise_in_responses;
+        if let Some(imei) = &config.imei {
+            id.imei = imei.clone();
+        }
         let mut network = Network::new(config.failing_numbers.clone());
         for h in &config.handsets {
             network.set_handset(h.clone());
@@ -353,6 +360,30 @@ impl SimHandle {
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
             let _ = task.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::at::command::Cgsn;
+
+    #[tokio::test]
+    async fn the_configured_imei_answers_cgsn() {
+        for (imei, expected) in [
+            (Some("356938035643809"), "356938035643809"),
+            (None, "869012045678901"),
+        ] {
+            let mut config = SimConfig::new(Personality::Ec25);
+            config.noise_interval = Some(Duration::ZERO);
+            config.imei = imei.map(str::to_string);
+            let sim = Simulator::start(config).unwrap();
+            let port = crate::at::open_serial(&sim.link().to_string_lossy(), 115_200).unwrap();
+            let (client, _urcs) = crate::at::spawn(port, crate::at::TransportConfig::default());
+            assert_eq!(client.send(&Cgsn).await.unwrap(), expected);
+            drop(client);
+            sim.shutdown().await;
         }
     }
 }

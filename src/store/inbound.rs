@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
+use super::consent::{
+    queue_reply, read_record, ConsentStatus, ConsentTrees, Evidence, LedgerEntry, Reactor,
+};
 use super::keys;
 use super::query::touch_contact;
 use super::records::{Direction, ErrorInfo, Event, Message, MessageStatus};
@@ -58,12 +61,18 @@ struct PartialSet {
 }
 
 struct InboundTrees<'a> {
+    store: &'a Store,
+    reactor: Option<&'a (Reactor, bool)>,
     messages: &'a TransactionalTree,
     threads: &'a TransactionalTree,
     contacts: &'a TransactionalTree,
     recent: &'a TransactionalTree,
     sticky: &'a TransactionalTree,
     events: &'a TransactionalTree,
+    outbox: &'a TransactionalTree,
+    consent: &'a TransactionalTree,
+    ledger: &'a TransactionalTree,
+    tombstones: &'a TransactionalTree,
 }
 
 impl InboundTrees<'_> {
@@ -84,7 +93,72 @@ impl InboundTrees<'_> {
                 .insert(message.contact.as_bytes(), modem.as_bytes())?;
         }
         let data = serde_json::to_value(message).unwrap_or(serde_json::Value::Null);
-        Ok(vec![push_event(self.events, "message.received", at, data)?])
+        let mut events = vec![push_event(self.events, "message.received", at, data)?];
+        if let Some((reactor, per_number)) = self.reactor {
+            events.extend(self.react(reactor, *per_number, message, at)?);
+        }
+        Ok(events)
+    }
+
+    /// Consent keywords act in the same transaction as the message: the new
+    /// state, its ledger entry, `consent.changed`, and an exempt reply.
+    fn react(
+        &self,
+        reactor: &Reactor,
+        per_number: bool,
+        message: &Message,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<Vec<Event>, TxError> {
+        let number = (per_number && !message.to.is_empty()).then_some(message.to.as_str());
+        let record = read_record(self.consent, self.tombstones, &message.contact, number)?;
+        let reaction = reactor(message, &record);
+        let mut events = Vec::new();
+        if let Some((status, action)) = reaction.consent {
+            let evidence = (status == ConsentStatus::OptedIn).then(|| Evidence {
+                source: "sms".into(),
+                evidence: format!("inbound message {}: {:?}", message.id, message.body),
+                captured_at: at,
+            });
+            let entry = LedgerEntry {
+                id: String::new(),
+                at,
+                contact: message.contact.clone(),
+                action,
+                status,
+                source: "sms".into(),
+                inbound_message_id: Some(message.id.clone()),
+                matched: reaction.matched.clone(),
+                gateway_number: (!message.to.is_empty()).then(|| message.to.clone()),
+                reason: None,
+                evidence: evidence.clone(),
+            };
+            let trees = ConsentTrees {
+                consent: self.consent,
+                ledger: self.ledger,
+                tombstones: self.tombstones,
+                events: self.events,
+            };
+            let (_, _, event) = trees.change(&record, entry, evidence, number)?;
+            events.extend(event);
+        }
+        if let Some((text, why, within)) = reaction.reply {
+            queue_reply(
+                self.store,
+                (
+                    self.messages,
+                    self.threads,
+                    self.outbox,
+                    self.contacts,
+                    self.recent,
+                ),
+                message,
+                &text,
+                &why,
+                within,
+                at,
+            )?;
+        }
+        Ok(events)
     }
 }
 
@@ -124,6 +198,9 @@ impl Store {
             incomplete,
             read: false,
             idempotency_key: None,
+            category: Default::default(),
+            exempt: None,
+            send_by: None,
         };
         let step = message.transition(now, MessageStatus::Received);
         if incomplete {
@@ -147,6 +224,7 @@ impl Store {
         let mut dedupe_key = part.modem.as_bytes().to_vec();
         dedupe_key.push(keys::SEP);
         dedupe_key.extend_from_slice(part.raw_pdu);
+        let reactor = self.reactor();
         let outcome = (
             &i.dedupe,
             &i.parts,
@@ -156,19 +234,42 @@ impl Store {
             &i.recent,
             &i.sticky,
             &i.events,
+            &i.outbox,
+            &i.consent,
+            &i.ledger,
+            &i.tombstones,
         )
             .transaction(
-                |(dedupe, parts, messages, threads, contacts, recent, sticky, events)| {
+                |(
+                    dedupe,
+                    parts,
+                    messages,
+                    threads,
+                    contacts,
+                    recent,
+                    sticky,
+                    events,
+                    outbox,
+                    consent,
+                    ledger,
+                    tombstones,
+                )| {
                     if dedupe.get(&dedupe_key)?.is_some() {
                         return Ok(ReceiveOutcome::Duplicate);
                     }
                     let trees = InboundTrees {
+                        store: self,
+                        reactor: reactor.as_ref(),
                         messages,
                         threads,
                         contacts,
                         recent,
                         sticky,
                         events,
+                        outbox,
+                        consent,
+                        ledger,
+                        tombstones,
                     };
                     let single = PartialSet {
                         modem: part.modem.to_string(),
@@ -254,9 +355,25 @@ impl Store {
                 &i.recent,
                 &i.sticky,
                 &i.events,
+                &i.outbox,
+                &i.consent,
+                &i.ledger,
+                &i.tombstones,
             )
                 .transaction(
-                    |(parts, messages, threads, contacts, recent, sticky, events)| {
+                    |(
+                        parts,
+                        messages,
+                        threads,
+                        contacts,
+                        recent,
+                        sticky,
+                        events,
+                        outbox,
+                        consent,
+                        ledger,
+                        tombstones,
+                    )| {
                         let Some(raw) = parts.get(&key)? else {
                             return Ok(None);
                         };
@@ -266,13 +383,20 @@ impl Store {
                             .map(|seq| set.parts.get(&seq).map_or("[…]", String::as_str))
                             .collect::<String>();
                         let message = self.inbound_message(&set, body, true, None, now);
+                        // An incomplete text is never read as a keyword.
                         let trees = InboundTrees {
+                            store: self,
+                            reactor: None,
                             messages,
                             threads,
                             contacts,
                             recent,
                             sticky,
                             events,
+                            outbox,
+                            consent,
+                            ledger,
+                            tombstones,
                         };
                         trees.store_message(&message, now)?;
                         Ok(Some(message))

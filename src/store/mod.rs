@@ -8,6 +8,7 @@
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
 
+mod consent;
 mod durability;
 mod inbound;
 mod keys;
@@ -27,11 +28,15 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 
+pub use consent::{
+    ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry, Reaction,
+    Reactor,
+};
 pub use inbound::{InboundPart, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
 pub use query::{MessageFilter, Page, ThreadSummary};
 pub use records::{
-    Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus, Transition,
+    Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus, Transition,
 };
 
 use durability::GroupCommit;
@@ -84,6 +89,17 @@ struct Inner {
     mrs: Tree,
     /// contact -> modem id: text a contact from the number it last talked with.
     sticky: Tree,
+    /// consent key (contact [, number]) -> ConsentRecord.
+    consent: Tree,
+    /// contact, sequence -> LedgerEntry: append-only.
+    ledger: Tree,
+    /// SHA-256 of an erased contact who opted out -> ().
+    tombstones: Tree,
+    /// contact -> ContactProfile.
+    profiles: Tree,
+    /// What inbound messages do to consent (installed by the daemon's policy),
+    /// and whether consent is kept per gateway number.
+    reactor: std::sync::RwLock<Option<(Reactor, bool)>>,
     /// id -> (): outbound messages with a part handed to a modem (`sending`),
     /// which a restart turns into `unknown` or back into the queue.
     active: Tree,
@@ -148,6 +164,11 @@ impl Store {
             sticky: db.open_tree("sticky")?,
             idempotency: db.open_tree("idempotency")?,
             active: db.open_tree("active")?,
+            consent: db.open_tree("consent")?,
+            ledger: db.open_tree("ledger")?,
+            tombstones: db.open_tree("tombstones")?,
+            profiles: db.open_tree("profiles")?,
+            reactor: std::sync::RwLock::new(None),
             deadlines: db.open_tree("deadlines")?,
             events: db.open_tree("events")?,
             commit: GroupCommit::start(db.clone()),
@@ -194,6 +215,19 @@ impl Store {
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Install the policy's reaction to inbound messages (STOP, START, HELP).
+    /// `per_number`: an opt-out covers only the gateway number it came to
+    /// (default: all of the gateway's numbers).
+    pub fn set_reactor(&self, reactor: Reactor, per_number: bool) {
+        if let Ok(mut slot) = self.inner.reactor.write() {
+            *slot = Some((reactor, per_number));
+        }
+    }
+
+    pub(crate) fn reactor(&self) -> Option<(Reactor, bool)> {
+        self.inner.reactor.read().ok().and_then(|r| r.clone())
     }
 
     /// The modem a contact last talked with.

@@ -42,6 +42,24 @@ pub enum Accepted {
 /// A message after an update, and the events the update recorded.
 pub type Updated = (Message, Vec<Event>);
 
+/// Write a new outbound message with its thread and outbox entries.
+pub(crate) fn queue_message(
+    messages: &TransactionalTree,
+    threads: &TransactionalTree,
+    outbox: &TransactionalTree,
+    message: &Message,
+) -> std::result::Result<(), TxError> {
+    messages.insert(message.id.as_bytes(), to_json(message)?)?;
+    threads.insert(
+        keys::thread(&message.contact, message.created_at, &message.id),
+        &[],
+    )?;
+    if let Some(k) = outbox_key(message) {
+        outbox.insert(k, &[])?;
+    }
+    Ok(())
+}
+
 /// The outbox key of a message, when it waits there.
 fn outbox_key(message: &Message) -> Option<Vec<u8>> {
     message.status.is_waiting().then(|| {
@@ -195,14 +213,7 @@ impl Store {
                     };
                     idem.insert(k.key.as_bytes(), to_json(&record)?)?;
                 }
-                messages.insert(message.id.as_bytes(), to_json(&message)?)?;
-                threads.insert(
-                    keys::thread(&message.contact, message.created_at, &message.id),
-                    &[],
-                )?;
-                if let Some(k) = outbox_key(&message) {
-                    outbox.insert(k, &[])?;
-                }
+                queue_message(messages, threads, outbox, &message)?;
                 touch_contact(contacts, recent, &message)?;
                 Ok(Accepted::New(message.clone()))
             })
@@ -464,6 +475,9 @@ impl Store {
             incomplete: false,
             read: false,
             idempotency_key: None,
+            category: Default::default(),
+            exempt: None,
+            send_by: None,
         };
         message.transition(now, status);
         message

@@ -96,6 +96,38 @@ pub const ALL_STATUSES: [MessageStatus; 11] = [
     MessageStatus::Received,
 ];
 
+/// Why an outbound message is sent (issue: consent, "message categories").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Appointment reminders, service updates, receipts: the default.
+    #[default]
+    Transactional,
+    /// A reply in a thread the contact started or answered.
+    Conversational,
+    /// Promotions: needs recorded opt-in evidence, waits out quiet hours.
+    Marketing,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transactional => "transactional",
+            Category::Conversational => "conversational",
+            Category::Marketing => "marketing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Category> {
+        match text {
+            "transactional" => Some(Category::Transactional),
+            "conversational" => Some(Category::Conversational),
+            "marketing" => Some(Category::Marketing),
+            _ => None,
+        }
+    }
+}
+
 /// Where one outbound part is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,12 +233,40 @@ pub struct Message {
     /// Inbound: seen by someone (a thread read marks it).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub read: bool,
+    /// Outbound: why it is sent (consent rules, quiet hours, rate limits).
+    #[serde(default)]
+    pub category: Category,
+    /// Outbound: the only sends exempt from the consent check (the opt-out
+    /// confirmation and HELP replies), and why.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exempt: Option<String>,
+    /// Outbound: not sent after this (an opt-out confirmation must go within
+    /// 5 minutes of the STOP or not at all).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub send_by: Option<DateTime<Utc>>,
     /// Outbound: the Idempotency-Key it was accepted under.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub idempotency_key: Option<String>,
 }
 
 impl Message {
+    /// Settle in a final state with an error (failed, expired), recording it
+    /// on the message and in its history.
+    pub fn settle_with_error(
+        &mut self,
+        at: DateTime<Utc>,
+        status: MessageStatus,
+        code: &str,
+        text: &str,
+    ) {
+        let error = ErrorInfo {
+            code: code.to_string(),
+            text: text.to_string(),
+        };
+        self.error = Some(error.clone());
+        self.transition(at, status).error = Some(error);
+    }
+
     /// Move to `status`, recording the step.
     pub fn transition(&mut self, at: DateTime<Utc>, status: MessageStatus) -> &mut Transition {
         self.status = status;

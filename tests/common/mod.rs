@@ -74,3 +74,62 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A daemon running in this process (`smsgate::daemon::run`) on an ephemeral
+/// port, with one admin token; `stop` shuts it down and waits for it.
+pub struct InProcessDaemon {
+    pub addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), smsgate::daemon::DaemonError>>>,
+}
+
+impl InProcessDaemon {
+    /// Start from TOML (its `[api] bind` should be `127.0.0.1:0`).
+    pub async fn start(config_toml: &str, token: &str) -> InProcessDaemon {
+        let config = smsgate::config::Config::from_toml(config_toml, std::iter::empty()).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let tokens = vec![smsgate::api::ApiToken::from_secret(
+            "test",
+            token,
+            vec![smsgate::api::Scope::Admin],
+        )];
+        let task = tokio::spawn(smsgate::daemon::run(
+            config,
+            tokens,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |s| {
+                let _ = addr_tx.send(s.api.to_string());
+            },
+        ));
+        let addr = addr_rx.await.unwrap();
+        InProcessDaemon {
+            addr,
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Wait (off the runtime's threads) until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let addr = self.addr.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until(Duration::from_secs(20), "ready", || {
+                (http("GET", &addr, "/readyz", None, None).0 == 200).then_some(())
+            })
+        })
+        .await
+        .unwrap();
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Consent and compliance: what inbound STOP/START/HELP texts do, who may be
+//! texted, quiet hours and per-contact rate limits. One [`Policy`] is built
+//! from the config; the store calls its reactor inside the inbound
+//! transaction, the API asks it at accept time and the modem actors right
+//! before `AT+CMGS` (the check cannot be bypassed by any API).
+
+pub mod keywords;
+pub mod quiet_hours;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use crate::config::Config;
+use crate::modem::{Gate, SendGate};
+use crate::store::{
+    Category, ConsentRecord, ConsentStatus, Direction, ErrorInfo, Message, MessageFilter,
+    MessageStatus, Reaction, Reactor, Store,
+};
+use keywords::{Intent, Keywords};
+use quiet_hours::{zone_for_number, QuietHours};
+
+/// An opt-out confirmation not sent within this long is dropped
+/// (47 CFR 64.1200(a)(12): confirm within 5 minutes, once).
+pub const CONFIRMATION_WITHIN_MINUTES: i64 = 5;
+
+/// Why a message may not be sent at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    OptedOut,
+    ConsentRequired,
+    NotConversational,
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::OptedOut => "recipient_opted_out",
+            Refusal::ConsentRequired => "consent_required",
+            Refusal::NotConversational => "not_conversational",
+        }
+    }
+
+    pub fn text(&self) -> &'static str {
+        match self {
+            Refusal::OptedOut => {
+                "the recipient opted out (STOP); only START or recorded opt-in evidence resumes"
+            }
+            Refusal::ConsentRequired => {
+                "this category needs recorded opt-in evidence for the recipient"
+            }
+            Refusal::NotConversational => {
+                "conversational messages are replies in a thread the contact started or answered"
+            }
+        }
+    }
+
+    pub fn error(&self) -> ErrorInfo {
+        ErrorInfo {
+            code: self.code().into(),
+            text: self.text().into(),
+        }
+    }
+}
+
+/// A reason to wait, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub until: DateTime<Utc>,
+    pub reason: String,
+}
+
+pub struct Policy {
+    keywords: Keywords,
+    program: String,
+    help_text: String,
+    opt_out_text: String,
+    opt_in_text: String,
+    per_number: bool,
+    allow_without_opt_in: HashSet<Category>,
+    quiet: QuietHours,
+    default_zone: Tz,
+    infer_zone: bool,
+    quiet_categories: HashSet<Category>,
+    marketing_per_day: u32,
+    per_hour: u32,
+}
+
+fn categories(list: &[String]) -> HashSet<Category> {
+    list.iter().filter_map(|c| Category::parse(c)).collect()
+}
+
+impl Policy {
+    /// From a validated config.
+    pub fn from_config(config: &Config) -> Policy {
+        let c = &config.consent;
+        let list = |custom: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
+            custom
+                .clone()
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        };
+        let keywords = Keywords::new(
+            &list(&c.opt_out_keywords, keywords::DEFAULT_OPT_OUT),
+            &list(&c.opt_in_keywords, keywords::DEFAULT_OPT_IN),
+            &list(&c.help_keywords, keywords::DEFAULT_HELP),
+        );
+        let fill = |t: &str| t.replace("{program}", &c.program_name);
+        let contact = if c.help_contact.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" Help: {}.", c.help_contact.trim())
+        };
+        let help_text = format!(
+            "{}:{contact} {}. Msg&data rates may apply. Reply STOP to opt out.",
+            c.program_name,
+            c.frequency.trim_end_matches('.')
+        );
+        let mut quiet_categories = categories(&config.quiet_hours.defer);
+        quiet_categories.insert(Category::Marketing);
+        Policy {
+            keywords,
+            program: c.program_name.clone(),
+            help_text,
+            opt_out_text: fill(&c.opt_out_confirmation),
+            opt_in_text: fill(&c.opt_in_confirmation),
+            per_number: c.scope == "number",
+            allow_without_opt_in: categories(&c.allow_without_opt_in),
+            quiet: QuietHours::parse(&config.quiet_hours.start, &config.quiet_hours.end).unwrap_or(
+                QuietHours {
+                    start: chrono::NaiveTime::MIN,
+                    end: chrono::NaiveTime::MIN,
+                },
+            ),
+            default_zone: config
+                .quiet_hours
+                .default_time_zone
+                .parse()
+                .unwrap_or(chrono_tz::UTC),
+            infer_zone: config.quiet_hours.infer_from_country,
+            quiet_categories,
+            marketing_per_day: config.rate_limits.marketing_per_day,
+            per_hour: config.rate_limits.per_contact_per_hour,
+        }
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn help_text(&self) -> &str {
+        &self.help_text
+    }
+
+    pub fn per_number(&self) -> bool {
+        self.per_number
+    }
+
+    /// What an inbound text does (a pure function of text and record).
+    pub fn react(&self, message: &Message, record: &ConsentRecord) -> Reaction {
+        let c = self.keywords.classify(&message.body);
+        let opted_out = record.status == ConsentStatus::OptedOut;
+        let mut r = Reaction {
+            matched: Some(c.matched.clone()),
+            ..Reaction::default()
+        };
+        match c.intent {
+            Intent::OptOut if opted_out => {
+                // Recorded, but no second confirmation.
+                r.consent = Some((ConsentStatus::OptedOut, "repeat_opt_out".into()));
+            }
+            Intent::OptOut => {
+                r.consent = Some((ConsentStatus::OptedOut, "opt_out".into()));
+                r.reply = Some((
+                    self.opt_out_text.clone(),
+                    "opt_out_confirmation".into(),
+                    Some(Duration::minutes(CONFIRMATION_WITHIN_MINUTES)),
+                ));
+            }
+            Intent::OptIn | Intent::Yes
+                if record.status != ConsentStatus::OptedIn
+                    && (opted_out || c.intent == Intent::OptIn) =>
+            {
+                r.consent = Some((ConsentStatus::OptedIn, "opt_in".into()));
+                r.reply = Some((self.opt_in_text.clone(), "opt_in_confirmation".into(), None));
+            }
+            Intent::Help => {
+                r.reply = Some((self.help_text.clone(), "help".into(), None));
+            }
+            _ => return Reaction::default(),
+        }
+        r
+    }
+
+    /// The reactor the store runs inside its inbound transaction.
+    pub fn reactor(self: &Arc<Self>) -> Reactor {
+        let policy = self.clone();
+        Arc::new(move |message, record| policy.react(message, record))
+    }
+
+    /// The zone quiet hours are counted in for `contact`.
+    pub fn zone_for(&self, store: &Store, contact: &str) -> Tz {
+        if let Some(zone) = store
+            .profile(contact)
+            .ok()
+            .and_then(|p| p.time_zone)
+            .and_then(|z| z.parse().ok())
+        {
+            return zone;
+        }
+        if self.infer_zone {
+            if let Some(zone) = zone_for_number(contact) {
+                return zone;
+            }
+        }
+        self.default_zone
+    }
+
+    /// May `message` go to its contact at all?
+    pub fn consent_check(
+        &self,
+        store: &Store,
+        message: &Message,
+        number: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if message.exempt.is_some() {
+            return Ok(());
+        }
+        let number = if self.per_number { number } else { None };
+        let record = store.consent(&message.contact, number).unwrap_or_default();
+        match record.status {
+            ConsentStatus::OptedOut => return Err(Refusal::OptedOut),
+            ConsentStatus::OptedIn if record.evidence.is_some() => return Ok(()),
+            _ => {}
+        }
+        if message.category == Category::Marketing
+            || !self.allow_without_opt_in.contains(&message.category)
+        {
+            return Err(Refusal::ConsentRequired);
+        }
+        Ok(())
+    }
+
+    /// A conversational message must answer a thread the contact started or answered.
+    pub fn conversational_check(&self, store: &Store, message: &Message) -> Result<(), Refusal> {
+        if message.category != Category::Conversational {
+            return Ok(());
+        }
+        let filter = MessageFilter {
+            contact: Some(message.contact.clone()),
+            direction: Some(Direction::Inbound),
+            ..MessageFilter::default()
+        };
+        match store.list(&filter, None, 1) {
+            Ok(page) if !page.items.is_empty() => Ok(()),
+            _ => Err(Refusal::NotConversational),
+        }
+    }
+
+    /// Quiet hours and per-contact rate limits: when to wait, if at all.
+    pub fn hold(&self, store: &Store, message: &Message, now: DateTime<Utc>) -> Option<Hold> {
+        if message.exempt.is_some() {
+            return None;
+        }
+        if self.quiet_categories.contains(&message.category) {
+            let zone = self.zone_for(store, &message.contact);
+            if let Some(until) = self.quiet.ends_after(now, zone) {
+                return Some(Hold {
+                    until,
+                    reason: format!("quiet hours in {zone}"),
+                });
+            }
+        }
+        self.rate_hold(store, message, now)
+    }
+
+    /// Sent (or sending) outbound messages to the contact within the last 24 h:
+    /// (when each went, its category), newest first.
+    fn recent_sends(
+        &self,
+        store: &Store,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, Category)> {
+        let filter = MessageFilter {
+            contact: Some(message.contact.clone()),
+            direction: Some(Direction::Outbound),
+            since: Some(now - Duration::hours(24) - Duration::days(7)),
+            ..MessageFilter::default()
+        };
+        let Ok(page) = store.list(&filter, None, 500) else {
+            return Vec::new();
+        };
+        page.items
+            .into_iter()
+            .filter(|m| m.id != message.id && m.exempt.is_none())
+            .filter_map(|m| {
+                let went = m
+                    .history
+                    .iter()
+                    .find(|t| t.status == MessageStatus::Sending)?
+                    .at;
+                (now - went < Duration::hours(24)).then_some((went, m.category))
+            })
+            .collect()
+    }
+
+    fn rate_hold(&self, store: &Store, message: &Message, now: DateTime<Utc>) -> Option<Hold> {
+        if self.per_hour == 0 && self.marketing_per_day == 0 {
+            return None;
+        }
+        let sends = self.recent_sends(store, message, now);
+        let mut hold: Option<Hold> = None;
+        let mut consider =
+            |window: Duration, limit: u32, matching: &dyn Fn(Category) -> bool, what: &str| {
+                if limit == 0 {
+                    return;
+                }
+                let mut times: Vec<DateTime<Utc>> = sends
+                    .iter()
+                    .filter(|(at, c)| now - *at < window && matching(*c))
+                    .map(|(at, _)| *at)
+                    .collect();
+                if times.len() < limit as usize {
+                    return;
+                }
+                times.sort();
+                // Free again when enough of the window's sends have aged out.
+                let until = times[times.len() - limit as usize] + window;
+                if hold.as_ref().is_none_or(|h| until > h.until) {
+                    hold = Some(Hold {
+                        until,
+                        reason: format!("rate limit: {limit} {what}"),
+                    });
+                }
+            };
+        consider(
+            Duration::hours(1),
+            self.per_hour,
+            &|_| true,
+            "messages per contact per hour",
+        );
+        if message.category == Category::Marketing {
+            consider(
+                Duration::hours(24),
+                self.marketing_per_day,
+                &|c| c == Category::Marketing,
+                "marketing messages per contact per day",
+            );
+        }
+        hold
+    }
+}
+
+impl SendGate for Policy {
+    fn check(
+        &self,
+        store: &Store,
+        message: &Message,
+        modem_number: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Gate {
+        if let Some(by) = message.send_by {
+            if now > by {
+                tracing::warn!(message = %message.id, why = message.exempt.as_deref().unwrap_or(""), "reply dropped: it could not go out in time");
+                return Gate::Refuse(ErrorInfo {
+                    code: "too_late".into(),
+                    text: "could not be sent within its time limit (an opt-out confirmation goes within 5 minutes or not at all)"
+                        .into(),
+                });
+            }
+        }
+        if let Err(refusal) = self.consent_check(store, message, modem_number) {
+            return Gate::Refuse(refusal.error());
+        }
+        match self.hold(store, message, now) {
+            Some(hold) => Gate::Defer {
+                until: hold.until,
+                reason: hold.reason,
+            },
+            None => Gate::Send,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Consent end to end, through the simulator and the API of a running daemon:
+//! STOP -> one confirmation -> 409 -> START -> sending works; a second STOP
+//! gets no second confirmation; STOP cancels waiting messages; a STOP that
+//! arrives while a message waits in the modem actor stops it; HELP answers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http, wait_until};
+use serde_json::{json, Value};
+use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
+
+const TOKEN: &str = "consent-token";
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("smsgate-consent-{}-{name}", std::process::id()))
+}
+
+fn sim(name: &str, own: &str) -> SimHandle {
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link = Some(temp(&format!("{name}.tty")));
+    c.own_number = own.into();
+    c.status_report_delay = Duration::from_millis(30);
+    c.noise_interval = Some(Duration::ZERO);
+    Simulator::start(c).unwrap()
+}
+
+/// A daemon in this process on an ephemeral port, ready.
+async fn daemon(name: &str, modems: &[(&str, &SimHandle, Option<u32>)]) -> common::InProcessDaemon {
+    let db = temp(&format!("{name}.db"));
+    let _ = std::fs::remove_dir_all(&db);
+    let mut text = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n[consent]\nprogram_name = \"Acme Dental\"\nhelp_contact = \"+1 555 0100\"\n",
+        db.display()
+    );
+    for (id, sim, per_minute) in modems {
+        text.push_str(&format!(
+            "[[modem]]\nid = \"{id}\"\nport = \"{}\"\n",
+            sim.link().display()
+        ));
+        if let Some(n) = per_minute {
+            text.push_str(&format!("sends_per_minute = {n}\n"));
+        }
+    }
+    let daemon = common::InProcessDaemon::start(&text, TOKEN).await;
+    daemon.wait_ready().await;
+    daemon
+}
+
+fn post(addr: &str, to: &str, body: &str) -> (u16, Value) {
+    http(
+        "POST",
+        addr,
+        "/v1/messages",
+        Some(TOKEN),
+        Some(&json!({"to": to, "body": body})),
+    )
+}
+
+fn texts_to(sim: &SimHandle, to: &str) -> Vec<String> {
+    sim.received()
+        .into_iter()
+        .filter(|r| r.to == to)
+        .map(|r| r.text)
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_confirm_refuse_start_send() {
+    let modem = sim("flow", "+15550300000");
+    let gw = daemon("flow", &[("m1", &modem, None)]).await;
+    let customer = "+15550300001";
+    let m = modem.clone();
+    let addr = gw.addr.clone();
+    blocking(move || {
+        assert_eq!(post(&addr, customer, "Your appointment is Tue 10:30").0, 202);
+        m.inject(customer, "Stop texting me").unwrap();
+        // Exactly one confirmation goes out.
+        let confirmation = wait_until(Duration::from_secs(20), "the confirmation", || {
+            texts_to(&m, customer).into_iter().find(|t| t.contains("unsubscribed"))
+        });
+        assert!(confirmation.starts_with("Acme Dental"));
+        let (status, problem) = post(&addr, customer, "One more thing");
+        assert_eq!(status, 409);
+        assert_eq!(problem["code"], "recipient_opted_out");
+        // A second STOP: recorded, no second confirmation.
+        m.inject(customer, "STOP").unwrap();
+        let path = format!("/v1/contacts/{}/consent", customer.replace('+', "%2B"));
+        wait_until(Duration::from_secs(20), "the repeat in the ledger", || {
+            let (_, v) = http("GET", &addr, &path, Some(TOKEN), None);
+            (v["ledger"].as_array()?.len() == 2).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let confirmations = texts_to(&m, customer).iter().filter(|t| t.contains("unsubscribed")).count();
+        assert_eq!(confirmations, 1);
+        let (_, consent) = http("GET", &addr, &path, Some(TOKEN), None);
+        assert_eq!(consent["status"], "opted_out");
+        let first = &consent["ledger"][0];
+        assert_eq!(first["action"], "opt_out");
+        assert_eq!(first["matched"], "stop", "the revoking word of \"Stop texting me\"");
+        assert_eq!(first["gateway_number"], "+15550300000");
+        assert!(first["inbound_message_id"].as_str().unwrap().starts_with("msg_"));
+        // HELP is answered even now.
+        m.inject(customer, "HELP").unwrap();
+        wait_until(Duration::from_secs(20), "the HELP reply", || {
+            texts_to(&m, customer).into_iter().find(|t| t.contains("Msg&data rates may apply"))
+        });
+        // START: opted in again, sending works.
+        m.inject(customer, "START").unwrap();
+        wait_until(Duration::from_secs(20), "opted in", || {
+            let (_, v) = http("GET", &addr, &path, Some(TOKEN), None);
+            (v["status"] == "opted_in").then_some(())
+        });
+        let (status, accepted) = post(&addr, customer, "Welcome back");
+        assert_eq!(status, 202, "{accepted}");
+        wait_until(Duration::from_secs(20), "sent again", || {
+            texts_to(&m, customer).into_iter().find(|t| t == "Welcome back")
+        });
+        // The export has every entry.
+        let csv = {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            use std::io::{Read, Write};
+            write!(s, "GET /v1/consent/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        assert!(csv.contains("text/csv"));
+        assert_eq!(csv.matches(customer).count(), 3, "opt_out, repeat_opt_out, opt_in");
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_cancels_waiting_messages_and_one_waiting_in_the_actor() {
+    // Two modems: m1 sends slowly (30 a minute, so a claimed message waits
+    // ~2 s for its slot inside the actor); the STOP comes in on m2.
+    let slow = sim("race-a", "+15550400000");
+    let other = sim("race-b", "+15550500000");
+    let gw = daemon("race", &[("m1", &slow, Some(30)), ("m2", &other, None)]).await;
+    let customer = "+15550400001";
+    let (s1, s2) = (slow.clone(), other.clone());
+    let addr = gw.addr.clone();
+    blocking(move || {
+        // Scheduled for tomorrow: waiting in the outbox.
+        let later = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let (status, scheduled) = http(
+            "POST",
+            &addr,
+            "/v1/messages",
+            Some(TOKEN),
+            Some(&json!({"to": customer, "body": "See you tomorrow", "send_at": later, "modem": "m1"})),
+        );
+        assert_eq!(status, 202);
+        // Take m1's rate-limit slot with someone else, then queue one for the customer.
+        assert_eq!(http("POST", &addr, "/v1/messages", Some(TOKEN), Some(&json!({"to": "+15550400099", "body": "first", "modem": "m1"}))).0, 202);
+        wait_until(Duration::from_secs(20), "the first send", || {
+            (!s1.received().is_empty()).then_some(())
+        });
+        let (status, waiting) = http("POST", &addr, "/v1/messages", Some(TOKEN), Some(&json!({"to": customer, "body": "Reminder", "modem": "m1"})));
+        assert_eq!(status, 202);
+        std::thread::sleep(Duration::from_millis(300));
+        s2.inject(customer, "STOP").unwrap();
+        for id in [scheduled["id"].as_str().unwrap(), waiting["id"].as_str().unwrap()] {
+            let m = wait_until(Duration::from_secs(20), "cancelled", || {
+                let (_, m) = http("GET", &addr, &format!("/v1/messages/{id}"), Some(TOKEN), None);
+                (m["status"] == "failed").then_some(m)
+            });
+            assert_eq!(m["error"]["code"], "recipient_opted_out");
+        }
+        // Nothing but the confirmation reached the customer, from m2 where the STOP came in.
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(texts_to(&s1, customer).is_empty(), "{:?}", texts_to(&s1, customer));
+        let confirmations = texts_to(&s2, customer);
+        assert_eq!(confirmations.len(), 1, "{confirmations:?}");
+    })
+    .await;
+    gw.stop().await;
+    slow.shutdown().await;
+    other.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketing_needs_evidence_and_manual_opt_outs_hold() {
+    let modem = sim("marketing", "+15550600000");
+    let gw = daemon("marketing", &[("m1", &modem, None)]).await;
+    let addr = gw.addr.clone();
+    blocking(move || {
+        let customer = "+15550600001";
+        let send = |category: &str| {
+            http("POST", &addr, "/v1/messages", Some(TOKEN), Some(&json!({"to": customer, "body": "20% off", "category": category})))
+        };
+        assert_eq!(send("marketing").1["code"], "consent_required");
+        let path = format!("/v1/contacts/{}/consent", customer.replace('+', "%2B"));
+        let (status, v) = http("PUT", &addr, &path, Some(TOKEN), Some(&json!({"status": "opted_in"})));
+        assert_eq!((status, v["code"].as_str()), (422, Some("evidence_required")));
+        let (status, v) = http(
+            "PUT",
+            &addr,
+            &path,
+            Some(TOKEN),
+            Some(&json!({"status": "opted_in", "source": "web_form", "evidence": "signup #1234", "captured_at": "2026-01-02T10:00:00Z"})),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["evidence"]["source"], "web_form");
+        let (status, accepted) = send("marketing");
+        assert_eq!(status, 202);
+        assert!(matches!(accepted["status"].as_str(), Some("queued" | "deferred")), "{accepted}");
+        assert_eq!(send("conversational").1["code"], "not_conversational");
+        let (status, _) = http("POST", &addr, "/v1/optouts", Some(TOKEN), Some(&json!({"number": customer, "reason": "asked on the phone"})));
+        assert_eq!(status, 200);
+        assert_eq!(send("transactional").1["code"], "recipient_opted_out");
+        // Erasure keeps the opt-out.
+        let (status, erased) = http("DELETE", &addr, &format!("/v1/contacts/{}", customer.replace('+', "%2B")), Some(TOKEN), None);
+        assert_eq!(status, 200);
+        assert_eq!(erased["opt_out_kept"], true);
+        assert_eq!(send("transactional").1["code"], "recipient_opted_out");
+        let (status, v) = http("PUT", &addr, &format!("/v1/contacts/{}", "%2B15550600002"), Some(TOKEN), Some(&json!({"time_zone": "Mars/Base"})));
+        assert_eq!((status, v["code"].as_str()), (422, Some("invalid_time_zone")));
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+}
