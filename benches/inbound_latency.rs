@@ -33,6 +33,7 @@ fn main() {
     let daemon = DaemonThread::start(config);
     daemon.wait_ready(Duration::from_secs(20));
     let addr = daemon.started.api;
+    let dispatcher = daemon.started.dispatcher.clone();
 
     println!("machine: {}", harness::machine());
     println!("load before: {}", harness::load());
@@ -55,7 +56,9 @@ fn main() {
                 }
                 assert!(
                     start.elapsed() < Duration::from_secs(10),
-                    "message {n} never showed up (status {status})"
+                    "message {n} never showed up (status {status}); modem: {:?}; waiting in the network: {}",
+                    dispatcher.statuses().first().map(|s| (s.state, s.last_error.clone(), s.counters.received)),
+                    sim.waiting_inbound()
                 );
             }
             if n >= warmup {
