@@ -67,7 +67,9 @@ fn main() {
     println!("machine: {}", harness::machine());
     println!("load before: {}", harness::load());
     let (_, warm) = rt.block_on(round(addr, warmup_per_client));
+    let (client0, daemon0) = harness::thread_cpu(harness::CLIENT_THREADS);
     let (elapsed, results) = rt.block_on(round(addr, per_client));
+    let (client1, daemon1) = harness::thread_cpu(harness::CLIENT_THREADS);
     println!("load after:  {}", harness::load());
 
     let n = results.len();
@@ -106,6 +108,15 @@ fn main() {
         ms(p99),
         ms(p999),
         ms(max)
+    );
+    let (client_cpu, daemon_cpu) = (client1 - client0, daemon1 - daemon0);
+    println!(
+        "CPU in the measured round: daemon {:.2} s ({:.0} us per accept, {:.0}% of the 2 cores), clients {:.2} s ({:.0}%)",
+        daemon_cpu.as_secs_f64(),
+        daemon_cpu.as_secs_f64() * 1e6 / n as f64,
+        100.0 * daemon_cpu.as_secs_f64() / (2.0 * elapsed.as_secs_f64()),
+        client_cpu.as_secs_f64(),
+        100.0 * client_cpu.as_secs_f64() / (2.0 * elapsed.as_secs_f64()),
     );
     println!(
         "store: {} of {} accepted messages found queued ({missing} missing); outbox holds {stored}; {} MiB on disk",

@@ -291,10 +291,14 @@ impl DaemonThread {
     }
 }
 
+/// Name of the client runtime's threads (see [`thread_cpu`]).
+pub const CLIENT_THREADS: &str = "bench-client";
+
 /// A runtime with two workers for the clients (they would be other processes).
 pub fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(CLIENT_THREADS)
         .enable_all()
         .build()
         .unwrap()
@@ -395,4 +399,31 @@ impl Drop for SimChild {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user + system) of this process's threads, split into those whose
+/// name starts with `prefix` and all the others.
+pub fn thread_cpu(prefix: &str) -> (Duration, Duration) {
+    let (mut named, mut other) = (0u64, 0u64);
+    for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // The kernel keeps 15 characters of a thread's name.
+        if prefix.starts_with(name) || name.starts_with(prefix) {
+            named += ticks;
+        } else {
+            other += ticks;
+        }
+    }
+    (
+        Duration::from_millis(named * 10),
+        Duration::from_millis(other * 10),
+    )
 }
