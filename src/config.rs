@@ -657,6 +657,8 @@ impl Config {
                         "must be whsec_ followed by base64 (at least 16 characters)",
                     ));
                 }
+                crate::webhook::Secret::parse(secret)
+                    .map_err(|e| error(format!("{key}.secrets[{j}]"), e.to_string()))?;
             }
             if let Some(bad) = w.events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
                 return Err(error(

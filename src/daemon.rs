@@ -1,5 +1,5 @@
-//! Wiring: open the store, recover, start one actor per modem, housekeeping
-//! and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
+//! Wiring: open the store, recover, start the webhook workers, one actor per
+//! modem, housekeeping and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
 //! flight up to 8 s, flush the store and return within 10 s.
 
 use std::future::Future;
@@ -15,6 +15,7 @@ use crate::modem::discovery::{self, AutoModem, Discovery};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
 use crate::policy::Policy;
 use crate::store::Store;
+use crate::webhook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -102,6 +103,20 @@ pub async fn run(
     }
     let dispatcher = Arc::new(Dispatcher::new(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let sms = Arc::new(SmsPolicy {
+        default_country: config.sms.default_country.clone(),
+        max_parts: config.sms.max_parts,
+        status_reports: config.sms.status_reports,
+        validity: config.validity_seconds(),
+    });
+    // Webhooks register before the modems start, so a new endpoint's
+    // starting cursor is before the modems' first modem.status events.
+    let endpoints = config
+        .webhook
+        .iter()
+        .enumerate()
+        .map(|(i, w)| webhook::Endpoint::from_config(w, i))
+        .collect::<Result<Vec<_>, _>>()?;
     // Consent: inbound STOP/START/HELP act inside the store's transaction; every
     // send passes the policy right before AT+CMGS.
     let policy = Arc::new(Policy::from_config(&config));
@@ -109,6 +124,18 @@ pub async fn run(
     // The watchdog pings every worker; WATCHDOG=1 only when all answer.
     let watchdog = crate::notify::watchdog_interval();
     let liveness = crate::liveness::Liveness::default();
+    let replies = webhook::Replies {
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        sms: sms.clone(),
+        policy: policy.clone(),
+    };
+    let webhooks = webhook::start(endpoints, &store, Some(replies), stop_rx.clone())
+        .await
+        .map_err(|source| DaemonError::Store {
+            path: config.store.path.display().to_string(),
+            source,
+        })?;
     let engine = Arc::new(EngineSettings {
         gate: Some(policy.clone()),
         liveness: watchdog.map(|_| liveness.clone()),
@@ -168,14 +195,14 @@ pub async fn run(
         store: store.clone(),
         dispatcher: dispatcher.clone(),
         tokens: Arc::new(tokens(&config, extra_tokens)),
-        sms: Arc::new(SmsPolicy {
-            default_country: config.sms.default_country.clone(),
-            max_parts: config.sms.max_parts,
-            status_reports: config.sms.status_reports,
-            validity: config.validity_seconds(),
-        }),
+        sms,
         policy: policy.clone(),
-        extra_metrics: None,
+        extra_metrics: {
+            let store = store.clone();
+            Some(Arc::new(move |out: &mut String| {
+                webhook::render_metrics(&store, out)
+            }))
+        },
     };
     let listener = tokio::net::TcpListener::bind(&config.api.bind)
         .await
@@ -217,6 +244,9 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, actor).await;
     }
     let _ = tokio::time::timeout_at(deadline, housekeeping).await;
+    for worker in webhooks {
+        let _ = tokio::time::timeout_at(deadline, worker).await;
+    }
     let _ = tokio::time::timeout_at(deadline, supervisor).await;
     if let Some(task) = discovery_task {
         let _ = tokio::time::timeout_at(deadline, task).await;

@@ -26,6 +26,9 @@
 //!   quiet hours, rate limits.
 //! - [`phone`]: E.164 normalisation with a default country.
 //! - [`api`]: the axum router: bearer scopes, problem+json, OpenAPI.
+//! - [`webhook`]: durable, signed (Standard Webhooks), retried delivery of
+//!   store events to LAN receivers, in order per message; reply by response;
+//!   the event log by pull and SSE is in [`api`].
 //! - [`config`], [`daemon`], [`demo`]: settings, wiring and shutdown, the demo.
 //! - [`cli`]: the command line; the one place where errors become an exit code.
 //! - [`udev_rules`]: a reader of udev(7) rules files, to check the shipped
@@ -49,3 +52,4 @@ pub mod policy;
 pub mod sim;
 pub mod store;
 pub mod udev_rules;
+pub mod webhook;

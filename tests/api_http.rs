@@ -896,6 +896,11 @@ async fn openapi_document_covers_every_served_route() {
                 .replace("{id}", "m1")
                 .replace("{contact}", "%2B15551230099");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            if uri.ends_with("/stream") {
+                // A live event stream never ends, so its body cannot be
+                // read to the end here; tests/webhook_delivery.rs reads it.
+                continue;
+            }
             let answer = g.call(method.clone(), &uri, Some(ADMIN), None).await;
             assert_ne!(
                 answer.status,

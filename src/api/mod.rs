@@ -12,10 +12,12 @@
 //! - `problem`: the one error type, answered as RFC 9457 problem+json.
 //! - `json`: the body extractor whose refusals are problems too.
 //! - `params`: query strings and contacts in paths.
-//! - `messages`, `threads`, `modems`, `health`, `openapi`: the handlers.
+//! - `messages`, `threads`, `modems`, `webhooks`, `events`, `health`,
+//!   `openapi`: the handlers.
 
 pub mod auth;
 pub mod contacts;
+pub mod events;
 mod health;
 pub mod json;
 pub mod messages;
@@ -25,6 +27,7 @@ pub mod openapi;
 pub mod params;
 pub mod problem;
 pub mod threads;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -121,6 +124,16 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/threads/{contact}/read", Some(Scope::Read)),
     route("GET", "/v1/modems", Some(Scope::Read)),
     route("GET", "/v1/modems/{id}", Some(Scope::Read)),
+    route("GET", "/v1/webhooks", Some(Scope::Read)),
+    route("GET", "/v1/webhooks/deliveries", Some(Scope::Read)),
+    route(
+        "POST",
+        "/v1/webhooks/deliveries/{id}/retry",
+        Some(Scope::Admin),
+    ),
+    route("POST", "/v1/webhooks/{id}/enable", Some(Scope::Admin)),
+    route("GET", "/v1/events", Some(Scope::Read)),
+    route("GET", "/v1/events/stream", Some(Scope::Read)),
     route("GET", "/v1/contacts/{contact}", Some(Scope::Read)),
     route("PUT", "/v1/contacts/{contact}", Some(Scope::Send)),
     route("DELETE", "/v1/contacts/{contact}", Some(Scope::Admin)),
@@ -147,6 +160,12 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         post(threads::mark_read),
         get(modems::list),
         get(modems::get_one),
+        get(webhooks::list),
+        get(webhooks::deliveries),
+        post(webhooks::retry),
+        post(webhooks::enable),
+        get(events::list),
+        get(events::stream),
         get(contacts::get_contact),
         put(contacts::put_contact),
         delete(contacts::delete_contact),
@@ -184,13 +203,20 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serve the API on `listener` until `shutdown` completes, then finish the
-/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]).
+/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]; event streams
+/// end at once).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_streams.send(true);
+    };
+    let app = router(state).layer(axum::Extension(events::StreamStop(streams_stopped)));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -263,12 +289,15 @@ mod tests {
     #[test]
     fn scopes_follow_the_issue() {
         for r in ROUTES.iter().filter(|r| r.scope.is_some()) {
-            // Erasure is for administrators; sending, cancelling, resending and
-            // recording consent or time zones are "send"; reading is "read".
+            // Erasure and webhook administration are for administrators;
+            // sending, cancelling, resending and recording consent or time
+            // zones are "send"; reading is "read".
             let writes = r.path.starts_with("/v1/messages")
                 || r.path.starts_with("/v1/contacts")
                 || r.path == "/v1/optouts";
-            let want = if r.method == "DELETE" && r.path.starts_with("/v1/contacts") {
+            let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
+                || (r.method == "POST" && r.path.starts_with("/v1/webhooks"));
+            let want = if admin {
                 Scope::Admin
             } else if writes && r.method != "GET" {
                 Scope::Send

@@ -209,7 +209,7 @@ fn base_document() -> Value {
     ];
     list_params.extend(paging());
 
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "smsgate",
@@ -324,7 +324,138 @@ fn base_document() -> Value {
             "schemas": components()
         },
         "security": [{ "bearer": [] }]
-    })
+    });
+    webhook_paths(&mut doc);
+    doc
+}
+
+/// Webhooks and the event log (kept apart: one `json!` this size would
+/// exceed the macro's recursion limit).
+fn webhook_paths(doc: &mut Value) {
+    let paths = &mut doc["paths"];
+    let id = param(
+        "id",
+        "path",
+        "Delivery id (dly_...).",
+        json!({"type": "string"}),
+    );
+    let hook_id = param(
+        "id",
+        "path",
+        "Webhook id from the config.",
+        json!({"type": "string"}),
+    );
+    let mut delivery_params =
+        vec![
+        param(
+            "status",
+            "query",
+            "Only deliveries in this state (failed: tried, retry scheduled; dead: dead letters).",
+            json!({"enum": ["pending", "failed", "delivered", "dead"]}),
+        ),
+        param("endpoint", "query", "Only this webhook's.", json!({"type": "string"})),
+    ];
+    delivery_params.extend(paging());
+    let after = param(
+        "after",
+        "query",
+        "An event id: start after it.",
+        json!({"type": "string", "pattern": "^evt_[0-9a-f]{16}$"}),
+    );
+    paths["/v1/webhooks"] = json!({
+        "get": secured("read", "Webhook endpoints and their state", json!({
+            "description": "Each configured endpoint: enabled, or disabled (by a 410 Gone) and why; open and dead delivery counts; last success and failure.",
+            "responses": { "200": ok("All endpoints (one page).", page_of("WebhookEndpoint")) }
+        }))
+    });
+    paths["/v1/webhooks/deliveries"] = json!({
+        "get": secured("read", "Webhook deliveries, by endpoint then event order", json!({
+            "parameters": delivery_params,
+            "responses": {
+                "200": ok("A page.", page_of("Delivery")),
+                "422": problem("A bad parameter (`invalid_query`).")
+            }
+        }))
+    });
+    paths["/v1/webhooks/deliveries/{id}/retry"] = json!({
+        "post": secured("admin", "Try a delivery again now", json!({
+            "description": "A dead letter or a waiting delivery is due at once with a fresh retry schedule; it is signed afresh (new webhook-timestamp, same webhook-id).",
+            "parameters": [id],
+            "responses": {
+                "202": ok("Scheduled.", schema("Delivery")),
+                "404": problem("`not_found`."),
+                "409": problem("Already delivered (`already_delivered`).")
+            }
+        }))
+    });
+    paths["/v1/webhooks/{id}/enable"] = json!({
+        "post": secured("admin", "Enable an endpoint a 410 disabled", json!({
+            "description": "Its waiting deliveries go out again, in order.",
+            "parameters": [hook_id],
+            "responses": { "200": ok("Enabled.", schema("WebhookEndpoint")), "404": problem("`not_found`.") }
+        }))
+    });
+    paths["/v1/events"] = json!({
+        "get": secured("read", "Events in order, for catching up", json!({
+            "description": "The events webhooks deliver, oldest first, after `after` (from the first without it). `next_cursor` is the last item's id when the page is full, null otherwise: poll again with `after` set to the last id seen.",
+            "parameters": [after.clone(), paging()[0].clone()],
+            "responses": {
+                "200": ok("A page.", page_of("Event")),
+                "422": problem("A bad parameter (`invalid_query`).")
+            }
+        }))
+    });
+    paths["/v1/events/stream"] = json!({
+        "get": secured("read", "Live events (Server-Sent Events)", json!({
+            "description": "text/event-stream. Each event: `id:` the event id, `event:` its type, `data:` the Event JSON. Starts after the `Last-Event-ID` header (a reconnecting EventSource sends it), else after `after`, else with the next new event.",
+            "parameters": [after, param("Last-Event-ID", "header", "Resume after this event id.", json!({"type": "string"}))],
+            "responses": {
+                "200": { "description": "The stream.", "content": { "text/event-stream": { "schema": { "type": "string" } } } },
+                "422": problem("A bad id (`invalid_query`).")
+            }
+        }))
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    let time = json!({"type": ["string", "null"], "format": "date-time"});
+    schemas["Event"] = json!({
+        "type": "object",
+        "description": "Also the body of every webhook. `data` is the Message for message.* events; for modem.status: modem, state (ready, degraded, offline), reason.",
+        "required": ["id", "type", "created_at", "data"],
+        "properties": {
+            "id": {"type": "string", "description": "evt_ and 16 hex digits; ordered; the webhook-id header."},
+            "type": {"enum": ["message.received", "message.sent", "message.delivered", "message.failed",
+                               "message.unknown", "message.expired", "modem.status", "consent.changed"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "data": {"type": "object"}
+        }
+    });
+    schemas["WebhookEndpoint"] = json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}, "description": "Empty: all."},
+            "enabled": {"type": "boolean"},
+            "disabled_reason": {"type": ["string", "null"]}, "disabled_at": time.clone(),
+            "last_success_at": time.clone(), "last_failure_at": time.clone(),
+            "last_failure": {"type": ["string", "null"]},
+            "pending": {"type": "integer", "description": "Deliveries waiting (pending or failed)."},
+            "dead": {"type": "integer", "description": "Dead letters."}
+        }
+    });
+    schemas["Delivery"] = json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "endpoint": {"type": "string"},
+            "event_id": {"type": "string"}, "event_type": {"type": "string"},
+            "partition": {"type": "string", "description": "Deliveries of one partition (a message id, a modem) go in order, one at a time."},
+            "attempts": {"type": "integer"},
+            "status": {"enum": ["pending", "failed", "delivered", "dead"]},
+            "next_attempt_at": time.clone(), "first_attempt_at": time.clone(), "last_attempt_at": time.clone(),
+            "last_status": {"type": ["integer", "null"]}, "last_error": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"}
+        }
+    });
 }
 
 fn components() -> Value {

@@ -329,6 +329,9 @@ impl Store {
             .map_err(unwrap_tx)?;
         let ticket = i.commit.ticket();
         self.durable(ticket).await?;
+        if matches!(outcome, ReceiveOutcome::Complete(..)) {
+            self.events_committed();
+        }
         Ok(outcome)
     }
 
@@ -408,6 +411,7 @@ impl Store {
         if !delivered.is_empty() {
             let ticket = i.commit.ticket();
             self.durable(ticket).await?;
+            self.events_committed();
         }
         Ok(delivered)
     }

@@ -9,6 +9,7 @@
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
 
 mod consent;
+mod deliveries;
 mod durability;
 mod inbound;
 mod keys;
@@ -27,10 +28,15 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
+use tokio::sync::watch;
 
 pub use consent::{
     ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry, Reaction,
     Reactor,
+};
+pub use deliveries::{
+    Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
+    WebhookEndpoint,
 };
 pub use inbound::{InboundPart, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
@@ -109,6 +115,11 @@ struct Inner {
     idempotency: Tree,
     /// sequence -> Event.
     events: Tree,
+    /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
+    deliveries: deliveries::DeliveryTrees,
+    /// Bumped after new events are durable: webhook workers and event
+    /// streams wait on it instead of polling.
+    new_events: watch::Sender<()>,
     commit: GroupCommit,
     id_seed: u32,
     id_counter: AtomicU32,
@@ -171,6 +182,8 @@ impl Store {
             reactor: std::sync::RwLock::new(None),
             deadlines: db.open_tree("deadlines")?,
             events: db.open_tree("events")?,
+            deliveries: deliveries::DeliveryTrees::open(&db)?,
+            new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()),
             db,
             id_seed,
@@ -239,6 +252,17 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Changes whenever new events have become durable (after every write
+    /// that appends events). Each receiver sees each change once.
+    pub fn event_notifier(&self) -> watch::Receiver<()> {
+        self.inner.new_events.subscribe()
+    }
+
+    /// Called after a write that appended events is durable.
+    fn events_committed(&self) {
+        self.inner.new_events.send_replace(());
+    }
+
     /// Append a free-standing event (e.g. `modem.status`), durably.
     pub async fn emit(&self, kind: &str, data: serde_json::Value) -> Result<Event> {
         let now = Utc::now();
@@ -249,6 +273,7 @@ impl Store {
             .map_err(unwrap_tx)?;
         let ticket = self.inner.commit.ticket();
         self.durable(ticket).await?;
+        self.events_committed();
         Ok(event)
     }
 }
@@ -259,16 +284,22 @@ pub struct Durability {
     store: Store,
     /// None: nothing was written.
     ticket: Option<u64>,
+    /// The write appended events: announce them once durable.
+    events: bool,
 }
 
 impl Durability {
     /// Wait until the write is on disk; flushes now unless a flush that
-    /// covers it has already happened.
+    /// covers it has already happened. Events it appended are announced to
+    /// their readers (webhook delivery) then.
     pub async fn wait(self) -> Result<()> {
-        match self.ticket {
-            Some(ticket) => self.store.durable(ticket).await,
-            None => Ok(()),
+        if let Some(ticket) = self.ticket {
+            self.store.durable(ticket).await?;
         }
+        if self.events {
+            self.store.events_committed();
+        }
+        Ok(())
     }
 }
 

@@ -290,11 +290,13 @@ impl Store {
             )
             .map_err(unwrap_tx)?;
         let ticket = outcome.is_some().then(|| i.commit.ticket());
+        let events = matches!(&outcome, Some((_, events)) if !events.is_empty());
         Ok((
             outcome,
             Durability {
                 store: self.clone(),
                 ticket,
+                events,
             },
         ))
     }

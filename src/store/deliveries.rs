@@ -1,0 +1,735 @@
+//! Webhook deliveries: the registered endpoints and their state (disabled by a
+//! 410, last success and failure), a per-endpoint cursor over the events tree,
+//! and one delivery record per (endpoint, event) with its attempts.
+//!
+//! Fan-out reads the events after an endpoint's cursor and, in one
+//! transaction, writes their deliveries and moves the cursor, so every event
+//! is handed to every endpoint exactly once even across crashes (a lost
+//! fan-out is redone from the old cursor and writes the same delivery ids).
+//! Attempt outcomes are not waited on for durability: losing one to a crash
+//! only means the delivery is made again, which at-least-once allows.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::{Transactional, Tree};
+use tokio::sync::watch;
+
+use super::keys::SEP;
+use super::query::Page;
+use super::records::Event;
+use super::{from_json, from_json_tx, to_json, unwrap_tx, Result, Store, StoreError};
+
+/// The trees of this file, opened with the store.
+pub(crate) struct DeliveryTrees {
+    /// endpoint id -> EndpointRecord.
+    endpoints: Tree,
+    /// endpoint id -> the sequence of the next event to fan out (u64 BE;
+    /// sled's sequences start at 0).
+    cursors: Tree,
+    /// endpoint, SEP, event sequence -> Delivery.
+    deliveries: Tree,
+    /// endpoint, SEP, event sequence -> (): deliveries still to make
+    /// (pending or failed), so a restart finds them without a full scan.
+    open: Tree,
+    /// endpoint, SEP, event sequence -> (): dead letters.
+    dead: Tree,
+    /// Bumped when an operator retries a delivery or enables an endpoint, so
+    /// the worker reloads what it has to do.
+    changes: watch::Sender<()>,
+}
+
+impl DeliveryTrees {
+    pub(crate) fn open(db: &sled::Db) -> Result<DeliveryTrees> {
+        Ok(DeliveryTrees {
+            endpoints: db.open_tree("webhook_endpoints")?,
+            cursors: db.open_tree("webhook_cursors")?,
+            deliveries: db.open_tree("webhook_deliveries")?,
+            open: db.open_tree("webhook_open")?,
+            dead: db.open_tree("webhook_dead")?,
+            changes: watch::channel(()).0,
+        })
+    }
+}
+
+/// Where a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not tried yet (or scheduled again by an operator).
+    Pending,
+    /// Tried and failed; another attempt is scheduled.
+    Failed,
+    Delivered,
+    /// Refused for good, or the schedule ran out: waits for an operator.
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        Some(match text {
+            "pending" => DeliveryStatus::Pending,
+            "failed" => DeliveryStatus::Failed,
+            "delivered" => DeliveryStatus::Delivered,
+            "dead" => DeliveryStatus::Dead,
+            _ => return None,
+        })
+    }
+
+    fn is_open(self) -> bool {
+        matches!(self, DeliveryStatus::Pending | DeliveryStatus::Failed)
+    }
+}
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `dly_<event sequence>_<endpoint>`: derived, so a redone fan-out
+    /// writes the same record.
+    pub id: String,
+    pub endpoint: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// Deliveries of one partition (a message, a modem) go one at a time,
+    /// in event order.
+    pub partition: String,
+    pub attempts: u32,
+    pub status: DeliveryStatus,
+    /// When the next attempt is due (open deliveries only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The retry schedule counts from here.
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's last HTTP status.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed (connection refused, timeout, a status).
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An endpoint as the worker registered it, with its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub url: String,
+    /// The event filter (empty: all).
+    pub events: Vec<String>,
+    pub enabled: bool,
+    /// Why it was disabled (a 410 from the receiver).
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_failure: Option<String>,
+    /// Deliveries waiting (pending or failed); counted on read.
+    #[serde(default)]
+    pub pending: u64,
+    /// Dead letters; counted on read.
+    #[serde(default)]
+    pub dead: u64,
+}
+
+/// An open delivery as the worker schedules it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenDelivery {
+    pub seq: u64,
+    pub id: String,
+    pub partition: String,
+    pub due: DateTime<Utc>,
+}
+
+/// What came of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Try again at this time.
+    Retry(DateTime<Utc>),
+    /// A dead letter.
+    Dead,
+    /// The receiver answered 410: disable the endpoint; the delivery stays
+    /// open and goes out when the endpoint is enabled again.
+    Disable,
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+/// Filters of `GET /v1/webhooks/deliveries`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub endpoint: Option<String>,
+}
+
+fn key(endpoint: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(endpoint.len() + 9);
+    key.extend_from_slice(endpoint.as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn prefix(endpoint: &str) -> Vec<u8> {
+    let mut p = endpoint.as_bytes().to_vec();
+    p.push(SEP);
+    p
+}
+
+fn seq_of_key(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// The event sequence behind an `evt_` id.
+pub(crate) fn event_seq(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("evt_")?;
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
+fn delivery_id(endpoint: &str, seq: u64) -> String {
+    format!("dly_{seq:016x}_{endpoint}")
+}
+
+/// (endpoint, seq) of a delivery id.
+fn parse_delivery_id(id: &str) -> Option<(&str, u64)> {
+    let rest = id.strip_prefix("dly_")?;
+    let (hex, endpoint) = (rest.get(..16)?, rest.get(17..)?);
+    if rest.as_bytes().get(16) != Some(&b'_') || endpoint.is_empty() {
+        return None;
+    }
+    Some((endpoint, u64::from_str_radix(hex, 16).ok()?))
+}
+
+fn corrupt(key: &str, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Store {
+    fn trees(&self) -> &DeliveryTrees {
+        &self.inner.deliveries
+    }
+
+    /// Changes an operator made (retry, enable): the worker reloads on them.
+    pub fn webhook_changes(&self) -> watch::Receiver<()> {
+        self.trees().changes.subscribe()
+    }
+
+    /// Make `endpoints` the configured set: new ones start at the current
+    /// end of the events (history is for `GET /v1/events`), known ones keep
+    /// their state and cursor, ones no longer configured are forgotten
+    /// (their delivery records stay readable).
+    pub async fn register_webhooks(
+        &self,
+        endpoints: &[(String, String, Vec<String>)],
+    ) -> Result<()> {
+        let t = self.trees();
+        let end = match self.inner.events.last()? {
+            Some((k, _)) => seq_of_key(&k).map_or(0, |s| s.saturating_add(1)),
+            None => 0,
+        };
+        for entry in t.endpoints.iter() {
+            let (k, _) = entry?;
+            if !endpoints
+                .iter()
+                .any(|(id, _, _)| id.as_bytes() == k.as_ref())
+            {
+                // Configured again later, it starts afresh at the end.
+                t.endpoints.remove(&k)?;
+                t.cursors.remove(&k)?;
+            }
+        }
+        for (id, url, events) in endpoints {
+            let record = match t.endpoints.get(id.as_bytes())? {
+                Some(raw) => WebhookEndpoint {
+                    url: url.clone(),
+                    events: events.clone(),
+                    ..from_json(id.as_bytes(), &raw)?
+                },
+                None => WebhookEndpoint {
+                    id: id.clone(),
+                    url: url.clone(),
+                    events: events.clone(),
+                    enabled: true,
+                    disabled_reason: None,
+                    disabled_at: None,
+                    last_success_at: None,
+                    last_failure_at: None,
+                    last_failure: None,
+                    pending: 0,
+                    dead: 0,
+                },
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|e| corrupt(id, &e.to_string()))?;
+            t.endpoints.insert(id.as_bytes(), bytes)?;
+            if t.cursors.get(id.as_bytes())?.is_none() {
+                t.cursors.insert(id.as_bytes(), &end.to_be_bytes())?;
+            }
+        }
+        self.sync().await
+    }
+
+    /// Every registered endpoint with its pending and dead counts.
+    pub fn webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
+        let t = self.trees();
+        let mut out = Vec::new();
+        for entry in t.endpoints.iter() {
+            let (k, raw) = entry?;
+            let mut e: WebhookEndpoint = from_json(&k, &raw)?;
+            e.pending = t.open.scan_prefix(prefix(&e.id)).count() as u64;
+            e.dead = t.dead.scan_prefix(prefix(&e.id)).count() as u64;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    pub fn webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
+        Ok(self.webhooks()?.into_iter().find(|e| e.id == id))
+    }
+
+    /// Hand the events after `endpoint`'s cursor (at most `limit`) to it:
+    /// `partition` says which ones it wants and their partition. Returns the
+    /// new deliveries and whether more events may be waiting.
+    pub fn fan_out(
+        &self,
+        endpoint: &str,
+        partition: impl Fn(&Event) -> Option<String>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<OpenDelivery>, bool)> {
+        let t = self.trees();
+        let cursor = match t.cursors.get(endpoint.as_bytes())? {
+            Some(raw) => seq_of_key(&raw).ok_or_else(|| corrupt(endpoint, "cursor"))?,
+            None => 0,
+        };
+        let mut batch = Vec::new();
+        for entry in self.inner.events.range(cursor.to_be_bytes()..).take(limit) {
+            let (k, raw) = entry?;
+            let seq = seq_of_key(&k).ok_or_else(|| corrupt("events", "key"))?;
+            let event: Event = from_json(&k, &raw)?;
+            batch.push((seq, partition(&event).map(|p| (p, event))));
+        }
+        let Some(&(last, _)) = batch.last() else {
+            return Ok((Vec::new(), false));
+        };
+        let created = (&t.cursors, &t.deliveries, &t.open)
+            .transaction(|(cursors, deliveries, open)| {
+                let now_at = cursors
+                    .get(endpoint.as_bytes())?
+                    .and_then(|raw| seq_of_key(&raw))
+                    .unwrap_or(0);
+                if now_at != cursor {
+                    // Someone else fanned out meanwhile: nothing to do here.
+                    return Ok(Vec::new());
+                }
+                let mut created = Vec::new();
+                for (seq, wanted) in &batch {
+                    let Some((partition, event)) = wanted else {
+                        continue;
+                    };
+                    let k = key(endpoint, *seq);
+                    if deliveries.get(&k)?.is_some() {
+                        continue;
+                    }
+                    let d = Delivery {
+                        id: delivery_id(endpoint, *seq),
+                        endpoint: endpoint.to_string(),
+                        event_id: event.id.clone(),
+                        event_type: event.kind.clone(),
+                        partition: partition.clone(),
+                        attempts: 0,
+                        status: DeliveryStatus::Pending,
+                        next_attempt_at: Some(now),
+                        first_attempt_at: None,
+                        last_attempt_at: None,
+                        last_status: None,
+                        last_error: None,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    deliveries.insert(k.as_slice(), to_json(&d)?)?;
+                    open.insert(k, &[])?;
+                    created.push(OpenDelivery {
+                        seq: *seq,
+                        id: d.id,
+                        partition: partition.clone(),
+                        due: now,
+                    });
+                }
+                cursors.insert(endpoint.as_bytes(), &last.saturating_add(1).to_be_bytes())?;
+                Ok(created)
+            })
+            .map_err(unwrap_tx)?;
+        Ok((created, batch.len() == limit))
+    }
+
+    /// An endpoint's open deliveries in event order (a restart resumes them).
+    pub fn open_deliveries(&self, endpoint: &str) -> Result<Vec<OpenDelivery>> {
+        let t = self.trees();
+        let mut out = Vec::new();
+        for entry in t.open.scan_prefix(prefix(endpoint)) {
+            let (k, _) = entry?;
+            let Some(raw) = t.deliveries.get(&k)? else {
+                continue;
+            };
+            let d: Delivery = from_json(&k, &raw)?;
+            if let Some(seq) = seq_of_key(&k) {
+                out.push(OpenDelivery {
+                    seq,
+                    due: d.next_attempt_at.unwrap_or(d.created_at),
+                    id: d.id,
+                    partition: d.partition,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        let Some((endpoint, seq)) = parse_delivery_id(id) else {
+            return Ok(None);
+        };
+        let k = key(endpoint, seq);
+        match self.trees().deliveries.get(&k)? {
+            Some(raw) => Ok(Some(from_json(&k, &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One event by id.
+    pub fn event(&self, id: &str) -> Result<Option<Event>> {
+        let Some(seq) = event_seq(id) else {
+            return Ok(None);
+        };
+        match self.inner.events.get(seq.to_be_bytes())? {
+            Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest event's id (a live stream without `Last-Event-ID` starts
+    /// after it).
+    pub fn last_event_id(&self) -> Result<Option<String>> {
+        Ok(self
+            .inner
+            .events
+            .last()?
+            .and_then(|(k, _)| seq_of_key(&k))
+            .map(|seq| format!("evt_{seq:016x}")))
+    }
+
+    /// Record an attempt: the delivery's state, its indexes and its
+    /// endpoint's last success or failure (and disabling, on a 410).
+    pub fn record_attempt(&self, id: &str, attempt: &Attempt) -> Result<Option<Delivery>> {
+        let Some((endpoint, seq)) = parse_delivery_id(id) else {
+            return Ok(None);
+        };
+        let t = self.trees();
+        let k = key(endpoint, seq);
+        (&t.deliveries, &t.open, &t.dead, &t.endpoints)
+            .transaction(|(deliveries, open, dead, endpoints)| {
+                let Some(raw) = deliveries.get(&k)? else {
+                    return Ok(None);
+                };
+                let mut d: Delivery = from_json_tx(&k, &raw)?;
+                d.attempts += 1;
+                d.first_attempt_at.get_or_insert(attempt.at);
+                d.last_attempt_at = Some(attempt.at);
+                d.last_status = attempt.status;
+                d.last_error = attempt.error.clone();
+                d.updated_at = attempt.at;
+                (d.status, d.next_attempt_at) = match &attempt.outcome {
+                    AttemptOutcome::Delivered => (DeliveryStatus::Delivered, None),
+                    AttemptOutcome::Retry(at) => (DeliveryStatus::Failed, Some(*at)),
+                    AttemptOutcome::Dead => (DeliveryStatus::Dead, None),
+                    AttemptOutcome::Disable => (DeliveryStatus::Failed, Some(attempt.at)),
+                };
+                deliveries.insert(k.as_slice(), to_json(&d)?)?;
+                if d.status.is_open() {
+                    open.insert(k.as_slice(), &[])?;
+                } else {
+                    open.remove(k.as_slice())?;
+                }
+                if d.status == DeliveryStatus::Dead {
+                    dead.insert(k.as_slice(), &[])?;
+                }
+                if let Some(raw) = endpoints.get(endpoint.as_bytes())? {
+                    let mut e: WebhookEndpoint = from_json_tx(endpoint.as_bytes(), &raw)?;
+                    if attempt.outcome == AttemptOutcome::Delivered {
+                        e.last_success_at = Some(attempt.at);
+                    } else {
+                        e.last_failure_at = Some(attempt.at);
+                        e.last_failure = attempt.error.clone();
+                    }
+                    if attempt.outcome == AttemptOutcome::Disable {
+                        e.enabled = false;
+                        e.disabled_at = Some(attempt.at);
+                        e.disabled_reason = Some(
+                            "the receiver answered 410 Gone; POST /v1/webhooks/{id}/enable resumes"
+                                .replace("{id}", endpoint),
+                        );
+                    }
+                    endpoints.insert(endpoint.as_bytes(), to_json(&e)?)?;
+                }
+                Ok(Some(d))
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// An operator's retry: the delivery is due now with a fresh schedule
+    /// (a dead letter leaves the dead letters). Durable when it returns.
+    pub async fn retry_delivery(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Delivery>> {
+        let Some((endpoint, seq)) = parse_delivery_id(id) else {
+            return Ok(None);
+        };
+        let t = self.trees();
+        let k = key(endpoint, seq);
+        let outcome = (&t.deliveries, &t.open, &t.dead)
+            .transaction(|(deliveries, open, dead)| {
+                let Some(raw) = deliveries.get(&k)? else {
+                    return Ok(None);
+                };
+                let mut d: Delivery = from_json_tx(&k, &raw)?;
+                d.status = DeliveryStatus::Pending;
+                d.attempts = 0;
+                d.first_attempt_at = None;
+                d.next_attempt_at = Some(now);
+                d.updated_at = now;
+                deliveries.insert(k.as_slice(), to_json(&d)?)?;
+                open.insert(k.as_slice(), &[])?;
+                dead.remove(k.as_slice())?;
+                Ok(Some(d))
+            })
+            .map_err(unwrap_tx)?;
+        self.sync().await?;
+        t.changes.send_replace(());
+        Ok(outcome)
+    }
+
+    /// Enable an endpoint a 410 disabled. Durable when it returns.
+    pub async fn enable_webhook(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
+        let t = self.trees();
+        let found = t
+            .endpoints
+            .transaction(|endpoints| {
+                let Some(raw) = endpoints.get(id.as_bytes())? else {
+                    return Ok(false);
+                };
+                let mut e: WebhookEndpoint = from_json_tx(id.as_bytes(), &raw)?;
+                e.enabled = true;
+                e.disabled_reason = None;
+                e.disabled_at = None;
+                endpoints.insert(id.as_bytes(), to_json(&e)?)?;
+                Ok(true)
+            })
+            .map_err(unwrap_tx)?;
+        if !found {
+            return Ok(None);
+        }
+        self.sync().await?;
+        t.changes.send_replace(());
+        self.webhook(id)
+    }
+
+    /// Deliveries matching `filter`, by endpoint then event order.
+    pub fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
+        let t = self.trees();
+        // The open and dead indexes are small; delivered ones need the records.
+        let index = match filter.status {
+            Some(DeliveryStatus::Pending | DeliveryStatus::Failed) => &t.open,
+            Some(DeliveryStatus::Dead) => &t.dead,
+            _ => &t.deliveries,
+        };
+        let start = match after {
+            Some(cursor) => {
+                let mut k =
+                    crate::pdu::hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+                k.push(0);
+                k
+            }
+            None => filter.endpoint.as_deref().map(prefix).unwrap_or_default(),
+        };
+        let wanted = filter.endpoint.as_deref().map(prefix);
+        let mut items = Vec::with_capacity(limit);
+        let mut last = None;
+        let mut more = false;
+        for entry in index.range(start..) {
+            let (k, _) = entry?;
+            if wanted.as_ref().is_some_and(|p| !k.starts_with(p)) {
+                break;
+            }
+            let Some(raw) = t.deliveries.get(&k)? else {
+                continue;
+            };
+            let d: Delivery = from_json(&k, &raw)?;
+            if filter.status.is_some_and(|s| s != d.status) {
+                continue;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(d);
+            last = Some(k);
+        }
+        Ok(Page {
+            items,
+            next_cursor: if more {
+                last.map(|k| crate::pdu::hex::encode(&k))
+            } else {
+                None
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::TempStore;
+
+    fn by_message(e: &Event) -> Option<String> {
+        e.data["id"].as_str().map(str::to_string)
+    }
+
+    #[tokio::test]
+    async fn fan_out_once_and_resume_after_a_restart() {
+        let mut s = TempStore::new();
+        s.store
+            .register_webhooks(&[("crm".into(), "http://x/".into(), vec![])])
+            .await
+            .unwrap();
+        for i in 0..5 {
+            s.store
+                .emit(
+                    "message.sent",
+                    serde_json::json!({"id": format!("msg_{}", i % 2)}),
+                )
+                .await
+                .unwrap();
+        }
+        let now = Utc::now();
+        let (created, more) = s.store.fan_out("crm", by_message, now, 3).unwrap();
+        assert_eq!((created.len(), more), (3, true));
+        let (rest, more) = s.store.fan_out("crm", by_message, now, 3).unwrap();
+        assert_eq!((rest.len(), more), (2, false));
+        assert!(s
+            .store
+            .fan_out("crm", by_message, now, 3)
+            .unwrap()
+            .0
+            .is_empty());
+        let first = &created[0];
+        assert_eq!(first.partition, "msg_0");
+        let d = s.store.delivery(&first.id).unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(
+            s.store.event(&d.event_id).unwrap().unwrap().kind,
+            "message.sent"
+        );
+
+        let at = Utc::now();
+        s.store
+            .record_attempt(
+                &first.id,
+                &Attempt {
+                    at,
+                    status: Some(200),
+                    error: None,
+                    outcome: AttemptOutcome::Delivered,
+                },
+            )
+            .unwrap();
+        s.store
+            .record_attempt(
+                &created[1].id,
+                &Attempt {
+                    at,
+                    status: Some(400),
+                    error: Some("400".into()),
+                    outcome: AttemptOutcome::Dead,
+                },
+            )
+            .unwrap();
+        s.store.sync().await.unwrap();
+        s.restart();
+        let open = s.store.open_deliveries("crm").unwrap();
+        assert_eq!(open.len(), 3);
+        assert!(open.windows(2).all(|w| w[0].seq < w[1].seq));
+        let hooks = s.store.webhooks().unwrap();
+        assert_eq!((hooks[0].pending, hooks[0].dead), (3, 1));
+        let dead = s
+            .store
+            .list_deliveries(
+                &DeliveryFilter {
+                    status: Some(DeliveryStatus::Dead),
+                    endpoint: None,
+                },
+                None,
+                10,
+            )
+            .unwrap();
+        assert_eq!(dead.items[0].id, created[1].id);
+        let again = s
+            .store
+            .retry_delivery(&created[1].id, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.status, again.attempts), (DeliveryStatus::Pending, 0));
+        assert_eq!(s.store.webhooks().unwrap()[0].dead, 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_endpoint_starts_at_the_end_and_paging_works() {
+        let s = TempStore::new();
+        s.store
+            .emit("message.sent", serde_json::json!({"id": "old"}))
+            .await
+            .unwrap();
+        s.store
+            .register_webhooks(&[("a".into(), "http://x/".into(), vec![])])
+            .await
+            .unwrap();
+        for i in 0..5 {
+            s.store
+                .emit("message.sent", serde_json::json!({"id": i.to_string()}))
+                .await
+                .unwrap();
+        }
+        let (created, _) = s.store.fan_out("a", by_message, Utc::now(), 100).unwrap();
+        assert_eq!(
+            created.len(),
+            5,
+            "history is not replayed to a new endpoint"
+        );
+        let filter = DeliveryFilter {
+            status: Some(DeliveryStatus::Pending),
+            endpoint: Some("a".into()),
+        };
+        let page = s.store.list_deliveries(&filter, None, 2).unwrap();
+        let next = s
+            .store
+            .list_deliveries(&filter, page.next_cursor.as_deref(), 10)
+            .unwrap();
+        assert_eq!((page.items.len(), next.items.len()), (2, 3));
+        assert_eq!(next.next_cursor, None);
+        assert_eq!(parse_delivery_id(&created[0].id).map(|(e, _)| e), Some("a"));
+        assert_eq!(parse_delivery_id("dly_zz"), None);
+    }
+}

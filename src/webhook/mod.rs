@@ -1,0 +1,164 @@
+//! Webhooks: every event pushed to each configured receiver, signed (Standard
+//! Webhooks), at least once, in order per message, retried for a day, durable
+//! across restarts (ARCHITECTURE.md, "Contracts").
+//!
+//! # Layout
+//!
+//! - [`signing`]: `whsec_` secrets and the `webhook-signature` header.
+//! - [`schedule`]: what an HTTP answer means; the retry schedule; `Retry-After`.
+//! - [`client`]: the [`Transport`] seam and the hyper client behind it.
+//! - [`clock`]: the wall clock, injectable for paused-time tests.
+//! - [`worker`]: one task per endpoint: fan-out, partitions, attempts.
+//! - [`reply`]: `{"reply": "..."}` answers to `message.received` sent as SMS.
+//!
+//! Delivery state lives in the store (`store/deliveries.rs`); this module
+//! holds no state a crash could lose.
+
+pub mod client;
+pub mod clock;
+pub mod reply;
+pub mod schedule;
+pub mod signing;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use client::{Answer, HttpClient, Outgoing, Transport, TransportError};
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use reply::Replies;
+pub use signing::Secret;
+pub use worker::Worker;
+
+use crate::config::{parse_duration, ConfigError, WebhookConfig};
+use crate::store::{Event, Store, StoreError};
+
+/// A configured receiver, ready to use.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub secrets: Vec<Secret>,
+    /// Event types wanted; empty: all.
+    pub events: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Endpoint {
+    pub fn from_config(c: &WebhookConfig, index: usize) -> Result<Endpoint, ConfigError> {
+        let secrets = c
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                Secret::parse(s).map_err(|e| ConfigError {
+                    key: format!("webhook[{index}].secrets[{j}]"),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Endpoint {
+            id: c.id.clone(),
+            url: c.url.clone(),
+            secrets,
+            events: c.events.iter().filter(|e| *e != "*").cloned().collect(),
+            timeout: parse_duration(&c.timeout).unwrap_or(Duration::from_secs(10)),
+        })
+    }
+
+    /// Whether this endpoint asked for events of `kind`.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == kind)
+    }
+}
+
+/// The partition an event is ordered within: the message it is about, the
+/// modem for `modem.status`, the contact for `consent.changed`, else its type.
+pub fn partition_of(event: &Event) -> String {
+    if let Some(id) = event.data.get("id").and_then(|v| v.as_str()) {
+        return id.to_string();
+    }
+    if let Some(modem) = event.data.get("modem").and_then(|v| v.as_str()) {
+        return format!("modem:{modem}");
+    }
+    if let Some(contact) = event.data.get("contact").and_then(|v| v.as_str()) {
+        return format!("contact:{contact}");
+    }
+    event.kind.clone()
+}
+
+/// Register `endpoints` in the store and start one worker each over HTTP on
+/// the system clock.
+pub async fn start(
+    endpoints: Vec<Endpoint>,
+    store: &Store,
+    replies: Option<Replies>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, StoreError> {
+    let registered: Vec<(String, String, Vec<String>)> = endpoints
+        .iter()
+        .map(|e| (e.id.clone(), e.url.clone(), e.events.clone()))
+        .collect();
+    store.register_webhooks(&registered).await?;
+    let transport = Arc::new(HttpClient::new());
+    let clock = Arc::new(SystemClock);
+    Ok(endpoints
+        .into_iter()
+        .map(|endpoint| {
+            let worker = Worker {
+                store: store.clone(),
+                endpoint: Arc::new(endpoint),
+                transport: transport.clone(),
+                clock: clock.clone(),
+                replies: replies.clone(),
+            };
+            tokio::spawn(worker.run(stop.clone()))
+        })
+        .collect())
+}
+
+/// One gauge's value for an endpoint (None: no sample).
+type Gauge = fn(&crate::store::WebhookEndpoint) -> Option<f64>;
+
+/// Prometheus families for `/metrics`: per endpoint, deliveries waiting and
+/// dead, whether it is enabled, its last success.
+pub fn render_metrics(store: &Store, out: &mut String) {
+    use std::fmt::Write;
+    let Ok(endpoints) = store.webhooks() else {
+        return;
+    };
+    let families: [(&str, &str, Gauge); 4] = [
+        (
+            "smsgate_webhook_pending",
+            "Deliveries waiting (pending or failed, retry scheduled).",
+            |e| Some(e.pending as f64),
+        ),
+        (
+            "smsgate_webhook_dead",
+            "Dead letters waiting for an operator.",
+            |e| Some(e.dead as f64),
+        ),
+        (
+            "smsgate_webhook_enabled",
+            "1 unless a 410 Gone disabled the endpoint.",
+            |e| Some(f64::from(u8::from(e.enabled))),
+        ),
+        (
+            "smsgate_webhook_last_success_timestamp_seconds",
+            "Unix time of the last 2xx answer.",
+            |e| e.last_success_at.map(|t| t.timestamp() as f64),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for e in &endpoints {
+            if let Some(v) = value(e) {
+                let _ = writeln!(out, "{name}{{webhook=\"{}\"}} {v}", e.id);
+            }
+        }
+    }
+}

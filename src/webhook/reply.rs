@@ -1,0 +1,153 @@
+//! Reply by response: a receiver that answers `message.received` with 2xx and
+//! `{"reply": "text"}` has that text sent into the thread, validated as
+//! `POST /v1/messages` validates a body and checked by the same consent
+//! policy (a conversational message: the contact just wrote). The idempotency key is derived from
+//! the endpoint and the event id, so a delivery retried after a crash (the
+//! receiver answering again) never sends the reply twice.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::api::SmsPolicy;
+use crate::modem::Dispatcher;
+use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError};
+use crate::policy::{Policy, Refusal};
+use crate::store::{
+    Accepted, Category, Event, IdempotencyKey, MessageStatus, Part, PartStatus, Store, StoreError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("the event has no contact to reply to")]
+    NoContact,
+    #[error("reply needs {parts} SMS parts; the limit is {max}")]
+    TooLong { parts: usize, max: usize },
+    #[error("reply cannot be encoded: {0}")]
+    Encoding(PduError),
+    #[error("a different reply was already sent for this event")]
+    Conflict,
+    #[error("{}: {}", .0.code(), .0.text())]
+    Refused(Refusal),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What replying needs from the daemon.
+#[derive(Clone)]
+pub struct Replies {
+    pub store: Store,
+    pub dispatcher: Arc<Dispatcher>,
+    pub sms: Arc<SmsPolicy>,
+    /// Consent, quiet hours and rate limits, as for the API.
+    pub policy: Arc<Policy>,
+}
+
+/// The reply text in an answer's body, if it carries one.
+pub fn reply_text(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = value.get("reply")?.as_str()?;
+    (!text.trim().is_empty()).then(|| text.to_string())
+}
+
+impl Replies {
+    /// Send `text` to the contact of a `message.received` event; returns the
+    /// new (or, for a repeated answer, the original) message id.
+    pub async fn send(
+        &self,
+        endpoint: &str,
+        event: &Event,
+        text: &str,
+    ) -> Result<String, ReplyError> {
+        let contact = event.data["contact"]
+            .as_str()
+            .ok_or(ReplyError::NoContact)?;
+        // Our number as the contact saw it; the sticky sender routes the
+        // reply through the modem that received the message.
+        let from = event.data["to"].as_str().unwrap_or_default();
+        let now = Utc::now();
+        let mut message = self.store.new_outbound(
+            from,
+            contact,
+            text,
+            1,
+            "",
+            self.sms.status_reports,
+            None,
+            now,
+        );
+        let segments = pdu::segment(
+            text,
+            AlphabetChoice::Auto,
+            LanguageTables::default(),
+            message.reference,
+            self.sms.max_parts,
+        )
+        .map_err(|e| match e {
+            PduError::TooManyParts { parts, max } => ReplyError::TooLong { parts, max },
+            other => ReplyError::Encoding(other),
+        })?;
+        let parts = u8::try_from(segments.parts.len()).map_err(|_| ReplyError::TooLong {
+            parts: segments.parts.len(),
+            max: self.sms.max_parts,
+        })?;
+        message.parts = parts;
+        message.alphabet = segments.alphabet.as_str().to_string();
+        message.part_status = (1..=parts)
+            .map(|seq| Part {
+                seq,
+                status: PartStatus::Pending,
+                mr: None,
+                report_status: None,
+            })
+            .collect();
+        message.validity = self.sms.validity;
+        message.category = Category::Conversational;
+        let key = IdempotencyKey {
+            key: format!("webhook:{endpoint}:{}", event.id),
+            fingerprint: crate::pdu::hex::encode(&Sha256::digest(text.as_bytes())),
+        };
+        message.idempotency_key = Some(key.key.clone());
+        // As POST /v1/messages: refused for whoever opted out; quiet hours
+        // and rate limits defer, never drop.
+        let number = (!from.is_empty()).then_some(from);
+        self.policy
+            .consent_check(&self.store, &message, number)
+            .and_then(|()| self.policy.conversational_check(&self.store, &message))
+            .map_err(ReplyError::Refused)?;
+        if let Some(hold) = self.policy.hold(&self.store, &message, now) {
+            message.status = MessageStatus::Deferred;
+            message.not_before = Some(hold.until);
+            if let Some(step) = message.history.first_mut() {
+                step.status = MessageStatus::Deferred;
+                step.note = Some(hold.reason);
+            }
+        }
+        match self.store.accept(message, Some(key)).await? {
+            Accepted::New(m) => {
+                self.dispatcher.notify();
+                Ok(m.id)
+            }
+            Accepted::Replay(m) => Ok(m.id),
+            Accepted::KeyReused => Err(ReplyError::Conflict),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_reply_member_only() {
+        assert_eq!(
+            reply_text(br#"{"reply": "Thanks!"}"#).as_deref(),
+            Some("Thanks!")
+        );
+        assert_eq!(reply_text(br#"{"reply": "  "}"#), None);
+        assert_eq!(reply_text(br#"{"reply": 5}"#), None);
+        assert_eq!(reply_text(b"ok"), None);
+        assert_eq!(reply_text(b""), None);
+    }
+}
