@@ -33,6 +33,8 @@ use smsgate::store::{MessageFilter, MessageStatus, Store};
 const TOKEN: &str = "kill-test-token";
 const ROUNDS: usize = 5;
 const POSTERS: usize = 3;
+/// A restart took over 15 s: keep the daemons' logs.
+static SLOW_RESTART: AtomicBool = AtomicBool::new(false);
 
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("smsgate-kill-{}-{name}", std::process::id()))
@@ -62,6 +64,8 @@ impl Drop for Daemon {
 }
 
 /// Start `smsgate run`; its log goes to `log` (shown if it never gets ready).
+/// A restart slower than 15 s is reported (see BENCHMARKS.md: rarely, the
+/// modem does not answer the restarted daemon at first), failing only at 40 s.
 fn start(config: &Path, port: u16, log: &Path) -> Daemon {
     let child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
         .args(["run", "--config"])
@@ -74,9 +78,18 @@ fn start(config: &Path, port: u16, log: &Path) -> Daemon {
         .unwrap();
     let daemon = Daemon(child);
     let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(40);
     loop {
         if TcpStream::connect(&addr).is_ok() && http("GET", &addr, "/readyz", None, None).0 == 200 {
+            if started.elapsed() > Duration::from_secs(15) {
+                SLOW_RESTART.store(true, Ordering::SeqCst);
+                println!(
+                    "SLOW RESTART: ready after {:.1} s; log {}",
+                    started.elapsed().as_secs_f64(),
+                    log.display()
+                );
+            }
             return daemon;
         }
         if Instant::now() > deadline {
@@ -317,4 +330,11 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&db);
     let _ = std::fs::remove_file(temp("config.toml"));
+    if !SLOW_RESTART.load(Ordering::SeqCst) {
+        for round in 0..ROUNDS {
+            for phase in ["a", "b"] {
+                let _ = std::fs::remove_file(temp(&format!("round{round}-{phase}.log")));
+            }
+        }
+    }
 }
