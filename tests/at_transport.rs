@@ -85,6 +85,33 @@ async fn urc_inside_cmgl_goes_to_the_channel() {
 }
 
 #[tokio::test]
+async fn urc_right_behind_a_final_result_is_forwarded_without_waiting_for_more_bytes() {
+    // The modem answers and, in the same write, announces a new SMS; then it
+    // is silent. The URC must not wait in the buffer for the next command.
+    let (host, dev) = tokio::io::duplex(4096);
+    modem(dev, |cmd| match cmd {
+        "AT+CMGD=1" => Some(b"\r\nOK\r\n\r\n+CMTI: \"SM\",2\r\n".to_vec()),
+        _ => Some(b"\r\nERROR\r\n".to_vec()),
+    });
+    let (client, mut urcs) = spawn(host, TransportConfig::default());
+    let reply = client
+        .raw("AT+CMGD=1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(reply.result, smsgate::at::FinalResult::Ok);
+    let urc = tokio::time::timeout(Duration::from_secs(2), urcs.recv())
+        .await
+        .expect("the URC stayed in the buffer");
+    assert_eq!(
+        urc,
+        Some(Urc::NewMessage {
+            storage: "SM".into(),
+            index: 2
+        })
+    );
+}
+
+#[tokio::test]
 async fn cmgs_two_phases_with_echo_and_urc() {
     let (host, dev) = tokio::io::duplex(4096);
     let pdu = [

@@ -224,6 +224,35 @@ async fn multipart_emoji_sms_reaches_the_network_with_its_parts() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn wire_bytes_count_every_byte_both_ways() {
+    let sim = Simulator::start(config(Personality::Sim800, "wire")).unwrap();
+    assert_eq!(sim.wire_bytes(), (0, 0));
+    let mut c = Client::open(&sim).await;
+    // Echo is on at boot: "ATE0\r" comes back before its OK.
+    let reply = c.command("ATE0").await;
+    assert_eq!(reply, "ATE0\r\r\nOK\r\n");
+    assert_eq!(sim.wire_bytes(), (5, reply.len() as u64));
+    let (rx0, tx0) = sim.wire_bytes();
+    let text = "x".repeat(160);
+    let message = pdu::encode_submit(
+        &Address::parse_number("+15550100").unwrap(),
+        &text,
+        &SubmitOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(message.parts.len(), 1);
+    let part = &message.parts[0];
+    let command = format!("AT+CMGS={}\r", part.tpdu_length);
+    let body = format!("{}\x1a", hex::encode(&part.pdu));
+    let replies = c.send_sms("+15550100", &text, false).await;
+    assert_eq!(replies.len(), 1);
+    let (rx, tx) = sim.wire_bytes();
+    assert_eq!(rx - rx0, (command.len() + body.len()) as u64);
+    assert_eq!(tx - tx0, ("\r\n> ".len() + replies[0].len()) as u64);
+    sim.shutdown().await;
+}
+
 fn report_status(pdu_hex: &str) -> (u8, u8) {
     match pdu::decode_hex(pdu_hex, true).unwrap().tpdu {
         Tpdu::StatusReport(r) => (r.message_reference, r.status.0),

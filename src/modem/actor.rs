@@ -48,6 +48,12 @@ enum End {
 const TIMEOUTS_BEFORE_REOPEN: u32 = 3;
 /// Grace for an `AT+CMGS` in flight when shutdown is asked (issue: 8 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// How long the ESC sent at session start waits for the `OK` of a modem that
+/// was left in PDU entry (one in command mode answers nothing).
+const ESC_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a part's "sent" mark may wait for the next part's "sending" mark
+/// to carry it to disk before it is flushed on its own.
+const SENT_FLUSH_DELAY: Duration = Duration::from_millis(5);
 
 /// Start the actor for one modem.
 pub fn spawn_modem(
@@ -394,6 +400,12 @@ impl<'a> Session<'a> {
                 return Err(End::Rebooted);
             }
         }
+        // A modem left waiting for PDU text after its `> ` prompt (the daemon
+        // was killed between `AT+CMGS=<n>` and the PDU) takes every `AT` as
+        // more PDU text and never answers. ESC ends that (27.005 §3.5.1: the
+        // send is cancelled and OK answered); in command mode it is ignored
+        // and the probe just times out. Either way the link is in step after.
+        let _ = self.client.raw("\u{1b}", ESC_PROBE_TIMEOUT).await;
         let mut answered = false;
         for _ in 0..3 {
             if self.client.resync().await.is_ok() {
@@ -973,25 +985,42 @@ impl<'a> Session<'a> {
                     let last = seq as usize == encoded.parts.len();
                     let now = Utc::now();
                     let validity = message.validity.or(engine.validity);
-                    let _ = self
-                        .actor
-                        .store
-                        .update(&message.id, |m| {
-                            if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
-                                p.status = PartStatus::Sent;
-                                p.mr = Some(mr);
+                    // "Sent" is applied now but not waited for: the next
+                    // part's "sending" mark, which must be durable before its
+                    // AT+CMGS, carries it to disk in the same flush (one flush
+                    // per part instead of two). Lost in a crash, the part is
+                    // still `sending` on disk and becomes `unknown` at restart,
+                    // never a resend. When no part follows soon, a flush after
+                    // SENT_FLUSH_DELAY makes it durable anyway.
+                    let deferred = self.actor.store.update_deferred(&message.id, |m| {
+                        if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                            p.status = PartStatus::Sent;
+                            p.mr = Some(mr);
+                        }
+                        if last && m.status == MessageStatus::Sending {
+                            if m.status_report {
+                                let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
+                                m.report_deadline = Some(now + chrono::Duration::seconds(secs));
                             }
-                            if last && m.status == MessageStatus::Sending {
-                                if m.status_report {
-                                    let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
-                                    m.report_deadline = Some(now + chrono::Duration::seconds(secs));
+                            let parts = m.part_status.clone();
+                            m.transition(now, MessageStatus::Sent).parts = parts;
+                        }
+                        true
+                    });
+                    match deferred {
+                        Ok((_, durability)) => {
+                            let id = message.id.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(SENT_FLUSH_DELAY).await;
+                                if let Err(e) = durability.wait().await {
+                                    tracing::error!(message = %id, error = %e, "cannot make \"sent\" durable");
                                 }
-                                let parts = m.part_status.clone();
-                                m.transition(now, MessageStatus::Sent).parts = parts;
-                            }
-                            true
-                        })
-                        .await;
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(message = %message.id, error = %e, "cannot record \"sent\"");
+                        }
+                    }
                 }
                 Err(e) => return self.send_failed(&message, seq, e).await,
             }

@@ -6,6 +6,7 @@
 //! network model is shared with [`super::SimHandle`] behind a mutex held only
 //! for short, non-async sections.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +160,7 @@ impl Driver {
                     pty?.write(out).await.ok()
                 }, if writing && pty.is_some() => {
                     if let Some(n) = written {
+                        self.shared.wire_tx.fetch_add(n as u64, Ordering::Relaxed);
                         self.out.drain(..n.min(self.out.len()));
                         self.next_write = Instant::now() + self.wire_time(n);
                     }
@@ -174,6 +176,10 @@ impl Driver {
     }
 
     async fn input_bytes(&mut self, bytes: &[u8]) {
+        // Counted even while "hung": the bytes crossed the wire all the same.
+        self.shared
+            .wire_rx
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if self.stopped {
             return;
         }

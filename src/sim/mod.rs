@@ -64,6 +64,7 @@ pub mod pty;
 pub mod storage;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,6 +159,10 @@ pub(crate) struct Shared {
     generation: watch::Sender<u64>,
     slave_path: Mutex<PathBuf>,
     link: Option<PathBuf>,
+    /// Bytes the modem has read from the client (commands, PDUs, Ctrl-Z).
+    wire_rx: AtomicU64,
+    /// Bytes the modem has written to the client (echo, prompts, answers, URCs).
+    wire_tx: AtomicU64,
 }
 
 impl Shared {
@@ -201,6 +206,8 @@ impl Simulator {
             generation: watch::channel(1).0,
             slave_path: Mutex::new(pty.slave_path().to_path_buf()),
             link: config.link.clone(),
+            wire_rx: AtomicU64::new(0),
+            wire_tx: AtomicU64::new(0),
         });
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let driver = Driver::new(config, shared.clone(), Modem::new(id), pty, control_rx);
@@ -325,6 +332,17 @@ impl SimHandle {
             .map_err(|_| SimError::Timeout(timeout))?
             .map_err(|_| SimError::Stopped)?;
         Ok(())
+    }
+
+    /// Bytes on the serial wire so far, as `(rx, tx)`: what the modem read
+    /// from the client and what it wrote back (echo, prompts, answers, URCs),
+    /// counted when the firmware takes them in and when the pty accepts them.
+    /// Benchmarks divide by the baud rate's byte rate to get wire efficiency.
+    pub fn wire_bytes(&self) -> (u64, u64) {
+        (
+            self.shared.wire_rx.load(Ordering::Relaxed),
+            self.shared.wire_tx.load(Ordering::Relaxed),
+        )
     }
 
     /// Inbound parts still waiting in the network for room in the modem.

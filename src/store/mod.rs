@@ -278,6 +278,31 @@ impl Store {
     }
 }
 
+/// A write applied but perhaps not yet on disk ([`Store::update_deferred`]).
+#[must_use = "the write is not known to be durable until waited for"]
+pub struct Durability {
+    store: Store,
+    /// None: nothing was written.
+    ticket: Option<u64>,
+    /// The write appended events: announce them once durable.
+    events: bool,
+}
+
+impl Durability {
+    /// Wait until the write is on disk; flushes now unless a flush that
+    /// covers it has already happened. Events it appended are announced to
+    /// their readers (webhook delivery) then.
+    pub async fn wait(self) -> Result<()> {
+        if let Some(ticket) = self.ticket {
+            self.store.durable(ticket).await?;
+        }
+        if self.events {
+            self.store.events_committed();
+        }
+        Ok(())
+    }
+}
+
 /// Append an event inside a transaction; its id is a sled-generated sequence,
 /// monotonic across restarts.
 pub(crate) fn push_event(

@@ -10,7 +10,8 @@ use super::keys;
 use super::query::touch_contact;
 use super::records::{Direction, Event, Message, MessageStatus, PartStatus};
 use super::{
-    from_json, from_json_tx, push_event, to_json, unwrap_tx, Result, Store, StoreError, TxError,
+    from_json, from_json_tx, push_event, to_json, unwrap_tx, Durability, Result, Store, StoreError,
+    TxError,
 };
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with.
@@ -37,6 +38,9 @@ pub enum Accepted {
     /// The key was seen with a different request.
     KeyReused,
 }
+
+/// A message after an update, and the events the update recorded.
+pub type Updated = (Message, Vec<Event>);
 
 /// Write a new outbound message with its thread and outbox entries.
 pub(crate) fn queue_message(
@@ -230,7 +234,23 @@ impl Store {
     /// anything (it may run more than once, so it must not have side effects).
     /// Indexes and events follow from the difference; the change is durable
     /// when this returns. `None` when there is no such message.
-    pub async fn update<F>(&self, id: &str, change: F) -> Result<Option<(Message, Vec<Event>)>>
+    pub async fn update<F>(&self, id: &str, change: F) -> Result<Option<Updated>>
+    where
+        F: Fn(&mut Message) -> bool,
+    {
+        let (outcome, durability) = self.update_deferred(id, change)?;
+        durability.wait().await?;
+        Ok(outcome)
+    }
+
+    /// [`Store::update`] without the wait: the change is applied (readers see
+    /// it at once) and becomes durable with the next flush, which the next
+    /// durable write anywhere in the store brings about; the returned
+    /// [`Durability`] waits for it. A crash before then loses the change, so
+    /// only changes whose loss is safe may go this way (the modem engine's
+    /// "part sent" mark: lost, the part is still `sending` on disk and turns
+    /// `unknown` at restart, never into a resend).
+    pub fn update_deferred<F>(&self, id: &str, change: F) -> Result<(Option<Updated>, Durability)>
     where
         F: Fn(&mut Message) -> bool,
     {
@@ -269,14 +289,16 @@ impl Store {
                 },
             )
             .map_err(unwrap_tx)?;
-        if matches!(&outcome, Some((_, events)) if !events.is_empty()) || outcome.is_some() {
-            let ticket = i.commit.ticket();
-            self.durable(ticket).await?;
-        }
-        if matches!(&outcome, Some((_, events)) if !events.is_empty()) {
-            self.events_committed();
-        }
-        Ok(outcome)
+        let ticket = outcome.is_some().then(|| i.commit.ticket());
+        let events = matches!(&outcome, Some((_, events)) if !events.is_empty());
+        Ok((
+            outcome,
+            Durability {
+                store: self.clone(),
+                ticket,
+                events,
+            },
+        ))
     }
 
     /// Outbound messages due at `now` (queued, or scheduled/deferred whose time

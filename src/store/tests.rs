@@ -393,3 +393,47 @@ async fn thread_pages_go_back_in_time_and_lists_filter() {
     );
     assert_eq!(threads.items[1].total, 7);
 }
+
+#[tokio::test]
+async fn a_deferred_update_is_seen_at_once_and_carried_to_disk_by_the_next_durable_write() {
+    let mut t = TempStore::new();
+    let a = outbound(&t.store, "+15551230101", "first");
+    let b = outbound(&t.store, "+15551230102", "second");
+    for m in [&a, &b] {
+        t.store.accept(m.clone(), None).await.unwrap();
+    }
+    let now = Utc::now();
+    let (outcome, durability) = t
+        .store
+        .update_deferred(&a.id, |m| {
+            m.transition(now, MessageStatus::Sending);
+            true
+        })
+        .unwrap();
+    assert_eq!(outcome.unwrap().0.status, MessageStatus::Sending);
+    assert_eq!(
+        t.store.get(&a.id).unwrap().unwrap().status,
+        MessageStatus::Sending,
+        "readers see it before it is durable"
+    );
+    // A durable write of another message flushes the deferred one with it;
+    // waiting afterwards returns without another flush.
+    t.store
+        .update(&b.id, |m| {
+            m.transition(now, MessageStatus::Sending);
+            true
+        })
+        .await
+        .unwrap();
+    durability.wait().await.unwrap();
+    // An update that changes nothing still answers its wait.
+    let (_, nothing) = t.store.update_deferred(&a.id, |_| false).unwrap();
+    nothing.wait().await.unwrap();
+    t.restart();
+    for id in [&a.id, &b.id] {
+        assert_eq!(
+            t.store.get(id).unwrap().unwrap().status,
+            MessageStatus::Sending
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Send throughput through one simulated modem paced at 115200 baud (11,520
+//! bytes/s: 10 bits a byte), no network delay, no status reports asked:
+//! 1,000 single-part 160-character GSM 7-bit messages, posted through the API
+//! as fast as it accepts them, until the last one is `sent` in the store.
+//!
+//! Efficiency = (bytes on the wire / 11,520) / elapsed, where the bytes are the
+//! simulator's own count of both directions (`SimHandle::wire_bytes`): command
+//! lines, prompts, hex PDUs with Ctrl-Z, `+CMGS` answers, and whatever else the
+//! engine said in the window (health checks). The bench also computes the bytes
+//! of the `AT+CMGS` exchanges alone, and the engine's time per message from the
+//! messages' own history (sending -> sent, sent -> next sending).
+//!
+//! Run: `cargo bench --bench send_throughput` (`-- --quick`: 100 messages).
+//! Target (ARCHITECTURE.md, "Targets"): at least 90% of the serial wire limit.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Client, DaemonThread};
+use smsgate::pdu::{self, Address, SubmitOptions};
+use smsgate::sim::{Personality, SimConfig, Simulator};
+use smsgate::store::MessageStatus;
+
+const BAUD: u32 = 115_200;
+const POSTERS: usize = 16;
+
+/// A 160-character GSM 7-bit text, unique by `n`.
+fn text(n: usize) -> String {
+    let head = format!("Msg {n:05}: your appointment is confirmed for Tuesday at 10:30. ");
+    let mut t = head;
+    while t.len() < 160 {
+        t.push_str("Reply C to confirm or R to reschedule. ");
+    }
+    t.truncate(160);
+    t
+}
+
+fn main() {
+    let quick = harness::quick();
+    let count = if quick { 100 } else { 1000 };
+    let dir = harness::scratch("send_throughput");
+    let rt = harness::client_runtime();
+
+    let mut sim_config = SimConfig::new(Personality::Sim800);
+    sim_config.link = Some(dir.join("modem"));
+    sim_config.own_number = "+15550000000".into();
+    sim_config.noise_interval = Some(Duration::ZERO);
+    sim_config.baud = Some(BAUD);
+    sim_config.status_report_delay = Duration::ZERO;
+    let sim = rt.block_on(async { Simulator::start(sim_config).unwrap() });
+    let config = harness::config(&dir.join("db"), 32, &[("m1".into(), sim.link())]);
+    let daemon = DaemonThread::start(config);
+    daemon.wait_ready(Duration::from_secs(20));
+    let addr = daemon.started.api;
+    let store = daemon.started.store.clone();
+
+    // The bytes of the AT+CMGS exchanges alone, computed from the PDUs.
+    let to = |n: usize| format!("+1555020{:04}", n % 1000);
+    let mut exchange_bytes = 0u64;
+    for n in 0..count {
+        let message = pdu::encode_submit(
+            &Address::parse_number(&to(n)).unwrap(),
+            &text(n),
+            &SubmitOptions {
+                status_report: false,
+                ..SubmitOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(message.parts.len(), 1);
+        let part = &message.parts[0];
+        exchange_bytes += format!("AT+CMGS={}\r", part.tpdu_length).len() as u64
+            + "\r\n> ".len() as u64
+            + 2 * part.pdu.len() as u64
+            + 1
+            + "\r\n+CMGS: \r\n\r\nOK\r\n".len() as u64;
+    }
+
+    println!("machine: {}", harness::machine());
+    println!("load before: {}", harness::load());
+    let (rx0, tx0) = sim.wire_bytes();
+    let start = Instant::now();
+    let ids: Vec<String> = rt.block_on(async {
+        let per = count / POSTERS;
+        let tasks: Vec<_> = (0..POSTERS)
+            .map(|p| {
+                tokio::spawn(async move {
+                    let mut c = Client::connect(addr).await;
+                    let mut ids = Vec::new();
+                    let end = if p == POSTERS - 1 {
+                        count
+                    } else {
+                        (p + 1) * per
+                    };
+                    for n in p * per..end {
+                        let body = serde_json::json!({
+                            "to": to(n), "body": text(n), "status_report": false
+                        })
+                        .to_string();
+                        let (status, answer) =
+                            c.request("POST", "/v1/messages", body.as_bytes()).await;
+                        assert_eq!(status, 202);
+                        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+                        ids.push(v["id"].as_str().unwrap().to_string());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.extend(t.await.unwrap());
+        }
+        ids
+    });
+    let posted = start.elapsed();
+    rt.block_on(sim.wait_received(count, Duration::from_secs(600)))
+        .unwrap();
+    // The last answer read and recorded: every message `sent`.
+    let mut remaining: Vec<&String> = ids.iter().collect();
+    while !remaining.is_empty() {
+        remaining.retain(|id| store.get(id).unwrap().unwrap().status != MessageStatus::Sent);
+        if !remaining.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let elapsed = start.elapsed();
+    let (rx1, tx1) = sim.wire_bytes();
+    println!("load after:  {}", harness::load());
+
+    // The TP-MR in each answer: 1 to 3 digits (the simulator counts from 1).
+    let mr_digits: u64 = (0..count)
+        .map(|i| ((i % 256) + 1).to_string().len() as u64)
+        .sum();
+    let exchange_bytes = exchange_bytes + mr_digits;
+    let (rx, tx) = (rx1 - rx0, tx1 - tx0);
+    let bytes = rx + tx;
+    let rate = f64::from(BAUD) / 10.0;
+    let wire_time = bytes as f64 / rate;
+    let efficiency = wire_time / elapsed.as_secs_f64();
+
+    // Where the time goes, from each message's history.
+    let mut messages: Vec<_> = ids
+        .iter()
+        .map(|id| store.get(id).unwrap().unwrap())
+        .collect();
+    let at = |m: &smsgate::store::Message, s: MessageStatus| {
+        m.history.iter().find(|h| h.status == s).map(|h| h.at)
+    };
+    messages.sort_by_key(|m| at(m, MessageStatus::Sending));
+    let mut in_send = Vec::new();
+    let mut between = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let (Some(sending), Some(sent)) =
+            (at(m, MessageStatus::Sending), at(m, MessageStatus::Sent))
+        else {
+            continue;
+        };
+        in_send.push((sent - sending).to_std().unwrap_or_default());
+        if let Some(next) = messages
+            .get(i + 1)
+            .and_then(|n| at(n, MessageStatus::Sending))
+        {
+            between.push((next - sent).to_std().unwrap_or_default());
+        }
+    }
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len().max(1) as u32;
+    let per_message_wire = exchange_bytes as f64 / count as f64 / rate;
+
+    println!(
+        "{count} messages of 160 GSM 7-bit characters through one modem at {BAUD} baud: {:.2} s (posting took {:.2} s)",
+        elapsed.as_secs_f64(),
+        posted.as_secs_f64()
+    );
+    println!(
+        "wire bytes (simulator's count): {rx} to the modem + {tx} from it = {bytes}; AT+CMGS exchanges alone: {exchange_bytes} ({:.1} per message, {:.2} ms of wire); other traffic: {}",
+        exchange_bytes as f64 / count as f64,
+        per_message_wire * 1e3,
+        bytes as i64 - exchange_bytes as i64
+    );
+    println!(
+        "throughput {:.1} messages/s; wire limit for these bytes {:.1} messages/s",
+        count as f64 / elapsed.as_secs_f64(),
+        count as f64 / wire_time
+    );
+    println!(
+        "per message: sending -> sent {:.2} ms (wire {:.2} ms), sent -> next sending {:.2} ms",
+        mean(&in_send).as_secs_f64() * 1e3,
+        per_message_wire * 1e3,
+        mean(&between).as_secs_f64() * 1e3
+    );
+    println!(
+        "efficiency: {:.1}% of the serial wire limit; target (>= 90%): {}",
+        efficiency * 100.0,
+        harness::met(efficiency >= 0.9)
+    );
+    daemon.stop();
+    rt.block_on(sim.shutdown());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,234 @@
+//! Thread reads on a big store: `GET /v1/threads/{contact}` (the last 50
+//! messages) with 1,000,000 stored messages over 10,000 contacts, on a daemon
+//! with 8 simulated modems and `cache_mb = 32`; and the daemon's RSS.
+//!
+//! The store is filled once, by a child process (this bench re-executed, so
+//! the fill's allocations are not in the daemon's RSS) through the store API
+//! with 256 concurrent accepts (group commit), and kept in
+//! `<target>/bench-data/thread_read-1m` (`thread_read-quick` for `--quick`,
+//! 100,000 messages). Delete that directory to fill again, or pass `--refill`.
+//! Messages alternate inbound (`received`) and outbound (`delivered`), so none
+//! waits in the outbox. The 8 simulators run in another child process; the
+//! daemon runs in this one, and reads come from one keep-alive connection,
+//! random contacts, one at a time, after a warm-up.
+//!
+//! Run: `cargo bench --bench thread_read` (`-- --quick` for a small store).
+//! Targets (ARCHITECTURE.md, "Targets"): p99 under 2 ms; RSS under 64 MB.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use harness::{ms, percentile, Client, DaemonThread, SimChild};
+use smsgate::store::{Accepted, Direction, MessageStatus, Store};
+
+/// 100 messages per contact: 10,000 contacts for 1M messages.
+const PER_CONTACT: usize = 100;
+const FILL_ENV: &str = "SMSGATE_BENCH_FILL";
+const CACHE_MB: u64 = 32;
+const MODEMS: usize = 8;
+
+fn contact(i: usize) -> String {
+    format!("+1555{:07}", 3_000_000 + i)
+}
+
+/// The child: fill the store at `path` with `count` messages.
+fn fill(path: &Path, count: usize) {
+    let contacts = count / PER_CONTACT;
+    let rt = harness::client_runtime();
+    let store = Store::open(path, CACHE_MB).unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let start = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..256)
+            .map(|_| {
+                let store = store.clone();
+                let next = next.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= count {
+                            break;
+                        }
+                        // Contact n % contacts, one message every 30 s overall.
+                        let c = contact(n % contacts);
+                        let at = base + chrono::Duration::seconds(30 * n as i64);
+                        let body = format!(
+                            "Message {n}: your appointment is on Tuesday at 10:30. Reply C to confirm, R to reschedule."
+                        );
+                        let mut m = store.new_outbound(
+                            "+15550000000", &c, &body, 1, "gsm7", false, None, at,
+                        );
+                        m.modem = Some(format!("m{:02}", n % MODEMS));
+                        if n % 2 == 0 {
+                            m.direction = Direction::Inbound;
+                            m.from = c.clone();
+                            m.to = "+15550000000".into();
+                            m.part_status.clear();
+                            m.history.clear();
+                            m.transition(at, MessageStatus::Received);
+                            m.read = true;
+                        } else {
+                            m.transition(at, MessageStatus::Sending);
+                            m.transition(at, MessageStatus::Sent);
+                            m.transition(at, MessageStatus::Delivered);
+                        }
+                        match store.accept(m, None).await.unwrap() {
+                            Accepted::New(_) => {}
+                            other => panic!("{other:?}"),
+                        }
+                        if n % 100_000 == 0 && n > 0 {
+                            eprintln!(
+                                "  filled {n} in {:.0} s",
+                                start.elapsed().as_secs_f64()
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        store.sync().await.unwrap();
+    });
+    store.flush_blocking().unwrap();
+    eprintln!(
+        "  filled {count} messages in {:.1} s ({:.0}/s), {} MiB on disk",
+        start.elapsed().as_secs_f64(),
+        count as f64 / start.elapsed().as_secs_f64(),
+        store.size_on_disk() / (1024 * 1024)
+    );
+}
+
+fn run_fill_child_if_asked() {
+    let Ok(spec) = std::env::var(FILL_ENV) else {
+        return;
+    };
+    let (count, path) = spec.split_once(':').unwrap();
+    fill(Path::new(path), count.parse().unwrap());
+    std::process::exit(0);
+}
+
+/// The filled store directory, filling it (in a child) when absent.
+fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
+    let dir = harness::target_dir().join("bench-data").join(name);
+    let marker = dir.join("FILLED");
+    if refill {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let tag = format!("{count} messages, {} per contact", PER_CONTACT);
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(tag.as_str()) {
+        println!("store: reusing {} ({count} messages)", dir.display());
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    println!(
+        "store: filling {} with {count} messages (once)",
+        dir.display()
+    );
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(FILL_ENV, format!("{count}:{}", dir.join("db").display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(&marker, tag).unwrap();
+    dir
+}
+
+fn main() {
+    harness::run_sim_child_if_asked();
+    run_fill_child_if_asked();
+    let quick = harness::quick();
+    let refill = std::env::args().any(|a| a == "--refill");
+    let (count, name) = if quick {
+        (100_000, "thread_read-quick")
+    } else {
+        (1_000_000, "thread_read-1m")
+    };
+    let reads = if quick { 2_000 } else { 20_000 };
+    let contacts = count / PER_CONTACT;
+    let dir = filled_store(count, name, refill);
+    let sim_dir = harness::scratch("thread_read-sims");
+    let sims = SimChild::spawn(MODEMS, &sim_dir);
+    let config = harness::config(&dir.join("db"), CACHE_MB, &sims.modems());
+    let opened = Instant::now();
+    let daemon = DaemonThread::start(config);
+    daemon.wait_ready(Duration::from_secs(60));
+    println!(
+        "daemon up with {MODEMS} modems ready in {:.2} s; store {} MiB on disk",
+        opened.elapsed().as_secs_f64(),
+        daemon.started.store.size_on_disk() / (1024 * 1024)
+    );
+    let rss_ready = harness::rss_kib("self");
+    let addr = daemon.started.api;
+    let rt = harness::client_runtime();
+
+    println!("machine: {}", harness::machine());
+    println!("load before: {}", harness::load());
+    let (latencies, elapsed) = rt.block_on(async {
+        let mut client = Client::connect(addr).await;
+        // A cheap xorshift: random contacts without a dependency.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut latencies = Vec::with_capacity(reads);
+        let warmup = reads / 10;
+        let mut start = Instant::now();
+        for n in 0..warmup + reads {
+            if n == warmup {
+                start = Instant::now();
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let c = contact((x % contacts as u64) as usize);
+            let path = format!("/v1/threads/{}?limit=50", c.replace('+', "%2B"));
+            let t = Instant::now();
+            let (status, body) = client.request("GET", &path, b"").await;
+            let took = t.elapsed();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            if n >= warmup {
+                latencies.push(took);
+            }
+            if n == 0 {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(v["items"].as_array().unwrap().len(), 50);
+            }
+        }
+        (latencies, start.elapsed())
+    });
+    println!("load after:  {}", harness::load());
+    let rss = harness::rss_kib("self");
+    let peak = harness::peak_rss_kib("self");
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let p50 = percentile(&sorted, 50.0);
+    let p99 = percentile(&sorted, 99.0);
+    let max = *sorted.last().unwrap();
+    println!(
+        "{reads} reads of a random contact's last 50 (of {count} messages, {contacts} contacts): {:.0}/s",
+        reads as f64 / elapsed.as_secs_f64()
+    );
+    println!("latency p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+    println!(
+        "RSS of this process (the daemon, plus the bench's one client): {:.1} MiB when ready, {:.1} MiB after the reads, peak {:.1} MiB",
+        rss_ready as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    // 64 MB taken strictly: 64,000,000 bytes (61.0 MiB).
+    let rss_ok = peak * 1024 < 64_000_000;
+    println!(
+        "target p99 < 2 ms: {}; target RSS < 64 MB (peak): {}",
+        harness::met(p99 < Duration::from_millis(2)),
+        harness::met(rss_ok)
+    );
+    daemon.stop();
+    drop(sims);
+    let _ = std::fs::remove_dir_all(&sim_dir);
+}
