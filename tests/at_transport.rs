@@ -330,28 +330,3 @@ async fn full_urc_channel_drops_and_counts_instead_of_blocking() {
         Some(Urc::NewMessage { index: 0, .. })
     ));
 }
-
-/// Regression (found by the inbound -> webhook benchmark): a URC in the same
-/// read as the final result of a command (`OK` then `+CMTI`) must reach the
-/// channel at once, not when the next byte or command comes 30 s later.
-#[tokio::test]
-async fn urc_right_behind_a_final_result_is_forwarded_at_once() {
-    let (host, dev) = tokio::io::duplex(4096);
-    let _log = modem(dev, |line| {
-        (line == "AT+CSQ").then(|| b"\r\n+CSQ: 21,99\r\n\r\nOK\r\n\r\n+CMTI: \"SM\",7\r\n".to_vec())
-    });
-    let (client, mut urcs) = spawn(host, TransportConfig::default());
-    client.send(&Csq).await.unwrap();
-    // No further command and no further byte: the URC must still come.
-    let urc = tokio::time::timeout(Duration::from_secs(2), urcs.recv())
-        .await
-        .expect("the +CMTI waited for more input")
-        .unwrap();
-    assert_eq!(
-        urc,
-        Urc::NewMessage {
-            storage: "SM".into(),
-            index: 7
-        }
-    );
-}

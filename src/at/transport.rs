@@ -246,10 +246,6 @@ where
                     if let Some(reason) = gone {
                         return Err(reason);
                     }
-                    // Bytes read with the final result (a `+CMTI` right behind
-                    // the `OK`) are digested now, not at the next read: the
-                    // modem may stay silent until the next command.
-                    let _ = self.pump();
                 }
                 read = AsyncReadExt::read(&mut self.port, &mut chunk) => {
                     match read {
