@@ -310,26 +310,13 @@ impl Policy {
         message: &Message,
         now: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, Category)> {
-        let filter = MessageFilter {
-            contact: Some(message.contact.clone()),
-            direction: Some(Direction::Outbound),
-            since: Some(now - Duration::hours(24) - Duration::days(7)),
-            ..MessageFilter::default()
-        };
-        let Ok(page) = store.list(&filter, None, 500) else {
-            return Vec::new();
-        };
-        page.items
+        // The send log holds first sends only, so the message being checked
+        // (not sent yet, or resuming its later parts) is never counted.
+        store
+            .sends_since(&message.contact, now - Duration::hours(24))
+            .unwrap_or_default()
             .into_iter()
-            .filter(|m| m.id != message.id && m.exempt.is_none())
-            .filter_map(|m| {
-                let went = m
-                    .history
-                    .iter()
-                    .find(|t| t.status == MessageStatus::Sending)?
-                    .at;
-                (now - went < Duration::hours(24)).then_some((went, m.category))
-            })
+            .filter(|(at, _)| *at <= now)
             .collect()
     }
 

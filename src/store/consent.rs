@@ -406,6 +406,10 @@ impl Store {
                 i.recent.remove(keys::recent(summary.last_at, contact))?;
             }
         }
+        for entry in i.sends.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            i.sends.remove(key)?;
+        }
         i.profiles.remove(contact.as_bytes())?;
         i.sticky.remove(contact.as_bytes())?;
         i.consent.remove(consent_key(contact, None))?;

@@ -26,6 +26,11 @@ pub(crate) fn thread_prefix(contact: &str) -> Vec<u8> {
     key
 }
 
+/// `sends`: contact, time, id -> category: when messages started going out.
+pub(crate) fn send(contact: &str, at: DateTime<Utc>, id: &str) -> Vec<u8> {
+    thread(contact, at, id)
+}
+
 /// `outbox`: due time, id -> ().
 pub(crate) fn outbox(due: DateTime<Utc>, id: &str) -> Vec<u8> {
     let mut key = time_key(due).to_vec();

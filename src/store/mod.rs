@@ -95,6 +95,8 @@ struct Inner {
     mrs: Tree,
     /// contact -> modem id: text a contact from the number it last talked with.
     sticky: Tree,
+    /// contact, time, id -> category: the per-contact send log (rate limits).
+    sends: Tree,
     /// consent key (contact [, number]) -> ConsentRecord.
     consent: Tree,
     /// contact, sequence -> LedgerEntry: append-only.
@@ -176,6 +178,7 @@ impl Store {
             idempotency: db.open_tree("idempotency")?,
             active: db.open_tree("active")?,
             consent: db.open_tree("consent")?,
+            sends: db.open_tree("sends")?,
             ledger: db.open_tree("ledger")?,
             tombstones: db.open_tree("tombstones")?,
             profiles: db.open_tree("profiles")?,

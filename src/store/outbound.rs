@@ -8,7 +8,7 @@ use sled::Transactional;
 
 use super::keys;
 use super::query::touch_contact;
-use super::records::{Direction, Event, Message, MessageStatus, PartStatus};
+use super::records::{Category, Direction, Event, Message, MessageStatus, PartStatus};
 use super::{
     from_json, from_json_tx, push_event, to_json, unwrap_tx, Durability, Result, Store, StoreError,
     TxError,
@@ -102,6 +102,7 @@ fn message_json(message: &Message) -> std::result::Result<serde_json::Value, TxE
 /// The trees a state change touches.
 struct Changed<'a> {
     messages: &'a TransactionalTree,
+    sends: &'a TransactionalTree,
     outbox: &'a TransactionalTree,
     active: &'a TransactionalTree,
     deadlines: &'a TransactionalTree,
@@ -128,6 +129,20 @@ impl Changed<'_> {
             if let Some(k) = outbox_key(new) {
                 self.outbox.insert(k, &[])?;
             }
+        }
+        // The per-contact send log (rate limits): a message's first move to
+        // `sending` is one send; retries and later parts are not.
+        let started = |m: &Message| {
+            m.history
+                .iter()
+                .find(|t| t.status == MessageStatus::Sending)
+                .map(|t| t.at)
+        };
+        if let (Some(went), None, None) = (started(new), started(old), &new.exempt) {
+            self.sends.insert(
+                keys::send(&new.contact, went, &new.id),
+                &[new.category as u8],
+            )?;
         }
         let in_flight = |m: &Message| m.status == MessageStatus::Sending;
         if in_flight(new) && !in_flight(old) {
@@ -264,9 +279,10 @@ impl Store {
             &i.mrs,
             &i.sticky,
             &i.events,
+            &i.sends,
         )
             .transaction(
-                |(messages, outbox, active, deadlines, mrs, sticky, events)| {
+                |(messages, outbox, active, deadlines, mrs, sticky, events, sends)| {
                     let Some(raw) = messages.get(id.as_bytes())? else {
                         return Ok(None);
                     };
@@ -277,6 +293,7 @@ impl Store {
                     }
                     let trees = Changed {
                         messages,
+                        sends,
                         outbox,
                         active,
                         deadlines,
@@ -329,6 +346,34 @@ impl Store {
             .outbox
             .first()?
             .and_then(|(key, _)| time_of(&key)))
+    }
+
+    /// When messages to `contact` started going out since `since`, and their
+    /// categories (read by the per-contact rate limits: small keys, no records).
+    pub fn sends_since(
+        &self,
+        contact: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Category)>> {
+        let prefix = keys::thread_prefix(contact);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&keys::time_key(since));
+        let mut end = prefix.clone();
+        end.push(0xFF);
+        let mut out = Vec::new();
+        for entry in self.inner.sends.range(start..end) {
+            let (key, value) = entry?;
+            let Some(at) = key.get(prefix.len()..).and_then(time_of) else {
+                continue;
+            };
+            let category = match value.first() {
+                Some(1) => Category::Conversational,
+                Some(2) => Category::Marketing,
+                _ => Category::Transactional,
+            };
+            out.push((at, category));
+        }
+        Ok(out)
     }
 
     /// Outbound messages waiting in the outbox (queue depth).

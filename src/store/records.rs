@@ -99,14 +99,15 @@ pub const ALL_STATUSES: [MessageStatus; 11] = [
 /// Why an outbound message is sent (issue: consent, "message categories").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(u8)]
 pub enum Category {
     /// Appointment reminders, service updates, receipts: the default.
     #[default]
-    Transactional,
+    Transactional = 0,
     /// A reply in a thread the contact started or answered.
-    Conversational,
+    Conversational = 1,
     /// Promotions: needs recorded opt-in evidence, waits out quiet hours.
-    Marketing,
+    Marketing = 2,
 }
 
 impl Category {
