@@ -196,6 +196,20 @@ impl Store {
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Accepted> {
         let i = &self.inner;
+        // Without a key, the idempotency tree stays out of the transaction:
+        // each tree in a sled transaction costs (this is the API's hot path).
+        let Some(k) = &idempotency else {
+            let outcome = (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
+                .transaction(|(messages, threads, outbox, contacts, recent)| {
+                    queue_message(messages, threads, outbox, &message)?;
+                    touch_contact(contacts, recent, &message)?;
+                    Ok(Accepted::New(message.clone()))
+                })
+                .map_err(unwrap_tx)?;
+            let ticket = i.commit.ticket();
+            self.durable(ticket).await?;
+            return Ok(outcome);
+        };
         let outcome = (
             &i.messages,
             &i.threads,
@@ -205,7 +219,7 @@ impl Store {
             &i.idempotency,
         )
             .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
-                if let Some(k) = &idempotency {
+                {
                     if let Some(raw) = idem.get(k.key.as_bytes())? {
                         let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
                         if record.fingerprint != k.fingerprint {
