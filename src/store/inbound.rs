@@ -216,16 +216,20 @@ impl Store {
         message
     }
 
-    /// Store a received SMS durably. Returns only after the flush, so the caller
-    /// may delete it from the modem.
-    pub async fn receive(&self, part: InboundPart<'_>) -> Result<ReceiveOutcome> {
+    /// One transaction over every tree an inbound message touches: dedupe keys,
+    /// multipart sets, and the message with its indexes, events and consent
+    /// reaction (`InboundTrees`).
+    fn inbound_transaction<T>(
+        &self,
+        reactor: Option<&(Reactor, bool)>,
+        f: impl Fn(
+            &TransactionalTree,
+            &TransactionalTree,
+            &InboundTrees<'_>,
+        ) -> std::result::Result<T, TxError>,
+    ) -> Result<T> {
         let i = &self.inner;
-        let now = Utc::now();
-        let mut dedupe_key = part.modem.as_bytes().to_vec();
-        dedupe_key.push(keys::SEP);
-        dedupe_key.extend_from_slice(part.raw_pdu);
-        let reactor = self.reactor();
-        let outcome = (
+        (
             &i.dedupe,
             &i.parts,
             &i.messages,
@@ -254,12 +258,9 @@ impl Store {
                     ledger,
                     tombstones,
                 )| {
-                    if dedupe.get(&dedupe_key)?.is_some() {
-                        return Ok(ReceiveOutcome::Duplicate);
-                    }
                     let trees = InboundTrees {
                         store: self,
-                        reactor: reactor.as_ref(),
+                        reactor,
                         messages,
                         threads,
                         contacts,
@@ -271,62 +272,75 @@ impl Store {
                         ledger,
                         tombstones,
                     };
-                    let single = PartialSet {
-                        modem: part.modem.to_string(),
-                        own_number: part.own_number.to_string(),
-                        sender: part.sender.to_string(),
-                        alphabet: part.alphabet.to_string(),
-                        total: 1,
-                        first_at: now,
-                        network_time: part.network_time,
-                        parts: BTreeMap::new(),
-                    };
-                    let Some(concat) = part.concat.filter(|c| c.total > 1) else {
-                        let message = self.inbound_message(
-                            &single,
-                            part.text.to_string(),
-                            false,
-                            part.error.clone(),
-                            now,
-                        );
-                        let events = trees.store_message(&message, now)?;
-                        dedupe.insert(dedupe_key.as_slice(), message.id.as_bytes())?;
-                        return Ok(ReceiveOutcome::Complete(Box::new(message), events));
-                    };
-                    let set_key = keys::concat_prefix(
-                        part.modem,
-                        part.sender,
-                        concat.reference,
-                        concat.total,
-                    );
-                    let mut set = match parts.get(&set_key)? {
-                        Some(raw) => from_json_tx(&set_key, &raw)?,
-                        None => PartialSet {
-                            total: concat.total,
-                            ..single
-                        },
-                    };
-                    // A duplicate part (same sequence, different PDU bytes, e.g. a
-                    // resend by the centre) keeps the first copy.
-                    set.parts
-                        .entry(concat.sequence)
-                        .or_insert_with(|| part.text.to_string());
-                    dedupe.insert(dedupe_key.as_slice(), b"part".as_slice())?;
-                    if set.parts.len() < usize::from(set.total) {
-                        parts.insert(set_key, to_json(&set)?)?;
-                        return Ok(ReceiveOutcome::Partial {
-                            have: set.parts.len() as u8,
-                            total: set.total,
-                        });
-                    }
-                    parts.remove(set_key)?;
-                    let body: String = set.parts.values().map(String::as_str).collect();
-                    let message = self.inbound_message(&set, body, false, None, now);
-                    let events = trees.store_message(&message, now)?;
-                    Ok(ReceiveOutcome::Complete(Box::new(message), events))
+                    f(dedupe, parts, &trees)
                 },
             )
-            .map_err(unwrap_tx)?;
+            .map_err(unwrap_tx)
+    }
+
+    /// Store a received SMS durably. Returns only after the flush, so the caller
+    /// may delete it from the modem.
+    pub async fn receive(&self, part: InboundPart<'_>) -> Result<ReceiveOutcome> {
+        let i = &self.inner;
+        let now = Utc::now();
+        let mut dedupe_key = part.modem.as_bytes().to_vec();
+        dedupe_key.push(keys::SEP);
+        dedupe_key.extend_from_slice(part.raw_pdu);
+        let reactor = self.reactor();
+        let outcome = self.inbound_transaction(reactor.as_ref(), |dedupe, parts, trees| {
+            if dedupe.get(&dedupe_key)?.is_some() {
+                return Ok(ReceiveOutcome::Duplicate);
+            }
+            let single = PartialSet {
+                modem: part.modem.to_string(),
+                own_number: part.own_number.to_string(),
+                sender: part.sender.to_string(),
+                alphabet: part.alphabet.to_string(),
+                total: 1,
+                first_at: now,
+                network_time: part.network_time,
+                parts: BTreeMap::new(),
+            };
+            let Some(concat) = part.concat.filter(|c| c.total > 1) else {
+                let message = self.inbound_message(
+                    &single,
+                    part.text.to_string(),
+                    false,
+                    part.error.clone(),
+                    now,
+                );
+                let events = trees.store_message(&message, now)?;
+                dedupe.insert(dedupe_key.as_slice(), message.id.as_bytes())?;
+                return Ok(ReceiveOutcome::Complete(Box::new(message), events));
+            };
+            let set_key =
+                keys::concat_prefix(part.modem, part.sender, concat.reference, concat.total);
+            let mut set = match parts.get(&set_key)? {
+                Some(raw) => from_json_tx(&set_key, &raw)?,
+                None => PartialSet {
+                    total: concat.total,
+                    ..single
+                },
+            };
+            // A duplicate part (same sequence, different PDU bytes, e.g. a
+            // resend by the centre) keeps the first copy.
+            set.parts
+                .entry(concat.sequence)
+                .or_insert_with(|| part.text.to_string());
+            dedupe.insert(dedupe_key.as_slice(), b"part".as_slice())?;
+            if set.parts.len() < usize::from(set.total) {
+                parts.insert(set_key, to_json(&set)?)?;
+                return Ok(ReceiveOutcome::Partial {
+                    have: set.parts.len() as u8,
+                    total: set.total,
+                });
+            }
+            parts.remove(set_key)?;
+            let body: String = set.parts.values().map(String::as_str).collect();
+            let message = self.inbound_message(&set, body, false, None, now);
+            let events = trees.store_message(&message, now)?;
+            Ok(ReceiveOutcome::Complete(Box::new(message), events))
+        })?;
         let ticket = i.commit.ticket();
         self.durable(ticket).await?;
         if matches!(outcome, ReceiveOutcome::Complete(..)) {
@@ -350,62 +364,20 @@ impl Store {
         let i = &self.inner;
         let mut delivered = Vec::new();
         for key in stale {
-            let outcome = (
-                &i.parts,
-                &i.messages,
-                &i.threads,
-                &i.contacts,
-                &i.recent,
-                &i.sticky,
-                &i.events,
-                &i.outbox,
-                &i.consent,
-                &i.ledger,
-                &i.tombstones,
-            )
-                .transaction(
-                    |(
-                        parts,
-                        messages,
-                        threads,
-                        contacts,
-                        recent,
-                        sticky,
-                        events,
-                        outbox,
-                        consent,
-                        ledger,
-                        tombstones,
-                    )| {
-                        let Some(raw) = parts.get(&key)? else {
-                            return Ok(None);
-                        };
-                        let set: PartialSet = from_json_tx(&key, &raw)?;
-                        parts.remove(key.as_slice())?;
-                        let body = (1..=set.total)
-                            .map(|seq| set.parts.get(&seq).map_or("[…]", String::as_str))
-                            .collect::<String>();
-                        let message = self.inbound_message(&set, body, true, None, now);
-                        // An incomplete text is never read as a keyword.
-                        let trees = InboundTrees {
-                            store: self,
-                            reactor: None,
-                            messages,
-                            threads,
-                            contacts,
-                            recent,
-                            sticky,
-                            events,
-                            outbox,
-                            consent,
-                            ledger,
-                            tombstones,
-                        };
-                        trees.store_message(&message, now)?;
-                        Ok(Some(message))
-                    },
-                )
-                .map_err(unwrap_tx)?;
+            // An incomplete text is never read as a keyword: no reactor.
+            let outcome = self.inbound_transaction(None, |_, parts, trees| {
+                let Some(raw) = parts.get(&key)? else {
+                    return Ok(None);
+                };
+                let set: PartialSet = from_json_tx(&key, &raw)?;
+                parts.remove(key.as_slice())?;
+                let body = (1..=set.total)
+                    .map(|seq| set.parts.get(&seq).map_or("[…]", String::as_str))
+                    .collect::<String>();
+                let message = self.inbound_message(&set, body, true, None, now);
+                trees.store_message(&message, now)?;
+                Ok(Some(message))
+            })?;
             delivered.extend(outcome);
         }
         if !delivered.is_empty() {
