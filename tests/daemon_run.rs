@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, wait_until};
+use common::{free_port, http, wait_until, ChildDaemon as Daemon};
 use serde_json::{json, Value};
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
 
@@ -39,14 +39,6 @@ fn write_config(name: &str, port: u16, sim: &SimHandle) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start(config: &PathBuf, port: u16) -> Daemon {

@@ -20,12 +20,12 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, wait_until};
+use common::{free_port, http, wait_until, ChildDaemon as Daemon};
 use serde_json::{json, Value};
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
 use smsgate::store::{MessageFilter, MessageStatus, Store};
@@ -52,15 +52,6 @@ fn write_config(port: u16, db: &Path, sim: &SimHandle) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Start `smsgate run`; its log goes to `log` (shown if it never gets ready).

@@ -7,11 +7,11 @@ mod common;
 mod receiver;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, http, wait_until};
+use common::{free_port, http, wait_until, ChildDaemon as Daemon};
 use receiver::Receiver;
 use serde_json::Value;
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
@@ -52,14 +52,6 @@ fn write_config(name: &str, port: u16, sim: &SimHandle, hook: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start(config: &PathBuf, port: u16) -> Daemon {

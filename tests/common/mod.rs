@@ -133,3 +133,14 @@ impl InProcessDaemon {
         }
     }
 }
+
+/// A `smsgate run` child process, killed (SIGKILL) and reaped on drop, so a
+/// failing test leaves no daemon behind.
+pub struct ChildDaemon(pub std::process::Child);
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
