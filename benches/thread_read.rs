@@ -36,6 +36,38 @@ fn contact(i: usize) -> String {
     format!("+1555{:07}", 3_000_000 + i)
 }
 
+/// Messages accepted between two archiver passes while filling.
+const CHUNK: usize = 25_000;
+
+/// Store message `n`: contact n % contacts, one message every 30 s overall,
+/// alternately inbound (received, read) and outbound (delivered).
+async fn accept_one(store: &Store, n: usize, contacts: usize, base: chrono::DateTime<Utc>) {
+    let c = contact(n % contacts);
+    let at = base + chrono::Duration::seconds(30 * n as i64);
+    let body = format!(
+        "Message {n}: your appointment is on Tuesday at 10:30. Reply C to confirm, R to reschedule."
+    );
+    let mut m = store.new_outbound("+15550000000", &c, &body, 1, "gsm7", false, None, at);
+    m.modem = Some(format!("m{:02}", n % MODEMS));
+    if n % 2 == 0 {
+        m.direction = Direction::Inbound;
+        m.from = c.clone();
+        m.to = "+15550000000".into();
+        m.part_status.clear();
+        m.history.clear();
+        m.transition(at, MessageStatus::Received);
+        m.read = true;
+    } else {
+        m.transition(at, MessageStatus::Sending);
+        m.transition(at, MessageStatus::Sent);
+        m.transition(at, MessageStatus::Delivered);
+    }
+    match store.accept(m, None).await.unwrap() {
+        Accepted::New(_) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The child: fill the store at `path` with `count` messages.
 fn fill(path: &Path, count: usize) {
     let contacts = count / PER_CONTACT;
@@ -45,55 +77,39 @@ fn fill(path: &Path, count: usize) {
     let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
     let start = Instant::now();
     rt.block_on(async {
-        let tasks: Vec<_> = (0..256)
-            .map(|_| {
-                let store = store.clone();
-                let next = next.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= count {
-                            break;
+        // In chunks, each followed by a pass of the archiver, as the daemon's
+        // housekeeping does every 30 s: settled messages leave sled for the
+        // history files, so sled's live trees stay small.
+        let mut done = 0;
+        while done < count {
+            let chunk_end = (done + CHUNK).min(count);
+            let tasks: Vec<_> = (0..256)
+                .map(|_| {
+                    let store = store.clone();
+                    let next = next.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            if n >= chunk_end {
+                                break;
+                            }
+                            accept_one(&store, n, contacts, base).await;
                         }
-                        // Contact n % contacts, one message every 30 s overall.
-                        let c = contact(n % contacts);
-                        let at = base + chrono::Duration::seconds(30 * n as i64);
-                        let body = format!(
-                            "Message {n}: your appointment is on Tuesday at 10:30. Reply C to confirm, R to reschedule."
-                        );
-                        let mut m = store.new_outbound(
-                            "+15550000000", &c, &body, 1, "gsm7", false, None, at,
-                        );
-                        m.modem = Some(format!("m{:02}", n % MODEMS));
-                        if n % 2 == 0 {
-                            m.direction = Direction::Inbound;
-                            m.from = c.clone();
-                            m.to = "+15550000000".into();
-                            m.part_status.clear();
-                            m.history.clear();
-                            m.transition(at, MessageStatus::Received);
-                            m.read = true;
-                        } else {
-                            m.transition(at, MessageStatus::Sending);
-                            m.transition(at, MessageStatus::Sent);
-                            m.transition(at, MessageStatus::Delivered);
-                        }
-                        match store.accept(m, None).await.unwrap() {
-                            Accepted::New(_) => {}
-                            other => panic!("{other:?}"),
-                        }
-                        if n % 100_000 == 0 && n > 0 {
-                            eprintln!(
-                                "  filled {n} in {:.0} s",
-                                start.elapsed().as_secs_f64()
-                            );
-                        }
-                    }
+                    })
                 })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            next.store(chunk_end, Ordering::Relaxed);
+            store
+                .archive_all_settled(chrono::Duration::zero())
+                .await
+                .unwrap();
+            done = chunk_end;
+            if done % 100_000 == 0 {
+                eprintln!("  filled {done} in {:.0} s", start.elapsed().as_secs_f64());
+            }
         }
         store.sync().await.unwrap();
     });
@@ -122,7 +138,12 @@ fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
     if refill {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let tag = format!("{count} messages, {} per contact", PER_CONTACT);
+    // The tag names the layout: a store of an older layout is filled again.
+    let tag = format!(
+        "{count} messages, {} per contact, schema {}, archived",
+        PER_CONTACT,
+        smsgate::store::SCHEMA_VERSION
+    );
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(tag.as_str()) {
         println!("store: reusing {} ({count} messages)", dir.display());
         return dir;

@@ -247,6 +247,15 @@ pub struct StoreConfig {
     /// ledger and counts stay). None: keep bodies.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Settled messages (a final status) unchanged this long move from the
+    /// database to the history files, which keeps memory bounded as history
+    /// grows ("30s", "10m", "1h"; default 10m).
+    #[serde(default = "default_archive_after")]
+    pub archive_after: String,
+}
+
+fn default_archive_after() -> String {
+    "10m".into()
 }
 
 fn default_store_path() -> PathBuf {
@@ -263,6 +272,7 @@ impl Default for StoreConfig {
             path: default_store_path(),
             cache_mb: default_cache_mb(),
             retention_days: None,
+            archive_after: default_archive_after(),
         }
     }
 }
@@ -555,6 +565,9 @@ impl Config {
         if !(1..=255).contains(&self.sms.max_parts) {
             return Err(error("sms.max_parts", "1 to 255"));
         }
+        if parse_duration(&self.store.archive_after).is_none() {
+            return Err(error("store.archive_after", "a duration such as 10m"));
+        }
         if parse_duration(&self.sms.reassembly_timeout).is_none() {
             return Err(error("sms.reassembly_timeout", "a duration such as 10m"));
         }
@@ -798,6 +811,7 @@ mod tests {
             ("[sms]\nvalidity = \"1m\"", "sms.validity"),
             ("[sms]\nmax_parts = 0", "sms.max_parts"),
             ("[sms]\nreassembly_timeout = \"soon\"", "sms.reassembly_timeout"),
+            ("[store]\narchive_after = \"later\"", "store.archive_after"),
             ("[sms\n", "(file)"),
             ("[consent]\nscope = \"everyone\"", "consent.scope"),
             ("[consent]\nopt_out_keywords = []", "consent.opt_out_keywords"),

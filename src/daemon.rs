@@ -188,6 +188,7 @@ pub async fn run(
         store.clone(),
         reassembly,
         config.store.retention_days,
+        parse_duration(&config.store.archive_after).unwrap_or(Duration::from_secs(600)),
         stop_rx.clone(),
     ));
 

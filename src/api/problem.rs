@@ -90,7 +90,9 @@ impl From<StoreError> for ApiError {
                     "the message store is unavailable; try again later",
                 )
             }
-            StoreError::Corrupt { .. } | StoreError::Schema { .. } => ApiError::internal(e),
+            StoreError::Corrupt { .. }
+            | StoreError::Schema { .. }
+            | StoreError::SchemaTooOld { .. } => ApiError::internal(e),
         }
     }
 }

@@ -52,14 +52,17 @@ pub async fn purge(store: &Store, days: u32) -> usize {
     store.purge_bodies_before(before).await.unwrap_or(0)
 }
 
-/// Run the checks every [`PERIOD`] (retention once an hour) until `stop`
-/// turns true.
+/// Run the checks every [`PERIOD`] (retention once an hour; settled
+/// messages quiet for `archive_after` move to the history files) until
+/// `stop` turns true.
 pub async fn run(
     store: Store,
     reassembly_timeout: Duration,
     retention_days: Option<u32>,
+    archive_after: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let archive_after = chrono::Duration::from_std(archive_after).unwrap_or(chrono::Duration::MAX);
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_purge: Option<tokio::time::Instant> = None;
@@ -69,6 +72,11 @@ pub async fn run(
                 let (expired, incomplete) = run_once(&store, reassembly_timeout).await;
                 if expired + incomplete > 0 {
                     tracing::info!(expired, incomplete, "housekeeping");
+                }
+                match store.archive_all_settled(archive_after).await {
+                    Ok(0) => {}
+                    Ok(moved) => tracing::debug!(moved, "settled messages moved to the history files"),
+                    Err(e) => tracing::warn!(error = %e, "moving settled messages to the history files"),
                 }
                 if let Some(days) = retention_days {
                     if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {

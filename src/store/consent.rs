@@ -401,6 +401,9 @@ impl Store {
             })?;
             i.ledger.insert(new_key, raw)?;
         }
+        let archived = self.erase_history(contact)?;
+        i.contacts
+            .remove(keys::contact_hash_key(keys::contact_hash(contact), contact))?;
         if let Some(raw) = i.contacts.remove(contact.as_bytes())? {
             if let Ok(summary) = from_json::<super::ThreadSummary>(contact.as_bytes(), &raw) {
                 i.recent.remove(keys::recent(summary.last_at, contact))?;
@@ -422,14 +425,14 @@ impl Store {
         }
         // Outbox entries of erased messages point nowhere; `due` skips them.
         self.sync().await?;
-        Ok(message_keys.len())
+        Ok(message_keys.len() + archived)
     }
 
     /// Retention: blank the bodies of messages created before `before` (the
     /// records, ledger and counts stay). Returns how many were purged.
     pub async fn purge_bodies_before(&self, before: DateTime<Utc>) -> Result<usize> {
         let mut purged = 0;
-        let cutoff = self.new_id("msg", before);
+        let cutoff = keys::id_floor(before);
         let ids: Vec<String> = self
             .inner
             .messages
@@ -451,6 +454,11 @@ impl Store {
                 .await?;
             purged += usize::from(matches!(changed, Some((m, _)) if m.body.is_empty()));
         }
+        let store = self.clone();
+        purged += tokio::task::spawn_blocking(move || store.blank_history_before(before))
+            .await
+            .map_err(|e| super::StoreError::Durability(format!("history task: {e}")))??;
+        self.sync().await?;
         Ok(purged)
     }
 }

@@ -172,7 +172,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Message {
         let mut message = Message {
-            id: self.new_id("msg", now),
+            id: self.new_id(&set.sender, now),
             direction: Direction::Inbound,
             contact: set.sender.clone(),
             from: set.sender.clone(),

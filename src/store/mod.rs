@@ -11,9 +11,12 @@
 mod consent;
 mod deliveries;
 mod durability;
+mod history;
+mod history_log;
 mod inbound;
 mod keys;
 mod outbound;
+mod packed;
 mod query;
 mod read_marks;
 pub mod records;
@@ -38,6 +41,7 @@ pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
+pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
 pub use query::{MessageFilter, Page, ThreadSummary};
@@ -48,7 +52,9 @@ pub use records::{
 use durability::GroupCommit;
 
 /// The schema this build writes; a store written by a newer one is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: message ids carry the contact's hash; final messages move to the
+/// history files (`history.rs`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -60,6 +66,8 @@ pub enum StoreError {
     Durability(String),
     #[error("store schema version {found} is newer than this smsgate supports ({supported})")]
     Schema { found: u32, supported: u32 },
+    #[error("store schema version {found} was written by a pre-release smsgate that this one cannot read (it writes {supported}); move the store directory aside")]
+    SchemaTooOld { found: u32, supported: u32 },
     #[error("invalid cursor")]
     InvalidCursor,
 }
@@ -117,6 +125,15 @@ struct Inner {
     idempotency: Tree,
     /// sequence -> Event.
     events: Tree,
+    /// contact, 0x00, first entry -> packed (created time, location) entries
+    /// of the contact's archived messages (`history.rs`).
+    history: Tree,
+    /// history file number -> newest created time in it (list skips).
+    history_files: Tree,
+    /// The archived records.
+    history_log: history_log::HistoryLog,
+    /// One writer of the history index at a time (plans read the tree).
+    history_lock: std::sync::Mutex<()>,
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
     /// Bumped after new events are durable: webhook workers and event
@@ -155,6 +172,12 @@ impl Store {
                         key: "meta/schema_version".into(),
                         reason: format!("{} octets, expected 4", raw.len()),
                     })?;
+                if found < SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooOld {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::Schema {
                         found,
@@ -185,6 +208,13 @@ impl Store {
             reactor: std::sync::RwLock::new(None),
             deadlines: db.open_tree("deadlines")?,
             events: db.open_tree("events")?,
+            history: db.open_tree("history")?,
+            history_files: db.open_tree("history_files")?,
+            history_log: history_log::HistoryLog::open(
+                &path.join("history"),
+                history::MAX_FILE_BYTES,
+            )?,
+            history_lock: std::sync::Mutex::new(()),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()),
@@ -197,15 +227,13 @@ impl Store {
         })
     }
 
-    /// A new id: `prefix_`, 12 hex digits of milliseconds, 8 of process-unique
-    /// salt. Ids sort by creation time, which the message list relies on.
-    pub fn new_id(&self, prefix: &str, at: DateTime<Utc>) -> String {
+    /// A new message id for `contact` (see [`keys::message_id`]); the salt is
+    /// process-unique, so ids never repeat. Ids sort by creation time, which
+    /// the message list relies on.
+    pub fn new_id(&self, contact: &str, at: DateTime<Utc>) -> String {
         let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
         let salt = self.inner.id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
-        format!(
-            "{prefix}_{:012x}{salt:08x}",
-            at.timestamp_millis().max(0) as u64 & 0xFFFF_FFFF_FFFF
-        )
+        keys::message_id(at, contact, salt)
     }
 
     /// Wait until everything written so far is on disk.
@@ -228,9 +256,15 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes the database takes on disk.
+    /// Bytes the store takes on disk: the database and the history files.
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        let history: u64 = self
+            .inner
+            .history_log
+            .files()
+            .map(|files| files.iter().map(|(_, size)| size).sum())
+            .unwrap_or(0);
+        self.inner.db.size_on_disk().unwrap_or(0) + history
     }
 
     /// Install the policy's reaction to inbound messages (STOP, START, HELP).

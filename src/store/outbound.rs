@@ -255,7 +255,14 @@ impl Store {
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
         match self.inner.messages.get(id.as_bytes())? {
             Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
-            None => Ok(None),
+            None => match self.archived_message(id)? {
+                Some(m) => Ok(Some(m)),
+                // Moved to the history between the two looks.
+                None => match self.inner.messages.get(id.as_bytes())? {
+                    Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
+                    None => Ok(None),
+                },
+            },
         }
     }
 
@@ -492,7 +499,7 @@ impl Store {
         send_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Message {
-        let id = self.new_id("msg", now);
+        let id = self.new_id(to, now);
         // The concatenation reference: any value the recipient has not seen
         // recently from us; derived from the id so it is stable and spread out.
         let reference = id

@@ -28,6 +28,10 @@ pub struct ThreadSummary {
     /// Inbound messages not marked read.
     pub unread: u64,
     pub total: u64,
+    /// Inbound messages created up to this time are read (the read mark of
+    /// archived messages, whose records are not rewritten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_through: Option<DateTime<Utc>>,
 }
 
 /// Filters of `GET /v1/messages`.
@@ -60,9 +64,17 @@ pub(crate) fn touch_contact(
         Some(raw) => Some(from_json_tx(key, &raw)?),
         None => None,
     };
-    if let Some(p) = &previous {
-        recent.remove(keys::recent(p.last_at, &p.contact))?;
+    match &previous {
+        Some(p) => {
+            recent.remove(keys::recent(p.last_at, &p.contact))?;
+        }
+        // A new contact: let message ids (which carry its hash) lead back to it.
+        None => {
+            let hash = keys::contact_hash(&message.contact);
+            contacts.insert(keys::contact_hash_key(hash, &message.contact), &[])?;
+        }
     }
+    let previous_read_through = previous.as_ref().and_then(|p| p.read_through);
     let (unread, total) = previous.map_or((0, 0), |p| (p.unread, p.total));
     let inbound = message.direction == Direction::Inbound;
     let summary = ThreadSummary {
@@ -73,6 +85,7 @@ pub(crate) fn touch_contact(
         last_at: message.created_at,
         unread: unread + u64::from(inbound && !message.read),
         total: total + 1,
+        read_through: previous_read_through,
     };
     contacts.insert(key, to_json(&summary)?)?;
     recent.insert(keys::recent(summary.last_at, &summary.contact), &[])?;
@@ -81,7 +94,8 @@ pub(crate) fn touch_contact(
 
 impl Store {
     /// The last `limit` messages of a contact, oldest first; `before` (a
-    /// `next_cursor`) pages towards older ones.
+    /// `next_cursor`) pages towards older ones. Live and archived messages
+    /// alike.
     pub fn thread(
         &self,
         contact: &str,
@@ -89,30 +103,25 @@ impl Store {
         limit: usize,
     ) -> Result<Page<Message>> {
         let prefix = keys::thread_prefix(contact);
-        let mut end = prefix.clone();
-        end.push(0xFF);
-        let end = match before {
+        let before = match before {
             Some(cursor) => {
                 let key = key_of(cursor)?;
                 if !key.starts_with(&prefix) {
                     return Err(StoreError::InvalidCursor);
                 }
-                key
+                Some(key)
             }
-            None => end,
+            None => None,
         };
         let mut items = Vec::with_capacity(limit);
         let mut more = false;
-        for entry in self.inner.threads.range(prefix.clone()..end).rev() {
-            let (key, _) = entry?;
+        for item in self.thread_rev(contact, before)? {
+            let (key, message) = item?;
             if items.len() == limit {
                 more = true;
                 break;
             }
-            let id = &key[prefix.len() + 8..];
-            if let Some(raw) = self.inner.messages.get(id)? {
-                items.push((key.to_vec(), from_json::<Message>(id, &raw)?));
-            }
+            items.push((key, message));
         }
         // The cursor is the oldest item returned: the next page ends before it.
         let next_cursor = if more {
@@ -177,23 +186,22 @@ impl Store {
                 && filter.since.is_none_or(|t| m.created_at >= t)
         };
         let mut items = Vec::with_capacity(limit);
-        let mut last_key: Option<Vec<u8>> = None;
+        let mut last_cursor: Option<String> = None;
         let mut more = false;
         if let Some(contact) = &filter.contact {
             let prefix = keys::thread_prefix(contact);
-            let mut end = prefix.clone();
-            end.push(0xFF);
-            let end = match before {
-                Some(c) => key_of(c)?,
-                None => end,
+            let before = match before {
+                Some(c) => {
+                    let key = key_of(c)?;
+                    if !key.starts_with(&prefix) {
+                        return Err(StoreError::InvalidCursor);
+                    }
+                    Some(key)
+                }
+                None => None,
             };
-            for entry in self.inner.threads.range(prefix.clone()..end).rev() {
-                let (key, _) = entry?;
-                let id = &key[prefix.len() + 8..];
-                let Some(raw) = self.inner.messages.get(id)? else {
-                    continue;
-                };
-                let m: Message = from_json(id, &raw)?;
+            for item in self.thread_rev(contact, before)? {
+                let (key, m) = item?;
                 if filter.since.is_some_and(|t| m.created_at < t) {
                     break;
                 }
@@ -205,9 +213,24 @@ impl Store {
                     break;
                 }
                 items.push(m);
-                last_key = Some(key.to_vec());
+                last_cursor = Some(cursor_of(&key));
             }
-        } else {
+            return Ok(Page {
+                items,
+                next_cursor: if more { last_cursor } else { None },
+            });
+        }
+        // Live messages newest first, then archived ones newest archived
+        // first; a cursor into the archive starts with `h`.
+        let archived_from = match before.and_then(|c| c.strip_prefix('h')) {
+            Some(hex) => Some(
+                <[u8; 8]>::try_from(key_of(hex)?.as_slice())
+                    .map(super::history_log::Location::from_bytes)
+                    .map_err(|_| StoreError::InvalidCursor)?,
+            ),
+            None => None,
+        };
+        if archived_from.is_none() {
             let range = match before {
                 Some(c) => self.inner.messages.range(..key_of(c)?),
                 None => self.inner.messages.range::<&[u8], _>(..),
@@ -226,16 +249,31 @@ impl Store {
                     break;
                 }
                 items.push(m);
-                last_key = Some(key.to_vec());
+                last_cursor = Some(cursor_of(&key));
+            }
+        }
+        if !more {
+            let live: std::collections::HashSet<String> =
+                items.iter().map(|m| m.id.clone()).collect();
+            for item in self.archived_rev(archived_from, filter.since)? {
+                let (at, m) = item?;
+                if filter.since.is_some_and(|t| m.created_at < t)
+                    || !matches(&m)
+                    || live.contains(&m.id)
+                {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(m);
+                last_cursor = Some(format!("h{}", cursor_of(&at.to_bytes())));
             }
         }
         Ok(Page {
             items,
-            next_cursor: if more {
-                last_key.map(|k| cursor_of(&k))
-            } else {
-                None
-            },
+            next_cursor: if more { last_cursor } else { None },
         })
     }
 

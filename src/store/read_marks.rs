@@ -20,11 +20,13 @@ impl Store {
         // first; a message arriving in between is handled below.
         let prefix = keys::thread_prefix(contact);
         let mut ids = Vec::new();
+        let mut newest_scanned: Option<chrono::DateTime<chrono::Utc>> = None;
         for entry in i.threads.scan_prefix(&prefix) {
             let (key, _) = entry?;
             if let Some(id) = key.get(prefix.len() + 8..) {
                 ids.push(id.to_vec());
             }
+            newest_scanned = newest_scanned.max(key_time(&key[prefix.len()..]));
         }
         let scanned: HashSet<&[u8]> = ids.iter().map(Vec::as_slice).collect();
         let marked = (&i.messages, &i.contacts)
@@ -45,12 +47,21 @@ impl Store {
                 if let Some(raw) = contacts.get(key)? {
                     let mut summary: ThreadSummary = from_json_tx(key, &raw)?;
                     // A message stored after the scan is still unread; when the
-                    // scan saw the latest message, nothing unread is left.
-                    summary.unread = if scanned.contains(summary.last_message_id.as_bytes()) {
-                        0
+                    // scan saw the latest message, or it is archived already
+                    // (archived messages are read through the summary's mark),
+                    // nothing unread is left.
+                    let last = summary.last_message_id.as_bytes();
+                    let all = scanned.contains(last) || messages.get(last)?.is_none();
+                    if all {
+                        marked = marked.max(summary.unread);
+                        summary.unread = 0;
+                        summary.read_through = Some(summary.last_at);
                     } else {
-                        summary.unread.saturating_sub(marked)
-                    };
+                        summary.unread = summary.unread.saturating_sub(marked);
+                        if newest_scanned > summary.read_through {
+                            summary.read_through = newest_scanned;
+                        }
+                    }
                     contacts.insert(key, to_json(&summary)?)?;
                 }
                 Ok(marked)
@@ -60,6 +71,12 @@ impl Store {
         self.durable(ticket).await?;
         Ok(marked)
     }
+}
+
+/// The time at the start of a thread key's suffix (after the contact).
+fn key_time(suffix: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    let micros = u64::from_be_bytes(suffix.get(..8)?.try_into().ok()?);
+    chrono::DateTime::from_timestamp_micros(i64::try_from(micros).ok()?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,826 @@
+//! Message history: messages that have settled (a final status, unchanged for
+//! a while) move out of sled into the append-only history files
+//! (`history_log.rs`), and sled keeps only a packed per-contact index of
+//! (created time, file location) entries (`packed.rs`).
+//!
+//! Why: sled 0.34 keeps some 200-300 bytes of memory per page (a leaf holds
+//! at most 16 entries) and its LRU admits up to 256 x 64 pages beyond the
+//! configured cache, so a million records in sled cost well over 100 MB of
+//! RSS whatever `cache_mb` says. The index packs 128 entries of 16 bytes per
+//! sled value; the records are read with `pread`, through the OS page cache.
+//!
+//! Moving a batch: the records are appended to the history files and
+//! fsync'd first; then one sled transaction removes them from `messages` and
+//! `threads` and adds their index entries, but only if none of them changed
+//! in between (otherwise the frames just written are zeroed). A crash
+//! between the two leaves unreferenced frames in the files and the messages
+//! still live: nothing is lost or doubled.
+//!
+//! Readers look in sled first, then in the history (a message moved in
+//! between is seen twice, never missed, and deduplicated by its key).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sled::Transactional;
+
+use super::history_log::{HistoryError, Location};
+use super::keys;
+use super::packed::{self, BlockWrite, Entry, PackedError, PackedSet};
+use super::query::ThreadSummary;
+use super::records::{Direction, Message, MessageStatus};
+use super::{from_json, unwrap_tx, Result, Store, StoreError};
+
+/// Largest history file; offsets are 32-bit.
+pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Messages moved per transaction.
+pub const ARCHIVE_BATCH: usize = 1000;
+
+impl From<HistoryError> for StoreError {
+    fn from(e: HistoryError) -> StoreError {
+        match e {
+            HistoryError::Io(e) => StoreError::Durability(format!("history files: {e}")),
+            other => StoreError::Corrupt {
+                key: "history".into(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<PackedError> for StoreError {
+    fn from(e: PackedError) -> StoreError {
+        match e {
+            PackedError::Sled(e) => StoreError::Sled(e),
+            PackedError::Corrupt { key, reason } => StoreError::Corrupt { key, reason },
+        }
+    }
+}
+
+/// An index entry: created time (microseconds, big-endian: sorts as time),
+/// then where the record is.
+fn entry(created_at: DateTime<Utc>, at: Location) -> Entry {
+    let mut e = [0u8; 16];
+    e[..8].copy_from_slice(&keys::time_key(created_at));
+    e[8..].copy_from_slice(&at.to_bytes());
+    e
+}
+
+fn entry_micros(e: &Entry) -> u64 {
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&e[..8]);
+    u64::from_be_bytes(t)
+}
+
+fn entry_location(e: &Entry) -> Location {
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&e[8..]);
+    Location::from_bytes(at)
+}
+
+/// The smallest entry at time `micros`: a bound for index ranges.
+fn time_bound(micros: u64) -> Entry {
+    let mut e = [0u8; 16];
+    e[..8].copy_from_slice(&micros.to_be_bytes());
+    e
+}
+
+/// A message leaves sled once nothing will change it any more and it has
+/// been quiet for `after`: a final status, or `sent` without status reports.
+fn settled(m: &Message, cutoff: DateTime<Utc>) -> bool {
+    let done = m.status.is_final() || (m.status == MessageStatus::Sent && !m.status_report);
+    done && m.updated_at <= cutoff
+}
+
+/// History files kept per store, newest created time per file.
+fn file_key(file: u32) -> [u8; 4] {
+    file.to_be_bytes()
+}
+
+impl Store {
+    /// Move up to `max` settled messages, oldest first, whose last change is
+    /// older than `after`, to the history; returns how many moved. Blocking
+    /// (file I/O and an fsync); the sled side is durable with the next flush.
+    pub fn archive_settled(
+        &self,
+        now: DateTime<Utc>,
+        after: chrono::Duration,
+        max: usize,
+    ) -> Result<usize> {
+        let i = &self.inner;
+        let Ok(_guard) = i.history_lock.lock() else {
+            return Err(StoreError::Durability("history lock poisoned".into()));
+        };
+        let cutoff = now - after;
+        let mut picked: Vec<(sled::IVec, sled::IVec, Message)> = Vec::new();
+        for item in i.messages.iter() {
+            let (id, raw) = item?;
+            let message: Message = match from_json(&id, &raw) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "history: leaving an unreadable record in place");
+                    continue;
+                }
+            };
+            if settled(&message, cutoff) {
+                picked.push((id, raw, message));
+                if picked.len() == max {
+                    break;
+                }
+            }
+        }
+        if picked.is_empty() {
+            return Ok(0);
+        }
+        let records: Vec<&[u8]> = picked.iter().map(|(_, raw, _)| raw.as_ref()).collect();
+        let locations = i.history_log.append(&records)?;
+
+        let mut by_contact: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+        let mut newest: BTreeMap<u32, u64> = BTreeMap::new();
+        for ((_, _, m), at) in picked.iter().zip(&locations) {
+            let e = entry(m.created_at, *at);
+            by_contact.entry(m.contact.as_str()).or_default().push(e);
+            let slot = newest.entry(at.file).or_default();
+            *slot = (*slot).max(entry_micros(&e));
+        }
+        let mut writes: Vec<BlockWrite> = Vec::new();
+        for (contact, entries) in &by_contact {
+            let prefix = keys::thread_prefix(contact);
+            let set = PackedSet {
+                tree: &i.history,
+                prefix: &prefix,
+            };
+            writes.extend(set.plan_insert(entries)?);
+        }
+        let moved = (&i.messages, &i.threads, &i.history, &i.history_files)
+            .transaction(|(messages, threads, history, files)| {
+                // Only if nothing changed since the records were read:
+                // otherwise the frames just written stay unreferenced and the
+                // next pass takes the new state.
+                for (id, raw, _) in &picked {
+                    if messages.get(id)?.as_ref() != Some(raw) {
+                        return Ok(false);
+                    }
+                }
+                for (id, _, m) in &picked {
+                    messages.remove(id.clone())?;
+                    threads.remove(keys::thread(&m.contact, m.created_at, &m.id))?;
+                }
+                packed::apply_tx(history, &writes)?;
+                for (file, micros) in &newest {
+                    let key = file_key(*file);
+                    let before = files
+                        .get(key)?
+                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                        .map_or(0, u64::from_be_bytes);
+                    files.insert(&key, &before.max(*micros).to_be_bytes())?;
+                }
+                Ok(true)
+            })
+            .map_err(unwrap_tx)?;
+        if !moved {
+            // Unreferenced copies: zero them now rather than leave message
+            // text in the files (erasure would not find them).
+            i.history_log.erase(&locations)?;
+            return Ok(0);
+        }
+        Ok(picked.len())
+    }
+
+    /// Move every settled message quiet for `after` (batch by batch), then
+    /// wait until the moves are durable. Returns how many moved.
+    pub async fn archive_all_settled(&self, after: chrono::Duration) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let store = self.clone();
+            let moved = tokio::task::spawn_blocking(move || {
+                store.archive_settled(Utc::now(), after, ARCHIVE_BATCH)
+            })
+            .await
+            .map_err(|e| StoreError::Durability(format!("history task: {e}")))??;
+            total += moved;
+            if moved < ARCHIVE_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            self.sync().await?;
+        }
+        Ok(total)
+    }
+
+    /// Read one archived record; None when it was erased or its file removed.
+    fn archived_record(&self, at: Location, read_through: Option<u64>) -> Result<Option<Message>> {
+        let raw = match self.inner.history_log.read(at) {
+            Ok(raw) => raw,
+            Err(HistoryError::Erased { .. } | HistoryError::MissingFile { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut m: Message = from_json(format!("history {at:?}").as_bytes(), &raw)?;
+        // Read marks of archived messages live in the thread summary.
+        if m.direction == Direction::Inbound
+            && read_through.is_some_and(|t| keys::time_key(m.created_at) <= t.to_be_bytes())
+        {
+            m.read = true;
+        }
+        Ok(Some(m))
+    }
+
+    fn read_through(&self, contact: &str) -> Result<Option<u64>> {
+        Ok(self
+            .thread_summary(contact)?
+            .and_then(|s: ThreadSummary| s.read_through)
+            .map(|t| u64::from_be_bytes(keys::time_key(t))))
+    }
+
+    /// An archived message by id (the id names its contact's hash and its
+    /// creation millisecond).
+    pub(crate) fn archived_message(&self, id: &str) -> Result<Option<Message>> {
+        let Some((ms, hash)) = keys::parse_message_id(id) else {
+            return Ok(None);
+        };
+        let prefix = keys::contact_hash_prefix(hash);
+        for item in self.inner.contacts.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let contact = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let index = keys::thread_prefix(&contact);
+            let set = PackedSet {
+                tree: &self.inner.history,
+                prefix: &index,
+            };
+            let from = time_bound(ms.saturating_mul(1000));
+            let to = time_bound(ms.saturating_add(1).saturating_mul(1000));
+            let read_through = self.read_through(&contact)?;
+            for e in set.range(&from, &to) {
+                if let Some(m) = self.archived_record(entry_location(&e?), read_through)? {
+                    if m.id == id {
+                        return Ok(Some(m));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A contact's messages, newest first, strictly before the thread key
+    /// `before`: live ones from sled merged with archived ones. Items are
+    /// (thread key, message).
+    pub(crate) fn thread_rev<'a>(
+        &'a self,
+        contact: &str,
+        before: Option<Vec<u8>>,
+    ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Message)>> + 'a> {
+        let prefix = keys::thread_prefix(contact);
+        let mut end = prefix.clone();
+        end.push(0xFF);
+        let end = before.clone().unwrap_or(end);
+        let live_prefix = prefix.len();
+        let live = self
+            .inner
+            .threads
+            .range(prefix.clone()..end)
+            .rev()
+            .filter_map(move |item| {
+                let (key, _) = match item {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(StoreError::from(e))),
+                };
+                let id = &key[live_prefix + 8..];
+                match self.inner.messages.get(id) {
+                    Ok(Some(raw)) => {
+                        Some(from_json::<Message>(id, &raw).map(|m| (key.to_vec(), m)))
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            });
+        let read_through = self.read_through(contact)?;
+        let bound = before
+            .as_ref()
+            .and_then(|k| k.get(live_prefix..live_prefix + 8))
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(|t| time_bound(u64::from_be_bytes(t).saturating_add(1)));
+        let archived = ArchivedRev {
+            store: self,
+            prefix: prefix.clone(),
+            bound,
+            before,
+            read_through,
+            pending: Vec::new(),
+            done: false,
+        };
+        Ok(Merge {
+            a: live.peekable(),
+            b: archived.peekable(),
+        })
+    }
+
+    /// Archived messages of any contact, newest archived first, strictly
+    /// before `before`; files whose newest message is older than `since` are
+    /// skipped whole.
+    pub(crate) fn archived_rev(
+        &self,
+        before: Option<Location>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<impl Iterator<Item = Result<(Location, Message)>> + '_> {
+        let mut skip: Vec<u32> = Vec::new();
+        if let Some(since) = since {
+            let floor = u64::from_be_bytes(keys::time_key(since));
+            for item in self.inner.history_files.iter() {
+                let (key, value) = item?;
+                let file = <[u8; 4]>::try_from(key.as_ref()).map(u32::from_be_bytes);
+                let newest = <[u8; 8]>::try_from(value.as_ref()).map(u64::from_be_bytes);
+                if let (Ok(file), Ok(newest)) = (file, newest) {
+                    if newest < floor {
+                        skip.push(file);
+                    }
+                }
+            }
+        }
+        let mut read_through: BTreeMap<String, Option<u64>> = BTreeMap::new();
+        Ok(self
+            .inner
+            .history_log
+            .iter_rev(before)
+            .filter(move |item| !matches!(item, Ok((at, _)) if skip.contains(&at.file)))
+            .map(move |item| {
+                let (at, raw) = item?;
+                let mut m: Message = from_json(format!("history {at:?}").as_bytes(), &raw)?;
+                if m.direction == Direction::Inbound {
+                    let through = match read_through.get(&m.contact) {
+                        Some(t) => *t,
+                        None => {
+                            let t = self.read_through(&m.contact)?;
+                            read_through.insert(m.contact.clone(), t);
+                            t
+                        }
+                    };
+                    if through.is_some_and(|t| keys::time_key(m.created_at) <= t.to_be_bytes()) {
+                        m.read = true;
+                    }
+                }
+                Ok((at, m))
+            }))
+    }
+
+    /// Erase a contact's archived messages: their frames are zeroed on disk
+    /// and their index goes. Returns how many there were.
+    pub(crate) fn erase_history(&self, contact: &str) -> Result<usize> {
+        let i = &self.inner;
+        let Ok(_guard) = i.history_lock.lock() else {
+            return Err(StoreError::Durability("history lock poisoned".into()));
+        };
+        let prefix = keys::thread_prefix(contact);
+        let set = PackedSet {
+            tree: &i.history,
+            prefix: &prefix,
+        };
+        let locations: Vec<Location> = set
+            .rev_before(None)
+            .map(|e| e.map(|e| entry_location(&e)))
+            .collect::<std::result::Result<_, _>>()?;
+        i.history_log.erase(&locations)?;
+        packed::apply(&i.history, &set.plan_clear()?)?;
+        Ok(locations.len())
+    }
+
+    /// Retention for archived messages: blank the bodies of those created
+    /// before `before` (a new frame without the body replaces the old one,
+    /// which is zeroed). Returns how many were blanked.
+    pub(crate) fn blank_history_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        let i = &self.inner;
+        let contacts: Vec<String> = i
+            .recent
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k[8.min(k.len())..]).into_owned()))
+            .collect::<std::result::Result<_, _>>()?;
+        let until = time_bound(u64::from_be_bytes(keys::time_key(before)));
+        let mut blanked = 0;
+        for contact in contacts {
+            let Ok(_guard) = i.history_lock.lock() else {
+                return Err(StoreError::Durability("history lock poisoned".into()));
+            };
+            let prefix = keys::thread_prefix(&contact);
+            let set = PackedSet {
+                tree: &i.history,
+                prefix: &prefix,
+            };
+            let mut old = Vec::new();
+            let mut blank = Vec::new();
+            for e in set.range(&time_bound(0), &until) {
+                let e = e?;
+                let Some(mut m) = self.archived_record(entry_location(&e), None)? else {
+                    continue;
+                };
+                if m.body.is_empty() {
+                    continue;
+                }
+                m.body.clear();
+                old.push(e);
+                blank.push(serde_json::to_vec(&m).map_err(|err| StoreError::Corrupt {
+                    key: m.id.clone(),
+                    reason: err.to_string(),
+                })?);
+            }
+            if old.is_empty() {
+                continue;
+            }
+            let records: Vec<&[u8]> = blank.iter().map(Vec::as_slice).collect();
+            let locations = i.history_log.append(&records)?;
+            let new: Vec<Entry> = old
+                .iter()
+                .zip(&locations)
+                .map(|(e, at)| {
+                    let mut n = *e;
+                    n[8..].copy_from_slice(&at.to_bytes());
+                    n
+                })
+                .collect();
+            // Remove then insert: two plans on one prefix must not overlap,
+            // so the removal is applied before the insertion is planned.
+            packed::apply(&i.history, &set.plan_remove(&old)?)?;
+            packed::apply(&i.history, &set.plan_insert(&new)?)?;
+            let gone: Vec<Location> = old.iter().map(entry_location).collect();
+            i.history_log.erase(&gone)?;
+            blanked += old.len();
+        }
+        Ok(blanked)
+    }
+}
+
+/// Archived messages of one contact, newest first, read a block's worth at
+/// a time from the packed index.
+struct ArchivedRev<'a> {
+    store: &'a Store,
+    prefix: Vec<u8>,
+    /// Index entries below this (time only; `before` settles equal times).
+    bound: Option<Entry>,
+    /// Thread keys at or above this are excluded.
+    before: Option<Vec<u8>>,
+    read_through: Option<u64>,
+    /// Entries read from the index, not yet returned (reversed).
+    pending: Vec<Entry>,
+    done: bool,
+}
+
+impl ArchivedRev<'_> {
+    fn refill(&mut self) -> Result<()> {
+        let set = PackedSet {
+            tree: &self.store.inner.history,
+            prefix: &self.prefix,
+        };
+        let mut got: Vec<Entry> = Vec::with_capacity(64);
+        for e in set.rev_before(self.bound.as_ref()).take(64) {
+            got.push(e?);
+        }
+        if got.len() < 64 {
+            self.done = true;
+        }
+        if let Some(last) = got.last() {
+            self.bound = Some(*last);
+        }
+        got.reverse();
+        self.pending = got;
+        Ok(())
+    }
+}
+
+impl Iterator for ArchivedRev<'_> {
+    type Item = Result<(Vec<u8>, Message)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.pending.is_empty() {
+                if self.done {
+                    return None;
+                }
+                if let Err(e) = self.refill() {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                continue;
+            }
+            let e = self.pending.pop()?;
+            let m = match self
+                .store
+                .archived_record(entry_location(&e), self.read_through)
+            {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(err) => return Some(Err(err)),
+            };
+            let key = keys::thread(&m.contact, m.created_at, &m.id);
+            if self.before.as_ref().is_some_and(|b| key >= *b) {
+                continue;
+            }
+            return Some(Ok((key, m)));
+        }
+    }
+}
+
+/// Two descending streams of (key, message) merged into one; a key in both
+/// (a message moved while being read) comes out once.
+struct Merge<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A, B> Iterator for Merge<A, B>
+where
+    A: Iterator<Item = Result<(Vec<u8>, Message)>>,
+    B: Iterator<Item = Result<(Vec<u8>, Message)>>,
+{
+    type Item = Result<(Vec<u8>, Message)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        enum Take {
+            A,
+            B,
+            Both,
+        }
+        let take = match (self.a.peek(), self.b.peek()) {
+            (None, None) => return None,
+            (Some(Err(_)), _) | (Some(_), None) => Take::A,
+            (None, Some(_)) | (_, Some(Err(_))) => Take::B,
+            (Some(Ok((ka, _))), Some(Ok((kb, _)))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Equal => Take::Both,
+                std::cmp::Ordering::Greater => Take::A,
+                std::cmp::Ordering::Less => Take::B,
+            },
+        };
+        match take {
+            Take::A => self.a.next(),
+            Take::B => self.b.next(),
+            Take::Both => {
+                self.b.next();
+                self.a.next()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    use super::super::test_support::TempStore;
+    use super::super::*;
+
+    const CONTACT: &str = "+15551234000";
+
+    /// `n` messages to CONTACT: even ones delivered (settled), odd ones
+    /// left queued; every third inbound instead, received.
+    async fn thread_of(store: &Store, n: usize) -> Vec<Message> {
+        let start = Utc::now() - Duration::hours(2);
+        let mut out = Vec::new();
+        for k in 0..n {
+            let at = start + Duration::seconds(k as i64);
+            let mut m = store.new_outbound(
+                "",
+                CONTACT,
+                &format!("body {k}"),
+                1,
+                "gsm7",
+                false,
+                None,
+                at,
+            );
+            if k % 3 == 2 {
+                m.direction = Direction::Inbound;
+                m.from = CONTACT.into();
+                m.history.clear();
+                m.part_status.clear();
+                m.transition(at, MessageStatus::Received);
+            } else if k % 2 == 0 {
+                m.transition(at, MessageStatus::Sending);
+                m.transition(at, MessageStatus::Sent);
+                m.transition(at, MessageStatus::Delivered);
+            }
+            m.updated_at = at;
+            assert!(matches!(
+                store.accept(m.clone(), None).await.unwrap(),
+                Accepted::New(_)
+            ));
+            out.push(m);
+        }
+        out
+    }
+
+    fn live(store: &Store, id: &str) -> bool {
+        store.inner.messages.get(id.as_bytes()).unwrap().is_some()
+    }
+
+    /// Every page of the thread, oldest first overall, by following cursors.
+    fn whole_thread(store: &Store, page: usize) -> Vec<Message> {
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = store.thread(CONTACT, cursor.as_deref(), page).unwrap();
+            pages.push(p.items);
+            match p.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        pages.into_iter().rev().flatten().collect()
+    }
+
+    #[tokio::test]
+    async fn settled_messages_move_and_read_back_the_same() {
+        let mut t = TempStore::new();
+        let sent = thread_of(&t.store, 40).await;
+        let before: Vec<Message> = whole_thread(&t.store, 7);
+        assert_eq!(before.len(), 40);
+
+        // Not quiet long enough: nothing moves.
+        assert_eq!(
+            t.store
+                .archive_settled(Utc::now(), Duration::hours(3), 1000)
+                .unwrap(),
+            0
+        );
+        // Batches of 5 until done.
+        let mut moved = 0;
+        loop {
+            let n = t
+                .store
+                .archive_settled(Utc::now(), Duration::minutes(10), 5)
+                .unwrap();
+            moved += n;
+            if n == 0 {
+                break;
+            }
+        }
+        let settled: Vec<&Message> = sent.iter().filter(|m| m.status.is_final()).collect();
+        assert_eq!(moved, settled.len());
+        assert!(moved > 20 && moved < 40);
+        for m in &sent {
+            assert_eq!(live(&t.store, &m.id), !m.status.is_final(), "{}", m.id);
+            assert_eq!(t.store.get(&m.id).unwrap().as_ref(), Some(m));
+        }
+        // The same thread, whatever the page size, live and archived merged.
+        for page in [1, 7, 50] {
+            assert_eq!(whole_thread(&t.store, page), before, "page size {page}");
+        }
+        // The list by contact and the global list see every message once.
+        let filter = MessageFilter {
+            contact: Some(CONTACT.into()),
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = t.store.list(&filter, cursor.as_deref(), 6).unwrap();
+            seen.extend(p.items.into_iter().map(|m| m.id));
+            match p.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = sent.iter().rev().map(|m| m.id.clone()).collect();
+        assert_eq!(seen, expected);
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = t
+                .store
+                .list(&MessageFilter::default(), cursor.as_deref(), 6)
+                .unwrap();
+            all.extend(p.items.into_iter().map(|m| m.id));
+            match p.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        all.sort();
+        expected.sort();
+        assert_eq!(all, expected);
+        let delivered = MessageFilter {
+            status: Some(MessageStatus::Delivered),
+            ..Default::default()
+        };
+        let page = t.store.list(&delivered, None, 100).unwrap();
+        assert_eq!(
+            page.items.len(),
+            sent.iter()
+                .filter(|m| m.status == MessageStatus::Delivered)
+                .count()
+        );
+
+        // After a restart, the same.
+        t.restart();
+        assert_eq!(whole_thread(&t.store, 7), before);
+        for m in &sent {
+            assert_eq!(t.store.get(&m.id).unwrap().as_ref(), Some(m));
+        }
+        // A second pass moves nothing more.
+        assert_eq!(
+            t.store
+                .archive_settled(Utc::now(), Duration::minutes(10), 1000)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_not_found() {
+        let t = TempStore::new();
+        thread_of(&t.store, 6).await;
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        let ghost = keys::message_id(Utc::now() - Duration::hours(2), CONTACT, 7);
+        for id in ["msg_nope", ghost.as_str(), ""] {
+            assert_eq!(t.store.get(id).unwrap(), None, "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn read_marks_cover_archived_messages() {
+        let t = TempStore::new();
+        let sent = thread_of(&t.store, 12).await;
+        let inbound: Vec<&Message> = sent
+            .iter()
+            .filter(|m| m.direction == Direction::Inbound)
+            .collect();
+        assert_eq!(
+            t.store.thread_summary(CONTACT).unwrap().unwrap().unread,
+            inbound.len() as u64
+        );
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        assert!(inbound.iter().all(|m| !live(&t.store, &m.id)));
+        t.store.mark_thread_read(CONTACT).await.unwrap();
+        assert_eq!(t.store.thread_summary(CONTACT).unwrap().unwrap().unread, 0);
+        for m in &inbound {
+            assert!(t.store.get(&m.id).unwrap().unwrap().read, "{}", m.id);
+        }
+        assert!(whole_thread(&t.store, 5)
+            .iter()
+            .filter(|m| m.direction == Direction::Inbound)
+            .all(|m| m.read));
+    }
+
+    #[tokio::test]
+    async fn erasure_and_retention_reach_the_history_files() {
+        let t = TempStore::new();
+        let sent = thread_of(&t.store, 9).await;
+        let other = t.store.new_outbound(
+            "",
+            "+15559990000",
+            "keep me",
+            1,
+            "gsm7",
+            false,
+            None,
+            Utc::now() - Duration::hours(2),
+        );
+        let mut other = other;
+        other.transition(other.created_at, MessageStatus::Cancelled);
+        other.updated_at = other.created_at;
+        t.store.accept(other.clone(), None).await.unwrap();
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        assert!(!live(&t.store, &other.id));
+
+        // Retention blanks archived bodies older than the cutoff, not newer ones.
+        let blanked = t
+            .store
+            .purge_bodies_before(Utc::now() - Duration::minutes(30))
+            .await
+            .unwrap();
+        assert!(blanked >= sent.iter().filter(|m| m.status.is_final()).count());
+        for m in sent.iter().filter(|m| m.status.is_final()) {
+            let got = t.store.get(&m.id).unwrap().unwrap();
+            assert_eq!(got.body, "", "{}", m.id);
+            assert_eq!(got.status, m.status);
+        }
+        assert_eq!(t.store.get(&other.id).unwrap().unwrap().body, "");
+
+        // Erasure: nothing of the contact is left, on disk either.
+        let erased = t.store.erase_contact(CONTACT).await.unwrap();
+        assert_eq!(erased, sent.len());
+        for m in &sent {
+            assert_eq!(t.store.get(&m.id).unwrap(), None);
+        }
+        assert!(t.store.thread(CONTACT, None, 50).unwrap().items.is_empty());
+        let files = std::fs::read_dir(t.dir.join("history")).unwrap();
+        for f in files {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(CONTACT),
+                "the erased number is still in a history file"
+            );
+        }
+        // The other contact is untouched (bar retention).
+        assert_eq!(t.store.get(&other.id).unwrap().unwrap().id, other.id);
+    }
+}
