@@ -52,7 +52,8 @@ pub async fn purge(store: &Store, days: u32) -> usize {
     store.purge_bodies_before(before).await.unwrap_or(0)
 }
 
-/// Run the checks every [`PERIOD`] (retention once an hour; settled
+/// Run the checks every [`PERIOD`] (retention and index pruning once an
+/// hour; settled
 /// messages quiet for `archive_after` move to the history files) until
 /// `stop` turns true.
 pub async fn run(
@@ -78,13 +79,30 @@ pub async fn run(
                     Ok(moved) => tracing::debug!(moved, "settled messages moved to the history files"),
                     Err(e) => tracing::warn!(error = %e, "moving settled messages to the history files"),
                 }
-                if let Some(days) = retention_days {
-                    if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                        last_purge = Some(tokio::time::Instant::now());
+                if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                    last_purge = Some(tokio::time::Instant::now());
+                    if let Some(days) = retention_days {
                         let purged = purge(&store, days).await;
                         if purged > 0 {
                             tracing::info!(purged, days, "retention: message bodies blanked");
                         }
+                    }
+                    match store.prune_indexes(Utc::now()).await {
+                        Ok(p) if p.total() > 0 => tracing::info!(
+                            sends = p.sends,
+                            dedupe = p.dedupe,
+                            idempotency = p.idempotency,
+                            "pruned indexes past their time"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "pruning indexes"),
+                    }
+                    match store.prune_events_before(Utc::now() - crate::store::EVENTS_KEEP).await {
+                        Ok((0, 0)) => {}
+                        Ok((events, deliveries)) => {
+                            tracing::info!(events, deliveries, "pruned events past their time")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "pruning events"),
                     }
                 }
             }

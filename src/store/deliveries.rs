@@ -9,6 +9,8 @@
 //! Attempt outcomes are not waited on for durability: losing one to a crash
 //! only means the delivery is made again, which at-least-once allows.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sled::{Transactional, Tree};
@@ -598,6 +600,157 @@ impl Store {
     }
 }
 
+/// Events looked at per pruning transaction.
+const PRUNE_BATCH: usize = 1_000;
+
+/// The time of an event, all that pruning reads of it.
+#[derive(Deserialize)]
+struct EventTime {
+    created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Retention of events and webhook deliveries: remove the events created
+    /// before `before` and their delivery records, except what is still needed.
+    /// Returns (events removed, deliveries removed); durable when it returns.
+    ///
+    /// - Pruning stops at the first event at or after the cursor of any
+    ///   configured endpoint (not yet fanned out to it; an endpoint without a
+    ///   cursor counts as at 0, as `fan_out` reads it) and at the first event
+    ///   created at or after `before`: events are taken in sequence order, so
+    ///   an older event that follows a newer one waits for the next run.
+    /// - An event with an open (pending, failed) or dead delivery stays with
+    ///   all its delivery records (an operator may retry a dead letter, which
+    ///   needs its event); later events are still pruned around it. The
+    ///   deliveries of endpoints no longer configured are never made and
+    ///   hold nothing back.
+    /// - Other events go with their delivery records (all delivered) and any
+    ///   `open` or `dead` index entries of them.
+    ///
+    /// Works in transactions of at most `PRUNE_BATCH` (1,000) events, each on
+    /// a blocking thread, so writers wait on it only briefly.
+    ///
+    /// What clients see afterwards: `Store::event` and `Store::delivery` of a
+    /// pruned id are None (not found). A pruned id is still a valid position:
+    /// `GET /v1/events?after=<pruned id>` and an SSE stream resumed with a
+    /// pruned `Last-Event-ID` continue with the first kept event after it
+    /// (`events_after` is a range scan), without any sign that events were
+    /// skipped; a client away longer than the retention misses them. Event
+    /// ids are sled's `generate_id` sequence, which keeps growing, so ids are
+    /// never reused, across restarts too.
+    pub async fn prune_events_before(&self, before: DateTime<Utc>) -> Result<(usize, usize)> {
+        let (mut events, mut deliveries, mut from) = (0, 0, Some(0));
+        while let Some(start) = from {
+            let store = self.clone();
+            let (e, d, next) =
+                tokio::task::spawn_blocking(move || store.prune_events_batch(before, start))
+                    .await
+                    .map_err(|e| StoreError::Durability(format!("event pruning task: {e}")))??;
+            (events, deliveries, from) = (events + e, deliveries + d, next);
+        }
+        if events + deliveries > 0 {
+            self.sync().await?;
+        }
+        Ok((events, deliveries))
+    }
+
+    /// One batch of [`Store::prune_events_before`] from event sequence
+    /// `start`: (events removed, deliveries removed, where the next starts).
+    fn prune_events_batch(
+        &self,
+        before: DateTime<Utc>,
+        start: u64,
+    ) -> Result<(usize, usize, Option<u64>)> {
+        let t = self.trees();
+        let mut bound = u64::MAX;
+        let mut configured = std::collections::HashSet::new();
+        for entry in t.endpoints.iter() {
+            let (id, _) = entry?;
+            configured.insert(String::from_utf8_lossy(&id).into_owned());
+            bound = bound.min(match t.cursors.get(&id)? {
+                Some(raw) => seq_of_key(&raw)
+                    .ok_or_else(|| corrupt(&String::from_utf8_lossy(&id), "cursor"))?,
+                None => 0,
+            });
+        }
+        let mut seqs = Vec::new();
+        if start < bound {
+            for entry in self
+                .inner
+                .events
+                .range(start.to_be_bytes()..bound.to_be_bytes())
+            {
+                let (k, raw) = entry?;
+                let seq = seq_of_key(&k).ok_or_else(|| corrupt("events", "key"))?;
+                if from_json::<EventTime>(&k, &raw)?.created_at >= before {
+                    break;
+                }
+                seqs.push(seq);
+                if seqs.len() == PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        let (Some(&lo), Some(&hi)) = (seqs.first(), seqs.last()) else {
+            return Ok((0, 0, None));
+        };
+        // The delivery keys of these events, of every endpoint that has
+        // records (configured or not): one range per endpoint prefix.
+        let mut found: BTreeMap<u64, Vec<sled::IVec>> = BTreeMap::new();
+        let mut next_prefix = Vec::new();
+        while let Some(entry) = t.deliveries.range(next_prefix.as_slice()..).next() {
+            let (k, _) = entry?;
+            let cut = k.len().checked_sub(8);
+            let p = cut
+                .and_then(|cut| k.get(..cut))
+                .ok_or_else(|| corrupt("webhook_deliveries", "key"))?;
+            let at = |seq: u64| [p, &seq.to_be_bytes()].concat();
+            for entry in t.deliveries.range(at(lo)..=at(hi)) {
+                let (k, _) = entry?;
+                if let Some(seq) = seq_of_key(&k) {
+                    found.entry(seq).or_default().push(k);
+                }
+            }
+            next_prefix = at(u64::MAX);
+            next_prefix.push(0);
+        }
+        let (events, deliveries) = (&self.inner.events, &t.deliveries, &t.open, &t.dead)
+            .transaction(|(events, deliveries, open, dead)| {
+                let (mut gone, mut dropped) = (0, 0);
+                'event: for seq in &seqs {
+                    let keys = found.get(seq).map(Vec::as_slice).unwrap_or_default();
+                    for k in keys {
+                        if let Some(raw) = deliveries.get(k)? {
+                            let d: Delivery = from_json_tx(k, &raw)?;
+                            // A removed endpoint's deliveries are never
+                            // made: they hold nothing back.
+                            if d.status != DeliveryStatus::Delivered
+                                && configured.contains(&d.endpoint)
+                            {
+                                continue 'event;
+                            }
+                        }
+                    }
+                    if events.remove(&seq.to_be_bytes())?.is_none() {
+                        continue; // a concurrent pruning took it
+                    }
+                    gone += 1;
+                    for k in keys {
+                        dropped += usize::from(deliveries.remove(k)?.is_some());
+                        open.remove(k)?;
+                        dead.remove(k)?;
+                    }
+                }
+                Ok((gone, dropped))
+            })
+            .map_err(unwrap_tx)?;
+        let next = (seqs.len() == PRUNE_BATCH)
+            .then(|| hi.checked_add(1))
+            .flatten();
+        Ok((events, deliveries, next))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,5 +884,161 @@ mod tests {
         assert_eq!(next.next_cursor, None);
         assert_eq!(parse_delivery_id(&created[0].id).map(|(e, _)| e), Some("a"));
         assert_eq!(parse_delivery_id("dly_zz"), None);
+    }
+
+    fn attempt(outcome: AttemptOutcome) -> Attempt {
+        Attempt {
+            at: Utc::now(),
+            status: None,
+            error: None,
+            outcome,
+        }
+    }
+
+    /// Emit `n` events, each for its own message; a cutoff after them.
+    async fn emit_n(store: &Store, n: usize) -> (Vec<Event>, DateTime<Utc>) {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let data = serde_json::json!({"id": format!("msg_{i}")});
+            out.push(store.emit("message.sent", data).await.unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        (out, Utc::now())
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_open_dead_and_unsent_events() {
+        let mut s = TempStore::new();
+        let hook = ("crm".to_string(), "http://x/".to_string(), vec![]);
+        s.store.register_webhooks(&[hook]).await.unwrap();
+        let (early, mid) = emit_n(&s.store, 2).await;
+        let (late, cutoff) = emit_n(&s.store, 5).await;
+        let (new, _) = emit_n(&s.store, 1).await;
+        let old: Vec<Event> = early.into_iter().chain(late).collect();
+        let (d, _) = s.store.fan_out("crm", by_message, Utc::now(), 5).unwrap();
+        for i in [0, 1, 3] {
+            let delivered = attempt(AttemptOutcome::Delivered);
+            s.store.record_attempt(&d[i].id, &delivered).unwrap();
+        }
+        let dead = attempt(AttemptOutcome::Dead);
+        s.store.record_attempt(&d[4].id, &dead).unwrap();
+        // Only the time holds back: events 0 and 1.
+        assert_eq!(s.store.prune_events_before(mid).await.unwrap(), (2, 2));
+        // 2 is open, 3 delivered, 4 dead, 5 and 6 not fanned out yet.
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (1, 1));
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (0, 0));
+        s.restart();
+        for gone in [0, 1, 3] {
+            assert_eq!(s.store.event(&old[gone].id).unwrap(), None);
+            assert_eq!(s.store.delivery(&d[gone].id).unwrap(), None);
+        }
+        let status = |i: usize| s.store.delivery(&d[i].id).unwrap().map(|d| d.status);
+        assert_eq!(status(2), Some(DeliveryStatus::Pending));
+        assert_eq!(status(4), Some(DeliveryStatus::Dead));
+        let ids = |after: &str| -> Vec<String> {
+            let events = s.store.events_after(Some(after), 10).unwrap();
+            events.into_iter().map(|e| e.id).collect()
+        };
+        let kept = [2, 4, 5, 6].map(|i| old[i].id.clone());
+        assert_eq!(ids(&old[0].id), [&kept[..], &[new[0].id.clone()]].concat());
+        assert_eq!(
+            ids(&old[3].id)[0],
+            old[4].id,
+            "a pruned id resumes after it"
+        );
+        let hooks = s.store.webhooks().unwrap();
+        assert_eq!((hooks[0].pending, hooks[0].dead), (1, 1));
+        let (rest, _) = s.store.fan_out("crm", by_message, Utc::now(), 10).unwrap();
+        assert_eq!(
+            rest.len(),
+            3,
+            "events after the cursor are still handed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn pruning_stops_at_the_smallest_cursor() {
+        let s = TempStore::new();
+        let hook = |id: &str| (id.to_string(), "http://x/".to_string(), vec![]);
+        s.store
+            .register_webhooks(&[hook("a"), hook("b")])
+            .await
+            .unwrap();
+        let (events, cutoff) = emit_n(&s.store, 4).await;
+        let (a, _) = s.store.fan_out("a", by_message, Utc::now(), 10).unwrap();
+        let (b, _) = s.store.fan_out("b", by_message, Utc::now(), 2).unwrap();
+        for d in a.iter().chain(&b) {
+            let delivered = attempt(AttemptOutcome::Delivered);
+            s.store.record_attempt(&d.id, &delivered).unwrap();
+        }
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (2, 4));
+        assert_eq!(s.store.event(&events[1].id).unwrap(), None);
+        assert!(s.store.event(&events[2].id).unwrap().is_some());
+        assert!(s.store.delivery(&a[2].id).unwrap().is_some());
+        // Forgotten, b holds nothing back; a's delivered records go too.
+        s.store.register_webhooks(&[hook("a")]).await.unwrap();
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (2, 2));
+        assert_eq!(s.store.delivery(&a[3].id).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn without_endpoints_old_events_go_and_ids_keep_growing() {
+        let mut s = TempStore::new();
+        let (old, cutoff) = emit_n(&s.store, 3).await;
+        let (new, _) = emit_n(&s.store, 1).await;
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (3, 0));
+        assert_eq!(s.store.events_after(None, 10).unwrap(), new);
+        assert_eq!(s.store.events_after(Some(&old[0].id), 10).unwrap(), new);
+        let far = Utc::now() + chrono::Duration::days(1);
+        assert_eq!(s.store.prune_events_before(far).await.unwrap(), (1, 0));
+        s.restart();
+        assert!(s.store.events_after(None, 10).unwrap().is_empty());
+        assert_eq!(s.store.last_event_id().unwrap(), None);
+        let next = s.store.emit("modem.status", serde_json::json!({})).await;
+        let next = event_seq(&next.unwrap().id).unwrap();
+        assert!(
+            next > event_seq(&new[0].id).unwrap(),
+            "ids are never reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn pruning_goes_in_batches() {
+        let s = TempStore::new();
+        let hook = ("a".to_string(), "http://x/".to_string(), vec![]);
+        s.store.register_webhooks(&[hook]).await.unwrap();
+        let n = 2 * PRUNE_BATCH + 500;
+        let at = Utc::now() - chrono::Duration::hours(1);
+        s.store
+            .inner
+            .events
+            .transaction(|events| {
+                for i in 0..n {
+                    let data = serde_json::json!({"id": format!("msg_{i}")});
+                    crate::store::push_event(events, "message.sent", at, data)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (new, _) = emit_n(&s.store, 1).await;
+        let (d, _) = s.store.fan_out("a", by_message, Utc::now(), n + 1).unwrap();
+        let open = PRUNE_BATCH + 500;
+        for (i, d) in d.iter().enumerate().filter(|&(i, _)| i != open && i < n) {
+            let outcome = if i == 10 {
+                AttemptOutcome::Dead
+            } else {
+                AttemptOutcome::Delivered
+            };
+            s.store.record_attempt(&d.id, &attempt(outcome)).unwrap();
+        }
+        let before = Utc::now() - chrono::Duration::minutes(1);
+        assert_eq!(
+            s.store.prune_events_before(before).await.unwrap(),
+            (n - 2, n - 2)
+        );
+        let left = s.store.events_after(None, 10).unwrap();
+        let seqs: Vec<u64> = left.iter().filter_map(|e| event_seq(&e.id)).collect();
+        assert_eq!(seqs, [d[10].seq, d[open].seq, d[n].seq]);
+        assert_eq!(left[2], new[0]);
     }
 }

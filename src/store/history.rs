@@ -709,6 +709,23 @@ mod tests {
                 .count()
         );
 
+        // Settled means settled: an update of an archived message returns it
+        // unchanged without running the change (the API answers 409, not 404).
+        let archived = settled[0];
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let (got, events) = t
+            .store
+            .update(&archived.id, |m| {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                m.body = "changed".into();
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!ran.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!((&got, events.len()), (archived, 0));
+
         // After a restart, the same.
         t.restart();
         assert_eq!(whole_thread(&t.store, 7), before);

@@ -327,7 +327,7 @@ impl Store {
             set.parts
                 .entry(concat.sequence)
                 .or_insert_with(|| part.text.to_string());
-            dedupe.insert(dedupe_key.as_slice(), b"part".as_slice())?;
+            dedupe.insert(dedupe_key.as_slice(), keys::dedupe_part(now))?;
             if set.parts.len() < usize::from(set.total) {
                 parts.insert(set_key, to_json(&set)?)?;
                 return Ok(ReceiveOutcome::Partial {

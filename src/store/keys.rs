@@ -67,6 +67,23 @@ pub(crate) fn concat_prefix(modem: &str, sender: &str, reference: u16, total: u8
     key
 }
 
+/// `dedupe` value of a part of a multipart message: `part` and when it came
+/// (milliseconds, big-endian), so old keys can be pruned. A complete
+/// message's value is its id, which carries its time.
+pub(crate) fn dedupe_part(at: DateTime<Utc>) -> Vec<u8> {
+    let mut value = b"part".to_vec();
+    value.extend_from_slice(&millis(at).to_be_bytes());
+    value
+}
+
+/// When a `dedupe` value was written (see [`dedupe_part`]), in milliseconds.
+pub(crate) fn dedupe_millis(value: &[u8]) -> Option<u64> {
+    if let Some(ms) = value.strip_prefix(b"part") {
+        return Some(u64::from_be_bytes(ms.try_into().ok()?));
+    }
+    parse_message_id(std::str::from_utf8(value).ok()?).map(|(ms, _)| ms)
+}
+
 /// The 32-bit FNV-1a hash of a contact, carried in message ids so that an
 /// archived message can be found from its id alone (`contacts` maps the hash
 /// back to the contact). Stable forever: ids on disk and in clients hold it.

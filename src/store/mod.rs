@@ -17,6 +17,7 @@ mod inbound;
 mod keys;
 mod outbound;
 mod packed;
+mod prune;
 mod query;
 mod read_marks;
 pub mod records;
@@ -44,6 +45,7 @@ pub use deliveries::{
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
+pub use prune::{Pruned, DEDUPE_KEEP, EVENTS_KEEP, IDEMPOTENCY_KEEP, SEND_LOG_KEEP};
 pub use query::{MessageFilter, Page, ThreadSummary};
 pub use records::{
     Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus, Transition,

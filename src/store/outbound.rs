@@ -269,7 +269,8 @@ impl Store {
     /// Change a message: `change` edits a copy and returns whether it changed
     /// anything (it may run more than once, so it must not have side effects).
     /// Indexes and events follow from the difference; the change is durable
-    /// when this returns. `None` when there is no such message.
+    /// when this returns. `None` when there is no such message; a message
+    /// already moved to the history comes back unchanged (`change` is not run).
     pub async fn update<F>(&self, id: &str, change: F) -> Result<Option<Updated>>
     where
         F: Fn(&mut Message) -> bool,
@@ -327,7 +328,15 @@ impl Store {
                 },
             )
             .map_err(unwrap_tx)?;
-        let ticket = outcome.is_some().then(|| i.commit.ticket());
+        let wrote = outcome.is_some();
+        // A message in the history is settled: nothing changes it any more
+        // (read marks and retention have their own ways), so it is returned
+        // as it is, unchanged, without running `change`.
+        let outcome = match outcome {
+            None => self.archived_message(id)?.map(|m| (m, Vec::new())),
+            some => some,
+        };
+        let ticket = wrote.then(|| i.commit.ticket());
         let events = matches!(&outcome, Some((_, events)) if !events.is_empty());
         Ok((
             outcome,
