@@ -342,8 +342,7 @@ impl Store {
         Ok(self
             .inner
             .history_log
-            .iter_rev(before)
-            .filter(move |item| !matches!(item, Ok((at, _)) if skip.contains(&at.file)))
+            .iter_rev_files(before, move |file| !skip.contains(&file))
             .map(move |item| {
                 let (at, raw) = item?;
                 let mut m: Message = from_json(format!("history {at:?}").as_bytes(), &raw)?;
@@ -708,6 +707,30 @@ mod tests {
                 .filter(|m| m.status == MessageStatus::Delivered)
                 .count()
         );
+
+        // `since` holds across live and archived messages.
+        let since = sent[30].created_at;
+        let filter = MessageFilter {
+            since: Some(since),
+            ..Default::default()
+        };
+        let mut recent: Vec<String> = t
+            .store
+            .list(&filter, None, 100)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        recent.sort();
+        let mut want: Vec<String> = sent[30..].iter().map(|m| m.id.clone()).collect();
+        want.sort();
+        assert_eq!(recent, want);
+        let future = MessageFilter {
+            since: Some(Utc::now() + Duration::hours(1)),
+            ..Default::default()
+        };
+        assert!(t.store.list(&future, None, 100).unwrap().items.is_empty());
 
         // Settled means settled: an update of an archived message returns it
         // unchanged without running the change (the API answers 409, not 404).

@@ -248,12 +248,26 @@ impl HistoryLog {
 
     /// Records newest first, strictly before `before` when given, erased ones
     /// skipped. Sees the appends finished when it is called, not later ones.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn iter_rev(
         &self,
         before: Option<Location>,
     ) -> impl Iterator<Item = Result<(Location, Vec<u8>), HistoryError>> + '_ {
+        self.iter_rev_files(before, |_| true)
+    }
+
+    /// [`HistoryLog::iter_rev`] over only the files `keep` accepts (a list
+    /// with `since` skips files holding only older messages unread).
+    pub(crate) fn iter_rev_files(
+        &self,
+        before: Option<Location>,
+        keep: impl Fn(u32) -> bool,
+    ) -> impl Iterator<Item = Result<(Location, Vec<u8>), HistoryError>> + '_ {
         let (files, error) = match self.rev_plan(before) {
-            Ok(files) => (files, None),
+            Ok(mut files) => {
+                files.retain(|(number, _)| keep(*number));
+                (files, None)
+            }
             Err(e) => (Vec::new(), Some(e)),
         };
         RevIter {

@@ -49,7 +49,19 @@ pub(crate) fn queue_message(
     outbox: &TransactionalTree,
     message: &Message,
 ) -> std::result::Result<(), TxError> {
-    messages.insert(message.id.as_bytes(), to_json(message)?)?;
+    queue_encoded(messages, threads, outbox, message, to_json(message)?)
+}
+
+/// [`queue_message`] with the record already encoded: sled runs one
+/// transaction at a time (a global lock), so the hot path encodes first.
+fn queue_encoded(
+    messages: &TransactionalTree,
+    threads: &TransactionalTree,
+    outbox: &TransactionalTree,
+    message: &Message,
+    record: impl Into<sled::IVec>,
+) -> std::result::Result<(), TxError> {
+    messages.insert(message.id.as_bytes(), record)?;
     threads.insert(
         keys::thread(&message.contact, message.created_at, &message.id),
         &[],
@@ -196,19 +208,25 @@ impl Store {
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Accepted> {
         let i = &self.inner;
+        let record =
+            sled::IVec::from(
+                serde_json::to_vec(&message).map_err(|e| StoreError::Corrupt {
+                    key: message.id.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
         // Without a key, the idempotency tree stays out of the transaction:
         // each tree in a sled transaction costs (this is the API's hot path).
         let Some(k) = &idempotency else {
-            let outcome = (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
+            (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
                 .transaction(|(messages, threads, outbox, contacts, recent)| {
-                    queue_message(messages, threads, outbox, &message)?;
-                    touch_contact(contacts, recent, &message)?;
-                    Ok(Accepted::New(message.clone()))
+                    queue_encoded(messages, threads, outbox, &message, record.clone())?;
+                    touch_contact(contacts, recent, &message)
                 })
                 .map_err(unwrap_tx)?;
             let ticket = i.commit.ticket();
             self.durable(ticket).await?;
-            return Ok(outcome);
+            return Ok(Accepted::New(message));
         };
         let outcome = (
             &i.messages,
@@ -242,7 +260,7 @@ impl Store {
                     };
                     idem.insert(k.key.as_bytes(), to_json(&record)?)?;
                 }
-                queue_message(messages, threads, outbox, &message)?;
+                queue_encoded(messages, threads, outbox, &message, record.clone())?;
                 touch_contact(contacts, recent, &message)?;
                 Ok(Accepted::New(message.clone()))
             })
