@@ -291,7 +291,13 @@ impl Store {
                     Ok(Some(raw)) => {
                         Some(from_json::<Message>(id, &raw).map(|m| (key.to_vec(), m)))
                     }
-                    Ok(None) => None,
+                    // Moved to the history since the thread key was read (or
+                    // erased): look there, so a move is never a gap.
+                    Ok(None) => match self.archived_message(&String::from_utf8_lossy(id)) {
+                        Ok(Some(m)) => Some(Ok((key.to_vec(), m))),
+                        Ok(None) => None,
+                        Err(e) => Some(Err(e)),
+                    },
                     Err(e) => Some(Err(e.into())),
                 }
             });
@@ -762,6 +768,28 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_moved_while_its_thread_is_read_is_neither_lost_nor_doubled() {
+        let t = TempStore::new();
+        let sent = thread_of(&t.store, 6).await;
+        let before = whole_thread(&t.store, 50);
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        // The state a reader can meet mid-move: the thread key read, the
+        // record already gone from `messages` and in the history.
+        let moved = sent.iter().find(|m| m.status.is_final()).unwrap();
+        t.store
+            .inner
+            .threads
+            .insert(keys::thread(CONTACT, moved.created_at, &moved.id), &[])
+            .unwrap();
+        assert!(!live(&t.store, &moved.id));
+        assert_eq!(whole_thread(&t.store, 50), before);
+        assert_eq!(whole_thread(&t.store, 2), before);
     }
 
     #[tokio::test]
