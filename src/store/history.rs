@@ -93,6 +93,24 @@ fn settled(m: &Message, cutoff: DateTime<Utc>) -> bool {
     done && m.updated_at <= cutoff
 }
 
+/// `history_files` key of the time up to which retention has blanked
+/// archived bodies (not four bytes long: never taken for a file number).
+const BLANKED_THROUGH: &[u8] = b"blanked_through";
+
+/// `history_files` key of where frames not yet referenced by the index
+/// begin: set (durably) before an append, removed with the transaction that
+/// references them. Found at open, everything from there on is zeroed: a
+/// crash mid-move leaves no message text the index cannot reach.
+const PENDING: &[u8] = b"pending_frames";
+
+/// `history_files` key of frames the index no longer references and that
+/// are still to be zeroed (retention's old copies), set in the transaction
+/// that drops them from the index.
+const TO_ERASE: &[u8] = b"to_erase";
+
+/// How far back each retention pass looks again before the last one's end.
+const RETENTION_SLACK_MICROS: u64 = 7 * 24 * 3600 * 1_000_000;
+
 /// History files kept per store, newest created time per file.
 fn file_key(file: u32) -> [u8; 4] {
     file.to_be_bytes()
@@ -134,6 +152,7 @@ impl Store {
             return Ok(0);
         }
         let records: Vec<&[u8]> = picked.iter().map(|(_, raw, _)| raw.as_ref()).collect();
+        self.mark_pending()?;
         let locations = i.history_log.append(&records)?;
 
         let mut by_contact: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
@@ -168,6 +187,7 @@ impl Store {
                     threads.remove(keys::thread(&m.contact, m.created_at, &m.id))?;
                 }
                 packed::apply_tx(history, &writes)?;
+                files.remove(PENDING)?;
                 for (file, micros) in &newest {
                     let key = file_key(*file);
                     let before = files
@@ -183,6 +203,7 @@ impl Store {
             // Unreferenced copies: zero them now rather than leave message
             // text in the files (erasure would not find them).
             i.history_log.erase(&locations)?;
+            i.history_files.remove(PENDING)?;
             return Ok(0);
         }
         Ok(picked.len())
@@ -208,6 +229,47 @@ impl Store {
             self.sync().await?;
         }
         Ok(total)
+    }
+
+    /// Note (durably) where the frames of the next append begin.
+    fn mark_pending(&self) -> Result<()> {
+        let i = &self.inner;
+        i.history_files
+            .insert(PENDING, &i.history_log.end().to_bytes())?;
+        i.db.flush()?;
+        Ok(())
+    }
+
+    /// At open: zero frames an interrupted move or retention pass left
+    /// unreferenced (see [`PENDING`], [`TO_ERASE`]).
+    pub(crate) fn recover_history(&self) -> Result<()> {
+        let i = &self.inner;
+        let location = |raw: &[u8]| <[u8; 8]>::try_from(raw).ok().map(Location::from_bytes);
+        let mut zero = Vec::new();
+        if let Some(from) = i.history_files.get(PENDING)?.and_then(|v| location(&v)) {
+            for item in i.history_log.iter_rev_files(None, |_| true) {
+                match item {
+                    Ok((at, _)) if at >= from => zero.push(at),
+                    Ok(_) => break,
+                    // A damaged frame is reported on read; keep walking back.
+                    Err(e) => tracing::warn!(error = %e, "history: reading frames after a crash"),
+                }
+            }
+        }
+        if let Some(raw) = i.history_files.get(TO_ERASE)? {
+            zero.extend(raw.chunks(8).filter_map(location));
+        }
+        if !zero.is_empty() {
+            tracing::warn!(
+                frames = zero.len(),
+                "history: zeroing frames an interrupted write left unreferenced"
+            );
+            i.history_log.erase(&zero)?;
+        }
+        i.history_files.remove(PENDING)?;
+        i.history_files.remove(TO_ERASE)?;
+        i.db.flush()?;
+        Ok(())
     }
 
     /// Read one archived record; None when it was erased or its file removed.
@@ -402,6 +464,16 @@ impl Store {
             .map(|k| k.map(|k| String::from_utf8_lossy(&k[8.min(k.len())..]).into_owned()))
             .collect::<std::result::Result<_, _>>()?;
         let until = time_bound(u64::from_be_bytes(keys::time_key(before)));
+        // Each pass looks only at what the last one did not cover (less a
+        // week, for messages that settled late and were archived with an old
+        // creation time), not at the whole history every hour.
+        let from = i
+            .history_files
+            .get(BLANKED_THROUGH)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .map_or(0, |t| t.saturating_sub(RETENTION_SLACK_MICROS));
+        let from = time_bound(from);
         let mut blanked = 0;
         for contact in contacts {
             let Ok(_guard) = i.history_lock.lock() else {
@@ -414,7 +486,7 @@ impl Store {
             };
             let mut old = Vec::new();
             let mut blank = Vec::new();
-            for e in set.range(&time_bound(0), &until) {
+            for e in set.range(&from, &until) {
                 let e = e?;
                 let Some(mut m) = self.archived_record(entry_location(&e), None)? else {
                     continue;
@@ -433,24 +505,39 @@ impl Store {
                 continue;
             }
             let records: Vec<&[u8]> = blank.iter().map(Vec::as_slice).collect();
+            self.mark_pending()?;
             let locations = i.history_log.append(&records)?;
-            let new: Vec<Entry> = old
+            // The contact's whole set with the new locations, written at once
+            // with the list of old frames still to zero.
+            let moved: BTreeMap<Entry, Entry> = old
                 .iter()
                 .zip(&locations)
                 .map(|(e, at)| {
                     let mut n = *e;
                     n[8..].copy_from_slice(&at.to_bytes());
-                    n
+                    (*e, n)
                 })
                 .collect();
-            // Remove then insert: two plans on one prefix must not overlap,
-            // so the removal is applied before the insertion is planned.
-            packed::apply(&i.history, &set.plan_remove(&old)?)?;
-            packed::apply(&i.history, &set.plan_insert(&new)?)?;
+            let all: Vec<Entry> = set
+                .range(&time_bound(0), &time_bound(u64::MAX))
+                .map(|e| e.map(|e| moved.get(&e).copied().unwrap_or(e)))
+                .collect::<std::result::Result<_, _>>()?;
+            let writes = set.plan_rebuild(&all)?;
             let gone: Vec<Location> = old.iter().map(entry_location).collect();
+            let gone_bytes: Vec<u8> = gone.iter().flat_map(|at| at.to_bytes()).collect();
+            (&i.history, &i.history_files)
+                .transaction(|(history, files)| {
+                    packed::apply_tx(history, &writes)?;
+                    files.insert(TO_ERASE, gone_bytes.as_slice())?;
+                    files.remove(PENDING)?;
+                    Ok(())
+                })
+                .map_err(unwrap_tx)?;
             i.history_log.erase(&gone)?;
+            i.history_files.remove(TO_ERASE)?;
             blanked += old.len();
         }
+        i.history_files.insert(BLANKED_THROUGH, &until[..8])?;
         Ok(blanked)
     }
 }
@@ -572,6 +659,7 @@ mod tests {
 
     use super::super::test_support::TempStore;
     use super::super::*;
+    use super::{PENDING, TO_ERASE};
 
     const CONTACT: &str = "+15551234000";
 
@@ -790,6 +878,60 @@ mod tests {
         assert!(!live(&t.store, &moved.id));
         assert_eq!(whole_thread(&t.store, 50), before);
         assert_eq!(whole_thread(&t.store, 2), before);
+    }
+
+    /// What a crash between writing frames and referencing them leaves
+    /// (an archive batch or a retention pass cut short) is zeroed at open.
+    #[tokio::test]
+    async fn frames_a_crash_left_unreferenced_are_zeroed_at_open() {
+        let mut t = TempStore::new();
+        let sent = thread_of(&t.store, 6).await;
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        let before = whole_thread(&t.store, 50);
+        // A retention pass cut short after its transaction: old copies listed.
+        let stale = t
+            .store
+            .inner
+            .history_log
+            .append(&[b"{\"body\": \"orphan-secret-2\"}"])
+            .unwrap();
+        let listed: Vec<u8> = stale.iter().flat_map(|at| at.to_bytes()).collect();
+        t.store
+            .inner
+            .history_files
+            .insert(TO_ERASE, listed)
+            .unwrap();
+        // An archive batch cut short after its fsync: marked, written, never
+        // referenced.
+        t.store.mark_pending().unwrap();
+        let orphan = t
+            .store
+            .inner
+            .history_log
+            .append(&[b"{\"body\": \"orphan-secret-1\"}"])
+            .unwrap();
+        t.store.flush_blocking().unwrap();
+        assert_eq!(orphan.len() + stale.len(), 2);
+
+        t.restart();
+        for f in std::fs::read_dir(t.dir.join("history")).unwrap() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(f.unwrap().path()).unwrap()).into_owned();
+            assert!(
+                !text.contains("orphan-secret"),
+                "an unreferenced frame kept its text"
+            );
+        }
+        assert!(t.store.inner.history_files.get(PENDING).unwrap().is_none());
+        assert!(t.store.inner.history_files.get(TO_ERASE).unwrap().is_none());
+        // What the index references is untouched.
+        assert_eq!(whole_thread(&t.store, 50), before);
+        for m in &sent {
+            assert_eq!(t.store.get(&m.id).unwrap().as_ref(), Some(m));
+        }
     }
 
     #[tokio::test]

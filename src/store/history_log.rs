@@ -256,6 +256,16 @@ impl HistoryLog {
         self.iter_rev_files(before, |_| true)
     }
 
+    /// Where the next append starts at the earliest: every frame an append
+    /// makes from now on lies at or after this location.
+    pub(crate) fn end(&self) -> Location {
+        let w = lock(&self.writer);
+        Location {
+            file: w.number,
+            offset: u32::try_from(w.size).unwrap_or(u32::MAX),
+        }
+    }
+
     /// [`HistoryLog::iter_rev`] over only the files `keep` accepts (a list
     /// with `since` skips files holding only older messages unread).
     pub(crate) fn iter_rev_files(

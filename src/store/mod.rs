@@ -130,7 +130,8 @@ struct Inner {
     /// contact, 0x00, first entry -> packed (created time, location) entries
     /// of the contact's archived messages (`history.rs`).
     history: Tree,
-    /// history file number -> newest created time in it (list skips).
+    /// history file number -> newest created time in it (list skips); and
+    /// `blanked_through`: how far retention has blanked archived bodies.
     history_files: Tree,
     /// The archived records.
     history_log: history_log::HistoryLog,
@@ -224,9 +225,11 @@ impl Store {
             id_seed,
             id_counter: AtomicU32::new(0),
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(inner),
-        })
+        };
+        store.recover_history()?;
+        Ok(store)
     }
 
     /// A new message id for `contact` (see [`keys::message_id`]); the salt is

@@ -78,6 +78,9 @@ impl PackedSet<'_> {
     /// The writes that remove `entries` (absent ones are ignored). A block left
     /// empty is deleted; one that lost its first entry is re-keyed. Blocks are
     /// not merged with their neighbours, so heavy removal leaves small blocks.
+    // Retention rebuilds a contact's set instead (atomic); kept, tested, for
+    // removals that do not move entries.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn plan_remove(&self, entries: &[Entry]) -> Result<Vec<BlockWrite>> {
         let mut writes = Vec::new();
         self.by_block(&sorted(entries), |old, gone| {
@@ -90,6 +93,36 @@ impl PackedSet<'_> {
                 self.rewrite(old, &kept, &mut writes);
             }
         })?;
+        Ok(writes)
+    }
+
+    /// The writes that make `entries` (sorted or not, duplicates allowed)
+    /// the whole set: new blocks half full (room to grow without splitting),
+    /// old block keys not reused deleted. Applied as one batch or inside one
+    /// transaction, the set changes at once (retention rewrites a contact's
+    /// entries this way).
+    pub(crate) fn plan_rebuild(&self, entries: &[Entry]) -> sled::Result<Vec<BlockWrite>> {
+        let mut sorted = entries.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut writes = Vec::new();
+        let mut new_keys = std::collections::HashSet::new();
+        for block in sorted.chunks(MAX_BLOCK_ENTRIES / 2) {
+            let mut key = self.prefix.to_vec();
+            key.extend_from_slice(&block[0]);
+            new_keys.insert(key.clone());
+            writes.push(BlockWrite::Put {
+                key,
+                value: block.concat(),
+            });
+        }
+        for old in self.plan_clear()? {
+            if let BlockWrite::Delete { key } = old {
+                if !new_keys.contains(&key) {
+                    writes.push(BlockWrite::Delete { key });
+                }
+            }
+        }
         Ok(writes)
     }
 
@@ -461,6 +494,37 @@ mod tests {
         assert!(set.plan_insert(&es([42, 1, 42])).unwrap().is_empty());
         assert_eq!(set.len().unwrap(), 4);
         assert_eq!(blocks(&set).len(), 1);
+    }
+
+    #[test]
+    fn rebuild_replaces_the_whole_set_in_one_plan() {
+        let db = db();
+        let set = set(&db);
+        let other = PackedSet {
+            tree: &db,
+            prefix: B,
+        };
+        insert(&set, &es(0..300));
+        insert(&other, &es([7, 8]));
+        // Entries moved (as retention's new copies are), some dropped, some new.
+        let mut wanted: Vec<Entry> = es((0..300).filter(|n| n % 3 != 0));
+        wanted.extend(es(1000..1100));
+        let writes = set.plan_rebuild(&wanted).unwrap();
+        assert_minimal(&writes);
+        apply(&db, &writes).unwrap();
+        wanted.sort();
+        assert_eq!(ascending(&set), wanted);
+        assert!(blocks(&set)
+            .iter()
+            .all(|b| b.len() <= MAX_BLOCK_ENTRIES / 2));
+        assert_eq!(ascending(&other), es([7, 8]));
+        // Inside a transaction too; rebuilding to nothing clears.
+        let writes = set.plan_rebuild(&[]).unwrap();
+        db.transaction(|t| apply_tx(t, &writes).map_err(Into::into))
+            .map_err(|e: sled::transaction::TransactionError<()>| e)
+            .unwrap();
+        assert!(ascending(&set).is_empty());
+        assert_eq!(ascending(&other), es([7, 8]));
     }
 
     #[test]
