@@ -289,6 +289,10 @@ pub async fn send(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",
         )),
+        Accepted::ReplayErased(id) => Err(ApiError::conflict(
+            "message_erased",
+            format!("this Idempotency-Key made message {id}, since erased with its contact; nothing was sent again"),
+        )),
     }
 }
 

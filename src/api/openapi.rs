@@ -234,12 +234,12 @@ fn base_document() -> Value {
             }},
             "/v1/messages": {
                 "post": secured("send", "Send a message", json!({
-                    "description": "Stored durably before the 202. With an Idempotency-Key, the same key and body answer the original 202 again and send nothing; the same key with another body is refused (`idempotency_key_reused`).",
+                    "description": "Stored durably before the 202. With an Idempotency-Key, the same key and body answer the original 202 again and send nothing; the same key with another body is refused (`idempotency_key_reused`). Keys are kept 7 days.",
                     "parameters": [param("Idempotency-Key", "header", "Up to 255 printable ASCII characters.", json!({"type": "string"}))],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": schema("SendRequest") } } },
                     "responses": {
                         "202": ok("Accepted (queued, scheduled, or deferred by quiet hours or rate limits).", schema("Accepted")),
-                        "409": problem("`recipient_opted_out` (the contact texted STOP), `consent_required` (marketing without opt-in evidence)."),
+                        "409": problem("`recipient_opted_out` (the contact texted STOP), `consent_required` (marketing without opt-in evidence), `message_erased` (a replayed Idempotency-Key whose message was erased with its contact)."),
                         "400": problem("Malformed JSON (`invalid_json`)."),
                         "413": problem("Body over 64 KiB (`payload_too_large`)."),
                         "415": problem("Not application/json (`unsupported_media_type`)."),

@@ -401,7 +401,13 @@ impl Store {
             })?;
             i.ledger.insert(new_key, raw)?;
         }
-        let archived = self.erase_history(contact)?;
+        let archived = {
+            let store = self.clone();
+            let who = contact.to_string();
+            tokio::task::spawn_blocking(move || store.erase_history(&who))
+                .await
+                .map_err(|e| super::StoreError::Durability(format!("history task: {e}")))??
+        };
         i.contacts
             .remove(keys::contact_hash_key(keys::contact_hash(contact), contact))?;
         if let Some(raw) = i.contacts.remove(contact.as_bytes())? {

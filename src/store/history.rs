@@ -206,7 +206,16 @@ impl Store {
             i.history_files.remove(PENDING)?;
             return Ok(0);
         }
+        i.history_moves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(picked.len())
+    }
+
+    /// Changes whenever messages have moved into or within the history.
+    pub(crate) fn history_generation(&self) -> u64 {
+        self.inner
+            .history_moves
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Move every settled message quiet for `after` (batch by batch), then
@@ -231,17 +240,24 @@ impl Store {
         Ok(total)
     }
 
-    /// Note (durably) where the frames of the next append begin.
+    /// Note (durably) where the frames of the next append begin. A note left
+    /// by a write that failed (an I/O error, a corrupt index block) is dealt
+    /// with first, as at open: every append goes through here, so what lies
+    /// past an old note is unreferenced.
     fn mark_pending(&self) -> Result<()> {
         let i = &self.inner;
+        if i.history_files.get(PENDING)?.is_some() || i.history_files.get(TO_ERASE)?.is_some() {
+            self.recover_history()?;
+        }
         i.history_files
             .insert(PENDING, &i.history_log.end().to_bytes())?;
         i.db.flush()?;
         Ok(())
     }
 
-    /// At open: zero frames an interrupted move or retention pass left
-    /// unreferenced (see [`PENDING`], [`TO_ERASE`]).
+    /// At open (and before an append after a failed one): zero frames an
+    /// interrupted move or retention pass left unreferenced (see [`PENDING`],
+    /// [`TO_ERASE`]).
     pub(crate) fn recover_history(&self) -> Result<()> {
         let i = &self.inner;
         let location = |raw: &[u8]| <[u8; 8]>::try_from(raw).ok().map(Location::from_bytes);
@@ -533,6 +549,12 @@ impl Store {
                     Ok(())
                 })
                 .map_err(unwrap_tx)?;
+            i.history_moves
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // The index must point at the new copies on disk before the old
+            // ones are zeroed: a crash in between would otherwise leave an
+            // index pointing at zeroed frames and the copies erased at open.
+            i.db.flush()?;
             i.history_log.erase(&gone)?;
             i.history_files.remove(TO_ERASE)?;
             blanked += old.len();
@@ -552,29 +574,57 @@ struct ArchivedRev<'a> {
     /// Thread keys at or above this are excluded.
     before: Option<Vec<u8>>,
     read_through: Option<u64>,
-    /// Entries read from the index, not yet returned (reversed).
-    pending: Vec<Entry>,
+    /// Messages read, not yet returned, ascending by thread key (popped from
+    /// the end).
+    pending: Vec<(Vec<u8>, Message)>,
     done: bool,
 }
 
+/// Index entries read per refill (more when the last ones share a time).
+const REFILL: usize = 64;
+
 impl ArchivedRev<'_> {
+    /// Read the next entries down and their records. The index sorts by
+    /// (time, location) and threads by (time, id), so a refill never stops
+    /// inside a run of equal times, and sorts what it read by thread key (a
+    /// STOP and its confirmation share their time).
     fn refill(&mut self) -> Result<()> {
         let set = PackedSet {
             tree: &self.store.inner.history,
             prefix: &self.prefix,
         };
-        let mut got: Vec<Entry> = Vec::with_capacity(64);
-        for e in set.rev_before(self.bound.as_ref()).take(64) {
-            got.push(e?);
+        let mut got: Vec<Entry> = Vec::with_capacity(REFILL);
+        let mut entries = set.rev_before(self.bound.as_ref()).peekable();
+        while let Some(e) = entries.next() {
+            let e = e?;
+            got.push(e);
+            if got.len() >= REFILL {
+                let same_time = matches!(entries.peek(), Some(Ok(next)) if next[..8] == e[..8]);
+                if !same_time {
+                    break;
+                }
+            }
         }
-        if got.len() < 64 {
+        if entries.peek().is_none() {
             self.done = true;
         }
         if let Some(last) = got.last() {
             self.bound = Some(*last);
         }
-        got.reverse();
-        self.pending = got;
+        let mut read = Vec::with_capacity(got.len());
+        for e in &got {
+            if let Some(m) = self
+                .store
+                .archived_record(entry_location(e), self.read_through)?
+            {
+                let key = keys::thread(&m.contact, m.created_at, &m.id);
+                if self.before.as_ref().is_none_or(|b| key < *b) {
+                    read.push((key, m));
+                }
+            }
+        }
+        read.sort_by(|x, y| x.0.cmp(&y.0));
+        self.pending = read;
         Ok(())
     }
 }
@@ -584,30 +634,16 @@ impl Iterator for ArchivedRev<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.pending.is_empty() {
-                if self.done {
-                    return None;
-                }
-                if let Err(e) = self.refill() {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                continue;
+            if let Some(item) = self.pending.pop() {
+                return Some(Ok(item));
             }
-            let e = self.pending.pop()?;
-            let m = match self
-                .store
-                .archived_record(entry_location(&e), self.read_through)
-            {
-                Ok(Some(m)) => m,
-                Ok(None) => continue,
-                Err(err) => return Some(Err(err)),
-            };
-            let key = keys::thread(&m.contact, m.created_at, &m.id);
-            if self.before.as_ref().is_some_and(|b| key >= *b) {
-                continue;
+            if self.done {
+                return None;
             }
-            return Some(Ok((key, m)));
+            if let Err(e) = self.refill() {
+                self.done = true;
+                return Some(Err(e));
+            }
         }
     }
 }
@@ -931,6 +967,120 @@ mod tests {
         assert_eq!(whole_thread(&t.store, 50), before);
         for m in &sent {
             assert_eq!(t.store.get(&m.id).unwrap().as_ref(), Some(m));
+        }
+    }
+
+    fn delivered(store: &Store, at: chrono::DateTime<Utc>, body: &str) -> Message {
+        let mut m = store.new_outbound("", CONTACT, body, 1, "gsm7", false, None, at);
+        m.transition(at, MessageStatus::Sending);
+        m.transition(at, MessageStatus::Sent);
+        m.transition(at, MessageStatus::Delivered);
+        m.updated_at = at;
+        m
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_replay_finds_the_archived_original() {
+        let t = TempStore::new();
+        let m = delivered(&t.store, Utc::now() - Duration::hours(1), "hi");
+        let key = IdempotencyKey {
+            key: "k-1".into(),
+            fingerprint: "f".into(),
+        };
+        t.store.accept(m.clone(), Some(key.clone())).await.unwrap();
+        assert_eq!(
+            t.store
+                .archive_all_settled(Duration::minutes(10))
+                .await
+                .unwrap(),
+            1
+        );
+        let again = delivered(&t.store, Utc::now(), "hi");
+        assert_eq!(
+            t.store
+                .accept(again.clone(), Some(key.clone()))
+                .await
+                .unwrap(),
+            Accepted::Replay(m.clone())
+        );
+        // Erased with its contact: a replay sends nothing and says so.
+        t.store.erase_contact(CONTACT).await.unwrap();
+        assert_eq!(
+            t.store.accept(again, Some(key)).await.unwrap(),
+            Accepted::ReplayErased(m.id)
+        );
+    }
+
+    /// A STOP and its confirmation share their creation time; archived in
+    /// two passes their index order (time, location) differs from the
+    /// thread's (time, id). Pages of one still list each once, in order.
+    #[tokio::test]
+    async fn messages_with_the_same_time_page_in_thread_order() {
+        let t = TempStore::new();
+        let at = Utc::now() - Duration::hours(2);
+        t.store
+            .accept(
+                delivered(&t.store, at - Duration::seconds(5), "older"),
+                None,
+            )
+            .await
+            .unwrap();
+        let mut inbound = delivered(&t.store, at, "STOP");
+        inbound.id = keys::message_id(at, CONTACT, 0xF000_0000);
+        inbound.direction = Direction::Inbound;
+        inbound.history.clear();
+        inbound.part_status.clear();
+        inbound.transition(at, MessageStatus::Received);
+        inbound.updated_at = at;
+        let mut reply = delivered(&t.store, at, "You are unsubscribed.");
+        reply.id = keys::message_id(at, CONTACT, 0x1000_0000);
+        reply.updated_at = Utc::now();
+        t.store.accept(inbound, None).await.unwrap();
+        t.store.accept(reply, None).await.unwrap();
+        let before = whole_thread(&t.store, 1);
+        assert_eq!(before.len(), 3);
+        assert_eq!(
+            t.store
+                .archive_settled(Utc::now(), Duration::minutes(10), 1000)
+                .unwrap(),
+            2
+        );
+        let later = Utc::now() + Duration::hours(1);
+        assert_eq!(
+            t.store
+                .archive_settled(later, Duration::minutes(10), 1000)
+                .unwrap(),
+            1
+        );
+        for page in [1, 2, 50] {
+            assert_eq!(whole_thread(&t.store, page), before, "page size {page}");
+        }
+    }
+
+    /// A write that failed after its frames were appended (an I/O error, a
+    /// corrupt index block) leaves them unreferenced; the next append zeroes
+    /// them first.
+    #[tokio::test]
+    async fn frames_of_a_failed_write_are_zeroed_by_the_next_one() {
+        let t = TempStore::new();
+        t.store.mark_pending().unwrap();
+        t.store
+            .inner
+            .history_log
+            .append(&[b"{\"body\": \"failed-write-secret\"}"])
+            .unwrap();
+        thread_of(&t.store, 4).await;
+        assert!(
+            t.store
+                .archive_all_settled(Duration::minutes(10))
+                .await
+                .unwrap()
+                > 0
+        );
+        for f in std::fs::read_dir(t.dir.join("history")).unwrap() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(f.unwrap().path()).unwrap()).into_owned();
+            assert!(!text.contains("failed-write-secret"));
         }
     }
 

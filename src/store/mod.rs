@@ -137,6 +137,9 @@ struct Inner {
     history_log: history_log::HistoryLog,
     /// One writer of the history index at a time (plans read the tree).
     history_lock: std::sync::Mutex<()>,
+    /// Bumped after every committed move into (or within) the history, so a
+    /// read that overlapped one can run again (`query.rs`).
+    history_moves: std::sync::atomic::AtomicU64,
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
     /// Bumped after new events are durable: webhook workers and event
@@ -218,6 +221,7 @@ impl Store {
                 history::MAX_FILE_BYTES,
             )?,
             history_lock: std::sync::Mutex::new(()),
+            history_moves: std::sync::atomic::AtomicU64::new(0),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()),

@@ -37,6 +37,10 @@ pub enum Accepted {
     Replay(Message),
     /// The key was seen with a different request.
     KeyReused,
+    /// The key was seen with the same request, but its message (this id)
+    /// has since been erased (the contact's right to erasure): nothing is
+    /// sent again.
+    ReplayErased(String),
 }
 
 /// A message after an update, and the events the update recorded.
@@ -241,18 +245,18 @@ impl Store {
                     if let Some(raw) = idem.get(k.key.as_bytes())? {
                         let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
                         if record.fingerprint != k.fingerprint {
-                            return Ok(Accepted::KeyReused);
+                            return Ok(Ok(Accepted::KeyReused));
                         }
-                        let raw = messages.get(record.id.as_bytes())?.ok_or_else(|| {
-                            ConflictableTransactionError::Abort(StoreError::Corrupt {
-                                key: k.key.clone(),
-                                reason: format!(
-                                    "idempotency key names missing message {}",
-                                    record.id
-                                ),
-                            })
-                        })?;
-                        return Ok(Accepted::Replay(from_json_tx(record.id.as_bytes(), &raw)?));
+                        return match messages.get(record.id.as_bytes())? {
+                            Some(raw) => Ok(Ok(Accepted::Replay(from_json_tx(
+                                record.id.as_bytes(),
+                                &raw,
+                            )?))),
+                            // Moved to the history (or erased): looked up
+                            // after the transaction (sled reads must not run
+                            // inside one).
+                            None => Ok(Err(record.id)),
+                        };
                     }
                     let record = IdempotencyRecord {
                         fingerprint: k.fingerprint.clone(),
@@ -262,9 +266,16 @@ impl Store {
                 }
                 queue_encoded(messages, threads, outbox, &message, record.clone())?;
                 touch_contact(contacts, recent, &message)?;
-                Ok(Accepted::New(message.clone()))
+                Ok(Ok(Accepted::New(message.clone())))
             })
             .map_err(unwrap_tx)?;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(id) => match self.get(&id)? {
+                Some(original) => Accepted::Replay(original),
+                None => Accepted::ReplayErased(id),
+            },
+        };
         let ticket = i.commit.ticket();
         self.durable(ticket).await?;
         Ok(outcome)

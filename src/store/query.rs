@@ -102,6 +102,30 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Page<Message>> {
+        self.consistent(|| self.thread_page(contact, before, limit))
+    }
+
+    /// Run a read again (a few times at most) when messages moved to the
+    /// history while it ran: a move between reading the live part and the
+    /// history could otherwise hide a message from that page.
+    fn consistent<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            let before = self.history_generation();
+            let page = read()?;
+            tries += 1;
+            if self.history_generation() == before || tries == 3 {
+                return Ok(page);
+            }
+        }
+    }
+
+    fn thread_page(
+        &self,
+        contact: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
         let prefix = keys::thread_prefix(contact);
         let before = match before {
             Some(cursor) => {
@@ -175,6 +199,15 @@ impl Store {
 
     /// Messages matching `filter`, newest first.
     pub fn list(
+        &self,
+        filter: &MessageFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        self.consistent(|| self.list_page(filter, before, limit))
+    }
+
+    fn list_page(
         &self,
         filter: &MessageFilter,
         before: Option<&str>,

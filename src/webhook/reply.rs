@@ -110,6 +110,8 @@ impl Replies {
                 Ok(m.id)
             }
             Accepted::Replay(m) => Ok(m.id),
+            // Made once already (the contact has since been erased).
+            Accepted::ReplayErased(id) => Ok(id),
             Accepted::KeyReused => Err(ReplyError::Conflict),
         }
     }
