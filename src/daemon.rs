@@ -121,6 +121,7 @@ pub async fn run(
     // send passes the policy right before AT+CMGS.
     let policy = Arc::new(Policy::from_config(&config));
     store.set_reactor(policy.reactor(), policy.per_number());
+    store.set_retention_days(config.store.retention_days);
     // The watchdog pings every worker; WATCHDOG=1 only when all answer.
     let watchdog = crate::notify::watchdog_interval();
     let liveness = crate::liveness::Liveness::default();

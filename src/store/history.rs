@@ -151,7 +151,32 @@ impl Store {
         if picked.is_empty() {
             return Ok(0);
         }
-        let records: Vec<&[u8]> = picked.iter().map(|(_, raw, _)| raw.as_ref()).collect();
+        // Retention applies on the way in too: a message created before the
+        // cutoff that settles only now (scheduled far ahead, resent late)
+        // goes in without its body, where retention's own passes may not
+        // look again.
+        let retention = i.retention_days.load(std::sync::atomic::Ordering::Relaxed);
+        let blank_before =
+            (retention > 0).then(|| now - chrono::Duration::days(i64::from(retention)));
+        let mut blanked: Vec<Option<Vec<u8>>> = Vec::with_capacity(picked.len());
+        for (_, _, m) in &picked {
+            blanked.push(match blank_before {
+                Some(cutoff) if m.created_at < cutoff && !m.body.is_empty() => {
+                    let mut copy = m.clone();
+                    copy.body.clear();
+                    Some(serde_json::to_vec(&copy).map_err(|e| StoreError::Corrupt {
+                        key: m.id.clone(),
+                        reason: e.to_string(),
+                    })?)
+                }
+                _ => None,
+            });
+        }
+        let records: Vec<&[u8]> = picked
+            .iter()
+            .zip(&blanked)
+            .map(|((_, raw, _), blank)| blank.as_deref().unwrap_or(raw.as_ref()))
+            .collect();
         self.mark_pending()?;
         let locations = i.history_log.append(&records)?;
 
@@ -209,6 +234,14 @@ impl Store {
         i.history_moves
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(picked.len())
+    }
+
+    /// Retention in days (0: keep bodies), applied to messages created
+    /// before the cutoff as they move to the history.
+    pub fn set_retention_days(&self, days: Option<u32>) {
+        self.inner
+            .retention_days
+            .store(days.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Changes whenever messages have moved into or within the history.
@@ -1081,6 +1114,35 @@ mod tests {
             let text =
                 String::from_utf8_lossy(&std::fs::read(f.unwrap().path()).unwrap()).into_owned();
             assert!(!text.contains("failed-write-secret"));
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_applies_to_messages_as_they_move() {
+        let t = TempStore::new();
+        t.store.set_retention_days(Some(1));
+        let old = delivered(
+            &t.store,
+            Utc::now() - Duration::days(3),
+            "old enough to forget",
+        );
+        let new = delivered(&t.store, Utc::now() - Duration::hours(1), "keep me");
+        t.store.accept(old.clone(), None).await.unwrap();
+        t.store.accept(new.clone(), None).await.unwrap();
+        assert_eq!(
+            t.store
+                .archive_all_settled(Duration::minutes(10))
+                .await
+                .unwrap(),
+            2
+        );
+        let got = t.store.get(&old.id).unwrap().unwrap();
+        assert_eq!((got.body.as_str(), got.status), ("", old.status));
+        assert_eq!(t.store.get(&new.id).unwrap().unwrap().body, "keep me");
+        for f in std::fs::read_dir(t.dir.join("history")).unwrap() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(f.unwrap().path()).unwrap()).into_owned();
+            assert!(!text.contains("old enough to forget"));
         }
     }
 

@@ -140,6 +140,8 @@ struct Inner {
     /// Bumped after every committed move into (or within) the history, so a
     /// read that overlapped one can run again (`query.rs`).
     history_moves: std::sync::atomic::AtomicU64,
+    /// `[store] retention_days` (0: none), for messages moving to the history.
+    retention_days: AtomicU32,
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
     /// Bumped after new events are durable: webhook workers and event
@@ -222,6 +224,7 @@ impl Store {
             )?,
             history_lock: std::sync::Mutex::new(()),
             history_moves: std::sync::atomic::AtomicU64::new(0),
+            retention_days: AtomicU32::new(0),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()),
