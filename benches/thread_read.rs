@@ -140,7 +140,7 @@ fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
     }
     // The tag names the layout: a store of an older layout is filled again.
     let tag = format!(
-        "{count} messages, {} per contact, schema {}, archived",
+        "{count} messages, {} per contact, schema {}, archived with a global index",
         PER_CONTACT,
         smsgate::store::SCHEMA_VERSION
     );

@@ -1,7 +1,8 @@
 //! Message history: messages that have settled (a final status, unchanged for
 //! a while) move out of sled into the append-only history files
-//! (`history_log.rs`), and sled keeps only a packed per-contact index of
-//! (created time, file location) entries (`packed.rs`).
+//! (`history_log.rs`), and sled keeps only packed indexes of (created time,
+//! file location) entries (`packed.rs`): one per contact (threads) and one
+//! of all messages (the message list).
 //!
 //! Why: sled 0.34 keeps some 200-300 bytes of memory per page (a leaf holds
 //! at most 16 entries) and its LRU admits up to 256 x 64 pages beyond the
@@ -16,8 +17,9 @@
 //! between the two leaves unreferenced frames in the files and the messages
 //! still live: nothing is lost or doubled.
 //!
-//! Readers look in sled first, then in the history (a message moved in
-//! between is seen twice, never missed, and deduplicated by its key).
+//! Readers merge sled's live messages with the history in one order (a
+//! thread's, or the ids'); a key in both is returned once, and a read that
+//! overlapped a move runs again (`Store::consistent`).
 
 use std::collections::BTreeMap;
 
@@ -111,10 +113,10 @@ const TO_ERASE: &[u8] = b"to_erase";
 /// How far back each retention pass looks again before the last one's end.
 const RETENTION_SLACK_MICROS: u64 = 7 * 24 * 3600 * 1_000_000;
 
-/// History files kept per store, newest created time per file.
-fn file_key(file: u32) -> [u8; 4] {
-    file.to_be_bytes()
-}
+/// Prefix of the global index of archived messages (all contacts, by
+/// created time), next to the per-contact ones (a contact and 0x00): no
+/// contact starts with 0xFF (numbers are ASCII, names UTF-8).
+const GLOBAL: &[u8] = b"\xff\x00";
 
 impl Store {
     /// Move up to `max` settled messages, oldest first, whose last change is
@@ -181,14 +183,17 @@ impl Store {
         let locations = i.history_log.append(&records)?;
 
         let mut by_contact: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
-        let mut newest: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut all: Vec<Entry> = Vec::with_capacity(picked.len());
         for ((_, _, m), at) in picked.iter().zip(&locations) {
             let e = entry(m.created_at, *at);
             by_contact.entry(m.contact.as_str()).or_default().push(e);
-            let slot = newest.entry(at.file).or_default();
-            *slot = (*slot).max(entry_micros(&e));
+            all.push(e);
         }
-        let mut writes: Vec<BlockWrite> = Vec::new();
+        let global = PackedSet {
+            tree: &i.history,
+            prefix: GLOBAL,
+        };
+        let mut writes: Vec<BlockWrite> = global.plan_insert(&all)?;
         for (contact, entries) in &by_contact {
             let prefix = keys::thread_prefix(contact);
             let set = PackedSet {
@@ -213,14 +218,6 @@ impl Store {
                 }
                 packed::apply_tx(history, &writes)?;
                 files.remove(PENDING)?;
-                for (file, micros) in &newest {
-                    let key = file_key(*file);
-                    let before = files
-                        .get(key)?
-                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                        .map_or(0, u64::from_be_bytes);
-                    files.insert(&key, &before.max(*micros).to_be_bytes())?;
-                }
                 Ok(true)
             })
             .map_err(unwrap_tx)?;
@@ -329,12 +326,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let mut m: Message = from_json(format!("history {at:?}").as_bytes(), &raw)?;
-        // Read marks of archived messages live in the thread summary.
-        if m.direction == Direction::Inbound
-            && read_through.is_some_and(|t| keys::time_key(m.created_at) <= t.to_be_bytes())
-        {
-            m.read = true;
-        }
+        mark_read(&mut m, read_through);
         Ok(Some(m))
     }
 
@@ -421,63 +413,37 @@ impl Store {
         let archived = ArchivedRev {
             store: self,
             prefix: prefix.clone(),
+            order: Order::Thread,
             bound,
             before,
-            read_through,
+            read_through: BTreeMap::from([(contact.to_string(), read_through)]),
             pending: Vec::new(),
             done: false,
         };
-        Ok(Merge {
-            a: live.peekable(),
-            b: archived.peekable(),
-        })
+        Ok(merge_desc(live, archived))
     }
 
-    /// Archived messages of any contact, newest archived first, strictly
-    /// before `before`; files whose newest message is older than `since` are
-    /// skipped whole.
-    pub(crate) fn archived_rev(
+    /// Archived messages of every contact, newest first (by id: time, then
+    /// the contact's hash and salt), strictly before the id `before`; items
+    /// are (id, message).
+    pub(crate) fn archived_by_id_rev(
         &self,
-        before: Option<Location>,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<impl Iterator<Item = Result<(Location, Message)>> + '_> {
-        let mut skip: Vec<u32> = Vec::new();
-        if let Some(since) = since {
-            let floor = u64::from_be_bytes(keys::time_key(since));
-            for item in self.inner.history_files.iter() {
-                let (key, value) = item?;
-                let file = <[u8; 4]>::try_from(key.as_ref()).map(u32::from_be_bytes);
-                let newest = <[u8; 8]>::try_from(value.as_ref()).map(u64::from_be_bytes);
-                if let (Ok(file), Ok(newest)) = (file, newest) {
-                    if newest < floor {
-                        skip.push(file);
-                    }
-                }
-            }
+        before: Option<Vec<u8>>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Message)>> + '_ {
+        let bound = before
+            .as_ref()
+            .and_then(|id| keys::parse_message_id(&String::from_utf8_lossy(id)))
+            .map(|(ms, _)| time_bound(ms.saturating_add(1).saturating_mul(1000)));
+        ArchivedRev {
+            store: self,
+            prefix: GLOBAL.to_vec(),
+            order: Order::Id,
+            bound,
+            before,
+            read_through: BTreeMap::new(),
+            pending: Vec::new(),
+            done: false,
         }
-        let mut read_through: BTreeMap<String, Option<u64>> = BTreeMap::new();
-        Ok(self
-            .inner
-            .history_log
-            .iter_rev_files(before, move |file| !skip.contains(&file))
-            .map(move |item| {
-                let (at, raw) = item?;
-                let mut m: Message = from_json(format!("history {at:?}").as_bytes(), &raw)?;
-                if m.direction == Direction::Inbound {
-                    let through = match read_through.get(&m.contact) {
-                        Some(t) => *t,
-                        None => {
-                            let t = self.read_through(&m.contact)?;
-                            read_through.insert(m.contact.clone(), t);
-                            t
-                        }
-                    };
-                    if through.is_some_and(|t| keys::time_key(m.created_at) <= t.to_be_bytes()) {
-                        m.read = true;
-                    }
-                }
-                Ok((at, m))
-            }))
     }
 
     /// Erase a contact's archived messages: their frames are zeroed on disk
@@ -492,12 +458,20 @@ impl Store {
             tree: &i.history,
             prefix: &prefix,
         };
-        let locations: Vec<Location> = set
+        let entries: Vec<Entry> = set
             .rev_before(None)
-            .map(|e| e.map(|e| entry_location(&e)))
             .collect::<std::result::Result<_, _>>()?;
+        let locations: Vec<Location> = entries.iter().map(entry_location).collect();
         i.history_log.erase(&locations)?;
-        packed::apply(&i.history, &set.plan_clear()?)?;
+        let mut writes = PackedSet {
+            tree: &i.history,
+            prefix: GLOBAL,
+        }
+        .plan_remove(&entries)?;
+        writes.extend(set.plan_clear()?);
+        packed::apply(&i.history, &writes)?;
+        i.history_moves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(locations.len())
     }
 
@@ -571,7 +545,15 @@ impl Store {
                 .range(&time_bound(0), &time_bound(u64::MAX))
                 .map(|e| e.map(|e| moved.get(&e).copied().unwrap_or(e)))
                 .collect::<std::result::Result<_, _>>()?;
-            let writes = set.plan_rebuild(&all)?;
+            let mut writes = set.plan_rebuild(&all)?;
+            let new_entries: Vec<Entry> = moved.values().copied().collect();
+            writes.extend(
+                PackedSet {
+                    tree: &i.history,
+                    prefix: GLOBAL,
+                }
+                .plan_replace(&old, &new_entries)?,
+            );
             let gone: Vec<Location> = old.iter().map(entry_location).collect();
             let gone_bytes: Vec<u8> = gone.iter().flat_map(|at| at.to_bytes()).collect();
             (&i.history, &i.history_files)
@@ -601,26 +583,56 @@ impl Store {
 /// a time from the packed index.
 struct ArchivedRev<'a> {
     store: &'a Store,
+    /// The packed set read: a contact's, or [`GLOBAL`].
     prefix: Vec<u8>,
+    order: Order,
     /// Index entries below this (time only; `before` settles equal times).
     bound: Option<Entry>,
-    /// Thread keys at or above this are excluded.
+    /// Keys at or above this are excluded.
     before: Option<Vec<u8>>,
-    read_through: Option<u64>,
-    /// Messages read, not yet returned, ascending by thread key (popped from
-    /// the end).
+    /// Read marks by contact (the summary's `read_through`), as looked up.
+    read_through: BTreeMap<String, Option<u64>>,
+    /// Messages read, not yet returned, ascending by key (popped from the
+    /// end).
     pending: Vec<(Vec<u8>, Message)>,
     done: bool,
 }
 
-/// Index entries read per refill (more when the last ones share a time).
+/// What an [`ArchivedRev`] sorts by, like the live index it is merged with.
+#[derive(Clone, Copy)]
+enum Order {
+    /// A thread's: (created microsecond, id).
+    Thread,
+    /// The message list's: the id (created millisecond, hash, salt).
+    Id,
+}
+
+impl Order {
+    fn key(self, m: &Message) -> Vec<u8> {
+        match self {
+            Order::Thread => keys::thread(&m.contact, m.created_at, &m.id),
+            Order::Id => m.id.as_bytes().to_vec(),
+        }
+    }
+
+    /// Entries whose order among themselves only their records can tell.
+    fn same_run(self, a: &Entry, b: &Entry) -> bool {
+        match self {
+            Order::Thread => a[..8] == b[..8],
+            Order::Id => entry_micros(a) / 1000 == entry_micros(b) / 1000,
+        }
+    }
+}
+
+/// Index entries read per refill (more when the last ones share a run).
 const REFILL: usize = 64;
 
 impl ArchivedRev<'_> {
     /// Read the next entries down and their records. The index sorts by
-    /// (time, location) and threads by (time, id), so a refill never stops
-    /// inside a run of equal times, and sorts what it read by thread key (a
-    /// STOP and its confirmation share their time).
+    /// (time, location), which is not quite the order of the keys (a STOP
+    /// and its confirmation share their time), so a refill never stops
+    /// inside a run of entries only the records can order, and sorts what it
+    /// read by key.
     fn refill(&mut self) -> Result<()> {
         let set = PackedSet {
             tree: &self.store.inner.history,
@@ -632,8 +644,9 @@ impl ArchivedRev<'_> {
             let e = e?;
             got.push(e);
             if got.len() >= REFILL {
-                let same_time = matches!(entries.peek(), Some(Ok(next)) if next[..8] == e[..8]);
-                if !same_time {
+                let same =
+                    matches!(entries.peek(), Some(Ok(next)) if self.order.same_run(next, &e));
+                if !same {
                     break;
                 }
             }
@@ -646,19 +659,38 @@ impl ArchivedRev<'_> {
         }
         let mut read = Vec::with_capacity(got.len());
         for e in &got {
-            if let Some(m) = self
-                .store
-                .archived_record(entry_location(e), self.read_through)?
-            {
-                let key = keys::thread(&m.contact, m.created_at, &m.id);
-                if self.before.as_ref().is_none_or(|b| key < *b) {
-                    read.push((key, m));
-                }
+            let Some(mut m) = self.store.archived_record(entry_location(e), None)? else {
+                continue;
+            };
+            let key = self.order.key(&m);
+            if self.before.as_ref().is_some_and(|b| key >= *b) {
+                continue;
             }
+            if m.direction == Direction::Inbound {
+                let through = match self.read_through.get(&m.contact) {
+                    Some(t) => *t,
+                    None => {
+                        let t = self.store.read_through(&m.contact)?;
+                        self.read_through.insert(m.contact.clone(), t);
+                        t
+                    }
+                };
+                mark_read(&mut m, through);
+            }
+            read.push((key, m));
         }
         read.sort_by(|x, y| x.0.cmp(&y.0));
         self.pending = read;
         Ok(())
+    }
+}
+
+/// Read marks of archived messages live in the thread summary.
+fn mark_read(m: &mut Message, read_through: Option<u64>) {
+    if m.direction == Direction::Inbound
+        && read_through.is_some_and(|t| keys::time_key(m.created_at) <= t.to_be_bytes())
+    {
+        m.read = true;
     }
 }
 
@@ -683,6 +715,18 @@ impl Iterator for ArchivedRev<'_> {
 
 /// Two descending streams of (key, message) merged into one; a key in both
 /// (a message moved while being read) comes out once.
+pub(crate) fn merge_desc<A, B>(a: A, b: B) -> impl Iterator<Item = Result<(Vec<u8>, Message)>>
+where
+    A: Iterator<Item = Result<(Vec<u8>, Message)>>,
+    B: Iterator<Item = Result<(Vec<u8>, Message)>>,
+{
+    Merge {
+        a: a.peekable(),
+        b: b.peekable(),
+    }
+}
+
+/// See [`merge_desc`].
 struct Merge<A: Iterator, B: Iterator> {
     a: std::iter::Peekable<A>,
     b: std::iter::Peekable<B>,
@@ -856,8 +900,9 @@ mod tests {
                 None => break,
             }
         }
-        all.sort();
+        // Newest first by id, live and archived merged, exactly.
         expected.sort();
+        expected.reverse();
         assert_eq!(all, expected);
         let delivered = MessageFilter {
             status: Some(MessageStatus::Delivered),
@@ -1144,6 +1189,44 @@ mod tests {
                 String::from_utf8_lossy(&std::fs::read(f.unwrap().path()).unwrap()).into_owned();
             assert!(!text.contains("old enough to forget"));
         }
+    }
+
+    /// Messages that move while a client pages through the message list
+    /// are listed once each, in order.
+    #[tokio::test]
+    async fn the_message_list_pages_exactly_across_moves() {
+        let t = TempStore::new();
+        let base = Utc::now() - Duration::hours(2);
+        let mut ids = Vec::new();
+        for k in 0..9 {
+            let m = delivered(&t.store, base + Duration::seconds(k), "m");
+            ids.push(m.id.clone());
+            t.store.accept(m, None).await.unwrap();
+        }
+        ids.reverse();
+        let all = MessageFilter::default();
+        let first = t.store.list(&all, None, 3).unwrap();
+        let mut seen: Vec<String> = first.items.iter().map(|m| m.id.clone()).collect();
+        // Everything moves between the first page and the rest.
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        let mut cursor = first.next_cursor;
+        while let Some(c) = cursor {
+            let page = t.store.list(&all, Some(&c), 3).unwrap();
+            seen.extend(page.items.iter().map(|m| m.id.clone()));
+            cursor = page.next_cursor;
+        }
+        assert_eq!(seen, ids);
+        // With since: only what is new enough, newest first.
+        let since = MessageFilter {
+            since: Some(base + Duration::seconds(6)),
+            ..Default::default()
+        };
+        let page = t.store.list(&since, None, 50).unwrap();
+        let got: Vec<String> = page.items.into_iter().map(|m| m.id).collect();
+        assert_eq!(got, ids[..3].to_vec());
     }
 
     #[tokio::test]

@@ -75,12 +75,37 @@ impl PackedSet<'_> {
         Ok(writes)
     }
 
+    /// The writes that remove `gone` and add `added` in one plan (so they
+    /// can be applied at once: two plans on one prefix would not see each
+    /// other). Same rules as [`PackedSet::plan_insert`] and
+    /// [`PackedSet::plan_remove`]; an entry in both is removed.
+    pub(crate) fn plan_replace(&self, gone: &[Entry], added: &[Entry]) -> Result<Vec<BlockWrite>> {
+        let gone = sorted(gone);
+        let added = sorted(added);
+        let all = sorted(&[gone.as_slice(), added.as_slice()].concat());
+        let mut writes = Vec::new();
+        self.by_block(&all, |old, mine| {
+            let mut new: Vec<Entry> = old
+                .iter()
+                .filter(|e| gone.binary_search(e).is_err())
+                .copied()
+                .collect();
+            new.extend(
+                mine.iter()
+                    .filter(|e| added.binary_search(e).is_ok() && gone.binary_search(e).is_err()),
+            );
+            new.sort_unstable();
+            new.dedup();
+            if new != old {
+                self.rewrite(old, &new, &mut writes);
+            }
+        })?;
+        Ok(writes)
+    }
+
     /// The writes that remove `entries` (absent ones are ignored). A block left
     /// empty is deleted; one that lost its first entry is re-keyed. Blocks are
     /// not merged with their neighbours, so heavy removal leaves small blocks.
-    // Retention rebuilds a contact's set instead (atomic); kept, tested, for
-    // removals that do not move entries.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn plan_remove(&self, entries: &[Entry]) -> Result<Vec<BlockWrite>> {
         let mut writes = Vec::new();
         self.by_block(&sorted(entries), |old, gone| {
@@ -525,6 +550,28 @@ mod tests {
             .unwrap();
         assert!(ascending(&set).is_empty());
         assert_eq!(ascending(&other), es([7, 8]));
+    }
+
+    #[test]
+    fn replace_removes_and_adds_in_one_plan() {
+        let db = db();
+        let set = set(&db);
+        insert(&set, &es(0..400));
+        let gone = es((0..400).filter(|n| n % 5 == 0));
+        let added = es((0..400).filter(|n| n % 5 == 0).map(|n| n + 1000));
+        let writes = set.plan_replace(&gone, &added).unwrap();
+        assert_minimal(&writes);
+        apply(&db, &writes).unwrap();
+        let mut want: Vec<Entry> = es((0..400).filter(|n| n % 5 != 0));
+        want.extend(added.iter().copied());
+        want.sort();
+        assert_eq!(ascending(&set), want);
+        blocks(&set);
+        // Removing everything and adding below the first block.
+        let writes = set.plan_replace(&want, &es([0])).unwrap();
+        apply(&db, &writes).unwrap();
+        assert_eq!(ascending(&set), es([0]));
+        assert!(set.plan_replace(&[], &[]).unwrap().is_empty());
     }
 
     #[test]

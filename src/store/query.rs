@@ -253,56 +253,38 @@ impl Store {
                 next_cursor: if more { last_cursor } else { None },
             });
         }
-        // Live messages newest first, then archived ones newest archived
-        // first; a cursor into the archive starts with `h`.
-        let archived_from = match before.and_then(|c| c.strip_prefix('h')) {
-            Some(hex) => Some(
-                <[u8; 8]>::try_from(key_of(hex)?.as_slice())
-                    .map(super::history_log::Location::from_bytes)
-                    .map_err(|_| StoreError::InvalidCursor)?,
-            ),
+        // Live and archived messages merged newest first by id (ids sort by
+        // creation time); the cursor is the last id returned.
+        let before = match before {
+            Some(c) => Some(key_of(c)?),
             None => None,
         };
-        if archived_from.is_none() {
-            let range = match before {
-                Some(c) => self.inner.messages.range(..key_of(c)?),
-                None => self.inner.messages.range::<&[u8], _>(..),
-            };
-            for entry in range.rev() {
-                let (key, raw) = entry?;
-                let m: Message = from_json(&key, &raw)?;
-                if filter.since.is_some_and(|t| m.created_at < t) {
-                    break;
-                }
-                if !matches(&m) {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(m);
-                last_cursor = Some(cursor_of(&key));
+        let live_range = match &before {
+            Some(k) => self.inner.messages.range(..k.as_slice()),
+            None => self.inner.messages.range::<&[u8], _>(..),
+        };
+        let live = live_range.rev().map(|entry| {
+            let (key, raw) = entry?;
+            Ok((key.to_vec(), from_json::<Message>(&key, &raw)?))
+        });
+        let since_ms = filter.since.map(|t| t.timestamp_millis());
+        let merged = super::history::merge_desc(live, self.archived_by_id_rev(before));
+        for item in merged {
+            let (key, m) = item?;
+            // Ids order by the millisecond: nothing after one older than
+            // `since`'s millisecond can match.
+            if since_ms.is_some_and(|t| m.created_at.timestamp_millis() < t) {
+                break;
             }
-        }
-        if !more {
-            let live: std::collections::HashSet<String> =
-                items.iter().map(|m| m.id.clone()).collect();
-            for item in self.archived_rev(archived_from, filter.since)? {
-                let (at, m) = item?;
-                if filter.since.is_some_and(|t| m.created_at < t)
-                    || !matches(&m)
-                    || live.contains(&m.id)
-                {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(m);
-                last_cursor = Some(format!("h{}", cursor_of(&at.to_bytes())));
+            if !matches(&m) {
+                continue;
             }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(m);
+            last_cursor = Some(cursor_of(&key));
         }
         Ok(Page {
             items,
