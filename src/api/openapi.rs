@@ -247,6 +247,7 @@ fn base_document() -> Value {
                     }
                 })),
                 "get": secured("read", "List messages, newest first", json!({
+                    "description": "At most 10,000 messages are looked at per request: a page can hold fewer than `limit` items and still have a `next_cursor`; follow it until it is null.",
                     "parameters": list_params,
                     "responses": {
                         "200": ok("A page.", page_of("Message")),

@@ -1229,6 +1229,52 @@ mod tests {
         assert_eq!(got, ids[..3].to_vec());
     }
 
+    /// A filter that matches little answers short pages with cursors rather
+    /// than reading the whole history in one request.
+    #[tokio::test]
+    async fn a_list_request_looks_at_a_bounded_number_of_messages() {
+        let t = TempStore::new();
+        let n = crate::store::query::LIST_SCAN_BUDGET + 50;
+        let base = Utc::now() - Duration::hours(3);
+        // One failed message, oldest of all, under many delivered ones.
+        let mut failed = delivered(&t.store, base, "failed");
+        failed.status = MessageStatus::Failed;
+        t.store.accept(failed.clone(), None).await.unwrap();
+        let many: Vec<Message> = (1..n)
+            .map(|k| delivered(&t.store, base + Duration::milliseconds(k as i64), "ok"))
+            .collect();
+        for chunk in many.chunks(500) {
+            // Concurrently: one flush covers a chunk (group commit).
+            let accepts = chunk.iter().map(|m| t.store.accept(m.clone(), None));
+            for outcome in futures_util::future::join_all(accepts).await {
+                outcome.unwrap();
+            }
+        }
+        t.store
+            .archive_all_settled(Duration::minutes(10))
+            .await
+            .unwrap();
+        for filter in [
+            MessageFilter {
+                status: Some(MessageStatus::Failed),
+                ..Default::default()
+            },
+            MessageFilter {
+                status: Some(MessageStatus::Failed),
+                contact: Some(CONTACT.into()),
+                ..Default::default()
+            },
+        ] {
+            let first = t.store.list(&filter, None, 10).unwrap();
+            assert!(first.items.is_empty());
+            let cursor = first.next_cursor.expect("a cursor to go on with");
+            let second = t.store.list(&filter, Some(&cursor), 10).unwrap();
+            let ids: Vec<&str> = second.items.iter().map(|m| m.id.as_str()).collect();
+            assert_eq!(ids, [failed.id.as_str()]);
+            assert_eq!(second.next_cursor, None);
+        }
+    }
+
     #[tokio::test]
     async fn unknown_ids_are_not_found() {
         let t = TempStore::new();

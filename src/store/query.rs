@@ -45,6 +45,31 @@ pub struct MessageFilter {
 
 const PREVIEW_CHARS: usize = 80;
 
+/// Messages a list request looks at, at most: a filter that matches little
+/// (a status, over years of history) answers a short page with a cursor
+/// instead of reading everything while the client waits.
+pub const LIST_SCAN_BUDGET: usize = 10_000;
+
+/// Counts what a list request has looked at.
+#[derive(Default)]
+struct Budget {
+    spent: usize,
+    last: Option<Vec<u8>>,
+}
+
+impl Budget {
+    /// Note one more message looked at (its key); once the budget is spent,
+    /// the cursor that resumes right after the last one looked at.
+    fn spend(&mut self, key: &[u8]) -> Option<String> {
+        if self.spent == LIST_SCAN_BUDGET {
+            return self.last.as_deref().map(cursor_of);
+        }
+        self.spent += 1;
+        self.last = Some(key.to_vec());
+        None
+    }
+}
+
 fn cursor_of(key: &[u8]) -> String {
     crate::pdu::hex::encode(key)
 }
@@ -233,9 +258,15 @@ impl Store {
                 }
                 None => None,
             };
+            let mut examined = Budget::default();
             for item in self.thread_rev(contact, before)? {
                 let (key, m) = item?;
                 if filter.since.is_some_and(|t| m.created_at < t) {
+                    break;
+                }
+                if let Some(cursor) = examined.spend(&key) {
+                    more = true;
+                    last_cursor = Some(cursor);
                     break;
                 }
                 if !matches(&m) {
@@ -269,11 +300,17 @@ impl Store {
         });
         let since_ms = filter.since.map(|t| t.timestamp_millis());
         let merged = super::history::merge_desc(live, self.archived_by_id_rev(before));
+        let mut examined = Budget::default();
         for item in merged {
             let (key, m) = item?;
             // Ids order by the millisecond: nothing after one older than
             // `since`'s millisecond can match.
             if since_ms.is_some_and(|t| m.created_at.timestamp_millis() < t) {
+                break;
+            }
+            if let Some(cursor) = examined.spend(&key) {
+                more = true;
+                last_cursor = Some(cursor);
                 break;
             }
             if !matches(&m) {
