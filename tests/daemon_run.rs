@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, wait_until, ChildDaemon as Daemon};
+use common::{free_port, http, wait_ready, wait_until, ChildDaemon as Daemon};
 use serde_json::{json, Value};
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
 
@@ -50,12 +50,7 @@ fn start(config: &PathBuf, port: u16) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    wait_until(Duration::from_secs(20), "the API and a ready modem", || {
-        std::net::TcpStream::connect(&addr).ok()?;
-        let (status, _) = http("GET", &addr, "/readyz", None, None);
-        (status == 200).then_some(())
-    });
+    wait_ready(&format!("127.0.0.1:{port}"));
     Daemon(child)
 }
 
@@ -286,7 +281,7 @@ async fn the_demo_delivers_and_its_customers_answer() {
         .to_string();
     let addr = api.to_string();
     tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), "ready", || (http("GET", &addr, "/readyz", None, None).0 == 200).then_some(()));
+        wait_ready(&addr);
         for (number, reply, _) in smsgate::demo::CUSTOMERS {
             let (status, accepted) = http(
                 "POST",

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{http, wait_until};
+use common::{http, wait_ready, wait_until};
 use serde_json::json;
 use smsgate::sim::{Personality, SimConfig, Simulator};
 
@@ -72,9 +72,7 @@ async fn metrics_describe_the_modems_and_the_queue() {
     .await;
     let addr = daemon.addr.clone();
     let text = tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), "ready", || {
-            (http("GET", &addr, "/readyz", None, None).0 == 200).then_some(())
-        });
+        wait_ready(&addr);
         let (status, accepted) = http(
             "POST",
             &addr,

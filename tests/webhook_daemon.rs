@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, http, wait_until, ChildDaemon as Daemon};
+use common::{free_port, http, wait_ready, wait_until, ChildDaemon as Daemon};
 use receiver::Receiver;
 use serde_json::Value;
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
@@ -65,12 +65,7 @@ fn start(config: &PathBuf, port: u16) -> Daemon {
         .spawn()
         .unwrap();
     let daemon = Daemon(child);
-    let addr = format!("127.0.0.1:{port}");
-    wait_until(Duration::from_secs(20), "the API and a ready modem", || {
-        std::net::TcpStream::connect(&addr).ok()?;
-        let (status, _) = http("GET", &addr, "/readyz", None, None);
-        (status == 200).then_some(())
-    });
+    wait_ready(&format!("127.0.0.1:{port}"));
     daemon
 }
 

@@ -401,13 +401,10 @@ impl Store {
             })?;
             i.ledger.insert(new_key, raw)?;
         }
-        let archived = {
-            let store = self.clone();
-            let who = contact.to_string();
-            tokio::task::spawn_blocking(move || store.erase_history(&who))
-                .await
-                .map_err(|e| super::StoreError::Durability(format!("history task: {e}")))??
-        };
+        let who = contact.to_string();
+        let archived = self
+            .blocking(move |store| store.erase_history(&who))
+            .await?;
         i.contacts
             .remove(keys::contact_hash_key(keys::contact_hash(contact), contact))?;
         if let Some(raw) = i.contacts.remove(contact.as_bytes())? {
@@ -460,10 +457,9 @@ impl Store {
                 .await?;
             purged += usize::from(matches!(changed, Some((m, _)) if m.body.is_empty()));
         }
-        let store = self.clone();
-        purged += tokio::task::spawn_blocking(move || store.blank_history_before(before))
-            .await
-            .map_err(|e| super::StoreError::Durability(format!("history task: {e}")))??;
+        purged += self
+            .blocking(move |store| store.blank_history_before(before))
+            .await?;
         self.sync().await?;
         Ok(purged)
     }

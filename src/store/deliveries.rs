@@ -641,11 +641,9 @@ impl Store {
     pub async fn prune_events_before(&self, before: DateTime<Utc>) -> Result<(usize, usize)> {
         let (mut events, mut deliveries, mut from) = (0, 0, Some(0));
         while let Some(start) = from {
-            let store = self.clone();
-            let (e, d, next) =
-                tokio::task::spawn_blocking(move || store.prune_events_batch(before, start))
-                    .await
-                    .map_err(|e| StoreError::Durability(format!("event pruning task: {e}")))??;
+            let (e, d, next) = self
+                .blocking(move |store| store.prune_events_batch(before, start))
+                .await?;
             (events, deliveries, from) = (events + e, deliveries + d, next);
         }
         if events + deliveries > 0 {

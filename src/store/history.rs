@@ -129,9 +129,7 @@ impl Store {
         max: usize,
     ) -> Result<usize> {
         let i = &self.inner;
-        let Ok(_guard) = i.history_lock.lock() else {
-            return Err(StoreError::Durability("history lock poisoned".into()));
-        };
+        let _guard = self.history_writer()?;
         let cutoff = now - after;
         let mut picked: Vec<(sled::IVec, sled::IVec, Message)> = Vec::new();
         for item in i.messages.iter() {
@@ -189,17 +187,11 @@ impl Store {
             by_contact.entry(m.contact.as_str()).or_default().push(e);
             all.push(e);
         }
-        let global = PackedSet {
-            tree: &i.history,
-            prefix: GLOBAL,
-        };
+        let global = self.history_set(GLOBAL);
         let mut writes: Vec<BlockWrite> = global.plan_insert(&all)?;
         for (contact, entries) in &by_contact {
             let prefix = keys::thread_prefix(contact);
-            let set = PackedSet {
-                tree: &i.history,
-                prefix: &prefix,
-            };
+            let set = self.history_set(&prefix);
             writes.extend(set.plan_insert(entries)?);
         }
         let moved = (&i.messages, &i.threads, &i.history, &i.history_files)
@@ -253,12 +245,9 @@ impl Store {
     pub async fn archive_all_settled(&self, after: chrono::Duration) -> Result<usize> {
         let mut total = 0;
         loop {
-            let store = self.clone();
-            let moved = tokio::task::spawn_blocking(move || {
-                store.archive_settled(Utc::now(), after, ARCHIVE_BATCH)
-            })
-            .await
-            .map_err(|e| StoreError::Durability(format!("history task: {e}")))??;
+            let moved = self
+                .blocking(move |store| store.archive_settled(Utc::now(), after, ARCHIVE_BATCH))
+                .await?;
             total += moved;
             if moved < ARCHIVE_BATCH {
                 break;
@@ -270,15 +259,29 @@ impl Store {
         Ok(total)
     }
 
+    /// The one writer of the history index (plans read the tree).
+    fn history_writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.inner
+            .history_lock
+            .lock()
+            .map_err(|_| StoreError::Durability("history lock poisoned".into()))
+    }
+
+    /// The packed index under `prefix` (a contact's, or [`GLOBAL`]).
+    fn history_set<'a>(&'a self, prefix: &'a [u8]) -> PackedSet<'a> {
+        PackedSet {
+            tree: &self.inner.history,
+            prefix,
+        }
+    }
+
     /// Note (durably) where the frames of the next append begin. A note left
     /// by a write that failed (an I/O error, a corrupt index block) is dealt
     /// with first, as at open: every append goes through here, so what lies
     /// past an old note is unreferenced.
     fn mark_pending(&self) -> Result<()> {
         let i = &self.inner;
-        if i.history_files.get(PENDING)?.is_some() || i.history_files.get(TO_ERASE)?.is_some() {
-            self.recover_history()?;
-        }
+        self.recover_history()?;
         i.history_files
             .insert(PENDING, &i.history_log.end().to_bytes())?;
         i.db.flush()?;
@@ -291,8 +294,13 @@ impl Store {
     pub(crate) fn recover_history(&self) -> Result<()> {
         let i = &self.inner;
         let location = |raw: &[u8]| <[u8; 8]>::try_from(raw).ok().map(Location::from_bytes);
+        let pending = i.history_files.get(PENDING)?;
+        let listed = i.history_files.get(TO_ERASE)?;
+        if pending.is_none() && listed.is_none() {
+            return Ok(());
+        }
         let mut zero = Vec::new();
-        if let Some(from) = i.history_files.get(PENDING)?.and_then(|v| location(&v)) {
+        if let Some(from) = pending.and_then(|v| location(&v)) {
             for item in i.history_log.iter_rev_files(None, |_| true) {
                 match item {
                     Ok((at, _)) if at >= from => zero.push(at),
@@ -302,7 +310,7 @@ impl Store {
                 }
             }
         }
-        if let Some(raw) = i.history_files.get(TO_ERASE)? {
+        if let Some(raw) = listed {
             zero.extend(raw.chunks(8).filter_map(location));
         }
         if !zero.is_empty() {
@@ -348,10 +356,7 @@ impl Store {
             let (key, _) = item?;
             let contact = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             let index = keys::thread_prefix(&contact);
-            let set = PackedSet {
-                tree: &self.inner.history,
-                prefix: &index,
-            };
+            let set = self.history_set(&index);
             let from = time_bound(ms.saturating_mul(1000));
             let to = time_bound(ms.saturating_add(1).saturating_mul(1000));
             let read_through = self.read_through(&contact)?;
@@ -450,24 +455,15 @@ impl Store {
     /// and their index goes. Returns how many there were.
     pub(crate) fn erase_history(&self, contact: &str) -> Result<usize> {
         let i = &self.inner;
-        let Ok(_guard) = i.history_lock.lock() else {
-            return Err(StoreError::Durability("history lock poisoned".into()));
-        };
+        let _guard = self.history_writer()?;
         let prefix = keys::thread_prefix(contact);
-        let set = PackedSet {
-            tree: &i.history,
-            prefix: &prefix,
-        };
+        let set = self.history_set(&prefix);
         let entries: Vec<Entry> = set
             .rev_before(None)
             .collect::<std::result::Result<_, _>>()?;
         let locations: Vec<Location> = entries.iter().map(entry_location).collect();
         i.history_log.erase(&locations)?;
-        let mut writes = PackedSet {
-            tree: &i.history,
-            prefix: GLOBAL,
-        }
-        .plan_remove(&entries)?;
+        let mut writes = self.history_set(GLOBAL).plan_remove(&entries)?;
         writes.extend(set.plan_clear()?);
         packed::apply(&i.history, &writes)?;
         i.history_moves
@@ -499,14 +495,9 @@ impl Store {
         let from = time_bound(from);
         let mut blanked = 0;
         for contact in contacts {
-            let Ok(_guard) = i.history_lock.lock() else {
-                return Err(StoreError::Durability("history lock poisoned".into()));
-            };
+            let _guard = self.history_writer()?;
             let prefix = keys::thread_prefix(&contact);
-            let set = PackedSet {
-                tree: &i.history,
-                prefix: &prefix,
-            };
+            let set = self.history_set(&prefix);
             let mut old = Vec::new();
             let mut blank = Vec::new();
             for e in set.range(&from, &until) {
@@ -547,13 +538,7 @@ impl Store {
                 .collect::<std::result::Result<_, _>>()?;
             let mut writes = set.plan_rebuild(&all)?;
             let new_entries: Vec<Entry> = moved.values().copied().collect();
-            writes.extend(
-                PackedSet {
-                    tree: &i.history,
-                    prefix: GLOBAL,
-                }
-                .plan_replace(&old, &new_entries)?,
-            );
+            writes.extend(self.history_set(GLOBAL).plan_replace(&old, &new_entries)?);
             let gone: Vec<Location> = old.iter().map(entry_location).collect();
             let gone_bytes: Vec<u8> = gone.iter().flat_map(|at| at.to_bytes()).collect();
             (&i.history, &i.history_files)
@@ -634,10 +619,7 @@ impl ArchivedRev<'_> {
     /// inside a run of entries only the records can order, and sorts what it
     /// read by key.
     fn refill(&mut self) -> Result<()> {
-        let set = PackedSet {
-            tree: &self.store.inner.history,
-            prefix: &self.prefix,
-        };
+        let set = self.store.history_set(&self.prefix);
         let mut got: Vec<Entry> = Vec::with_capacity(REFILL);
         let mut entries = set.rev_before(self.bound.as_ref()).peekable();
         while let Some(e) = entries.next() {

@@ -11,6 +11,12 @@ pub(crate) fn time_key(at: DateTime<Utc>) -> [u8; 8] {
     (at.timestamp_micros().max(0) as u64).to_be_bytes()
 }
 
+/// The time a key starting with [`time_key`] holds; None when it does not.
+pub(crate) fn time_of(key: &[u8]) -> Option<DateTime<Utc>> {
+    let micros = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    DateTime::from_timestamp_micros(i64::try_from(micros).ok()?)
+}
+
 /// `threads`: contact, time, id -> ().
 pub(crate) fn thread(contact: &str, at: DateTime<Utc>, id: &str) -> Vec<u8> {
     let mut key = thread_prefix(contact);
@@ -124,7 +130,8 @@ pub(crate) fn id_floor(at: DateTime<Utc>) -> String {
     format!("msg_{:012x}", millis(at))
 }
 
-fn millis(at: DateTime<Utc>) -> u64 {
+/// Milliseconds since the epoch as ids carry them (48 bits).
+pub(crate) fn millis(at: DateTime<Utc>) -> u64 {
     at.timestamp_millis().max(0) as u64 & 0xFFFF_FFFF_FFFF
 }
 

@@ -262,6 +262,18 @@ impl Store {
             .map_err(StoreError::Durability)
     }
 
+    /// Run blocking store work (file I/O, fsyncs, long scans) on tokio's
+    /// blocking pool, off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(store))
+            .await
+            .map_err(|e| StoreError::Durability(format!("store task: {e}")))?
+    }
+
     /// Flush now, blocking (for shutdown and synchronous callers).
     pub fn flush_blocking(&self) -> Result<()> {
         self.inner.db.flush()?;

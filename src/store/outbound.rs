@@ -404,7 +404,7 @@ impl Store {
             .inner
             .outbox
             .first()?
-            .and_then(|(key, _)| time_of(&key)))
+            .and_then(|(key, _)| keys::time_of(&key)))
     }
 
     /// When messages to `contact` started going out since `since`, and their
@@ -422,7 +422,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.inner.sends.range(start..end) {
             let (key, value) = entry?;
-            let Some(at) = key.get(prefix.len()..).and_then(time_of) else {
+            let Some(at) = key.get(prefix.len()..).and_then(keys::time_of) else {
                 continue;
             };
             let category = match value.first() {
@@ -582,9 +582,4 @@ impl Store {
         message.transition(now, status);
         message
     }
-}
-
-fn time_of(key: &[u8]) -> Option<DateTime<Utc>> {
-    let micros = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    DateTime::from_timestamp_micros(i64::try_from(micros).ok()?)
 }

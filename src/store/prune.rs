@@ -60,7 +60,7 @@ impl Store {
         }
 
         // Dedupe: the value is the message id or `part` and a time.
-        let before = millis(now - DEDUPE_KEEP);
+        let before = keys::millis(now - DEDUPE_KEEP);
         for entry in i.dedupe.iter() {
             let (key, value) = entry?;
             if keys::dedupe_millis(&value).is_some_and(|ms| ms < before) {
@@ -71,7 +71,7 @@ impl Store {
 
         // Idempotency keys: the record names the message, whose id carries
         // its time.
-        let before = millis(now - IDEMPOTENCY_KEEP);
+        let before = keys::millis(now - IDEMPOTENCY_KEEP);
         for entry in i.idempotency.iter() {
             let (key, value) = entry?;
             let made = serde_json::from_slice::<serde_json::Value>(&value)
@@ -89,10 +89,6 @@ impl Store {
         }
         Ok(pruned)
     }
-}
-
-fn millis(at: DateTime<Utc>) -> u64 {
-    at.timestamp_millis().max(0) as u64
 }
 
 #[cfg(test)]

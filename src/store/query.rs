@@ -45,6 +45,59 @@ pub struct MessageFilter {
 
 const PREVIEW_CHARS: usize = 80;
 
+/// A thread cursor of `contact` (a thread key), checked to be one.
+fn thread_cursor(contact: &str, cursor: Option<&str>) -> Result<Option<Vec<u8>>> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let key = key_of(cursor)?;
+    if !key.starts_with(&keys::thread_prefix(contact)) {
+        return Err(StoreError::InvalidCursor);
+    }
+    Ok(Some(key))
+}
+
+/// One page of a list from a stream of (key, message), newest first: the
+/// stream ends at the first message `past` the filter's time, skips those
+/// that do not `match`, and stops at `limit` items or the scan budget.
+fn page_of(
+    stream: impl Iterator<Item = Result<(Vec<u8>, Message)>>,
+    past: impl Fn(&Message) -> bool,
+    matches: impl Fn(&Message) -> bool,
+    limit: usize,
+) -> Result<Page<Message>> {
+    let mut items = Vec::with_capacity(limit);
+    let mut last_cursor: Option<String> = None;
+    let mut examined = Budget::default();
+    for item in stream {
+        let (key, m) = item?;
+        if past(&m) {
+            break;
+        }
+        if let Some(cursor) = examined.spend(&key) {
+            return Ok(Page {
+                items,
+                next_cursor: Some(cursor),
+            });
+        }
+        if !matches(&m) {
+            continue;
+        }
+        if items.len() == limit {
+            return Ok(Page {
+                items,
+                next_cursor: last_cursor,
+            });
+        }
+        items.push(m);
+        last_cursor = Some(cursor_of(&key));
+    }
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
 /// Messages a list request looks at, at most: a filter that matches little
 /// (a status, over years of history) answers a short page with a cursor
 /// instead of reading everything while the client waits.
@@ -151,17 +204,7 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Page<Message>> {
-        let prefix = keys::thread_prefix(contact);
-        let before = match before {
-            Some(cursor) => {
-                let key = key_of(cursor)?;
-                if !key.starts_with(&prefix) {
-                    return Err(StoreError::InvalidCursor);
-                }
-                Some(key)
-            }
-            None => None,
-        };
+        let before = thread_cursor(contact, before)?;
         let mut items = Vec::with_capacity(limit);
         let mut more = false;
         for item in self.thread_rev(contact, before)? {
@@ -243,46 +286,11 @@ impl Store {
                 && filter.status.is_none_or(|s| m.status == s)
                 && filter.since.is_none_or(|t| m.created_at >= t)
         };
-        let mut items = Vec::with_capacity(limit);
-        let mut last_cursor: Option<String> = None;
-        let mut more = false;
         if let Some(contact) = &filter.contact {
-            let prefix = keys::thread_prefix(contact);
-            let before = match before {
-                Some(c) => {
-                    let key = key_of(c)?;
-                    if !key.starts_with(&prefix) {
-                        return Err(StoreError::InvalidCursor);
-                    }
-                    Some(key)
-                }
-                None => None,
-            };
-            let mut examined = Budget::default();
-            for item in self.thread_rev(contact, before)? {
-                let (key, m) = item?;
-                if filter.since.is_some_and(|t| m.created_at < t) {
-                    break;
-                }
-                if let Some(cursor) = examined.spend(&key) {
-                    more = true;
-                    last_cursor = Some(cursor);
-                    break;
-                }
-                if !matches(&m) {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(m);
-                last_cursor = Some(cursor_of(&key));
-            }
-            return Ok(Page {
-                items,
-                next_cursor: if more { last_cursor } else { None },
-            });
+            let before = thread_cursor(contact, before)?;
+            // Thread order is by time: nothing after one older than `since`.
+            let past = |m: &Message| filter.since.is_some_and(|t| m.created_at < t);
+            return page_of(self.thread_rev(contact, before)?, past, matches, limit);
         }
         // Live and archived messages merged newest first by id (ids sort by
         // creation time); the cursor is the last id returned.
@@ -298,35 +306,12 @@ impl Store {
             let (key, raw) = entry?;
             Ok((key.to_vec(), from_json::<Message>(&key, &raw)?))
         });
-        let since_ms = filter.since.map(|t| t.timestamp_millis());
         let merged = super::history::merge_desc(live, self.archived_by_id_rev(before));
-        let mut examined = Budget::default();
-        for item in merged {
-            let (key, m) = item?;
-            // Ids order by the millisecond: nothing after one older than
-            // `since`'s millisecond can match.
-            if since_ms.is_some_and(|t| m.created_at.timestamp_millis() < t) {
-                break;
-            }
-            if let Some(cursor) = examined.spend(&key) {
-                more = true;
-                last_cursor = Some(cursor);
-                break;
-            }
-            if !matches(&m) {
-                continue;
-            }
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            items.push(m);
-            last_cursor = Some(cursor_of(&key));
-        }
-        Ok(Page {
-            items,
-            next_cursor: if more { last_cursor } else { None },
-        })
+        // Ids order by the millisecond: nothing after one older than
+        // `since`'s millisecond can match.
+        let since_ms = filter.since.map(|t| t.timestamp_millis());
+        let past = |m: &Message| since_ms.is_some_and(|t| m.created_at.timestamp_millis() < t);
+        page_of(merged, past, matches, limit)
     }
 
     /// Events after `after` (an event id), oldest first.

@@ -26,7 +26,7 @@ impl Store {
             if let Some(id) = key.get(prefix.len() + 8..) {
                 ids.push(id.to_vec());
             }
-            newest_scanned = newest_scanned.max(key_time(&key[prefix.len()..]));
+            newest_scanned = newest_scanned.max(keys::time_of(&key[prefix.len()..]));
         }
         let scanned: HashSet<&[u8]> = ids.iter().map(Vec::as_slice).collect();
         let marked = (&i.messages, &i.contacts)
@@ -71,12 +71,6 @@ impl Store {
         self.durable(ticket).await?;
         Ok(marked)
     }
-}
-
-/// The time at the start of a thread key's suffix (after the contact).
-fn key_time(suffix: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
-    let micros = u64::from_be_bytes(suffix.get(..8)?.try_into().ok()?);
-    chrono::DateTime::from_timestamp_micros(i64::try_from(micros).ok()?)
 }
 
 #[cfg(test)]

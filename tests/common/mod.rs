@@ -66,6 +66,14 @@ pub fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Wait until the daemon at `addr` answers and `/readyz` says ready.
+pub fn wait_ready(addr: &str) {
+    wait_until(Duration::from_secs(20), "the API and a ready modem", || {
+        std::net::TcpStream::connect(addr).ok()?;
+        (http("GET", addr, "/readyz", None, None).0 == 200).then_some(())
+    });
+}
+
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
