@@ -9,6 +9,8 @@
 //! (ARCHITECTURE.md): p99 under 50 ms. A probe that takes seconds means the
 //! daemon missed a `+CMTI` and a periodic sweep found the SMS.
 
+mod harness;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -105,8 +107,8 @@ async fn run(n: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let load_before = loadavg();
-    let cpu_before = process_cpu_seconds();
+    let load_before = harness::load();
+    let cpu_before = harness::cpu_time("self").as_secs_f64();
     let wall = Instant::now();
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
@@ -133,7 +135,7 @@ async fn run(n: usize) {
         }
     }
     let wall = wall.elapsed();
-    let cpu = process_cpu_seconds() - cpu_before;
+    let cpu = harness::cpu_time("self").as_secs_f64() - cpu_before;
     samples.sort();
     let pct =
         |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
@@ -153,33 +155,10 @@ async fn run(n: usize) {
         wall.as_secs_f64(),
         cpu,
         100.0 * cpu / wall.as_secs_f64(),
-        loadavg()
+        harness::load()
     );
     let _ = stop_tx.send(());
     let _ = daemon.await;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// User + system CPU time of this process (/proc/self/stat, in clock ticks of 1/100 s).
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }

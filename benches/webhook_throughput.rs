@@ -6,6 +6,8 @@
 //! Run: `cargo bench --bench webhook_throughput` (`WEBHOOK_BENCH_EVENTS` to
 //! change the count). Target: at least 2,000 events/s.
 
+mod harness;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,8 +84,8 @@ async fn run(total: usize) {
         fill.elapsed().as_secs_f64()
     );
 
-    let load_before = loadavg();
-    let cpu_before = process_cpu_seconds();
+    let load_before = harness::load();
+    let cpu_before = harness::cpu_time("self").as_secs_f64();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = Worker {
         store: store.clone(),
@@ -110,7 +112,7 @@ async fn run(total: usize) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds() - cpu_before;
+    let cpu = harness::cpu_time("self").as_secs_f64() - cpu_before;
     let open = store
         .open_deliveries("bench")
         .map(|o| o.len())
@@ -123,7 +125,7 @@ async fn run(total: usize) {
     println!(
         "  process CPU {cpu:.1} s ({:.0}% of one core, receiver included); loadavg before {load_before}, after {}",
         100.0 * cpu / elapsed,
-        loadavg()
+        harness::load()
     );
     let _ = stop.send(true);
     let _ = handle.await;
@@ -132,25 +134,3 @@ async fn run(total: usize) {
 }
 
 static COUNT: std::sync::OnceLock<Arc<AtomicUsize>> = std::sync::OnceLock::new();
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// User + system CPU time of this process (/proc/self/stat, clock ticks of 1/100 s).
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
