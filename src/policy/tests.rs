@@ -41,7 +41,7 @@ fn keywords_react_once_and_help_answers_anyone() {
     let unknown = ConsentRecord::default();
     let r = p.react(&inbound("Stop texting me"), &unknown);
     assert_eq!(r.consent, Some((ConsentStatus::OptedOut, "opt_out".into())));
-    let (text, why, within) = r.reply.unwrap();
+    let ExemptReply { text, why, within } = r.reply.unwrap();
     assert!(text.starts_with("Acme Dental: you are unsubscribed"));
     assert_eq!(why, "opt_out_confirmation");
     assert_eq!(within, Some(Duration::minutes(5)));
@@ -58,7 +58,7 @@ fn keywords_react_once_and_help_answers_anyone() {
     assert_eq!(again.reply, None, "no second confirmation");
 
     let help = p.react(&inbound("HELP"), &opted_out);
-    let (text, why, _) = help.reply.unwrap();
+    let ExemptReply { text, why, .. } = help.reply.unwrap();
     assert_eq!(why, "help");
     for needed in [
         "Acme Dental",
@@ -73,7 +73,7 @@ fn keywords_react_once_and_help_answers_anyone() {
 
     assert_eq!(
         p.react(&inbound("YES"), &unknown),
-        Reaction::default(),
+        Decision::default(),
         "YES only while opted out"
     );
     assert_eq!(
@@ -86,7 +86,7 @@ fn keywords_react_once_and_help_answers_anyone() {
     );
     assert_eq!(
         p.react(&inbound("I'll stop by at 3"), &unknown),
-        Reaction::default()
+        Decision::default()
     );
 }
 
@@ -225,7 +225,9 @@ async fn rate_limits_defer_and_release() {
     let t = TempStore::new();
     let p = policy();
     let contact = "+15551230005";
-    let t0 = Utc::now() - Duration::minutes(30);
+    // A fixed clock: the marketing check below reads "noon of the same day",
+    // which depends on the time of day t0 falls at.
+    let t0 = utc("2026-03-10T09:00:00Z");
     sent_at(&t, contact, Category::Transactional, t0).await;
     sent_at(
         &t,
@@ -236,7 +238,7 @@ async fn rate_limits_defer_and_release() {
     .await;
     let next = t
         .store
-        .new_outbound("", contact, "third", 1, "gsm7", false, None, Utc::now());
+        .new_outbound("", contact, "third", 1, "gsm7", false, None, t0);
     let now = t0 + Duration::minutes(20);
     let hold = p.hold(&t.store, &next, now).unwrap();
     // The send log keeps microseconds.
@@ -253,7 +255,7 @@ async fn rate_limits_defer_and_release() {
     sent_at(&t, other, Category::Marketing, t0).await;
     let mut promo = t
         .store
-        .new_outbound("", other, "promo", 1, "gsm7", false, None, Utc::now());
+        .new_outbound("", other, "promo", 1, "gsm7", false, None, t0);
     promo.category = Category::Marketing;
     t.store
         .set_profile(
@@ -264,8 +266,8 @@ async fn rate_limits_defer_and_release() {
         )
         .await
         .unwrap();
-    let noon = t0 + Duration::hours(2);
-    let later = noon.date_naive().and_hms_opt(12, 0, 0).unwrap().and_utc();
+    // Noon the same day: three hours after the one marketing text of the day.
+    let later = utc("2026-03-10T12:00:00Z");
     let hold = p.hold(&t.store, &promo, later).unwrap();
     assert!(hold.reason.contains("marketing"), "{hold:?}");
     assert!(close(hold.until, t0 + Duration::hours(24)), "{hold:?}");
@@ -364,4 +366,66 @@ async fn erasure_keeps_only_a_hashed_opt_out() {
         .unwrap();
     assert_eq!(csv.len(), 1);
     assert!(csv[0].contact.starts_with("sha256:"));
+}
+
+#[test]
+fn replies_are_composed_and_none_go_to_a_sender_that_cannot_be_texted() {
+    let t = TempStore::new();
+    let p = policy();
+    let unknown = ConsentRecord::default();
+    let mut from_a_name = inbound("HELP");
+    from_a_name.contact = "ACMEBANK".into();
+    from_a_name.from = "ACMEBANK".into();
+    let r = p.reaction(&t.store, &from_a_name, &unknown);
+    assert_eq!(r.reply, None, "an alphanumeric sender cannot be answered");
+    // A STOP from it still counts.
+    from_a_name.body = "STOP".into();
+    let r = p.reaction(&t.store, &from_a_name, &unknown);
+    assert_eq!(r.consent, Some((ConsentStatus::OptedOut, "opt_out".into())));
+    assert_eq!(r.reply, None);
+
+    let mut from_a_number = inbound("STOP");
+    from_a_number.to = "+15550000001".into();
+    let reply = p
+        .reaction(&t.store, &from_a_number, &unknown)
+        .reply
+        .expect("a confirmation");
+    assert_eq!(reply.exempt.as_deref(), Some("opt_out_confirmation"));
+    assert_eq!(reply.to, from_a_number.contact);
+    assert_eq!(reply.from, "+15550000001");
+    assert_eq!(
+        reply.send_by,
+        Some(from_a_number.created_at + Duration::minutes(CONFIRMATION_WITHIN_MINUTES))
+    );
+    // Counted as the modem will send it, with the reply's own reference.
+    let composed = crate::compose::compose(&reply.body, reply.reference, 255).unwrap();
+    assert_eq!(reply.parts, composed.parts);
+    assert_eq!(usize::from(reply.parts), reply.part_status.len());
+    assert_eq!(
+        usize::from(reply.parts),
+        crate::compose::encode(&reply, None, 0).unwrap().parts.len()
+    );
+}
+
+#[test]
+fn help_is_answered_once_per_window() {
+    let p = policy();
+    let help = inbound("HELP");
+    let answered = |minutes_ago: i64| ConsentRecord {
+        help_answered_at: Some(help.created_at - Duration::minutes(minutes_ago)),
+        ..ConsentRecord::default()
+    };
+    assert!(p.react(&help, &ConsentRecord::default()).reply.is_some());
+    assert_eq!(p.react(&help, &answered(0)).reply, None);
+    assert_eq!(
+        p.react(&help, &answered(HELP_REPLY_WINDOW_MINUTES - 1))
+            .reply,
+        None
+    );
+    assert!(p
+        .react(&help, &answered(HELP_REPLY_WINDOW_MINUTES))
+        .reply
+        .is_some());
+    // A STOP right after a HELP is still confirmed.
+    assert!(p.react(&inbound("STOP"), &answered(0)).reply.is_some());
 }
