@@ -442,7 +442,19 @@ pub(crate) mod test_support {
             let scratch = TempStore::new();
             let old = std::mem::replace(&mut self.store, scratch.store.clone());
             drop(old);
-            self.store = Store::open(&self.dir, 8).unwrap();
+            // sled's I/O threads can hold the old file (and its lock) a moment
+            // after the last handle goes, more so on a loaded machine: wait for
+            // the open to succeed rather than fail the test on that race.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            self.store = loop {
+                match Store::open(&self.dir, 8) {
+                    Ok(store) => break store,
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("reopen {}: {e}", self.dir.display()),
+                }
+            };
         }
     }
 
