@@ -25,6 +25,8 @@
 //! - [`policy`]: consent keywords and replies, the check before every send,
 //!   quiet hours, rate limits.
 //! - [`phone`]: E.164 normalisation with a default country.
+//! - [`compose`]: the one way an outbound text becomes a message and its
+//!   parts (alphabet, segments, concatenation reference), for every send path.
 //! - [`api`]: the axum router: bearer scopes, problem+json, OpenAPI.
 //! - [`webhook`]: durable, signed (Standard Webhooks), retried delivery of
 //!   store events to LAN receivers, in order per message; reply by response;
@@ -40,6 +42,7 @@
 pub mod api;
 pub mod at;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -66,6 +66,21 @@ fn texts_to(sim: &SimHandle, to: &str) -> Vec<String> {
         .collect()
 }
 
+/// Outbound messages in the contact's thread whose body contains `needle`.
+fn outbound_in_thread(addr: &str, contact: &str, needle: &str) -> usize {
+    let path = format!("/v1/threads/{}?limit=100", contact.replace('+', "%2B"));
+    let (status, thread) = http("GET", addr, &path, Some(TOKEN), None);
+    assert_eq!(status, 200, "{thread}");
+    thread["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|m| {
+            m["direction"] == "outbound" && m["body"].as_str().is_some_and(|b| b.contains(needle))
+        })
+        .count()
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -95,9 +110,9 @@ async fn stop_confirm_refuse_start_send() {
             let (_, v) = http("GET", &addr, &path, Some(TOKEN), None);
             (v["ledger"].as_array()?.len() == 2).then_some(())
         });
-        std::thread::sleep(Duration::from_millis(500));
-        let confirmations = texts_to(&m, customer).iter().filter(|t| t.contains("unsubscribed")).count();
-        assert_eq!(confirmations, 1);
+        // A confirmation is queued in the transaction that writes the ledger
+        // entry: the thread now holds every confirmation there will be.
+        assert_eq!(outbound_in_thread(&addr, customer, "unsubscribed"), 1);
         let (_, consent) = http("GET", &addr, &path, Some(TOKEN), None);
         assert_eq!(consent["status"], "opted_out");
         let first = &consent["ledger"][0];
@@ -110,12 +125,17 @@ async fn stop_confirm_refuse_start_send() {
         wait_until(Duration::from_secs(20), "the HELP reply", || {
             texts_to(&m, customer).into_iter().find(|t| t.contains("Msg&data rates may apply"))
         });
+        // More HELPs right away: one answer per window, not one each.
+        m.inject(customer, "HELP").unwrap();
+        m.inject(customer, "help").unwrap();
         // START: opted in again, sending works.
         m.inject(customer, "START").unwrap();
         wait_until(Duration::from_secs(20), "opted in", || {
             let (_, v) = http("GET", &addr, &path, Some(TOKEN), None);
             (v["status"] == "opted_in").then_some(())
         });
+        // The opt-in confirmation came after the two HELPs on the same modem.
+        assert_eq!(outbound_in_thread(&addr, customer, "Msg&data rates may apply"), 1);
         let (status, accepted) = post(&addr, customer, "Welcome back");
         assert_eq!(status, 202, "{accepted}");
         wait_until(Duration::from_secs(20), "sent again", || {
@@ -175,8 +195,20 @@ async fn stop_cancels_waiting_messages_and_one_waiting_in_the_actor() {
             });
             assert_eq!(m["error"]["code"], "recipient_opted_out");
         }
-        // Nothing but the confirmation reached the customer, from m2 where the STOP came in.
-        std::thread::sleep(Duration::from_secs(3));
+        // Nothing but the confirmation reached the customer, from m2 where the
+        // STOP came in: each modem sends in order, so once a message queued
+        // after the STOP has gone out through each, neither holds one back.
+        for (modem, sim) in [("m1", &s1), ("m2", &s2)] {
+            let marker = format!("after the stop via {modem}");
+            let (status, _) = http("POST", &addr, "/v1/messages", Some(TOKEN), Some(&json!({"to": "+15550400098", "body": marker, "modem": modem})));
+            assert_eq!(status, 202);
+            wait_until(Duration::from_secs(30), "the later message", || {
+                texts_to(sim, "+15550400098").into_iter().find(|t| *t == marker)
+            });
+        }
+        wait_until(Duration::from_secs(20), "the confirmation", || {
+            texts_to(&s2, customer).into_iter().next()
+        });
         assert!(texts_to(&s1, customer).is_empty(), "{:?}", texts_to(&s1, customer));
         let confirmations = texts_to(&s2, customer);
         assert_eq!(confirmations.len(), 1, "{confirmations:?}");

@@ -20,7 +20,8 @@ use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
 use super::ApiState;
-use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError, ValidityPeriod};
+use crate::compose::{self, Draft};
+use crate::pdu::{self, ValidityPeriod};
 use crate::policy::Refusal;
 use crate::store::{Accepted, Category, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
 
@@ -130,9 +131,6 @@ fn parse_send_at(value: &Value) -> Result<Option<DateTime<Utc>>, ApiError> {
 fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiError> {
     let to = crate::phone::normalize(&request.to, &state.sms.default_country)
         .map_err(|e| ApiError::unprocessable("invalid_number", format!("to: {e}")))?;
-    if request.body.trim().is_empty() {
-        return Err(ApiError::unprocessable("body_empty", "body is empty"));
-    }
     if let Some(modem) = &request.modem {
         if !state.dispatcher.is_known(modem) {
             return Err(ApiError::unprocessable(
@@ -234,36 +232,19 @@ pub async fn send(
         .and_then(|id| state.dispatcher.statuses().into_iter().find(|s| s.id == id))
         .and_then(|s| s.own_number)
         .unwrap_or_default();
-    let mut message = state.store.new_outbound(
-        &from,
-        &request.to,
-        &request.body,
-        1,
-        "",
-        request.status_report,
-        request.send_at,
+    let mut message = compose::outbound(
+        &state.store,
+        Draft {
+            from: &from,
+            to: &request.to,
+            body: &request.body,
+            status_report: request.status_report,
+            send_at: request.send_at,
+            max_parts: state.sms.max_parts,
+        },
         now,
-    );
-    // Split with the message's own concatenation reference (8- or 16-bit, by
-    // its value), so the part count is the one the modem will send.
-    let segments = pdu::segment(
-        &request.body,
-        AlphabetChoice::Auto,
-        LanguageTables::default(),
-        message.reference,
-        state.sms.max_parts,
     )
-    .map_err(|e| match e {
-        PduError::TooManyParts { parts, max } => ApiError::unprocessable(
-            "body_too_long",
-            format!("body needs {parts} SMS parts; the limit is {max}"),
-        ),
-        other => ApiError::internal(other),
-    })?;
-    let parts = u8::try_from(segments.parts.len()).map_err(|_| {
-        ApiError::unprocessable("body_too_long", "body needs more than 255 SMS parts")
-    })?;
-    message.set_parts(parts, segments.alphabet.as_str());
+    .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
     message.requested_modem = request.modem.clone();
     message.validity = request.validity;
     message.category = request.category;

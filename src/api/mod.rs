@@ -60,30 +60,9 @@ pub struct ApiState {
     pub extra_metrics: Option<metrics::ExtraMetrics>,
 }
 
-/// The SMS settings the API validates and fills in requests with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmsPolicy {
-    /// ISO 3166-1 alpha-2 country national numbers are read in.
-    pub default_country: String,
-    /// The most parts one message may take (longer bodies: `body_too_long`).
-    pub max_parts: usize,
-    /// Whether a message asks for a status report when the request does not say.
-    pub status_reports: bool,
-    /// Validity in seconds when the request gives none (None: the network's).
-    pub validity: Option<u32>,
-}
-
-/// The same defaults as `[sms]` in config/smsgate.toml.
-impl Default for SmsPolicy {
-    fn default() -> Self {
-        SmsPolicy {
-            default_country: "US".into(),
-            max_parts: crate::pdu::DEFAULT_MAX_PARTS,
-            status_reports: true,
-            validity: Some(24 * 3600),
-        }
-    }
-}
+/// The SMS settings the API validates and fills in requests with (kept with
+/// the one composition of texts).
+pub use crate::compose::SmsPolicy;
 
 /// The longest a request may take before it is answered 503 `timeout`; it
 /// also bounds how long graceful shutdown waits for in-flight requests. An

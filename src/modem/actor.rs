@@ -25,7 +25,7 @@ use crate::at::command::{
 use crate::at::parse::{Domain, MessageStatus as ListStatus, PinState, Registration};
 use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportConfig, Urc};
 use crate::liveness::Heart;
-use crate::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu, ValidityPeriod};
+use crate::pdu::{self, Body, StatusClass, Tpdu};
 use crate::store::{
     ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReceiveOutcome, Store,
 };
@@ -861,19 +861,7 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let engine = self.actor.engine.clone();
-        let encoded = Address::parse_number(&message.to).and_then(|to| {
-            let options = SubmitOptions {
-                status_report: message.status_report,
-                validity: message
-                    .validity
-                    .or(engine.validity)
-                    .map(|s| ValidityPeriod::relative_at_least(u64::from(s))),
-                reference: message.reference,
-                max_parts: 255,
-                ..SubmitOptions::default()
-            };
-            pdu::encode_submit(&to, &message.body, &options)
-        });
+        let encoded = crate::compose::encode(&message, message.validity.or(engine.validity), 0);
         let encoded = match encoded {
             Ok(e) => e,
             Err(e) => {

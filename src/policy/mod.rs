@@ -28,6 +28,33 @@ use quiet_hours::{zone_for_number, QuietHours};
 /// (47 CFR 64.1200(a)(12): confirm within 5 minutes, once).
 pub const CONFIRMATION_WITHIN_MINUTES: i64 = 5;
 
+/// One HELP answer per contact in this many minutes (12 HELPs in 13 s once
+/// got 12 replies).
+pub const HELP_REPLY_WINDOW_MINUTES: i64 = 10;
+
+/// The `exempt` reason of a HELP answer.
+const HELP: &str = "help";
+
+/// What an inbound text asks of consent, before any reply is composed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// A new state and the ledger action ("opt_out", "opt_in", "repeat_opt_out").
+    pub consent: Option<(ConsentStatus, String)>,
+    /// What matched, for the ledger.
+    pub matched: Option<String>,
+    pub reply: Option<ExemptReply>,
+}
+
+/// A reply exempt from the consent check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExemptReply {
+    pub text: String,
+    /// "opt_out_confirmation", "opt_in_confirmation" or "help".
+    pub why: &'static str,
+    /// Dropped if not sent within this long.
+    pub within: Option<Duration>,
+}
+
 /// Why a message may not be sent at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -160,12 +187,19 @@ impl Policy {
     }
 
     /// What an inbound text does (a pure function of text and record).
-    pub fn react(&self, message: &Message, record: &ConsentRecord) -> Reaction {
+    pub fn react(&self, message: &Message, record: &ConsentRecord) -> Decision {
         let c = self.keywords.classify(&message.body);
         let opted_out = record.status == ConsentStatus::OptedOut;
-        let mut r = Reaction {
+        let mut r = Decision {
             matched: Some(c.matched.clone()),
-            ..Reaction::default()
+            ..Decision::default()
+        };
+        let reply = |text: &str, why: &'static str, within: Option<Duration>| {
+            Some(ExemptReply {
+                text: text.to_string(),
+                why,
+                within,
+            })
         };
         match c.intent {
             Intent::OptOut if opted_out => {
@@ -174,31 +208,91 @@ impl Policy {
             }
             Intent::OptOut => {
                 r.consent = Some((ConsentStatus::OptedOut, "opt_out".into()));
-                r.reply = Some((
-                    self.opt_out_text.clone(),
-                    "opt_out_confirmation".into(),
+                r.reply = reply(
+                    &self.opt_out_text,
+                    "opt_out_confirmation",
                     Some(Duration::minutes(CONFIRMATION_WITHIN_MINUTES)),
-                ));
+                );
             }
             Intent::OptIn | Intent::Yes
                 if record.status != ConsentStatus::OptedIn
                     && (opted_out || c.intent == Intent::OptIn) =>
             {
                 r.consent = Some((ConsentStatus::OptedIn, "opt_in".into()));
-                r.reply = Some((self.opt_in_text.clone(), "opt_in_confirmation".into(), None));
+                r.reply = reply(&self.opt_in_text, "opt_in_confirmation", None);
             }
             Intent::Help => {
-                r.reply = Some((self.help_text.clone(), "help".into(), None));
+                let window = Duration::minutes(HELP_REPLY_WINDOW_MINUTES);
+                match record.help_answered_at {
+                    Some(at) if message.created_at - at < window => {}
+                    _ => r.reply = reply(&self.help_text, HELP, None),
+                }
             }
-            _ => return Reaction::default(),
+            _ => return Decision::default(),
         }
         r
+    }
+
+    /// The decision for `message` with its reply composed: none to a sender
+    /// that cannot be texted (an alphanumeric sender id).
+    pub fn reaction(&self, store: &Store, message: &Message, record: &ConsentRecord) -> Reaction {
+        let decision = self.react(message, record);
+        let now = message.created_at;
+        let reply = decision.reply.and_then(|reply| {
+            if crate::pdu::Address::parse_number(&message.contact).is_err() {
+                tracing::info!(
+                    message_id = %message.id,
+                    why = reply.why,
+                    "no {} reply: the sender is not a number that can be texted",
+                    reply.why
+                );
+                return None;
+            }
+            self.exempt_reply(store, message, &reply, now)
+        });
+        Reaction {
+            consent: decision.consent,
+            matched: decision.matched,
+            answers_help: reply.as_ref().and_then(|r| r.exempt.as_deref()) == Some(HELP),
+            reply,
+        }
+    }
+
+    /// The reply as a message, composed as every outbound text is.
+    fn exempt_reply(
+        &self,
+        store: &Store,
+        inbound: &Message,
+        reply: &ExemptReply,
+        now: DateTime<Utc>,
+    ) -> Option<Message> {
+        let draft = crate::compose::Draft {
+            from: &inbound.to,
+            to: &inbound.contact,
+            body: &reply.text,
+            status_report: false,
+            send_at: None,
+            max_parts: crate::compose::PART_LIMIT,
+        };
+        match crate::compose::outbound(store, draft, now) {
+            Ok(mut m) => {
+                m.requested_modem = inbound.modem.clone();
+                m.category = Category::Transactional;
+                m.exempt = Some(reply.why.to_string());
+                m.send_by = reply.within.map(|d| now + d);
+                Some(m)
+            }
+            Err(e) => {
+                tracing::error!(message_id = %inbound.id, "{} reply not sent: {e}", reply.why);
+                None
+            }
+        }
     }
 
     /// The reactor the store runs inside its inbound transaction.
     pub fn reactor(self: &Arc<Self>) -> Reactor {
         let policy = self.clone();
-        Arc::new(move |message, record| policy.react(message, record))
+        Arc::new(move |store, message, record| policy.reaction(store, message, record))
     }
 
     /// The zone quiet hours are counted in for `contact`.

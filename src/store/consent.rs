@@ -18,7 +18,7 @@ use sled::Transactional;
 use super::keys;
 use super::outbound::queue_message;
 use super::query::touch_contact;
-use super::records::{Category, Event, Message, MessageStatus};
+use super::records::{Event, Message, MessageStatus};
 use super::{from_json, from_json_tx, push_event, to_json, unwrap_tx, Result, Store, TxError};
 
 /// Where a contact stands.
@@ -61,6 +61,9 @@ pub struct ConsentRecord {
     pub updated_at: Option<DateTime<Utc>>,
     /// The opt-in evidence in force (marketing needs it).
     pub evidence: Option<Evidence>,
+    /// When a HELP was last answered: one answer per window (the policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help_answered_at: Option<DateTime<Utc>>,
 }
 
 /// One ledger entry: what happened, when, and the proof.
@@ -106,12 +109,16 @@ pub struct Reaction {
     pub consent: Option<(ConsentStatus, String)>,
     /// What matched, for the ledger.
     pub matched: Option<String>,
-    /// A reply exempt from the consent check: (text, why, must go within).
-    pub reply: Option<(String, String, Option<chrono::Duration>)>,
+    /// A reply exempt from the consent check (confirmation, HELP), composed
+    /// by the policy and queued in the same transaction.
+    pub reply: Option<Message>,
+    /// The reply answers HELP: the record keeps the time.
+    pub answers_help: bool,
 }
 
-/// The policy's decision function, installed once by the daemon.
-pub type Reactor = Arc<dyn Fn(&Message, &ConsentRecord) -> Reaction + Send + Sync>;
+/// The policy's decision function, installed once by the daemon; the store
+/// is passed for message ids and recent history.
+pub type Reactor = Arc<dyn Fn(&Store, &Message, &ConsentRecord) -> Reaction + Send + Sync>;
 
 /// The key a contact's consent is kept under: the contact alone (an opt-out
 /// covers every gateway number, the default), or contact and number.
@@ -180,6 +187,7 @@ impl ConsentTrees<'_> {
                 ConsentStatus::OptedIn => evidence.or_else(|| previous.evidence.clone()),
                 _ => None,
             },
+            help_answered_at: previous.help_answered_at,
         };
         self.consent
             .insert(consent_key(&entry.contact, number), to_json(&record)?)?;
@@ -465,11 +473,9 @@ impl Store {
     }
 }
 
-/// Queue an exempt reply (opt-out confirmation, HELP) inside the inbound
-/// transaction.
-#[allow(clippy::too_many_arguments)]
+/// Queue an exempt reply (opt-out confirmation, HELP), composed by the
+/// policy, inside the inbound transaction.
 pub(crate) fn queue_reply(
-    store: &Store,
     trees: (
         &TransactionalTree,
         &TransactionalTree,
@@ -477,39 +483,10 @@ pub(crate) fn queue_reply(
         &TransactionalTree,
         &TransactionalTree,
     ),
-    inbound: &Message,
-    text: &str,
-    why: &str,
-    within: Option<chrono::Duration>,
-    now: DateTime<Utc>,
-) -> std::result::Result<Message, TxError> {
+    reply: &Message,
+) -> std::result::Result<(), TxError> {
     let (messages, threads, outbox, contacts, recent) = trees;
-    let segments = crate::pdu::segment(
-        text,
-        crate::pdu::AlphabetChoice::Auto,
-        crate::pdu::LanguageTables::default(),
-        0,
-        crate::pdu::DEFAULT_MAX_PARTS,
-    );
-    let (parts, alphabet) = match &segments {
-        Ok(s) => (s.parts.len() as u8, s.alphabet.as_str()),
-        Err(_) => (1, "gsm7"),
-    };
-    let mut reply = store.new_outbound(
-        &inbound.to,
-        &inbound.contact,
-        text,
-        parts,
-        alphabet,
-        false,
-        None,
-        now,
-    );
-    reply.requested_modem = inbound.modem.clone();
-    reply.category = Category::Transactional;
-    reply.exempt = Some(why.to_string());
-    reply.send_by = within.map(|d| now + d);
-    queue_message(messages, threads, outbox, &reply)?;
-    touch_contact(contacts, recent, &reply)?;
-    Ok(reply)
+    queue_message(messages, threads, outbox, reply)?;
+    touch_contact(contacts, recent, reply)?;
+    Ok(())
 }

@@ -10,7 +10,8 @@ use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
 use super::consent::{
-    queue_reply, read_record, ConsentStatus, ConsentTrees, Evidence, LedgerEntry, Reactor,
+    consent_key, queue_reply, read_record, ConsentStatus, ConsentTrees, Evidence, LedgerEntry,
+    Reactor,
 };
 use super::keys;
 use super::query::touch_contact;
@@ -111,7 +112,7 @@ impl InboundTrees<'_> {
     ) -> std::result::Result<Vec<Event>, TxError> {
         let number = (per_number && !message.to.is_empty()).then_some(message.to.as_str());
         let record = read_record(self.consent, self.tombstones, &message.contact, number)?;
-        let reaction = reactor(message, &record);
+        let reaction = reactor(self.store, message, &record);
         let mut events = Vec::new();
         if let Some((status, action)) = reaction.consent {
             let evidence = (status == ConsentStatus::OptedIn).then(|| Evidence {
@@ -141,9 +142,8 @@ impl InboundTrees<'_> {
             let (_, _, event) = trees.change(&record, entry, evidence, number)?;
             events.extend(event);
         }
-        if let Some((text, why, within)) = reaction.reply {
+        if let Some(reply) = &reaction.reply {
             queue_reply(
-                self.store,
                 (
                     self.messages,
                     self.threads,
@@ -151,12 +151,14 @@ impl InboundTrees<'_> {
                     self.contacts,
                     self.recent,
                 ),
-                message,
-                &text,
-                &why,
-                within,
-                at,
+                reply,
             )?;
+        }
+        if reaction.answers_help {
+            let mut record = read_record(self.consent, self.tombstones, &message.contact, number)?;
+            record.help_answered_at = Some(at);
+            self.consent
+                .insert(consent_key(&message.contact, number), to_json(&record)?)?;
         }
         Ok(events)
     }

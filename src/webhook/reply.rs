@@ -10,9 +10,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::api::SmsPolicy;
+use crate::compose::{self, ComposeError, Draft, SmsPolicy};
 use crate::modem::Dispatcher;
-use crate::pdu::{self, AlphabetChoice, LanguageTables, PduError};
 use crate::policy::{Policy, Refusal};
 use crate::store::{Accepted, Category, Event, IdempotencyKey, Store, StoreError};
 
@@ -20,10 +19,8 @@ use crate::store::{Accepted, Category, Event, IdempotencyKey, Store, StoreError}
 pub enum ReplyError {
     #[error("the event has no contact to reply to")]
     NoContact,
-    #[error("reply needs {parts} SMS parts; the limit is {max}")]
-    TooLong { parts: usize, max: usize },
-    #[error("reply cannot be encoded: {0}")]
-    Encoding(PduError),
+    #[error("reply: {0}")]
+    Body(#[from] ComposeError),
     #[error("a different reply was already sent for this event")]
     Conflict,
     #[error("{}: {}", .0.code(), .0.text())]
@@ -65,32 +62,18 @@ impl Replies {
         // reply through the modem that received the message.
         let from = event.data["to"].as_str().unwrap_or_default();
         let now = Utc::now();
-        let mut message = self.store.new_outbound(
-            from,
-            contact,
-            text,
-            1,
-            "",
-            self.sms.status_reports,
-            None,
+        let mut message = compose::outbound(
+            &self.store,
+            Draft {
+                from,
+                to: contact,
+                body: text,
+                status_report: self.sms.status_reports,
+                send_at: None,
+                max_parts: self.sms.max_parts,
+            },
             now,
-        );
-        let segments = pdu::segment(
-            text,
-            AlphabetChoice::Auto,
-            LanguageTables::default(),
-            message.reference,
-            self.sms.max_parts,
-        )
-        .map_err(|e| match e {
-            PduError::TooManyParts { parts, max } => ReplyError::TooLong { parts, max },
-            other => ReplyError::Encoding(other),
-        })?;
-        let parts = u8::try_from(segments.parts.len()).map_err(|_| ReplyError::TooLong {
-            parts: segments.parts.len(),
-            max: self.sms.max_parts,
-        })?;
-        message.set_parts(parts, segments.alphabet.as_str());
+        )?;
         message.validity = self.sms.validity;
         message.category = Category::Conversational;
         let key = IdempotencyKey {
