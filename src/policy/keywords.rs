@@ -574,8 +574,8 @@ const CONDITIONALS: &[&str] = &["if", "unless", "wenn", "falls"];
 /// thanks"). "o" and "mais" are left out: they are also "the" (Portuguese)
 /// and "more" (Portuguese).
 const CONJUNCTIONS: &[&str] = &[
-    "and", "but", "or", "because", "cause", "cuz", "bc", "also", "plus", "y", "pero",
-    "porque", "et", "car", "parce", "und", "aber", "oder", "weil", "denn", "e", "ma", "perche",
+    "and", "but", "or", "because", "cause", "cuz", "bc", "also", "plus", "y", "pero", "porque",
+    "et", "car", "parce", "und", "aber", "oder", "weil", "denn", "e", "ma", "perche",
 ];
 
 /// Subject pronouns that start a new clause when a sender leaves out the
@@ -1126,6 +1126,257 @@ mod tests {
         // counts; Braze's substring rule loses on both.
         assert!(ours.recall() > twilio.recall());
         assert!(ours.precision() > braze.precision() && ours.recall() > braze.recall());
+    }
+
+    fn decides(text: &str) -> Intent {
+        Keywords::default().classify(text).intent
+    }
+
+    #[test]
+    fn a_revoking_sentence_beside_another_acts() {
+        use Intent::*;
+        // A question before it, a reason after it, another sentence.
+        assert_eq!(decides("Who is this? Stop texting me"), OptOut);
+        assert_eq!(decides("Stop texting me, wrong number"), OptOut);
+        assert_eq!(decides("How did you get my number? Remove me"), OptOut);
+        assert_eq!(decides("Hello. Stop sending me texts. Goodbye"), OptOut);
+        // What decided is the phrase, for the ledger.
+        let c = Keywords::default().classify("Who is this? Stop texting me");
+        assert_eq!(c.matched, "stop texting me");
+        // The other sentence alone decides nothing.
+        assert_eq!(decides("Who is this?"), None);
+        assert_eq!(decides("Stop by at 5, thanks"), None);
+    }
+
+    #[test]
+    fn clauses_split_at_conjunctions_and_at_a_new_subject() {
+        use Intent::*;
+        assert_eq!(decides("Stop texting me and remove my number"), OptOut);
+        assert_eq!(decides("Thanks for the info but please remove me"), OptOut);
+        assert_eq!(
+            decides("Stop texting me I'm not the person you want"),
+            OptOut
+        );
+        assert_eq!(decides("please remove me I never signed up"), OptOut);
+        // "cease and desist" holds a conjunction: the whole sentence is tried first.
+        assert_eq!(decides("Cease and desist all communication"), OptOut);
+        // A pronoun after "can", "when", ... is the subject of the same clause.
+        assert_eq!(decides("Where can I stop to eat"), None);
+        assert_eq!(decides("Should I stop by first"), None);
+        // A clause about something else keeps its words.
+        assert_eq!(
+            decides("Take me off the waitlist for Tuesday and put me on Friday"),
+            None
+        );
+        let words = ["stop", "texting", "me", "im", "not", "john"];
+        assert_eq!(clauses(&words), vec![(0, 3), (3, 6)]);
+        let words = ["can", "i", "stop", "by", "and", "say", "hi"];
+        assert_eq!(clauses(&words), vec![(0, 4), (5, 7)]);
+    }
+
+    #[test]
+    fn objects_other_than_me() {
+        use Intent::*;
+        for text in [
+            "Remove my number",
+            "Please remove this number from your list",
+            "Take my number off your list",
+            "Delete my number",
+            "Stop texting this number",
+            "Stop these texts",
+            "Stop sending me these messages",
+            "Cancel these texts",
+            "No more texts to this number",
+            "Don't text this number again",
+            "Do not contact this number",
+            "Unsubscribe my number from all texts",
+            "Opt this number out",
+            "I want my number removed from your list",
+            "I don't want these texts anymore",
+            "I do not wish to be contacted",
+        ] {
+            assert_eq!(decides(text), OptOut, "{text:?}");
+        }
+        // The same verbs with an object that is not the texts.
+        for text in [
+            "Remove the extra cheese from my order",
+            "Delete my old address, I moved",
+            "Cancel my order #4411 please",
+            "Cancel all my appointments",
+            "Remove me from the waitlist",
+            "Stop sending me the wrong address, it's 12 Main St",
+        ] {
+            assert_eq!(decides(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn negations_keep_consent() {
+        use Intent::*;
+        for text in [
+            "Don't stop!",
+            "Don't stop sending me deals, I love them",
+            "Please don't stop the reminders",
+            "Don't unsubscribe me, I still want the deals",
+            "I never said stop",
+            "N'arrêtez pas, j'adore vos offres",
+            "Não pare de mandar promoções!",
+            "Non smettete di mandarmi offerte",
+            "Hört nicht auf",
+        ] {
+            assert_eq!(decides(text), None, "{text:?}");
+        }
+        // The check is explicit, not a side effect of the filler list: a
+        // negator configured as a keyword (so it counts as quiet) still blocks.
+        let dont = ["dont".to_string()];
+        let words = ["dont", "stop", "texting", "me"];
+        assert!(revocation_in(&words, 0, 4, &dont, false).is_none());
+        assert!(revocation_in(&words, 1, 4, &dont, false).is_some());
+        assert!(revocation_in(&["stop", "texting", "me"], 0, 3, &[], false).is_some());
+        // A negation in another clause does not reach this one.
+        assert_eq!(decides("I don't know you. Stop texting me"), OptOut);
+    }
+
+    #[test]
+    fn conditions_are_not_requests() {
+        use Intent::*;
+        assert_eq!(decides("If I reply STOP, do I lose my points?"), None);
+        assert_eq!(decides("If I text stop will I still get reminders?"), None);
+        assert_eq!(decides("Stop. If you text again I'll report you"), OptOut);
+    }
+
+    #[test]
+    fn questions_that_ask_for_it_act_and_questions_about_it_do_not() {
+        use Intent::*;
+        for text in [
+            "Can you stop texting me?",
+            "Could you please remove my number?",
+            "Will you stop texting me?",
+            "How do I unsubscribe?",
+            "How do I stop these texts?",
+            "Why do you keep texting me?",
+            "Why won't you stop texting me?",
+        ] {
+            assert_eq!(decides(text), OptOut, "{text:?}");
+        }
+        for text in [
+            "What happens if I unsubscribe?",
+            "Does replying STOP cancel my order too?",
+            "Why did you stop texting me?",
+            "Did you take me off the list by mistake?",
+            "How do I stop my subscription from renewing?",
+            "Can you stop by at 5?",
+            "When do you stop serving brunch?",
+        ] {
+            assert_eq!(decides(text), None, "{text:?}");
+        }
+        // A bare keyword asked back beside another sentence quotes the word...
+        assert_eq!(decides("unsubscribe? what does that mean"), None);
+        assert_eq!(decides("Stop? Who is this"), None);
+        // ... but alone it is a keyword like any other, and a keyword that is
+        // not asked back still acts.
+        assert_eq!(decides("Unsubscribe?"), OptOut);
+        assert_eq!(decides("Who is this?? STOP"), OptOut);
+        assert!(is_inquiry(&["what", "does", "stop", "do"]));
+        assert!(!is_inquiry(&["how", "do", "i", "unsubscribe"]));
+        assert!(!is_inquiry(&["can", "you", "stop"]));
+    }
+
+    #[test]
+    fn weak_keywords_act_only_alone_and_other_channels_keep_the_texts() {
+        use Intent::*;
+        assert_eq!(decides("CANCEL"), OptOut);
+        assert_eq!(decides("End."), OptOut);
+        assert_eq!(decides("Cancel. I'm sick today"), None);
+        assert_eq!(decides("End of the month works for me"), None);
+        assert_eq!(decides("Don't call me, text me instead"), None);
+        assert_eq!(decides("Don't email me, text is fine"), None);
+        // Time preferences are not revocations.
+        assert_eq!(decides("Stop texting me at work, text me after 6"), None);
+        assert_eq!(decides("No texts after 9pm please"), None);
+    }
+
+    #[test]
+    fn wrong_number_revokes() {
+        use Intent::*;
+        assert_eq!(decides("Wrong number"), OptOut);
+        assert_eq!(decides("Sorry, you have the wrong number"), OptOut);
+        assert_eq!(
+            decides("I have the wrong number for your office, what is it?"),
+            None
+        );
+    }
+
+    #[test]
+    fn phrases_in_each_language() {
+        use Intent::*;
+        for text in [
+            "Arrêtez de m'envoyer des messages",
+            "Ne m'envoyez plus de messages",
+            "Retirez-moi de votre liste svp",
+            "No me manden más mensajes",
+            "Quiero darme de baja",
+            "Bórrenme de su lista",
+            "Pare de me enviar mensagens",
+            "Não quero mais receber mensagens",
+            "Bitte keine SMS mehr",
+            "Bitte löschen Sie meine Nummer",
+            "Smettete di scrivermi",
+            "Non voglio più ricevere messaggi",
+        ] {
+            assert_eq!(decides(text), OptOut, "{text:?}");
+        }
+        for text in [
+            "Je m'arrête à la pharmacie en route",
+            "Voy a dejar de fumar, ¿tienen programa?",
+            "La presión está baja, ¿me pueden llamar?",
+            "Vou parar no posto antes",
+            "Keine Sorge, ich komme",
+            "Basta così, grazie",
+        ] {
+            assert_eq!(decides(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_phrase_names_known_classes() {
+        for phrase in REVOKING_PHRASES {
+            for element in phrase.split(' ') {
+                let body = element.trim_end_matches('?');
+                if let Some(name) = body.strip_prefix('<').and_then(|b| b.strip_suffix('>')) {
+                    assert!(!class(name).is_empty(), "{phrase:?}: no class {name:?}");
+                }
+                assert!(!body.is_empty() && !body.contains("||"), "{phrase:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_text_is_cut_not_skipped() {
+        // Clauses are limited in length, whole texts are not: a revocation
+        // at the end of a long message still acts.
+        let text = "I got your message about the spring sale and the new opening hours \
+                    and the parking changes downtown, thanks for letting everyone know. Stop.";
+        assert_eq!(decides(text), Intent::OptOut);
+        let long: Vec<&str> = ["stop"].into_iter().chain(["please"; 20]).collect();
+        assert!(revocation_in(&long, 0, long.len(), &[], false).is_none());
+    }
+
+    proptest::proptest! {
+        /// Outside input: a decision, never a panic.
+        #[test]
+        fn any_text_gets_a_decision(text in "\\PC{0,200}") {
+            let c = Keywords::default().classify(&text);
+            proptest::prop_assert!(c.intent == Intent::None || !c.matched.is_empty());
+        }
+
+        /// A keyword in any case, with any punctuation around it, acts.
+        #[test]
+        fn a_keyword_with_punctuation_acts(before in "[ .!?🛑]{0,3}", after in "[ .!?🛑]{0,3}", upper in proptest::bool::ANY) {
+            let word = if upper { "STOP" } else { "stop" };
+            let text = format!("{before}{word}{after}");
+            proptest::prop_assert_eq!(Keywords::default().classify(&text).intent, Intent::OptOut);
+        }
     }
 
     #[test]
