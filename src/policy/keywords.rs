@@ -100,6 +100,8 @@ const REVOKING_VERBS: &[&str] = &[
     "revoke",
     "remove",
     "cease",
+    // "Exit" is how some people say it (and how some TCPA suits were built).
+    "exit",
     // French, German, Italian, Spanish: imperatives and nouns that mean
     // nothing but "unsubscribe".
     "arretez",
@@ -292,17 +294,19 @@ fn class(name: &str) -> &'static [&'static str] {
 const REVOKING_PHRASES: &[&str] = &[
     // English: a stop verb and what to stop.
     "stop|quit|cease|halt <sending> <me>? <det>? <texts>?",
-    "stop|quit|cease|halt|end|cancel|block <det>? <texts>",
+    "stop|quit|cease|halt|end|cancel|block|discontinue <det>? <texts>",
     "remove|delete|erase|drop|lose|unsubscribe|unsub|unlist <me>",
     "take <me> off|out",
     "opt <me>? out",
     "<me> removed|deleted|unsubscribed",
-    "dont|do+not|never|pls+dont|please+dont <send> <me>",
+    "dont|do+not|never|pls+dont|please+dont <send> <me>?",
     "no+more|no <det>? <texts>",
     "no+more <text>",
     "i? dont|do+not|no+longer want|wish to+receive|to+get? <det>? <texts>",
     "i? dont|do+not|no+longer want|wish to+be contacted|texted|messaged|called",
     "leave <me> alone",
+    "go away",
+    "want out",
     "cease+and+desist",
     "put|add <me> on|to <det>? do+not+call|do+not+text|do+not+contact|dnc list",
     // "Wrong number": the person at this number never agreed to the texts.
@@ -409,6 +413,9 @@ const FILLER: &[&str] = &[
     "immediately",
     "asap",
     "already",
+    "asked",
+    "told",
+    "marketing",
     "ok",
     "okay",
     "anymore",
@@ -423,6 +430,7 @@ const FILLER: &[&str] = &[
     "to",
     "would",
     "like",
+    "id",
     "wish",
     "hey",
     "hi",
@@ -588,8 +596,8 @@ const SUBJECTS: &[&str] = &[
 /// ("can *i* stop by", "when *i* stop"), not the start of a new one.
 const INVERTING: &[&str] = &[
     "can", "could", "should", "would", "will", "do", "did", "does", "may", "must", "shall", "when",
-    "where", "how", "what", "why", "if", "that", "as", "until", "till", "before", "after", "where",
-    "who", "whom", "said", "told", "know", "think", "guess", "hope", "and",
+    "where", "how", "what", "why", "if", "that", "as", "until", "till", "before", "after", "who",
+    "whom", "said", "told", "know", "think", "guess", "hope", "and",
 ];
 
 /// Words that open a question asking about something rather than asking
@@ -621,6 +629,12 @@ const REQUEST_FORMS: &[&str] = &[
     "how do we",
     "how to",
 ];
+
+/// Words that open what a text is about ("... about my car's warranty").
+const TOPIC: &[&str] = &["about", "regarding"];
+
+/// Last words of a phrase that names who gets the texts.
+const RECIPIENT_ENDS: &[&str] = &["me", "us", "number", "phone", "cell", "line", "mobile"];
 
 /// The most words a clause may have for the phrase rules to apply.
 const CLAUSE_WORDS: usize = 16;
@@ -754,13 +768,9 @@ fn is_inquiry(words: &[&str]) -> bool {
     INQUIRY.contains(first) && !request
 }
 
-/// What the phrase rules found in a text.
-struct Revocation {
-    matched: String,
-}
-
-/// A revocation in `text` (already known not to be a whole-text keyword).
-fn revocation(text: &str, opt_out: &[String]) -> Option<Revocation> {
+/// The revoking phrase or word in `text` (already known not to be a
+/// whole-text keyword), if any.
+fn revocation(text: &str, opt_out: &[String]) -> Option<String> {
     let sentences = sentences(text);
     for sentence in &sentences {
         let words: Vec<&str> = sentence.words.iter().map(String::as_str).collect();
@@ -790,7 +800,7 @@ fn revocation_in(
     hi: usize,
     opt_out: &[String],
     phrases_only: bool,
-) -> Option<Revocation> {
+) -> Option<String> {
     if hi - lo > CLAUSE_WORDS {
         return None;
     }
@@ -800,6 +810,12 @@ fn revocation_in(
     let free = |start: usize| {
         !words[lo..start].iter().any(|w| NEGATORS.contains(w))
             && !words[..start].iter().any(|w| CONDITIONALS.contains(w))
+    };
+    // "Stop texting me about the sale": what the texts are about does not
+    // change a request that names the recipient.
+    let tail_quiet = |end: usize| {
+        quiet(&words[end..hi])
+            || (end < hi && TOPIC.contains(&words[end]) && RECIPIENT_ENDS.contains(&words[end - 1]))
     };
     // Phrases first (they are more specific); the longest match wins.
     let mut best: Option<(usize, usize)> = None;
@@ -811,7 +827,7 @@ fn revocation_in(
             for &end in &ends {
                 if end > start
                     && quiet(&words[lo..start])
-                    && quiet(&words[end..hi])
+                    && tail_quiet(end)
                     && free(start)
                     && best.is_none_or(|(s, e)| end - start > e - s)
                 {
@@ -821,18 +837,18 @@ fn revocation_in(
         }
     }
     if let Some((start, end)) = best {
-        return Some(Revocation {
-            matched: words[start..end].join(" "),
-        });
+        let matched = words[start..end].join(" ");
+        // A two-word keyword asked back ("Opt out? No, I want to stay") is
+        // as bare as a one-word one.
+        let bare = phrases_only && opt_out.contains(&matched);
+        return (!bare).then_some(matched);
     }
     if phrases_only {
         return None;
     }
     // A single revoking word among filler.
     let position = (lo..hi).find(|&i| REVOKING_VERBS.contains(&words[i]))?;
-    (quiet(&words[lo..hi]) && free(position)).then(|| Revocation {
-        matched: words[position].to_string(),
-    })
+    (quiet(&words[lo..hi]) && free(position)).then(|| words[position].to_string())
 }
 
 /// Fold the accents of Latin letters (ARRÊT -> arret).
@@ -921,7 +937,7 @@ impl Keywords {
         if let Some(found) = revocation(text, &self.opt_out) {
             return Classification {
                 intent: Intent::OptOut,
-                matched: found.matched,
+                matched: found,
             };
         }
         decide(Intent::None)
@@ -962,8 +978,10 @@ mod tests {
     /// (braze.com/docs/.../keyword_processing/fuzzy_opt_out): its keywords
     /// (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) exactly, or fuzzily:
     /// "a substring of the message matches an opt-out keyword" ("Please
-    /// stopppp"), or one letter swapped for its left or right neighbour on a
-    /// QWERTY keyboard ("Stpo" is read as that). Taken here at word level,
+    /// stopppp"), or "switching a letter with the letter one to the left or
+    /// right of it on a QWERTY keyboard yields a matching opt-out keyword"
+    /// ("Stpo"); both readings of that are taken: a letter typed as its
+    /// keyboard neighbour, and two letters transposed. Taken at word level,
     /// which is kinder to it than raw substrings ("weekend" would be END),
     /// with repeated letters squeezed ("stopppp" is "stop") and no limit on
     /// the other words (the documentation gives none).
@@ -1294,6 +1312,48 @@ mod tests {
         // Time preferences are not revocations.
         assert_eq!(decides("Stop texting me at work, text me after 6"), None);
         assert_eq!(decides("No texts after 9pm please"), None);
+    }
+
+    #[test]
+    fn what_the_texts_are_about_does_not_change_a_request_to_stop_them() {
+        use Intent::*;
+        assert_eq!(
+            decides("Please STOP contacting me about my car's warranty"),
+            OptOut
+        );
+        assert_eq!(decides("Stop messaging me about the sale"), OptOut);
+        // Only after a phrase that names the recipient: a request about some
+        // reminders is not one about all texts.
+        assert_eq!(decides("Stop sending me reminders about Tuesday"), None);
+    }
+
+    #[test]
+    fn a_two_word_keyword_asked_back_is_bare_too() {
+        use Intent::*;
+        assert_eq!(decides("Opt out? No, I want to stay"), None);
+        assert_eq!(decides("Opt out?"), OptOut);
+        assert_eq!(decides("Opt me out? Yes please"), OptOut);
+    }
+
+    #[test]
+    fn plain_requests_without_a_keyword() {
+        use Intent::*;
+        for text in [
+            "Exit",
+            "EXIT please",
+            "Do not text",
+            "Go away",
+            "I want out",
+        ] {
+            assert_eq!(decides(text), OptOut, "{text:?}");
+        }
+        for text in [
+            "Which exit do I take?",
+            "Do not text after 8pm",
+            "I want out of the contract",
+        ] {
+            assert_eq!(decides(text), None, "{text:?}");
+        }
     }
 
     #[test]
