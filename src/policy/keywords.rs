@@ -312,7 +312,7 @@ const REVOKING_PHRASES: &[&str] = &[
     // "Wrong number": the person at this number never agreed to the texts.
     "wrong number|person|phone|cell",
     "you+have|youve+got|you+got|you+have+got|u+have|this+is|thats|its the|a wrong number|person",
-    "i? never|didnt signed+up|sign+up|subscribed|subscribe|opted+in|opt+in|agreed|asked",
+    "i? never|didnt signed+up|sign+up|subscribed|subscribe|opted+in|opt+in|agreed|asked+for",
     // Questions that ask to stop.
     "how+do+i|how+can+i|how+do+we|how+to stop|unsubscribe|unsub|opt+out|optout",
     "how+do+i|how+can+i|how+do+we|how+to get+off|get+removed|get+taken+off",
@@ -1237,6 +1237,7 @@ mod tests {
             "Please don't stop the reminders",
             "Don't unsubscribe me, I still want the deals",
             "I never said stop",
+            "I never asked you to stop",
             "N'arrêtez pas, j'adore vos offres",
             "Não pare de mandar promoções!",
             "Non smettete di mandarmi offerte",
