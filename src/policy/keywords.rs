@@ -817,7 +817,15 @@ fn revocation_in(
         quiet(&words[end..hi])
             || (end < hi && TOPIC.contains(&words[end]) && RECIPIENT_ENDS.contains(&words[end - 1]))
     };
-    // Phrases first (they are more specific); the longest match wins.
+    // A revoking word among filler is what the ledger records ("Stop
+    // texting me" matched "stop"); otherwise a phrase, the longest.
+    if !phrases_only {
+        if let Some(position) = (lo..hi).find(|&i| REVOKING_VERBS.contains(&words[i])) {
+            if quiet(&words[lo..hi]) && free(position) {
+                return Some(words[position].to_string());
+            }
+        }
+    }
     let mut best: Option<(usize, usize)> = None;
     let mut ends = Vec::new();
     for phrase in phrases() {
@@ -836,19 +844,12 @@ fn revocation_in(
             }
         }
     }
-    if let Some((start, end)) = best {
-        let matched = words[start..end].join(" ");
-        // A two-word keyword asked back ("Opt out? No, I want to stay") is
-        // as bare as a one-word one.
-        let bare = phrases_only && opt_out.contains(&matched);
-        return (!bare).then_some(matched);
-    }
-    if phrases_only {
-        return None;
-    }
-    // A single revoking word among filler.
-    let position = (lo..hi).find(|&i| REVOKING_VERBS.contains(&words[i]))?;
-    (quiet(&words[lo..hi]) && free(position)).then(|| words[position].to_string())
+    let (start, end) = best?;
+    let matched = words[start..end].join(" ");
+    // A two-word keyword asked back ("Opt out? No, I want to stay") is as
+    // bare as a one-word one.
+    let bare = phrases_only && opt_out.contains(&matched);
+    (!bare).then_some(matched)
 }
 
 /// Fold the accents of Latin letters (ARRÊT -> arret).
@@ -1158,9 +1159,14 @@ mod tests {
         assert_eq!(decides("Stop texting me, wrong number"), OptOut);
         assert_eq!(decides("How did you get my number? Remove me"), OptOut);
         assert_eq!(decides("Hello. Stop sending me texts. Goodbye"), OptOut);
-        // What decided is the phrase, for the ledger.
-        let c = Keywords::default().classify("Who is this? Stop texting me");
-        assert_eq!(c.matched, "stop texting me");
+        // What decided is recorded in the ledger: the revoking word where
+        // there is one, else the phrase.
+        let k = Keywords::default();
+        assert_eq!(k.classify("Who is this? Stop texting me").matched, "stop");
+        assert_eq!(
+            k.classify("Hi. Do not contact this number").matched,
+            "do not contact this number"
+        );
         // The other sentence alone decides nothing.
         assert_eq!(decides("Who is this?"), None);
         assert_eq!(decides("Stop by at 5, thanks"), None);
