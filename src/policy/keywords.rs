@@ -171,6 +171,9 @@ fn class(name: &str) -> &'static [&'static str] {
             "deals",
             "updates",
             "spam",
+            "junk",
+            "crap",
+            "garbage",
             "marketing texts",
             "marketing messages",
             "promotional texts",
@@ -188,6 +191,7 @@ fn class(name: &str) -> &'static [&'static str] {
             "all the",
             "all these",
             "all your",
+            "ur",
             "all of these",
             "all of your",
             "this",
@@ -308,6 +312,7 @@ const REVOKING_PHRASES: &[&str] = &[
     "go away",
     "want out",
     "cease+and+desist",
+    "enough with? <det>? <texts>",
     "put|add <me> on|to <det>? do+not+call|do+not+text|do+not+contact|dnc list",
     // "Wrong number": the person at this number never agreed to the texts.
     "wrong number|person|phone|cell",
@@ -319,16 +324,17 @@ const REVOKING_PHRASES: &[&str] = &[
     "why do|does? you|u keep <sending> <me>?",
     "why+wont|why+cant|why+dont|why+do+you+not you|u stop|quit <sending>? <me>?",
     // French.
-    "arretez|arrete|arreter|cessez|stop de|d? <fr_send>",
+    "arretez|arrete|arreter|cessez|stop de|d? <fr_send> <fr_texts>?",
     "arretez|arrete|cessez|stop <det>? les|aux|vos|ces|des <fr_texts>",
     "ne menvoyez|mecrivez|menvoie|mecris|menvoyer plus",
+    "ne plus <fr_send>",
     "ne me contactez|texte|textez|relancez plus",
     "je? ne veux|souhaite|desire plus recevoir?",
     "plus|pas+de de <fr_texts>",
     "retirez|supprimez|enlevez|effacez|desabonnez|desinscrivez moi|mon+numero|ce+numero",
     "me desabonner|desinscrire|retirer",
     // Spanish.
-    "dejen|deja|deje|dejar|paren|para de <es_send>",
+    "dejen|deja|deje|dejar|paren|para de <es_send> <es_texts>?",
     "no me envien|manden|mande|envie|escriban|escribas|contacten|mandes|envies|llamen|escribe|mandas",
     "no quiero|deseo recibir? mas? <es_texts>",
     "no+mas <es_texts>",
@@ -336,7 +342,7 @@ const REVOKING_PHRASES: &[&str] = &[
     "darme|dame|denme|deme|darse|dar de baja",
     "baja por+favor|porfa|gracias",
     // Portuguese.
-    "pare|parem|para|parar de <pt_send>",
+    "pare|parem|para|parar de <pt_send> <pt_texts>?",
     "nao me? mande|mandem|envie|enviem|ligue|liguem mais",
     "nao quero|desejo mais? receber? mais? <pt_texts>",
     "tire|tirem|remova|removam|retire|retirem|exclua|excluam|apague|apaguem|remover|tirar|excluir meu+numero|o+meu+numero|da+lista",
@@ -350,7 +356,7 @@ const REVOKING_PHRASES: &[&str] = &[
     "tragen|melden sie mich aus|ab",
     // Italian.
     "basta con? <det>? i|questi? <it_texts>",
-    "smettete|smetti|smettila|smettetela di <it_send>",
+    "smettete|smetti|smettila|smettetela di <it_send> <it_texts>?",
     "non voglio|desidero piu? ricevere",
     "non mandatemi|inviatemi|scrivetemi|contattatemi piu",
     "cancellate|rimuovete|eliminate|togliete|cancella|rimuovi|elimina il? mio+numero",
@@ -580,10 +586,10 @@ const CONDITIONALS: &[&str] = &["if", "unless", "wenn", "falls"];
 
 /// Words that start a new clause inside a sentence ("stop texting me *but*
 /// thanks"). "o" and "mais" are left out: they are also "the" (Portuguese)
-/// and "more" (Portuguese).
+/// and "more" (Portuguese); so is French "car" (an English noun).
 const CONJUNCTIONS: &[&str] = &[
     "and", "but", "or", "because", "cause", "cuz", "bc", "also", "plus", "y", "pero", "porque",
-    "et", "car", "parce", "und", "aber", "oder", "weil", "denn", "e", "ma", "perche",
+    "et", "parce", "und", "aber", "oder", "weil", "denn", "e", "ma", "perche",
 ];
 
 /// Subject pronouns that start a new clause when a sender leaves out the
@@ -1229,6 +1235,8 @@ mod tests {
             "Cancel all my appointments",
             "Remove me from the waitlist",
             "Stop sending me the wrong address, it's 12 Main St",
+            // French "car" ("because") is not a conjunction here.
+            "Please stop the car wash subscription charge",
         ] {
             assert_eq!(decides(text), None, "{text:?}");
         }
@@ -1381,6 +1389,8 @@ mod tests {
             "Arrêtez de m'envoyer des messages",
             "Ne m'envoyez plus de messages",
             "Retirez-moi de votre liste svp",
+            "Merci de ne plus m'envoyer de SMS",
+            "Dejen de mandarme promociones por favor",
             "No me manden más mensajes",
             "Quiero darme de baja",
             "Bórrenme de su lista",
