@@ -236,6 +236,19 @@ fn national(digits: &str, country: &str) -> Result<String, PhoneError> {
     Ok(format!("{code}{significant}"))
 }
 
+/// A contact as `info` logs show it: its last four characters after `***`
+/// (`+15551234567` -> `***4567`), so a log read over a shoulder or shipped
+/// to a collector does not carry whole numbers. A contact of four characters
+/// or fewer is shown as `***` alone.
+pub fn masked(contact: &str) -> String {
+    let count = contact.chars().count();
+    if count <= 4 {
+        return "***".to_string();
+    }
+    let tail: String = contact.chars().skip(count - 4).collect();
+    format!("***{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

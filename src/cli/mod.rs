@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => run::demo(args).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig(args) => run::check_config(args).map(|()| ExitCode::SUCCESS),
-        Command::Send(args) => send::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Send(args) => send::run(args),
         Command::Pdu(command) => pdu::run(command).map(|()| ExitCode::SUCCESS),
         Command::Modem(command) => modem::run(command),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),

@@ -1001,12 +1001,12 @@ impl<'a> Session<'a> {
                             tokio::spawn(async move {
                                 tokio::time::sleep(SENT_FLUSH_DELAY).await;
                                 if let Err(e) = durability.wait().await {
-                                    tracing::error!(message = %id, error = %e, "cannot make \"sent\" durable");
+                                    tracing::error!(message_id = %id, error = %e, "cannot make \"sent\" durable");
                                 }
                             });
                         }
                         Err(e) => {
-                            tracing::error!(message = %message.id, error = %e, "cannot record \"sent\"");
+                            tracing::error!(message_id = %message.id, error = %e, "cannot record \"sent\"");
                         }
                     }
                 }

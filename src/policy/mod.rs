@@ -471,7 +471,7 @@ impl SendGate for Policy {
     ) -> Gate {
         if let Some(by) = message.send_by {
             if now > by {
-                tracing::warn!(message = %message.id, why = message.exempt.as_deref().unwrap_or(""), "reply dropped: it could not go out in time");
+                tracing::warn!(message_id = %message.id, why = message.exempt.as_deref().unwrap_or(""), "reply dropped: it could not go out in time");
                 return Gate::Refuse(ErrorInfo {
                     code: "too_late".into(),
                     text: "could not be sent within its time limit (an opt-out confirmation goes within 5 minutes or not at all)"

@@ -298,17 +298,21 @@ impl Store {
                     tombstones,
                     events,
                 };
-                let (record, entry, _) = trees.change(
+                let (record, entry, event) = trees.change(
                     &previous,
                     entry,
                     change.evidence.clone(),
                     change.number.as_deref(),
                 )?;
-                Ok((record, entry))
+                Ok((record, entry, event))
             })
             .map_err(unwrap_tx)?;
         self.sync().await?;
-        Ok(out)
+        let (record, entry, event) = out;
+        if let Some(event) = event {
+            self.events_committed(&[event]);
+        }
+        Ok((record, entry))
     }
 
     /// Fail every waiting (queued, scheduled, deferred) outbound message to

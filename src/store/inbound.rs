@@ -345,8 +345,8 @@ impl Store {
         })?;
         let ticket = i.commit.ticket();
         self.durable(ticket).await?;
-        if matches!(outcome, ReceiveOutcome::Complete(..)) {
-            self.events_committed();
+        if let ReceiveOutcome::Complete(_, events) = &outcome {
+            self.events_committed(events);
         }
         Ok(outcome)
     }
@@ -365,6 +365,7 @@ impl Store {
         }
         let i = &self.inner;
         let mut delivered = Vec::new();
+        let mut events = Vec::new();
         for key in stale {
             // An incomplete text is never read as a keyword: no reactor.
             let outcome = self.inbound_transaction(None, |_, parts, trees| {
@@ -377,15 +378,18 @@ impl Store {
                     .map(|seq| set.parts.get(&seq).map_or("[…]", String::as_str))
                     .collect::<String>();
                 let message = self.inbound_message(&set, body, true, None, now);
-                trees.store_message(&message, now)?;
-                Ok(Some(message))
+                let events = trees.store_message(&message, now)?;
+                Ok(Some((message, events)))
             })?;
-            delivered.extend(outcome);
+            if let Some((message, new)) = outcome {
+                delivered.push(message);
+                events.extend(new);
+            }
         }
         if !delivered.is_empty() {
             let ticket = i.commit.ticket();
             self.durable(ticket).await?;
-            self.events_committed();
+            self.events_committed(&events);
         }
         Ok(delivered)
     }

@@ -15,6 +15,7 @@ mod history;
 mod history_log;
 mod inbound;
 mod keys;
+mod log;
 mod outbound;
 mod packed;
 mod prune;
@@ -319,8 +320,10 @@ impl Store {
         self.inner.new_events.subscribe()
     }
 
-    /// Called after a write that appended events is durable.
-    fn events_committed(&self) {
+    /// Called after a write that appended `events` is durable: the steps in
+    /// messages' lives are logged (`log.rs`) and the readers woken.
+    fn events_committed(&self, events: &[Event]) {
+        log::committed(events);
         self.inner.new_events.send_replace(());
     }
 
@@ -334,7 +337,7 @@ impl Store {
             .map_err(unwrap_tx)?;
         let ticket = self.inner.commit.ticket();
         self.durable(ticket).await?;
-        self.events_committed();
+        self.events_committed(std::slice::from_ref(&event));
         Ok(event)
     }
 }
@@ -345,8 +348,8 @@ pub struct Durability {
     store: Store,
     /// None: nothing was written.
     ticket: Option<u64>,
-    /// The write appended events: announce them once durable.
-    events: bool,
+    /// The events the write appended: announced once durable.
+    events: Vec<Event>,
 }
 
 impl Durability {
@@ -357,8 +360,8 @@ impl Durability {
         if let Some(ticket) = self.ticket {
             self.store.durable(ticket).await?;
         }
-        if self.events {
-            self.store.events_committed();
+        if !self.events.is_empty() {
+            self.store.events_committed(&self.events);
         }
         Ok(())
     }

@@ -366,7 +366,10 @@ impl Store {
             some => some,
         };
         let ticket = wrote.then(|| i.commit.ticket());
-        let events = matches!(&outcome, Some((_, events)) if !events.is_empty());
+        let events = outcome
+            .as_ref()
+            .map(|(_, events)| events.clone())
+            .unwrap_or_default();
         Ok((
             outcome,
             Durability {

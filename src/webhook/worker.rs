@@ -409,7 +409,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 if let Some(text) = reply_text(&a.body) {
                     match replies.send(&endpoint.id, &event, &text).await {
                         Ok(id) => {
-                            tracing::info!(webhook = %endpoint.id, event = %event.id, message = %id, "reply by response accepted")
+                            tracing::info!(webhook = %endpoint.id, event = %event.id, message_id = %id, "reply by response accepted")
                         }
                         Err(e) => {
                             tracing::warn!(webhook = %endpoint.id, event = %event.id, error = %e, "reply by response refused");
