@@ -22,6 +22,13 @@ pub fn contact(raw: &str, default_country: &str) -> Result<String, phone::PhoneE
     phone::normalize(&restored, default_country)
 }
 
+/// A sender as the store keeps it when it is not a number: an alphanumeric
+/// sender (23.040 §9.1.2.5: up to 11 characters of the GSM 7-bit default
+/// alphabet, e.g. `InfoSMS`) or a short code. None when `raw` cannot be one.
+pub fn sender(raw: &str) -> Option<&str> {
+    crate::pdu::Address::alphanumeric(raw).ok().map(|_| raw)
+}
+
 /// RFC 3339 time; a `+` offset decoded as a space is read back as `+`.
 pub fn time(raw: &str) -> Option<DateTime<Utc>> {
     let parse = |s: &str| {
