@@ -109,10 +109,22 @@ fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
         "{} Needs a token with the `{scope}` (or `admin`) scope.",
         op["description"].as_str().unwrap_or("")
     ));
+    let has_body = op.get("requestBody").is_some();
     let responses = &mut op["responses"];
     responses["401"] = problem("No or unknown token (`unauthorized`).");
     responses["403"] = problem("The token lacks the scope (`forbidden`).");
-    responses["503"] = problem("The store is unavailable (`store_unavailable`).");
+    responses["503"] = problem(
+        "The store is unavailable (`store_unavailable`), or the request took too long (`timeout`).",
+    );
+    if has_body {
+        // What the JSON body extractor refuses, on every route with a body.
+        responses["400"] = problem("Malformed JSON (`invalid_json`).");
+        responses["413"] = problem("Body over 64 KiB (`payload_too_large`).");
+        responses["415"] = problem("Not application/json (`unsupported_media_type`).");
+        if responses.get("422").is_none() {
+            responses["422"] = problem("Not the documented shape (`invalid_request`).");
+        }
+    }
     op
 }
 
@@ -154,7 +166,7 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
                 "put": secured("send", "Set a contact's time zone (quiet hours use it)", json!({
                     "parameters": [contact.clone()],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": schema("ContactRequest")}}},
-                    "responses": { "200": ok("Saved.", contact_view), "422": problem("`invalid_time_zone`, `invalid_number`.") }
+                    "responses": { "200": ok("Saved.", contact_view), "422": problem("`invalid_time_zone`, `invalid_number`, `invalid_request`.") }
                 })),
                 "delete": secured("admin", "Erase a contact's messages and details; an opt-out survives as a hashed tombstone", json!({
                     "parameters": [contact.clone()],
@@ -167,12 +179,12 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
             json!({
                 "get": secured("read", "Current consent and the full, append-only ledger", json!({
                     "parameters": [contact.clone()],
-                    "responses": { "200": ok("Consent.", view.clone()) }
+                    "responses": { "200": ok("Consent.", view.clone()), "422": problem("`invalid_number`.") }
                 })),
                 "put": secured("send", "Record an opt-in (evidence required) or an opt-out", json!({
                     "parameters": [contact],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": schema("ConsentRequest")}}},
-                    "responses": { "200": ok("Recorded.", view.clone()), "422": problem("`evidence_required`, `invalid_status`, `invalid_captured_at`.") }
+                    "responses": { "200": ok("Recorded.", view.clone()), "422": problem("`evidence_required`, `invalid_status`, `invalid_captured_at`, `invalid_number`, `invalid_request`.") }
                 }))
             }),
         ),
@@ -181,7 +193,7 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
             json!({
                 "post": secured("send", "Opt a number out by hand (a call, an email); waiting messages are cancelled", json!({
                     "requestBody": {"required": true, "content": {"application/json": {"schema": schema("OptOutRequest")}}},
-                    "responses": { "200": ok("Opted out.", view), "422": problem("`invalid_number`.") }
+                    "responses": { "200": ok("Opted out.", view), "422": problem("`invalid_number`, `invalid_request`.") }
                 }))
             }),
         ),
@@ -206,8 +218,8 @@ fn base_document() -> Value {
     let contact = param(
         "contact",
         "path",
-        "E.164, percent-encoded (%2B15551234567).",
-        json!({"type": "string"}),
+        "E.164, percent-encoded (%2B15551234567), or an alphanumeric sender or short code as the thread list shows it.",
+        json!({"type": "string", "examples": ["+15551234567", "InfoSMS"]}),
     );
     let modem_id = param(
         "id",
@@ -277,9 +289,6 @@ fn base_document() -> Value {
                     "responses": {
                         "202": ok("Accepted (queued, scheduled, or deferred by quiet hours or rate limits).", schema("Accepted")),
                         "409": problem("`recipient_opted_out` (the contact texted STOP), `consent_required` (marketing without opt-in evidence), `message_erased` (a replayed Idempotency-Key whose message was erased with its contact)."),
-                        "400": problem("Malformed JSON (`invalid_json`)."),
-                        "413": problem("Body over 64 KiB (`payload_too_large`)."),
-                        "415": problem("Not application/json (`unsupported_media_type`)."),
                         "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`, `invalid_category`, `not_conversational`.")
                     }
                 })),
