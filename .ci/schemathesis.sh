@@ -14,6 +14,8 @@ api="127.0.0.1:$(port)"
 control="127.0.0.1:$(port)"
 token="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 log=$(mktemp)
+# schemathesis keeps a cache in its working directory: not in the checkout.
+work=$(mktemp -d)
 SMSGATE_API_TOKEN=$token SMSGATE_LOG=warn "$bin" demo --api "$api" --control "$control" >"$log" 2>&1 &
 daemon=$!
 runner=
@@ -21,6 +23,7 @@ stop() {
     [ -z "$runner" ] || kill "$runner" 2>/dev/null || true
     kill "$daemon" 2>/dev/null || true
     wait 2>/dev/null || true
+    rm -rf "$work"
 }
 trap stop EXIT
 # The caller's `timeout` signals this shell only: take both children along.
@@ -28,7 +31,7 @@ trap 'echo "schemathesis: stopped by a signal"; exit 124' TERM INT
 
 # The event stream never ends by design (tests/webhook_delivery.rs reads it).
 status=0
-schemathesis --no-color run "http://$api/v1/openapi.json" \
+env -C "$work" schemathesis --no-color run "http://$api/v1/openapi.json" \
     --wait-for-schema 60 \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
