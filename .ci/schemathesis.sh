@@ -29,6 +29,46 @@ trap stop EXIT
 # The caller's `timeout` signals this shell only: take both children along.
 trap 'echo "schemathesis: stopped by a signal"; exit 124' TERM INT
 
+# Some data for the operations that need it: a message to a simulated
+# customer (who answers), and an inbound from an alphanumeric sender through
+# the simulated network; both threads must open.
+python3 - "$api" "$control" "$token" <<'PY'
+import json, sys, time, urllib.error, urllib.parse, urllib.request
+api, control, token = sys.argv[1:]
+
+def call(method, url, body=None, auth=True):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    if auth:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except (urllib.error.URLError, ConnectionError):
+        return None, None
+
+def until(what, check, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    sys.exit(f"schemathesis setup: gave up waiting for {what}")
+
+until("the daemon to be ready", lambda: call("GET", f"http://{api}/readyz", auth=False)[0] == 200)
+status, _ = call("POST", f"http://{api}/v1/messages", {"to": "+15550100001", "body": "Reply C to confirm."})
+assert status == 202, status
+status, _ = call("POST", f"http://{control}/inject", {"from": "InfoSMS", "text": "Your code is 4411"}, auth=False)
+assert status in (200, 202), status
+for contact in ("%2B15550100001", "InfoSMS"):
+    until(f"the thread {contact}", lambda: call("GET", f"http://{api}/v1/threads/{contact}")[0] == 200)
+print("schemathesis setup: two threads, one from an alphanumeric sender")
+PY
+
 # The event stream never ends by design (tests/webhook_delivery.rs reads it).
 status=0
 env -C "$work" schemathesis --no-color run "http://$api/v1/openapi.json" \

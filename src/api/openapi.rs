@@ -142,7 +142,136 @@ pub fn document() -> Value {
     for (path, item) in contact_paths() {
         doc["paths"][path] = item;
     }
+    name_operations(&mut doc);
+    link_operations(&mut doc);
     doc
+}
+
+/// `operationId` of an operation: its method and path
+/// (`GET /v1/messages/{id}` -> `get_v1_messages_id`).
+fn operation_id(method: &str, path: &str) -> String {
+    let path: String = path
+        .trim_start_matches('/')
+        .chars()
+        .filter(|c| !matches!(c, '{' | '}'))
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}_{path}", method.to_ascii_lowercase())
+}
+
+fn name_operations(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if let Some(item) = item.as_object_mut() {
+            for (method, op) in item.iter_mut() {
+                op["operationId"] = json!(operation_id(method, path));
+            }
+        }
+    }
+}
+
+/// Links from answers that carry ids to the operations that take them
+/// (OpenAPI 3.1 §4.8.20), so a client generator, or schemathesis' stateful
+/// phase, can follow a sent message or a listed thread.
+fn link_operations(doc: &mut Value) {
+    let first = |field: &str| format!("$response.body#/items/0/{field}");
+    let links: [(&str, &str, &str, &str, &str, &str, String); 9] = [
+        (
+            "POST",
+            "/v1/messages",
+            "202",
+            "GetMessage",
+            "GET",
+            "/v1/messages/{id}",
+            "$response.body#/id".into(),
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "202",
+            "CancelMessage",
+            "DELETE",
+            "/v1/messages/{id}",
+            "$response.body#/id".into(),
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "202",
+            "ResendMessage",
+            "POST",
+            "/v1/messages/{id}/resend",
+            "$response.body#/id".into(),
+        ),
+        (
+            "GET",
+            "/v1/messages",
+            "200",
+            "GetFirstMessage",
+            "GET",
+            "/v1/messages/{id}",
+            first("id"),
+        ),
+        (
+            "GET",
+            "/v1/threads",
+            "200",
+            "OpenFirstThread",
+            "GET",
+            "/v1/threads/{contact}",
+            first("contact"),
+        ),
+        (
+            "GET",
+            "/v1/threads",
+            "200",
+            "MarkFirstThreadRead",
+            "POST",
+            "/v1/threads/{contact}/read",
+            first("contact"),
+        ),
+        (
+            "GET",
+            "/v1/modems",
+            "200",
+            "GetFirstModem",
+            "GET",
+            "/v1/modems/{id}",
+            first("id"),
+        ),
+        (
+            "GET",
+            "/v1/webhooks",
+            "200",
+            "EnableFirstWebhook",
+            "POST",
+            "/v1/webhooks/{id}/enable",
+            first("id"),
+        ),
+        (
+            "GET",
+            "/v1/webhooks/deliveries",
+            "200",
+            "RetryFirstDelivery",
+            "POST",
+            "/v1/webhooks/deliveries/{id}/retry",
+            first("id"),
+        ),
+    ];
+    for (method, path, status, name, to_method, to_path, value) in links {
+        let parameter = if to_path.contains("{contact}") {
+            "contact"
+        } else {
+            "id"
+        };
+        let response = &mut doc["paths"][path][method.to_ascii_lowercase()]["responses"][status];
+        response["links"][name] = json!({
+            "operationId": operation_id(to_method, to_path),
+            "parameters": { parameter: value }
+        });
+    }
 }
 
 /// Contacts and consent (issue: consent).
@@ -512,6 +641,32 @@ mod tests {
                 Some(scope) => assert_eq!(security[0]["bearer"][0], scope.as_str(), "{r:?}"),
             }
         }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_reach_them() {
+        let doc = document();
+        let mut ids = BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                assert!(ids.insert(op["operationId"].as_str().unwrap().to_string()));
+            }
+        }
+        assert_eq!(ids.len(), super::super::ROUTES.len());
+        assert!(ids.contains("get_v1_messages_id") && ids.contains("get_v1_openapi_json"));
+        let mut linked = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for response in op["responses"].as_object().unwrap().values() {
+                    for link in response["links"].as_object().into_iter().flatten() {
+                        let target = link.1["operationId"].as_str().unwrap();
+                        assert!(ids.contains(target), "{target}");
+                        linked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(linked, 9);
     }
 
     #[test]
