@@ -236,9 +236,11 @@ pub struct Message {
     pub direction: Direction,
     /// The other party: E.164, or an alphanumeric sender as the network gave it.
     pub contact: String,
-    /// Outbound: the sending modem's number (empty until a modem is chosen,
-    /// when it has none).
+    /// Inbound: the sender (the contact). Outbound: the sending modem's
+    /// number (empty while no modem with a known number is chosen).
     pub from: String,
+    /// Outbound: the recipient (the contact). Inbound: the receiving
+    /// modem's number.
     pub to: String,
     /// The modem that sent or received it (null until one is chosen).
     #[schema(required = true)]
