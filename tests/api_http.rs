@@ -552,7 +552,7 @@ async fn list_filters_and_cursors() {
         "/v1/messages?direction=up",
         "/v1/messages?since=yesterday",
         "/v1/messages?cursor=xyz",
-        "/v1/messages?contact=bob",
+        "/v1/messages?contact=not-a-sender-name",
         "/v1/messages?colour=red",
     ] {
         g.call(Method::GET, bad, Some(READER), None)
@@ -1540,6 +1540,17 @@ async fn alphanumeric_sender_threads_open() {
         a.body,
         json!({"contact": "InfoSMS", "marked": 2, "unread": 0})
     );
+    // The message list filters by the sender too.
+    let a = g
+        .call(
+            Method::GET,
+            "/v1/messages?contact=InfoSMS",
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 2);
     // Case matters, as the store keeps it.
     g.call(Method::GET, "/v1/threads/infosms", Some(READER), None)
         .await

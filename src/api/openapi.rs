@@ -362,7 +362,7 @@ fn base_document() -> Value {
         param(
             "contact",
             "query",
-            "E.164 number (percent-encode the +).",
+            "E.164 number (percent-encode the +), or an alphanumeric sender as stored.",
             json!({"type": "string"}),
         ),
         param(

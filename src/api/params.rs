@@ -123,8 +123,15 @@ pub fn message_query(
         check_once(&mut seen, key)?;
         match key.as_str() {
             "contact" => {
-                let c = contact(value, default_country)
-                    .map_err(|e| ApiError::invalid_query(format!("contact: {e}")))?;
+                // A number, else a sender as stored (an alphanumeric name).
+                let c = match contact(value, default_country) {
+                    Ok(number) => number,
+                    Err(e) => sender(value).map(str::to_string).ok_or_else(|| {
+                        ApiError::invalid_query(format!(
+                            "contact: {e}, nor a sender name of 1 to 11 GSM characters"
+                        ))
+                    })?,
+                };
                 filter.contact = Some(c);
             }
             "direction" => {
@@ -207,6 +214,16 @@ mod tests {
     }
 
     #[test]
+    fn alphanumeric_senders_filter_as_stored() {
+        let (filter, _) = message_query(&pairs(&[("contact", "InfoSMS")]), "US").unwrap();
+        assert_eq!(filter.contact.as_deref(), Some("InfoSMS"));
+        assert_eq!(sender("My Bank"), Some("My Bank"));
+        assert_eq!(sender("72404"), Some("72404"));
+        assert_eq!(sender("TwelveChars!"), None);
+        assert_eq!(sender(""), None);
+    }
+
+    #[test]
     fn bad_queries_are_invalid_query() {
         for bad in [
             vec![("limit", "0")],
@@ -217,7 +234,8 @@ mod tests {
             vec![("status", "lost")],
             vec![("direction", "sideways")],
             vec![("since", "yesterday")],
-            vec![("contact", "abc")],
+            vec![("contact", "not-a-sender-name")],
+            vec![("contact", "😀")],
             vec![("limt", "5")],
             vec![("limit", "5"), ("limit", "6")],
         ] {
