@@ -1,5 +1,8 @@
-//! What the API and webhooks serve: the wire types, apart from the records
-//! the store keeps (`store::records`, the storage format). Each wire type is
+//! What the API and the event log serve: the wire types, apart from the
+//! records the store keeps (`store::records`, the storage format). Events
+//! are stored as written (a `message.*` event's data is the stored record)
+//! and mapped here when served ([`Event::from`]); webhook bodies are meant
+//! to go through the same map, in the worker, before they are signed. Each wire type is
 //! built from its record by a `From`, field by field, so a field added to a
 //! record is not served until it is added here, documented; and the OpenAPI
 //! document's schemas are derived from these types (`ToSchema`), so the
@@ -226,9 +229,9 @@ impl From<&store::Transition> for Transition {
     }
 }
 
-/// A message, inbound or outbound: the one representation of the API, the
-/// event log and webhooks. Fields marked outbound or inbound appear only on
-/// messages of that direction.
+/// A message, inbound or outbound: the one representation of the API and
+/// the event log (`data` of `message.*` events). Fields marked outbound or
+/// inbound appear only on messages of that direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Message {
     #[schema(example = "msg_018f2a7c3b1d9e37a1c4")]
