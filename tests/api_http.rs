@@ -404,9 +404,41 @@ async fn get_one_with_history() {
     assert_eq!(a.body["contact"], "+15551230030");
     assert_eq!(a.body["error"], Value::Null);
     assert_eq!(a.body["history"][0]["status"], "queued");
-    // The store's representation, as is.
-    let stored = g.store.get(&id).unwrap().unwrap();
-    assert_eq!(a.body, serde_json::to_value(&stored).unwrap());
+    // The wire type, not the stored record: public fields only.
+    let keys: Vec<&str> = a
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "alphabet",
+            "body",
+            "category",
+            "contact",
+            "created_at",
+            "direction",
+            "error",
+            "from",
+            "history",
+            "id",
+            "modem",
+            "part_status",
+            "parts",
+            "status",
+            "status_report",
+            "to",
+            "updated_at"
+        ]
+    );
+    let stored = serde_json::to_value(g.store.get(&id).unwrap().unwrap()).unwrap();
+    for internal in ["reference", "attempts"] {
+        assert!(stored.get(internal).is_some(), "the store keeps {internal}");
+    }
+    conforms(&a.body, "Message");
 
     g.call(Method::GET, "/v1/messages/msg_nope", Some(READER), None)
         .await
@@ -520,7 +552,7 @@ async fn list_filters_and_cursors() {
         "/v1/messages?direction=up",
         "/v1/messages?since=yesterday",
         "/v1/messages?cursor=xyz",
-        "/v1/messages?contact=bob",
+        "/v1/messages?contact=not-a-sender-name",
         "/v1/messages?colour=red",
     ] {
         g.call(Method::GET, bad, Some(READER), None)
@@ -755,9 +787,21 @@ async fn threads_pages_and_read_marks() {
     )
     .await
     .problem(404, "not_found");
+    // A name could be an alphanumeric sender: no such thread.
     g.call(Method::GET, "/v1/threads/bob", Some(READER), None)
         .await
+        .problem(404, "not_found");
+    // Neither a number nor a sender (over 11 characters, not GSM text).
+    for bad in ["twelve-chars", "%F0%9F%98%80"] {
+        g.call(
+            Method::GET,
+            &format!("/v1/threads/{bad}"),
+            Some(READER),
+            None,
+        )
+        .await
         .problem(422, "invalid_number");
+    }
 
     let a = g
         .call(
@@ -854,22 +898,35 @@ async fn health_and_readiness() {
 
     let a = g.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body, json!({"status": "not_ready"}));
+    let a = g.call(Method::GET, "/readyz", Some(READER), None).await;
     assert_eq!(a.body, json!({"status": "not_ready", "modems": []}));
 
-    g.add_modem("m1", ModemState::Degraded, Some("not registered"));
-    let a = g.call(Method::GET, "/readyz", None, None).await;
-    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        a.body,
-        json!({"status": "not_ready", "modems": [{"id": "m1", "state": "degraded", "reason": "not registered"}]})
-    );
+    g.add_modem("m1", ModemState::Degraded, Some("open /dev/ttyUSB3: gone"));
+    // Without a token (or with one that cannot read): ready or not, and
+    // nothing about ports or errors.
+    for token in [None, Some("not-a-token"), Some(SENDER)] {
+        let a = g.call(Method::GET, "/readyz", token, None).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{token:?}");
+        assert_eq!(a.body, json!({"status": "not_ready"}), "{token:?}");
+        conforms(&a.body, "Readiness");
+    }
+    for token in [READER, ADMIN] {
+        let a = g.call(Method::GET, "/readyz", Some(token), None).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            a.body,
+            json!({"status": "not_ready", "modems": [{"id": "m1", "state": "degraded", "reason": "open /dev/ttyUSB3: gone"}]})
+        );
+        conforms(&a.body, "Readiness");
+    }
     g.modems[0].send_modify(|s| {
         s.state = ModemState::Ready;
         s.reason = None;
     });
     let a = g.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.body["status"], "ready");
+    assert_eq!(a.body, json!({"status": "ready"}));
 }
 
 #[tokio::test]
@@ -1165,5 +1222,383 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer listening"
+    );
+}
+
+/// Why `value` does not fit `schema` of the served OpenAPI document (empty:
+/// it fits). Stricter than JSON Schema in one way, on purpose: an object may
+/// carry only the properties its schema lists, so a field served without
+/// being documented is caught here (schemathesis, in the interop step,
+/// checks the rest against real traffic).
+fn misfits(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    if let Some(name) = schema["$ref"].as_str() {
+        let name = name.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        assert!(target.is_object(), "{at}: unresolved {name}");
+        return misfits(doc, target, value, at);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema[key].as_array() {
+            let fits = options
+                .iter()
+                .filter(|o| misfits(doc, o, value, at).is_empty())
+                .count();
+            let ok = if key == "oneOf" { fits == 1 } else { fits >= 1 };
+            if !ok {
+                return vec![format!("{at}: {fits} of the {key} options fit {value}")];
+            }
+        }
+    }
+    if let Some(options) = schema["enum"].as_array() {
+        if !options.contains(value) {
+            return vec![format!("{at}: {value} is not one of {options:?}")];
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let type_of = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let type_fits = types.is_empty()
+        || types.contains(&type_of)
+        || (type_of == "integer" && types.contains(&"number"));
+    if !type_fits {
+        return vec![format!("{at}: {type_of} where the schema says {types:?}")];
+    }
+    let mut out = Vec::new();
+    if let (Some(text), Some("date-time")) = (value.as_str(), schema["format"].as_str()) {
+        if chrono::DateTime::parse_from_rfc3339(text).is_err() {
+            out.push(format!("{at}: {text:?} is not an RFC 3339 time"));
+        }
+    }
+    if let Some(minimum) = schema["minimum"].as_f64() {
+        if value.as_f64().is_some_and(|n| n < minimum) {
+            out.push(format!("{at}: {value} is under {minimum}"));
+        }
+    }
+    match value {
+        Value::Object(fields) => {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let name = required.as_str().unwrap_or_default();
+                if !fields.contains_key(name) {
+                    out.push(format!("{at}: required {name} is missing"));
+                }
+            }
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, field) in fields {
+                    match properties.get(name) {
+                        Some(s) => out.extend(misfits(doc, s, field, &format!("{at}.{name}"))),
+                        None => out.push(format!("{at}: {name} is served but not documented")),
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                out.extend(misfits(doc, &schema["items"], item, &format!("{at}[{i}]")));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Assert that `value` fits the document's schema `name`.
+fn conforms(value: &Value, name: &str) {
+    conforms_to(
+        value,
+        &json!({ "$ref": format!("#/components/schemas/{name}") }),
+    );
+}
+
+fn conforms_to(value: &Value, schema: &Value) {
+    let doc = api::openapi::document();
+    let problems = misfits(&doc, schema, value, "$");
+    assert!(problems.is_empty(), "{problems:#?}\nin {value:#}");
+}
+
+/// The schema of an operation's answer with this status, from the document.
+fn answer_schema(path: &str, method: &str, status: u16) -> Value {
+    let doc = api::openapi::document();
+    let response = &doc["paths"][path][method]["responses"][status.to_string()];
+    let content = response["content"].as_object().unwrap_or_else(|| {
+        panic!("{method} {path} documents no {status} body");
+    });
+    content.values().next().unwrap()["schema"].clone()
+}
+
+#[tokio::test]
+async fn served_bodies_fit_the_derived_schemas() {
+    let mut g = gateway();
+    g.add_modem("m1", ModemState::Ready, None);
+    // Outbound with every optional field set.
+    let at = (Utc::now() + Duration::hours(2)).to_rfc3339();
+    let a = g
+        .call_with(
+            Method::POST,
+            "/v1/messages",
+            Some(SENDER),
+            Some(
+                json!({"to": "+15551230500", "body": "Reminder", "modem": "m1",
+                        "validity": "24h", "send_at": at, "category": "transactional"}),
+            ),
+            &[("idempotency-key", "order-500")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    conforms_to(&a.body, &answer_schema("/v1/messages", "post", 202));
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let a = g
+        .call(
+            Method::GET,
+            &format!("/v1/messages/{id}"),
+            Some(READER),
+            None,
+        )
+        .await;
+    conforms_to(&a.body, &answer_schema("/v1/messages/{id}", "get", 200));
+    assert_eq!(a.body["idempotency_key"], "order-500");
+    assert_eq!(a.body["requested_modem"], "m1");
+    assert_eq!(
+        a.body["not_before"].as_str().map(|t| t.is_empty()),
+        Some(false)
+    );
+    assert_eq!(a.body["category"], "transactional");
+    assert!(a.body.get("read").is_none(), "inbound only");
+    // The checker sees drift: the stored record has undocumented fields.
+    let record = serde_json::to_value(g.store.get(&id).unwrap().unwrap()).unwrap();
+    let doc = api::openapi::document();
+    let found = misfits(
+        &doc,
+        &json!({"$ref": "#/components/schemas/Message"}),
+        &record,
+        "$",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("reference is served but not documented")),
+        "{found:?}"
+    );
+    let a = g
+        .call(
+            Method::DELETE,
+            &format!("/v1/messages/{id}"),
+            Some(SENDER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    conforms_to(&a.body, &answer_schema("/v1/messages/{id}", "delete", 200));
+
+    // Inbound, with its network time and read mark; then the lists.
+    g.inbound("+15551230501", "Hello", b"s1").await;
+    let a = g
+        .call(Method::GET, "/v1/messages", Some(READER), None)
+        .await;
+    conforms_to(&a.body, &answer_schema("/v1/messages", "get", 200));
+    let inbound = &a.body["items"][0];
+    assert_eq!(inbound["direction"], "inbound");
+    assert_eq!(
+        (&inbound["read"], &inbound["incomplete"]),
+        (&json!(false), &json!(false))
+    );
+    assert!(inbound["network_time"].is_string() && inbound.get("category").is_none());
+    let a = g.call(Method::GET, "/v1/threads", Some(READER), None).await;
+    conforms_to(&a.body, &answer_schema("/v1/threads", "get", 200));
+    let a = g
+        .call(
+            Method::GET,
+            "/v1/threads/%2B15551230501",
+            Some(READER),
+            None,
+        )
+        .await;
+    conforms_to(&a.body, &answer_schema("/v1/threads/{contact}", "get", 200));
+    let a = g
+        .call(
+            Method::POST,
+            "/v1/threads/%2B15551230501/read",
+            Some(READER),
+            None,
+        )
+        .await;
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/threads/{contact}/read", "post", 200),
+    );
+
+    // Events carry the wire Message, without the record's internal fields.
+    let a = g.call(Method::GET, "/v1/events", Some(READER), None).await;
+    conforms_to(&a.body, &answer_schema("/v1/events", "get", 200));
+    let received = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "message.received")
+        .expect("a message.received event");
+    conforms(&received["data"], "Message");
+    assert!(received["data"].get("reference").is_none());
+
+    for (path, uri) in [
+        ("/v1/modems", "/v1/modems"),
+        ("/v1/modems/{id}", "/v1/modems/m1"),
+        ("/v1/webhooks", "/v1/webhooks"),
+        ("/v1/webhooks/deliveries", "/v1/webhooks/deliveries"),
+        ("/v1/contacts/{contact}", "/v1/contacts/%2B15551230501"),
+        (
+            "/v1/contacts/{contact}/consent",
+            "/v1/contacts/%2B15551230501/consent",
+        ),
+        ("/healthz", "/healthz"),
+    ] {
+        let a = g.call(Method::GET, uri, Some(ADMIN), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
+        conforms_to(&a.body, &answer_schema(path, "get", 200));
+    }
+    let a = g
+        .call(
+            Method::PUT,
+            "/v1/contacts/%2B15551230501/consent",
+            Some(SENDER),
+            Some(json!({"status": "opted_in", "source": "web_form", "evidence": "form 7"})),
+        )
+        .await;
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/contacts/{contact}/consent", "put", 200),
+    );
+    assert_eq!(a.body["ledger"][0]["evidence"]["source"], "web_form");
+    let a = g
+        .call(
+            Method::DELETE,
+            "/v1/contacts/%2B15551230501",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/contacts/{contact}", "delete", 200),
+    );
+    // And a problem.
+    let a = g.send(json!({"to": "bob", "body": "x"})).await;
+    conforms_to(&a.body, &answer_schema("/v1/messages", "post", 422));
+}
+
+#[tokio::test]
+async fn alphanumeric_sender_threads_open() {
+    let g = gateway();
+    // As the modem layer stores them: the sender's text, and a short code.
+    g.inbound("InfoSMS", "Your code is 4411", b"a1").await;
+    g.inbound("InfoSMS", "Your code is 9022", b"a2").await;
+    g.inbound("My Bank", "Balance low", b"a3").await;
+    g.inbound("72404", "Welcome", b"a4").await;
+    let a = g.call(Method::GET, "/v1/threads", Some(READER), None).await;
+    let contacts: Vec<&str> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["contact"].as_str().unwrap())
+        .collect();
+    assert_eq!(contacts, ["72404", "My Bank", "InfoSMS"]);
+    for (path, bodies) in [
+        ("InfoSMS", vec!["Your code is 4411", "Your code is 9022"]),
+        ("My%20Bank", vec!["Balance low"]),
+        ("72404", vec!["Welcome"]),
+    ] {
+        let a = g
+            .call(
+                Method::GET,
+                &format!("/v1/threads/{path}"),
+                Some(READER),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        let got: Vec<&str> = a.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, bodies, "{path}");
+    }
+    let a = g
+        .call(Method::POST, "/v1/threads/InfoSMS/read", Some(READER), None)
+        .await;
+    assert_eq!(
+        a.body,
+        json!({"contact": "InfoSMS", "marked": 2, "unread": 0})
+    );
+    // The message list filters by the sender too.
+    let a = g
+        .call(
+            Method::GET,
+            "/v1/messages?contact=InfoSMS",
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 2);
+    // Case matters, as the store keeps it.
+    g.call(Method::GET, "/v1/threads/infosms", Some(READER), None)
+        .await
+        .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn webhook_urls_hide_secrets_from_readers() {
+    let g = gateway();
+    g.store
+        .register_webhooks(&[
+            (
+                "crm".to_string(),
+                "http://hook:s3cr3t@crm.lan:8080/sms?token=abc123".to_string(),
+                vec![],
+            ),
+            (
+                "plain".to_string(),
+                "http://127.0.0.1:9/in".to_string(),
+                vec![],
+            ),
+        ])
+        .await
+        .unwrap();
+    let urls = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["url"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a = g
+        .call(Method::GET, "/v1/webhooks", Some(READER), None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let shown = urls(&a.body);
+    assert_eq!(
+        shown,
+        ["http://***@crm.lan:8080/sms?***", "http://127.0.0.1:9/in"]
+    );
+    assert!(!a.body.to_string().contains("s3cr3t") && !a.body.to_string().contains("abc123"));
+    let a = g.call(Method::GET, "/v1/webhooks", Some(ADMIN), None).await;
+    assert_eq!(
+        urls(&a.body),
+        [
+            "http://hook:s3cr3t@crm.lan:8080/sms?token=abc123",
+            "http://127.0.0.1:9/in"
+        ]
     );
 }

@@ -7,15 +7,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
+use super::wire::{ConsentView, ContactView, Erased};
 use super::ApiState;
-use crate::store::{
-    ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry,
-};
+use crate::store::{ConsentChange, ConsentStatus, ContactProfile, Evidence};
 
 fn contact_of(
     path: Result<Path<String>, PathRejection>,
@@ -30,38 +30,46 @@ fn contact_of(
     })
 }
 
-/// `PUT /v1/contacts/{number}/consent`.
-#[derive(Debug, Deserialize)]
+/// `PUT /v1/contacts/{number}/consent`: an opt-in needs `source` and
+/// `evidence`; an opt-out cancels what waits for the contact.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentRequest {
-    /// "opted_in" or "opted_out".
+    /// `opted_in` or `opted_out`.
+    #[schema(schema_with = consent_choice)]
     pub status: String,
-    /// Where the consent was given ("web_form", "paper", ...).
+    /// Opt-in: where the consent was given (web_form, paper, ...).
     #[serde(default)]
+    #[schema(nullable = false, example = "web_form")]
     pub source: Option<String>,
-    /// The proof (a form id, a URL, the signed text).
+    /// Opt-in: the proof (a form id, a URL, the signed text).
     #[serde(default)]
+    #[schema(nullable = false, example = "signup form #4411")]
     pub evidence: Option<String>,
-    /// When it was given (RFC 3339; default now).
+    /// Opt-in: when it was given (RFC 3339; default now; not in the future).
     #[serde(default)]
+    #[schema(nullable = false, format = DateTime)]
     pub captured_at: Option<String>,
+    /// Kept in the ledger.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
 }
 
-/// A contact's consent with its full ledger.
-#[derive(Debug, Serialize)]
-pub struct ConsentView {
-    #[serde(flatten)]
-    pub record: ConsentRecord,
-    pub ledger: Vec<LedgerEntry>,
+/// The schema of `ConsentRequest::status` (read by hand, for the
+/// `invalid_status` refusal).
+fn consent_choice() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["opted_in", "opted_out"]))
+        .build()
 }
 
 fn view(state: &ApiState, contact: &str) -> Result<ConsentView, ApiError> {
-    Ok(ConsentView {
-        record: state.store.consent(contact, None)?,
-        ledger: state.store.ledger(contact)?,
-    })
+    Ok(ConsentView::new(
+        state.store.consent(contact, None)?,
+        state.store.ledger(contact)?,
+    ))
 }
 
 /// Opt the contact out and cancel what waits for them.
@@ -161,13 +169,17 @@ pub async fn get_consent(
     Ok(Json(view(&state, &contact)?))
 }
 
-/// `POST /v1/optouts`.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/optouts`: opt a number out by hand (a call, an email).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptOutRequest {
+    /// E.164, or national in the default country.
     #[serde(default)]
+    #[schema(required = true, example = "+15551234567")]
     pub number: String,
+    /// Kept in the ledger.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
 }
 
@@ -182,19 +194,13 @@ pub async fn post_optout(
 }
 
 /// `PUT /v1/contacts/{number}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
+    /// IANA time zone for quiet hours; absent or null clears it.
     #[serde(default)]
+    #[schema(example = "America/Chicago")]
     pub time_zone: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ContactView {
-    pub contact: String,
-    #[serde(flatten)]
-    pub profile: ContactProfile,
-    pub consent: ConsentStatus,
 }
 
 pub async fn put_contact(
@@ -216,9 +222,9 @@ pub async fn put_contact(
     };
     state.store.set_profile(&contact, &profile).await?;
     Ok(Json(ContactView {
-        consent: state.store.consent(&contact, None)?.status,
+        consent: state.store.consent(&contact, None)?.status.into(),
         contact,
-        profile,
+        time_zone: profile.time_zone,
     }))
 }
 
@@ -228,18 +234,10 @@ pub async fn get_contact(
 ) -> Result<Json<ContactView>, ApiError> {
     let contact = contact_of(path, &state)?;
     Ok(Json(ContactView {
-        profile: state.store.profile(&contact)?,
-        consent: state.store.consent(&contact, None)?.status,
+        time_zone: state.store.profile(&contact)?.time_zone,
+        consent: state.store.consent(&contact, None)?.status.into(),
         contact,
     }))
-}
-
-#[derive(Debug, Serialize)]
-pub struct Erased {
-    pub contact: String,
-    pub erased_messages: usize,
-    /// An opt-out survives erasure as a hashed tombstone.
-    pub opt_out_kept: bool,
 }
 
 /// `DELETE /v1/contacts/{number}`: erase messages and details.
@@ -252,7 +250,7 @@ pub async fn delete_contact(
     let opt_out_kept = state.store.consent(&contact, None)?.status == ConsentStatus::OptedOut;
     Ok(Json(Erased {
         contact,
-        erased_messages,
+        erased_messages: u64::try_from(erased_messages).unwrap_or(u64::MAX),
         opt_out_kept,
     }))
 }

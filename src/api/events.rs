@@ -16,8 +16,9 @@ use tokio::sync::watch;
 
 use super::params;
 use super::problem::ApiError;
+use super::wire::{Event, Page};
 use super::ApiState;
-use crate::store::{Event, Page, Store};
+use crate::store::Store;
 
 /// Ends event streams when the server shuts down (graceful shutdown waits
 /// for open responses, and a stream would never end by itself).
@@ -65,7 +66,12 @@ pub async fn list(
 ) -> Result<Json<Page<Event>>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     let (after, limit) = events_query(pairs, &state.store)?;
-    let items = state.store.events_after(after.as_deref(), limit)?;
+    let items: Vec<Event> = state
+        .store
+        .events_after(after.as_deref(), limit)?
+        .into_iter()
+        .map(Event::from)
+        .collect();
     let next_cursor = (items.len() == limit)
         .then(|| items.last().map(|e| e.id.clone()))
         .flatten();
@@ -127,7 +133,7 @@ pub async fn stream(
 struct Reader {
     store: Store,
     after: Option<String>,
-    buffer: VecDeque<Event>,
+    buffer: VecDeque<crate::store::Event>,
     notifier: watch::Receiver<()>,
     stop: Option<watch::Receiver<bool>>,
 }
@@ -138,7 +144,7 @@ impl Reader {
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 self.after = Some(event.id.clone());
-                return Some(event);
+                return Some(Event::from(event));
             }
             match self.store.events_after(self.after.as_deref(), STREAM_BATCH) {
                 Ok(events) if !events.is_empty() => {

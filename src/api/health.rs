@@ -1,34 +1,47 @@
 //! `/healthz` and `/readyz` for systemd, load balancers and monitoring: no
-//! token, no store access, so they answer even when the store is struggling.
+//! token needed, no store access, so they answer even when the store is
+//! struggling. Without a token `/readyz` says only ready or not (the status
+//! code and `status`): port paths and error texts are for token holders.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
+use super::auth::{self, Scope};
+use super::wire::{Health, ModemReadiness, Readiness, ReadinessStatus};
 use super::ApiState;
 use crate::modem::status::ModemState;
 
 /// `GET /healthz`: the process is up and serving.
 pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Health::ok()).into_response()
 }
 
-/// `GET /readyz`: at least one modem can send.
-pub async fn readyz(State(state): State<ApiState>) -> Response {
+/// `GET /readyz`: at least one modem can send. A token with the `read`
+/// scope also gets each modem's state and reason; a missing or wrong token
+/// is not refused (probes carry none), it only gets the short answer.
+pub async fn readyz(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let statuses = state.dispatcher.statuses();
-    let modems: Vec<_> = statuses
-        .iter()
-        .map(|s| json!({ "id": s.id, "state": s.state, "reason": s.reason }))
-        .collect();
-    if statuses.iter().any(|s| s.state == ModemState::Ready) {
-        Json(json!({ "status": "ready", "modems": modems })).into_response()
+    let ready = statuses.iter().any(|s| s.state == ModemState::Ready);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let detailed = auth::authorize(&state.tokens, authorization, Scope::Read).is_ok();
+    let modems = detailed.then(|| {
+        statuses
+            .iter()
+            .map(|s| ModemReadiness {
+                id: s.id.clone(),
+                state: s.state.into(),
+                reason: s.reason.clone(),
+            })
+            .collect()
+    });
+    let (code, status) = if ready {
+        (StatusCode::OK, ReadinessStatus::Ready)
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "modems": modems })),
-        )
-            .into_response()
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, ReadinessStatus::NotReady)
+    };
+    (code, Json(Readiness { status, modems })).into_response()
 }

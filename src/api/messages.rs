@@ -15,10 +15,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
+use super::wire;
 use super::ApiState;
 use crate::compose::{self, Draft};
 use crate::pdu::{self, ValidityPeriod};
@@ -26,26 +28,72 @@ use crate::policy::Refusal;
 use crate::store::{Accepted, Category, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
 
 /// `POST /v1/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    /// Missing and empty are refused alike, with their own codes.
+    /// E.164, or national in the default country. Missing and empty are
+    /// refused alike (`invalid_number`).
     #[serde(default)]
+    #[schema(required = true, example = "+15551234567")]
     pub to: String,
+    /// The text; split into as many SMS parts as it needs (up to the
+    /// configured limit: `body_too_long`).
     #[serde(default)]
+    #[schema(required = true, example = "Your appointment is at 10:00.")]
     pub body: String,
+    /// A configured modem id (default: any ready modem).
     #[serde(default)]
+    #[schema(nullable = false)]
     pub modem: Option<String>,
+    /// Ask for a status report (default: the config's).
     #[serde(default)]
+    #[schema(nullable = false)]
     pub status_report: Option<bool>,
     /// Seconds or a duration string; read by hand for a precise refusal.
     #[serde(default)]
+    #[schema(schema_with = validity_schema)]
     pub validity: Option<Value>,
+    /// Not before this time: answered as `scheduled`, with the time as the
+    /// message's `not_before`; a time already past sends now.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, nullable = false)]
     pub send_at: Option<Value>,
-    /// "transactional" (default), "conversational" or "marketing".
+    /// transactional (default), conversational or marketing.
     #[serde(default)]
+    #[schema(schema_with = category_schema)]
     pub category: Option<String>,
+}
+
+/// `validity`: seconds, or a duration such as `5m`, `24h`, `7d`, `2w`
+/// (rounded up to what TP-VP can say: 5 minutes to 63 weeks).
+fn validity_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(pdu::relative_seconds(255) as f64)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples(["5m", "24h", "7d"]),
+        )
+        .description(Some(
+            "Seconds, or a duration such as 5m, 24h, 7d (default: the config's).",
+        ))
+        .build();
+    Schema::OneOf(one_of)
+}
+
+/// `category` (read by hand, for the `invalid_category` refusal).
+fn category_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["transactional", "conversational", "marketing"]))
+        .description(Some("Default transactional. Marketing needs recorded opt-in evidence and waits out quiet hours; conversational must answer a thread the contact started or answered."))
+        .build()
 }
 
 /// A send request after validation: what is stored, and what the
@@ -60,17 +108,6 @@ struct Normalized {
     validity: Option<u32>,
     send_at: Option<DateTime<Utc>>,
     category: Category,
-}
-
-/// The 202 answer.
-#[derive(Debug, Serialize)]
-struct AcceptedBody<'a> {
-    id: &'a str,
-    status: MessageStatus,
-    to: &'a str,
-    parts: u8,
-    alphabet: &'a str,
-    created_at: DateTime<Utc>,
 }
 
 /// Seconds from a number or a duration string (`90s`, `5m`, `24h`, `7d`,
@@ -196,21 +233,7 @@ fn idempotency_key(
 }
 
 fn accepted_response(message: &Message) -> Response {
-    // The status it was accepted with, so a replay answers byte for byte
-    // what the first request got even after the message has moved on.
-    let status = message
-        .history
-        .first()
-        .map_or(message.status, |step| step.status);
-    let body = AcceptedBody {
-        id: &message.id,
-        status,
-        to: &message.to,
-        parts: message.parts,
-        alphabet: &message.alphabet,
-        created_at: message.created_at,
-    };
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(wire::Accepted::from(message))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/messages/{}", message.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -290,9 +313,13 @@ fn no_such(id: &str) -> ApiError {
 pub async fn get_one(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Message>, ApiError> {
+) -> Result<Json<wire::Message>, ApiError> {
     let id = message_id(path)?;
-    state.store.get(&id)?.map(Json).ok_or_else(|| no_such(&id))
+    state
+        .store
+        .get(&id)?
+        .map(|m| Json(wire::Message::from(m)))
+        .ok_or_else(|| no_such(&id))
 }
 
 /// `GET /v1/messages`.
@@ -305,14 +332,14 @@ pub async fn list(
     let page = state
         .store
         .list(&filter, paging.cursor.as_deref(), paging.limit)?;
-    Ok(Json(page).into_response())
+    Ok(Json(wire::page::<_, wire::Message>(page)).into_response())
 }
 
 /// `DELETE /v1/messages/{id}`: only while no part has reached a modem.
 pub async fn cancel(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Message>, ApiError> {
+) -> Result<Json<wire::Message>, ApiError> {
     let id = message_id(path)?;
     let now = Utc::now();
     // The closure may run again on a transaction conflict; the last run's
@@ -345,7 +372,7 @@ pub async fn cancel(
             ),
         ));
     }
-    Ok(Json(message))
+    Ok(Json(wire::Message::from(message)))
 }
 
 /// `POST /v1/messages/{id}/resend`: the only way out of `unknown`, where the
@@ -354,7 +381,7 @@ pub async fn cancel(
 pub async fn resend(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Message>, ApiError> {
+) -> Result<Json<wire::Message>, ApiError> {
     let id = message_id(path)?;
     let now = Utc::now();
     let resent = AtomicBool::new(false);
@@ -393,7 +420,7 @@ pub async fn resend(
         ));
     }
     state.dispatcher.notify();
-    Ok(Json(message))
+    Ok(Json(wire::Message::from(message)))
 }
 
 #[cfg(test)]

@@ -5,15 +5,19 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::problem::ApiError;
+use super::wire::{ModemStatus, Page};
 use super::ApiState;
-use crate::modem::status::ModemStatus;
-use crate::store::Page;
 
 /// `GET /v1/modems`: every configured modem, by id (one page: a gateway has
 /// a handful).
 pub async fn list(State(state): State<ApiState>) -> Json<Page<ModemStatus>> {
     Json(Page {
-        items: state.dispatcher.statuses(),
+        items: state
+            .dispatcher
+            .statuses()
+            .iter()
+            .map(ModemStatus::from)
+            .collect(),
         next_cursor: None,
     })
 }
@@ -29,6 +33,6 @@ pub async fn get_one(
         .statuses()
         .into_iter()
         .find(|s| s.id == id)
-        .map(Json)
+        .map(|s| Json(ModemStatus::from(&s)))
         .ok_or_else(|| ApiError::not_found(format!("no modem {id:?}")))
 }

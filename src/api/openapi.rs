@@ -1,10 +1,55 @@
-//! The OpenAPI 3.1 document served at `/v1/openapi.json`, written by hand (a
-//! generator crate would cost more build than this file). A test checks it
-//! against [`super::ROUTES`] both ways, so a route cannot be added or removed
-//! without the document following.
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`. The schemas of
+//! every body are derived from the wire and request types (`utoipa`'s
+//! `ToSchema`, in [`super::wire`] and beside the handlers), so they cannot
+//! drift from what is served; the operations are written here, and a test
+//! checks them against [`super::ROUTES`] both ways, so a route cannot be
+//! added or removed without the document following.
 
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa::OpenApi;
+
+use super::contacts::{ConsentRequest, ContactRequest, OptOutRequest};
+use super::messages::SendRequest;
+use super::problem::Problem;
+use super::wire;
+
+/// The schemas the operations refer to (and, through them, every type
+/// they contain).
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    Problem,
+    SendRequest,
+    ConsentRequest,
+    OptOutRequest,
+    ContactRequest,
+    wire::Accepted,
+    wire::Message,
+    wire::MessageStatus,
+    wire::ThreadSummary,
+    wire::ReadMark,
+    wire::ModemStatus,
+    wire::Health,
+    wire::Readiness,
+    wire::WebhookEndpoint,
+    wire::Delivery,
+    wire::DeliveryStatus,
+    wire::Event,
+    wire::ConsentView,
+    wire::ContactView,
+    wire::Erased,
+)))]
+struct Schemas;
+
+/// `components.schemas`, derived.
+fn components() -> Value {
+    serde_json::to_value(Schemas::openapi())
+        .map(|doc| doc["components"]["schemas"].clone())
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot render the OpenAPI schemas");
+            json!({})
+        })
+}
 
 fn problem(description: &str) -> Value {
     json!({
@@ -64,10 +109,22 @@ fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
         "{} Needs a token with the `{scope}` (or `admin`) scope.",
         op["description"].as_str().unwrap_or("")
     ));
+    let has_body = op.get("requestBody").is_some();
     let responses = &mut op["responses"];
     responses["401"] = problem("No or unknown token (`unauthorized`).");
     responses["403"] = problem("The token lacks the scope (`forbidden`).");
-    responses["503"] = problem("The store is unavailable (`store_unavailable`).");
+    responses["503"] = problem(
+        "The store is unavailable (`store_unavailable`), or the request took too long (`timeout`).",
+    );
+    if has_body {
+        // What the JSON body extractor refuses, on every route with a body.
+        responses["400"] = problem("Malformed JSON (`invalid_json`).");
+        responses["413"] = problem("Body over 64 KiB (`payload_too_large`).");
+        responses["415"] = problem("Not application/json (`unsupported_media_type`).");
+        if responses.get("422").is_none() {
+            responses["422"] = problem("Not the documented shape (`invalid_request`).");
+        }
+    }
     op
 }
 
@@ -85,7 +142,136 @@ pub fn document() -> Value {
     for (path, item) in contact_paths() {
         doc["paths"][path] = item;
     }
+    name_operations(&mut doc);
+    link_operations(&mut doc);
     doc
+}
+
+/// `operationId` of an operation: its method and path
+/// (`GET /v1/messages/{id}` -> `get_v1_messages_id`).
+fn operation_id(method: &str, path: &str) -> String {
+    let path: String = path
+        .trim_start_matches('/')
+        .chars()
+        .filter(|c| !matches!(c, '{' | '}'))
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}_{path}", method.to_ascii_lowercase())
+}
+
+fn name_operations(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if let Some(item) = item.as_object_mut() {
+            for (method, op) in item.iter_mut() {
+                op["operationId"] = json!(operation_id(method, path));
+            }
+        }
+    }
+}
+
+/// Links from answers that carry ids to the operations that take them
+/// (OpenAPI 3.1 §4.8.20), so a client generator, or schemathesis' stateful
+/// phase, can follow a sent message or a listed thread.
+fn link_operations(doc: &mut Value) {
+    let first = |field: &str| format!("$response.body#/items/0/{field}");
+    let links: [(&str, &str, &str, &str, &str, &str, String); 9] = [
+        (
+            "POST",
+            "/v1/messages",
+            "202",
+            "GetMessage",
+            "GET",
+            "/v1/messages/{id}",
+            "$response.body#/id".into(),
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "202",
+            "CancelMessage",
+            "DELETE",
+            "/v1/messages/{id}",
+            "$response.body#/id".into(),
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            "202",
+            "ResendMessage",
+            "POST",
+            "/v1/messages/{id}/resend",
+            "$response.body#/id".into(),
+        ),
+        (
+            "GET",
+            "/v1/messages",
+            "200",
+            "GetFirstMessage",
+            "GET",
+            "/v1/messages/{id}",
+            first("id"),
+        ),
+        (
+            "GET",
+            "/v1/threads",
+            "200",
+            "OpenFirstThread",
+            "GET",
+            "/v1/threads/{contact}",
+            first("contact"),
+        ),
+        (
+            "GET",
+            "/v1/threads",
+            "200",
+            "MarkFirstThreadRead",
+            "POST",
+            "/v1/threads/{contact}/read",
+            first("contact"),
+        ),
+        (
+            "GET",
+            "/v1/modems",
+            "200",
+            "GetFirstModem",
+            "GET",
+            "/v1/modems/{id}",
+            first("id"),
+        ),
+        (
+            "GET",
+            "/v1/webhooks",
+            "200",
+            "EnableFirstWebhook",
+            "POST",
+            "/v1/webhooks/{id}/enable",
+            first("id"),
+        ),
+        (
+            "GET",
+            "/v1/webhooks/deliveries",
+            "200",
+            "RetryFirstDelivery",
+            "POST",
+            "/v1/webhooks/deliveries/{id}/retry",
+            first("id"),
+        ),
+    ];
+    for (method, path, status, name, to_method, to_path, value) in links {
+        let parameter = if to_path.contains("{contact}") {
+            "contact"
+        } else {
+            "id"
+        };
+        let response = &mut doc["paths"][path][method.to_ascii_lowercase()]["responses"][status];
+        response["links"][name] = json!({
+            "operationId": operation_id(to_method, to_path),
+            "parameters": { parameter: value }
+        });
+    }
 }
 
 /// Contacts and consent (issue: consent).
@@ -96,10 +282,8 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
         "E.164, percent-encoded (%2B15551234567).",
         json!({"type": "string"}),
     );
-    let view = json!({"type": "object", "description": "status, updated_at, evidence, and the full ledger, oldest first"});
-    let contact_view = json!({"type": "object", "properties": {
-        "contact": {"type": "string"}, "time_zone": {"type": "string"}, "consent": {"enum": ["unknown", "opted_in", "opted_out"]}
-    }});
+    let view = schema("ConsentView");
+    let contact_view = schema("ContactView");
     vec![
         (
             "/v1/contacts/{contact}",
@@ -110,14 +294,12 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
                 })),
                 "put": secured("send", "Set a contact's time zone (quiet hours use it)", json!({
                     "parameters": [contact.clone()],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"time_zone": {"type": "string", "example": "America/Chicago"}}}}}},
-                    "responses": { "200": ok("Saved.", contact_view), "422": problem("`invalid_time_zone`, `invalid_number`.") }
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": schema("ContactRequest")}}},
+                    "responses": { "200": ok("Saved.", contact_view), "422": problem("`invalid_time_zone`, `invalid_number`, `invalid_request`.") }
                 })),
                 "delete": secured("admin", "Erase a contact's messages and details; an opt-out survives as a hashed tombstone", json!({
                     "parameters": [contact.clone()],
-                    "responses": { "200": ok("Erased.", json!({"type": "object", "properties": {
-                        "contact": {"type": "string"}, "erased_messages": {"type": "integer"}, "opt_out_kept": {"type": "boolean"}
-                    }})) }
+                    "responses": { "200": ok("Erased.", schema("Erased")), "422": problem("`invalid_number`.") }
                 }))
             }),
         ),
@@ -126,15 +308,12 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
             json!({
                 "get": secured("read", "Current consent and the full, append-only ledger", json!({
                     "parameters": [contact.clone()],
-                    "responses": { "200": ok("Consent.", view.clone()) }
+                    "responses": { "200": ok("Consent.", view.clone()), "422": problem("`invalid_number`.") }
                 })),
                 "put": secured("send", "Record an opt-in (evidence required) or an opt-out", json!({
                     "parameters": [contact],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["status"], "properties": {
-                        "status": {"enum": ["opted_in", "opted_out"]}, "source": {"type": "string"}, "evidence": {"type": "string"},
-                        "captured_at": {"type": "string", "format": "date-time"}, "reason": {"type": "string"}
-                    }}}}},
-                    "responses": { "200": ok("Recorded.", view.clone()), "422": problem("`evidence_required`, `invalid_status`, `invalid_captured_at`.") }
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": schema("ConsentRequest")}}},
+                    "responses": { "200": ok("Recorded.", view.clone()), "422": problem("`evidence_required`, `invalid_status`, `invalid_captured_at`, `invalid_number`, `invalid_request`.") }
                 }))
             }),
         ),
@@ -142,10 +321,8 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
             "/v1/optouts",
             json!({
                 "post": secured("send", "Opt a number out by hand (a call, an email); waiting messages are cancelled", json!({
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["number"], "properties": {
-                        "number": {"type": "string"}, "reason": {"type": "string"}
-                    }}}}},
-                    "responses": { "200": ok("Opted out.", view), "422": problem("`invalid_number`.") }
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": schema("OptOutRequest")}}},
+                    "responses": { "200": ok("Opted out.", view), "422": problem("`invalid_number`, `invalid_request`.") }
                 }))
             }),
         ),
@@ -170,8 +347,8 @@ fn base_document() -> Value {
     let contact = param(
         "contact",
         "path",
-        "E.164, percent-encoded (%2B15551234567).",
-        json!({"type": "string"}),
+        "E.164, percent-encoded (%2B15551234567), or an alphanumeric sender or short code as the thread list shows it.",
+        json!({"type": "string", "examples": ["+15551234567", "InfoSMS"]}),
     );
     let modem_id = param(
         "id",
@@ -185,7 +362,7 @@ fn base_document() -> Value {
         param(
             "contact",
             "query",
-            "E.164 number (percent-encode the +).",
+            "E.164 number (percent-encode the +), or an alphanumeric sender as stored.",
             json!({"type": "string"}),
         ),
         param(
@@ -219,10 +396,11 @@ fn base_document() -> Value {
         "paths": {
             "/healthz": { "get": {
                 "summary": "Liveness", "security": [],
-                "responses": { "200": ok("The process is serving.", json!({"type": "object", "properties": {"status": {"const": "ok"}}})) }
+                "responses": { "200": ok("The process is serving.", schema("Health")) }
             }},
             "/readyz": { "get": {
                 "summary": "Readiness: at least one modem is ready", "security": [],
+                "description": "No token needed: the status code and `status` say ready or not. A token with the `read` scope (sent as usual) also gets each modem's state and reason.",
                 "responses": {
                     "200": ok("A modem is ready.", schema("Readiness")),
                     "503": ok("No modem is ready.", schema("Readiness"))
@@ -240,9 +418,6 @@ fn base_document() -> Value {
                     "responses": {
                         "202": ok("Accepted (queued, scheduled, or deferred by quiet hours or rate limits).", schema("Accepted")),
                         "409": problem("`recipient_opted_out` (the contact texted STOP), `consent_required` (marketing without opt-in evidence), `message_erased` (a replayed Idempotency-Key whose message was erased with its contact)."),
-                        "400": problem("Malformed JSON (`invalid_json`)."),
-                        "413": problem("Body over 64 KiB (`payload_too_large`)."),
-                        "415": problem("Not application/json (`unsupported_media_type`)."),
                         "422": problem("`invalid_number`, `body_empty`, `body_too_long`, `unknown_modem`, `invalid_send_at`, `invalid_validity`, `idempotency_key_reused`, `invalid_idempotency_key`, `invalid_request`, `invalid_category`, `not_conversational`.")
                     }
                 })),
@@ -300,9 +475,7 @@ fn base_document() -> Value {
                 "post": secured("read", "Mark a thread's inbound messages read", json!({
                     "parameters": [contact],
                     "responses": {
-                        "200": ok("Marked.", json!({"type": "object", "properties": {
-                            "contact": {"type": "string"}, "marked": {"type": "integer"}, "unread": {"type": "integer"}
-                        }})),
+                        "200": ok("Marked.", schema("ReadMark")),
                         "404": problem("`not_found`."),
                         "422": problem("`invalid_number`.")
                     }
@@ -416,162 +589,6 @@ fn webhook_paths(doc: &mut Value) {
             }
         }))
     });
-    let schemas = &mut doc["components"]["schemas"];
-    let time = json!({"type": ["string", "null"], "format": "date-time"});
-    schemas["Event"] = json!({
-        "type": "object",
-        "description": "Also the body of every webhook. `data` is the Message for message.* events; for modem.status: modem, state (ready, degraded, offline), reason.",
-        "required": ["id", "type", "created_at", "data"],
-        "properties": {
-            "id": {"type": "string", "description": "evt_ and 16 hex digits; ordered; the webhook-id header."},
-            "type": {"enum": ["message.received", "message.sent", "message.delivered", "message.failed",
-                               "message.unknown", "message.expired", "modem.status", "consent.changed"]},
-            "created_at": {"type": "string", "format": "date-time"},
-            "data": {"type": "object"}
-        }
-    });
-    schemas["WebhookEndpoint"] = json!({
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"}, "url": {"type": "string"},
-            "events": {"type": "array", "items": {"type": "string"}, "description": "Empty: all."},
-            "enabled": {"type": "boolean"},
-            "disabled_reason": {"type": ["string", "null"]}, "disabled_at": time.clone(),
-            "last_success_at": time.clone(), "last_failure_at": time.clone(),
-            "last_failure": {"type": ["string", "null"]},
-            "pending": {"type": "integer", "description": "Deliveries waiting (pending or failed)."},
-            "dead": {"type": "integer", "description": "Dead letters."}
-        }
-    });
-    schemas["Delivery"] = json!({
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"}, "endpoint": {"type": "string"},
-            "event_id": {"type": "string"}, "event_type": {"type": "string"},
-            "partition": {"type": "string", "description": "Deliveries of one partition (a message id, a modem) go in order, one at a time."},
-            "attempts": {"type": "integer"},
-            "status": {"enum": ["pending", "failed", "delivered", "dead"]},
-            "next_attempt_at": time.clone(), "first_attempt_at": time.clone(), "last_attempt_at": time.clone(),
-            "last_status": {"type": ["integer", "null"]}, "last_error": {"type": ["string", "null"]},
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"}
-        }
-    });
-}
-
-fn components() -> Value {
-    let nullable_string = json!({"type": ["string", "null"]});
-    json!({
-        "Problem": {
-            "type": "object",
-            "required": ["type", "title", "status", "detail", "code"],
-            "properties": {
-                "type": {"type": "string", "format": "uri"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "code": {"type": "string", "description": "Stable; match on this."}
-            }
-        },
-        "MessageStatus": {
-            "enum": ["scheduled", "queued", "deferred", "sending", "sent", "delivered",
-                     "failed", "expired", "cancelled", "unknown", "received"]
-        },
-        "SendRequest": {
-            "type": "object",
-            "required": ["to", "body"],
-            "additionalProperties": false,
-            "properties": {
-                "to": {"type": "string", "description": "E.164, or national in the default country."},
-                "body": {"type": "string"},
-                "modem": {"type": "string", "description": "A configured modem id."},
-                "status_report": {"type": "boolean"},
-                "validity": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "examples": ["5m", "24h", "7d"]}]},
-                "send_at": {"type": "string", "format": "date-time"},
-                "category": {"enum": ["transactional", "conversational", "marketing"], "description": "Default transactional. Marketing needs recorded opt-in evidence and waits out quiet hours; conversational must answer a thread the contact started or answered."}
-            }
-        },
-        "Accepted": {
-            "type": "object",
-            "required": ["id", "status", "to", "parts", "alphabet", "created_at"],
-            "properties": {
-                "id": {"type": "string"},
-                "status": {"enum": ["queued", "scheduled", "deferred"]},
-                "to": {"type": "string"},
-                "parts": {"type": "integer"},
-                "alphabet": {"enum": ["gsm7", "ucs2"]},
-                "created_at": {"type": "string", "format": "date-time"}
-            }
-        },
-        "Message": {
-            "type": "object",
-            "description": "The one message representation, shared with webhooks.",
-            "required": ["id", "direction", "contact", "from", "to", "body", "parts", "alphabet",
-                         "status", "status_report", "created_at", "updated_at", "history"],
-            "properties": {
-                "id": {"type": "string"},
-                "direction": {"enum": ["inbound", "outbound"]},
-                "contact": {"type": "string"},
-                "from": {"type": "string"},
-                "to": {"type": "string"},
-                "modem": nullable_string,
-                "body": {"type": "string"},
-                "parts": {"type": "integer"},
-                "alphabet": {"type": "string"},
-                "status": {"$ref": "#/components/schemas/MessageStatus"},
-                "error": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"code": {"type": "string"}, "text": {"type": "string"}}}]},
-                "status_report": {"type": "boolean"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "history": {"type": "array", "items": {"type": "object"}},
-                "part_status": {"type": "array", "items": {"type": "object"}},
-                "requested_modem": {"type": "string"},
-                "validity": {"type": "integer", "description": "Seconds."},
-                "not_before": {"type": "string", "format": "date-time"},
-                "read": {"type": "boolean"}
-            }
-        },
-        "ThreadSummary": {
-            "type": "object",
-            "properties": {
-                "contact": {"type": "string"},
-                "last_message_id": {"type": "string"},
-                "last_preview": {"type": "string"},
-                "last_direction": {"enum": ["inbound", "outbound"]},
-                "last_at": {"type": "string", "format": "date-time"},
-                "unread": {"type": "integer"},
-                "total": {"type": "integer"}
-            }
-        },
-        "ModemStatus": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "port": {"type": "string"},
-                "state": {"enum": ["initializing", "ready", "degraded", "offline"]},
-                "reason": nullable_string,
-                "identity": {"type": "object"},
-                "own_number": nullable_string,
-                "operator": nullable_string,
-                "registration": nullable_string,
-                "signal_csq": {"type": ["integer", "null"]},
-                "signal_dbm": {"type": ["integer", "null"]},
-                "queue_depth": {"type": "integer"},
-                "counters": {"type": "object"},
-                "last_error": nullable_string,
-                "updated_at": {"type": "string", "format": "date-time"}
-            }
-        },
-        "Readiness": {
-            "type": "object",
-            "properties": {
-                "status": {"enum": ["ready", "not_ready"]},
-                "modems": {"type": "array", "items": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "state": {"type": "string"}, "reason": nullable_string
-                }}}
-            }
-        }
-    })
 }
 
 /// `GET /v1/openapi.json`.
@@ -624,6 +641,32 @@ mod tests {
                 Some(scope) => assert_eq!(security[0]["bearer"][0], scope.as_str(), "{r:?}"),
             }
         }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_reach_them() {
+        let doc = document();
+        let mut ids = BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                assert!(ids.insert(op["operationId"].as_str().unwrap().to_string()));
+            }
+        }
+        assert_eq!(ids.len(), super::super::ROUTES.len());
+        assert!(ids.contains("get_v1_messages_id") && ids.contains("get_v1_openapi_json"));
+        let mut linked = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for response in op["responses"].as_object().unwrap().values() {
+                    for link in response["links"].as_object().into_iter().flatten() {
+                        let target = link.1["operationId"].as_str().unwrap();
+                        assert!(ids.contains(target), "{target}");
+                        linked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(linked, 9);
     }
 
     #[test]

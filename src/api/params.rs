@@ -22,6 +22,13 @@ pub fn contact(raw: &str, default_country: &str) -> Result<String, phone::PhoneE
     phone::normalize(&restored, default_country)
 }
 
+/// A sender as the store keeps it when it is not a number: an alphanumeric
+/// sender (23.040 §9.1.2.5: up to 11 characters of the GSM 7-bit default
+/// alphabet, e.g. `InfoSMS`) or a short code. None when `raw` cannot be one.
+pub fn sender(raw: &str) -> Option<&str> {
+    crate::pdu::Address::alphanumeric(raw).ok().map(|_| raw)
+}
+
 /// RFC 3339 time; a `+` offset decoded as a space is read back as `+`.
 pub fn time(raw: &str) -> Option<DateTime<Utc>> {
     let parse = |s: &str| {
@@ -116,8 +123,15 @@ pub fn message_query(
         check_once(&mut seen, key)?;
         match key.as_str() {
             "contact" => {
-                let c = contact(value, default_country)
-                    .map_err(|e| ApiError::invalid_query(format!("contact: {e}")))?;
+                // A number, else a sender as stored (an alphanumeric name).
+                let c = match contact(value, default_country) {
+                    Ok(number) => number,
+                    Err(e) => sender(value).map(str::to_string).ok_or_else(|| {
+                        ApiError::invalid_query(format!(
+                            "contact: {e}, nor a sender name of 1 to 11 GSM characters"
+                        ))
+                    })?,
+                };
                 filter.contact = Some(c);
             }
             "direction" => {
@@ -200,6 +214,16 @@ mod tests {
     }
 
     #[test]
+    fn alphanumeric_senders_filter_as_stored() {
+        let (filter, _) = message_query(&pairs(&[("contact", "InfoSMS")]), "US").unwrap();
+        assert_eq!(filter.contact.as_deref(), Some("InfoSMS"));
+        assert_eq!(sender("My Bank"), Some("My Bank"));
+        assert_eq!(sender("72404"), Some("72404"));
+        assert_eq!(sender("TwelveChars!"), None);
+        assert_eq!(sender(""), None);
+    }
+
+    #[test]
     fn bad_queries_are_invalid_query() {
         for bad in [
             vec![("limit", "0")],
@@ -210,7 +234,8 @@ mod tests {
             vec![("status", "lost")],
             vec![("direction", "sideways")],
             vec![("since", "yesterday")],
-            vec![("contact", "abc")],
+            vec![("contact", "not-a-sender-name")],
+            vec![("contact", "😀")],
             vec![("limt", "5")],
             vec![("limit", "5"), ("limit", "6")],
         ] {

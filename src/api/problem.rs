@@ -20,14 +20,21 @@ pub struct ApiError {
     pub detail: String,
 }
 
-/// The JSON body (RFC 9457 §3.1 members plus our `code` extension).
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error: RFC 9457 problem details (`application/problem+json`) with a
+/// stable `code` to match on.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// `urn:smsgate:problem:` and the code.
     #[serde(rename = "type")]
+    #[schema(format = "uri", example = "urn:smsgate:problem:invalid_number")]
     kind: String,
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong with this request, for a human.
     detail: &'a str,
+    /// Stable, snake_case: match on this.
+    #[schema(example = "invalid_number")]
     code: &'a str,
 }
 

@@ -4,25 +4,39 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Serialize;
 
 use super::params;
 use super::problem::ApiError;
+use super::wire::{self, Page, ReadMark};
 use super::ApiState;
-use crate::store::{Message, Page, ThreadSummary};
 
-/// The contact in a path, E.164.
+/// The contact in a path: a number (normalised to E.164), or a sender as
+/// the store keeps it (an alphanumeric sender such as `InfoSMS`, a short
+/// code): the first of these with a thread. Neither form with a thread is a
+/// 404; a value that can be neither is `invalid_number`.
 fn contact_of(
     path: Result<Path<String>, PathRejection>,
     state: &ApiState,
 ) -> Result<String, ApiError> {
     let Path(raw) = path.map_err(|_| ApiError::not_found("no such thread"))?;
-    params::contact(&raw, &state.sms.default_country).map_err(|e| {
-        ApiError::unprocessable(
+    let number = params::contact(&raw, &state.sms.default_country);
+    let sender = params::sender(&raw).map(str::to_string);
+    let candidates: Vec<String> = number.clone().ok().into_iter().chain(sender).collect();
+    for contact in &candidates {
+        if state.store.thread_summary(contact)?.is_some() {
+            return Ok(contact.clone());
+        }
+    }
+    match (candidates.first(), number) {
+        (Some(contact), _) => Err(ApiError::not_found(format!("no thread with {contact}"))),
+        (None, Err(e)) => Err(ApiError::unprocessable(
             "invalid_number",
-            format!("contact: {e} (percent-encode the +, as %2B)"),
-        )
-    })
+            format!(
+                "contact: {e} (percent-encode the +, as %2B), or a sender name of 1 to 11 GSM characters"
+            ),
+        )),
+        (None, Ok(_)) => Err(ApiError::not_found("no such thread")),
+    }
 }
 
 fn paging_of(
@@ -36,13 +50,13 @@ fn paging_of(
 pub async fn list(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Page<ThreadSummary>>, ApiError> {
+) -> Result<Json<Page<wire::ThreadSummary>>, ApiError> {
     let paging = paging_of(query)?;
-    Ok(Json(
+    Ok(Json(wire::page(
         state
             .store
             .threads(paging.cursor.as_deref(), paging.limit)?,
-    ))
+    )))
 }
 
 /// `GET /v1/threads/{contact}`: the last `limit` messages, oldest first;
@@ -51,26 +65,14 @@ pub async fn messages(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Page<Message>>, ApiError> {
+) -> Result<Json<Page<wire::Message>>, ApiError> {
     let contact = contact_of(path, &state)?;
     let paging = paging_of(query)?;
-    if state.store.thread_summary(&contact)?.is_none() {
-        return Err(ApiError::not_found(format!("no thread with {contact}")));
-    }
-    Ok(Json(state.store.thread(
+    Ok(Json(wire::page(state.store.thread(
         &contact,
         paging.cursor.as_deref(),
         paging.limit,
-    )?))
-}
-
-/// The answer to a read mark.
-#[derive(Debug, Serialize)]
-pub struct ReadMark {
-    pub contact: String,
-    /// Inbound messages that were unread until now.
-    pub marked: u64,
-    pub unread: u64,
+    )?)))
 }
 
 /// `POST /v1/threads/{contact}/read`.
@@ -79,9 +81,6 @@ pub async fn mark_read(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ReadMark>, ApiError> {
     let contact = contact_of(path, &state)?;
-    if state.store.thread_summary(&contact)?.is_none() {
-        return Err(ApiError::not_found(format!("no thread with {contact}")));
-    }
     let marked = state.store.mark_thread_read(&contact).await?;
     let unread = state
         .store

@@ -5,19 +5,35 @@
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 
+use super::auth::{self, Scope};
 use super::params;
 use super::problem::ApiError;
+use super::wire::{self, Delivery, Page, WebhookEndpoint};
 use super::ApiState;
-use crate::store::{Delivery, DeliveryFilter, DeliveryStatus, Page, WebhookEndpoint};
+use crate::store::{DeliveryFilter, DeliveryStatus};
 
-/// `GET /v1/webhooks`: every configured endpoint (one page).
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Page<WebhookEndpoint>>, ApiError> {
+/// `GET /v1/webhooks`: every configured endpoint (one page). Receiver URLs
+/// carry secrets in their user-info or query: only an `admin` token sees
+/// them whole (the route itself needs `read`).
+pub async fn list(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Page<WebhookEndpoint>>, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let admin = auth::authorize(&state.tokens, authorization, Scope::Admin).is_ok();
     Ok(Json(Page {
-        items: state.store.webhooks()?,
+        items: state
+            .store
+            .webhooks()?
+            .into_iter()
+            .map(|e| WebhookEndpoint::new(e, admin))
+            .collect(),
         next_cursor: None,
     }))
 }
@@ -57,11 +73,11 @@ pub async fn deliveries(
 ) -> Result<Json<Page<Delivery>>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     let (filter, paging) = delivery_query(pairs)?;
-    Ok(Json(state.store.list_deliveries(
+    Ok(Json(wire::page(state.store.list_deliveries(
         &filter,
         paging.cursor.as_deref(),
         paging.limit,
-    )?))
+    )?)))
 }
 
 /// `POST /v1/webhooks/deliveries/{id}/retry`: due now, with a fresh
@@ -86,7 +102,7 @@ pub async fn retry(
         .retry_delivery(&id, Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no delivery {id:?}")))?;
-    Ok((StatusCode::ACCEPTED, Json(delivery)))
+    Ok((StatusCode::ACCEPTED, Json(Delivery::from(delivery))))
 }
 
 /// `POST /v1/webhooks/{id}/enable`: resume an endpoint a 410 disabled.
@@ -99,6 +115,7 @@ pub async fn enable(
         .store
         .enable_webhook(&id)
         .await?
-        .map(Json)
+        // Only an admin token reaches this route.
+        .map(|e| Json(WebhookEndpoint::new(e, true)))
         .ok_or_else(|| ApiError::not_found(format!("no webhook {id:?} is configured")))
 }

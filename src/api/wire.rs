@@ -1,0 +1,1009 @@
+//! What the API and the event log serve: the wire types, apart from the
+//! records the store keeps (`store::records`, the storage format). Events
+//! are stored as written (a `message.*` event's data is the stored record)
+//! and mapped here when served ([`Event::from`]); webhook bodies are meant
+//! to go through the same map, in the worker, before they are signed. Each wire type is
+//! built from its record by a `From`, field by field, so a field added to a
+//! record is not served until it is added here, documented; and the OpenAPI
+//! document's schemas are derived from these types (`ToSchema`), so the
+//! document cannot drift from what is served.
+//!
+//! Public and internal fields of a stored message:
+//!
+//! | field | on the wire | why |
+//! |---|---|---|
+//! | `category` | outbound | the caller chose it (consent, quiet hours) |
+//! | `network_time` | inbound | when the sender's network took it (TP-SCTS) |
+//! | `incomplete` | inbound | the body misses parts: a caller must know |
+//! | `read` | inbound | thread read marks |
+//! | `idempotency_key` | outbound, when given | the caller's own key, to match its records |
+//! | `reference` | no | the concatenation reference the modem encodes with |
+//! | `attempts` | no | the outbox's backoff counter; `history` tells the retries |
+//! | `report_deadline` | no | the expiry check's clock; `expired` is announced |
+//! | `exempt` | no | which consent exemption a gateway reply used |
+//! | `send_by` | no | the opt-out confirmation's deadline |
+//!
+//! A thread summary's `read_through` (the read mark of archived messages)
+//! is internal too.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::modem::identity::Identity as StoredIdentity;
+use crate::modem::status::{self as modem_status, ModemState as StoredModemState};
+use crate::store::{self, ConsentStatus as StoredConsentStatus};
+
+/// One page of a list: `{items, next_cursor}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of stored records as a page of their wire types.
+pub fn page<T, W: From<T>>(page: store::Page<T>) -> Page<W> {
+    Page {
+        items: page.items.into_iter().map(W::from).collect(),
+        next_cursor: page.next_cursor,
+    }
+}
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl From<store::Direction> for Direction {
+    fn from(d: store::Direction) -> Self {
+        match d {
+            store::Direction::Inbound => Direction::Inbound,
+            store::Direction::Outbound => Direction::Outbound,
+        }
+    }
+}
+
+/// Where a message is in its life. Outbound: scheduled (waits for
+/// `not_before`), queued, deferred (quiet hours, rate limits: until
+/// `not_before`), sending, sent, delivered; failed, expired (no final status
+/// report by validity + 1 hour), cancelled, unknown (the daemon stopped while
+/// a part was with the modem: only a resend leaves it). Inbound: received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Scheduled,
+    Queued,
+    Deferred,
+    Sending,
+    Sent,
+    Delivered,
+    Failed,
+    Expired,
+    Cancelled,
+    Unknown,
+    Received,
+}
+
+impl From<store::MessageStatus> for MessageStatus {
+    fn from(s: store::MessageStatus) -> Self {
+        use store::MessageStatus as S;
+        match s {
+            S::Scheduled => MessageStatus::Scheduled,
+            S::Queued => MessageStatus::Queued,
+            S::Deferred => MessageStatus::Deferred,
+            S::Sending => MessageStatus::Sending,
+            S::Sent => MessageStatus::Sent,
+            S::Delivered => MessageStatus::Delivered,
+            S::Failed => MessageStatus::Failed,
+            S::Expired => MessageStatus::Expired,
+            S::Cancelled => MessageStatus::Cancelled,
+            S::Unknown => MessageStatus::Unknown,
+            S::Received => MessageStatus::Received,
+        }
+    }
+}
+
+/// Why an outbound message is sent. Marketing needs recorded opt-in
+/// evidence and waits out quiet hours; conversational must answer a thread
+/// the contact started or answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Transactional,
+    Conversational,
+    Marketing,
+}
+
+impl From<store::Category> for Category {
+    fn from(c: store::Category) -> Self {
+        match c {
+            store::Category::Transactional => Category::Transactional,
+            store::Category::Conversational => Category::Conversational,
+            store::Category::Marketing => Category::Marketing,
+        }
+    }
+}
+
+/// Where one outbound part is (sending: handed to the modem, not yet
+/// accepted by the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartStatus {
+    Pending,
+    Sending,
+    Sent,
+    Delivered,
+    Failed,
+}
+
+impl From<store::PartStatus> for PartStatus {
+    fn from(s: store::PartStatus) -> Self {
+        match s {
+            store::PartStatus::Pending => PartStatus::Pending,
+            store::PartStatus::Sending => PartStatus::Sending,
+            store::PartStatus::Sent => PartStatus::Sent,
+            store::PartStatus::Delivered => PartStatus::Delivered,
+            store::PartStatus::Failed => PartStatus::Failed,
+        }
+    }
+}
+
+/// One outbound part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Part {
+    /// 1-based.
+    pub seq: u8,
+    pub status: PartStatus,
+    /// The network's message reference (TP-MR from `+CMGS`), once sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub mr: Option<u8>,
+    /// TP-ST of the last status report for this part (23.040 §9.2.3.15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub report_status: Option<u8>,
+}
+
+impl From<&store::Part> for Part {
+    fn from(p: &store::Part) -> Self {
+        Part {
+            seq: p.seq,
+            status: p.status.into(),
+            mr: p.mr,
+            report_status: p.report_status,
+        }
+    }
+}
+
+/// A failure: a stable `code` (e.g. `cms_500`, `recipient_opted_out`) and words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub text: String,
+}
+
+impl From<&store::ErrorInfo> for ErrorInfo {
+    fn from(e: &store::ErrorInfo) -> Self {
+        ErrorInfo {
+            code: e.code.clone(),
+            text: e.text.clone(),
+        }
+    }
+}
+
+/// One step of a message's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub status: MessageStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub modem: Option<String>,
+    /// The parts this step concerns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<ErrorInfo>,
+    /// A short reason ("quiet hours", "cancelled by API", ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub note: Option<String>,
+}
+
+impl From<&store::Transition> for Transition {
+    fn from(t: &store::Transition) -> Self {
+        Transition {
+            at: t.at,
+            status: t.status.into(),
+            modem: t.modem.clone(),
+            parts: t.parts.iter().map(Part::from).collect(),
+            error: t.error.as_ref().map(ErrorInfo::from),
+            note: t.note.clone(),
+        }
+    }
+}
+
+/// A message, inbound or outbound: the one representation of the API and
+/// the event log (`data` of `message.*` events). Fields marked outbound or
+/// inbound appear only on messages of that direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Message {
+    #[schema(example = "msg_018f2a7c3b1d9e37a1c4")]
+    pub id: String,
+    pub direction: Direction,
+    /// The other party: E.164, or an alphanumeric sender as the network gave it.
+    pub contact: String,
+    /// Inbound: the sender (the contact). Outbound: the sending modem's
+    /// number (empty while no modem with a known number is chosen).
+    pub from: String,
+    /// Outbound: the recipient (the contact). Inbound: the receiving
+    /// modem's number.
+    pub to: String,
+    /// The modem that sent or received it (null until one is chosen).
+    #[schema(required = true)]
+    pub modem: Option<String>,
+    pub body: String,
+    /// How many SMS parts the body takes.
+    pub parts: u8,
+    /// `gsm7`, `ucs2` or `8bit`.
+    #[schema(example = "gsm7")]
+    pub alphabet: String,
+    pub status: MessageStatus,
+    /// Why it failed or expired (null otherwise).
+    #[schema(required = true)]
+    pub error: Option<ErrorInfo>,
+    /// Outbound: a status report was asked for.
+    pub status_report: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Every status it went through, oldest first.
+    pub history: Vec<Transition>,
+    /// Outbound: each part's state and network reference.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub part_status: Vec<Part>,
+    /// Outbound: the modem the caller asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub requested_modem: Option<String>,
+    /// Outbound: validity period in seconds (absent: the network's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub validity: Option<u32>,
+    /// Outbound: not sent before this time (the request's `send_at`, or the
+    /// end of quiet hours or a rate-limit window when deferred).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub not_before: Option<DateTime<Utc>>,
+    /// Outbound: why it is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub category: Option<Category>,
+    /// Outbound: the Idempotency-Key it was accepted under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub idempotency_key: Option<String>,
+    /// Inbound: the service centre's time stamp (TP-SCTS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub network_time: Option<DateTime<Utc>>,
+    /// Inbound: reassembly gave up waiting for some parts; the body has gaps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub incomplete: Option<bool>,
+    /// Inbound: marked read (`POST /v1/threads/{contact}/read`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub read: Option<bool>,
+}
+
+impl From<&store::Message> for Message {
+    fn from(m: &store::Message) -> Self {
+        let outbound = m.direction == store::Direction::Outbound;
+        let inbound = !outbound;
+        Message {
+            id: m.id.clone(),
+            direction: m.direction.into(),
+            contact: m.contact.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            modem: m.modem.clone(),
+            body: m.body.clone(),
+            parts: m.parts,
+            alphabet: m.alphabet.clone(),
+            status: m.status.into(),
+            error: m.error.as_ref().map(ErrorInfo::from),
+            status_report: m.status_report,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            history: m.history.iter().map(Transition::from).collect(),
+            part_status: m.part_status.iter().map(Part::from).collect(),
+            requested_modem: m.requested_modem.clone(),
+            validity: m.validity,
+            not_before: m.not_before,
+            category: outbound.then(|| m.category.into()),
+            idempotency_key: m.idempotency_key.clone(),
+            network_time: m.network_time,
+            incomplete: inbound.then_some(m.incomplete),
+            read: inbound.then_some(m.read),
+        }
+    }
+}
+
+impl From<store::Message> for Message {
+    fn from(m: store::Message) -> Self {
+        Message::from(&m)
+    }
+}
+
+/// The answer to `POST /v1/messages` (202), and to its replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    /// What it was accepted as: `queued`, `scheduled` or `deferred`.
+    pub status: MessageStatus,
+    /// E.164.
+    pub to: String,
+    pub parts: u8,
+    /// `gsm7` or `ucs2`.
+    pub alphabet: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&store::Message> for Accepted {
+    fn from(m: &store::Message) -> Self {
+        // The status it was accepted with, so a replay answers byte for
+        // byte what the first request got even after the message moved on.
+        let status = m.history.first().map_or(m.status, |step| step.status);
+        Accepted {
+            id: m.id.clone(),
+            status: status.into(),
+            to: m.to.clone(),
+            parts: m.parts,
+            alphabet: m.alphabet.clone(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A thread in the thread list, most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ThreadSummary {
+    /// E.164, or an alphanumeric sender (open it with the same text).
+    pub contact: String,
+    pub last_message_id: String,
+    /// The start of the last message's body.
+    pub last_preview: String,
+    pub last_direction: Direction,
+    pub last_at: DateTime<Utc>,
+    /// Inbound messages not marked read.
+    pub unread: u64,
+    pub total: u64,
+}
+
+impl From<store::ThreadSummary> for ThreadSummary {
+    fn from(t: store::ThreadSummary) -> Self {
+        ThreadSummary {
+            contact: t.contact,
+            last_message_id: t.last_message_id,
+            last_preview: t.last_preview,
+            last_direction: t.last_direction.into(),
+            last_at: t.last_at,
+            unread: t.unread,
+            total: t.total,
+        }
+    }
+}
+
+/// The answer to a read mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ReadMark {
+    pub contact: String,
+    /// Inbound messages that were unread until now.
+    pub marked: u64,
+    /// Inbound messages still unread (0 unless some arrived meanwhile).
+    pub unread: u64,
+}
+
+/// The life of a modem connection: initializing (init sequence running),
+/// ready (taking work), degraded (answering but not registered, or
+/// recovering: sends wait), offline (port gone; reopening with backoff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModemState {
+    Initializing,
+    Ready,
+    Degraded,
+    Offline,
+}
+
+impl From<StoredModemState> for ModemState {
+    fn from(s: StoredModemState) -> Self {
+        match s {
+            StoredModemState::Initializing => ModemState::Initializing,
+            StoredModemState::Ready => ModemState::Ready,
+            StoredModemState::Degraded => ModemState::Degraded,
+            StoredModemState::Offline => ModemState::Offline,
+        }
+    }
+}
+
+/// Who a modem is (null: the modem did not say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Identity {
+    #[schema(required = true)]
+    pub manufacturer: Option<String>,
+    #[schema(required = true)]
+    pub model: Option<String>,
+    #[schema(required = true)]
+    pub firmware: Option<String>,
+    #[schema(required = true)]
+    pub imei: Option<String>,
+    #[schema(required = true)]
+    pub imsi: Option<String>,
+    #[schema(required = true)]
+    pub iccid: Option<String>,
+    /// From `AT+CNUM`, when the SIM stores it.
+    #[schema(required = true)]
+    pub own_number: Option<String>,
+}
+
+impl From<&StoredIdentity> for Identity {
+    fn from(i: &StoredIdentity) -> Self {
+        Identity {
+            manufacturer: i.manufacturer.clone(),
+            model: i.model.clone(),
+            firmware: i.firmware.clone(),
+            imei: i.imei.clone(),
+            imsi: i.imsi.clone(),
+            iccid: i.iccid.clone(),
+            own_number: i.own_number.clone(),
+        }
+    }
+}
+
+/// Round trips of AT commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LatencyHistogram {
+    /// Upper bounds in milliseconds.
+    pub bounds_ms: Vec<u64>,
+    /// Observations per bucket (not cumulative); one more for +Inf.
+    pub counts: Vec<u64>,
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+/// Counters since the daemon started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Counters {
+    pub sent_parts: u64,
+    pub received: u64,
+    pub failed: u64,
+    pub status_reports: u64,
+    pub timeouts: u64,
+    pub reconnects: u64,
+    pub at_latency: LatencyHistogram,
+}
+
+impl From<&modem_status::Counters> for Counters {
+    fn from(c: &modem_status::Counters) -> Self {
+        Counters {
+            sent_parts: c.sent_parts,
+            received: c.received,
+            failed: c.failed,
+            status_reports: c.status_reports,
+            timeouts: c.timeouts,
+            reconnects: c.reconnects,
+            at_latency: LatencyHistogram {
+                bounds_ms: c.at_latency.bounds_ms.clone(),
+                counts: c.at_latency.counts.clone(),
+                sum_ms: c.at_latency.sum_ms,
+                count: c.at_latency.count,
+            },
+        }
+    }
+}
+
+/// What a modem last published about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ModemStatus {
+    /// From the config.
+    pub id: String,
+    pub port: String,
+    pub state: ModemState,
+    /// Why the state is what it is ("port gone", "not registered", ...).
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    pub identity: Identity,
+    /// The number it sends from (config, else the SIM's).
+    #[schema(required = true)]
+    pub own_number: Option<String>,
+    #[schema(required = true)]
+    pub operator: Option<String>,
+    #[schema(required = true)]
+    pub registration: Option<String>,
+    /// `AT+CSQ` RSSI, 0-31 (27.007 §8.5).
+    #[schema(required = true)]
+    pub signal_csq: Option<u8>,
+    #[schema(required = true)]
+    pub signal_dbm: Option<i16>,
+    /// Messages this modem is sending now (0 or 1).
+    pub queue_depth: u64,
+    pub counters: Counters,
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&modem_status::ModemStatus> for ModemStatus {
+    fn from(s: &modem_status::ModemStatus) -> Self {
+        ModemStatus {
+            id: s.id.clone(),
+            port: s.port.clone(),
+            state: s.state.into(),
+            reason: s.reason.clone(),
+            identity: Identity::from(&s.identity),
+            own_number: s.own_number.clone(),
+            operator: s.operator.clone(),
+            registration: s.registration.clone(),
+            signal_csq: s.signal_csq,
+            signal_dbm: s.signal_dbm,
+            queue_depth: u64::try_from(s.queue_depth).unwrap_or(u64::MAX),
+            counters: Counters::from(&s.counters),
+            last_error: s.last_error.clone(),
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+impl Health {
+    pub fn ok() -> Health {
+        Health {
+            status: "ok".into(),
+        }
+    }
+}
+
+/// Ready: at least one modem can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadinessStatus {
+    Ready,
+    NotReady,
+}
+
+/// `/readyz`. `modems` only for a request with a `read` token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: ReadinessStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub modems: Option<Vec<ModemReadiness>>,
+}
+
+/// One modem's readiness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ModemReadiness {
+    pub id: String,
+    pub state: ModemState,
+    #[schema(required = true)]
+    pub reason: Option<String>,
+}
+
+/// A webhook endpoint and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    /// The receiver. User-info and query (where secrets live) show as `***`
+    /// unless the token has the `admin` scope.
+    pub url: String,
+    /// The event types it gets (empty: all).
+    pub events: Vec<String>,
+    pub enabled: bool,
+    /// Why it was disabled (a 410 from the receiver).
+    #[schema(required = true)]
+    pub disabled_reason: Option<String>,
+    #[schema(required = true)]
+    pub disabled_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub last_failure_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub last_failure: Option<String>,
+    /// Deliveries waiting (pending or failed).
+    pub pending: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+impl WebhookEndpoint {
+    /// The endpoint as a token sees it: the URL's secrets only for `admin`.
+    pub fn new(e: store::WebhookEndpoint, show_secrets: bool) -> WebhookEndpoint {
+        WebhookEndpoint {
+            url: if show_secrets {
+                e.url
+            } else {
+                redact_url(&e.url)
+            },
+            id: e.id,
+            events: e.events,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            disabled_at: e.disabled_at,
+            last_success_at: e.last_success_at,
+            last_failure_at: e.last_failure_at,
+            last_failure: e.last_failure,
+            pending: e.pending,
+            dead: e.dead,
+        }
+    }
+}
+
+/// A URL with its user-info, query and fragment replaced by `***`
+/// (`http://user:pw@host/p?token=x` -> `http://***@host/p?***`): where
+/// receivers' secrets live (RFC 3986 §3.2.1, §3.4). The path stays.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let (before_fragment, fragment) = match rest.split_once('#') {
+        Some((b, _)) => (b, true),
+        None => (rest, false),
+    };
+    let (before_query, query) = match before_fragment.split_once('?') {
+        Some((b, _)) => (b, true),
+        None => (before_fragment, false),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let mut out = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    out.push_str(&host);
+    out.push_str(path);
+    if query {
+        out.push_str("?***");
+    }
+    if fragment {
+        out.push_str("#***");
+    }
+    out
+}
+
+/// Where a delivery is: pending (not tried yet), failed (tried, another
+/// attempt scheduled), delivered, dead (refused for good or out of retries:
+/// waits for an operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Failed,
+    Delivered,
+    Dead,
+}
+
+impl From<store::DeliveryStatus> for DeliveryStatus {
+    fn from(s: store::DeliveryStatus) -> Self {
+        match s {
+            store::DeliveryStatus::Pending => DeliveryStatus::Pending,
+            store::DeliveryStatus::Failed => DeliveryStatus::Failed,
+            store::DeliveryStatus::Delivered => DeliveryStatus::Delivered,
+            store::DeliveryStatus::Dead => DeliveryStatus::Dead,
+        }
+    }
+}
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Delivery {
+    #[schema(example = "dly_0000000000000001_crm")]
+    pub id: String,
+    pub endpoint: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// Deliveries of one partition (a message id, a modem) go in order, one
+    /// at a time.
+    pub partition: String,
+    pub attempts: u32,
+    pub status: DeliveryStatus,
+    /// When the next attempt is due (open deliveries only).
+    #[schema(required = true)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's last HTTP status.
+    #[schema(required = true)]
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<store::Delivery> for Delivery {
+    fn from(d: store::Delivery) -> Self {
+        Delivery {
+            id: d.id,
+            endpoint: d.endpoint,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            partition: d.partition,
+            attempts: d.attempts,
+            status: d.status.into(),
+            next_attempt_at: d.next_attempt_at,
+            first_attempt_at: d.first_attempt_at,
+            last_attempt_at: d.last_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+/// An event: what webhooks deliver (their body), `GET /v1/events` lists and
+/// the stream sends. `data` is the Message for `message.*` events; for
+/// `modem.status`: modem, state, reason, own_number, operator, signal_dbm;
+/// for `consent.changed`: contact, status, previous_status, ledger_entry.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    /// `evt_` and 16 hex digits; ordered; the `webhook-id` header.
+    #[schema(example = "evt_0000000000000001", pattern = "^evt_[0-9a-f]{16}$")]
+    pub id: String,
+    /// message.received, message.sent, message.delivered, message.failed,
+    /// message.unknown, message.expired, modem.status, consent.changed.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+impl From<store::Event> for Event {
+    /// A `message.*` event's data becomes the wire Message. The store keeps
+    /// the event as written (the stored record), so the internal fields are
+    /// dropped here, when it is served.
+    fn from(e: store::Event) -> Self {
+        let data = if e.kind.starts_with("message.") {
+            message_data(e.data)
+        } else {
+            e.data
+        };
+        Event {
+            id: e.id,
+            kind: e.kind,
+            created_at: e.created_at,
+            data,
+        }
+    }
+}
+
+/// A stored message record as the wire Message; data that is not a whole
+/// record (test events, a record from a newer version) is passed as it is.
+fn message_data(data: Value) -> Value {
+    match serde_json::from_value::<store::Message>(data.clone()) {
+        Ok(record) => serde_json::to_value(Message::from(&record)).unwrap_or(data),
+        Err(_) => data,
+    }
+}
+
+/// A contact's consent: unknown (never said either way), opted_in, opted_out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Unknown,
+    OptedIn,
+    OptedOut,
+}
+
+impl From<StoredConsentStatus> for ConsentStatus {
+    fn from(s: StoredConsentStatus) -> Self {
+        match s {
+            StoredConsentStatus::Unknown => ConsentStatus::Unknown,
+            StoredConsentStatus::OptedIn => ConsentStatus::OptedIn,
+            StoredConsentStatus::OptedOut => ConsentStatus::OptedOut,
+        }
+    }
+}
+
+/// How an opt-in was obtained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Evidence {
+    /// Where: web_form, paper, sms, pos, ...
+    pub source: String,
+    /// What: a form id, a URL, the text of the keyword message, ...
+    pub evidence: String,
+    pub captured_at: DateTime<Utc>,
+}
+
+impl From<&store::Evidence> for Evidence {
+    fn from(e: &store::Evidence) -> Self {
+        Evidence {
+            source: e.source.clone(),
+            evidence: e.evidence.clone(),
+            captured_at: e.captured_at,
+        }
+    }
+}
+
+/// One consent ledger entry: what happened, when, and the proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub contact: String,
+    /// opt_out, opt_in, manual_opt_out, repeat_opt_out, erased, ...
+    pub action: String,
+    /// The status after this entry.
+    pub status: ConsentStatus,
+    /// sms, api.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub inbound_message_id: Option<String>,
+    /// The keyword or phrase that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub matched: Option<String>,
+    /// The gateway number the text came to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub gateway_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub evidence: Option<Evidence>,
+}
+
+impl From<store::LedgerEntry> for LedgerEntry {
+    fn from(e: store::LedgerEntry) -> Self {
+        LedgerEntry {
+            evidence: e.evidence.as_ref().map(Evidence::from),
+            id: e.id,
+            at: e.at,
+            contact: e.contact,
+            action: e.action,
+            status: e.status.into(),
+            source: e.source,
+            inbound_message_id: e.inbound_message_id,
+            matched: e.matched,
+            gateway_number: e.gateway_number,
+            reason: e.reason,
+        }
+    }
+}
+
+/// A contact's consent now, with its full ledger, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ConsentView {
+    pub contact: String,
+    pub status: ConsentStatus,
+    /// Null until consent was first recorded.
+    #[schema(required = true)]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The opt-in evidence in force (marketing needs it).
+    #[schema(required = true)]
+    pub evidence: Option<Evidence>,
+    pub ledger: Vec<LedgerEntry>,
+}
+
+impl ConsentView {
+    pub fn new(record: store::ConsentRecord, ledger: Vec<store::LedgerEntry>) -> ConsentView {
+        ConsentView {
+            contact: record.contact,
+            status: record.status.into(),
+            updated_at: record.updated_at,
+            evidence: record.evidence.as_ref().map(Evidence::from),
+            ledger: ledger.into_iter().map(LedgerEntry::from).collect(),
+        }
+    }
+}
+
+/// A contact's details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ContactView {
+    pub contact: String,
+    /// IANA zone for quiet hours (absent: the config's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "America/Chicago")]
+    pub time_zone: Option<String>,
+    pub consent: ConsentStatus,
+}
+
+/// The answer to erasing a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Erased {
+    pub contact: String,
+    pub erased_messages: u64,
+    /// An opt-out survives erasure as a hashed tombstone.
+    pub opt_out_kept: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_serialize_as_the_store_names_them() {
+        for s in store::records::ALL_STATUSES {
+            assert_eq!(
+                serde_json::to_value(MessageStatus::from(s)).unwrap(),
+                s.as_str()
+            );
+        }
+        for c in [
+            store::Category::Transactional,
+            store::Category::Conversational,
+            store::Category::Marketing,
+        ] {
+            assert_eq!(serde_json::to_value(Category::from(c)).unwrap(), c.as_str());
+        }
+        for s in [
+            StoredModemState::Initializing,
+            StoredModemState::Ready,
+            StoredModemState::Degraded,
+            StoredModemState::Offline,
+        ] {
+            assert_eq!(
+                serde_json::to_value(ModemState::from(s)).unwrap(),
+                s.as_str()
+            );
+        }
+        for s in [
+            StoredConsentStatus::Unknown,
+            StoredConsentStatus::OptedIn,
+            StoredConsentStatus::OptedOut,
+        ] {
+            assert_eq!(
+                serde_json::to_value(ConsentStatus::from(s)).unwrap(),
+                s.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn urls_lose_user_info_query_and_fragment() {
+        for (url, shown) in [
+            ("http://crm.lan/hooks/sms", "http://crm.lan/hooks/sms"),
+            (
+                "http://user:pa55@crm.lan:8080/hooks?token=abc&x=1",
+                "http://***@crm.lan:8080/hooks?***",
+            ),
+            ("http://k@10.0.0.5", "http://***@10.0.0.5"),
+            ("http://crm.lan?key=s", "http://crm.lan?***"),
+            ("http://crm.lan/p#frag", "http://crm.lan/p#***"),
+            // An @ in the path is not user-info.
+            ("http://crm.lan/a@b", "http://crm.lan/a@b"),
+            ("http://u:p@[::1]:9/x?y", "http://***@[::1]:9/x?***"),
+            ("not a url?secret", "not a url?***"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+}
