@@ -27,6 +27,8 @@
 //! - [`phone`]: E.164 normalisation with a default country.
 //! - [`compose`]: the one way an outbound text becomes a message and its
 //!   parts (alphabet, segments, concatenation reference), for every send path.
+//! - [`wire`]: what the API and the webhooks serve, apart from the stored
+//!   records (internal fields stay internal); the OpenAPI schemas derive from it.
 //! - [`api`]: the axum router: bearer scopes, problem+json, OpenAPI.
 //! - [`webhook`]: durable, signed (Standard Webhooks), retried delivery of
 //!   store events to LAN receivers, in order per message; reply by response;
@@ -56,3 +58,4 @@ pub mod sim;
 pub mod store;
 pub mod udev_rules;
 pub mod webhook;
+pub mod wire;

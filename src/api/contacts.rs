@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
-use super::wire::{ConsentView, ContactView, Erased};
+use crate::wire::{ConsentView, ContactView, Erased};
 use super::ApiState;
 use crate::store::{ConsentChange, ConsentStatus, ContactProfile, Evidence};
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::params;
 use super::problem::ApiError;
-use super::wire::{Event, Page};
+use crate::wire::{Event, Page};
 use super::ApiState;
 use crate::store::Store;
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{self, Scope};
-use super::wire::{Health, ModemReadiness, Readiness, ReadinessStatus};
+use crate::wire::{Health, ModemReadiness, Readiness, ReadinessStatus};
 use super::ApiState;
 use crate::modem::status::ModemState;
 

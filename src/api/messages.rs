@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
-use super::wire;
+use crate::wire;
 use super::ApiState;
 use crate::compose::{self, Draft};
 use crate::pdu::{self, ValidityPeriod};

@@ -12,8 +12,9 @@
 //! - `problem`: the one error type, answered as RFC 9457 problem+json.
 //! - `json`: the body extractor whose refusals are problems too.
 //! - `params`: query strings and contacts in paths.
-//! - `wire`: what the API and the event log serve, apart from the stored
-//!   records; `openapi` derives the document's schemas from it.
+//! - [`crate::wire`] (beside this module, webhooks serve it too): what the
+//!   API serves, apart from the stored records; `openapi` derives the
+//!   document's schemas from it.
 //! - `messages`, `threads`, `modems`, `webhooks`, `events`, `health`,
 //!   `openapi`: the handlers.
 
@@ -30,7 +31,6 @@ pub mod params;
 pub mod problem;
 pub mod threads;
 pub mod webhooks;
-pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::problem::ApiError;
-use super::wire::{ModemStatus, Page};
+use crate::wire::{ModemStatus, Page};
 use super::ApiState;
 
 /// `GET /v1/modems`: every configured modem, by id (one page: a gateway has

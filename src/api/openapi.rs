@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document served at `/v1/openapi.json`. The schemas of
 //! every body are derived from the wire and request types (`utoipa`'s
-//! `ToSchema`, in [`super::wire`] and beside the handlers), so they cannot
+//! `ToSchema`, in [`crate::wire`] and beside the handlers), so they cannot
 //! drift from what is served; the operations are written here, and a test
 //! checks them against [`super::ROUTES`] both ways, so a route cannot be
 //! added or removed without the document following.
@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 use super::contacts::{ConsentRequest, ContactRequest, OptOutRequest};
 use super::messages::SendRequest;
 use super::problem::Problem;
-use super::wire;
+use crate::wire;
 
 /// The schemas the operations refer to (and, through them, every type
 /// they contain).

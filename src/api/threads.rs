@@ -7,7 +7,7 @@ use axum::Json;
 
 use super::params;
 use super::problem::ApiError;
-use super::wire::{self, Page, ReadMark};
+use crate::wire::{self, Page, ReadMark};
 use super::ApiState;
 
 /// The contact in a path: a number (normalised to E.164), or a sender as

@@ -12,7 +12,7 @@ use chrono::Utc;
 use super::auth::{self, Scope};
 use super::params;
 use super::problem::ApiError;
-use super::wire::{self, Delivery, Page, WebhookEndpoint};
+use crate::wire::{self, Delivery, Page, WebhookEndpoint};
 use super::ApiState;
 use crate::store::{DeliveryFilter, DeliveryStatus};
 

@@ -355,7 +355,8 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             self.store.record_attempt(&d.id, &attempt)?;
             return Ok(AttemptOutcome::Dead);
         };
-        let body = serde_json::to_vec(&event).map_err(|e| crate::store::StoreError::Corrupt {
+        // Served as the API serves it: the wire event, not the stored record.
+        let body = serde_json::to_vec(&crate::wire::Event::from(event.clone())).map_err(|e| crate::store::StoreError::Corrupt {
             key: event.id.clone(),
             reason: e.to_string(),
         })?;
