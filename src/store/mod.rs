@@ -227,7 +227,9 @@ impl Store {
             retention_days: AtomicU32::new(0),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             new_events: watch::channel(()).0,
-            commit: GroupCommit::start(db.clone()),
+            commit: GroupCommit::start(db.clone()).map_err(|e| {
+                StoreError::Durability(format!("cannot start the store's flush thread: {e}"))
+            })?,
             db,
             id_seed,
             id_counter: AtomicU32::new(0),
