@@ -260,7 +260,7 @@ impl Store {
     }
 
     /// The one writer of the history index (plans read the tree).
-    fn history_writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+    pub(crate) fn history_writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
         self.inner
             .history_lock
             .lock()

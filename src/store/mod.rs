@@ -195,7 +195,8 @@ impl Store {
             }
         }
         let seed = std::collections::hash_map::RandomState::new();
-        let id_seed = std::hash::BuildHasher::hash_one(&seed, std::process::id()) as u32;
+        // Below 2^31: room for the counter to grow without wrapping (`new_id`).
+        let id_seed = (std::hash::BuildHasher::hash_one(&seed, std::process::id()) as u32) >> 1;
         let inner = Inner {
             messages: db.open_tree("messages")?,
             threads: db.open_tree("threads")?,
@@ -243,10 +244,15 @@ impl Store {
 
     /// A new message id for `contact` (see [`keys::message_id`]); the salt is
     /// process-unique, so ids never repeat. Ids sort by creation time, which
-    /// the message list relies on.
+    /// the message list relies on, and within one millisecond in the order
+    /// this store made them: the salt counts up from a random start below
+    /// 2^31, so it does not wrap before two billion ids. That makes the order
+    /// causal: a reply queued in reaction to a message (an opt-out
+    /// confirmation, in the STOP's own transaction and millisecond) sorts
+    /// after it in its thread and in the list, live or archived.
     pub fn new_id(&self, contact: &str, at: DateTime<Utc>) -> String {
         let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
-        let salt = self.inner.id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
+        let salt = self.inner.id_seed.wrapping_add(n);
         keys::message_id(at, contact, salt)
     }
 
