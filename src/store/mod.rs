@@ -148,6 +148,8 @@ struct Inner {
     /// streams wait on it instead of polling.
     new_events: watch::Sender<()>,
     commit: GroupCommit,
+    /// Housekeeping steps that failed since open (`/metrics`).
+    housekeeping_errors: std::sync::atomic::AtomicU64,
     id_seed: u32,
     id_counter: AtomicU32,
 }
@@ -231,6 +233,7 @@ impl Store {
             commit: GroupCommit::start(db.clone()).map_err(|e| {
                 StoreError::Durability(format!("cannot start the store's flush thread: {e}"))
             })?,
+            housekeeping_errors: std::sync::atomic::AtomicU64::new(0),
             db,
             id_seed,
             id_counter: AtomicU32::new(0),

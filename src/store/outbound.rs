@@ -454,6 +454,20 @@ impl Store {
         Ok(ids)
     }
 
+    /// A record that cannot be read, named by the report-deadline index as
+    /// sent and due at `deadline` (what a damaged store gives housekeeping).
+    #[cfg(test)]
+    pub(crate) fn corrupt_for_test(&self, id: &str, deadline: DateTime<Utc>) {
+        self.inner
+            .messages
+            .insert(id.as_bytes(), b"{not a message".as_slice())
+            .unwrap();
+        self.inner
+            .deadlines
+            .insert(keys::outbox(deadline, id), b"".as_slice())
+            .unwrap();
+    }
+
     /// The message and part a status report is about: the last part sent
     /// through `modem` with TP-MR `mr`, if its recipient matches `recipient`
     /// (compared on the last 7 digits, as networks quote numbers in national
