@@ -142,6 +142,10 @@ async fn hourly(store: &Store, retention_days: Option<u32>) {
         }
         Err(e) => failed(store, "pruning events", &e),
     }
+    // After retention: what it zeroed this hour is given back now.
+    if let Err(e) = store.compact_history_now().await {
+        failed(store, "compacting the history files", &e);
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
 
+mod compact;
 mod consent;
 mod deliveries;
 mod durability;
@@ -34,6 +35,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 use tokio::sync::watch;
 
+pub use compact::{Compacted, COMPACT_BELOW_LIVE_SHARE, COMPACT_MIN_BYTES};
 pub use consent::{
     ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry, Reaction,
     Reactor,

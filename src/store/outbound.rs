@@ -282,6 +282,11 @@ impl Store {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
+        // A move or compaction that overlaps the look-up is read again.
+        self.consistent(|| self.get_once(id))
+    }
+
+    fn get_once(&self, id: &str) -> Result<Option<Message>> {
         match self.inner.messages.get(id.as_bytes())? {
             Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
             None => match self.archived_message(id)? {
