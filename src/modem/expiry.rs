@@ -281,4 +281,63 @@ mod tests {
             MessageStatus::Expired
         );
     }
+
+    /// The hourly pass gives back what erasure zeroed (housekeeping's own
+    /// thresholds: under half live, at least a MiB back).
+    #[tokio::test]
+    async fn the_hourly_pass_compacts_the_history_files() {
+        let t = TempStore::new();
+        let at = Utc::now() - chrono::Duration::hours(2);
+        let body = "y".repeat(1000);
+        let messages: Vec<_> = (0..1500)
+            .map(|k| {
+                let contact = if k % 4 == 0 {
+                    "+15550000005"
+                } else {
+                    "+15550000006"
+                };
+                let mut m = t
+                    .store
+                    .new_outbound("", contact, &body, 1, "gsm7", false, None, at);
+                m.transition(at, MessageStatus::Cancelled);
+                m.updated_at = at;
+                m
+            })
+            .collect();
+        for chunk in messages.chunks(250) {
+            let accepts = chunk.iter().map(|m| t.store.accept(m.clone(), None));
+            for outcome in futures_util::future::join_all(accepts).await {
+                outcome.unwrap();
+            }
+        }
+        assert_eq!(
+            t.store
+                .archive_all_settled(chrono::Duration::minutes(10))
+                .await
+                .unwrap(),
+            1500
+        );
+        let history = || -> u64 {
+            std::fs::read_dir(t.dir.join("history"))
+                .unwrap()
+                .map(|f| f.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let filled = history();
+        assert_eq!(t.store.erase_contact("+15550000006").await.unwrap(), 1125);
+        // Erasure zeroes in place: nothing given back yet.
+        assert_eq!(history(), filled);
+        hourly(&t.store, None).await;
+        assert_eq!(t.store.housekeeping_errors(), 0);
+        // A quarter of the records are left (all about one size), copied as
+        // they were.
+        let left = history();
+        assert!(
+            left * 4 < filled + filled / 50 && left * 4 > filled - filled / 50,
+            "{left} of {filled} bytes"
+        );
+        let kept = t.store.thread("+15550000005", None, 500).unwrap();
+        assert_eq!(kept.items.len(), 375);
+        assert!(kept.items.iter().all(|m| m.body == body));
+    }
 }

@@ -108,7 +108,6 @@ impl Store {
         let _guard = self.history_writer()?;
         self.recover_history()?;
         let mut done = Compacted::default();
-        let current = log.end().file;
         for (number, _) in log.files()? {
             let frames = match log.frames(number) {
                 Ok(frames) => frames,
@@ -125,7 +124,9 @@ impl Store {
             if size == 0 || (live as f64) >= below * size as f64 || size - live < min_bytes {
                 continue;
             }
-            if number == current && log.rotate()?.is_none() {
+            // Copies go to the current write file: end it first if it is
+            // the one to compact.
+            if number == log.end().file && log.rotate()?.is_none() {
                 continue;
             }
             let copied = self.compact_file(number, &frames, crash)?;
