@@ -132,8 +132,9 @@ struct Inner {
     /// contact, 0x00, first entry -> packed (created time, location) entries
     /// of the contact's archived messages (`history.rs`).
     history: Tree,
-    /// history file number -> newest created time in it (list skips); and
-    /// `blanked_through`: how far retention has blanked archived bodies.
+    /// `blanked_through`: how far retention has blanked archived bodies; and
+    /// the notes that let open finish an interrupted write to the history
+    /// (`pending_frames`, `to_erase`, `to_remove`: `history.rs`, `compact.rs`).
     history_files: Tree,
     /// The archived records.
     history_log: history_log::HistoryLog,
