@@ -111,11 +111,12 @@ impl Store {
         for (number, _) in log.files()? {
             let frames = match log.frames(number) {
                 Ok(frames) => frames,
-                // Removed meanwhile, or past the current file (a stray).
-                Err(HistoryError::MissingFile { .. } | HistoryError::Io(_)) => continue,
+                // Removed meanwhile.
+                Err(HistoryError::MissingFile { .. }) => continue,
                 Err(e) => {
-                    // A damaged frame: leave the file as it is, reads report it.
-                    tracing::warn!(file = number, error = %e, "history: not compacting a damaged file");
+                    // A damaged frame or an unreadable file: left as it is
+                    // (reads report it), the other files still compacted.
+                    tracing::warn!(file = number, error = %e, "history: not compacting a file");
                     continue;
                 }
             };
