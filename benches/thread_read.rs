@@ -13,6 +13,9 @@
 //! random contacts, one at a time, after a warm-up.
 //!
 //! Run: `cargo bench --bench thread_read` (`-- --quick` for a small store).
+//! `-- --disk` instead measures the store's size on disk, then on a copy
+//! erases 3 contacts in 5, blanks every body (retention) and compacts the
+//! history files after each, reporting the size at every step.
 //! Targets (ARCHITECTURE.md, "Targets"): p99 under 2 ms; RSS under 64 MB.
 
 mod harness;
@@ -163,6 +166,96 @@ fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
     dir
 }
 
+/// Bytes of the files in `dir` and below.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.metadata().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `--disk`: what the filled store takes on disk, and what erasure and
+/// retention give back once housekeeping's compaction has run (with its
+/// thresholds), on a copy of the store. No daemon, no reads.
+fn disk(dir: &Path, count: usize) {
+    let copy = harness::scratch("thread_read-disk");
+    copy_dir(&dir.join("db"), &copy);
+    let rt = harness::client_runtime();
+    let store = Store::open(&copy, CACHE_MB).unwrap();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let report = |what: &str, messages: usize| {
+        let history = dir_bytes(&copy.join("history"));
+        let sled = dir_bytes(&copy).saturating_sub(history);
+        println!(
+            "disk {what}: {messages} messages, history files {:.1} MiB ({:.0} bytes/message), sled {:.1} MiB, {:.1} MiB in all",
+            mib(history),
+            history as f64 / messages.max(1) as f64,
+            mib(sled),
+            mib(history + sled)
+        );
+    };
+    report("as filled", count);
+    rt.block_on(async {
+        let contacts = count / PER_CONTACT;
+        let t = Instant::now();
+        let mut erased = 0;
+        for i in (0..contacts).filter(|i| i % 5 < 3) {
+            erased += store.erase_contact(&contact(i)).await.unwrap();
+        }
+        let left = count - erased;
+        println!(
+            "erased 3 contacts in 5 ({erased} messages) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        report("after erasure (frames zeroed in place)", left);
+        let t = Instant::now();
+        let done = store.compact_history_now().await.unwrap();
+        println!(
+            "compaction: {} files, {:.1} MiB given back, in {:.1} s",
+            done.files,
+            mib(done.reclaimed()),
+            t.elapsed().as_secs_f64()
+        );
+        report("after compaction", left);
+        let t = Instant::now();
+        let blanked = store.purge_bodies_before(Utc::now()).await.unwrap();
+        println!(
+            "retention blanked {blanked} bodies in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        report("after retention (old copies zeroed)", left);
+        let done = store.compact_history_now().await.unwrap();
+        println!(
+            "compaction: {} files, {:.1} MiB given back",
+            done.files,
+            mib(done.reclaimed())
+        );
+        report("after compaction", left);
+    });
+    drop(store);
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
 fn main() {
     harness::run_sim_child_if_asked();
     run_fill_child_if_asked();
@@ -176,6 +269,10 @@ fn main() {
     let reads = if quick { 2_000 } else { 20_000 };
     let contacts = count / PER_CONTACT;
     let dir = filled_store(count, name, refill);
+    if std::env::args().any(|a| a == "--disk") {
+        disk(&dir, count);
+        return;
+    }
     let sim_dir = harness::scratch("thread_read-sims");
     let sims = SimChild::spawn(MODEMS, &sim_dir);
     let config = harness::config(&dir.join("db"), CACHE_MB, &sims.modems());

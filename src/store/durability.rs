@@ -37,7 +37,23 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn start(db: sled::Db) -> GroupCommit {
+    /// Start the flusher thread. An error when it cannot start (no threads
+    /// left, a memory limit): without it every durable write would wait
+    /// forever, so the store must not open.
+    pub(crate) fn start(db: sled::Db) -> std::io::Result<GroupCommit> {
+        GroupCommit::start_with(db, |flush| {
+            std::thread::Builder::new()
+                .name("store-flush".into())
+                .spawn(flush)
+        })
+    }
+
+    /// [`GroupCommit::start`] with the thread started by `spawn` (tests make
+    /// it fail).
+    fn start_with(
+        db: sled::Db,
+        spawn: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>>,
+    ) -> std::io::Result<GroupCommit> {
         let (flushed, _) = watch::channel(Flushed::default());
         let shared = Arc::new(Shared {
             written: AtomicU64::new(0),
@@ -47,14 +63,11 @@ impl GroupCommit {
             closing: AtomicBool::new(false),
         });
         let for_thread = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("store-flush".into())
-            .spawn(move || flusher(db, for_thread))
-            .ok();
-        GroupCommit {
+        let thread = spawn(Box::new(move || flusher(db, for_thread)))?;
+        Ok(GroupCommit {
             shared,
-            thread: Mutex::new(thread),
-        }
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     /// A ticket for a write that has just been applied.
@@ -129,5 +142,42 @@ fn flusher(db: sled::Db, shared: Arc<Shared>) {
         if closing {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db() -> (sled::Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "smsgate-group-commit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        (db, dir)
+    }
+
+    /// A flusher that cannot start is an error at once, not writers that
+    /// wait forever for a flush nobody makes.
+    #[tokio::test]
+    async fn a_flusher_that_cannot_start_is_an_error() {
+        let (db, dir) = temp_db();
+        let failed = GroupCommit::start_with(db.clone(), |_| {
+            Err(std::io::Error::other("thread limit reached"))
+        });
+        assert_eq!(
+            failed.err().map(|e| e.to_string()),
+            Some("thread limit reached".to_string())
+        );
+        // The real one starts and makes a write durable.
+        let commit = GroupCommit::start(db.clone()).unwrap();
+        db.insert("k", "v").unwrap();
+        let ticket = commit.ticket();
+        commit.durable(ticket).await.unwrap();
+        commit.close();
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

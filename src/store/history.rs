@@ -62,27 +62,27 @@ impl From<PackedError> for StoreError {
 
 /// An index entry: created time (microseconds, big-endian: sorts as time),
 /// then where the record is.
-fn entry(created_at: DateTime<Utc>, at: Location) -> Entry {
+pub(super) fn entry(created_at: DateTime<Utc>, at: Location) -> Entry {
     let mut e = [0u8; 16];
     e[..8].copy_from_slice(&keys::time_key(created_at));
     e[8..].copy_from_slice(&at.to_bytes());
     e
 }
 
-fn entry_micros(e: &Entry) -> u64 {
+pub(super) fn entry_micros(e: &Entry) -> u64 {
     let mut t = [0u8; 8];
     t.copy_from_slice(&e[..8]);
     u64::from_be_bytes(t)
 }
 
-fn entry_location(e: &Entry) -> Location {
+pub(super) fn entry_location(e: &Entry) -> Location {
     let mut at = [0u8; 8];
     at.copy_from_slice(&e[8..]);
     Location::from_bytes(at)
 }
 
 /// The smallest entry at time `micros`: a bound for index ranges.
-fn time_bound(micros: u64) -> Entry {
+pub(super) fn time_bound(micros: u64) -> Entry {
     let mut e = [0u8; 16];
     e[..8].copy_from_slice(&micros.to_be_bytes());
     e
@@ -103,7 +103,7 @@ const BLANKED_THROUGH: &[u8] = b"blanked_through";
 /// begin: set (durably) before an append, removed with the transaction that
 /// references them. Found at open, everything from there on is zeroed: a
 /// crash mid-move leaves no message text the index cannot reach.
-const PENDING: &[u8] = b"pending_frames";
+pub(super) const PENDING: &[u8] = b"pending_frames";
 
 /// `history_files` key of frames the index no longer references and that
 /// are still to be zeroed (retention's old copies), set in the transaction
@@ -116,7 +116,7 @@ const RETENTION_SLACK_MICROS: u64 = 7 * 24 * 3600 * 1_000_000;
 /// Prefix of the global index of archived messages (all contacts, by
 /// created time), next to the per-contact ones (a contact and 0x00): no
 /// contact starts with 0xFF (numbers are ASCII, names UTF-8).
-const GLOBAL: &[u8] = b"\xff\x00";
+pub(super) const GLOBAL: &[u8] = b"\xff\x00";
 
 impl Store {
     /// Move up to `max` settled messages, oldest first, whose last change is
@@ -260,7 +260,7 @@ impl Store {
     }
 
     /// The one writer of the history index (plans read the tree).
-    fn history_writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+    pub(crate) fn history_writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
         self.inner
             .history_lock
             .lock()
@@ -268,7 +268,7 @@ impl Store {
     }
 
     /// The packed index under `prefix` (a contact's, or [`GLOBAL`]).
-    fn history_set<'a>(&'a self, prefix: &'a [u8]) -> PackedSet<'a> {
+    pub(super) fn history_set<'a>(&'a self, prefix: &'a [u8]) -> PackedSet<'a> {
         PackedSet {
             tree: &self.inner.history,
             prefix,
@@ -279,7 +279,7 @@ impl Store {
     /// by a write that failed (an I/O error, a corrupt index block) is dealt
     /// with first, as at open: every append goes through here, so what lies
     /// past an old note is unreferenced.
-    fn mark_pending(&self) -> Result<()> {
+    pub(super) fn mark_pending(&self) -> Result<()> {
         let i = &self.inner;
         self.recover_history()?;
         i.history_files
@@ -289,13 +289,16 @@ impl Store {
     }
 
     /// At open (and before an append after a failed one): zero frames an
-    /// interrupted move or retention pass left unreferenced (see [`PENDING`],
-    /// [`TO_ERASE`]).
+    /// interrupted move, retention pass or compaction left unreferenced (see
+    /// [`PENDING`], [`TO_ERASE`]), and remove a file a compaction replaced
+    /// (`compact.rs`).
     pub(crate) fn recover_history(&self) -> Result<()> {
         let i = &self.inner;
         let location = |raw: &[u8]| <[u8; 8]>::try_from(raw).ok().map(Location::from_bytes);
         let pending = i.history_files.get(PENDING)?;
         let listed = i.history_files.get(TO_ERASE)?;
+        // A compaction cut short after switching the index: its old file goes.
+        self.remove_compacted()?;
         if pending.is_none() && listed.is_none() {
             return Ok(());
         }

@@ -106,6 +106,15 @@ struct Writer {
     size: u64,
 }
 
+/// A frame as [`HistoryLog::frames`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameInfo {
+    pub at: Location,
+    pub erased: bool,
+    /// Header, payload and trailer.
+    pub bytes: u64,
+}
+
 /// A frame's header, checked against its trailer.
 struct Header {
     erased: bool,
@@ -324,8 +333,68 @@ impl HistoryLog {
         list_files(&self.dir)
     }
 
-    /// Delete a whole file (retention). Refuses the current write file.
-    #[cfg_attr(not(test), expect(dead_code, reason = "retention is not wired yet"))]
+    /// The frames of a file, front to back (of the current write file, those
+    /// appended so far): where each is, whether it was erased and the bytes
+    /// it takes. Compaction weighs a file by them. A file whose frames do not
+    /// walk end to end is corrupt.
+    pub(crate) fn frames(&self, number: u32) -> Result<Vec<FrameInfo>, HistoryError> {
+        let (file, len) = {
+            let w = lock(&self.writer);
+            let file = self.reader(number)?;
+            let len = match number.cmp(&w.number) {
+                std::cmp::Ordering::Less => file.metadata()?.len(),
+                std::cmp::Ordering::Equal => w.size,
+                std::cmp::Ordering::Greater => {
+                    return Err(
+                        invalid(format!("history file {number} is past the current one")).into(),
+                    )
+                }
+            };
+            (file, len.min(u64::from(u32::MAX)))
+        };
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos < len {
+            let at = location(number, pos);
+            let header = read_header(&file, pos)?.map_err(|reason| corrupt(at, reason))?;
+            let bytes = OVERHEAD + u64::from(header.len);
+            frames.push(FrameInfo {
+                at,
+                erased: header.erased,
+                bytes,
+            });
+            pos += bytes;
+        }
+        Ok(frames)
+    }
+
+    /// End the current write file: the next append starts a new one. The
+    /// file ended becomes one that compaction may rewrite. Returns its
+    /// number; nothing happens to an empty file (returns None).
+    pub(crate) fn rotate(&self) -> Result<Option<u32>, HistoryError> {
+        let mut w = lock(&self.writer);
+        if w.size == 0 {
+            return Ok(None);
+        }
+        let ended = w.number;
+        w.file.set_len(w.size)?;
+        w.file.sync_data()?;
+        let number = ended
+            .checked_add(1)
+            .filter(|n| *n <= MAX_FILE_NUMBER)
+            .ok_or_else(|| invalid("history file numbers exhausted"))?;
+        let file = create_file(&self.dir, number)?;
+        lock(&self.readers).remove(&number);
+        *w = Writer {
+            number,
+            file,
+            size: 0,
+        };
+        Ok(Some(ended))
+    }
+
+    /// Delete a whole file (compaction, once the index points elsewhere).
+    /// Refuses the current write file.
     pub(crate) fn remove_file(&self, file: u32) -> Result<(), HistoryError> {
         // Held so that no rotation makes `file` current meanwhile.
         let w = lock(&self.writer);

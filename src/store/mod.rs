@@ -8,6 +8,7 @@
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
 
+mod compact;
 mod consent;
 mod deliveries;
 mod durability;
@@ -35,6 +36,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 use tokio::sync::watch;
 
+pub use compact::{Compacted, COMPACT_BELOW_LIVE_SHARE, COMPACT_MIN_BYTES};
 pub use consent::{
     ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry, Reaction,
     Reactor,
@@ -131,8 +133,9 @@ struct Inner {
     /// contact, 0x00, first entry -> packed (created time, location) entries
     /// of the contact's archived messages (`history.rs`).
     history: Tree,
-    /// history file number -> newest created time in it (list skips); and
-    /// `blanked_through`: how far retention has blanked archived bodies.
+    /// `blanked_through`: how far retention has blanked archived bodies; and
+    /// the notes that let open finish an interrupted write to the history
+    /// (`pending_frames`, `to_erase`, `to_remove`: `history.rs`, `compact.rs`).
     history_files: Tree,
     /// The archived records.
     history_log: history_log::HistoryLog,
@@ -149,6 +152,8 @@ struct Inner {
     /// streams wait on it instead of polling.
     new_events: watch::Sender<()>,
     commit: GroupCommit,
+    /// Housekeeping steps that failed since open (`/metrics`).
+    housekeeping_errors: std::sync::atomic::AtomicU64,
     id_seed: u32,
     id_counter: AtomicU32,
 }
@@ -196,7 +201,8 @@ impl Store {
             }
         }
         let seed = std::collections::hash_map::RandomState::new();
-        let id_seed = std::hash::BuildHasher::hash_one(&seed, std::process::id()) as u32;
+        // Below 2^31: room for the counter to grow without wrapping (`new_id`).
+        let id_seed = (std::hash::BuildHasher::hash_one(&seed, std::process::id()) as u32) >> 1;
         let inner = Inner {
             messages: db.open_tree("messages")?,
             threads: db.open_tree("threads")?,
@@ -228,7 +234,10 @@ impl Store {
             retention_days: AtomicU32::new(0),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             new_events: watch::channel(()).0,
-            commit: GroupCommit::start(db.clone()),
+            commit: GroupCommit::start(db.clone()).map_err(|e| {
+                StoreError::Durability(format!("cannot start the store's flush thread: {e}"))
+            })?,
+            housekeeping_errors: std::sync::atomic::AtomicU64::new(0),
             db,
             id_seed,
             id_counter: AtomicU32::new(0),
@@ -242,10 +251,15 @@ impl Store {
 
     /// A new message id for `contact` (see [`keys::message_id`]); the salt is
     /// process-unique, so ids never repeat. Ids sort by creation time, which
-    /// the message list relies on.
+    /// the message list relies on, and within one millisecond in the order
+    /// this store made them: the salt counts up from a random start below
+    /// 2^31, so it does not wrap before two billion ids. That makes the order
+    /// causal: a reply queued in reaction to a message (an opt-out
+    /// confirmation, in the STOP's own transaction and millisecond) sorts
+    /// after it in its thread and in the list, live or archived.
     pub fn new_id(&self, contact: &str, at: DateTime<Utc>) -> String {
         let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
-        let salt = self.inner.id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
+        let salt = self.inner.id_seed.wrapping_add(n);
         keys::message_id(at, contact, salt)
     }
 

@@ -282,6 +282,11 @@ impl Store {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
+        // A move or compaction that overlaps the look-up is read again.
+        self.consistent(|| self.get_once(id))
+    }
+
+    fn get_once(&self, id: &str) -> Result<Option<Message>> {
         match self.inner.messages.get(id.as_bytes())? {
             Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
             None => match self.archived_message(id)? {
@@ -455,6 +460,20 @@ impl Store {
             ids.push(String::from_utf8_lossy(&key[8..]).into_owned());
         }
         Ok(ids)
+    }
+
+    /// A record that cannot be read, named by the report-deadline index as
+    /// sent and due at `deadline` (what a damaged store gives housekeeping).
+    #[cfg(test)]
+    pub(crate) fn corrupt_for_test(&self, id: &str, deadline: DateTime<Utc>) {
+        self.inner
+            .messages
+            .insert(id.as_bytes(), b"{not a message".as_slice())
+            .unwrap();
+        self.inner
+            .deadlines
+            .insert(keys::outbox(deadline, id), b"".as_slice())
+            .unwrap();
     }
 
     /// The message and part a status report is about: the last part sent

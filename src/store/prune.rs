@@ -38,6 +38,22 @@ impl Pruned {
 }
 
 impl Store {
+    /// Note a housekeeping step that failed (expiry, moves to the history,
+    /// retention, pruning, compaction): the caller logs it, this counts it.
+    pub fn count_housekeeping_error(&self) {
+        self.inner
+            .housekeeping_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Housekeeping steps that failed since the store opened (a counter for
+    /// `/metrics`: `smsgate_housekeeping_errors_total`).
+    pub fn housekeeping_errors(&self) -> u64 {
+        self.inner
+            .housekeeping_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Remove send-log entries, dedupe keys and idempotency keys past their
     /// time (the constants above) as of `now`; durable when it returns.
     /// Entries whose time cannot be read are kept.

@@ -45,6 +45,9 @@ pub struct MessageFilter {
 
 const PREVIEW_CHARS: usize = 80;
 
+/// Reads tried without holding off moves to the history before one that does.
+const OPTIMISTIC_READS: usize = 3;
+
 /// A thread cursor of `contact` (a thread key), checked to be one.
 fn thread_cursor(contact: &str, cursor: Option<&str>) -> Result<Option<Vec<u8>>> {
     let Some(cursor) = cursor else {
@@ -183,19 +186,25 @@ impl Store {
         self.consistent(|| self.thread_page(contact, before, limit))
     }
 
-    /// Run a read again (a few times at most) when messages moved to the
-    /// history while it ran: a move between reading the live part and the
-    /// history could otherwise hide a message from that page.
-    fn consistent<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
-        let mut tries = 0;
-        loop {
+    /// Run a read again when messages moved to the history while it ran: a
+    /// move between reading the live part and the history could otherwise
+    /// hide a message from that page. After [`OPTIMISTIC_READS`] overlapped
+    /// moves (a busy housekeeping pass), the read runs once more holding the
+    /// history writers' lock, so no move can overlap it.
+    pub(crate) fn consistent<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        for _ in 0..OPTIMISTIC_READS {
             let before = self.history_generation();
             let page = read()?;
-            tries += 1;
-            if self.history_generation() == before || tries == 3 {
+            if self.history_generation() == before {
                 return Ok(page);
             }
         }
+        tracing::warn!(
+            tries = OPTIMISTIC_READS,
+            "store: a read overlapped moves to the history every time; reading with moves held off"
+        );
+        let _moves_held = self.history_writer()?;
+        read()
     }
 
     fn thread_page(

@@ -437,3 +437,145 @@ async fn a_deferred_update_is_seen_at_once_and_carried_to_disk_by_the_next_durab
         );
     }
 }
+
+/// A reply made in reaction to a message sorts after it: the opt-out
+/// confirmation is queued in the STOP's own transaction with the STOP's
+/// time, so only the ids order them. Read live, half archived and archived,
+/// in the thread and in the message list. Many contacts: an order left to
+/// chance would come out wrong for some of them.
+#[tokio::test]
+async fn an_opt_out_confirmation_sorts_after_the_stop_that_caused_it() {
+    let t = TempStore::new();
+    let policy = std::sync::Arc::new(crate::policy::Policy::from_config(
+        &crate::config::Config::default(),
+    ));
+    t.store.set_reactor(policy.reactor(), policy.per_number());
+    let contacts: Vec<String> = (0..24).map(|k| format!("+1555777{k:04}")).collect();
+    for (k, contact) in contacts.iter().enumerate() {
+        let pdu = format!("stop-pdu-{k}");
+        let outcome = t
+            .store
+            .receive(part(pdu.as_bytes(), contact, "STOP", None))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, ReceiveOutcome::Complete(..)));
+    }
+    // (direction, body starts with STOP) of a contact's thread, oldest first.
+    let thread_shape = |contact: &str| -> Vec<(Direction, bool)> {
+        t.store
+            .thread(contact, None, 50)
+            .unwrap()
+            .items
+            .iter()
+            .map(|m| (m.direction, m.body == "STOP"))
+            .collect()
+    };
+    let causal = vec![(Direction::Inbound, true), (Direction::Outbound, false)];
+    let check = |stage: &str| {
+        for contact in &contacts {
+            assert_eq!(thread_shape(contact), causal, "{stage}: {contact}");
+            let filter = MessageFilter {
+                contact: Some(contact.clone()),
+                ..Default::default()
+            };
+            // The list is newest first.
+            let listed: Vec<Direction> = t
+                .store
+                .list(&filter, None, 50)
+                .unwrap()
+                .items
+                .iter()
+                .map(|m| m.direction)
+                .collect();
+            assert_eq!(
+                listed,
+                [Direction::Outbound, Direction::Inbound],
+                "{stage}: {contact}"
+            );
+        }
+        // The global list, newest first: each confirmation before its STOP.
+        let all = t.store.list(&MessageFilter::default(), None, 500).unwrap();
+        assert_eq!(all.items.len(), 2 * contacts.len(), "{stage}");
+        for contact in &contacts {
+            let of: Vec<Direction> = all
+                .items
+                .iter()
+                .filter(|m| &m.contact == contact)
+                .map(|m| m.direction)
+                .collect();
+            assert_eq!(of, [Direction::Outbound, Direction::Inbound], "{stage}");
+        }
+    };
+    let stops_and_replies: Vec<(Message, Message)> = contacts
+        .iter()
+        .map(|c| {
+            let items = t.store.thread(c, None, 50).unwrap().items;
+            (items[0].clone(), items[1].clone())
+        })
+        .collect();
+    for (stop, reply) in &stops_and_replies {
+        assert_eq!(
+            stop.created_at, reply.created_at,
+            "one transaction, one time"
+        );
+        assert_eq!(reply.exempt.as_deref(), Some("opt_out_confirmation"));
+    }
+    check("live");
+
+    // The STOPs are final and move; the queued confirmations stay live.
+    let moved = t.store.archive_all_settled(Duration::zero()).await.unwrap();
+    assert_eq!(moved, contacts.len());
+    check("STOP archived, confirmation live");
+
+    // The confirmations are delivered and move too.
+    for (_, reply) in &stops_and_replies {
+        t.store
+            .update(&reply.id, |m| {
+                let at = m.created_at;
+                m.transition(at, MessageStatus::Sending);
+                m.transition(at, MessageStatus::Sent);
+                m.transition(at, MessageStatus::Delivered);
+                true
+            })
+            .await
+            .unwrap();
+    }
+    let moved = t.store.archive_all_settled(Duration::zero()).await.unwrap();
+    assert_eq!(moved, contacts.len());
+    check("both archived");
+}
+
+/// A read that overlaps a move to the history every time it runs does not
+/// give up with what it has: after three tries it runs once more with
+/// moves held off (the history writers' lock), which nothing can overlap.
+#[test]
+fn a_read_that_keeps_overlapping_moves_runs_once_more_with_moves_held_off() {
+    let t = TempStore::new();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let outcome = t
+        .store
+        .consistent(|| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let moves_held = t.store.inner.history_lock.try_lock().is_err();
+            if !moves_held {
+                // A move committed while this read ran.
+                t.store
+                    .inner
+                    .history_moves
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok((n, moves_held))
+        })
+        .unwrap();
+    assert_eq!(outcome, (3, true));
+    // A read nothing overlapped runs once.
+    calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    let once = t
+        .store
+        .consistent(|| Ok(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+        .unwrap();
+    assert_eq!(
+        (once, calls.load(std::sync::atomic::Ordering::SeqCst)),
+        (0, 1)
+    );
+}
