@@ -132,6 +132,7 @@ async fn metrics_describe_the_modems_and_the_queue() {
     assert_eq!(value("smsgate_modem_sent_parts_total", Some("m1")), 1.0);
     assert_eq!(value("smsgate_modem_status_reports_total", Some("m1")), 1.0);
     assert_eq!(value("smsgate_outbox_messages", None), 0.0);
+    assert_eq!(value("smsgate_housekeeping_errors_total", None), 0.0);
     assert!(value("smsgate_store_size_bytes", None) > 0.0);
     let state_ready = samples
         .iter()

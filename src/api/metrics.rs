@@ -224,6 +224,17 @@ pub async fn serve(State(state): State<ApiState>) -> impl IntoResponse {
         "smsgate_store_size_bytes {}",
         state.store.size_on_disk()
     );
+    family(
+        &mut out,
+        "smsgate_housekeeping_errors_total",
+        "counter",
+        "Housekeeping steps (expiry, archive, retention, compaction, pruning) that failed since start; each is logged at error.",
+    );
+    let _ = writeln!(
+        out,
+        "smsgate_housekeeping_errors_total {}",
+        state.store.housekeeping_errors()
+    );
     if let Some(extra) = &state.extra_metrics {
         extra(&mut out);
     }
