@@ -498,3 +498,114 @@ async fn queued_messages_go_out_after_a_restart() {
     gw.stop().await;
     modem.shutdown().await;
 }
+
+impl Gateway {
+    /// The `modem.status` events so far, as `state` values, oldest first.
+    fn status_events(&self) -> Vec<String> {
+        self.store
+            .events_after(None, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "modem.status")
+            .map(|e| e.data["state"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+
+    /// Wait until the modem has left `ready` and come back to it.
+    async fn wait_away_and_back(&self) {
+        let mut rx = self.statuses[0].clone();
+        tokio::time::timeout(WAIT, rx.wait_for(|s| s.state != ModemState::Ready))
+            .await
+            .unwrap()
+            .unwrap();
+        self.wait_ready().await;
+    }
+}
+
+/// Unplug then replug: one `offline`, one `ready`, nothing more. The positive
+/// signal that any flap would have shown by the end: a message sent after the
+/// replug (the actor takes work only after every URC waiting for it, the
+/// replugged modem's boot URCs included) and an inbound SMS received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replugged_modem_returns_to_ready_once() {
+    let dir = Dir::new("replug-once");
+    let modem = sim(Personality::Sim800, "replug-once", "+15550013000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::Unplug {
+            duration: Duration::from_millis(400),
+        })
+        .unwrap();
+    gw.wait_away_and_back().await;
+    modem.wait_generation(2, WAIT).await.unwrap();
+    let m = gw.send("+15550013001", "after the replug", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    modem.inject("+15550013002", "hello again").unwrap();
+    gw.wait_inbound("+15550013002", 1).await;
+    assert_eq!(gw.status_events(), ["ready", "offline", "ready"]);
+    assert_eq!(gw.statuses[0].borrow().state, ModemState::Ready);
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A reboot on the same port: the session initialises the modem again without
+/// reopening the port (nothing races for its lock): `degraded` once while it
+/// does, `ready` once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebooted_modem_returns_to_ready_once() {
+    let dir = Dir::new("reboot-once");
+    let modem = sim(Personality::Sim800, "reboot-once", "+15550014000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem.fault(Fault::Reboot).unwrap();
+    gw.wait_away_and_back().await;
+    let m = gw.send("+15550014001", "after the reboot", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    modem.inject("+15550014002", "hello again").unwrap();
+    gw.wait_inbound("+15550014002", 1).await;
+    assert_eq!(gw.status_events(), ["ready", "degraded", "ready"]);
+    let status = gw.statuses[0].borrow().clone();
+    assert_eq!(status.state, ModemState::Ready);
+    assert_eq!(status.counters.reconnects, 0, "the port was not reopened");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A modem that stops answering leaves `ready` at its first command timeout
+/// (not three timeouts later), takes no work while `degraded`, and is `ready`
+/// again as soon as it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_modem_leaves_ready_at_the_first_timeout() {
+    let dir = Dir::new("hung-first");
+    let modem = sim(Personality::Ec25, "hung-first", "+15550015000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::StopAnswering { duration: None })
+        .unwrap();
+    let mut rx = gw.statuses[0].clone();
+    let left = tokio::time::timeout(WAIT, rx.wait_for(|s| s.state != ModemState::Ready))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert_eq!(left.state, ModemState::Degraded, "{left:?}");
+    assert_eq!(left.counters.timeouts, 1, "{left:?}");
+    assert_eq!(left.counters.reconnects, 0, "{left:?}");
+    assert!(
+        left.reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("no answer to AT"),
+        "{left:?}"
+    );
+    modem.fault(Fault::Clear).unwrap();
+    gw.wait_ready().await;
+    let m = gw.send("+15550015001", "answering again", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    let events = gw.status_events();
+    assert_eq!(events, ["ready", "degraded", "ready"]);
+    gw.stop().await;
+    modem.shutdown().await;
+}
