@@ -12,7 +12,7 @@ use smsgate::modem::{
     spawn_modem, Dispatcher, EngineSettings, ModemSettings, ModemState, ModemStatus,
 };
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
-use smsgate::store::{Accepted, Direction, Message, MessageStatus, Store};
+use smsgate::store::{Accepted, ConsentStatus, Direction, Message, MessageStatus, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -606,6 +606,103 @@ async fn a_hung_modem_leaves_ready_at_the_first_timeout() {
     gw.wait_status(&m.id, MessageStatus::Sent).await;
     let events = gw.status_events();
     assert_eq!(events, ["ready", "degraded", "ready"]);
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A store whose inbound texts are read as consent keywords, as the daemon's.
+fn with_consent_rules(store: &Store) {
+    let policy = Arc::new(smsgate::policy::Policy::from_config(
+        &smsgate::config::Config::default(),
+    ));
+    store.set_reactor(policy.reactor(), policy.per_number());
+}
+
+/// STOP, STOP, START, STOP within one second from one handset: the same
+/// bytes and network timestamp for each STOP. Every one is a delivery of its
+/// own (announced by `+CMTI`, read, deleted, the slot reused), so four
+/// messages are stored and the contact ends opted out; a duplicate is only
+/// the same slot read again before its `AT+CMGD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_stops_in_one_second_are_four_messages_and_the_contact_ends_opted_out() {
+    let dir = Dir::new("stops");
+    let modem = sim(Personality::Sim800, "stops", "+15550016000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    with_consent_rules(&gw.store);
+    gw.wait_ready().await;
+    let contact = "+15550016001";
+    let sent_at = chrono::DateTime::parse_from_rfc3339("2026-12-03T13:00:00+01:00").unwrap();
+    for text in ["STOP", "STOP", "START", "STOP"] {
+        modem.inject_sent_at(contact, text, sent_at).unwrap();
+    }
+    let inbound = gw.wait_inbound(contact, 4).await;
+    let mut bodies: Vec<&str> = inbound.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["START", "STOP", "STOP", "STOP"]);
+    assert!(inbound
+        .iter()
+        .all(|m| m.network_time == Some(sent_at.with_timezone(&Utc))));
+    // The positive signal that nothing more is coming: the network holds no
+    // more parts for the modem and a later text from the handset is stored
+    // as the fifth.
+    assert_eq!(modem.waiting_inbound(), 0);
+    modem.inject_sent_at(contact, "thanks", sent_at).unwrap();
+    assert_eq!(gw.wait_inbound(contact, 5).await.len(), 5);
+
+    let consent = gw.store.consent(contact, None).unwrap();
+    assert_eq!(consent.status, ConsentStatus::OptedOut);
+    let actions: Vec<String> = gw
+        .store
+        .ledger(contact)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["opt_out", "repeat_opt_out", "opt_in", "opt_out"]);
+    // The consent rules' confirmations: one per change, none for the repeat.
+    let thread = gw.store.thread(contact, None, 100).unwrap();
+    let mut confirmations: Vec<(chrono::DateTime<Utc>, String)> = thread
+        .items
+        .iter()
+        .filter(|m| m.direction == Direction::Outbound)
+        .map(|m| (m.created_at, m.exempt.clone().unwrap_or_default()))
+        .collect();
+    confirmations.sort();
+    let kinds: Vec<&str> = confirmations.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "opt_out_confirmation",
+            "opt_in_confirmation",
+            "opt_out_confirmation"
+        ]
+    );
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// The same four identical STOPs already waiting in four slots when the
+/// gateway starts: the sweep stores each once (and a second sweep, reading
+/// nothing new, stores none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_stops_waiting_in_four_slots_are_four_messages() {
+    let dir = Dir::new("stops-swept");
+    let modem = sim(Personality::Sim800, "stops-swept", "+15550017000");
+    let contact = "+15550017001";
+    let sent_at = chrono::DateTime::parse_from_rfc3339("2026-12-03T13:00:00+01:00").unwrap();
+    for _ in 0..4 {
+        modem.inject_sent_at(contact, "STOP", sent_at).unwrap();
+    }
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    with_consent_rules(&gw.store);
+    gw.wait_ready().await;
+    assert_eq!(gw.wait_inbound(contact, 4).await.len(), 4);
+    modem.inject(contact, "later").unwrap();
+    assert_eq!(gw.wait_inbound(contact, 5).await.len(), 5);
+    assert_eq!(
+        gw.store.consent(contact, None).unwrap().status,
+        ConsentStatus::OptedOut
+    );
     gw.stop().await;
     modem.shutdown().await;
 }

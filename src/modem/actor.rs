@@ -28,7 +28,7 @@ use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportCon
 use crate::liveness::Heart;
 use crate::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu, ValidityPeriod};
 use crate::store::{
-    ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReceiveOutcome, Store,
+    ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReadFrom, ReceiveOutcome, Store,
 };
 
 /// How a session with the port ended.
@@ -590,17 +590,32 @@ impl<'a> Session<'a> {
             Ok(listed) => listed,
             Err(_) => return Ok(()),
         };
+        let storage = self.read_storage.clone();
+        let indexes: Vec<u32> = listed.iter().map(|item| item.index).collect();
+        if let Err(e) = self.actor.store.slots_listed(self.id(), &storage, &indexes) {
+            tracing::error!(modem = %self.id(), error = %e, "cannot release the dedupe keys of empty slots");
+        }
         for item in listed {
             let Ok(bytes) = item.message.pdu_bytes() else {
                 continue;
             };
-            if self.ingest(&bytes).await? {
-                let _ = self
-                    .send(&Cmgd {
-                        index: item.index,
-                        flag: None,
-                    })
-                    .await?;
+            let from = ReadFrom::Slot {
+                storage: &storage,
+                index: item.index,
+            };
+            if self.ingest(&bytes, from).await? {
+                self.delete_slot(&storage, item.index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `AT+CMGD` of a slot whose message is stored, then release its dedupe
+    /// key: what is read there next is a new delivery.
+    async fn delete_slot(&mut self, storage: &str, index: u32) -> Result<(), End> {
+        if self.send(&Cmgd { index, flag: None }).await?.is_ok() {
+            if let Err(e) = self.actor.store.slot_deleted(self.id(), storage, index) {
+                tracing::error!(modem = %self.id(), error = %e, "cannot release a deleted slot's dedupe key");
             }
         }
         Ok(())
@@ -702,7 +717,7 @@ impl<'a> Session<'a> {
             }
             Urc::Deliver { pdu, .. } | Urc::StatusReport { pdu, .. } => {
                 if let Ok(bytes) = pdu::hex::decode(&pdu) {
-                    self.ingest(&bytes).await?;
+                    self.ingest(&bytes, ReadFrom::Direct).await?;
                 }
                 if self.needs_cnma {
                     let _ = self.send(&Cnma).await?;
@@ -739,8 +754,12 @@ impl<'a> Session<'a> {
         let read = self.send(&Cmgr(index)).await?;
         if let Ok(Some(stored)) = read {
             if let Ok(bytes) = stored.pdu_bytes() {
-                if self.ingest(&bytes).await? {
-                    let _ = self.send(&Cmgd { index, flag: None }).await?;
+                let from = ReadFrom::Slot {
+                    storage: &storage,
+                    index,
+                };
+                if self.ingest(&bytes, from).await? {
+                    self.delete_slot(&storage, index).await?;
                 }
             }
         }
@@ -753,7 +772,7 @@ impl<'a> Session<'a> {
 
     /// Store what a PDU carries. `true` when it is safely stored (or was
     /// already) and may be deleted from the modem.
-    async fn ingest(&mut self, bytes: &[u8]) -> Result<bool, End> {
+    async fn ingest(&mut self, bytes: &[u8], from: ReadFrom<'_>) -> Result<bool, End> {
         let own = self
             .actor
             .status
@@ -789,7 +808,7 @@ impl<'a> Session<'a> {
                     concat: d.user_data.header.as_ref().and_then(|h| h.concat()),
                     error,
                 };
-                self.actor.store.receive(part).await
+                self.actor.store.receive_read(part, from).await
             }
             Ok(pdu::Pdu {
                 tpdu: Tpdu::StatusReport(report),
@@ -817,7 +836,7 @@ impl<'a> Session<'a> {
                         text: e.to_string(),
                     }),
                 };
-                self.actor.store.receive(part).await
+                self.actor.store.receive_read(part, from).await
             }
         };
         match stored {
