@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::UsageError;
-use crate::modem::probe::{candidate_ports, probe, ProbeReport};
+use crate::modem::probe::{candidate_ports_in, no_ports_hints, probe, ProbeReport};
 
 #[derive(Debug, Subcommand)]
 pub enum ModemCommand {
@@ -30,6 +30,9 @@ pub enum ModemCommand {
         baud: u32,
         #[arg(long)]
         json: bool,
+        /// Where device nodes are (tests point it at a directory of their own).
+        #[arg(long, default_value = "/dev", hide = true)]
+        dev: std::path::PathBuf,
     },
 }
 
@@ -74,12 +77,10 @@ pub fn run(command: ModemCommand) -> Result<ExitCode, UsageError> {
                 ExitCode::from(1)
             })
         }
-        ModemCommand::List { baud, json } => {
-            let ports = candidate_ports();
+        ModemCommand::List { baud, json, dev } => {
+            let ports = candidate_ports_in(&dev);
             if ports.is_empty() && !json {
-                println!(
-                    "no serial ports found under /dev/serial/by-id, /dev/ttyUSB*, /dev/ttyACM*"
-                );
+                println!("{}", no_ports_hints(&dev));
                 return Ok(ExitCode::SUCCESS);
             }
             let reports: Vec<ProbeReport> = ports

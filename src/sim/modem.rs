@@ -318,6 +318,18 @@ impl Modem {
         self.storage_full_fault = full;
     }
 
+    /// What `+CPMS` reports as used in storage `i`: under the storage-full
+    /// fault a message storage shows every slot taken, as a real full modem
+    /// does (`AT+CPMS?` is where a technician's probe looks); "SR" is apart.
+    fn shown_used(&self, i: usize) -> usize {
+        let s = &self.storages[i];
+        if self.storage_full_fault && s.name != "SR" {
+            s.capacity
+        } else {
+            s.used()
+        }
+    }
+
     /// `<mem3>` and whether it has room for one more message.
     pub fn receive_storage_has_room(&self) -> bool {
         !self.storage_full_fault && !self.storages[self.settings.cpms[2]].is_full()
@@ -837,7 +849,7 @@ impl Modem {
                     .iter()
                     .map(|&i| {
                         let s = &self.storages[i];
-                        format!("\"{}\",{},{}", s.name, s.used(), s.capacity)
+                        format!("\"{}\",{},{}", s.name, self.shown_used(i), s.capacity)
                     })
                     .collect();
                 info(blocks, format!("+CPMS: {}", parts.join(",")));
@@ -876,7 +888,7 @@ impl Modem {
                 self.settings.cpms = cpms;
                 let counts: Vec<String> = cpms
                     .iter()
-                    .map(|&i| format!("{},{}", self.storages[i].used(), self.storages[i].capacity))
+                    .map(|&i| format!("{},{}", self.shown_used(i), self.storages[i].capacity))
                     .collect();
                 info(blocks, format!("+CPMS: {}", counts.join(",")));
             }
