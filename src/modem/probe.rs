@@ -119,16 +119,11 @@ pub async fn probe(port: &str, baud: u32, pin: Option<&str>) -> ProbeReport {
         resync_timeout: Duration::from_millis(700),
         ..TransportConfig::default()
     };
-    let (client, mut urcs) = spawn(serial, config);
+    let (client, _urcs) = spawn(serial, config);
     probe_client(&client, pin, &mut report).await;
-    // Close the port before returning (the transport ends when its last
-    // handle goes; its URC channel closing says it has), so an immediate
-    // second probe or the daemon can open it (serial ports open exclusive).
-    drop(client);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while urcs.recv().await.is_some() {}
-    })
-    .await;
+    // Close the port before returning, so an immediate second probe or the
+    // daemon can open it (serial ports open exclusive).
+    client.close(Duration::from_secs(2)).await;
     report
 }
 
