@@ -706,3 +706,82 @@ async fn identical_stops_waiting_in_four_slots_are_four_messages() {
     gw.stop().await;
     modem.shutdown().await;
 }
+
+/// Log lines written while a test runs, captured by a `tracing` subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A failed `AT+CMGS` is a `warn` line with the message id, the modem and
+/// the error; a modem going offline is a `warn` too. (Current-thread runtime:
+/// the subscriber set for this thread sees the actor's tasks.)
+#[tokio::test(flavor = "current_thread")]
+async fn failed_sends_and_a_modem_going_offline_are_warnings() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = Dir::new("warn");
+    let modem = sim(Personality::Sim800, "warn", "+15550018000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::CmsError {
+            code: 330,
+            count: 1,
+        })
+        .unwrap();
+    let m = gw.send("+15550018001", "no SMSC", false).await;
+    gw.wait_status(&m.id, MessageStatus::Failed).await;
+    let failed: Vec<String> = captured
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("AT+CMGS failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{:#?}", captured.lines());
+    for part in ["WARN", &m.id, "modem=m1", "+CMS ERROR"] {
+        assert!(failed[0].contains(part), "no {part:?} in {}", failed[0]);
+    }
+
+    modem
+        .fault(Fault::Unplug {
+            duration: Duration::from_millis(300),
+        })
+        .unwrap();
+    gw.wait_away_and_back().await;
+    let offline: Vec<String> = captured
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("state=\"offline\"") || l.contains("state=offline"))
+        .collect();
+    assert!(!offline.is_empty(), "{:#?}", captured.lines());
+    assert!(offline.iter().all(|l| l.contains("WARN")), "{offline:#?}");
+    gw.stop().await;
+    modem.shutdown().await;
+}
