@@ -734,9 +734,11 @@ impl Captured {
 }
 
 /// A failed `AT+CMGS` is a `warn` line with the message id, the modem and
-/// the error; a modem going offline is a `warn` too. (Current-thread runtime:
-/// the subscriber set for this thread sees the actor's tasks.)
-#[tokio::test(flavor = "current_thread")]
+/// the error; a modem going offline is a `warn` too. The subscriber is the
+/// process-wide one (a thread-scoped one misses events whose callsites other
+/// tests' threads registered first); this test's modem has an id of its own
+/// so the other tests' lines are told apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sends_and_a_modem_going_offline_are_warnings() {
     let captured = Captured::default();
     let writer = captured.clone();
@@ -745,11 +747,18 @@ async fn failed_sends_and_a_modem_going_offline_are_warnings() {
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let ours = |captured: &Captured| -> Vec<String> {
+        captured
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("modem=warn-m "))
+            .collect()
+    };
 
     let dir = Dir::new("warn");
     let modem = sim(Personality::Sim800, "warn", "+15550018000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[("warn-m", &modem)], engine());
     gw.wait_ready().await;
     modem
         .fault(Fault::CmsError {
@@ -759,13 +768,12 @@ async fn failed_sends_and_a_modem_going_offline_are_warnings() {
         .unwrap();
     let m = gw.send("+15550018001", "no SMSC", false).await;
     gw.wait_status(&m.id, MessageStatus::Failed).await;
-    let failed: Vec<String> = captured
-        .lines()
+    let failed: Vec<String> = ours(&captured)
         .into_iter()
         .filter(|l| l.contains("AT+CMGS failed"))
         .collect();
-    assert_eq!(failed.len(), 1, "{:#?}", captured.lines());
-    for part in ["WARN", &m.id, "modem=m1", "+CMS ERROR"] {
+    assert_eq!(failed.len(), 1, "{:#?}", ours(&captured));
+    for part in ["WARN", &m.id, "modem=warn-m", "+CMS ERROR"] {
         assert!(failed[0].contains(part), "no {part:?} in {}", failed[0]);
     }
 
@@ -775,12 +783,11 @@ async fn failed_sends_and_a_modem_going_offline_are_warnings() {
         })
         .unwrap();
     gw.wait_away_and_back().await;
-    let offline: Vec<String> = captured
-        .lines()
+    let offline: Vec<String> = ours(&captured)
         .into_iter()
         .filter(|l| l.contains("state=\"offline\"") || l.contains("state=offline"))
         .collect();
-    assert!(!offline.is_empty(), "{:#?}", captured.lines());
+    assert!(!offline.is_empty(), "{:#?}", ours(&captured));
     assert!(offline.iter().all(|l| l.contains("WARN")), "{offline:#?}");
     gw.stop().await;
     modem.shutdown().await;
