@@ -211,3 +211,33 @@ async fn modem_list_gives_hints_without_ports_and_probes_what_it_finds() {
     s.shutdown().await;
     let _ = std::fs::remove_dir_all(&dev);
 }
+
+/// On a silent port the CLI says, while it waits, what it is waiting for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_it_waits_for_on_a_silent_port() {
+    let s = sim(Personality::Sim800, "cli-silent", None);
+    s.fault(Fault::StopAnswering { duration: None }).unwrap();
+    let path = link(&s);
+    let port = path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_smsgate"))
+            .args(["modem", "probe", &port])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let waiting: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no answer to AT after"))
+        .collect();
+    assert_eq!(waiting.len(), 2, "{stderr}");
+    assert!(waiting[0].starts_with(&path), "{stderr}");
+    assert!(waiting[0].ends_with("asking again (2 of 3)..."), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("is this the AT port?"), "{stdout}");
+    s.fault(Fault::Clear).unwrap();
+    s.shutdown().await;
+}

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::UsageError;
-use crate::modem::probe::{candidate_ports_in, no_ports_hints, probe, ProbeReport};
+use crate::modem::probe::{
+    candidate_ports_in, no_ports_hints, probe, probe_reporting, ProbeReport,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ModemCommand {
@@ -68,7 +70,10 @@ pub fn run(command: ModemCommand) -> Result<ExitCode, UsageError> {
             pin,
             json,
         } => {
-            let report = rt.block_on(probe(&port, baud, pin.as_deref()));
+            // What it waits for goes to stderr as it happens (stdout keeps
+            // the report, JSON or text).
+            let mut progress = |line: &str| eprintln!("{line}");
+            let report = rt.block_on(probe_reporting(&port, baud, pin.as_deref(), &mut progress));
             let ok = report.diagnosis.is_empty();
             print(std::slice::from_ref(&report), json, true)?;
             Ok(if ok {

@@ -47,6 +47,9 @@ pub struct StorageUse {
     pub total: u32,
 }
 
+/// How many times the probe sends `AT` to a silent port.
+const AT_ATTEMPTS: u32 = 3;
+
 /// The `AT+CNMI` settings to try, best first (issue: gateway, init).
 pub const CNMI_FALLBACKS: [Cnmi; 3] = [
     Cnmi {
@@ -102,6 +105,17 @@ fn pin_word(state: &PinState) -> String {
 
 /// Probe the modem on `port`.
 pub async fn probe(port: &str, baud: u32, pin: Option<&str>) -> ProbeReport {
+    probe_reporting(port, baud, pin, &mut |_| {}).await
+}
+
+/// [`probe`], telling `progress` what it is waiting for when that takes a
+/// while (a port that does not answer `AT` is asked three times).
+pub async fn probe_reporting(
+    port: &str,
+    baud: u32,
+    pin: Option<&str>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> ProbeReport {
     let mut report = ProbeReport {
         port: port.to_string(),
         baud,
@@ -120,7 +134,7 @@ pub async fn probe(port: &str, baud: u32, pin: Option<&str>) -> ProbeReport {
         ..TransportConfig::default()
     };
     let (client, _urcs) = spawn(serial, config);
-    probe_client(&client, pin, &mut report).await;
+    probe_client(&client, pin, &mut report, progress).await;
     // Close the port before returning, so an immediate second probe or the
     // daemon can open it (serial ports open exclusive).
     client.close(Duration::from_secs(2)).await;
@@ -172,13 +186,26 @@ fn open_advice(port: &str, e: &AtError) -> String {
 }
 
 /// The probe over an open transport (tests drive it on the simulator).
-pub async fn probe_client(client: &AtClient, pin: Option<&str>, report: &mut ProbeReport) {
+pub async fn probe_client(
+    client: &AtClient,
+    pin: Option<&str>,
+    report: &mut ProbeReport,
+    progress: &mut (dyn FnMut(&str) + Send),
+) {
     let mut answered = false;
     let started = tokio::time::Instant::now();
-    for _ in 0..3 {
+    for attempt in 1..=AT_ATTEMPTS {
         if client.send(&At).await.is_ok() {
             answered = true;
             break;
+        }
+        if attempt < AT_ATTEMPTS {
+            progress(&format!(
+                "{}: no answer to AT after {} s; asking again ({} of {AT_ATTEMPTS})...",
+                report.port,
+                started.elapsed().as_secs_f32().round(),
+                attempt + 1
+            ));
         }
     }
     if !answered {
