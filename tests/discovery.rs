@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use smsgate::modem::discovery::{AutoModem, Discovery, PortResolver};
+use smsgate::modem::discovery::{AutoModem, Discovery, PortResolver, Scanned};
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
 
 const IMEI_A: &str = "356938035643809";
@@ -27,6 +27,22 @@ fn link(dir: &Path, name: &str, sim: &SimHandle) -> PathBuf {
     let path = dir.join(name);
     std::os::unix::fs::symlink(sim.slave_path(), &path).unwrap();
     path
+}
+
+/// Wait until a scan that `done` accepts has completed.
+async fn wait_scan(
+    scanned: &mut tokio::sync::watch::Receiver<Scanned>,
+    what: &str,
+    done: impl Fn(&Scanned) -> bool,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(10), scanned.wait_for(|s| done(s)))
+        .await
+        .map(|seen| seen.is_ok());
+    assert!(
+        matches!(waited, Ok(true)),
+        "{what}: last scan {:?}",
+        scanned.borrow()
+    );
 }
 
 async fn wait_for(resolver: &PortResolver, expected: Option<&Path>, what: &str) {
@@ -77,6 +93,7 @@ async fn two_modems_by_imei_unplugged_and_replugged() {
     );
     let front = discovery.resolver("front-desk");
     let mut billing = discovery.resolver("billing");
+    let mut scanned = discovery.scanned();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(discovery.run(stop_rx));
 
@@ -98,10 +115,20 @@ async fn two_modems_by_imei_unplugged_and_replugged() {
     assert_eq!(port, Some(link_b2.to_string_lossy().into_owned()));
     wait_for(&billing, Some(&link_b2), "billing back").await;
 
-    // A link that does not answer binds nothing.
-    std::os::unix::fs::symlink("/dev/null", dir.join("dead-at")).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    wait_for(&front, Some(&link_a), "front desk unchanged").await;
+    // A link that does not answer binds nothing: once a scan has asked it
+    // (and heard nothing), both modems keep their ports.
+    let dead = dir.join("dead-at");
+    std::os::unix::fs::symlink("/dev/null", &dead).unwrap();
+    let dead = dead.to_string_lossy().into_owned();
+    wait_scan(&mut scanned, "the dead link asked", |s| {
+        s.links.contains(&(dead.clone(), None))
+    })
+    .await;
+    assert_eq!(front.current(), Some(link_a.to_string_lossy().into_owned()));
+    assert_eq!(
+        billing.current(),
+        Some(link_b2.to_string_lossy().into_owned())
+    );
 
     let _ = stop_tx.send(true);
     tokio::time::timeout(Duration::from_secs(5), task)
@@ -128,9 +155,15 @@ async fn the_directory_may_appear_later_and_one_modem_needs_no_imei() {
         }],
     );
     let resolver = discovery.resolver("only");
+    let mut scanned = discovery.scanned();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(discovery.run(stop_rx));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Scanned (twice: at start, then polling) while the directory is missing.
+    wait_scan(&mut scanned, "polling a missing directory", |s| {
+        s.scans >= 2
+    })
+    .await;
+    assert_eq!(scanned.borrow().links, []);
     assert_eq!(resolver.current(), None);
     std::fs::create_dir_all(&dir).unwrap();
     let l = link(&dir, "ABC-at", &only);

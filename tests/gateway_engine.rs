@@ -12,7 +12,7 @@ use smsgate::modem::{
     spawn_modem, Dispatcher, EngineSettings, ModemSettings, ModemState, ModemStatus,
 };
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
-use smsgate::store::{Accepted, Direction, Message, MessageStatus, Store};
+use smsgate::store::{Accepted, ConsentStatus, Direction, Message, MessageStatus, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -495,6 +495,300 @@ async fn queued_messages_go_out_after_a_restart() {
         gw.wait_status(id, MessageStatus::Sent).await;
     }
     assert_eq!(modem.received().len(), 2);
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+impl Gateway {
+    /// The `modem.status` events so far, as `state` values, oldest first.
+    fn status_events(&self) -> Vec<String> {
+        self.store
+            .events_after(None, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "modem.status")
+            .map(|e| e.data["state"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+
+    /// Wait until the modem has left `ready` and come back to it.
+    async fn wait_away_and_back(&self) {
+        let mut rx = self.statuses[0].clone();
+        tokio::time::timeout(WAIT, rx.wait_for(|s| s.state != ModemState::Ready))
+            .await
+            .unwrap()
+            .unwrap();
+        self.wait_ready().await;
+    }
+}
+
+/// Unplug then replug: one `offline`, one `ready`, nothing more. The positive
+/// signal that any flap would have shown by the end: a message sent after the
+/// replug (the actor takes work only after every URC waiting for it, the
+/// replugged modem's boot URCs included) and an inbound SMS received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replugged_modem_returns_to_ready_once() {
+    let dir = Dir::new("replug-once");
+    let modem = sim(Personality::Sim800, "replug-once", "+15550013000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::Unplug {
+            duration: Duration::from_millis(400),
+        })
+        .unwrap();
+    gw.wait_away_and_back().await;
+    modem.wait_generation(2, WAIT).await.unwrap();
+    let m = gw.send("+15550013001", "after the replug", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    modem.inject("+15550013002", "hello again").unwrap();
+    gw.wait_inbound("+15550013002", 1).await;
+    assert_eq!(gw.status_events(), ["ready", "offline", "ready"]);
+    assert_eq!(gw.statuses[0].borrow().state, ModemState::Ready);
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A reboot on the same port: the session initialises the modem again without
+/// reopening the port (nothing races for its lock): `degraded` once while it
+/// does, `ready` once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebooted_modem_returns_to_ready_once() {
+    let dir = Dir::new("reboot-once");
+    let modem = sim(Personality::Sim800, "reboot-once", "+15550014000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem.fault(Fault::Reboot).unwrap();
+    gw.wait_away_and_back().await;
+    let m = gw.send("+15550014001", "after the reboot", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    modem.inject("+15550014002", "hello again").unwrap();
+    gw.wait_inbound("+15550014002", 1).await;
+    assert_eq!(gw.status_events(), ["ready", "degraded", "ready"]);
+    let status = gw.statuses[0].borrow().clone();
+    assert_eq!(status.state, ModemState::Ready);
+    assert_eq!(status.counters.reconnects, 0, "the port was not reopened");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A modem that stops answering leaves `ready` at its first command timeout
+/// (not three timeouts later), takes no work while `degraded`, and is `ready`
+/// again as soon as it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_modem_leaves_ready_at_the_first_timeout() {
+    let dir = Dir::new("hung-first");
+    let modem = sim(Personality::Ec25, "hung-first", "+15550015000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::StopAnswering { duration: None })
+        .unwrap();
+    let mut rx = gw.statuses[0].clone();
+    let left = tokio::time::timeout(WAIT, rx.wait_for(|s| s.state != ModemState::Ready))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert_eq!(left.state, ModemState::Degraded, "{left:?}");
+    assert_eq!(left.counters.timeouts, 1, "{left:?}");
+    assert_eq!(left.counters.reconnects, 0, "{left:?}");
+    assert!(
+        left.reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("no answer to AT"),
+        "{left:?}"
+    );
+    modem.fault(Fault::Clear).unwrap();
+    gw.wait_ready().await;
+    let m = gw.send("+15550015001", "answering again", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    let events = gw.status_events();
+    assert_eq!(events, ["ready", "degraded", "ready"]);
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A store whose inbound texts are read as consent keywords, as the daemon's.
+fn with_consent_rules(store: &Store) {
+    let policy = Arc::new(smsgate::policy::Policy::from_config(
+        &smsgate::config::Config::default(),
+    ));
+    store.set_reactor(policy.reactor(), policy.per_number());
+}
+
+/// STOP, STOP, START, STOP within one second from one handset: the same
+/// bytes and network timestamp for each STOP. Every one is a delivery of its
+/// own (announced by `+CMTI`, read, deleted, the slot reused), so four
+/// messages are stored and the contact ends opted out; a duplicate is only
+/// the same slot read again before its `AT+CMGD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_stops_in_one_second_are_four_messages_and_the_contact_ends_opted_out() {
+    let dir = Dir::new("stops");
+    let modem = sim(Personality::Sim800, "stops", "+15550016000");
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    with_consent_rules(&gw.store);
+    gw.wait_ready().await;
+    let contact = "+15550016001";
+    let sent_at = chrono::DateTime::parse_from_rfc3339("2026-12-03T13:00:00+01:00").unwrap();
+    for text in ["STOP", "STOP", "START", "STOP"] {
+        modem.inject_sent_at(contact, text, sent_at).unwrap();
+    }
+    let inbound = gw.wait_inbound(contact, 4).await;
+    let mut bodies: Vec<&str> = inbound.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["START", "STOP", "STOP", "STOP"]);
+    assert!(inbound
+        .iter()
+        .all(|m| m.network_time == Some(sent_at.with_timezone(&Utc))));
+    // The positive signal that nothing more is coming: the network holds no
+    // more parts for the modem and a later text from the handset is stored
+    // as the fifth.
+    assert_eq!(modem.waiting_inbound(), 0);
+    modem.inject_sent_at(contact, "thanks", sent_at).unwrap();
+    assert_eq!(gw.wait_inbound(contact, 5).await.len(), 5);
+
+    let consent = gw.store.consent(contact, None).unwrap();
+    assert_eq!(consent.status, ConsentStatus::OptedOut);
+    let actions: Vec<String> = gw
+        .store
+        .ledger(contact)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["opt_out", "repeat_opt_out", "opt_in", "opt_out"]);
+    // The consent rules' confirmations: one per change, none for the repeat.
+    let thread = gw.store.thread(contact, None, 100).unwrap();
+    let mut confirmations: Vec<(chrono::DateTime<Utc>, String)> = thread
+        .items
+        .iter()
+        .filter(|m| m.direction == Direction::Outbound)
+        .map(|m| (m.created_at, m.exempt.clone().unwrap_or_default()))
+        .collect();
+    confirmations.sort();
+    let kinds: Vec<&str> = confirmations.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "opt_out_confirmation",
+            "opt_in_confirmation",
+            "opt_out_confirmation"
+        ]
+    );
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// The same four identical STOPs already waiting in four slots when the
+/// gateway starts: the sweep stores each once (and a second sweep, reading
+/// nothing new, stores none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_stops_waiting_in_four_slots_are_four_messages() {
+    let dir = Dir::new("stops-swept");
+    let modem = sim(Personality::Sim800, "stops-swept", "+15550017000");
+    let contact = "+15550017001";
+    let sent_at = chrono::DateTime::parse_from_rfc3339("2026-12-03T13:00:00+01:00").unwrap();
+    for _ in 0..4 {
+        modem.inject_sent_at(contact, "STOP", sent_at).unwrap();
+    }
+    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    with_consent_rules(&gw.store);
+    gw.wait_ready().await;
+    assert_eq!(gw.wait_inbound(contact, 4).await.len(), 4);
+    modem.inject(contact, "later").unwrap();
+    assert_eq!(gw.wait_inbound(contact, 5).await.len(), 5);
+    assert_eq!(
+        gw.store.consent(contact, None).unwrap().status,
+        ConsentStatus::OptedOut
+    );
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// Log lines written while a test runs, captured by a `tracing` subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A failed `AT+CMGS` is a `warn` line with the message id, the modem and
+/// the error; a modem going offline is a `warn` too. The subscriber is the
+/// process-wide one (a thread-scoped one misses events whose callsites other
+/// tests' threads registered first); this test's modem has an id of its own
+/// so the other tests' lines are told apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sends_and_a_modem_going_offline_are_warnings() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let ours = |captured: &Captured| -> Vec<String> {
+        captured
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("modem=warn-m "))
+            .collect()
+    };
+
+    let dir = Dir::new("warn");
+    let modem = sim(Personality::Sim800, "warn", "+15550018000");
+    let gw = Gateway::start(&dir.0, &[("warn-m", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::CmsError {
+            code: 330,
+            count: 1,
+        })
+        .unwrap();
+    let m = gw.send("+15550018001", "no SMSC", false).await;
+    gw.wait_status(&m.id, MessageStatus::Failed).await;
+    let failed: Vec<String> = ours(&captured)
+        .into_iter()
+        .filter(|l| l.contains("AT+CMGS failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{:#?}", ours(&captured));
+    for part in ["WARN", &m.id, "modem=warn-m", "+CMS ERROR"] {
+        assert!(failed[0].contains(part), "no {part:?} in {}", failed[0]);
+    }
+
+    modem
+        .fault(Fault::Unplug {
+            duration: Duration::from_millis(300),
+        })
+        .unwrap();
+    gw.wait_away_and_back().await;
+    let offline: Vec<String> = ours(&captured)
+        .into_iter()
+        .filter(|l| l.contains("state=\"offline\"") || l.contains("state=offline"))
+        .collect();
+    assert!(!offline.is_empty(), "{:#?}", ours(&captured));
+    assert!(offline.iter().all(|l| l.contains("WARN")), "{offline:#?}");
     gw.stop().await;
     modem.shutdown().await;
 }

@@ -8,23 +8,23 @@
 
 #![cfg(feature = "interop")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "common/simulate_child.rs"]
+mod simulate_child;
+use simulate_child::{http_get, start_simulator, ChildGuard, TempDir};
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/interop/gsmmodem_client.py"
 );
 const INSTALL: &str = "python3 -m pip install python-gsmmodem-new==0.13";
-/// How long the simulator may take to print its line.
-const START_WAIT: Duration = Duration::from_secs(30);
 /// The whole Python client, connect to last injected SMS.
 const CLIENT_WAIT: Duration = Duration::from_secs(45);
 /// Each injected SMS, inside the client.
@@ -53,37 +53,6 @@ fn injected() -> Value {
     ])
 }
 
-/// Kills and reaps a child even when an assertion fails.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A scratch directory for the link, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "smsgate-interop-gsmmodem-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// python3 runs and imports gsmmodem 0.13, or the test fails saying what to install.
 fn require_gsmmodem() {
     let output = Command::new("python3")
@@ -107,55 +76,6 @@ fn require_gsmmodem() {
         version == "0.13" || version.starts_with("0.13."),
         "python-gsmmodem-new {version} is installed; this check is for 0.13: {INSTALL}"
     );
-}
-
-/// `smsgate simulate` on a link in `dir`; returns the child and the control address.
-fn start_simulator(personality: &str, dir: &TempDir) -> (ChildGuard, PathBuf, String) {
-    let link = dir.0.join("ttyGSM0");
-    let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_smsgate"))
-            .args(["simulate", "--personality", personality, "--baud", "115200"])
-            .arg("--link")
-            .arg(&link)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(START_WAIT).unwrap_or_else(|_| {
-        panic!("{personality}: smsgate simulate printed no line within {START_WAIT:?}")
-    });
-    let ready: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("{personality}: bad ready line {line:?}: {e}"));
-    assert_eq!(ready["link"], link.to_string_lossy().as_ref(), "{line}");
-    let control = ready["control"].as_str().unwrap().to_string();
-    (child, link, control)
-}
-
-/// `GET path` on the control API; the body as JSON.
-fn http_get(control: &str, path: &str) -> Value {
-    let mut stream = TcpStream::connect(control).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {control}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body:?}"))
 }
 
 fn drain<R: Read + Send + 'static>(mut reader: R) -> JoinHandle<String> {
@@ -214,8 +134,9 @@ fn run_client(personality: &str, link: &PathBuf, control: &str, spec: &Value) ->
 fn gsmmodem_against(personality: &str) {
     require_gsmmodem();
     let started = Instant::now();
-    let dir = TempDir::new(personality);
-    let (_simulator, link, control) = start_simulator(personality, &dir);
+    let dir = TempDir::new("interop-gsmmodem", personality);
+    let simulator = start_simulator(personality, &dir);
+    let (link, control) = (&simulator.link, simulator.control.as_str());
 
     let sent = [
         GSM7.to_string(),
@@ -229,7 +150,7 @@ fn gsmmodem_against(personality: &str) {
         "inject": injected(),
         "timeout": INJECT_WAIT_S,
     });
-    let (result, log) = run_client(personality, &link, &control, &spec);
+    let (result, log) = run_client(personality, link, control, &spec);
     let context = || format!("{personality}: client result {result}\n--- gsmmodem log ---\n{log}");
 
     assert_eq!(result["connected"], true, "connect() failed: {}", context());
@@ -243,7 +164,7 @@ fn gsmmodem_against(personality: &str) {
 
     // Every SMS the library sent reached the network, text intact; the long
     // ones as concatenated parts.
-    let received = http_get(&control, "/received");
+    let received = http_get(control, "/received");
     let got: Vec<(&str, &str, u64)> = received
         .as_array()
         .unwrap()

@@ -1,5 +1,6 @@
 //! `smsgate modem probe` against the simulator: each personality reads as
-//! healthy; a PIN-locked SIM and a dead port get their plain diagnosis.
+//! healthy; a PIN-locked SIM, a silent port, a dead port and a full storage
+//! get their plain diagnosis; `modem list` hints when it finds no port.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -87,16 +88,17 @@ async fn a_pin_locked_sim_is_diagnosed_and_unlocked_with_the_pin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_port_and_a_full_storage_are_diagnosed() {
+async fn a_silent_port_and_a_missing_one_are_diagnosed() {
     let s = sim(Personality::Ec25, "silent", None);
     s.fault(Fault::StopAnswering { duration: None }).unwrap();
     let report = probe(&link(&s), 115_200, None).await;
     assert!(!report.responding);
-    assert!(
-        report.diagnosis[0].contains("wrong port or speed"),
-        "{:?}",
-        report.diagnosis
-    );
+    // It says what it waited for, and what the silence may mean.
+    let said = &report.diagnosis[0];
+    assert!(said.starts_with("no answer to AT after "), "{said}");
+    for hint in ["is this the AT port?", "115200 baud", "ModemManager"] {
+        assert!(said.contains(hint), "no {hint:?} in: {said}");
+    }
     s.fault(Fault::Clear).unwrap();
     s.shutdown().await;
 
@@ -131,5 +133,111 @@ async fn the_cli_prints_json_and_exits_by_health() {
     assert_eq!(v["responding"], true);
     assert_eq!(v["pdu_mode"], true);
     assert!(v["diagnosis"].as_array().unwrap().is_empty());
+    s.shutdown().await;
+}
+
+/// The storage-full fault shows as a real full modem does (`AT+CPMS?` used
+/// equal to total), and the probe says so once, not once per `<mem>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_storage_is_diagnosed_once() {
+    for personality in [Personality::Sim800, Personality::Ec25] {
+        let s = sim(personality, &format!("full-{personality:?}"), None);
+        s.fault(Fault::StorageFull { duration: None }).unwrap();
+        let report = probe(&link(&s), 115_200, None).await;
+        let full: Vec<&String> = report
+            .diagnosis
+            .iter()
+            .filter(|d| d.contains("is full"))
+            .collect();
+        assert_eq!(full.len(), 1, "{personality:?}: {:?}", report.diagnosis);
+        assert_eq!(report.storage.len(), 1, "{:?}", report.storage);
+        let storage = &report.storage[0];
+        assert_eq!(storage.used, storage.total, "{storage:?}");
+        assert!(
+            full[0].contains(&format!("{}/{}", storage.total, storage.total)),
+            "{full:?}"
+        );
+        s.fault(Fault::Clear).unwrap();
+        let report = probe(&link(&s), 115_200, None).await;
+        assert!(report.diagnosis.is_empty(), "{:?}", report.diagnosis);
+        s.shutdown().await;
+    }
+}
+
+/// `modem list` with no port: the hints a new user needs (drivers, the
+/// dialout group, ModemManager). With the simulator's link named like a USB
+/// modem's port in the same directory, it is found and probed instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modem_list_gives_hints_without_ports_and_probes_what_it_finds() {
+    let dev = std::env::temp_dir().join(format!("smsgate-probe-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dev);
+    std::fs::create_dir_all(&dev).unwrap();
+    let list = |dev: PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_smsgate"))
+                .args(["modem", "list", "--dev"])
+                .arg(&dev)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let out = list(dev.clone()).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for hint in [
+        "no serial ports found",
+        "usbserial",
+        "option",
+        "cdc_acm",
+        "dialout",
+        "ModemManager",
+    ] {
+        assert!(text.contains(hint), "no {hint:?} in: {text}");
+    }
+
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link = Some(dev.join("ttyUSB0"));
+    c.noise_interval = Some(Duration::ZERO);
+    let s = Simulator::start(c).unwrap();
+    let out = list(dev.clone()).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{}", dev.join("ttyUSB0").display())),
+        "{text}"
+    );
+    assert!(text.contains("responding     yes"), "{text}");
+    s.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dev);
+}
+
+/// On a silent port the CLI says, while it waits, what it is waiting for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_it_waits_for_on_a_silent_port() {
+    let s = sim(Personality::Sim800, "cli-silent", None);
+    s.fault(Fault::StopAnswering { duration: None }).unwrap();
+    let path = link(&s);
+    let port = path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_smsgate"))
+            .args(["modem", "probe", &port])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let waiting: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no answer to AT after"))
+        .collect();
+    assert_eq!(waiting.len(), 2, "{stderr}");
+    assert!(waiting[0].starts_with(&path), "{stderr}");
+    assert!(waiting[0].ends_with("asking again (2 of 3)..."), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("is this the AT port?"), "{stdout}");
+    s.fault(Fault::Clear).unwrap();
     s.shutdown().await;
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::command::{AtCommand, CTRL_Z, ESC, PROMPT_TIMEOUT};
@@ -74,6 +74,10 @@ pub struct AtClient {
     dropped_urcs: Arc<AtomicU64>,
     /// Why the task stopped, once it has.
     gone: Arc<Mutex<Option<String>>>,
+    /// Turns true once the task has ended and dropped the port: a reopen of
+    /// the same device must wait for it (an exclusive serial port is still
+    /// locked while the old handle lives).
+    closed: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for AtClient {
@@ -105,18 +109,22 @@ where
         config,
     };
     let gone_slot = gone.clone();
+    let (closed_tx, closed) = watch::channel(false);
     tokio::spawn(async move {
+        // `run` consumes the task: the port is dropped (closed) when it returns.
         if let Err(reason) = task.run(req_rx).await {
             if let Ok(mut slot) = gone_slot.lock() {
                 *slot = Some(reason);
             }
         }
+        closed_tx.send_replace(true);
     });
     (
         AtClient {
             requests: req_tx,
             dropped_urcs: dropped,
             gone,
+            closed,
         },
         urc_rx,
     )
@@ -146,6 +154,22 @@ impl AtClient {
     /// Sends `AT` until `OK` (bounded by [`TransportConfig::resync_attempts`]).
     pub async fn resync(&self) -> Result<(), AtError> {
         self.send(&super::command::At).await
+    }
+
+    /// Ends the session with the port: no new command is taken once every
+    /// handle is dropped; this waits, at most `limit`, until the task has
+    /// ended and closed the port (`false`: still open after `limit`, e.g. a
+    /// command of another handle still in flight). Consumes this handle so
+    /// that it does not keep the task alive itself.
+    pub async fn close(self, limit: Duration) -> bool {
+        let AtClient {
+            requests,
+            mut closed,
+            ..
+        } = self;
+        drop(requests);
+        let waited = tokio::time::timeout(limit, closed.wait_for(|c| *c)).await;
+        waited.is_ok()
     }
 
     /// How many URCs were dropped because the channel was full.

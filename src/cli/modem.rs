@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::UsageError;
-use crate::modem::probe::{candidate_ports, probe, ProbeReport};
+use crate::modem::probe::{
+    candidate_ports_in, no_ports_hints, probe, probe_reporting, ProbeReport,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ModemCommand {
@@ -30,6 +32,9 @@ pub enum ModemCommand {
         baud: u32,
         #[arg(long)]
         json: bool,
+        /// Where device nodes are (tests point it at a directory of their own).
+        #[arg(long, default_value = "/dev", hide = true)]
+        dev: std::path::PathBuf,
     },
 }
 
@@ -65,7 +70,10 @@ pub fn run(command: ModemCommand) -> Result<ExitCode, UsageError> {
             pin,
             json,
         } => {
-            let report = rt.block_on(probe(&port, baud, pin.as_deref()));
+            // What it waits for goes to stderr as it happens (stdout keeps
+            // the report, JSON or text).
+            let mut progress = |line: &str| eprintln!("{line}");
+            let report = rt.block_on(probe_reporting(&port, baud, pin.as_deref(), &mut progress));
             let ok = report.diagnosis.is_empty();
             print(std::slice::from_ref(&report), json, true)?;
             Ok(if ok {
@@ -74,12 +82,10 @@ pub fn run(command: ModemCommand) -> Result<ExitCode, UsageError> {
                 ExitCode::from(1)
             })
         }
-        ModemCommand::List { baud, json } => {
-            let ports = candidate_ports();
+        ModemCommand::List { baud, json, dev } => {
+            let ports = candidate_ports_in(&dev);
             if ports.is_empty() && !json {
-                println!(
-                    "no serial ports found under /dev/serial/by-id, /dev/ttyUSB*, /dev/ttyACM*"
-                );
+                println!("{}", no_ports_hints(&dev));
                 return Ok(ExitCode::SUCCESS);
             }
             let reports: Vec<ProbeReport> = ports

@@ -4,6 +4,7 @@
 //! ESC and a resync (in the transport), repeated timeouts a reopen of the port,
 //! a vanished port a reopen with backoff, repeated failures `AT+CFUN=1,1`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportCon
 use crate::liveness::Heart;
 use crate::pdu::{self, Body, StatusClass, Tpdu};
 use crate::store::{
-    ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReceiveOutcome, Store,
+    ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReadFrom, ReceiveOutcome, Store,
 };
 
 /// How a session with the port ended.
@@ -38,14 +39,23 @@ enum End {
     DeviceGone(String),
     /// Commands keep timing out: reopen.
     Unresponsive(String),
-    /// The modem rebooted: initialise again at once.
-    Rebooted,
+    /// The modem restarted (a boot URC, the SIM asking for its PIN again, our
+    /// own `AT+CFUN=1,1`): its settings are gone, so initialise it again on
+    /// the same port (which stays open: a USB modem that re-enumerates is
+    /// `DeviceGone` instead).
+    Reinitialize(String),
     /// Cannot go on without an operator (wrong PIN, no PDU mode): stay offline.
     Fatal(String),
 }
 
 /// Consecutive command timeouts before the port is reopened.
 const TIMEOUTS_BEFORE_REOPEN: u32 = 3;
+/// While a modem is `degraded` after a timeout, how often a bare `AT` asks
+/// whether it answers again (sooner than the next health check).
+const RECOVERY_PROBE: Duration = Duration::from_secs(2);
+/// How long a session's end waits for its transport to close the port before
+/// the port is opened again (the old handle holds the exclusive lock).
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Grace for an `AT+CMGS` in flight when shutdown is asked (issue: 8 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// How long the ESC sent at session start waits for the `OK` of a modem that
@@ -71,6 +81,7 @@ pub fn spawn_modem(
         .map(|l| l.heart(&format!("modem {}", settings.id)));
     let actor = Actor {
         heart,
+        last_event: None,
         settings,
         engine,
         store,
@@ -90,12 +101,17 @@ struct Actor {
     dispatcher: Arc<Dispatcher>,
     status: watch::Sender<ModemStatus>,
     stop: watch::Receiver<bool>,
+    /// The state the last `modem.status` event announced: a reopen passes
+    /// through `initializing` (never announced), so a modem that goes
+    /// offline, retries and comes back is one `offline` and one `ready`, not
+    /// an event per attempt.
+    last_event: Option<ModemState>,
 }
 
 impl Actor {
-    /// Publish a state; a change of state (not `initializing`) is also a
-    /// `modem.status` event for webhooks.
-    async fn set_state(&self, state: ModemState, reason: Option<String>) {
+    /// Publish a state; a state other than `initializing` that differs from
+    /// the last announced one is also a `modem.status` event for webhooks.
+    async fn set_state(&mut self, state: ModemState, reason: Option<String>) {
         let mut changed = false;
         let mut state_changed = false;
         self.status.send_modify(|s| {
@@ -109,9 +125,18 @@ impl Actor {
             return;
         }
         let snapshot = self.status.borrow().clone();
-        tracing::info!(modem = %self.settings.id, state = state.as_str(), reason = snapshot.reason.as_deref().unwrap_or(""), "modem state");
+        let reason = snapshot.reason.as_deref().unwrap_or("");
+        match state {
+            ModemState::Offline | ModemState::Degraded if state_changed => {
+                tracing::warn!(modem = %self.settings.id, state = state.as_str(), reason, "modem state")
+            }
+            _ => {
+                tracing::info!(modem = %self.settings.id, state = state.as_str(), reason, "modem state")
+            }
+        }
         self.dispatcher.notify();
-        if state_changed && state != ModemState::Initializing {
+        if state != ModemState::Initializing && self.last_event != Some(state) {
+            self.last_event = Some(state);
             let data = serde_json::json!({
                 "modem": snapshot.id,
                 "state": state.as_str(),
@@ -210,18 +235,22 @@ impl Actor {
             let (client, urcs) = spawn(port, TransportConfig::default());
             let mut session = Session::new(&mut self, client, urcs);
             let end = session.run(failures).await;
+            // One owner of the port at a time: the old handle is closed before
+            // anything opens the device again (a second open of an exclusive
+            // serial port fails with "Unable to acquire exclusive lock").
+            let Session { client, .. } = session;
+            if !client.close(CLOSE_WAIT).await {
+                tracing::warn!(modem = %self.settings.id, "the old port handle is still open after {CLOSE_WAIT:?}");
+            }
             match end {
                 End::Shutdown => break,
-                End::Rebooted => {
-                    failures = 0;
-                    continue;
-                }
                 End::Fatal(reason) => {
                     self.set_state(ModemState::Offline, Some(reason)).await;
                     stopped(&mut self.stop).await;
                     break;
                 }
-                End::DeviceGone(reason) | End::Unresponsive(reason) => {
+                // `Session::run` initialises a restarted modem itself.
+                End::DeviceGone(reason) | End::Unresponsive(reason) | End::Reinitialize(reason) => {
                     failures += 1;
                     self.status.send_modify(|s| s.counters.reconnects += 1);
                     self.set_state(ModemState::Offline, Some(reason)).await;
@@ -276,6 +305,14 @@ struct Session<'a> {
     needs_cnma: bool,
     registered: bool,
     consecutive_timeouts: u32,
+    /// Set by a command timeout, cleared by the next answer: the modem is
+    /// `degraded` meanwhile (it takes no work) instead of `ready` until the
+    /// port is reopened three timeouts later.
+    unanswered: bool,
+    /// URCs read during init that still need handling once it is done
+    /// (status reports, registration); boot URCs from before the modem's
+    /// first answer are not among them.
+    pending: VecDeque<Urc>,
     /// Earliest moment the next part may go (per-modem rate limit).
     next_send: Instant,
 }
@@ -290,6 +327,8 @@ impl<'a> Session<'a> {
             needs_cnma: false,
             registered: false,
             consecutive_timeouts: 0,
+            unanswered: false,
+            pending: VecDeque::new(),
             next_send: Instant::now(),
         }
     }
@@ -306,24 +345,34 @@ impl<'a> Session<'a> {
     }
 
     /// Classify a command error: the ones that end the session, and timeouts.
-    fn check(&mut self, e: &AtError) -> Result<(), End> {
+    async fn check(&mut self, e: &AtError) -> Result<(), End> {
         match e {
             AtError::DeviceGone { reason } => Err(End::DeviceGone(reason.clone())),
             AtError::Closed => Err(End::DeviceGone("transport closed".into())),
-            AtError::Timeout { command, .. } => {
+            AtError::Timeout { command, timeout } => {
                 self.consecutive_timeouts += 1;
                 self.actor.status.send_modify(|s| {
                     s.counters.timeouts += 1;
                     s.last_error = Some(e.to_string());
                 });
                 if self.consecutive_timeouts >= TIMEOUTS_BEFORE_REOPEN {
-                    Err(End::Unresponsive(format!(
+                    return Err(End::Unresponsive(format!(
                         "{} timeouts in a row (last: {command})",
                         self.consecutive_timeouts
-                    )))
-                } else {
-                    Ok(())
+                    )));
                 }
+                // Out of `ready` at the first timeout: the dispatcher stops
+                // handing this modem work until it answers again.
+                self.unanswered = true;
+                if self.actor.status.borrow().state == ModemState::Ready {
+                    self.actor
+                        .set_state(
+                            ModemState::Degraded,
+                            Some(format!("no answer to {command} within {timeout:?}")),
+                        )
+                        .await;
+                }
+                Ok(())
             }
             other => {
                 self.actor
@@ -343,10 +392,26 @@ impl<'a> Session<'a> {
         let result = beating(&mut self.actor.heart, self.client.send(cmd)).await;
         self.record_latency(started.elapsed());
         match &result {
-            Ok(_) => self.consecutive_timeouts = 0,
-            Err(e) => self.check(e)?,
+            Ok(_) => self.answered().await,
+            // Any final result (an ERROR too) is an answer.
+            Err(AtError::Cme(_) | AtError::Cms(_) | AtError::Error(_) | AtError::Parse { .. }) => {
+                self.answered().await
+            }
+            Err(e) => self.check(e).await?,
         }
         Ok(result)
+    }
+
+    /// The modem answered: it is `ready` again if a timeout had made it
+    /// `degraded` (and it is registered).
+    async fn answered(&mut self) {
+        self.consecutive_timeouts = 0;
+        if std::mem::take(&mut self.unanswered)
+            && self.registered
+            && self.actor.status.borrow().state == ModemState::Degraded
+        {
+            self.actor.set_state(ModemState::Ready, None).await;
+        }
     }
 
     async fn raw(&mut self, line: &str) -> Result<bool, End> {
@@ -359,31 +424,44 @@ impl<'a> Session<'a> {
         self.record_latency(started.elapsed());
         match &result {
             Ok(r) => {
-                self.consecutive_timeouts = 0;
+                self.answered().await;
                 Ok(r.result == FinalResult::Ok)
             }
             Err(e) => {
-                self.check(e)?;
+                self.check(e).await?;
                 Ok(false)
             }
         }
     }
 
-    async fn run(&mut self, failures: u32) -> End {
-        match self.init(failures).await {
-            Ok(()) => {}
-            Err(end) => return end,
+    /// Initialise, sweep, check health, serve; a modem that restarts is
+    /// initialised again on the same port, `degraded` meanwhile.
+    async fn run(&mut self, mut failures: u32) -> End {
+        loop {
+            let end = match self.session(failures).await {
+                Ok(()) => return End::Shutdown,
+                Err(end) => end,
+            };
+            let End::Reinitialize(reason) = end else {
+                return end;
+            };
+            failures = 0;
+            self.registered = false;
+            self.unanswered = false;
+            self.actor
+                .set_state(
+                    ModemState::Degraded,
+                    Some(format!("{reason}: initialising it again")),
+                )
+                .await;
         }
-        if let Err(end) = self.sweep().await {
-            return end;
-        }
-        if let Err(end) = self.health().await {
-            return end;
-        }
-        match self.serve().await {
-            Ok(()) => End::Shutdown,
-            Err(end) => end,
-        }
+    }
+
+    async fn session(&mut self, failures: u32) -> Result<(), End> {
+        self.init(failures).await?;
+        self.sweep().await?;
+        self.health().await?;
+        self.serve().await
     }
 
     async fn init(&mut self, failures: u32) -> Result<(), End> {
@@ -397,7 +475,9 @@ impl<'a> Session<'a> {
                         reset: true,
                     })
                     .await?;
-                return Err(End::Rebooted);
+                return Err(End::Reinitialize(format!(
+                    "reset with AT+CFUN=1,1 after {failures} failures"
+                )));
             }
         }
         // A modem left waiting for PDU text after its `> ` prompt (the daemon
@@ -415,6 +495,16 @@ impl<'a> Session<'a> {
         }
         if !answered {
             return Err(End::Unresponsive("no answer to AT".into()));
+        }
+        // Every URC before the modem's first answer was read before any of
+        // this init's settings: a replugged or restarted modem's boot URCs
+        // (buffered on the port before we opened it) are no reason to
+        // initialise again. The rest waits for `serve`.
+        self.pending.clear();
+        while let Ok(urc) = self.urcs.try_recv() {
+            if !matches!(urc, Urc::Boot | Urc::SimStatus(_) | Urc::Ready(_)) {
+                self.pending.push_back(urc);
+            }
         }
         let _ = self.send(&Echo(false)).await?;
         let _ = self.send(&Cmee(1)).await?;
@@ -500,17 +590,32 @@ impl<'a> Session<'a> {
             Ok(listed) => listed,
             Err(_) => return Ok(()),
         };
+        let storage = self.read_storage.clone();
+        let indexes: Vec<u32> = listed.iter().map(|item| item.index).collect();
+        if let Err(e) = self.actor.store.slots_listed(self.id(), &storage, &indexes) {
+            tracing::error!(modem = %self.id(), error = %e, "cannot release the dedupe keys of empty slots");
+        }
         for item in listed {
             let Ok(bytes) = item.message.pdu_bytes() else {
                 continue;
             };
-            if self.ingest(&bytes).await? {
-                let _ = self
-                    .send(&Cmgd {
-                        index: item.index,
-                        flag: None,
-                    })
-                    .await?;
+            let from = ReadFrom::Slot {
+                storage: &storage,
+                index: item.index,
+            };
+            if self.ingest(&bytes, from).await? {
+                self.delete_slot(&storage, item.index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `AT+CMGD` of a slot whose message is stored, then release its dedupe
+    /// key: what is read there next is a new delivery.
+    async fn delete_slot(&mut self, storage: &str, index: u32) -> Result<(), End> {
+        if self.send(&Cmgd { index, flag: None }).await?.is_ok() {
+            if let Err(e) = self.actor.store.slot_deleted(self.id(), storage, index) {
+                tracing::error!(modem = %self.id(), error = %e, "cannot release a deleted slot's dedupe key");
             }
         }
         Ok(())
@@ -572,12 +677,19 @@ impl<'a> Session<'a> {
         let mut work_stop = self.actor.stop.clone();
         let dispatcher = self.actor.dispatcher.clone();
         let id = self.id().to_string();
+        while let Some(urc) = self.pending.pop_front() {
+            self.on_urc(urc).await?;
+        }
         loop {
-            let ready = self.registered;
+            let ready = self.registered && !self.unanswered;
+            let unanswered = self.unanswered;
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => return Ok(()),
                 _ = pinged(&mut self.actor.heart) => {}
+                _ = tokio::time::sleep(RECOVERY_PROBE), if unanswered => {
+                    let _ = self.send(&crate::at::command::At).await?;
+                }
                 urc = self.urcs.recv() => match urc {
                     Some(urc) => self.on_urc(urc).await?,
                     None => return Err(End::DeviceGone("transport ended".into())),
@@ -605,7 +717,7 @@ impl<'a> Session<'a> {
             }
             Urc::Deliver { pdu, .. } | Urc::StatusReport { pdu, .. } => {
                 if let Ok(bytes) = pdu::hex::decode(&pdu) {
-                    self.ingest(&bytes).await?;
+                    self.ingest(&bytes, ReadFrom::Direct).await?;
                 }
                 if self.needs_cnma {
                     let _ = self.send(&Cnma).await?;
@@ -623,10 +735,10 @@ impl<'a> Session<'a> {
                 });
                 Ok(())
             }
-            Urc::Boot => Err(End::Rebooted),
-            Urc::SimStatus(state) => {
-                Err(End::Unresponsive(format!("SIM status changed: {state:?}")))
-            }
+            Urc::Boot => Err(End::Reinitialize("the modem restarted".into())),
+            Urc::SimStatus(state) => Err(End::Reinitialize(format!(
+                "the SIM status changed to {state:?}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -642,8 +754,12 @@ impl<'a> Session<'a> {
         let read = self.send(&Cmgr(index)).await?;
         if let Ok(Some(stored)) = read {
             if let Ok(bytes) = stored.pdu_bytes() {
-                if self.ingest(&bytes).await? {
-                    let _ = self.send(&Cmgd { index, flag: None }).await?;
+                let from = ReadFrom::Slot {
+                    storage: &storage,
+                    index,
+                };
+                if self.ingest(&bytes, from).await? {
+                    self.delete_slot(&storage, index).await?;
                 }
             }
         }
@@ -656,7 +772,7 @@ impl<'a> Session<'a> {
 
     /// Store what a PDU carries. `true` when it is safely stored (or was
     /// already) and may be deleted from the modem.
-    async fn ingest(&mut self, bytes: &[u8]) -> Result<bool, End> {
+    async fn ingest(&mut self, bytes: &[u8], from: ReadFrom<'_>) -> Result<bool, End> {
         let own = self
             .actor
             .status
@@ -692,7 +808,7 @@ impl<'a> Session<'a> {
                     concat: d.user_data.header.as_ref().and_then(|h| h.concat()),
                     error,
                 };
-                self.actor.store.receive(part).await
+                self.actor.store.receive_read(part, from).await
             }
             Ok(pdu::Pdu {
                 tpdu: Tpdu::StatusReport(report),
@@ -720,7 +836,7 @@ impl<'a> Session<'a> {
                         text: e.to_string(),
                     }),
                 };
-                self.actor.store.receive(part).await
+                self.actor.store.receive_read(part, from).await
             }
         };
         match stored {
@@ -966,7 +1082,7 @@ impl<'a> Session<'a> {
             };
             match result {
                 Ok(mr) => {
-                    self.consecutive_timeouts = 0;
+                    self.answered().await;
                     self.actor
                         .status
                         .send_modify(|s| s.counters.sent_parts += 1);
@@ -1038,19 +1154,28 @@ impl<'a> Session<'a> {
 
     async fn send_failed(&mut self, message: &Message, seq: u8, e: AtError) -> Result<(), End> {
         let now = Utc::now();
+        tracing::warn!(
+            message = %message.id,
+            modem = %self.id(),
+            part = seq,
+            error = %e,
+            "AT+CMGS failed"
+        );
         match &e {
             AtError::DeviceGone { .. } | AtError::Closed => {
                 self.unknown(&message.id, &format!("port gone during AT+CMGS: {e}"))
                     .await;
-                self.check(&e)
+                self.check(&e).await
             }
             AtError::Timeout { .. } => {
                 // The modem may have sent it: never resend silently.
                 self.unknown(&message.id, &format!("no answer to AT+CMGS: {e}"))
                     .await;
-                self.check(&e)
+                self.check(&e).await
             }
             _ => {
+                // A final result, even an error, is an answer.
+                self.answered().await;
                 let transient = matches!(e, AtError::NoPrompt { .. }) || e.is_transient();
                 let (code, text) = error_code(&e);
                 self.actor

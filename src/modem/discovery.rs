@@ -83,15 +83,10 @@ pub async fn read_imei(port: &str, baud: u32) -> Option<String> {
         resync_timeout: Duration::from_millis(500),
         ..TransportConfig::default()
     };
-    let (client, mut urcs) = spawn(serial, config);
+    let (client, _urcs) = spawn(serial, config);
     let imei = client.send(&Cgsn).await.ok().filter(|i| is_imei(i));
-    // Close the port before the actor opens it (exclusive): the transport
-    // ends when its last handle goes, and its URC channel closing says so.
-    drop(client);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while urcs.recv().await.is_some() {}
-    })
-    .await;
+    // Close the port before the actor opens it (exclusive).
+    client.close(Duration::from_secs(2)).await;
     imei
 }
 
@@ -135,6 +130,16 @@ struct Known {
     asked: Instant,
 }
 
+/// What discovery has looked at: a positive signal that a scan happened
+/// (tests wait for it rather than sleeping; logs may show it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Scans completed so far.
+    pub scans: u64,
+    /// The links of the last scan, each with the IMEI it answered.
+    pub links: Vec<(String, Option<String>)>,
+}
+
 /// Finds auto modems in a directory of links and publishes their ports.
 pub struct Discovery {
     dir: PathBuf,
@@ -142,6 +147,7 @@ pub struct Discovery {
     modems: Vec<AutoModem>,
     known: HashMap<PathBuf, Known>,
     ports: watch::Sender<Ports>,
+    scanned: watch::Sender<Scanned>,
 }
 
 impl Discovery {
@@ -153,7 +159,13 @@ impl Discovery {
             modems,
             known: HashMap::new(),
             ports: watch::channel(Ports::new()).0,
+            scanned: watch::channel(Scanned::default()).0,
         }
+    }
+
+    /// Follows every scan: how many so far and what the last one saw.
+    pub fn scanned(&self) -> watch::Receiver<Scanned> {
+        self.scanned.subscribe()
     }
 
     /// A resolver for modem `id` (follows every later scan).
@@ -238,6 +250,10 @@ impl Discovery {
             *current = ports.clone();
             true
         });
+        self.scanned.send_modify(|s| {
+            s.scans += 1;
+            s.links = found;
+        });
         ports
     }
 
@@ -248,6 +264,12 @@ impl Discovery {
             self.scan().await;
             if watcher.is_none() {
                 watcher = DirWatcher::new(&self.dir);
+                if watcher.is_some() {
+                    // The directory appeared after that scan looked (udev
+                    // creates it with the first link): what changed before
+                    // the watch began is never reported, so look again now.
+                    continue;
+                }
             }
             let retry_pending = self.known.values().any(|k| k.imei.is_none());
             let period = match (&watcher, retry_pending) {

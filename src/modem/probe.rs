@@ -47,6 +47,9 @@ pub struct StorageUse {
     pub total: u32,
 }
 
+/// How many times the probe sends `AT` to a silent port.
+const AT_ATTEMPTS: u32 = 3;
+
 /// The `AT+CNMI` settings to try, best first (issue: gateway, init).
 pub const CNMI_FALLBACKS: [Cnmi; 3] = [
     Cnmi {
@@ -102,6 +105,17 @@ fn pin_word(state: &PinState) -> String {
 
 /// Probe the modem on `port`.
 pub async fn probe(port: &str, baud: u32, pin: Option<&str>) -> ProbeReport {
+    probe_reporting(port, baud, pin, &mut |_| {}).await
+}
+
+/// [`probe`], telling `progress` what it is waiting for when that takes a
+/// while (a port that does not answer `AT` is asked three times).
+pub async fn probe_reporting(
+    port: &str,
+    baud: u32,
+    pin: Option<&str>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> ProbeReport {
     let mut report = ProbeReport {
         port: port.to_string(),
         baud,
@@ -119,17 +133,40 @@ pub async fn probe(port: &str, baud: u32, pin: Option<&str>) -> ProbeReport {
         resync_timeout: Duration::from_millis(700),
         ..TransportConfig::default()
     };
-    let (client, mut urcs) = spawn(serial, config);
-    probe_client(&client, pin, &mut report).await;
-    // Close the port before returning (the transport ends when its last
-    // handle goes; its URC channel closing says it has), so an immediate
-    // second probe or the daemon can open it (serial ports open exclusive).
-    drop(client);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while urcs.recv().await.is_some() {}
-    })
-    .await;
+    let (client, _urcs) = spawn(serial, config);
+    probe_client(&client, pin, &mut report, progress).await;
+    // Close the port before returning, so an immediate second probe or the
+    // daemon can open it (serial ports open exclusive).
+    client.close(Duration::from_secs(2)).await;
     report
+}
+
+/// What a port that never answered `AT` may be, after `waited`.
+fn silent_port_advice(port: &str, baud: u32, waited: Duration) -> String {
+    format!(
+        "no answer to AT after {} s on {port}: is this the AT port? (USB modems \
+         have several: try the others, or `smsgate modem list`); is {baud} baud \
+         the modem's speed (--baud)? is another program (ModemManager, a \
+         terminal) holding the port?",
+        waited.as_secs_f32().round()
+    )
+}
+
+/// What to check when `smsgate modem list` finds no serial port at all.
+pub fn no_ports_hints(dev: &std::path::Path) -> String {
+    let dev = dev.display();
+    format!(
+        "no serial ports found under {dev}/serial/by-id, {dev}/ttyUSB*, {dev}/ttyACM*. Check:
+  - the modem is seen by the kernel: `lsusb`, `dmesg | tail` (a stick still in
+    its USB storage mode needs usb_modeswitch);
+  - its driver is loaded: SIMCom, Quectel and Huawei modems use usbserial and
+    option (ttyUSB*), others cdc_acm (ttyACM*): `lsmod | grep -E 'option|usbserial|cdc_acm'`,
+    then `sudo modprobe option`;
+  - you may open serial ports: your user is in the dialout group
+    (`sudo usermod -aG dialout $USER`, then log in again);
+  - ModemManager does not hold the port: `sudo systemctl stop ModemManager`, or
+    install smsgate's udev rules (they set ID_MM_DEVICE_IGNORE)."
+    )
 }
 
 fn open_advice(port: &str, e: &AtError) -> String {
@@ -149,18 +186,34 @@ fn open_advice(port: &str, e: &AtError) -> String {
 }
 
 /// The probe over an open transport (tests drive it on the simulator).
-pub async fn probe_client(client: &AtClient, pin: Option<&str>, report: &mut ProbeReport) {
+pub async fn probe_client(
+    client: &AtClient,
+    pin: Option<&str>,
+    report: &mut ProbeReport,
+    progress: &mut (dyn FnMut(&str) + Send),
+) {
     let mut answered = false;
-    for _ in 0..3 {
+    let started = tokio::time::Instant::now();
+    for attempt in 1..=AT_ATTEMPTS {
         if client.send(&At).await.is_ok() {
             answered = true;
             break;
         }
+        if attempt < AT_ATTEMPTS {
+            progress(&format!(
+                "{}: no answer to AT after {} s; asking again ({} of {AT_ATTEMPTS})...",
+                report.port,
+                started.elapsed().as_secs_f32().round(),
+                attempt + 1
+            ));
+        }
     }
     if !answered {
-        report.diagnosis.push(
-            "no answer to AT: wrong port or speed, or the port is held by ModemManager".into(),
-        );
+        report.diagnosis.push(silent_port_advice(
+            &report.port,
+            report.baud,
+            started.elapsed(),
+        ));
         return;
     }
     report.responding = true;
@@ -229,6 +282,11 @@ pub async fn probe_client(client: &AtClient, pin: Option<&str>, report: &mut Pro
     if let Ok(usage) = client.send(&CpmsQuery).await {
         for u in usage {
             let name = u.storage.clone().unwrap_or_default();
+            // `+CPMS?` names mem1, mem2 and mem3, often the same storage
+            // three times: report and diagnose each storage once.
+            if report.storage.iter().any(|s| s.storage == name) {
+                continue;
+            }
             if u.total > 0 && u.used >= u.total {
                 report.diagnosis.push(format!(
                     "SMS storage {name} is full ({}/{}): inbound SMS wait at the network",
@@ -313,10 +371,11 @@ impl ProbeReport {
     }
 }
 
-/// Candidate modem ports on this machine: stable by-id links first.
-pub fn candidate_ports() -> Vec<String> {
+/// Candidate modem ports under `dev` (`/dev` on a machine; a test's own
+/// directory): stable by-id links first.
+pub fn candidate_ports_in(dev: &std::path::Path) -> Vec<String> {
     let mut ports = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/dev/serial/by-id") {
+    if let Ok(entries) = std::fs::read_dir(dev.join("serial/by-id")) {
         let mut by_id: Vec<String> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path().to_string_lossy().into_owned())
@@ -324,12 +383,15 @@ pub fn candidate_ports() -> Vec<String> {
         by_id.sort();
         ports.extend(by_id);
     }
-    if let Ok(entries) = std::fs::read_dir("/dev") {
+    if let Ok(entries) = std::fs::read_dir(dev) {
         let mut ttys: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("ttyUSB") || n.starts_with("ttyACM"))
-            .map(|n| format!("/dev/{n}"))
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("ttyUSB") || name.starts_with("ttyACM")
+            })
+            .map(|e| e.path().to_string_lossy().into_owned())
             .collect();
         ttys.sort();
         ports.extend(ttys);

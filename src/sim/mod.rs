@@ -262,6 +262,26 @@ impl SimHandle {
         Ok(parts)
     }
 
+    /// An SMS stamped `sent_at` by the service centre (TP-SCTS); the same text
+    /// and stamp twice are identical PDUs, two deliveries all the same.
+    pub fn inject_sent_at(
+        &self,
+        from: &str,
+        text: &str,
+        sent_at: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<usize, SimError> {
+        let parts = self
+            .shared
+            .network
+            .lock()
+            .map_err(|_| SimError::Stopped)?
+            .inject_sent_at(from, text, sent_at, None)?;
+        self.control
+            .send(Control::Wake)
+            .map_err(|_| SimError::Stopped)?;
+        Ok(parts)
+    }
+
     /// An SMS whose parts arrive in `order` (1-based; repeats deliver a part
     /// twice). Returns how many parts the text has.
     pub fn inject_parts(&self, from: &str, text: &str, order: &[usize]) -> Result<usize, SimError> {

@@ -85,6 +85,10 @@ struct Settings {
     csmp: String,
     /// Huawei `AT^CURC=0` silences the periodic reports.
     curc: bool,
+    /// Huawei `AT^PORTSEL=<n>`: which port gets the URCs (0 the modem port,
+    /// 1 the PCUI port); gammu's Huawei PostConnect sets 1. One pty here, so
+    /// it is remembered and shown, nothing more.
+    portsel: u8,
 }
 
 impl Settings {
@@ -108,6 +112,7 @@ impl Settings {
             cfun: 1,
             csmp: "17,167,0,0".into(),
             curc: true,
+            portsel: 0,
         }
     }
 }
@@ -311,6 +316,18 @@ impl Modem {
 
     pub fn set_storage_full(&mut self, full: bool) {
         self.storage_full_fault = full;
+    }
+
+    /// What `+CPMS` reports as used in storage `i`: under the storage-full
+    /// fault a message storage shows every slot taken, as a real full modem
+    /// does (`AT+CPMS?` is where a technician's probe looks); "SR" is apart.
+    fn shown_used(&self, i: usize) -> usize {
+        let s = &self.storages[i];
+        if self.storage_full_fault && s.name != "SR" {
+            s.capacity
+        } else {
+            s.used()
+        }
     }
 
     /// `<mem3>` and whether it has room for one more message.
@@ -615,6 +632,8 @@ impl Modem {
             },
             ("Q", _) | ("V", _) | ("X", _) | ("&C", _) | ("&D", _) | ("&W", _) | ("&K", _) => {}
             ("H", _) => {}
+            // 27.007 §6.5: hang up. No calls here; gammu probes its test form.
+            ("+CHUP", Form::Action | Form::Test) => {}
             ("D", _) | ("A", _) => return Err("NO CARRIER".into()),
             (s, Form::Read) if s.starts_with('S') && s.len() > 1 => {
                 info(blocks, "000".into());
@@ -830,7 +849,7 @@ impl Modem {
                     .iter()
                     .map(|&i| {
                         let s = &self.storages[i];
-                        format!("\"{}\",{},{}", s.name, s.used(), s.capacity)
+                        format!("\"{}\",{},{}", s.name, self.shown_used(i), s.capacity)
                     })
                     .collect();
                 info(blocks, format!("+CPMS: {}", parts.join(",")));
@@ -869,7 +888,7 @@ impl Modem {
                 self.settings.cpms = cpms;
                 let counts: Vec<String> = cpms
                     .iter()
-                    .map(|&i| format!("{},{}", self.storages[i].used(), self.storages[i].capacity))
+                    .map(|&i| format!("{},{}", self.shown_used(i), self.storages[i].capacity))
                     .collect();
                 info(blocks, format!("+CPMS: {}", counts.join(",")));
             }
@@ -1004,6 +1023,16 @@ impl Modem {
             // --- vendor commands that change nothing here ---
             ("^CURC", Form::Set(v)) if p == Personality::E3372 => self.settings.curc = v != "0",
             ("^USSDMODE", Form::Set(_)) if p == Personality::E3372 => {}
+            ("^PORTSEL", Form::Set(v)) if p == Personality::E3372 => match v.as_str() {
+                "0" | "1" => self.settings.portsel = u8::from(v == "1"),
+                _ => return Err(self.bad_parameter()),
+            },
+            ("^PORTSEL", Form::Read) if p == Personality::E3372 => {
+                info(blocks, format!("^PORTSEL: {}", self.settings.portsel))
+            }
+            ("^PORTSEL", Form::Test) if p == Personality::E3372 => {
+                info(blocks, "^PORTSEL: (0-1)".into())
+            }
             ("+QINDCFG" | "+QURCCFG" | "+QCFG", Form::Set(_)) if p == Personality::Ec25 => {}
             ("+CSQN" | "+CBC", _) if p == Personality::Sim800 => {}
 
@@ -1197,7 +1226,7 @@ const STANDARD_COMMANDS: &[&str] = &[
     "&F", "E", "I", "Q", "V", "Z", "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CPIN", "+CFUN",
     "+CMEE", "+CSCS", "+CSQ", "+CREG", "+CGREG", "+CEREG", "+COPS", "+CGATT", "+CNUM", "+CLIP",
     "+CRC", "+CVHU", "+CUSD", "+CLAC", "+CSMS", "+CMGF", "+CSCA", "+CSMP", "+CPMS", "+CNMI",
-    "+CNMA", "+CMGS", "+CMGW", "+CMGR", "+CMGL", "+CMGD", "+CCLK", "+ICCID",
+    "+CNMA", "+CMGS", "+CMGW", "+CMGR", "+CMGL", "+CMGD", "+CCLK", "+ICCID", "+CHUP",
 ];
 
 /// Verbose `+CME ERROR` texts (27.007 §9.2.1).

@@ -204,6 +204,20 @@ impl Network {
         text: &str,
         order: Option<&[usize]>,
     ) -> Result<usize, PduError> {
+        self.inject_sent_at(from, text, now(), order)
+    }
+
+    /// Like [`Network::inject_in_order`], stamped `sent_at` by the centre
+    /// (TP-SCTS): the same single-part text injected twice with the same
+    /// stamp is the same bytes twice, as a handset repeating STOP within a
+    /// second is on a real network.
+    pub fn inject_sent_at(
+        &mut self,
+        from: &str,
+        text: &str,
+        sent_at: DateTime<FixedOffset>,
+        order: Option<&[usize]>,
+    ) -> Result<usize, PduError> {
         let originator = match Address::parse_number(from) {
             Ok(a) => a,
             Err(e) => Address::alphanumeric(from).map_err(|_| e)?,
@@ -214,7 +228,7 @@ impl Network {
             reference,
             ..DeliverOptions::default()
         };
-        let message = pdu::encode_deliver(&originator, text, now(), &options)?;
+        let message = pdu::encode_deliver(&originator, text, sent_at, &options)?;
         let parts = message.parts.len();
         match order {
             None => self.waiting.extend(message.parts),

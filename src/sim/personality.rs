@@ -151,7 +151,7 @@ impl Personality {
         match self {
             Personality::Sim800 => &["+CCID", "+CSQN", "+CBC"],
             Personality::Ec25 => &["+QCCID", "+QINDCFG", "+QCFG"],
-            Personality::E3372 => &["^ICCID", "^HCSQ", "^SYSCFGEX", "^DTMF"],
+            Personality::E3372 => &["^ICCID", "^HCSQ", "^SYSCFGEX", "^DTMF", "^PORTSEL"],
         }
     }
 }

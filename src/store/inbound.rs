@@ -1,6 +1,15 @@
 //! Inbound SMS: dedupe (an SMS read twice is stored once), multipart
 //! reassembly by (modem, sender, reference, total) with out-of-order and
 //! duplicate parts, and the timeout that delivers an incomplete set.
+//!
+//! A duplicate is the same storage slot read again before its `AT+CMGD`: a
+//! `+CMTI` and the sweep reading one index, or a re-read after a crash
+//! between storing and deleting. The dedupe key is therefore the slot and
+//! the PDU read from it ([`ReadFrom::Slot`]), released once the slot is
+//! deleted ([`Store::slot_deleted`]). Identical PDUs in different deliveries
+//! (STOP, STOP within one second: same bytes, same network timestamp) are
+//! different messages; a PDU shown directly (`+CMT`) is never read twice and
+//! has no key at all.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +35,8 @@ pub struct InboundPart<'a> {
     pub modem: &'a str,
     /// The modem's own number (the message's `to`), when known.
     pub own_number: &'a str,
-    /// The PDU as read: the dedupe key, so a re-read after a crash is a no-op.
+    /// The PDU as read: with the slot it was read from, the dedupe key, so a
+    /// re-read after a crash is a no-op (see [`ReadFrom`]).
     pub raw_pdu: &'a [u8],
     pub sender: &'a str,
     pub text: &'a str,
@@ -35,6 +45,18 @@ pub struct InboundPart<'a> {
     pub concat: Option<Concat>,
     /// Set when the body could not be read as text (kept as hex, not dropped).
     pub error: Option<ErrorInfo>,
+}
+
+/// Where a received PDU was read: what makes a second read of it a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom<'a> {
+    /// A storage slot (`+CMTI`, `AT+CMGR`, `AT+CMGL`): the same PDU read from
+    /// the same slot again is the same message, until [`Store::slot_deleted`]
+    /// says the slot was emptied (`AT+CMGD`).
+    Slot { storage: &'a str, index: u32 },
+    /// Shown directly (`+CMT`, `AT+CNMI=2,2`): never read twice, so every
+    /// delivery is a message of its own.
+    Direct,
 }
 
 /// What `receive` did.
@@ -280,18 +302,78 @@ impl Store {
             .map_err(unwrap_tx)
     }
 
-    /// Store a received SMS durably. Returns only after the flush, so the caller
-    /// may delete it from the modem.
+    /// Store a received SMS whose slot is not known (tests, imports): a PDU
+    /// already stored from the same modem is a duplicate. The modem engine
+    /// says where it read each PDU ([`Store::receive_read`]).
     pub async fn receive(&self, part: InboundPart<'_>) -> Result<ReceiveOutcome> {
+        let mut key = part.modem.as_bytes().to_vec();
+        key.push(keys::SEP);
+        key.extend_from_slice(part.raw_pdu);
+        self.receive_keyed(part, Some(key)).await
+    }
+
+    /// Store a received SMS durably, read from `from`. Returns only after the
+    /// flush, so the caller may delete it from the modem.
+    pub async fn receive_read(
+        &self,
+        part: InboundPart<'_>,
+        from: ReadFrom<'_>,
+    ) -> Result<ReceiveOutcome> {
+        let key = match from {
+            ReadFrom::Slot { storage, index } => {
+                let mut key = slot_prefix(part.modem, storage, index);
+                key.extend_from_slice(part.raw_pdu);
+                Some(key)
+            }
+            ReadFrom::Direct => None,
+        };
+        self.receive_keyed(part, key).await
+    }
+
+    /// The slot `index` of `storage` on `modem` was deleted (`AT+CMGD`
+    /// answered OK): the next PDU read there is a new delivery, even with the
+    /// same bytes. Not waited for: the next durable write carries it to disk,
+    /// and a key lost in a crash is dropped by [`Store::slots_listed`] at the
+    /// next sweep, since the slot is empty then.
+    pub fn slot_deleted(&self, modem: &str, storage: &str, index: u32) -> Result<()> {
+        let prefix = slot_prefix(modem, storage, index);
+        for entry in self.inner.dedupe.scan_prefix(&prefix).keys() {
+            self.inner.dedupe.remove(entry?)?;
+        }
+        Ok(())
+    }
+
+    /// `AT+CMGL` listed `indexes` in `storage` of `modem` and nothing else:
+    /// the dedupe keys of every other slot there are released (their
+    /// `AT+CMGD` went through, but the release was lost, e.g. in a crash).
+    pub fn slots_listed(&self, modem: &str, storage: &str, indexes: &[u32]) -> Result<()> {
+        let prefix = storage_prefix(modem, storage);
+        for key in self.inner.dedupe.scan_prefix(&prefix).keys() {
+            let key = key?;
+            let index = key
+                .get(prefix.len()..prefix.len() + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes);
+            if index.is_some_and(|i| !indexes.contains(&i)) {
+                self.inner.dedupe.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive_keyed(
+        &self,
+        part: InboundPart<'_>,
+        dedupe_key: Option<Vec<u8>>,
+    ) -> Result<ReceiveOutcome> {
         let i = &self.inner;
         let now = Utc::now();
-        let mut dedupe_key = part.modem.as_bytes().to_vec();
-        dedupe_key.push(keys::SEP);
-        dedupe_key.extend_from_slice(part.raw_pdu);
         let reactor = self.reactor();
         let outcome = self.inbound_transaction(reactor.as_ref(), |dedupe, parts, trees| {
-            if dedupe.get(&dedupe_key)?.is_some() {
-                return Ok(ReceiveOutcome::Duplicate);
+            if let Some(key) = &dedupe_key {
+                if dedupe.get(key)?.is_some() {
+                    return Ok(ReceiveOutcome::Duplicate);
+                }
             }
             let single = PartialSet {
                 modem: part.modem.to_string(),
@@ -312,7 +394,9 @@ impl Store {
                     now,
                 );
                 let events = trees.store_message(&message, now)?;
-                dedupe.insert(dedupe_key.as_slice(), message.id.as_bytes())?;
+                if let Some(key) = &dedupe_key {
+                    dedupe.insert(key.as_slice(), message.id.as_bytes())?;
+                }
                 return Ok(ReceiveOutcome::Complete(Box::new(message), events));
             };
             let set_key =
@@ -329,7 +413,9 @@ impl Store {
             set.parts
                 .entry(concat.sequence)
                 .or_insert_with(|| part.text.to_string());
-            dedupe.insert(dedupe_key.as_slice(), keys::dedupe_part(now))?;
+            if let Some(key) = &dedupe_key {
+                dedupe.insert(key.as_slice(), keys::dedupe_part(now))?;
+            }
             if set.parts.len() < usize::from(set.total) {
                 parts.insert(set_key, to_json(&set)?)?;
                 return Ok(ReceiveOutcome::Partial {
@@ -392,5 +478,103 @@ impl Store {
             self.events_committed(&events);
         }
         Ok(delivered)
+    }
+}
+
+/// `dedupe` keys of slots: modem, a 0xFF marker (never the first octet of a
+/// PDU, the SMSC length, so never a key of [`Store::receive`]), the storage.
+fn storage_prefix(modem: &str, storage: &str) -> Vec<u8> {
+    let mut key = modem.as_bytes().to_vec();
+    key.push(keys::SEP);
+    key.push(0xFF);
+    key.extend_from_slice(storage.to_ascii_uppercase().as_bytes());
+    key.push(keys::SEP);
+    key
+}
+
+/// The `dedupe` key prefix of one slot; the PDU read there follows.
+fn slot_prefix(modem: &str, storage: &str, index: u32) -> Vec<u8> {
+    let mut key = storage_prefix(modem, storage);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::super::test_support::TempStore;
+    use super::*;
+
+    fn stop<'a>(pdu: &'a [u8]) -> InboundPart<'a> {
+        InboundPart {
+            modem: "m1",
+            own_number: "+15550000000",
+            raw_pdu: pdu,
+            sender: "+15557770001",
+            text: "STOP",
+            alphabet: "gsm7",
+            network_time: Utc::now(),
+            concat: None,
+            error: None,
+        }
+    }
+
+    const SM3: ReadFrom<'static> = ReadFrom::Slot {
+        storage: "SM",
+        index: 3,
+    };
+
+    #[tokio::test]
+    async fn a_slot_read_again_before_its_delete_is_a_duplicate_and_a_new_delivery_is_not() {
+        let t = TempStore::new();
+        let pdu = b"\x00identical";
+        let stored = |o: &ReceiveOutcome| matches!(o, ReceiveOutcome::Complete(..));
+        assert!(stored(&t.store.receive_read(stop(pdu), SM3).await.unwrap()));
+        // The sweep reads slot 3 again before AT+CMGD (or after a crash).
+        assert_eq!(
+            t.store.receive_read(stop(pdu), SM3).await.unwrap(),
+            ReceiveOutcome::Duplicate
+        );
+        // The same bytes in another slot: another delivery.
+        let sm4 = ReadFrom::Slot {
+            storage: "SM",
+            index: 4,
+        };
+        assert!(stored(&t.store.receive_read(stop(pdu), sm4).await.unwrap()));
+        // Slot 3 deleted: the same bytes there again are a new message.
+        t.store.slot_deleted("m1", "SM", 3).unwrap();
+        assert!(stored(&t.store.receive_read(stop(pdu), SM3).await.unwrap()));
+        // Shown directly (+CMT): every delivery counts.
+        for _ in 0..2 {
+            let outcome = t.store.receive_read(stop(pdu), ReadFrom::Direct).await;
+            assert!(stored(&outcome.unwrap()));
+        }
+        let thread = t.store.thread("+15557770001", None, 50).unwrap();
+        assert_eq!(thread.items.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_listing_releases_the_keys_of_slots_that_are_empty() {
+        let t = TempStore::new();
+        let pdu = b"\x00same";
+        t.store.receive_read(stop(pdu), SM3).await.unwrap();
+        // AT+CMGD went through but its release was lost: the listing still
+        // showing slot 3 keeps the key; one without it releases it.
+        t.store.slots_listed("m1", "SM", &[3, 7]).unwrap();
+        assert_eq!(
+            t.store.receive_read(stop(pdu), SM3).await.unwrap(),
+            ReceiveOutcome::Duplicate
+        );
+        // Another modem's and another storage's keys are not touched.
+        t.store.slots_listed("m2", "SM", &[]).unwrap();
+        t.store.slots_listed("m1", "ME", &[]).unwrap();
+        assert_eq!(
+            t.store.receive_read(stop(pdu), SM3).await.unwrap(),
+            ReceiveOutcome::Duplicate
+        );
+        t.store.slots_listed("m1", "SM", &[7]).unwrap();
+        assert!(matches!(
+            t.store.receive_read(stop(pdu), SM3).await.unwrap(),
+            ReceiveOutcome::Complete(..)
+        ));
     }
 }

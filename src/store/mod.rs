@@ -46,7 +46,7 @@ pub use deliveries::{
     WebhookEndpoint,
 };
 pub use history::ARCHIVE_BATCH;
-pub use inbound::{InboundPart, ReceiveOutcome};
+pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
 pub use prune::{Pruned, DEDUPE_KEEP, EVENTS_KEEP, IDEMPOTENCY_KEEP, SEND_LOG_KEEP};
 pub use query::{MessageFilter, Page, ThreadSummary};

@@ -147,6 +147,16 @@ fn replies_are_byte_exact_per_personality() {
         (Sim800, "AT+ZPAS?", "\r\nERROR\r\n"),
         (E3372, "AT+WIND?", "\r\nCOMMAND NOT SUPPORT\r\n"),
         (E3372, "AT^CURC=0", "\r\nOK\r\n"),
+        // gammu 1.42's Huawei PostConnect sends AT^PORTSEL=1 and gives up on an error.
+        (
+            E3372,
+            "AT^PORTSEL=1;^PORTSEL?",
+            "\r\n^PORTSEL: 1\r\n\r\nOK\r\n",
+        ),
+        (E3372, "AT^PORTSEL=?", "\r\n^PORTSEL: (0-1)\r\n\r\nOK\r\n"),
+        (E3372, "AT^PORTSEL=2", "\r\nERROR\r\n"),
+        (Sim800, "AT^PORTSEL=1", "\r\nERROR\r\n"),
+        (Ec25, "AT+CHUP=?", "\r\nOK\r\n"),
         (
             Sim800,
             "AT+CUSD=1,\"*100#\",15",
