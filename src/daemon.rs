@@ -85,6 +85,9 @@ pub async fn run(
     on_started: impl FnOnce(&Started) + Send,
 ) -> Result<(), DaemonError> {
     config.validate()?;
+    // Everything the daemon creates (store files, history, snapshots) holds
+    // message bodies and numbers: private to its user, whatever umask it got.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let store = Store::open(&config.store.path, config.store.cache_mb).map_err(|source| {
         DaemonError::Store {
             path: config.store.path.display().to_string(),
@@ -213,6 +216,12 @@ pub async fn run(
             source,
         })?;
     let api_addr = listener.local_addr().map_err(DaemonError::Serve)?;
+    if !api_addr.ip().is_loopback() {
+        tracing::warn!(
+            api = %api_addr,
+            "the API listens beyond loopback: anyone who reaches this port can try tokens; keep it on a trusted LAN or bind 127.0.0.1"
+        );
+    }
     on_started(&Started {
         api: api_addr,
         store: store.clone(),
