@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
-use crate::config::{parse_duration, Config};
+use crate::api::{self, ApiState, ApiToken, SmsPolicy};
+use crate::config::Config;
 use crate::modem::discovery::{self, AutoModem, Discovery};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
 use crate::policy::Policy;
@@ -40,32 +40,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The tokens the config names, plus any given directly (demo, `SMSGATE_API_TOKEN`).
 pub fn tokens(config: &Config, extra: Vec<ApiToken>) -> Vec<ApiToken> {
-    let mut tokens: Vec<ApiToken> = config
-        .api
-        .tokens
-        .iter()
-        .filter_map(|t| {
-            let digest = crate::pdu::hex::decode(&t.sha256).ok()?;
-            let sha256: [u8; 32] = digest.try_into().ok()?;
-            let scopes = t
-                .scopes
-                .iter()
-                .filter_map(|s| match s.as_str() {
-                    "send" => Some(Scope::Send),
-                    "read" => Some(Scope::Read),
-                    "admin" => Some(Scope::Admin),
-                    _ => None,
-                })
-                .collect();
-            Some(ApiToken {
-                name: t.name.clone(),
-                sha256,
-                scopes,
-            })
-        })
-        .collect();
-    tokens.extend(extra);
-    tokens
+    config.api.tokens.iter().cloned().chain(extra).collect()
 }
 
 /// What the daemon reports once it listens (tests and the demo use it).
@@ -114,12 +89,7 @@ pub async fn run(
     });
     // Webhooks register before the modems start, so a new endpoint's
     // starting cursor is before the modems' first modem.status events.
-    let endpoints = config
-        .webhook
-        .iter()
-        .enumerate()
-        .map(|(i, w)| webhook::Endpoint::from_config(w, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let endpoints: Vec<webhook::Endpoint> = config.webhook.iter().map(Into::into).collect();
     // Consent: inbound STOP/START/HELP act inside the store's transaction; every
     // send passes the policy right before AT+CMGS.
     let policy = Arc::new(Policy::from_config(&config));
@@ -186,13 +156,11 @@ pub async fn run(
         );
         actors.push(actor);
     }
-    let reassembly =
-        parse_duration(&config.sms.reassembly_timeout).unwrap_or(Duration::from_secs(600));
     let housekeeping = tokio::spawn(modem::expiry::run(
         store.clone(),
-        reassembly,
+        config.sms.reassembly_timeout,
         config.store.retention_days,
-        parse_duration(&config.store.archive_after).unwrap_or(Duration::from_secs(600)),
+        config.store.archive_after,
         stop_rx.clone(),
     ));
 
@@ -209,19 +177,13 @@ pub async fn run(
             }))
         },
     };
-    let listener = tokio::net::TcpListener::bind(&config.api.bind)
+    let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await
         .map_err(|source| DaemonError::Bind {
-            bind: config.api.bind.clone(),
+            bind: config.api.bind.to_string(),
             source,
         })?;
     let api_addr = listener.local_addr().map_err(DaemonError::Serve)?;
-    if !api_addr.ip().is_loopback() {
-        tracing::warn!(
-            api = %api_addr,
-            "the API listens beyond loopback: anyone who reaches this port can try tokens; keep it on a trusted LAN or bind 127.0.0.1"
-        );
-    }
     on_started(&Started {
         api: api_addr,
         store: store.clone(),
@@ -242,9 +204,14 @@ pub async fn run(
     // One shutdown signal, fanned out: the API stops accepting, the actors stop
     // taking work and finish what is in flight.
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, state, async move {
-        let _ = api_stop_rx.await;
-    }));
+    let server = tokio::spawn(api::serve_with(
+        listener,
+        state,
+        config.api.connection_limits(),
+        async move {
+            let _ = api_stop_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!("shutting down");
     crate::notify::stopping();
