@@ -340,21 +340,25 @@ struct AcceptErrors {
 }
 
 impl AcceptErrors {
-    fn record(&mut self, error: &std::io::Error) {
+    /// Count `error`; log it if the last log is a second old. The count
+    /// logged, if it was.
+    fn record(&mut self, error: &std::io::Error) -> Option<u64> {
         let now = tokio::time::Instant::now();
         self.unlogged += 1;
         if self
             .last_logged
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
         {
-            tracing::error!(
-                error = %error,
-                count = self.unlogged,
-                "API cannot accept connections (at the open files limit?)"
-            );
-            self.last_logged = Some(now);
-            self.unlogged = 0;
+            return None;
         }
+        let count = std::mem::take(&mut self.unlogged);
+        tracing::error!(
+            error = %error,
+            count,
+            "API cannot accept connections (at the open files limit?)"
+        );
+        self.last_logged = Some(now);
+        Some(count)
     }
 }
 
@@ -408,6 +412,18 @@ mod tests {
             response.headers()[axum::http::header::CONTENT_TYPE],
             "application/problem+json"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_errors_are_logged_once_a_second_with_their_count() {
+        let mut errors = AcceptErrors::default();
+        let emfile = std::io::Error::from_raw_os_error(24);
+        assert_eq!(errors.record(&emfile), Some(1));
+        assert_eq!(errors.record(&emfile), None);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(errors.record(&emfile), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(errors.record(&emfile), Some(3));
     }
 
     #[test]
