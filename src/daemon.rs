@@ -118,27 +118,26 @@ pub async fn run(
     });
     // `port = "auto"`: find the modems among the udev links before the actors
     // open ports, then follow plugs and unplugs.
-    let autos: Vec<AutoModem> = config
+    let autos: Vec<&crate::config::ModemConfig> = config
         .modem
         .iter()
         .filter(|m| m.port == discovery::AUTO)
-        .map(|m| AutoModem {
-            id: m.id.clone(),
-            imei: m.imei.clone(),
-        })
         .collect();
     let mut discovery_task = None;
     let mut resolvers = std::collections::HashMap::new();
-    if !autos.is_empty() {
-        let baud = config
-            .modem
+    if let Some(first) = autos.first() {
+        // Discovery probes every link at one speed: the first auto modem's.
+        let wanted = autos
             .iter()
-            .find(|m| m.port == discovery::AUTO)
-            .map_or(115_200, |m| m.baud);
-        let mut finder = Discovery::new(config.discovery.dir.clone(), baud, autos);
+            .map(|m| AutoModem {
+                id: m.id.clone(),
+                imei: m.imei.clone(),
+            })
+            .collect();
+        let mut finder = Discovery::new(config.discovery.dir.clone(), first.baud, wanted);
         let found = finder.scan().await;
         tracing::info!(dir = %config.discovery.dir.display(), found = ?found, "modem discovery");
-        for m in config.modem.iter().filter(|m| m.port == discovery::AUTO) {
+        for m in &autos {
             resolvers.insert(m.id.clone(), finder.resolver(&m.id));
         }
         discovery_task = Some(tokio::spawn(finder.run(stop_rx.clone())));
