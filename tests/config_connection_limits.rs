@@ -8,17 +8,19 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use smsgate::sim::{Personality, SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 const CAP: usize = 4;
 
-async fn daemon(name: &str) -> (common::InProcessDaemon, std::path::PathBuf) {
+/// A daemon with the test's limits; `extra` is appended to its config.
+async fn daemon(name: &str, extra: &str) -> (common::InProcessDaemon, std::path::PathBuf) {
     let db = std::env::temp_dir().join(format!("smsgate-limits-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&db);
     let text = format!(
-        "[api]\nbind = \"127.0.0.1:0\"\nheader_timeout = \"{}s\"\nmax_connections = {CAP}\n[store]\npath = \"{}\"\ncache_mb = 8\n",
+        "[api]\nbind = \"127.0.0.1:0\"\nheader_timeout = \"{}s\"\nmax_connections = {CAP}\n[store]\npath = \"{}\"\ncache_mb = 8\n{extra}",
         HEADER_TIMEOUT.as_secs(),
         db.display()
     );
@@ -42,7 +44,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sending_headers_slowly_is_cut_at_the_header_timeout() {
-    let (daemon, db) = daemon("slow").await;
+    let (daemon, db) = daemon("slow", "").await;
     let mut stream = TcpStream::connect(&daemon.addr).await.unwrap();
     let started = Instant::now();
     stream
@@ -81,7 +83,7 @@ async fn a_client_sending_headers_slowly_is_cut_at_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_past_the_cap_healthz_waits_for_a_slot() {
-    let (daemon, db) = daemon("cap").await;
+    let (daemon, db) = daemon("cap", "").await;
     let started = Instant::now();
     // Fill every slot with connections that never send a byte.
     let mut idle = Vec::new();
@@ -132,5 +134,51 @@ async fn idle_connections_are_closed_and_past_the_cap_healthz_waits_for_a_slot()
             .unwrap();
     assert_eq!(status, 200);
     daemon.stop().await;
+    let _ = std::fs::remove_dir_all(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_outlives_the_header_timeout_and_ends_at_shutdown() {
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link = Some(
+        std::env::temp_dir().join(format!("smsgate-limits-{}-stream.tty", std::process::id())),
+    );
+    c.noise_interval = Some(Duration::ZERO);
+    let modem = Simulator::start(c).unwrap();
+    let modem_config = format!(
+        "[[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        modem.link().display()
+    );
+    let (daemon, db) = daemon("stream", &modem_config).await;
+    daemon.wait_ready().await;
+    let mut stream = TcpStream::connect(&daemon.addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer limits-token\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the stream closed before its head");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // An idle connection opened now is closed by the header timeout: once it
+    // is, the stream has been open longer than that.
+    let mut idle = TcpStream::connect(&daemon.addr).await.unwrap();
+    assert!(read_until_closed(&mut idle).await.is_empty());
+    // An SMS received after the timeout still arrives on the stream.
+    modem.inject("+15551230000", "after the timeout").unwrap();
+    while !String::from_utf8_lossy(&seen).contains("event: message.received") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the stream closed before the event");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Shutdown ends the stream.
+    daemon.stop().await;
+    read_until_closed(&mut stream).await;
+    modem.shutdown().await;
     let _ = std::fs::remove_dir_all(db);
 }
