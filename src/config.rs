@@ -784,9 +784,9 @@ fn key_of(path: &[Step]) -> String {
 /// Deserialize `root`, collecting every problem rather than the first: on
 /// each error, note it with its key path, take the offending value out (an
 /// unknown key, a bad value, or the table that lacks a required key) and try
-/// again, so the defaults fill in and the next problem shows. The value is
-/// returned only when it needed no such repair (and then, when it needed
-/// repairs only to values, for the checks to run on).
+/// again, so defaults fill in and the next problem shows. The value is
+/// returned (for the checks beyond types to run on) unless an array entry had
+/// to be taken out: those checks would then number later entries wrongly.
 fn deserialize_all<T: DeserializeOwned>(
     mut root: config::Value,
     problems: &mut Vec<Problem>,
@@ -1140,6 +1140,89 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("99999999999999999999w"), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines a config file is made of, right and wrong, in any order.
+    fn line() -> impl Strategy<Value = String> {
+        let header = prop::sample::select(vec![
+            "[api]",
+            "[store]",
+            "[sms]",
+            "[consent]",
+            "[quiet_hours]",
+            "[rate_limits]",
+            "[discovery]",
+            "[[modem]]",
+            "[[webhook]]",
+            "[[api.tokens]]",
+            "[nope]",
+        ])
+        .prop_map(str::to_string);
+        let key = prop::sample::select(vec![
+            "bind",
+            "header_timeout",
+            "max_connections",
+            "cache_mb",
+            "archive_after",
+            "validity",
+            "max_parts",
+            "id",
+            "port",
+            "baud",
+            "pin",
+            "url",
+            "secrets",
+            "name",
+            "sha256",
+            "scopes",
+            "start",
+            "default_time_zone",
+            "scope",
+            "defer",
+            "events",
+            "timeout",
+            "bogus",
+        ]);
+        let value = prop::sample::select(vec![
+            "\"127.0.0.1:80\"",
+            "\"10m\"",
+            "\"x\"",
+            "0",
+            "12",
+            "true",
+            "[]",
+            "[\"send\"]",
+            "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            "\"http://h/\"",
+            "\"21:00\"",
+            "\"/dev/ttyUSB0\"",
+            "\"none\"",
+            "\"marketing\"",
+        ]);
+        prop_oneof![header, (key, value).prop_map(|(k, v)| format!("{k} = {v}"))]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text: a config, or problems each naming a key; never a panic.
+        #[test]
+        fn a_config_or_named_problems(lines in prop::collection::vec(line(), 0..16), noise in "\\PC{0,40}") {
+            for text in [lines.join("\n"), format!("{}\n{noise}", lines.join("\n"))] {
+                if let Err(e) = Config::from_toml(&text, std::iter::empty()) {
+                    prop_assert!(!e.problems.is_empty());
+                    for p in &e.problems {
+                        prop_assert!(!p.key.is_empty() && !p.message.is_empty(), "{text}: {e}");
+                    }
+                }
+            }
+        }
     }
 }
 
