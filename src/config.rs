@@ -1,25 +1,90 @@
 //! Typed settings: a TOML file plus `SMSGATE_<SECTION>__<KEY>` environment
-//! overrides (the `config` crate), validated once at start so a mistake is
-//! reported with its key before anything runs. Unknown keys are refused.
-//! `[[modem]]` and `[[webhook]]` are file-only; `SMSGATE_API_TOKEN` (one admin
-//! token) is read by the daemon directly. config/smsgate.toml documents every
-//! key.
+//! overrides (the `config` crate), deserialized once at start into typed
+//! values (durations, addresses, token digests and scopes, webhook secrets,
+//! local times, zones, categories), so inner code never parses a string or
+//! repeats a default. Every problem is reported at once, each with its key.
+//! Unknown keys are refused. `[[modem]]` and `[[webhook]]` are file-only;
+//! `SMSGATE_API_TOKEN` (one admin token) is read by the daemon directly.
+//! config/smsgate.toml documents every key.
+//!
+//! Dependencies go one way: this module uses the small value types of the
+//! modules it configures (`ApiToken`, `Secret`, `Category`, the policy's
+//! sections) and builds their settings ([`ModemSettings`], [`Endpoint`],
+//! [`Policy`]); they never look at the config.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
-/// A configuration problem, naming the key.
-#[derive(Debug, thiserror::Error)]
-#[error("config: {key}: {message}")]
-pub struct ConfigError {
+use crate::api::{ApiToken, ConnectionLimits};
+use crate::modem::{discovery, ModemSettings};
+pub use crate::policy::settings::{ConsentConfig, ConsentScope, QuietHoursConfig, RateLimitConfig};
+use crate::policy::Policy;
+use crate::webhook::{Endpoint, Secret};
+
+/// One configuration problem, naming its key (`api.tokens[0].sha256`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
     pub key: String,
     pub message: String,
 }
 
-fn error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
+/// Everything wrong with a configuration, found at once (never empty).
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file, when it was read from one.
+    pub file: Option<PathBuf>,
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    fn one(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: None,
+            problems: vec![problem(key, message)],
+        }
+    }
+
+    /// The keys named, in the order found.
+    pub fn keys(&self) -> Vec<&str> {
+        self.problems.iter().map(|p| p.key.as_str()).collect()
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = match &self.file {
+            Some(file) => file.display().to_string(),
+            None => "config".to_string(),
+        };
+        // A problem with the whole file (unreadable, TOML syntax) has no key.
+        let line = |p: &Problem| match p.key.as_str() {
+            FILE => p.message.clone(),
+            key => format!("{key}: {}", p.message),
+        };
+        match self.problems.as_slice() {
+            [one] => write!(f, "{origin}: {}", line(one)),
+            many => {
+                write!(f, "{origin}: {} problems:", many.len())?;
+                for p in many {
+                    write!(f, "\n  {}", line(p))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The key of a problem with the file as a whole.
+pub const FILE: &str = "(file)";
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
         key: key.into(),
         message: message.into(),
     }
@@ -62,100 +127,7 @@ pub struct DiscoveryConfig {
 impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
-            dir: PathBuf::from(crate::modem::discovery::DEFAULT_DIR),
-        }
-    }
-}
-
-/// `[consent]`: keywords, replies and who may be texted.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConsentConfig {
-    /// The business name in HELP and confirmation replies.
-    pub program_name: String,
-    /// How to reach a person, for HELP replies (a phone number, an address).
-    pub help_contact: String,
-    /// Message frequency, for HELP replies.
-    pub frequency: String,
-    /// The one reply to an opt-out ({program} is replaced). No marketing.
-    pub opt_out_confirmation: String,
-    /// The reply to START/UNSTOP/YES.
-    pub opt_in_confirmation: String,
-    /// Opt-out keywords; default STOP, STOPALL, STOP ALL, UNSUBSCRIBE, CANCEL,
-    /// END, QUIT, REVOKE, OPTOUT, OPT OUT, OPT-OUT, ARRET, ALTO, PARAR, ...
-    pub opt_out_keywords: Option<Vec<String>>,
-    /// Opt-in keywords; default START, UNSTOP, SUBSCRIBE (YES while opted out).
-    pub opt_in_keywords: Option<Vec<String>>,
-    /// Help keywords; default HELP, INFO, AIDE, AYUDA.
-    pub help_keywords: Option<Vec<String>>,
-    /// "all": an opt-out covers every gateway number (default); "number":
-    /// only the number it was sent to.
-    pub scope: String,
-    /// Categories that may go to contacts who never opted in or out.
-    pub allow_without_opt_in: Vec<String>,
-}
-
-impl Default for ConsentConfig {
-    fn default() -> Self {
-        ConsentConfig {
-            program_name: "smsgate".into(),
-            help_contact: String::new(),
-            frequency: "Message frequency varies".into(),
-            opt_out_confirmation:
-                "{program}: you are unsubscribed and will get no more messages. Reply START to resubscribe.".into(),
-            opt_in_confirmation: "{program}: you are subscribed again. Reply HELP for help, STOP to opt out.".into(),
-            opt_out_keywords: None,
-            opt_in_keywords: None,
-            help_keywords: None,
-            scope: "all".into(),
-            allow_without_opt_in: vec!["transactional".into(), "conversational".into()],
-        }
-    }
-}
-
-/// `[quiet_hours]`: local night-time, per contact.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuietHoursConfig {
-    /// Local start, "HH:MM".
-    pub start: String,
-    /// Local end, "HH:MM" (may be past midnight).
-    pub end: String,
-    /// IANA zone for contacts without one.
-    pub default_time_zone: String,
-    /// Use the country's zone for numbers of single-zone countries.
-    pub infer_from_country: bool,
-    /// Categories held back during quiet hours (marketing always is).
-    pub defer: Vec<String>,
-}
-
-impl Default for QuietHoursConfig {
-    fn default() -> Self {
-        QuietHoursConfig {
-            start: "21:00".into(),
-            end: "08:00".into(),
-            default_time_zone: "America/New_York".into(),
-            infer_from_country: true,
-            defer: vec!["marketing".into()],
-        }
-    }
-}
-
-/// `[rate_limits]`: per contact (carriers filter bursts).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitConfig {
-    /// Marketing messages per contact per 24 hours.
-    pub marketing_per_day: u32,
-    /// Messages of any kind per contact per hour.
-    pub per_contact_per_hour: u32,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RateLimitConfig {
-            marketing_per_day: 3,
-            per_contact_per_hour: 10,
+            dir: PathBuf::from(discovery::DEFAULT_DIR),
         }
     }
 }
@@ -180,20 +152,38 @@ pub struct WebhookConfig {
     /// Stable name used in the API and logs.
     pub id: String,
     /// `http://host:port/path` of the receiver.
+    #[serde(deserialize_with = "http_url")]
     pub url: String,
     /// Signing secrets, `whsec_` + base64 (Standard Webhooks). Every secret
     /// signs each delivery, so a new one can be added before the old is removed.
-    pub secrets: Vec<String>,
+    #[serde(deserialize_with = "secrets")]
+    pub secrets: Vec<Secret>,
     /// Event types to send; empty or `["*"]`: all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "event_types")]
     pub events: Vec<String>,
-    /// How long to wait for the receiver's answer.
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout: String,
+    /// How long to wait for the receiver's answer (1s to 120s).
+    #[serde(
+        default = "default_webhook_timeout",
+        deserialize_with = "webhook_timeout"
+    )]
+    pub timeout: Duration,
 }
 
-fn default_webhook_timeout() -> String {
-    "10s".into()
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The receiver as the webhook workers use it.
+impl From<&WebhookConfig> for Endpoint {
+    fn from(c: &WebhookConfig) -> Endpoint {
+        Endpoint {
+            id: c.id.clone(),
+            url: c.url.clone(),
+            secrets: c.secrets.clone(),
+            events: c.events.iter().filter(|e| *e != "*").cloned().collect(),
+            timeout: c.timeout,
+        }
+    }
 }
 
 /// `[api]`: the local HTTP API.
@@ -201,15 +191,28 @@ fn default_webhook_timeout() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Address to listen on; keep it on loopback or a trusted LAN.
-    #[serde(default = "default_bind")]
-    pub bind: String,
+    #[serde(default = "default_bind", deserialize_with = "socket_addr")]
+    pub bind: SocketAddr,
     /// Bearer tokens: only the SHA-256 of each secret is stored.
     #[serde(default)]
-    pub tokens: Vec<TokenConfig>,
+    pub tokens: Vec<ApiToken>,
+    /// How long a connection may take to send a request's headers, counted
+    /// from when it connects or its last response ended (so also how long an
+    /// idle keep-alive connection stays open).
+    #[serde(default = "default_header_timeout", deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Connections served at once (default: below the open files limit,
+    /// at most 1024); more wait until one closes.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
-fn default_bind() -> String {
-    "127.0.0.1:8080".into()
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_header_timeout() -> Duration {
+    ConnectionLimits::DEFAULT_HEADER_TIMEOUT
 }
 
 impl Default for ApiConfig {
@@ -217,20 +220,21 @@ impl Default for ApiConfig {
         ApiConfig {
             bind: default_bind(),
             tokens: Vec::new(),
+            header_timeout: default_header_timeout(),
+            max_connections: None,
         }
     }
 }
 
-/// `[[api.tokens]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it (logged, never the secret).
-    pub name: String,
-    /// Hex SHA-256 of the secret (`printf %s SECRET | sha256sum`).
-    pub sha256: String,
-    /// Any of "send", "read", "admin".
-    pub scopes: Vec<String>,
+impl ApiConfig {
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: self.header_timeout,
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(ConnectionLimits::default_max_connections),
+        }
+    }
 }
 
 /// `[store]`.
@@ -250,12 +254,12 @@ pub struct StoreConfig {
     /// Settled messages (a final status) unchanged this long move from the
     /// database to the history files, which keeps memory bounded as history
     /// grows ("30s", "10m", "1h"; default 10m).
-    #[serde(default = "default_archive_after")]
-    pub archive_after: String,
+    #[serde(default = "default_archive_after", deserialize_with = "duration")]
+    pub archive_after: Duration,
 }
 
-fn default_archive_after() -> String {
-    "10m".into()
+fn default_archive_after() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_store_path() -> PathBuf {
@@ -309,6 +313,22 @@ fn default_baud() -> u32 {
     115_200
 }
 
+/// The modem's settings as its actor takes them.
+impl From<&ModemConfig> for ModemSettings {
+    fn from(m: &ModemConfig) -> Self {
+        ModemSettings {
+            id: m.id.clone(),
+            port: m.port.clone(),
+            baud: m.baud,
+            pin: m.pin.clone(),
+            storage: m.storage.clone(),
+            own_number: m.own_number.clone(),
+            sends_per_minute: m.sends_per_minute,
+            resolver: None,
+        }
+    }
+}
+
 /// `[sms]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,9 +336,9 @@ pub struct SmsConfig {
     /// ISO 3166 alpha-2 country for numbers written without a country code.
     #[serde(default = "default_country")]
     pub default_country: String,
-    /// Default validity: "none" or a duration (5m, 24h, 7d).
-    #[serde(default = "default_validity")]
-    pub validity: String,
+    /// Default validity: "none" (None: the network's) or 5m to 63w.
+    #[serde(default = "default_validity", deserialize_with = "validity")]
+    pub validity: Option<Duration>,
     /// Ask for status reports unless a request says otherwise.
     #[serde(default = "default_true")]
     pub status_reports: bool,
@@ -326,15 +346,15 @@ pub struct SmsConfig {
     #[serde(default = "default_max_parts")]
     pub max_parts: usize,
     /// Deliver a multipart message incomplete when parts are missing this long.
-    #[serde(default = "default_reassembly")]
-    pub reassembly_timeout: String,
+    #[serde(default = "default_reassembly", deserialize_with = "duration")]
+    pub reassembly_timeout: Duration,
 }
 
 fn default_country() -> String {
     "US".into()
 }
-fn default_validity() -> String {
-    "24h".into()
+fn default_validity() -> Option<Duration> {
+    Some(Duration::from_secs(24 * 3600))
 }
 fn default_true() -> bool {
     true
@@ -342,8 +362,8 @@ fn default_true() -> bool {
 fn default_max_parts() -> usize {
     10
 }
-fn default_reassembly() -> String {
-    "10m".into()
+fn default_reassembly() -> Duration {
+    Duration::from_secs(600)
 }
 
 impl Default for SmsConfig {
@@ -356,6 +376,93 @@ impl Default for SmsConfig {
             reassembly_timeout: default_reassembly(),
         }
     }
+}
+
+// Typed values from the file's strings: each parser is the one the project
+// uses for that kind of value, and its error says what is expected.
+
+fn custom<E: serde::de::Error>(message: impl std::fmt::Display) -> E {
+    E::custom(message)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .ok_or_else(|| custom(format!("{text:?}: a duration such as 90s, 10m, 24h or 7d")))
+}
+
+fn validity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    match parse_duration(&text) {
+        Some(v) if v.as_secs() >= 300 && v.as_secs() <= crate::pdu::relative_seconds(255) => {
+            Ok(Some(v))
+        }
+        _ => Err(custom(format!(
+            "{text:?}: \"none\" or 5m to 63w (e.g. 24h)"
+        ))),
+    }
+}
+
+fn webhook_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let timeout = duration(d)?;
+    if !(1..=120).contains(&timeout.as_secs()) {
+        return Err(custom("1s to 120s, e.g. 10s"));
+    }
+    Ok(timeout)
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        custom(format!(
+            "{text:?} is not an address:port (e.g. 127.0.0.1:8080)"
+        ))
+    })
+}
+
+fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let url = String::deserialize(d)?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        custom("must start with http:// (receivers are on the LAN; put a TLS proxy in front for https)")
+    })?;
+    if rest.split('/').next().unwrap_or("").is_empty() {
+        return Err(custom("has no host"));
+    }
+    Ok(url)
+}
+
+/// A `whsec_` secret, parsed by the signer's own parser.
+struct SecretText(Secret);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if !text.starts_with("whsec_") || text.len() < 6 + 16 {
+            return Err(custom(
+                "must be whsec_ followed by base64 (at least 16 characters)",
+            ));
+        }
+        Secret::parse(&text).map(SecretText).map_err(custom)
+    }
+}
+
+fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    let secrets = Vec::<SecretText>::deserialize(d)?;
+    if secrets.is_empty() {
+        return Err(custom("needs at least one whsec_ secret"));
+    }
+    Ok(secrets.into_iter().map(|s| s.0).collect())
+}
+
+fn event_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let events = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+        return Err(custom(format!("unknown event type {bad:?}")));
+    }
+    Ok(events)
 }
 
 /// A duration such as "90s", "5m", "24h", "7d", "2w".
@@ -377,14 +484,27 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 
 impl Config {
     /// Read `path` (TOML) and the environment's overrides, then validate.
+    /// Problems, a TOML syntax error included, name the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error(path.display().to_string(), format!("cannot read: {e}")))?;
-        Config::from_toml(&text, std::env::vars())
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            problems: vec![problem(FILE, format!("cannot read: {e}"))],
+        })?;
+        Config::parse(&text, std::env::vars()).map_err(|mut e| {
+            e.file = Some(path.to_path_buf());
+            e
+        })
     }
 
     /// Parse TOML text with `SMSGATE_<SECTION>__<KEY>` overrides from `env`.
     pub fn from_toml(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Config::parse(text, env)
+    }
+
+    fn parse(
         text: &str,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
@@ -404,332 +524,413 @@ impl Config {
             );
             builder = builder
                 .set_override(key.as_str(), value)
-                .map_err(|e| error(&name, e.to_string()))?;
+                .map_err(|e| ConfigError::one(&name, e.to_string()))?;
         }
-        let raw = builder
+        // A TOML syntax error: its message has the line and column.
+        let root: config::Value = builder
             .build()
-            .map_err(|e| error("(file)", e.to_string()))?;
-        let config: Config = raw.try_deserialize().map_err(|e| from_config_error(&e))?;
-        config.validate()?;
-        Ok(config)
+            .and_then(|raw| raw.try_deserialize())
+            .map_err(|e| ConfigError::one(FILE, e.to_string()))?;
+        let mut problems = Vec::new();
+        let config = deserialize_all::<Config>(root, &mut problems);
+        // Found in the table's (hash) order: reported in the keys' order.
+        problems.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(config) = &config {
+            config.check(&mut problems);
+        }
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                file: None,
+                problems,
+            }),
+        }
     }
 
-    /// Every check that needs more than a type.
+    /// Every check that needs more than a type (a config built or changed in
+    /// code, e.g. the demo's, goes through here too).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.api.bind.parse::<SocketAddr>().map_err(|_| {
-            error(
-                "api.bind",
-                format!("{:?} is not an address:port", self.api.bind),
-            )
-        })?;
+        let mut problems = Vec::new();
+        self.check(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                file: None,
+                problems,
+            })
+        }
+    }
+
+    fn check(&self, problems: &mut Vec<Problem>) {
+        let mut report = |key: String, message: String| problems.push(problem(key, message));
         for (i, t) in self.api.tokens.iter().enumerate() {
             let key = format!("api.tokens[{i}]");
             if t.name.trim().is_empty() {
-                return Err(error(format!("{key}.name"), "must not be empty"));
-            }
-            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(error(
-                    format!("{key}.sha256"),
-                    "must be 64 hex digits (the SHA-256 of the secret)",
-                ));
+                report(format!("{key}.name"), "must not be empty".into());
             }
             if t.scopes.is_empty() {
-                return Err(error(
+                report(
                     format!("{key}.scopes"),
-                    "needs at least one of send, read, admin",
-                ));
+                    "needs at least one of send, read, admin".into(),
+                );
             }
-            if let Some(bad) = t
-                .scopes
-                .iter()
-                .find(|s| !matches!(s.as_str(), "send" | "read" | "admin"))
-            {
-                return Err(error(
-                    format!("{key}.scopes"),
-                    format!("unknown scope {bad:?} (send, read, admin)"),
-                ));
-            }
+        }
+        if self.api.max_connections == Some(0) {
+            report(
+                "api.max_connections".into(),
+                "at least 1 (omit it for a limit below the open files limit)".into(),
+            );
+        }
+        if self.api.header_timeout.is_zero() {
+            report("api.header_timeout".into(), "at least 1s, e.g. 10s".into());
         }
         if self.store.cache_mb == 0 {
-            return Err(error("store.cache_mb", "must be at least 1"));
+            report("store.cache_mb".into(), "must be at least 1".into());
         }
         if self.store.retention_days == Some(0) {
-            return Err(error(
-                "store.retention_days",
-                "at least 1 (omit it to keep bodies)",
-            ));
+            report(
+                "store.retention_days".into(),
+                "at least 1 (omit it to keep bodies)".into(),
+            );
         }
         let mut ids = std::collections::HashSet::new();
+        let mut ports: Vec<(usize, PathBuf)> = Vec::new();
+        let auto = self
+            .modem
+            .iter()
+            .filter(|m| m.port == discovery::AUTO)
+            .count();
+        let mut imeis = std::collections::HashSet::new();
         for (i, m) in self.modem.iter().enumerate() {
             let key = format!("modem[{i}]");
-            let valid_id = !m.id.is_empty()
-                && m.id.len() <= 64
-                && m.id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_id {
-                return Err(error(
+            if !valid_id(&m.id) {
+                report(
                     format!("{key}.id"),
                     format!("{:?}: use 1-64 letters, digits, - or _", m.id),
-                ));
-            }
-            if !ids.insert(m.id.as_str()) {
-                return Err(error(
-                    format!("{key}.id"),
-                    format!("{:?} is used twice", m.id),
-                ));
+                );
+            } else if !ids.insert(m.id.as_str()) {
+                report(format!("{key}.id"), format!("{:?} is used twice", m.id));
             }
             if m.port.trim().is_empty() {
-                return Err(error(format!("{key}.port"), "must not be empty"));
+                report(format!("{key}.port"), "must not be empty".into());
+            } else if m.port != discovery::AUTO {
+                // One port, one modem: two actors on one port fight over
+                // every answer. A by-id link and its tty are the same port.
+                let port =
+                    std::fs::canonicalize(&m.port).unwrap_or_else(|_| PathBuf::from(&m.port));
+                match ports.iter().find(|(_, p)| *p == port) {
+                    Some((j, _)) => report(
+                        format!("{key}.port"),
+                        format!("{} is also modem[{j}]'s port: one modem per port", m.port),
+                    ),
+                    None => ports.push((i, port)),
+                }
             }
             const BAUDS: [u32; 8] = [
                 9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
             ];
             if !BAUDS.contains(&m.baud) {
-                return Err(error(
+                report(
                     format!("{key}.baud"),
                     format!("{} is not a standard speed ({BAUDS:?})", m.baud),
-                ));
+                );
             }
             if let Some(pin) = &m.pin {
                 if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(error(format!("{key}.pin"), "a SIM PIN is 4 to 8 digits"));
+                    report(format!("{key}.pin"), "a SIM PIN is 4 to 8 digits".into());
                 }
             }
             if let Some(s) = &m.storage {
                 if !matches!(s.to_ascii_uppercase().as_str(), "ME" | "SM" | "MT") {
-                    return Err(error(
-                        format!("{key}.storage"),
-                        format!("{s:?}: use ME, SM or MT"),
-                    ));
+                    report(format!("{key}.storage"), format!("{s:?}: use ME, SM or MT"));
                 }
             }
             if let Some(n) = &m.own_number {
-                crate::pdu::Address::parse_number(n)
-                    .map_err(|e| error(format!("{key}.own_number"), e.to_string()))?;
+                if let Err(e) = crate::pdu::Address::parse_number(n) {
+                    report(format!("{key}.own_number"), e.to_string());
+                }
             }
             if m.sends_per_minute == Some(0) {
-                return Err(error(
+                report(
                     format!("{key}.sends_per_minute"),
-                    "must be at least 1 (omit it for no limit)",
-                ));
+                    "must be at least 1 (omit it for no limit)".into(),
+                );
             }
-        }
-        // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
-        // (src/modem/discovery.rs).
-        let auto: Vec<(usize, &ModemConfig)> = self
-            .modem
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.port == crate::modem::discovery::AUTO)
-            .collect();
-        let mut imeis = std::collections::HashSet::new();
-        for (i, m) in self.modem.iter().enumerate() {
-            let key = format!("modem[{i}].imei");
+            // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
+            // (src/modem/discovery.rs).
+            let key = format!("{key}.imei");
             match &m.imei {
-                Some(imei) if !crate::modem::discovery::is_imei(imei) => {
-                    return Err(error(key, "an IMEI is 14 to 16 digits"));
+                Some(imei) if !discovery::is_imei(imei) => {
+                    report(key, "an IMEI is 14 to 16 digits".into());
                 }
                 Some(imei) if !imeis.insert(imei.as_str()) => {
-                    return Err(error(key, format!("{imei} is used twice")));
+                    report(key, format!("{imei} is used twice"));
                 }
-                None if auto.len() > 1 && m.port == crate::modem::discovery::AUTO => {
-                    return Err(error(
+                None if auto > 1 && m.port == discovery::AUTO => {
+                    report(
                         key,
-                        "several modems have port = \"auto\": each needs its imei",
-                    ));
+                        "several modems have port = \"auto\": each needs its imei".into(),
+                    );
                 }
                 _ => {}
             }
         }
         let c = &self.sms.default_country;
         if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(error(
-                "sms.default_country",
+            report(
+                "sms.default_country".into(),
                 format!("{c:?}: an ISO 3166 alpha-2 code such as US or DE"),
-            ));
-        }
-        if crate::phone::calling_code(c).is_none() {
-            return Err(error(
-                "sms.default_country",
+            );
+        } else if crate::phone::calling_code(c).is_none() {
+            report(
+                "sms.default_country".into(),
                 format!("{c:?} is not in smsgate's table of calling codes; write numbers in +E.164 and pick a listed country"),
-            ));
-        }
-        if !self.sms.validity.eq_ignore_ascii_case("none") {
-            match parse_duration(&self.sms.validity) {
-                Some(d)
-                    if d.as_secs() >= 300 && d.as_secs() <= crate::pdu::relative_seconds(255) => {}
-                _ => return Err(error("sms.validity", "\"none\" or 5m to 63w (e.g. 24h)")),
-            }
+            );
         }
         if !(1..=255).contains(&self.sms.max_parts) {
-            return Err(error("sms.max_parts", "1 to 255"));
-        }
-        if parse_duration(&self.store.archive_after).is_none() {
-            return Err(error("store.archive_after", "a duration such as 10m"));
-        }
-        if parse_duration(&self.sms.reassembly_timeout).is_none() {
-            return Err(error("sms.reassembly_timeout", "a duration such as 10m"));
-        }
-        if !matches!(self.consent.scope.as_str(), "all" | "number") {
-            return Err(error("consent.scope", "\"all\" or \"number\""));
-        }
-        for c in &self.consent.allow_without_opt_in {
-            if !matches!(c.as_str(), "transactional" | "conversational" | "marketing") {
-                return Err(error(
-                    "consent.allow_without_opt_in",
-                    format!("unknown category {c:?}"),
-                ));
-            }
-        }
-        for (key, list) in [
-            ("consent.opt_out_keywords", &self.consent.opt_out_keywords),
-            ("consent.opt_in_keywords", &self.consent.opt_in_keywords),
-            ("consent.help_keywords", &self.consent.help_keywords),
-        ] {
-            if list
-                .as_ref()
-                .is_some_and(|l| l.iter().all(|k| k.trim().is_empty()))
-            {
-                return Err(error(
-                    key,
-                    "an empty list would ignore every request; omit the key for the defaults",
-                ));
-            }
-        }
-        if crate::policy::quiet_hours::QuietHours::parse(
-            &self.quiet_hours.start,
-            &self.quiet_hours.end,
-        )
-        .is_none()
-        {
-            return Err(error("quiet_hours.start", "start and end are HH:MM"));
-        }
-        if self
-            .quiet_hours
-            .default_time_zone
-            .parse::<chrono_tz::Tz>()
-            .is_err()
-        {
-            return Err(error(
-                "quiet_hours.default_time_zone",
-                format!(
-                    "{:?} is not an IANA zone (e.g. America/Chicago)",
-                    self.quiet_hours.default_time_zone
-                ),
-            ));
-        }
-        for c in &self.quiet_hours.defer {
-            if !matches!(c.as_str(), "transactional" | "conversational" | "marketing") {
-                return Err(error(
-                    "quiet_hours.defer",
-                    format!("unknown category {c:?}"),
-                ));
-            }
+            report("sms.max_parts".into(), "1 to 255".into());
         }
         let mut hook_ids = std::collections::HashSet::new();
         for (i, w) in self.webhook.iter().enumerate() {
-            let key = format!("webhook[{i}]");
-            let valid_id = !w.id.is_empty()
-                && w.id.len() <= 64
-                && w.id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_id {
-                return Err(error(
-                    format!("{key}.id"),
-                    format!("{:?}: use 1-64 letters, digits, - or _", w.id),
-                ));
-            }
-            if !hook_ids.insert(w.id.as_str()) {
-                return Err(error(
-                    format!("{key}.id"),
-                    format!("{:?} is used twice", w.id),
-                ));
-            }
-            let rest = w.url.strip_prefix("http://").ok_or_else(|| {
-                error(
-                    format!("{key}.url"),
-                    "must start with http:// (receivers are on the LAN; put a TLS proxy in front for https)",
-                )
-            })?;
-            let host = rest.split('/').next().unwrap_or("");
-            if host.is_empty() {
-                return Err(error(format!("{key}.url"), "has no host"));
-            }
-            if w.secrets.is_empty() {
-                return Err(error(
-                    format!("{key}.secrets"),
-                    "needs at least one whsec_ secret",
-                ));
-            }
-            for (j, secret) in w.secrets.iter().enumerate() {
-                if !secret.starts_with("whsec_") || secret.len() < 6 + 16 {
-                    return Err(error(
-                        format!("{key}.secrets[{j}]"),
-                        "must be whsec_ followed by base64 (at least 16 characters)",
-                    ));
-                }
-                crate::webhook::Secret::parse(secret)
-                    .map_err(|e| error(format!("{key}.secrets[{j}]"), e.to_string()))?;
-            }
-            if let Some(bad) = w.events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
-                return Err(error(
-                    format!("{key}.events"),
-                    format!("unknown event type {bad:?}"),
-                ));
-            }
-            match parse_duration(&w.timeout) {
-                Some(d) if d.as_secs() >= 1 && d.as_secs() <= 120 => {}
-                _ => return Err(error(format!("{key}.timeout"), "1s to 120s, e.g. 10s")),
+            let key = format!("webhook[{i}].id");
+            if !valid_id(&w.id) {
+                report(key, format!("{:?}: use 1-64 letters, digits, - or _", w.id));
+            } else if !hook_ids.insert(w.id.as_str()) {
+                report(key, format!("{:?} is used twice", w.id));
             }
         }
-        Ok(())
     }
 
-    /// Validity in seconds (None: "none").
+    /// Validity in seconds, as a PDU and a message carry it (None: "none").
     pub fn validity_seconds(&self) -> Option<u32> {
-        parse_duration(&self.sms.validity).map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+        self.sms
+            .validity
+            .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// What works but is probably a mistake: `check-config` prints these and
+    /// `run` logs them. `env_token`: `SMSGATE_API_TOKEN` is set.
+    pub fn warnings(&self, env_token: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.api.tokens.is_empty() && !env_token {
+            out.push(
+                "no API token: [[api.tokens]] is empty and SMSGATE_API_TOKEN is unset, so every /v1 request will be refused".into(),
+            );
+        }
+        if !self.api.bind.ip().is_loopback() {
+            out.push(format!(
+                "api.bind {} listens beyond loopback: anyone who reaches it can try tokens; keep it on a trusted LAN",
+                self.api.bind
+            ));
+        }
+        out
     }
 }
 
-fn from_config_error(e: &config::ConfigError) -> ConfigError {
-    if let config::ConfigError::Type { key: Some(key), .. } = e {
-        return error(key.clone(), e.to_string());
+/// Tokens in the file hold digests and webhook secrets are secrets: a file
+/// others can read gives them away.
+pub fn file_warnings(path: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o004 != 0 => vec![format!(
+            "{} is readable by every user (mode {:o}): it holds token digests and webhook secrets; chmod o-r it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        )],
+        _ => Vec::new(),
     }
-    let text = e.to_string();
-    let quoted = |open: &str, close: char| -> Option<String> {
-        let start = text.find(open)? + open.len();
-        let end = text[start..].find(close)? + start;
-        Some(text[start..end].to_string())
-    };
-    // serde: "unknown field `bnd`, expected ... for key `api`".
-    if let Some(field) = text
-        .contains("unknown field")
-        .then(|| quoted("field `", '`'))
-        .flatten()
-    {
-        let key = match quoted("for key `", '`') {
-            Some(section) => format!("{section}.{field}"),
-            None => field,
+}
+
+/// Built from the config's `[consent]`, `[quiet_hours]` and `[rate_limits]`.
+/// Here rather than in `policy`, so the policy module does not know about
+/// config files.
+impl Policy {
+    pub fn from_config(config: &Config) -> Policy {
+        Policy::new(&config.consent, &config.quiet_hours, &config.rate_limits)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn key_of(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Deserialize `root`, collecting every problem rather than the first: on
+/// each error, note it with its key path, take the offending value out (an
+/// unknown key, a bad value, or the table that lacks a required key) and try
+/// again, so defaults fill in and the next problem shows. The value is
+/// returned (for the checks beyond types to run on) unless an array entry had
+/// to be taken out: those checks would then number later entries wrongly.
+fn deserialize_all<T: DeserializeOwned>(
+    mut root: config::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    // (array path, original index) of each table taken out of an array, so
+    // later problems in the same array keep the file's numbering.
+    let mut removed: Vec<(Vec<Step>, usize)> = Vec::new();
+    // Each round removes one value: bounded by the file's size.
+    for _ in 0..1000 {
+        let error = match serde_path_to_error::deserialize::<_, T>(root.clone()) {
+            Ok(value) => return removed.is_empty().then_some(value),
+            Err(e) => e,
         };
-        return error(key, text);
+        let path: Vec<Step> = error
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut message = error.into_inner().to_string();
+        // The key is given separately.
+        if let Some(at) = message.find(" for key `") {
+            message.truncate(at);
+        }
+        let quoted = |prefix: &str| -> Option<String> {
+            let rest = message.strip_prefix(prefix)?;
+            Some(rest[..rest.find('`')?].to_string())
+        };
+        let original = original_path(&path, &removed);
+        let (key, target) = if let Some(field) = quoted("unknown field `") {
+            // The path may or may not end at the unknown key already.
+            let field = Step::Key(field);
+            let mut target = path.clone();
+            let mut key = original.clone();
+            if target.last() != Some(&field) {
+                target.push(field.clone());
+                key.push(field);
+            }
+            (key, target)
+        } else if let Some(field) = quoted("missing field `").or_else(|| {
+            // The config crate's wording: `missing configuration field "modem[0]port"`.
+            let rest = message.strip_prefix("missing configuration field \"")?;
+            let full = &rest[..rest.find('"')?];
+            Some(full[full.rfind([']', '.']).map_or(0, |i| i + 1)..].to_string())
+        }) {
+            let mut key = original.clone();
+            key.push(Step::Key(field));
+            (key, path.clone())
+        } else {
+            (original.clone(), path.clone())
+        };
+        let key = if key.is_empty() {
+            FILE.to_string()
+        } else {
+            key_of(&key)
+        };
+        // A required value already reported as bad, and taken out, is not
+        // reported again as missing.
+        if !problems.iter().any(|p| p.key == key) {
+            problems.push(problem(key, message));
+        }
+        if let Some(Step::Index(i)) = target.last() {
+            let parent = original_path(&target[..target.len() - 1], &removed);
+            let index = original_path(&target, &removed)
+                .last()
+                .and_then(|s| match s {
+                    Step::Index(o) => Some(*o),
+                    Step::Key(_) => None,
+                })
+                .unwrap_or(*i);
+            if !remove(&mut root, &target) {
+                return None;
+            }
+            removed.push((parent, index));
+        } else if !remove(&mut root, &target) {
+            return None;
+        }
+        if problems.len() >= 100 {
+            return None;
+        }
     }
-    // config: "missing configuration field \"modem[0]port\"".
-    if let Some(path) = quoted("missing configuration field \"", '"') {
-        return error(
-            path.replace("]", "].")
-                .replace("].[", "][")
-                .replace("]..", "]."),
-            text,
-        );
+    None
+}
+
+/// `path` in the file's numbering, given the array entries taken out.
+fn original_path(path: &[Step], removed: &[(Vec<Step>, usize)]) -> Vec<Step> {
+    let mut out = Vec::new();
+    for step in path {
+        match step {
+            Step::Index(i) => {
+                let mut gone: Vec<usize> = removed
+                    .iter()
+                    .filter(|(array, _)| *array == out)
+                    .map(|(_, r)| *r)
+                    .collect();
+                gone.sort_unstable();
+                let mut index = *i;
+                for r in gone {
+                    if r <= index {
+                        index += 1;
+                    }
+                }
+                out.push(Step::Index(index));
+            }
+            key => out.push(key.clone()),
+        }
     }
-    error("(file)", text)
+    out
+}
+
+/// Take the value at `path` out of `root` (false: nothing there to take).
+fn remove(root: &mut config::Value, path: &[Step]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = root;
+    for step in parents {
+        let next = match (step, &mut node.kind) {
+            (Step::Key(k), config::ValueKind::Table(t)) => t.get_mut(k),
+            (Step::Index(i), config::ValueKind::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match (last, &mut node.kind) {
+        (Step::Key(k), config::ValueKind::Table(t)) => t.remove(k).is_some(),
+        (Step::Index(i), config::ValueKind::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Scope;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, std::iter::empty())
@@ -738,8 +939,11 @@ mod tests {
     #[test]
     fn defaults_and_a_full_file() {
         let c = load("").unwrap();
-        assert_eq!(c.api.bind, "127.0.0.1:8080");
+        assert_eq!(c.api.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.store.cache_mb, 32);
+        assert_eq!(c.store.archive_after, Duration::from_secs(600));
+        assert_eq!(c.sms.reassembly_timeout, Duration::from_secs(600));
+        assert_eq!(c.api.header_timeout, Duration::from_secs(10));
         assert_eq!(c.validity_seconds(), Some(86_400));
         let c = load(
             r#"
@@ -768,7 +972,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.modem[0].baud, 115_200);
         assert_eq!(c.validity_seconds(), None);
-        assert_eq!(c.api.tokens[0].scopes, ["send", "read"]);
+        assert_eq!(
+            c.api.tokens[0],
+            ApiToken::from_secret("crm", "test", vec![Scope::Send, Scope::Read])
+        );
     }
 
     #[test]
@@ -784,8 +991,29 @@ mod tests {
             ("HOME".to_string(), "/root".to_string()),
         ];
         let c = Config::from_toml("", env.into_iter()).unwrap();
-        assert_eq!(c.api.bind, "127.0.0.1:9999");
+        assert_eq!(c.api.bind.to_string(), "127.0.0.1:9999");
         assert_eq!(c.store.cache_mb, 8);
+        // Typed values from the environment too.
+        let env = [
+            ("SMSGATE_STORE__ARCHIVE_AFTER", "30s"),
+            ("SMSGATE_API__MAX_CONNECTIONS", "12"),
+            ("SMSGATE_SMS__VALIDITY", "none"),
+        ];
+        let c =
+            Config::from_toml("", env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(c.store.archive_after, Duration::from_secs(30));
+        assert_eq!(c.api.max_connections, Some(12));
+        assert_eq!(c.validity_seconds(), None);
+        let bad = Config::from_toml(
+            "",
+            [("SMSGATE_API__BND".to_string(), "x".to_string())].into_iter(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad.keys(),
+            ["api.bnd"],
+            "unknown keys are refused from the environment too"
+        );
     }
 
     #[test]
@@ -794,7 +1022,14 @@ mod tests {
             ("[api]\nbnd = \"x\"", "api.bnd"),
             ("[api]\nbind = \"nope\"", "api.bind"),
             ("[[api.tokens]]\nname = \"a\"\nsha256 = \"12\"\nscopes = [\"send\"]", "api.tokens[0].sha256"),
-            ("[[api.tokens]]\nname = \"a\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nscopes = [\"root\"]", "api.tokens[0].scopes"),
+            ("[[api.tokens]]\nname = \"a\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nscopes = [\"root\"]", "api.tokens[0].scopes[0]"),
+            ("[[api.tokens]]\nname = \"a\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nscopes = []", "api.tokens[0].scopes"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\n[[modem]]\nid = \"b\"\nport = \"/dev/x\"", "modem[1].port"),
+            ("[[webhook]]\nid = \"crm\"\nurl = \"https://crm.example/hook\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]", "webhook[0].url"),
+            ("[[webhook]]\nid = \"crm\"\nurl = \"http://crm.example/hook\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"nope\"]", "webhook[0].secrets[1]"),
+            ("[[webhook]]\nid = \"crm\"\nurl = \"http://crm.example/hook\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\ntimeout = \"5m\"", "webhook[0].timeout"),
+            ("[api]\nheader_timeout = \"soon\"", "api.header_timeout"),
+            ("[api]\nmax_connections = 0", "api.max_connections"),
             ("[store]\ncache_mb = \"lots\"", "store.cache_mb"),
             ("[[modem]]\nid = \"a b\"\nport = \"/dev/x\"", "modem[0].id"),
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\n[[modem]]\nid = \"a\"\nport = \"/dev/y\"", "modem[1].id"),
@@ -821,8 +1056,73 @@ mod tests {
         ];
         for (text, key) in cases {
             let e = load(text).expect_err(text);
-            assert_eq!(e.key, key, "{text}: {e}");
+            assert_eq!(e.keys(), [key], "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        // Three sections, three problems, one report.
+        let e =
+            load("[api]\nbind = \"nope\"\n[store]\ncache_mb = \"lots\"\n[sms]\nvalidity = \"1m\"")
+                .unwrap_err();
+        let mut keys = e.keys();
+        keys.sort_unstable();
+        assert_eq!(keys, ["api.bind", "sms.validity", "store.cache_mb"], "{e}");
+        // Several in one table, an unknown key among them.
+        let e = load("[api]\nbind = \"nope\"\nbnd = 1\nheader_timeout = \"x\"").unwrap_err();
+        let mut keys = e.keys();
+        keys.sort_unstable();
+        assert_eq!(keys, ["api.bind", "api.bnd", "api.header_timeout"], "{e}");
+        // A modem missing its port does not hide the next modem's problem,
+        // and the next keeps its number in the file.
+        let e = load(
+            "[[modem]]\nid = \"a\"\n[[modem]]\nid = \"b\"\nport = \"/dev/x\"\nbaud = \"fast\"\n[[modem]]\nid = \"c\"\nport = \"/dev/y\"\nsends_per_minute = \"many\"",
+        )
+        .unwrap_err();
+        let mut keys = e.keys();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "modem[0].port",
+                "modem[1].baud",
+                "modem[2].sends_per_minute"
+            ],
+            "{e}"
+        );
+        // Checks beyond types are collected too.
+        let e =
+            load("[[modem]]\nid = \"a b\"\nport = \"/dev/x\"\npin = \"12\"\n[sms]\nmax_parts = 0")
+                .unwrap_err();
+        assert_eq!(
+            e.keys(),
+            ["modem[0].id", "modem[0].pin", "sms.max_parts"],
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("config: 3 problems:"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_has_its_line_and_column() {
+        let e = load("[api]\nbind = \"127.0.0.1:8080\"\n[sms\n").unwrap_err();
+        assert_eq!(e.keys(), ["(file)"]);
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert!(e.to_string().contains("column"), "{e}");
+    }
+
+    #[test]
+    fn warnings() {
+        let quiet = load("[[api.tokens]]\nname = \"a\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nscopes = [\"read\"]").unwrap();
+        assert!(quiet.warnings(false).is_empty());
+        let open = load("[api]\nbind = \"0.0.0.0:8080\"").unwrap();
+        let w = open.warnings(false);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("no API token") && w[1].contains("beyond loopback"),
+            "{w:?}"
+        );
+        assert_eq!(open.warnings(true).len(), 1, "SMSGATE_API_TOKEN is a token");
     }
 
     #[test]
@@ -840,6 +1140,89 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("99999999999999999999w"), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines a config file is made of, right and wrong, in any order.
+    fn line() -> impl Strategy<Value = String> {
+        let header = prop::sample::select(vec![
+            "[api]",
+            "[store]",
+            "[sms]",
+            "[consent]",
+            "[quiet_hours]",
+            "[rate_limits]",
+            "[discovery]",
+            "[[modem]]",
+            "[[webhook]]",
+            "[[api.tokens]]",
+            "[nope]",
+        ])
+        .prop_map(str::to_string);
+        let key = prop::sample::select(vec![
+            "bind",
+            "header_timeout",
+            "max_connections",
+            "cache_mb",
+            "archive_after",
+            "validity",
+            "max_parts",
+            "id",
+            "port",
+            "baud",
+            "pin",
+            "url",
+            "secrets",
+            "name",
+            "sha256",
+            "scopes",
+            "start",
+            "default_time_zone",
+            "scope",
+            "defer",
+            "events",
+            "timeout",
+            "bogus",
+        ]);
+        let value = prop::sample::select(vec![
+            "\"127.0.0.1:80\"",
+            "\"10m\"",
+            "\"x\"",
+            "0",
+            "12",
+            "true",
+            "[]",
+            "[\"send\"]",
+            "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            "\"http://h/\"",
+            "\"21:00\"",
+            "\"/dev/ttyUSB0\"",
+            "\"none\"",
+            "\"marketing\"",
+        ]);
+        prop_oneof![header, (key, value).prop_map(|(k, v)| format!("{k} = {v}"))]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text: a config, or problems each naming a key; never a panic.
+        #[test]
+        fn a_config_or_named_problems(lines in prop::collection::vec(line(), 0..16), noise in "\\PC{0,40}") {
+            for text in [lines.join("\n"), format!("{}\n{noise}", lines.join("\n"))] {
+                if let Err(e) = Config::from_toml(&text, std::iter::empty()) {
+                    prop_assert!(!e.problems.is_empty());
+                    for p in &e.problems {
+                        prop_assert!(!p.key.is_empty() && !p.message.is_empty(), "{text}: {e}");
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
-use crate::config::{parse_duration, Config};
+use crate::api::{self, ApiState, ApiToken, SmsPolicy};
+use crate::config::Config;
 use crate::modem::discovery::{self, AutoModem, Discovery};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
 use crate::policy::Policy;
@@ -40,32 +40,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The tokens the config names, plus any given directly (demo, `SMSGATE_API_TOKEN`).
 pub fn tokens(config: &Config, extra: Vec<ApiToken>) -> Vec<ApiToken> {
-    let mut tokens: Vec<ApiToken> = config
-        .api
-        .tokens
-        .iter()
-        .filter_map(|t| {
-            let digest = crate::pdu::hex::decode(&t.sha256).ok()?;
-            let sha256: [u8; 32] = digest.try_into().ok()?;
-            let scopes = t
-                .scopes
-                .iter()
-                .filter_map(|s| match s.as_str() {
-                    "send" => Some(Scope::Send),
-                    "read" => Some(Scope::Read),
-                    "admin" => Some(Scope::Admin),
-                    _ => None,
-                })
-                .collect();
-            Some(ApiToken {
-                name: t.name.clone(),
-                sha256,
-                scopes,
-            })
-        })
-        .collect();
-    tokens.extend(extra);
-    tokens
+    config.api.tokens.iter().cloned().chain(extra).collect()
 }
 
 /// What the daemon reports once it listens (tests and the demo use it).
@@ -85,6 +60,9 @@ pub async fn run(
     on_started: impl FnOnce(&Started) + Send,
 ) -> Result<(), DaemonError> {
     config.validate()?;
+    // Everything the daemon creates (store files, history, snapshots) holds
+    // message bodies and numbers: private to its user, whatever umask it got.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let store = Store::open(&config.store.path, config.store.cache_mb).map_err(|source| {
         DaemonError::Store {
             path: config.store.path.display().to_string(),
@@ -111,12 +89,7 @@ pub async fn run(
     });
     // Webhooks register before the modems start, so a new endpoint's
     // starting cursor is before the modems' first modem.status events.
-    let endpoints = config
-        .webhook
-        .iter()
-        .enumerate()
-        .map(|(i, w)| webhook::Endpoint::from_config(w, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let endpoints: Vec<webhook::Endpoint> = config.webhook.iter().map(Into::into).collect();
     // Consent: inbound STOP/START/HELP act inside the store's transaction; every
     // send passes the policy right before AT+CMGS.
     let policy = Arc::new(Policy::from_config(&config));
@@ -145,27 +118,26 @@ pub async fn run(
     });
     // `port = "auto"`: find the modems among the udev links before the actors
     // open ports, then follow plugs and unplugs.
-    let autos: Vec<AutoModem> = config
+    let autos: Vec<&crate::config::ModemConfig> = config
         .modem
         .iter()
         .filter(|m| m.port == discovery::AUTO)
-        .map(|m| AutoModem {
-            id: m.id.clone(),
-            imei: m.imei.clone(),
-        })
         .collect();
     let mut discovery_task = None;
     let mut resolvers = std::collections::HashMap::new();
-    if !autos.is_empty() {
-        let baud = config
-            .modem
+    if let Some(first) = autos.first() {
+        // Discovery probes every link at one speed: the first auto modem's.
+        let wanted = autos
             .iter()
-            .find(|m| m.port == discovery::AUTO)
-            .map_or(115_200, |m| m.baud);
-        let mut finder = Discovery::new(config.discovery.dir.clone(), baud, autos);
+            .map(|m| AutoModem {
+                id: m.id.clone(),
+                imei: m.imei.clone(),
+            })
+            .collect();
+        let mut finder = Discovery::new(config.discovery.dir.clone(), first.baud, wanted);
         let found = finder.scan().await;
         tracing::info!(dir = %config.discovery.dir.display(), found = ?found, "modem discovery");
-        for m in config.modem.iter().filter(|m| m.port == discovery::AUTO) {
+        for m in &autos {
             resolvers.insert(m.id.clone(), finder.resolver(&m.id));
         }
         discovery_task = Some(tokio::spawn(finder.run(stop_rx.clone())));
@@ -183,13 +155,11 @@ pub async fn run(
         );
         actors.push(actor);
     }
-    let reassembly =
-        parse_duration(&config.sms.reassembly_timeout).unwrap_or(Duration::from_secs(600));
     let housekeeping = tokio::spawn(modem::expiry::run(
         store.clone(),
-        reassembly,
+        config.sms.reassembly_timeout,
         config.store.retention_days,
-        parse_duration(&config.store.archive_after).unwrap_or(Duration::from_secs(600)),
+        config.store.archive_after,
         stop_rx.clone(),
     ));
 
@@ -206,10 +176,10 @@ pub async fn run(
             }))
         },
     };
-    let listener = tokio::net::TcpListener::bind(&config.api.bind)
+    let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await
         .map_err(|source| DaemonError::Bind {
-            bind: config.api.bind.clone(),
+            bind: config.api.bind.to_string(),
             source,
         })?;
     let api_addr = listener.local_addr().map_err(DaemonError::Serve)?;
@@ -233,9 +203,14 @@ pub async fn run(
     // One shutdown signal, fanned out: the API stops accepting, the actors stop
     // taking work and finish what is in flight.
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, state, async move {
-        let _ = api_stop_rx.await;
-    }));
+    let server = tokio::spawn(api::serve_with(
+        listener,
+        state,
+        config.api.connection_limits(),
+        async move {
+            let _ = api_stop_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!("shutting down");
     crate::notify::stopping();

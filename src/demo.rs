@@ -137,7 +137,13 @@ async fn run_in(
     let link = dir.join("modem");
     config.modem[0].port = link.display().to_string();
     if let Some(bind) = api_bind {
-        config.api.bind = bind;
+        config.api.bind = bind.parse().map_err(|_| crate::config::ConfigError {
+            file: None,
+            problems: vec![crate::config::Problem {
+                key: "--api".into(),
+                message: format!("{bind:?} is not an address:port"),
+            }],
+        })?;
     }
     let mut sim_config = SimConfig::new(Personality::Sim800);
     sim_config.link = Some(link);

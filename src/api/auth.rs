@@ -43,14 +43,28 @@ impl Scope {
     }
 }
 
-/// A configured API token.
-#[derive(Clone, PartialEq, Eq)]
+/// A configured API token (config `[[api.tokens]]`, deserialized directly:
+/// the digest and scopes are typed when the file is read).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiToken {
     /// Who holds it (logs name the caller, never the secret).
     pub name: String,
-    /// SHA-256 of the secret: the config keeps digests, not secrets.
+    /// SHA-256 of the secret: the config keeps digests, not secrets
+    /// (`printf %s SECRET | sha256sum`, 64 hex digits).
+    #[serde(deserialize_with = "sha256_hex")]
     pub sha256: [u8; 32],
+    /// Any of "send", "read", "admin".
     pub scopes: Vec<Scope>,
+}
+
+fn sha256_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    let text = String::deserialize(d)?;
+    ApiToken::from_sha256_hex("", &text, Vec::new())
+        .map(|t| t.sha256)
+        .ok_or_else(|| {
+            serde::de::Error::custom("must be 64 hex digits (the SHA-256 of the secret)")
+        })
 }
 
 impl std::fmt::Debug for ApiToken {

@@ -184,23 +184,164 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serve the API on `listener` until `shutdown` completes, then finish the
-/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]; event streams
-/// end at once).
+/// What a connection to the API may hold: anyone who reaches the port can
+/// open one, token or not, so idle and slow ones must not pile up until the
+/// daemon runs out of file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a connection may take to send a request's headers, counted
+    /// from when it connects or its previous response ends: it is also the
+    /// keep-alive idle timeout. A response in progress (an event stream) is
+    /// not cut.
+    pub header_timeout: Duration,
+    /// Connections served at once. Past it the API stops accepting, and new
+    /// connections wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// File descriptors kept for everything but API connections: the store and
+/// its history files, modems, webhook clients, logs.
+pub const RESERVED_FDS: u64 = 128;
+
+impl ConnectionLimits {
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Connections below the soft `RLIMIT_NOFILE`, less [`RESERVED_FDS`],
+    /// and at most 1,024 (a LAN gateway needs far fewer); 64 if the limit
+    /// cannot be read.
+    pub fn default_max_connections() -> usize {
+        match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+            Ok((soft, _)) => soft.saturating_sub(RESERVED_FDS).clamp(16, 1024) as usize,
+            Err(_) => 64,
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            max_connections: Self::default_max_connections(),
+        }
+    }
+}
+
+/// Serve the API on `listener` with the default [`ConnectionLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_streams.send(true);
-    };
-    let app = router(state).layer(axum::Extension(events::StreamStop(streams_stopped)));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, ConnectionLimits::default(), shutdown).await
+}
+
+/// Serve the API on `listener` until `shutdown` completes, then finish the
+/// requests in flight (each bounded by [`REQUEST_TIMEOUT`]; event streams
+/// end at once; idle keep-alive connections close).
+///
+/// HTTP/1.1 through hyper directly, not `axum::serve`: it has no header
+/// read timeout and no connection cap.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // One stop signal: event streams end, and every connection finishes what
+    // it is answering and closes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router(state).layer(axum::Extension(events::StreamStop(stop_rx.clone())));
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut accept_errors = AcceptErrors::default();
+    tokio::pin!(shutdown);
+    loop {
+        // A slot before accepting: past the cap, new connections wait in the
+        // backlog instead of costing a descriptor each.
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or a connection reset
+                    // before accept: say so, and do not spin.
+                    accept_errors.record(&e);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let connection =
+            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let _slot = permit;
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "API connection closed");
+                    }
+                }
+                _ = async { stop.wait_for(|stopped| *stopped).await.is_ok() } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// How long the accept loop pauses after an accept error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accept errors, logged at most once a second with how many there were.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    /// Count `error`; log it if the last log is a second old. The count
+    /// logged, if it was.
+    fn record(&mut self, error: &std::io::Error) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return None;
+        }
+        let count = std::mem::take(&mut self.unlogged);
+        tracing::error!(
+            error = %error,
+            count,
+            "API cannot accept connections (at the open files limit?)"
+        );
+        self.last_logged = Some(now);
+        Some(count)
+    }
 }
 
 async fn timeout(request: Request, next: Next) -> Response {
@@ -253,6 +394,18 @@ mod tests {
             response.headers()[axum::http::header::CONTENT_TYPE],
             "application/problem+json"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_errors_are_logged_once_a_second_with_their_count() {
+        let mut errors = AcceptErrors::default();
+        let emfile = std::io::Error::from_raw_os_error(24);
+        assert_eq!(errors.record(&emfile), Some(1));
+        assert_eq!(errors.record(&emfile), None);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(errors.record(&emfile), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(errors.record(&emfile), Some(3));
     }
 
     #[test]

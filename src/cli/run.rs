@@ -150,8 +150,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))
 }
 
+/// Validate the file: every problem at once (exit 2), else warnings and OK.
 pub fn check_config(args: RunArgs) -> Result<(), UsageError> {
     let config = Config::load(&args.config)?;
+    for warning in warnings(&args.config, &config) {
+        eprintln!("smsgate: warning: {warning}");
+    }
     println!(
         "{}: OK ({} modem(s), API on {}, store at {})",
         args.config.display(),
@@ -162,19 +166,26 @@ pub fn check_config(args: RunArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// The admin token `SMSGATE_API_TOKEN` gives, if set.
+fn env_token() -> Option<ApiToken> {
+    let secret = std::env::var("SMSGATE_API_TOKEN").ok()?;
+    (!secret.is_empty())
+        .then(|| ApiToken::from_secret("SMSGATE_API_TOKEN", &secret, vec![Scope::Admin]))
+}
+
+fn warnings(path: &std::path::Path, config: &Config) -> Vec<String> {
+    let mut out = crate::config::file_warnings(path);
+    out.extend(config.warnings(env_token().is_some()));
+    out
+}
+
 pub fn run(args: RunArgs) -> Result<(), UsageError> {
     init_logging(args.log_format);
     let config = Config::load(&args.config)?;
-    let mut extra = Vec::new();
-    if let Ok(secret) = std::env::var("SMSGATE_API_TOKEN") {
-        if !secret.is_empty() {
-            extra.push(ApiToken::from_secret(
-                "SMSGATE_API_TOKEN",
-                &secret,
-                vec![Scope::Admin],
-            ));
-        }
+    for warning in warnings(&args.config, &config) {
+        tracing::warn!("{warning}");
     }
+    let extra: Vec<ApiToken> = env_token().into_iter().collect();
     runtime()?
         .block_on(crate::daemon::run(
             config,

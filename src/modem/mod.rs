@@ -22,7 +22,7 @@ pub use actor::spawn_modem;
 pub use dispatch::Dispatcher;
 pub use status::{ModemState, ModemStatus};
 
-/// One modem's settings (config `[[modem]]`).
+/// One modem's settings (config `[[modem]]`, converted by the config module).
 #[derive(Debug, Clone)]
 pub struct ModemSettings {
     pub id: String,
@@ -37,21 +37,6 @@ pub struct ModemSettings {
     pub sends_per_minute: Option<u32>,
     /// `port = "auto"`: where discovery says the modem is now (None: `port`).
     pub resolver: Option<discovery::PortResolver>,
-}
-
-impl From<&crate::config::ModemConfig> for ModemSettings {
-    fn from(m: &crate::config::ModemConfig) -> Self {
-        ModemSettings {
-            id: m.id.clone(),
-            port: m.port.clone(),
-            baud: m.baud,
-            pin: m.pin.clone(),
-            storage: m.storage.clone(),
-            own_number: m.own_number.clone(),
-            sends_per_minute: m.sends_per_minute,
-            resolver: None,
-        }
-    }
 }
 
 /// What the policy says right before a message goes to the modem.

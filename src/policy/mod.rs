@@ -6,6 +6,7 @@
 
 pub mod keywords;
 pub mod quiet_hours;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -15,7 +16,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::config::Config;
 use crate::modem::{Gate, SendGate};
 use crate::store::{
     Category, ConsentRecord, ConsentStatus, Direction, ErrorInfo, Message, MessageFilter,
@@ -23,6 +23,7 @@ use crate::store::{
 };
 use keywords::{Intent, Keywords};
 use quiet_hours::{zone_for_number, QuietHours};
+use settings::{ConsentConfig, ConsentScope, QuietHoursConfig, RateLimitConfig};
 
 /// An opt-out confirmation not sent within this long is dropped
 /// (47 CFR 64.1200(a)(12): confirm within 5 minutes, once).
@@ -117,14 +118,10 @@ pub struct Policy {
     per_hour: u32,
 }
 
-fn categories(list: &[String]) -> HashSet<Category> {
-    list.iter().filter_map(|c| Category::parse(c)).collect()
-}
-
 impl Policy {
-    /// From a validated config.
-    pub fn from_config(config: &Config) -> Policy {
-        let c = &config.consent;
+    /// From the config's typed sections (`Policy::from_config` in the
+    /// config module composes them from a whole file).
+    pub fn new(c: &ConsentConfig, quiet: &QuietHoursConfig, rates: &RateLimitConfig) -> Policy {
         let list = |custom: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
             custom
                 .clone()
@@ -146,7 +143,7 @@ impl Policy {
             c.program_name,
             c.frequency.trim_end_matches('.')
         );
-        let mut quiet_categories = categories(&config.quiet_hours.defer);
+        let mut quiet_categories: HashSet<Category> = quiet.defer.iter().copied().collect();
         quiet_categories.insert(Category::Marketing);
         Policy {
             keywords,
@@ -154,23 +151,17 @@ impl Policy {
             help_text,
             opt_out_text: fill(&c.opt_out_confirmation),
             opt_in_text: fill(&c.opt_in_confirmation),
-            per_number: c.scope == "number",
-            allow_without_opt_in: categories(&c.allow_without_opt_in),
-            quiet: QuietHours::parse(&config.quiet_hours.start, &config.quiet_hours.end).unwrap_or(
-                QuietHours {
-                    start: chrono::NaiveTime::MIN,
-                    end: chrono::NaiveTime::MIN,
-                },
-            ),
-            default_zone: config
-                .quiet_hours
-                .default_time_zone
-                .parse()
-                .unwrap_or(chrono_tz::UTC),
-            infer_zone: config.quiet_hours.infer_from_country,
+            per_number: c.scope == ConsentScope::Number,
+            allow_without_opt_in: c.allow_without_opt_in.iter().copied().collect(),
+            quiet: QuietHours {
+                start: quiet.start,
+                end: quiet.end,
+            },
+            default_zone: quiet.default_time_zone,
+            infer_zone: quiet.infer_from_country,
             quiet_categories,
-            marketing_per_day: config.rate_limits.marketing_per_day,
-            per_hour: config.rate_limits.per_contact_per_hour,
+            marketing_per_day: rates.marketing_per_day,
+            per_hour: rates.per_contact_per_hour,
         }
     }
 

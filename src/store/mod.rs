@@ -164,9 +164,46 @@ impl Drop for Inner {
     }
 }
 
+/// `path` and any missing parents, created 0700; an existing store directory
+/// is tightened to 0700 too (one made by an older smsgate under umask 022).
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Directories under `dir` 0700, files 0600 (sled creates its files with the
+/// umask's mode; symbolic links are left alone).
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let mode = if kind.is_dir() {
+            make_private(&entry.path())?;
+            0o700
+        } else if kind.is_file() {
+            0o600
+        } else {
+            continue;
+        };
+        let path = entry.path();
+        if std::fs::symlink_metadata(&path)?.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (or create) the store at `path` with a page cache of `cache_mb` MiB.
+    /// The directory is created 0700 and every file in it made 0600, whatever
+    /// the umask: it holds message bodies and phone numbers.
     pub fn open(path: &Path, cache_mb: u64) -> Result<Store> {
+        create_private_dir(path).map_err(sled::Error::Io)?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_mb.max(1) * 1024 * 1024)
@@ -246,6 +283,7 @@ impl Store {
             inner: Arc::new(inner),
         };
         store.recover_history()?;
+        make_private(path).map_err(sled::Error::Io)?;
         Ok(store)
     }
 

@@ -33,10 +33,10 @@ pub use reply::Replies;
 pub use signing::Secret;
 pub use worker::Worker;
 
-use crate::config::{parse_duration, ConfigError, WebhookConfig};
 use crate::store::{Event, Store, StoreError};
 
-/// A configured receiver, ready to use.
+/// A configured receiver, ready to use (built from `[[webhook]]` by the
+/// config module, typed: this module parses nothing).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub id: String,
@@ -44,31 +44,11 @@ pub struct Endpoint {
     pub secrets: Vec<Secret>,
     /// Event types wanted; empty: all.
     pub events: Vec<String>,
+    /// How long to wait for the receiver's answer.
     pub timeout: Duration,
 }
 
 impl Endpoint {
-    pub fn from_config(c: &WebhookConfig, index: usize) -> Result<Endpoint, ConfigError> {
-        let secrets = c
-            .secrets
-            .iter()
-            .enumerate()
-            .map(|(j, s)| {
-                Secret::parse(s).map_err(|e| ConfigError {
-                    key: format!("webhook[{index}].secrets[{j}]"),
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Endpoint {
-            id: c.id.clone(),
-            url: c.url.clone(),
-            secrets,
-            events: c.events.iter().filter(|e| *e != "*").cloned().collect(),
-            timeout: parse_duration(&c.timeout).unwrap_or(Duration::from_secs(10)),
-        })
-    }
-
     /// Whether this endpoint asked for events of `kind`.
     pub fn wants(&self, kind: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|e| e == kind)
