@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::{ApiToken, ConnectionLimits};
+use crate::compose::SmsPolicy;
 use crate::modem::{discovery, ModemSettings};
 pub use crate::policy::settings::{ConsentConfig, ConsentScope, QuietHoursConfig, RateLimitConfig};
 use crate::policy::Policy;
@@ -350,17 +351,20 @@ pub struct SmsConfig {
     pub reassembly_timeout: Duration,
 }
 
+// `[sms]` defaults are the composition's own (one place for both).
 fn default_country() -> String {
-    "US".into()
+    SmsPolicy::default().default_country
 }
 fn default_validity() -> Option<Duration> {
-    Some(Duration::from_secs(24 * 3600))
+    SmsPolicy::default()
+        .validity
+        .map(|s| Duration::from_secs(u64::from(s)))
 }
 fn default_true() -> bool {
     true
 }
 fn default_max_parts() -> usize {
-    10
+    SmsPolicy::default().max_parts
 }
 fn default_reassembly() -> Duration {
     Duration::from_secs(600)
@@ -387,7 +391,7 @@ fn custom<E: serde::de::Error>(message: impl std::fmt::Display) -> E {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    parse_duration(&text)
+    crate::duration::parse(&text)
         .ok_or_else(|| custom(format!("{text:?}: a duration such as 90s, 10m, 24h or 7d")))
 }
 
@@ -396,7 +400,7 @@ fn validity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     if text.trim().eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    match parse_duration(&text) {
+    match crate::duration::parse(&text) {
         Some(v) if v.as_secs() >= 300 && v.as_secs() <= crate::pdu::relative_seconds(255) => {
             Ok(Some(v))
         }
@@ -463,23 +467,6 @@ fn event_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         return Err(custom(format!("unknown event type {bad:?}")));
     }
     Ok(events)
-}
-
-/// A duration such as "90s", "5m", "24h", "7d", "2w".
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_secs(n.checked_mul(unit)?))
 }
 
 impl Config {
@@ -703,6 +690,16 @@ impl Config {
     }
 
     /// Validity in seconds, as a PDU and a message carry it (None: "none").
+    /// The SMS settings every send path composes with.
+    pub fn sms_policy(&self) -> SmsPolicy {
+        SmsPolicy {
+            default_country: self.sms.default_country.clone(),
+            max_parts: self.sms.max_parts,
+            status_reports: self.sms.status_reports,
+            validity: self.validity_seconds(),
+        }
+    }
+
     pub fn validity_seconds(&self) -> Option<u32> {
         self.sms
             .validity
@@ -1131,15 +1128,6 @@ mod tests {
         assert_eq!(one.modem[0].imei, None);
         let two = load("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678902\"\n[[modem]]\nid = \"c\"\nport = \"/dev/ttyUSB0\"").unwrap();
         assert_eq!(two.modem[1].imei.as_deref(), Some("869012045678902"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").map(|d| d.as_secs()), Some(90));
-        assert_eq!(parse_duration("2w").map(|d| d.as_secs()), Some(1_209_600));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration("99999999999999999999w"), None);
     }
 }
 

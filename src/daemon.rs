@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState, ApiToken, SmsPolicy};
+use crate::api::{self, ApiState, ApiToken};
 use crate::config::Config;
 use crate::modem::discovery::{self, AutoModem, Discovery};
 use crate::modem::{self, Dispatcher, EngineSettings, ModemSettings};
@@ -81,12 +81,7 @@ pub async fn run(
     }
     let dispatcher = Arc::new(Dispatcher::new(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sms = Arc::new(SmsPolicy {
-        default_country: config.sms.default_country.clone(),
-        max_parts: config.sms.max_parts,
-        status_reports: config.sms.status_reports,
-        validity: config.validity_seconds(),
-    });
+    let sms = Arc::new(config.sms_policy());
     // Webhooks register before the modems start, so a new endpoint's
     // starting cursor is before the modems' first modem.status events.
     let endpoints: Vec<webhook::Endpoint> = config.webhook.iter().map(Into::into).collect();

@@ -48,6 +48,7 @@ pub mod compose;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod duration;
 pub mod liveness;
 pub mod modem;
 pub mod notify;

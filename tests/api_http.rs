@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use smsgate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
+use smsgate::api::{self, ApiState, ApiToken, Scope};
+use smsgate::compose::SmsPolicy;
 use smsgate::modem::dispatch::Dispatcher;
 use smsgate::modem::status::{ModemState, ModemStatus};
 use smsgate::store::{InboundPart, MessageFilter, MessageStatus, PartStatus, Store};

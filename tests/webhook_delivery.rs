@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use receiver::{InMemory, Receiver};
-use smsgate::api::{self, ApiState, ApiToken, Scope, SmsPolicy};
+use smsgate::api::{self, ApiState, ApiToken, Scope};
+use smsgate::compose::SmsPolicy;
 use smsgate::modem::Dispatcher;
 use smsgate::store::{DeliveryStatus, Store};
 use smsgate::webhook::{

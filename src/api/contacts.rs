@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
-use crate::wire::{ConsentView, ContactView, Erased};
 use super::ApiState;
 use crate::store::{ConsentChange, ConsentStatus, ContactProfile, Evidence};
+use crate::wire::{ConsentView, ContactView, Erased};
 
 fn contact_of(
     path: Result<Path<String>, PathRejection>,

@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use super::params;
 use super::problem::ApiError;
-use crate::wire::{Event, Page};
 use super::ApiState;
 use crate::store::Store;
+use crate::wire::{Event, Page};
 
 /// Ends event streams when the server shuts down (graceful shutdown waits
 /// for open responses, and a stream would never end by itself).

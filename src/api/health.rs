@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{self, Scope};
-use crate::wire::{Health, ModemReadiness, Readiness, ReadinessStatus};
 use super::ApiState;
 use crate::modem::status::ModemState;
+use crate::wire::{Health, ModemReadiness, Readiness, ReadinessStatus};
 
 /// `GET /healthz`: the process is up and serving.
 pub async fn healthz() -> Response {

@@ -20,12 +20,12 @@ use utoipa::ToSchema;
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
-use crate::wire;
 use super::ApiState;
 use crate::compose::{self, Draft};
 use crate::pdu::{self, ValidityPeriod};
 use crate::policy::Refusal;
 use crate::store::{Accepted, Category, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
+use crate::wire;
 
 /// `POST /v1/messages`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -128,9 +128,7 @@ pub fn parse_validity(value: &Value) -> Result<Option<u32>, ApiError> {
             // A bare number is seconds; otherwise the config's duration form.
             match text.parse::<u64>() {
                 Ok(seconds) => seconds,
-                Err(_) => crate::config::parse_duration(text)
-                    .ok_or_else(bad)?
-                    .as_secs(),
+                Err(_) => crate::duration::parse(text).ok_or_else(bad)?.as_secs(),
             }
         }
         _ => return Err(bad()),

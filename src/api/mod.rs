@@ -56,16 +56,12 @@ pub struct ApiState {
     /// Modem snapshots, `is_known` for `modem`, and the wake-up after accepts.
     pub dispatcher: Arc<Dispatcher>,
     pub tokens: Arc<Vec<ApiToken>>,
-    pub sms: Arc<SmsPolicy>,
+    pub sms: Arc<crate::compose::SmsPolicy>,
     /// Consent, quiet hours and rate limits at accept time.
     pub policy: Arc<crate::policy::Policy>,
     /// Metric families from outside the API (the webhook worker).
     pub extra_metrics: Option<metrics::ExtraMetrics>,
 }
-
-/// The SMS settings the API validates and fills in requests with (kept with
-/// the one composition of texts).
-pub use crate::compose::SmsPolicy;
 
 /// The longest a request may take before it is answered 503 `timeout`; it
 /// also bounds how long graceful shutdown waits for in-flight requests. An

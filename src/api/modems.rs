@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::problem::ApiError;
-use crate::wire::{ModemStatus, Page};
 use super::ApiState;
+use crate::wire::{ModemStatus, Page};
 
 /// `GET /v1/modems`: every configured modem, by id (one page: a gateway has
 /// a handful).

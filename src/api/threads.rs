@@ -7,8 +7,8 @@ use axum::Json;
 
 use super::params;
 use super::problem::ApiError;
-use crate::wire::{self, Page, ReadMark};
 use super::ApiState;
+use crate::wire::{self, Page, ReadMark};
 
 /// The contact in a path: a number (normalised to E.164), or a sender as
 /// the store keeps it (an alphanumeric sender such as `InfoSMS`, a short

@@ -12,9 +12,9 @@ use chrono::Utc;
 use super::auth::{self, Scope};
 use super::params;
 use super::problem::ApiError;
-use crate::wire::{self, Delivery, Page, WebhookEndpoint};
 use super::ApiState;
 use crate::store::{DeliveryFilter, DeliveryStatus};
+use crate::wire::{self, Delivery, Page, WebhookEndpoint};
 
 /// `GET /v1/webhooks`: every configured endpoint (one page). Receiver URLs
 /// carry secrets in their user-info or query: only an `admin` token sees

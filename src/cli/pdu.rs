@@ -89,9 +89,7 @@ pub fn parse_validity(text: &str) -> Result<Option<ValidityPeriod>, UsageError> 
             "invalid validity {text:?}: use none or e.g. 5m, 24h, 7d, 2w"
         ))
     };
-    let seconds = crate::config::parse_duration(text)
-        .ok_or_else(bad)?
-        .as_secs();
+    let seconds = crate::duration::parse(text).ok_or_else(bad)?.as_secs();
     if seconds == 0 || seconds > pdu::relative_seconds(255) {
         return Err(UsageError(format!(
             "invalid validity {text:?}: a relative period is 5 minutes to 63 weeks"

@@ -94,7 +94,7 @@ fn send_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, UsageError> 
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    crate::config::parse_duration(text)
+    crate::duration::parse(text)
         .and_then(|delay| chrono::Duration::from_std(delay).ok())
         .and_then(|delay| now.checked_add_signed(delay))
         .ok_or_else(|| {

@@ -356,9 +356,11 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             return Ok(AttemptOutcome::Dead);
         };
         // Served as the API serves it: the wire event, not the stored record.
-        let body = serde_json::to_vec(&crate::wire::Event::from(event.clone())).map_err(|e| crate::store::StoreError::Corrupt {
-            key: event.id.clone(),
-            reason: e.to_string(),
+        let body = serde_json::to_vec(&crate::wire::Event::from(event.clone())).map_err(|e| {
+            crate::store::StoreError::Corrupt {
+                key: event.id.clone(),
+                reason: e.to_string(),
+            }
         })?;
         // Signed afresh for every attempt: the timestamp is this attempt's.
         let timestamp = self.clock.now().timestamp();
