@@ -16,17 +16,15 @@
 
 #![cfg(feature = "interop")]
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 #[path = "common/simulate_child.rs"]
 mod simulate_child;
-use simulate_child::{control, http_get, start_simulator, ChildGuard, TempDir};
+use simulate_child::{control, http_get, run_bounded, start_simulator, Finished, TempDir};
 
 const INSTALL: &str = "apt-get install gammu";
 /// One gammu command, from its start to its exit.
@@ -52,14 +50,6 @@ fn require_gammu() {
     );
 }
 
-fn drain<R: Read + Send + 'static>(mut reader: R) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = reader.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
 /// What one gammu command did.
 struct Run {
     status: ExitStatus,
@@ -73,32 +63,13 @@ fn gammu(personality: &str, dir: &Path, args: &[&str]) -> Run {
     let rc = dir.join("gammurc");
     let logfile = dir.join("gammu.log");
     let _ = std::fs::remove_file(&logfile);
-    let mut child = ChildGuard(
-        Command::new("gammu")
-            .arg("-c")
-            .arg(&rc)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("gammu did not start ({e}): {INSTALL}")),
-    );
-    let stdout = drain(child.0.stdout.take().unwrap());
-    let stderr = drain(child.0.stderr.take().unwrap());
-    let deadline = Instant::now() + GAMMU_WAIT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // On a timeout the guard kills gammu, which ends both pipes.
-    drop(child);
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let mut command = Command::new("gammu");
+    command.arg("-c").arg(&rc).args(args);
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = run_bounded(command, GAMMU_WAIT, &format!("gammu ({INSTALL})"));
     let protocol = std::fs::read(&logfile)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();

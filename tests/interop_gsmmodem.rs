@@ -8,17 +8,15 @@
 
 #![cfg(feature = "interop")]
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 #[path = "common/simulate_child.rs"]
 mod simulate_child;
-use simulate_child::{http_get, start_simulator, ChildGuard, TempDir};
+use simulate_child::{http_get, run_bounded, start_simulator, Finished, TempDir};
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -78,43 +76,19 @@ fn require_gsmmodem() {
     );
 }
 
-fn drain<R: Read + Send + 'static>(mut reader: R) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = reader.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
 /// Run the client; its JSON result and its stderr (the library's debug log).
 fn run_client(personality: &str, link: &PathBuf, control: &str, spec: &Value) -> (Value, String) {
-    let mut child = ChildGuard(
-        Command::new("python3")
-            .arg(SCRIPT)
-            .arg(link)
-            .arg(control)
-            .arg(spec.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("python3 did not start ({e}); then: {INSTALL}")),
-    );
-    let stdout = drain(child.0.stdout.take().unwrap());
-    let stderr = drain(child.0.stderr.take().unwrap());
-    let deadline = Instant::now() + CLIENT_WAIT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // On a timeout the guard kills the client, which ends both pipes.
-    drop(child);
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let mut command = Command::new("python3");
+    command
+        .arg(SCRIPT)
+        .arg(link)
+        .arg(control)
+        .arg(spec.to_string());
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = run_bounded(command, CLIENT_WAIT, &format!("python3 ({INSTALL})"));
     let Some(status) = status else {
         panic!(
             "{personality}: the gsmmodem client did not finish within {CLIENT_WAIT:?}\n{stderr}"
