@@ -790,5 +790,12 @@ async fn failed_sends_and_a_modem_going_offline_are_warnings() {
     assert!(!offline.is_empty(), "{:#?}", ours(&captured));
     assert!(offline.iter().all(|l| l.contains("WARN")), "{offline:#?}");
     gw.stop().await;
+    // Stopping with the daemon is not a fault: info, not warn.
+    let stopped: Vec<String> = ours(&captured)
+        .into_iter()
+        .filter(|l| l.contains("reason=\"stopped\"") || l.contains("reason=stopped"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "{:#?}", ours(&captured));
+    assert!(stopped[0].contains("INFO"), "{}", stopped[0]);
     modem.shutdown().await;
 }

@@ -127,7 +127,8 @@ impl Actor {
         let snapshot = self.status.borrow().clone();
         let reason = snapshot.reason.as_deref().unwrap_or("");
         match state {
-            ModemState::Offline | ModemState::Degraded if state_changed => {
+            // Stopping with the daemon is not a fault.
+            ModemState::Offline | ModemState::Degraded if state_changed && !*self.stop.borrow() => {
                 tracing::warn!(modem = %self.settings.id, state = state.as_str(), reason, "modem state")
             }
             _ => {
