@@ -45,8 +45,10 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sending_headers_slowly_is_cut_at_the_header_timeout() {
     let (daemon, db) = daemon("slow", "").await;
-    let mut stream = TcpStream::connect(&daemon.addr).await.unwrap();
+    // Before connecting: the server's clock starts when it accepts, which
+    // can come before connect() returns here.
     let started = Instant::now();
+    let mut stream = TcpStream::connect(&daemon.addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\n")
         .await
