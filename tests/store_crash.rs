@@ -383,9 +383,11 @@ fn sigkill_during_writes_moves_retention_and_erasure_loses_nothing() {
     );
     assert!(!acked.is_empty(), "the writer never acknowledged anything");
     assert!(!erased.is_empty(), "the writer never erased a contact");
-    // How many compactions rewrote a file depends on timing (the unit test
-    // `store::compact` stops one after each step deterministically): reported.
-    for step in ["archive", "retention", "compaction", "erasure"] {
+    // How many compactions rewrote a file, and whether a kill landed in one,
+    // depends on timing (a pass that finds nothing to rewrite is quick): both
+    // are reported, not required. The unit test `store::compact` stops a
+    // compaction after each of its steps deterministically and reopens.
+    for step in ["archive", "retention", "erasure"] {
         assert!(
             killed_in.contains_key(step),
             "no kill landed during {step}: {killed_in:?}"
