@@ -57,17 +57,6 @@ async fn send(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn message(addr: &str, id: &str) -> Value {
-    http(
-        "GET",
-        addr,
-        &format!("/v1/messages/{id}"),
-        Some(TOKEN),
-        None,
-    )
-    .1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_wait_prints_each_step_until_delivered() {
     let (daemon, sim) = gateway("wait").await;
@@ -103,7 +92,7 @@ async fn send_wait_prints_each_step_until_delivered() {
         "{stdout}"
     );
     assert!(lines[1].ends_with("sending via m1"), "{stdout}");
-    let m = message(&daemon.addr, id);
+    let m = common::message(&daemon.addr, TOKEN, id);
     assert_eq!(m["status"], "delivered");
     assert_eq!(m["to"], "+15550400001");
     sim.shutdown().await;
@@ -134,7 +123,7 @@ async fn send_at_is_answered_as_scheduled_with_its_category() {
     let accepted: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(accepted["status"], "scheduled", "{accepted}");
     let id = accepted["id"].as_str().unwrap();
-    let m = message(&daemon.addr, id);
+    let m = common::message(&daemon.addr, TOKEN, id);
     let at = |key: &str| chrono::DateTime::parse_from_rfc3339(m[key].as_str().unwrap()).unwrap();
     // The CLI took its "now" before the gateway stamped the message.
     let ahead = at("not_before") - at("created_at");
@@ -157,7 +146,7 @@ async fn send_at_is_answered_as_scheduled_with_its_category() {
     .await;
     let accepted: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(accepted["status"], "scheduled");
-    let m = message(&daemon.addr, accepted["id"].as_str().unwrap());
+    let m = common::message(&daemon.addr, TOKEN, accepted["id"].as_str().unwrap());
     assert_eq!(m["not_before"], "2999-01-31T08:00:00Z", "{m}");
 
     // Marketing reaches the API's consent rule: no recorded opt-in here.
@@ -201,7 +190,7 @@ async fn a_multi_byte_body_round_trips() {
         String::from_utf8_lossy(&out.stderr)
     );
     let id = stdout.split_whitespace().next().unwrap();
-    let m = message(&daemon.addr, id);
+    let m = common::message(&daemon.addr, TOKEN, id);
     assert_eq!(m["body"], body);
     assert_eq!(m["alphabet"], "ucs2");
     let got = sim.received();

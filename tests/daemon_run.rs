@@ -67,17 +67,6 @@ fn sigterm(d: &mut Daemon) -> (Option<i32>, Duration) {
     (status.code(), started.elapsed())
 }
 
-fn message(addr: &str, id: &str) -> Value {
-    http(
-        "GET",
-        addr,
-        &format!("/v1/messages/{id}"),
-        Some(TOKEN),
-        None,
-    )
-    .1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_send_deliver_reply_restart_and_stop_on_sigterm() {
     let modem = sim("run");
@@ -125,7 +114,7 @@ async fn run_send_deliver_reply_restart_and_stop_on_sigterm() {
             );
             let id = accepted["id"].as_str().unwrap().to_string();
             wait_until(Duration::from_secs(20), "delivered", || {
-                (message(&addr, &id)["status"] == "delivered").then_some(())
+                (common::message(&addr, TOKEN, &id)["status"] == "delivered").then_some(())
             });
             wait_until(Duration::from_secs(20), "the reply in the thread", || {
                 let (_, thread) = http(
@@ -160,7 +149,7 @@ async fn run_send_deliver_reply_restart_and_stop_on_sigterm() {
     .unwrap();
     let m = tokio::task::spawn_blocking({
         let addr = addr.clone();
-        move || message(&addr, &id)
+        move || common::message(&addr, TOKEN, &id)
     })
     .await
     .unwrap();
@@ -198,7 +187,7 @@ async fn sigterm_during_an_unanswered_cmgs_exits_in_time_and_the_message_is_unkn
             assert_eq!(status, 202);
             let id = accepted["id"].as_str().unwrap().to_string();
             wait_until(Duration::from_secs(10), "sending", || {
-                (message(&addr, &id)["status"] == "sending").then_some(())
+                (common::message(&addr, TOKEN, &id)["status"] == "sending").then_some(())
             });
             id
         }
@@ -223,7 +212,7 @@ async fn sigterm_during_an_unanswered_cmgs_exits_in_time_and_the_message_is_unkn
     .unwrap();
     let m = tokio::task::spawn_blocking({
         let addr = addr.clone();
-        move || message(&addr, &id)
+        move || common::message(&addr, TOKEN, &id)
     })
     .await
     .unwrap();

@@ -154,13 +154,15 @@ mod tests {
     use crate::store::test_support::TempStore;
     use crate::store::PartStatus;
 
-    #[tokio::test]
-    async fn a_sent_message_without_a_final_report_expires() {
-        let t = TempStore::new();
-        let now = Utc::now();
+    /// A sent message to `to` whose status report is overdue at `now`.
+    async fn sent_past_its_deadline(
+        t: &TempStore,
+        to: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> crate::store::Message {
         let m = t
             .store
-            .new_outbound("", "+15550000001", "x", 1, "gsm7", true, None, now);
+            .new_outbound("", to, "x", 1, "gsm7", true, None, now);
         t.store.accept(m.clone(), None).await.unwrap();
         t.store
             .update(&m.id, |m| {
@@ -171,6 +173,14 @@ mod tests {
             })
             .await
             .unwrap();
+        m
+    }
+
+    #[tokio::test]
+    async fn a_sent_message_without_a_final_report_expires() {
+        let t = TempStore::new();
+        let now = Utc::now();
+        let m = sent_past_its_deadline(&t, "+15550000001", now).await;
         assert_eq!(run_once(&t.store, Duration::from_secs(600)).await, (1, 0));
         let m = t.store.get(&m.id).unwrap().unwrap();
         assert_eq!(m.status, MessageStatus::Expired);
@@ -255,19 +265,7 @@ mod tests {
         let now = Utc::now();
         // A sent message past its deadline, and a record nobody can read
         // that the deadline index also names.
-        let m = t
-            .store
-            .new_outbound("", "+15550000003", "x", 1, "gsm7", true, None, now);
-        t.store.accept(m.clone(), None).await.unwrap();
-        t.store
-            .update(&m.id, |m| {
-                m.part_status[0].status = PartStatus::Sent;
-                m.report_deadline = Some(now - chrono::Duration::seconds(1));
-                m.transition(now, MessageStatus::Sent);
-                true
-            })
-            .await
-            .unwrap();
+        let m = sent_past_its_deadline(&t, "+15550000003", now).await;
         let broken = t
             .store
             .new_id("+15550000004", now - chrono::Duration::hours(1));

@@ -8,6 +8,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// One HTTP/1.1 request with `Connection: close`; returns (status, JSON body or Null).
+/// `GET /v1/messages/{id}`'s body.
+pub fn message(addr: &str, token: &str, id: &str) -> Value {
+    http(
+        "GET",
+        addr,
+        &format!("/v1/messages/{id}"),
+        Some(token),
+        None,
+    )
+    .1
+}
+
 pub fn http(
     method: &str,
     addr: &str,
