@@ -115,6 +115,12 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// `[conversation]`: rules, teams, conversions.
+    #[serde(default)]
+    pub conversation: crate::conversation::settings::ConversationConfig,
+    /// `[compat]`: the Twilio- and Kannel-compatible APIs.
+    #[serde(default)]
+    pub compat: crate::api::compat::CompatConfig,
 }
 
 /// `[discovery]`: where `port = "auto"` modems are looked for.
@@ -387,6 +393,11 @@ impl Default for SmsConfig {
 
 fn custom<E: serde::de::Error>(message: impl std::fmt::Display) -> E {
     E::custom(message)
+}
+
+/// A duration such as `90s`, `10m`, `24h`, `7d` (for sections typed in their own modules).
+pub fn duration_value<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(d)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

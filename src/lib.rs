@@ -46,6 +46,7 @@ pub mod at;
 pub mod cli;
 pub mod compose;
 pub mod config;
+pub mod conversation;
 pub mod daemon;
 pub mod demo;
 pub mod duration;

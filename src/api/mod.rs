@@ -19,6 +19,7 @@
 //!   `openapi`: the handlers.
 
 pub mod auth;
+pub mod compat;
 pub mod contacts;
 pub mod events;
 mod health;

@@ -225,6 +225,11 @@ impl Store {
             category: Default::default(),
             exempt: None,
             send_by: None,
+            author: None,
+            campaign: None,
+            variant: None,
+            flow: None,
+            context: None,
         };
         let step = message.transition(now, MessageStatus::Received);
         if incomplete {

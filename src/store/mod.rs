@@ -10,6 +10,8 @@
 
 mod compact;
 mod consent;
+mod contacts;
+mod conversation;
 mod deliveries;
 mod durability;
 mod history;
@@ -17,6 +19,7 @@ mod history_log;
 mod inbound;
 mod keys;
 mod log;
+mod metrics;
 mod outbound;
 mod packed;
 mod prune;
@@ -148,6 +151,15 @@ struct Inner {
     retention_days: AtomicU32,
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
+    /// Contact fields' indexes: tags, external ids, search (`contacts.rs`).
+    #[allow(dead_code)] // until its part of the conversations issue lands
+    contact_index: contacts::Trees,
+    /// Threads as an inbox: state, timeline items, inbox order (`conversation.rs`).
+    #[allow(dead_code)] // until its part of the conversations issue lands
+    conversations: conversation::Trees,
+    /// The metric counters (`metrics.rs`).
+    #[allow(dead_code)] // until its part of the conversations issue lands
+    metric_counters: metrics::Trees,
     /// Bumped after new events are durable: webhook workers and event
     /// streams wait on it instead of polling.
     new_events: watch::Sender<()>,
@@ -270,6 +282,9 @@ impl Store {
             history_moves: std::sync::atomic::AtomicU64::new(0),
             retention_days: AtomicU32::new(0),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
+            contact_index: contacts::Trees::open(&db)?,
+            conversations: conversation::Trees::open(&db)?,
+            metric_counters: metrics::Trees::open(&db)?,
             new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()).map_err(|e| {
                 StoreError::Durability(format!("cannot start the store's flush thread: {e}"))

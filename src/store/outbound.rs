@@ -599,6 +599,11 @@ impl Store {
             category: Default::default(),
             exempt: None,
             send_by: None,
+            author: None,
+            campaign: None,
+            variant: None,
+            flow: None,
+            context: None,
         };
         message.set_parts(parts, alphabet);
         message.transition(now, status);

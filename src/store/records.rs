@@ -248,6 +248,21 @@ pub struct Message {
     /// Outbound: the Idempotency-Key it was accepted under.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub idempotency_key: Option<String>,
+    /// Outbound: who wrote it: a person (a thread reply), `automation` (a
+    /// conversation rule or flow), or none (an application through the API).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub author: Option<String>,
+    /// Outbound: the campaign it belongs to and the variant chosen for it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+    /// Outbound: the flow it puts the contact's thread in (`appointment`,
+    /// `payment`, `rating`, `lead`) and the flow's context (slots, link, ...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub flow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub context: Option<serde_json::Value>,
 }
 
 impl Message {
