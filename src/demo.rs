@@ -155,6 +155,7 @@ async fn run_in(
             number: number.to_string(),
             reply: reply.to_string(),
             delay: Duration::from_secs(*delay),
+            ..Default::default()
         })
         .collect();
     let sim = Simulator::start(sim_config)?;

@@ -74,6 +74,7 @@ async fn run_send_deliver_reply_restart_and_stop_on_sigterm() {
         number: "+15550200001".into(),
         reply: "C".into(),
         delay: Duration::from_millis(200),
+        ..Default::default()
     });
     let port = free_port();
     let config = write_config("run", port, &modem);

@@ -532,19 +532,73 @@ async fn scripted_handset_replies() {
         number: "+15550100".into(),
         reply: "C".into(),
         delay: Duration::from_millis(50),
+        ..Default::default()
     }];
     let sim = Simulator::start(cfg).unwrap();
     let mut c = Client::open(&sim).await;
     c.init().await;
     c.send_sms("+15550100", "Reply C to confirm", false).await;
     c.expect("\r\n+CMTI: \"SM\",1\r\n").await;
-    let reply = c.command("AT+CMGR=1").await;
+    assert_eq!(
+        stored_text(&mut c, 1).await,
+        ("+15550100".into(), "C".into())
+    );
+    sim.shutdown().await;
+}
+
+async fn stored_text(c: &mut Client, index: u32) -> (String, String) {
+    let reply = c.command(&format!("AT+CMGR={index}")).await;
     let pdu_line = reply
         .split("\r\n")
         .filter(|l| !l.is_empty())
         .nth(1)
         .unwrap();
-    assert_eq!(deliver_text(pdu_line).1, "C");
+    let (from, text, _) = deliver_text(pdu_line);
+    (from, text)
+}
+
+#[tokio::test]
+async fn a_handset_walks_through_its_answers_then_stays_quiet() {
+    let mut cfg = config(Personality::Sim800, "handset_then");
+    cfg.handsets = vec![
+        HandsetScript {
+            number: "+15550100".into(),
+            reply: "R".into(),
+            then: vec!["2".into()],
+            delay: Duration::from_millis(20),
+        },
+        // Answers later than the first would: its text arriving third shows
+        // that the first handset stayed quiet after its script.
+        HandsetScript {
+            number: "+15550200".into(),
+            reply: "ok".into(),
+            delay: Duration::from_millis(300),
+            ..Default::default()
+        },
+    ];
+    let sim = Simulator::start(cfg).unwrap();
+    let mut c = Client::open(&sim).await;
+    c.init().await;
+    c.send_sms("+15550100", "Reply C to confirm, R to reschedule", false)
+        .await;
+    c.expect("\r\n+CMTI: \"SM\",1\r\n").await;
+    c.send_sms("+15550100", "Pick 1 or 2", false).await;
+    c.expect("\r\n+CMTI: \"SM\",2\r\n").await;
+    c.send_sms("+15550100", "Booked", false).await;
+    c.send_sms("+15550200", "Hello", false).await;
+    c.expect("\r\n+CMTI: \"SM\",3\r\n").await;
+    assert_eq!(
+        stored_text(&mut c, 1).await,
+        ("+15550100".into(), "R".into())
+    );
+    assert_eq!(
+        stored_text(&mut c, 2).await,
+        ("+15550100".into(), "2".into())
+    );
+    assert_eq!(
+        stored_text(&mut c, 3).await,
+        ("+15550200".into(), "ok".into())
+    );
     sim.shutdown().await;
 }
 

@@ -216,18 +216,18 @@ impl Driver {
                 }
                 if let Some(message) = submission.completed {
                     self.shared.notify_received();
-                    let script = self
+                    let answer = self
                         .shared
                         .network
                         .lock()
                         .ok()
-                        .and_then(|n| n.handset(&message.to).cloned());
-                    if let Some(script) = script {
+                        .and_then(|mut n| n.handset_answer(&message.to));
+                    if let Some((text, delay)) = answer {
                         let reply = Timer::HandsetReply {
                             from: message.to.clone(),
-                            text: script.reply.clone(),
+                            text,
                         };
-                        self.after(script.delay, reply);
+                        self.after(delay, reply);
                     }
                 }
             }

@@ -28,15 +28,30 @@ pub struct ReceivedMessage {
     pub message_references: Vec<u8>,
 }
 
-/// A handset that answers: any complete message to `number` gets `reply` back
-/// from that number `delay` later.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A handset that answers: a complete message to `number` gets `reply` back
+/// from that number `delay` later. With `then`, `reply` answers the first
+/// message and `then` the following ones in turn, after which the handset
+/// stays quiet (a customer walking through a flow: "R", then "2"); without
+/// it, `reply` answers every message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandsetScript {
     pub number: String,
     pub reply: String,
+    #[serde(default)]
+    pub then: Vec<String>,
     #[serde(default, rename = "delay_ms", with = "millis")]
     pub delay: Duration,
+}
+
+impl HandsetScript {
+    /// The answer to message `n` (0-based) this handset receives.
+    fn answer(&self, n: usize) -> Option<String> {
+        match (n, self.then.is_empty()) {
+            (0, _) | (_, true) => Some(self.reply.clone()),
+            _ => self.then.get(n - 1).cloned(),
+        }
+    }
 }
 
 mod millis {
@@ -81,6 +96,8 @@ pub struct Network {
     /// Inbound parts waiting for room in the modem's storage, oldest first.
     pub waiting: VecDeque<EncodedPart>,
     pub handsets: Vec<HandsetScript>,
+    /// Messages each handset (by its script's number) has answered so far.
+    answered: HashMap<String, usize>,
     /// Numbers whose status reports say "failed".
     pub failing_numbers: Vec<String>,
     /// Concatenation reference of the next multipart inbound message.
@@ -250,9 +267,23 @@ impl Network {
             .find(|h| same_number(&h.number, number))
     }
 
+    /// What the handset at `number` answers to the message it just got, and
+    /// after how long (None: no handset there, or its script is done).
+    pub fn handset_answer(&mut self, number: &str) -> Option<(String, Duration)> {
+        let script = self
+            .handsets
+            .iter()
+            .find(|h| same_number(&h.number, number))?;
+        let count = self.answered.entry(script.number.clone()).or_insert(0);
+        let text = script.answer(*count)?;
+        *count += 1;
+        Some((text, script.delay))
+    }
+
     pub fn set_handset(&mut self, script: HandsetScript) {
         self.handsets
             .retain(|h| !same_number(&h.number, &script.number));
+        self.answered.retain(|n, _| !same_number(n, &script.number));
         self.handsets.push(script);
     }
 }
