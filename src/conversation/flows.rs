@@ -352,7 +352,15 @@ pub(crate) fn read(state: &FlowState, text: &str) -> Option<Reading> {
             Some(reading(actions, "link"))
         }
         ("rating", "asked") => {
-            let (score, comment) = answers::rating(text)?;
+            let Some((score, comment)) = answers::rating(text) else {
+                // Words instead of a digit ("Great service"): kept as the
+                // comment, and placed by the rules like any text. A number
+                // out of range ("10") is neither.
+                if text.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+                    return None;
+                }
+                return self::comment(text);
+            };
             let mut actions = vec![Action::Outcome {
                 name: "rating_received".into(),
                 value: Some(score.to_string()),
@@ -386,25 +394,7 @@ pub(crate) fn read(state: &FlowState, text: &str) -> Option<Reading> {
                 ..reading(actions, if low { "low_rating" } else { "rating" })
             })
         }
-        ("rating", "rated") => {
-            let comment = text.trim();
-            if comment.is_empty() {
-                return None;
-            }
-            Some(Reading {
-                passive: true,
-                ..reading(
-                    vec![
-                        Action::Answer {
-                            key: "comment".into(),
-                            value: comment.to_string(),
-                        },
-                        Action::Flow(None),
-                    ],
-                    "comment",
-                )
-            })
-        }
+        ("rating", "rated") => comment(text),
         ("lead", step @ ("q1" | "q2")) => {
             let answer = text.trim();
             if answer.is_empty() {
@@ -440,6 +430,27 @@ pub(crate) fn read(state: &FlowState, text: &str) -> Option<Reading> {
         }
         _ => None,
     }
+}
+
+/// A rating's comment: kept, the flow left, the text placed by the rules
+/// and defaults as well (a comment may ask something).
+fn comment(text: &str) -> Option<Reading> {
+    let comment = text.trim();
+    if words(comment).is_empty() {
+        return None;
+    }
+    Some(Reading {
+        actions: vec![
+            Action::Answer {
+                key: "comment".into(),
+                value: comment.to_string(),
+            },
+            Action::Flow(None),
+        ],
+        matched: "flow:rating:comment".into(),
+        to_person: false,
+        passive: true,
+    })
 }
 
 /// The team that gets a text in this flow that nothing else placed.
@@ -518,6 +529,10 @@ mod answers {
         "hello",
         "hey",
         "sure",
+        "can",
+        "could",
+        "we",
+        "do",
         "i",
         "we",
         "it",
@@ -595,6 +610,9 @@ mod answers {
                 "confirme",
                 "daccord",
                 "a bientot",
+                "je serai la",
+                "jy serai",
+                "serai la",
                 // German.
                 "ja",
                 "bestatigt",
@@ -706,7 +724,8 @@ mod answers {
     pub(super) fn number(words: &[String]) -> Option<usize> {
         const AROUND: &[&str] = &[
             "option", "opcion", "opcao", "slot", "number", "numero", "nummer", "nr", "no", "one",
-            "the", "time", "el", "la", "le", "o", "a", "die",
+            "the", "time", "el", "la", "le", "o", "a", "die", "works", "is", "fine", "good",
+            "great", "perfect",
         ];
         const NAMED: [(&str, usize); 30] = [
             ("one", 1),
@@ -1153,9 +1172,13 @@ mod tests {
             assert!(r.actions.contains(&Action::SetPriority(Priority::Urgent)));
             assert!(r.actions.contains(&Action::Route("support".into())));
         }
-        for text in ["0", "6", "10", "great", "45"] {
+        for text in ["0", "6", "10", "45", " ", "!!"] {
             assert_eq!(read(&s, text), None, "{text:?}");
         }
+        // Words instead of a digit: the comment.
+        let r = read(&s, "Great service").unwrap();
+        assert!(r.passive);
+        assert_eq!(r.matched, "flow:rating:comment");
         // The text after a rating is the comment; it does not answer.
         let rated = at_step(s.clone(), "rated");
         let r = read(&rated, "The hygienist was lovely").unwrap();

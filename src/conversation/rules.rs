@@ -16,11 +16,12 @@
 //! 3. An active flow reads the text in its step ([`super::flows`]).
 //! 4. The configured rules, in order: the first whose `when` holds (every
 //!    condition in it) decides; at most one rule applies.
-//! 5. The defaults: sales, support and scheduling words route to the team
-//!    of that name; a short acknowledgement ("thanks", "ok", "see you")
-//!    goes to a person at normal priority; anything else is unclear and
-//!    goes to a person marked urgent. A text in the appointment flow that
-//!    nothing placed goes to `scheduling` instead.
+//! 5. The defaults: support, sales and scheduling words route to the team
+//!    of that name (in that order when several match); a text in the
+//!    appointment flow that nothing placed goes to `scheduling`; a short
+//!    acknowledgement ("thanks", "ok", "see you") or a comment a flow kept
+//!    goes to a person at normal priority; anything else is unclear and goes
+//!    to a person marked urgent.
 //!
 //! Keywords, configured and default, are matched as whole words after the
 //! consent keywords' normalisation ([`crate::policy::keywords::normalize`]:
@@ -523,14 +524,14 @@ impl RuleSet {
         if let Some(team) = defaults::team(&w) {
             d.actions.push(Action::Route(team.into()));
             d.matched = Some(format!("default:{team}"));
+        } else if let Some(team) = flow.and_then(flows::fallback_team) {
+            d.actions.push(Action::Route(team.into()));
+            d.matched = Some(format!("default:{team}"));
         } else if defaults::acknowledgement(inbound.text, &w) {
             d.matched = Some("default:acknowledgement".into());
         } else if let Some(matched) = passive {
             // A comment the flow kept: read by a person, not urgent.
             d.matched = Some(matched);
-        } else if let Some(team) = flow.and_then(flows::fallback_team) {
-            d.actions.push(Action::Route(team.into()));
-            d.matched = Some(format!("default:{team}"));
         } else {
             d.actions.push(Action::SetPriority(Priority::Urgent));
             d.matched = Some("default:urgent:unclear".into());
@@ -801,6 +802,8 @@ pub(crate) mod defaults {
                 "wrong charge",
                 "chargeback",
                 "dispute",
+                "disputing",
+                "already paid",
                 "didnt authorize",
                 "unauthorized charge",
                 "reembolso",
@@ -811,6 +814,8 @@ pub(crate) mod defaults {
                 "remboursement",
                 "rembourser",
                 "remboursez",
+                "rembourse",
+                "remboursee",
                 "debite deux fois",
                 "erstattung",
                 "ruckerstattung",
@@ -932,6 +937,15 @@ pub(crate) mod defaults {
                 "crashed",
                 "defective",
                 "damaged",
+                "noise",
+                "weird noise",
+                "strange noise",
+                "come look at",
+                "take a look at",
+                "keeps dropping",
+                "keeps crashing",
+                "wont connect",
+                "cant connect",
                 "roto",
                 "rota",
                 "no funciona",
@@ -980,8 +994,17 @@ pub(crate) mod defaults {
                 "do you sell",
                 "do you offer",
                 "do you do",
-                "do you have",
                 "packages",
+                "package",
+                "cheapest",
+                "cheap",
+                "payment plan",
+                "payment plans",
+                "installments",
+                "gift card",
+                "gift cards",
+                "price list",
+                "me interesa",
                 "plans",
                 "precio",
                 "precios",
@@ -1034,7 +1057,15 @@ pub(crate) mod defaults {
                 "are you open",
                 "opening hours",
                 "open on",
+                "open today",
+                "open tomorrow",
+                "open now",
+                "guys open",
+                "come in at",
+                "instead of",
+                "cancel",
                 "running late",
+                "late",
                 "be late",
                 "slot",
                 "cita",
@@ -1100,6 +1131,16 @@ pub(crate) mod defaults {
         "no",
         "yep",
         "nope",
+        "no problem",
+        "no worries",
+        "paid",
+        "i paid",
+        "just paid",
+        "done",
+        "all done",
+        "happy new year",
+        "merry christmas",
+        "happy holidays",
         "sure",
         "bye",
         "have a nice day",
@@ -1164,6 +1205,17 @@ pub(crate) mod defaults {
         "y",
         "et",
         "und",
+        "tomorrow",
+        "today",
+        "later",
+        "on",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
         "e",
     ];
 
@@ -1251,14 +1303,13 @@ pub(crate) mod defaults {
         letters.len() >= 12 && upper * 10 >= letters.len() * 8 && loud_words >= 2
     }
 
-    /// The team whose words `w` holds: the earliest match in the text, ties
-    /// in the order support, sales, scheduling.
+    /// The team whose words `w` holds; when several do, support (something
+    /// is wrong) before sales ("book a demo") before scheduling.
     pub(crate) fn team(w: &[String]) -> Option<&'static str> {
         team_lists()
             .iter()
-            .filter_map(|(team, p)| p.find_affirmed(w).map(|(at, _)| (at, *team)))
-            .min_by_key(|(at, _)| *at)
-            .map(|(_, team)| team)
+            .find(|(_, p)| p.find_affirmed(w).is_some())
+            .map(|(team, _)| *team)
     }
 
     /// Nothing but thanks, ok, yes or no and greetings (or kind emoji).
