@@ -1877,6 +1877,31 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_examples_load() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/smsgate.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("# [[conversation.rule]]").expect("examples");
+        let example: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.strip_prefix("# ").unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let set = rules(&example).unwrap_or_else(|p| panic!("{p:?}\n{example}"));
+        assert_eq!(set.rules.len(), 3);
+        let d = decide_in(&set, "What are your opening hours?", &Ctx::default());
+        assert_eq!(
+            d.actions,
+            vec![
+                Action::Reply("Hi Ana, we are open Mon-Fri 8:00-18:00 and Sat 9:00-13:00.".into()),
+                Action::Close
+            ]
+        );
+        let d = decide_in(&set, "About invoice #4471", &Ctx::default());
+        assert_eq!(d.matched.as_deref(), Some("billing"));
+    }
+
+    #[test]
     fn every_default_phrase_is_written_normalised() {
         for p in defaults::all_phrases() {
             assert_eq!(words(p).join(" "), p, "{p:?}");
