@@ -146,9 +146,8 @@ pub fn start(
     };
     match name {
         "appointment" => {
-            let time = text("time")?.ok_or_else(|| missing("time"))?;
-            // The confirmation names it, or says less when it is too long.
-            let _ = time;
+            // The confirmation names it (or says less when it is too long).
+            text("time")?.ok_or_else(|| missing("time"))?;
             if let Some(slots) = list("slots")? {
                 if slots.is_empty() || slots.len() > MAX_SLOTS {
                     return Err(invalid("slots", "1 to 9 times to offer"));
