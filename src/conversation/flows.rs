@@ -1280,4 +1280,36 @@ mod tests {
             Some("Booked: Sáb 10:00".into())
         );
     }
+
+    proptest::proptest! {
+        /// A context from the API and a text from a customer: a flow or an
+        /// error, a reading or none, never a panic; and every reply a flow
+        /// sends fits in two parts, whatever the context held.
+        #[test]
+        fn any_context_and_text(
+            flow in 0usize..4,
+            time in "\\PC{0,200}",
+            slots in proptest::collection::vec("\\PC{0,120}", 0..12),
+            url in "(https://)?[a-z./0-9é]{0,300}",
+            questions in proptest::collection::vec("\\PC{0,200}", 0..4),
+            expires in "[0-9]{0,12}[smhdwx]?",
+            step in 0usize..3,
+            text in "\\PC{0,80}|[0-9]{1,2}|[CR1-9]",
+        ) {
+            let (name, steps) = FLOWS[flow];
+            let context = json!({
+                "time": time, "slots": slots, "url": url,
+                "questions": questions, "expires": expires,
+            });
+            if let Ok(mut state) = start(name, &context, None, now()) {
+                state.step = steps[step % steps.len()].to_string();
+                if let Some(r) = read(&state, &text) {
+                    for reply in replies(&r) {
+                        let c = crate::compose::compose(reply, 0x1234, 255);
+                        proptest::prop_assert!(c.is_ok_and(|c| c.parts <= 2), "{reply:?}");
+                    }
+                }
+            }
+        }
+    }
 }
