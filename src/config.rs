@@ -561,6 +561,21 @@ impl Config {
     }
 
     fn check(&self, problems: &mut Vec<Problem>) {
+        // Rules are typed at deserialization; what a type cannot say (an
+        // empty `when`, two rules of one name) is checked where the rules
+        // are built. A value already reported as bad was taken out: its
+        // rule is not reported again as empty.
+        if let Err(rules) = crate::conversation::rules::RuleSet::from_config(
+            &self.conversation.rule,
+            self.conversation.default_rules,
+        ) {
+            for (key, message) in rules {
+                let inner = format!("{key}.");
+                if !problems.iter().any(|p| p.key.starts_with(&inner)) {
+                    problems.push(problem(key, message));
+                }
+            }
+        }
         let mut report = |key: String, message: String| problems.push(problem(key, message));
         for (i, t) in self.api.tokens.iter().enumerate() {
             let key = format!("api.tokens[{i}]");

@@ -153,4 +153,11 @@ pub enum Action {
     Close,
     /// Enter, move within, or (None) leave a flow.
     Flow(Option<FlowState>),
+    /// Keep an answer the contact gave on the thread (a lead's answers under
+    /// `q1` and `q2`, a rating's `comment`): it outlives the flow, whose own
+    /// `answers` go when the thread leaves it.
+    Answer {
+        key: String,
+        value: String,
+    },
 }
