@@ -170,6 +170,7 @@ pub async fn run(
                 webhook::render_metrics(&store, out)
             }))
         },
+        compat: Arc::new(config.compat.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await
