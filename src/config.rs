@@ -696,6 +696,11 @@ impl Config {
             let key = format!("webhook[{i}].id");
             if !valid_id(&w.id) {
                 report(key, format!("{:?}: use 1-64 letters, digits, - or _", w.id));
+            } else if crate::api::compat::callbacks::ENDPOINT_IDS.contains(&w.id.as_str()) {
+                report(
+                    key,
+                    format!("{:?} is reserved for the compat APIs' callbacks", w.id),
+                );
             } else if !hook_ids.insert(w.id.as_str()) {
                 report(key, format!("{:?} is used twice", w.id));
             }
