@@ -1,6 +1,12 @@
 //! The Twilio-compatible Messaging API through `router(state).oneshot(..)`: a
 //! real store in a temporary directory, a fake modem status with its own
-//! number, accounts from a `[compat]` config read the daemon's way.
+//! number, accounts from a `[compat]` config read the daemon's way; then the
+//! daemon with a simulated modem and an app on 127.0.0.1 for status
+//! callbacks and incoming messages, signatures checked the documented way.
+
+mod common;
+#[path = "common/compat_receiver.rs"]
+mod receiver;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -670,4 +676,239 @@ fn config_problems_name_their_keys() {
         ],
         "{e}"
     );
+}
+
+/// X-Twilio-Signature computed as Twilio documents it, independently of the
+/// gateway's code: the URL, then each parameter name and value sorted by
+/// name, HMAC-SHA1 with the auth token, base64.
+fn documented_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut sorted = params.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut data = url.to_string();
+    for (k, v) in &sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+mod live {
+    use super::*;
+    use common::wait_until;
+    use receiver::{http_text, App};
+    use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
+
+    const SIM_OWN: &str = "+15550500000";
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("smsgate-twilio-{}-{name}", std::process::id()))
+    }
+
+    fn sim(name: &str, failing: &[&str]) -> SimHandle {
+        let mut c = SimConfig::new(Personality::Sim800);
+        c.link = Some(temp(&format!("{name}.tty")));
+        c.own_number = SIM_OWN.into();
+        c.status_report_delay = Duration::from_millis(30);
+        c.noise_interval = Some(Duration::ZERO);
+        c.failing_numbers = failing.iter().map(|s| s.to_string()).collect();
+        Simulator::start(c).unwrap()
+    }
+
+    use std::time::Duration;
+
+    async fn daemon(name: &str, modem: &SimHandle, sms_url: &str) -> common::InProcessDaemon {
+        let db = temp(&format!("{name}.db"));
+        let _ = std::fs::remove_dir_all(&db);
+        let text = format!(
+            "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n[sms]\ndefault_country = \"US\"\n\
+             [[modem]]\nid = \"m1\"\nport = \"{}\"\n\
+             [[compat.twilio]]\naccount_sid = \"{SID}\"\nauth_token_sha256 = \"{}\"\nsigning_token = \"{TOKEN}\"\n\
+             [[compat.twilio.number]]\nnumber = \"{SIM_OWN}\"\nsms_url = \"{sms_url}\"\n",
+            db.display(),
+            modem.link().display(),
+            hex(TOKEN),
+        );
+        let daemon = common::InProcessDaemon::start(&text, ADMIN).await;
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        tokio::task::spawn_blocking(f).await.unwrap()
+    }
+
+    /// Whether a request to `url` carries the documented signature.
+    fn signed(r: &receiver::Request, url: &str) -> bool {
+        r.header("x-twilio-signature").as_deref()
+            == Some(documented_signature(TOKEN, url, &r.params()).as_str())
+    }
+
+    fn create(addr: &str, to: &str, callback: &str) -> Value {
+        let body = form(&[
+            ("To", to),
+            ("Body", "Table for two at 8"),
+            ("StatusCallback", callback),
+        ]);
+        let (status, _, text) = http_text(
+            "POST",
+            addr,
+            &format!("/2010-04-01/Accounts/{SID}/Messages.json"),
+            &[
+                ("Authorization", &basic(SID, TOKEN)),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &body,
+        );
+        assert_eq!(status, 201, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_callbacks_arrive_in_order_signed() {
+        let failing = "+15550500009";
+        let modem = sim("status", &[failing]);
+        let (app, app_addr) = App::start().await;
+        let gw = daemon("status", &modem, &format!("http://{app_addr}/sms")).await;
+        let addr = gw.addr.clone();
+        let app2 = app.clone();
+        blocking(move || {
+            let callback = format!("http://{app_addr}/status?shop=1");
+            let ok = create(&addr, "+15550500001", &callback);
+            let bad = create(&addr, failing, &callback);
+            let statuses = |sid: &Value| -> Vec<String> {
+                app2.requests()
+                    .iter()
+                    .filter(|r| {
+                        r.param("MessageSid").as_ref() == sid.as_str().map(str::to_string).as_ref()
+                    })
+                    .filter_map(|r| r.param("MessageStatus"))
+                    .collect()
+            };
+            wait_until(Duration::from_secs(20), "the status callbacks", || {
+                (statuses(&ok["sid"]) == ["sent", "delivered"]
+                    && statuses(&bad["sid"]) == ["sent", "undelivered"])
+                .then_some(())
+            });
+            for r in app2.requests() {
+                assert_eq!(r.method, "POST");
+                assert_eq!(r.uri, "/status?shop=1");
+                assert!(signed(&r, &callback), "{r:?}");
+                assert_eq!(r.param("AccountSid").as_deref(), Some(SID));
+                assert_eq!(r.param("ApiVersion").as_deref(), Some("2010-04-01"));
+                assert_eq!(r.param("From").as_deref(), Some(SIM_OWN));
+                assert_eq!(r.param("SmsSid"), r.param("MessageSid"));
+                assert_eq!(r.param("SmsStatus"), r.param("MessageStatus"));
+            }
+            let undelivered = app2
+                .requests()
+                .into_iter()
+                .find(|r| r.param("MessageStatus").as_deref() == Some("undelivered"))
+                .unwrap();
+            assert_eq!(undelivered.param("To").as_deref(), Some(failing));
+            assert_eq!(undelivered.param("ErrorCode").as_deref(), Some("30008"));
+            // A tampered body would not verify.
+            let mut forged = undelivered.clone();
+            forged.body = forged.body.replace("undelivered", "delivered");
+            assert!(!signed(&forged, &callback));
+            // The fetched resource agrees with the last callback.
+            let (_, _, text) = http_text(
+                "GET",
+                &addr,
+                ok["uri"].as_str().unwrap(),
+                &[("Authorization", &basic(SID, TOKEN))],
+                "",
+            );
+            let fetched: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(fetched["status"], "delivered");
+        })
+        .await;
+        gw.stop().await;
+        modem.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn incoming_sms_posts_signed_and_twiml_replies_once() {
+        let modem = sim("incoming", &[]);
+        let (app, app_addr) = App::start().await;
+        app.script(|r| match r.param("Body").as_deref() {
+            Some("When do you open?") => (
+                200,
+                "text/xml",
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>We open at 9 &amp; close at 5</Message></Response>".into(),
+            ),
+            Some("thanks") => (200, "text/xml", "<Response/>".into()),
+            _ => (200, "text/html", "<html>oops</html>".into()),
+        });
+        let sms_url = format!("http://{app_addr}/sms");
+        let gw = daemon("incoming", &modem, &sms_url).await;
+        let addr = gw.addr.clone();
+        let m = modem.clone();
+        let app2 = app.clone();
+        blocking(move || {
+            let customer = "+15550500021";
+            m.inject(customer, "When do you open?").unwrap();
+            wait_until(Duration::from_secs(20), "the TwiML reply", || {
+                m.received()
+                    .into_iter()
+                    .find(|r| r.to == customer && r.text == "We open at 9 & close at 5")
+            });
+            let r = app2.requests().into_iter().next().unwrap();
+            assert_eq!((r.method.as_str(), r.uri.as_str()), ("POST", "/sms"));
+            assert!(signed(&r, &sms_url), "{r:?}");
+            for (k, v) in [
+                ("From", customer),
+                ("To", SIM_OWN),
+                ("Body", "When do you open?"),
+                ("NumSegments", "1"),
+                ("NumMedia", "0"),
+                ("AccountSid", SID),
+                ("FromCountry", "US"),
+                ("ToCountry", "US"),
+                ("SmsStatus", "received"),
+                ("ApiVersion", "2010-04-01"),
+            ] {
+                assert_eq!(r.param(k).as_deref(), Some(v), "{k}");
+            }
+            let sid = r.param("MessageSid").unwrap();
+            assert!(sid.starts_with("SM") && sid.len() == 34, "{sid}");
+
+            // <Response/> and a malformed answer: nothing sent. Their
+            // deliveries settled (a reply is accepted before that) is the
+            // signal to look.
+            m.inject(customer, "thanks").unwrap();
+            m.inject("+15550500022", "???").unwrap();
+            wait_until(Duration::from_secs(20), "three deliveries settled", || {
+                let (_, page) = common::http(
+                    "GET",
+                    &addr,
+                    "/v1/webhooks/deliveries?limit=100",
+                    Some(ADMIN),
+                    None,
+                );
+                let settled = page["items"]
+                    .as_array()?
+                    .iter()
+                    .filter(|d| d["endpoint"] == "compat-twilio-sms" && d["status"] == "delivered")
+                    .count();
+                (settled == 3).then_some(())
+            });
+            for (contact, outbound) in [(customer, 1), ("+15550500022", 0)] {
+                let path = format!("/v1/threads/{}?limit=100", contact.replace('+', "%2B"));
+                let (_, thread) = common::http("GET", &addr, &path, Some(ADMIN), None);
+                let count = thread["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i["direction"] == "outbound")
+                    .count();
+                assert_eq!(count, outbound, "{contact}: {thread}");
+            }
+        })
+        .await;
+        gw.stop().await;
+        modem.shutdown().await;
+    }
 }
