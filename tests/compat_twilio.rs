@@ -632,6 +632,45 @@ fn sids_round_trip_store_ids() {
     assert_eq!(id_of(&sid_of(id)).as_deref(), Some(id));
 }
 
+/// The commented `[compat]` example of config/smsgate.toml, uncommented
+/// (with real digests), is a valid configuration of what it describes.
+#[test]
+fn the_documented_example_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/smsgate.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("# [[compat.twilio]]").unwrap();
+    let example: String = text[start..]
+        .lines()
+        .filter(|l| !l.starts_with("# #"))
+        .filter_map(|l| l.strip_prefix("# "))
+        .map(|l| {
+            l.replace(
+                "auth_token_sha256 = \"...\"",
+                &format!("auth_token_sha256 = \"{}\"", hex(TOKEN)),
+            )
+            .replace(
+                "signing_token = \"...\"",
+                &format!("signing_token = \"{TOKEN}\""),
+            )
+            .replace(
+                "password_sha256 = \"...\"",
+                &format!("password_sha256 = \"{}\"", hex("pw")),
+            )
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let config = Config::from_toml(&example, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}\n{example}"));
+    let c = &config.compat;
+    assert_eq!(
+        (c.twilio.len(), c.twilio[0].number.len()),
+        (1, 1),
+        "{example}"
+    );
+    assert_eq!((c.kannel.len(), c.kannel[0].service.len()), (1, 1));
+    assert_eq!(c.price.len(), 1);
+}
+
 #[test]
 fn config_problems_name_their_keys() {
     let e = Config::from_toml(

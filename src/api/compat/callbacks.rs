@@ -130,7 +130,8 @@ impl TwilioStatus {
 
 impl Foreign for TwilioStatus {
     fn partition(&self, event: &Event) -> Option<String> {
-        if !STATUS_EVENTS.contains(&event.kind.as_str()) {
+        // `unknown` is still `sending` to Twilio: no change to report.
+        if !STATUS_EVENTS.contains(&event.kind.as_str()) || event.kind == "message.unknown" {
             return None;
         }
         let id = event.data.get("id")?.as_str()?;
