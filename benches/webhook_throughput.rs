@@ -95,6 +95,7 @@ async fn run(total: usize) {
             secrets: vec![Secret::parse(SECRET).expect("secret")],
             events: vec![],
             timeout: Duration::from_secs(10),
+            foreign: None,
         }),
         transport: Arc::new(HttpClient::new()),
         clock: Arc::new(SystemClock),

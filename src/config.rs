@@ -189,6 +189,7 @@ impl From<&WebhookConfig> for Endpoint {
             secrets: c.secrets.clone(),
             events: c.events.iter().filter(|e| *e != "*").cloned().collect(),
             timeout: c.timeout,
+            foreign: None,
         }
     }
 }
@@ -438,7 +439,7 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> 
     })
 }
 
-fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let url = String::deserialize(d)?;
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         custom("must start with http:// (receivers are on the LAN; put a TLS proxy in front for https)")
@@ -704,11 +705,17 @@ impl Config {
         if !(1..=255).contains(&self.sms.max_parts) {
             report("sms.max_parts".into(), "1 to 255".into());
         }
+        crate::api::compat::check(&self.compat, &mut report);
         let mut hook_ids = std::collections::HashSet::new();
         for (i, w) in self.webhook.iter().enumerate() {
             let key = format!("webhook[{i}].id");
             if !valid_id(&w.id) {
                 report(key, format!("{:?}: use 1-64 letters, digits, - or _", w.id));
+            } else if crate::api::compat::callbacks::ENDPOINT_IDS.contains(&w.id.as_str()) {
+                report(
+                    key,
+                    format!("{:?} is reserved for the compat APIs' callbacks", w.id),
+                );
             } else if !hook_ids.insert(w.id.as_str()) {
                 report(key, format!("{:?} is used twice", w.id));
             }

@@ -84,7 +84,13 @@ pub async fn run(
     let sms = Arc::new(config.sms_policy());
     // Webhooks register before the modems start, so a new endpoint's
     // starting cursor is before the modems' first modem.status events.
-    let endpoints: Vec<webhook::Endpoint> = config.webhook.iter().map(Into::into).collect();
+    let mut endpoints: Vec<webhook::Endpoint> = config.webhook.iter().map(Into::into).collect();
+    // Twilio's and Kannel's callbacks ride on the same durable deliveries.
+    endpoints.extend(api::compat::callbacks::endpoints(
+        &config.compat,
+        &store,
+        &config.sms.default_country,
+    ));
     // Consent: inbound STOP/START/HELP act inside the store's transaction; every
     // send passes the policy right before AT+CMGS.
     let policy = Arc::new(Policy::from_config(&config));
@@ -170,6 +176,7 @@ pub async fn run(
                 webhook::render_metrics(&store, out)
             }))
         },
+        compat: Arc::new(config.compat.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await

@@ -140,6 +140,26 @@ pub fn calling_code(country: &str) -> Option<&'static str> {
     lookup(country).map(|(code, _)| code)
 }
 
+/// The country of an E.164 number by its calling code: `preferred` when
+/// its code fits (+1 is the US and Canada alike), else the longest code that
+/// fits, first in the table. None for a number no listed code starts.
+pub fn country_of(number: &str, preferred: &str) -> Option<&'static str> {
+    let digits = number.strip_prefix('+')?;
+    let fits: Vec<&(&'static str, &'static str, Trunk)> = COUNTRIES
+        .iter()
+        .filter(|(_, code, _)| digits.starts_with(code))
+        .collect();
+    if let Some((iso, _, _)) = fits
+        .iter()
+        .find(|(iso, _, _)| iso.eq_ignore_ascii_case(preferred))
+    {
+        return Some(iso);
+    }
+    fits.iter()
+        .max_by_key(|(_, code, _)| code.len())
+        .map(|(iso, _, _)| *iso)
+}
+
 fn lookup(country: &str) -> Option<(&'static str, Trunk)> {
     COUNTRIES
         .iter()
@@ -252,6 +272,15 @@ pub fn masked(contact: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn countries_of_numbers() {
+        assert_eq!(country_of("+15551234567", "US"), Some("US"));
+        assert_eq!(country_of("+15551234567", "CA"), Some("CA"));
+        assert_eq!(country_of("+4915112345678", "US"), Some("DE"));
+        assert_eq!(country_of("+2348012345678", "US"), Some("NG"));
+        assert_eq!(country_of("5551234", "US"), None);
+    }
 
     fn ok(input: &str, country: &str, want: &str) {
         assert_eq!(

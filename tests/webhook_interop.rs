@@ -45,6 +45,7 @@ async fn the_reference_library_verifies_our_signatures() {
             secrets: SECRETS.iter().map(|s| Secret::parse(s).unwrap()).collect(),
             events: vec![],
             timeout: Duration::from_secs(5),
+            foreign: None,
         }),
         transport: Arc::new(HttpClient::new()),
         clock: Arc::new(SystemClock),

@@ -58,7 +58,7 @@ pub struct ApiToken {
     pub scopes: Vec<Scope>,
 }
 
-fn sha256_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+pub(crate) fn sha256_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
     let text = String::deserialize(d)?;
     ApiToken::from_sha256_hex("", &text, Vec::new())
         .map(|t| t.sha256)

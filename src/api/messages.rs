@@ -202,13 +202,14 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
     })
 }
 
-/// An `Idempotency-Key` header: printable ASCII, at most 255 characters (the
-/// IETF httpapi idempotency-key draft leaves the format to the server).
+/// An `Idempotency-Key` header (or a compat API's own header for the same
+/// thing): printable ASCII, at most 255 characters (the IETF httpapi
+/// idempotency-key draft leaves the format to the server).
 fn idempotency_key(
-    headers: &HeaderMap,
+    header: Option<&HeaderValue>,
     request: &Normalized,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let Some(value) = header else {
         return Ok(None);
     };
     let key = value
@@ -244,8 +245,23 @@ pub async fn send(
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let request = normalize(request, &state)?;
-    let key = idempotency_key(&headers, &request)?;
+    let message = submit(&state, request, headers.get("idempotency-key"), |_| Ok(())).await?;
+    Ok(accepted_response(&message))
+}
+
+/// The one send path of every API (`/v1` and the compat adapters): validate,
+/// compose, admit (consent, quiet hours, rate limits), accept durably under
+/// the idempotency key. `before_accept` sees the composed message (its id
+/// fixed) before it is stored, for what an adapter keeps beside it; a replay
+/// returns the original message.
+pub(crate) async fn submit(
+    state: &ApiState,
+    request: SendRequest,
+    idempotency: Option<&HeaderValue>,
+    before_accept: impl FnOnce(&Message) -> Result<(), ApiError>,
+) -> Result<Message, ApiError> {
+    let request = normalize(request, state)?;
+    let key = idempotency_key(idempotency, &request)?;
     let now = Utc::now();
     let from = request
         .modem
@@ -281,12 +297,13 @@ pub async fn send(
             Refusal::NotConversational => ApiError::unprocessable(refusal.code(), refusal.text()),
             _ => ApiError::conflict(refusal.code(), refusal.text()),
         })?;
+    before_accept(&message)?;
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
             state.dispatcher.notify();
-            Ok(accepted_response(&message))
+            Ok(message)
         }
-        Accepted::Replay(message) => Ok(accepted_response(&message)),
+        Accepted::Replay(message) => Ok(message),
         Accepted::KeyReused => Err(ApiError::unprocessable(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",
@@ -339,13 +356,21 @@ pub async fn cancel(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<wire::Message>, ApiError> {
     let id = message_id(path)?;
+    Ok(Json(wire::Message::from(
+        cancel_message(&state, &id).await?,
+    )))
+}
+
+/// Cancel `id` if no part has reached a modem (`not_cancellable` otherwise);
+/// the one cancel of every API.
+pub(crate) async fn cancel_message(state: &ApiState, id: &str) -> Result<Message, ApiError> {
     let now = Utc::now();
     // The closure may run again on a transaction conflict; the last run's
     // verdict is the one that was committed.
     let cancelled = AtomicBool::new(false);
     let outcome = state
         .store
-        .update(&id, |m| {
+        .update(id, |m| {
             let untouched = m
                 .part_status
                 .iter()
@@ -359,7 +384,7 @@ pub async fn cancel(
         })
         .await?;
     let Some((message, _)) = outcome else {
-        return Err(no_such(&id));
+        return Err(no_such(id));
     };
     if !cancelled.load(Ordering::Relaxed) {
         return Err(ApiError::conflict(
@@ -370,7 +395,7 @@ pub async fn cancel(
             ),
         ));
     }
-    Ok(Json(wire::Message::from(message)))
+    Ok(message)
 }
 
 /// `POST /v1/messages/{id}/resend`: the only way out of `unknown`, where the

@@ -62,6 +62,8 @@ pub struct ApiState {
     pub policy: Arc<crate::policy::Policy>,
     /// Metric families from outside the API (the webhook worker).
     pub extra_metrics: Option<metrics::ExtraMetrics>,
+    /// `[compat]`: the Twilio accounts and Kannel users of `compat::router`.
+    pub compat: Arc<compat::CompatConfig>,
 }
 
 /// The longest a request may take before it is answered 503 `timeout`; it
@@ -173,7 +175,10 @@ pub fn router(state: ApiState) -> Router {
         };
         router = router.route(spec.path, handler);
     }
+    // Twilio's and Kannel's routes check their own credentials (Basic auth,
+    // Kannel's username and password), not bearer tokens.
     router
+        .merge(compat::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))

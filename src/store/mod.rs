@@ -316,6 +316,13 @@ impl Store {
         keys::message_id(at, contact, salt)
     }
 
+    /// A tree of the database for a module outside the store (the compat
+    /// APIs' per-message callbacks), named `aux_<name>`: written with the
+    /// store's own durability ([`Store::sync`]), kept by the same files.
+    pub fn aux_tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.inner.db.open_tree(format!("aux_{name}"))?)
+    }
+
     /// Wait until everything written so far is on disk.
     pub async fn sync(&self) -> Result<()> {
         let ticket = self.inner.commit.ticket();

@@ -21,8 +21,12 @@ pub const ANSWER_LIMIT: usize = 64 * 1024;
 /// One attempt to post.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// POST, or GET for callbacks that carry everything in the URL (Kannel's).
+    pub method: hyper::Method,
     pub url: String,
-    /// The Standard Webhooks headers (content type and user agent are added).
+    /// The body's type (a user agent is added).
+    pub content_type: &'static str,
+    /// The Standard Webhooks headers, or another API's signature.
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
     pub timeout: Duration,
@@ -81,8 +85,10 @@ impl HttpClient {
     }
 
     async fn exchange(&self, request: Outgoing) -> Result<Answer, TransportError> {
-        let mut builder = hyper::Request::post(request.url.as_str())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        let mut builder = hyper::Request::builder()
+            .method(request.method.clone())
+            .uri(request.url.as_str())
+            .header(CONTENT_TYPE, HeaderValue::from_static(request.content_type))
             .header(
                 USER_AGENT,
                 HeaderValue::from_static(concat!("smsgate/", env!("CARGO_PKG_VERSION"))),

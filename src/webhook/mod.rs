@@ -10,6 +10,9 @@
 //! - [`clock`]: the wall clock, injectable for paused-time tests.
 //! - [`worker`]: one task per endpoint: fan-out, partitions, attempts.
 //! - [`reply`]: `{"reply": "..."}` answers to `message.received` sent as SMS.
+//! - [`Foreign`]: an endpoint that speaks another API's callbacks (Twilio's
+//!   status callbacks, Kannel's DLRs, ...; `api::compat`) through the same
+//!   durable deliveries, retries and replies.
 //!
 //! Delivery state lives in the store (`store/deliveries.rs`); this module
 //! holds no state a crash could lose.
@@ -46,6 +49,15 @@ pub struct Endpoint {
     pub events: Vec<String>,
     /// How long to wait for the receiver's answer.
     pub timeout: Duration,
+    /// None: Standard Webhooks to `url`; Some: another API's callbacks,
+    /// built by it (`url` then only names the endpoint in the API).
+    pub foreign: Option<Arc<dyn Foreign>>,
+}
+
+impl std::fmt::Debug for dyn Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Foreign(..)")
+    }
 }
 
 impl Endpoint {
@@ -53,6 +65,29 @@ impl Endpoint {
     pub fn wants(&self, kind: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|e| e == kind)
     }
+
+    /// The partition of `event` if this endpoint wants it.
+    pub fn partition(&self, event: &Event) -> Option<String> {
+        match &self.foreign {
+            Some(foreign) => foreign.partition(event),
+            None => self.wants(&event.kind).then(|| partition_of(event)),
+        }
+    }
+}
+
+/// An endpoint whose requests follow another API (Twilio, Kannel): it picks
+/// its events, builds each attempt's request (URL, method, body, signature
+/// per event), and reads a reply out of the answer. Deliveries, ordering per
+/// message, retries, dead letters and replies are the webhooks' own.
+pub trait Foreign: Send + Sync + 'static {
+    /// The partition of an event this endpoint delivers (None: not for it).
+    fn partition(&self, event: &Event) -> Option<String>;
+    /// The request of one attempt (`timeout` is the endpoint's); None:
+    /// nothing to send after all (settled as delivered).
+    fn request(&self, event: &Event, timeout: Duration) -> Option<Outgoing>;
+    /// Text to send back to the contact from a 2xx answer to a
+    /// `message.received` event (through consent, once per event).
+    fn reply(&self, event: &Event, answer: &Answer) -> Option<String>;
 }
 
 /// The partition an event is ordered within: the message it is about, the

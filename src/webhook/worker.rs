@@ -295,11 +295,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         let endpoint = &self.endpoint;
         let (created, more) = self.store.fan_out(
             &endpoint.id,
-            |event| {
-                endpoint
-                    .wants(&event.kind)
-                    .then(|| super::partition_of(event))
-            },
+            |event| endpoint.partition(event),
             now,
             FAN_OUT_BATCH,
         )?;
@@ -355,25 +351,43 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             self.store.record_attempt(&d.id, &attempt)?;
             return Ok(AttemptOutcome::Dead);
         };
-        // Served as the API serves it: the wire event, not the stored record.
-        let body = serde_json::to_vec(&crate::wire::Event::from(event.clone())).map_err(|e| {
-            crate::store::StoreError::Corrupt {
-                key: event.id.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        // Signed afresh for every attempt: the timestamp is this attempt's.
-        let timestamp = self.clock.now().timestamp();
-        let headers = super::signing::headers(&endpoint.secrets, &event.id, timestamp, &body);
-        let answer = self
-            .transport
-            .post(Outgoing {
-                url: endpoint.url.clone(),
-                headers: headers.into_iter().collect(),
-                body: Bytes::from(body),
-                timeout: endpoint.timeout,
-            })
-            .await;
+        let request =
+            match &endpoint.foreign {
+                Some(foreign) => match foreign.request(&event, endpoint.timeout) {
+                    Some(request) => request,
+                    None => {
+                        let attempt = Attempt {
+                            at: self.clock.now(),
+                            status: None,
+                            error: None,
+                            outcome: AttemptOutcome::Delivered,
+                        };
+                        self.store.record_attempt(&d.id, &attempt)?;
+                        return Ok(AttemptOutcome::Delivered);
+                    }
+                },
+                None => {
+                    // Served as the API serves it: the wire event, not the stored record.
+                    let body = serde_json::to_vec(&crate::wire::Event::from(event.clone()))
+                        .map_err(|e| crate::store::StoreError::Corrupt {
+                            key: event.id.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    // Signed afresh for every attempt: the timestamp is this attempt's.
+                    let timestamp = self.clock.now().timestamp();
+                    let headers =
+                        super::signing::headers(&endpoint.secrets, &event.id, timestamp, &body);
+                    Outgoing {
+                        method: hyper::Method::POST,
+                        url: endpoint.url.clone(),
+                        content_type: "application/json",
+                        headers: headers.into_iter().collect(),
+                        body: Bytes::from(body),
+                        timeout: endpoint.timeout,
+                    }
+                }
+            };
+        let answer = self.transport.post(request).await;
         let at = self.clock.now();
         let attempts = delivery.attempts + 1;
         let first = delivery.first_attempt_at.unwrap_or(at);
@@ -408,8 +422,12 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         if let (Ok(a), AttemptOutcome::Delivered, Some(replies)) =
             (&answer, &outcome, &self.replies)
         {
+            let text = match &endpoint.foreign {
+                Some(foreign) => foreign.reply(&event, a),
+                None => reply_text(&a.body),
+            };
             if event.kind == "message.received" {
-                if let Some(text) = reply_text(&a.body) {
+                if let Some(text) = text {
                     match replies.send(&endpoint.id, &event, &text).await {
                         Ok(id) => {
                             tracing::info!(webhook = %endpoint.id, event = %event.id, message_id = %id, "reply by response accepted")

@@ -1,9 +1,400 @@
-//! Drop-in APIs that apps already speak: Twilio's Messaging API and
-//! Kannel's `sendsms` (placeholder).
+//! Drop-in APIs that apps already speak: Twilio's Programmable Messaging REST
+//! API and Kannel's `sendsms`, as thin adapters over the one send path
+//! (`messages::submit`: compose, consent and the rest of the policy,
+//! idempotency, durable accept), the store's queries and its events.
+//!
+//! # Layout
+//!
+//! - [`CompatConfig`]: `[compat]`, typed when the file is read; [`check`]
+//!   adds the problems a type cannot see, each with its key.
+//! - [`twilio`]: the `/2010-04-01/Accounts/{AccountSid}/Messages...` routes, Basic
+//!   auth, Twilio's Message resource, paging and error JSON.
+//! - [`kannel`]: the `/cgi-bin/sendsms` route, Kannel's answer lines and codes.
+//! - [`callbacks`]: what goes back out (Twilio status callbacks and incoming
+//!   messages, Kannel DLRs and sms-service get-urls) as webhook endpoints of
+//!   their own ([`crate::webhook::Foreign`]): durable, retried, replies
+//!   through the reply-by-response path.
+//! - [`signature`]: the `X-Twilio-Signature` header.
+//! - [`twiml`]: the one TwiML answer read: `<Response><Message>`.
 
-use serde::Deserialize;
+pub mod callbacks;
+pub mod kannel;
+pub mod signature;
+pub mod twilio;
+pub mod twiml;
+
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ApiState, Scope};
+use crate::store::{Store, StoreError};
 
 /// `[compat]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CompatConfig {}
+pub struct CompatConfig {
+    /// `[[compat.twilio]]`: accounts of the Twilio-compatible API.
+    pub twilio: Vec<TwilioAccount>,
+    /// `[[compat.kannel]]`: users of the Kannel-compatible `sendsms`.
+    pub kannel: Vec<KannelUser>,
+    /// `[[compat.price]]`: what a part costs on a modem (Twilio's `price`).
+    pub price: Vec<Price>,
+}
+
+/// `[[compat.twilio]]`: one account.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioAccount {
+    /// `AC` and 32 hex digits: the user name of Basic auth and the
+    /// `{AccountSid}` of every path.
+    pub account_sid: String,
+    /// SHA-256 of the auth token (`printf %s TOKEN | sha256sum`).
+    #[serde(deserialize_with = "super::auth::sha256_hex")]
+    pub auth_token_sha256: [u8; 32],
+    /// "send" (create, cancel, and read) or "read" (fetch and list only).
+    #[serde(default = "default_scope")]
+    pub scope: Scope,
+    /// The auth token itself, only for signing what goes out
+    /// (`X-Twilio-Signature` is an HMAC keyed with it, so a digest cannot
+    /// sign): needed for `StatusCallback` and `[[compat.twilio.number]]`.
+    #[serde(default)]
+    pub signing_token: Option<Redacted>,
+    /// `[[compat.twilio.number]]`: inbound SMS to these numbers go to `sms_url`.
+    #[serde(default)]
+    pub number: Vec<TwilioNumber>,
+}
+
+impl std::fmt::Debug for TwilioAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioAccount")
+            .field("account_sid", &self.account_sid)
+            .field("scope", &self.scope)
+            .field("number", &self.number)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[compat.twilio.number]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioNumber {
+    /// One of our numbers, E.164.
+    pub number: String,
+    /// Where its inbound SMS are POSTed, Twilio's way (`http://` only).
+    #[serde(deserialize_with = "crate::config::http_url")]
+    pub sms_url: String,
+}
+
+/// `[[compat.kannel]]`: one `sendsms` user.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KannelUser {
+    pub username: String,
+    /// SHA-256 of the password.
+    #[serde(deserialize_with = "super::auth::sha256_hex")]
+    pub password_sha256: [u8; 32],
+    /// "send" to use `sendsms` ("read" users are refused).
+    #[serde(default = "default_scope")]
+    pub scope: Scope,
+    /// `[[compat.kannel.service]]`: Kannel's sms-service with a get-url.
+    #[serde(default)]
+    pub service: Vec<KannelService>,
+}
+
+impl std::fmt::Debug for KannelUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KannelUser")
+            .field("username", &self.username)
+            .field("scope", &self.scope)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[compat.kannel.service]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KannelService {
+    /// Fetched for each inbound SMS with Kannel's escapes (`%p`, `%P`, `%a`,
+    /// `%b`, `%t`, `%T`, `%I`) substituted; a `text/plain` answer is the reply.
+    #[serde(deserialize_with = "crate::config::http_url")]
+    pub get_url: String,
+    /// Only inbound SMS to this number of ours (default: all).
+    #[serde(default)]
+    pub number: Option<String>,
+}
+
+/// `[[compat.price]]`: Twilio's `price` of a message sent by `modem`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub modem: String,
+    /// Per part, a decimal such as "0.0075".
+    #[serde(deserialize_with = "decimal")]
+    pub per_part: Decimal,
+    /// ISO 4217, e.g. "USD" (`price_unit`).
+    pub unit: String,
+}
+
+/// A non-negative decimal as written: digits and their scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    pub units: u64,
+    pub scale: u32,
+}
+
+impl Decimal {
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let text = text.trim();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 9 {
+            return None;
+        }
+        let units = format!("{whole}{fraction}").parse::<u64>().ok()?;
+        Some(Decimal {
+            units,
+            scale: fraction.len() as u32,
+        })
+    }
+
+    /// `self * n`, negated as Twilio writes a charge ("-0.0150").
+    pub fn charge(self, n: u64) -> String {
+        let total = self.units.saturating_mul(n);
+        let scale = self.scale as usize;
+        if scale == 0 {
+            return format!("-{total}");
+        }
+        let digits = format!("{total:0>width$}", width = scale + 1);
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        format!("-{whole}.{fraction}")
+    }
+}
+
+fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let text = String::deserialize(d)?;
+    Decimal::parse(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{text:?}: a decimal such as \"0.0075\" (at most 9 decimals)"
+        ))
+    })
+}
+
+fn default_scope() -> Scope {
+    Scope::Send
+}
+
+/// A secret from the config: shown as `..` in logs and debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redacted(..)")
+    }
+}
+
+/// `AC` or `SM` and 32 hex digits: Twilio's sid form.
+pub fn is_sid(prefix: &str, text: &str) -> bool {
+    text.len() == 34 && text.starts_with(prefix) && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Every `[compat]` problem a type cannot see, with its key.
+pub fn check(config: &CompatConfig, report: &mut dyn FnMut(String, String)) {
+    let mut sids = std::collections::HashSet::new();
+    let mut numbers = std::collections::HashSet::new();
+    for (i, a) in config.twilio.iter().enumerate() {
+        let key = format!("compat.twilio[{i}]");
+        if !is_sid("AC", &a.account_sid) {
+            report(
+                format!("{key}.account_sid"),
+                format!("{:?}: AC followed by 32 hex digits", a.account_sid),
+            );
+        } else if !sids.insert(a.account_sid.to_ascii_lowercase()) {
+            report(
+                format!("{key}.account_sid"),
+                format!("{} is used twice", a.account_sid),
+            );
+        }
+        if let Some(token) = &a.signing_token {
+            let digest = super::auth::digest(&token.0);
+            if !super::auth::constant_time_eq(&digest, &a.auth_token_sha256) {
+                report(
+                    format!("{key}.signing_token"),
+                    "its SHA-256 is not auth_token_sha256: it must be the same auth token".into(),
+                );
+            }
+        }
+        if a.scope == Scope::Admin {
+            report(format!("{key}.scope"), "\"send\" or \"read\"".into());
+        }
+        for (j, n) in a.number.iter().enumerate() {
+            let key = format!("{key}.number[{j}]");
+            match crate::pdu::Address::parse_number(&n.number) {
+                Err(e) => report(format!("{key}.number"), e.to_string()),
+                Ok(_) if !n.number.starts_with('+') => report(
+                    format!("{key}.number"),
+                    "write it in E.164, e.g. +15551230000".into(),
+                ),
+                Ok(_) if !numbers.insert(n.number.clone()) => report(
+                    format!("{key}.number"),
+                    format!("{} is configured twice", n.number),
+                ),
+                Ok(_) => {}
+            }
+            if a.signing_token.is_none() {
+                report(
+                    format!("compat.twilio[{i}].signing_token"),
+                    "needed to sign what [[compat.twilio.number]] posts (X-Twilio-Signature)"
+                        .into(),
+                );
+            }
+        }
+    }
+    let mut users = std::collections::HashSet::new();
+    for (i, u) in config.kannel.iter().enumerate() {
+        let key = format!("compat.kannel[{i}]");
+        if u.username.trim().is_empty() {
+            report(format!("{key}.username"), "must not be empty".into());
+        } else if !users.insert(u.username.as_str()) {
+            report(
+                format!("{key}.username"),
+                format!("{:?} is used twice", u.username),
+            );
+        }
+        if u.scope != Scope::Send {
+            report(
+                format!("{key}.scope"),
+                "\"send\" (sendsms only sends)".into(),
+            );
+        }
+        for (j, s) in u.service.iter().enumerate() {
+            if let Some(n) = &s.number {
+                if !n.starts_with('+') || crate::pdu::Address::parse_number(n).is_err() {
+                    report(
+                        format!("{key}.service[{j}].number"),
+                        format!("{n:?}: E.164, e.g. +15551230000"),
+                    );
+                }
+            }
+        }
+    }
+    let mut priced = std::collections::HashSet::new();
+    for (i, p) in config.price.iter().enumerate() {
+        if !priced.insert(p.modem.as_str()) {
+            report(
+                format!("compat.price[{i}].modem"),
+                format!("{:?} is priced twice", p.modem),
+            );
+        }
+        if p.unit.len() != 3 || !p.unit.bytes().all(|b| b.is_ascii_uppercase()) {
+            report(
+                format!("compat.price[{i}].unit"),
+                format!("{:?}: an ISO 4217 code such as USD", p.unit),
+            );
+        }
+    }
+}
+
+/// The compat routes (each checks its own credentials: Basic auth or
+/// Kannel's username and password, not bearer tokens).
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages.json",
+            get(twilio::list).post(twilio::create),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages/{sid}",
+            get(twilio::fetch)
+                .post(twilio::update)
+                .delete(twilio::delete),
+        )
+        .route(
+            "/cgi-bin/sendsms",
+            get(kannel::sendsms).post(kannel::sendsms),
+        )
+}
+
+/// What a compat request asked to hear back about its message: kept beside
+/// the message (the store's `aux_compat_callbacks` tree), written before the
+/// message is accepted so no event can come before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "api", rename_all = "snake_case")]
+pub enum Callback {
+    /// Twilio's `StatusCallback`, signed with the account's token.
+    Twilio { account_sid: String, url: String },
+    /// Kannel's `dlr-url` with its `dlr-mask`.
+    Kannel { url: String, mask: u8 },
+}
+
+const CALLBACKS: &str = "compat_callbacks";
+
+/// Keep `callback` for message `id` (made durable by the accept that follows).
+pub fn save_callback(store: &Store, id: &str, callback: &Callback) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(callback).map_err(|e| StoreError::Corrupt {
+        key: id.to_string(),
+        reason: e.to_string(),
+    })?;
+    store.aux_tree(CALLBACKS)?.insert(id.as_bytes(), bytes)?;
+    Ok(())
+}
+
+/// The callback asked for message `id`, if any.
+pub fn callback(store: &Store, id: &str) -> Result<Option<Callback>, StoreError> {
+    let Some(raw) = store.aux_tree(CALLBACKS)?.get(id.as_bytes())? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&raw)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            key: format!("{CALLBACKS}/{id}"),
+            reason: e.to_string(),
+        })
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters (Kannel
+/// escapes, URLs built from message fields).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_and_charges() {
+        let d = Decimal::parse("0.0075").unwrap();
+        assert_eq!(d.charge(1), "-0.0075");
+        assert_eq!(d.charge(2), "-0.0150");
+        assert_eq!(Decimal::parse("1").unwrap().charge(3), "-3");
+        assert_eq!(Decimal::parse("12.5").unwrap().charge(3), "-37.5");
+        for bad in ["", ".5", "-1", "1.2.3", "abc", "0.1234567890"] {
+            assert_eq!(Decimal::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn url_encoding_keeps_unreserved_only() {
+        assert_eq!(url_encode("+1 555/ä~"), "%2B1%20555%2F%C3%A4~");
+    }
+
+    #[test]
+    fn sids() {
+        assert!(is_sid("AC", &format!("AC{}", "a1".repeat(16))));
+        assert!(!is_sid("AC", &format!("SM{}", "a1".repeat(16))));
+        assert!(!is_sid("AC", "AC12"));
+        assert!(!is_sid("AC", &format!("AC{}", "zz".repeat(16))));
+    }
+}
