@@ -356,11 +356,10 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             return Ok(AttemptOutcome::Dead);
         };
         // Served as the API serves it: the wire event, not the stored record.
-        let body = serde_json::to_vec(&crate::wire::Event::from(event.clone())).map_err(|e| {
-            crate::store::StoreError::Corrupt {
-                key: event.id.clone(),
-                reason: e.to_string(),
-            }
+        let served = crate::wire::Event::served(event.clone(), &self.store)?;
+        let body = serde_json::to_vec(&served).map_err(|e| crate::store::StoreError::Corrupt {
+            key: event.id.clone(),
+            reason: e.to_string(),
         })?;
         // Signed afresh for every attempt: the timestamp is this attempt's.
         let timestamp = self.clock.now().timestamp();
