@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,7 +21,7 @@ use super::problem::ApiError;
 use super::ApiState;
 use crate::store::{
     ConsentChange, ConsentStatus, ContactProfile, ContactQuery, Evidence, ProfileRefused,
-    ProfileUpdate, ProfileWrite,
+    ProfileUpdate, ProfileWrite, IMPORT_BATCH,
 };
 use crate::wire::{ConsentView, ContactView, Erased, ImportError, ImportReport, Page};
 
@@ -462,67 +462,94 @@ fn is_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
 }
 
-/// A parsed import: its good rows with their lines, and the errors so far.
-struct ParsedImport {
-    rows: Vec<(u64, String, ProfileUpdate)>,
-    errors: Vec<ImportError>,
+/// An import being read: the body, where reading stands, the columns.
+struct ImportFile {
+    body: Bytes,
+    at: csv::Position,
+    columns: Vec<Column>,
+    default_country: String,
+    done: bool,
 }
 
-fn parse_import(body: &[u8], default_country: &str) -> Result<ParsedImport, ApiError> {
-    let mut records = csv::Reader::new(body);
-    let header = match records.next() {
-        None => {
-            return Err(ApiError::unprocessable(
-                "invalid_csv_header",
-                "the body is empty: send a header row (number, name, ...) and the rows",
-            ))
-        }
-        Some(csv::Record { fields: Err(e), .. }) => {
-            return Err(ApiError::unprocessable(
-                "invalid_csv_header",
-                format!("the header row: {}", e.detail),
-            ))
-        }
-        Some(csv::Record {
-            fields: Ok(names), ..
-        }) => names,
-    };
-    let columns = header_columns(&header)?;
-    let mut parsed = ParsedImport {
-        rows: Vec::new(),
-        errors: Vec::new(),
-    };
-    for (n, record) in records.enumerate() {
-        if n == IMPORT_MAX_ROWS {
+/// One batch of an import: its good rows with their lines, its bad rows.
+type ImportBatch = (Vec<(u64, String, ProfileUpdate)>, Vec<ImportError>);
+
+impl ImportFile {
+    /// Read the header row and count the rows (refusing more than
+    /// [`IMPORT_MAX_ROWS`] before anything is written).
+    fn open(body: Bytes, default_country: String) -> Result<ImportFile, ApiError> {
+        let mut records = csv::Reader::new(&body);
+        let header = match records.next() {
+            None => {
+                return Err(ApiError::unprocessable(
+                    "invalid_csv_header",
+                    "the body is empty: send a header row (number, name, ...) and the rows",
+                ))
+            }
+            Some(csv::Record { fields: Err(e), .. }) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_csv_header",
+                    format!("the header row: {}", e.detail),
+                ))
+            }
+            Some(csv::Record {
+                fields: Ok(names), ..
+            }) => names,
+        };
+        let columns = header_columns(&header)?;
+        let at = records.position();
+        if records.count() > IMPORT_MAX_ROWS {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_many_rows",
                 format!("an import takes at most {IMPORT_MAX_ROWS} rows; split the file"),
             ));
         }
-        let row = record
-            .fields
-            .map_err(|e| ImportError {
-                line: 0,
-                code: e.code.into(),
-                detail: e.detail,
-            })
-            .and_then(|cells| import_row(&columns, cells, default_country));
-        match row {
-            Ok((contact, update)) => parsed.rows.push((record.line, contact, update)),
-            Err(mut e) => {
-                e.line = record.line;
-                parsed.errors.push(e);
+        Ok(ImportFile {
+            body,
+            at,
+            columns,
+            default_country,
+            done: false,
+        })
+    }
+
+    /// The next `n` rows at most (fewer at the end).
+    fn next_batch(&mut self, n: usize) -> ImportBatch {
+        let mut rows = Vec::with_capacity(n);
+        let mut errors = Vec::new();
+        let mut records = csv::Reader::resume(&self.body, self.at);
+        for _ in 0..n {
+            let Some(record) = records.next() else {
+                self.done = true;
+                break;
+            };
+            let row = record
+                .fields
+                .map_err(|e| ImportError {
+                    line: 0,
+                    code: e.code.into(),
+                    detail: e.detail,
+                })
+                .and_then(|cells| import_row(&self.columns, cells, &self.default_country));
+            match row {
+                Ok((contact, update)) => rows.push((record.line, contact, update)),
+                Err(mut e) => {
+                    e.line = record.line;
+                    errors.push(e);
+                }
             }
         }
+        self.at = records.position();
+        (rows, errors)
     }
-    Ok(parsed)
 }
 
 /// `POST /v1/contacts/import`: a CSV body (`text/csv`, up to 100,000 rows
-/// and 16 MiB) with a header row. Good rows are written (in transactions
-/// of [`crate::store::IMPORT_BATCH`] rows), bad ones reported by line;
-/// consent is never changed.
+/// and 16 MiB) with a header row. Read and written a batch of
+/// [`IMPORT_BATCH`] rows at a time (each batch one transaction, durable
+/// before the next), so what the import holds beyond the body stays small;
+/// good rows are kept, bad ones reported by line; consent is never changed.
 pub async fn import(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -548,33 +575,41 @@ pub async fn import(
             )
         })?;
     let country = state.sms.default_country.clone();
-    let parsed = tokio::task::spawn_blocking(move || parse_import(&body, &country))
+    let mut file = tokio::task::spawn_blocking(move || ImportFile::open(body, country))
         .await
         .map_err(ApiError::internal)??;
-    let ParsedImport { rows, mut errors } = parsed;
-    let lines: Vec<u64> = rows.iter().map(|(line, _, _)| *line).collect();
-    let outcomes = state
-        .store
-        .import_profiles(rows.into_iter().map(|(_, c, u)| (c, u)).collect())
-        .await?;
     let mut report = ImportReport {
         imported: 0,
         updated: 0,
         errors: Vec::new(),
     };
-    for (line, outcome) in lines.into_iter().zip(outcomes) {
-        match outcome {
-            ProfileWrite::Created => report.imported += 1,
-            ProfileWrite::Updated => report.updated += 1,
-            ProfileWrite::Refused(r) => errors.push(ImportError {
-                line,
-                code: r.code.into(),
-                detail: r.detail,
-            }),
+    while !file.done {
+        let (back, (rows, errors)) = tokio::task::spawn_blocking(move || {
+            let batch = file.next_batch(IMPORT_BATCH);
+            (file, batch)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        file = back;
+        report.errors.extend(errors);
+        let lines: Vec<u64> = rows.iter().map(|(line, _, _)| *line).collect();
+        let outcomes = state
+            .store
+            .import_profiles(rows.into_iter().map(|(_, c, u)| (c, u)).collect())
+            .await?;
+        for (line, outcome) in lines.into_iter().zip(outcomes) {
+            match outcome {
+                ProfileWrite::Created => report.imported += 1,
+                ProfileWrite::Updated => report.updated += 1,
+                ProfileWrite::Refused(r) => report.errors.push(ImportError {
+                    line,
+                    code: r.code.into(),
+                    detail: r.detail,
+                }),
+            }
         }
     }
-    errors.sort_by_key(|e| e.line);
-    report.errors = errors;
+    report.errors.sort_by_key(|e| e.line);
     Ok(Json(report))
 }
 

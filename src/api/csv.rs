@@ -33,6 +33,14 @@ pub struct Record {
     pub fields: Result<Vec<String>, RecordError>,
 }
 
+/// Where a reader stands, to go on later over the same text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pos: usize,
+    /// The line `pos` is on.
+    line: u64,
+}
+
 /// The records of a CSV text, in order.
 pub struct Reader<'a> {
     data: &'a [u8],
@@ -43,11 +51,27 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8]) -> Reader<'a> {
-        let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+        let pos = if data.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        Reader { data, pos, line: 1 }
+    }
+
+    /// Go on over `data` (the text `at` came from) where a reader stopped.
+    pub fn resume(data: &'a [u8], at: Position) -> Reader<'a> {
         Reader {
             data,
-            pos: 0,
-            line: 1,
+            pos: at.pos,
+            line: at.line,
+        }
+    }
+
+    pub fn position(&self) -> Position {
+        Position {
+            pos: self.pos,
+            line: self.line,
         }
     }
 
@@ -233,6 +257,23 @@ mod tests {
             let line = format!("{},end\n", field(text));
             assert_eq!(read(line.as_bytes()), [ok(1, &[text, "end"])], "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_reader_goes_on_where_another_stopped() {
+        let text = b"\xEF\xBB\xBFa,b\n\"x\ny\",1\nc,2\n";
+        let mut first = Reader::new(text);
+        assert_eq!(first.next().map(|r| r.line), Some(1));
+        let rest: Vec<Record> = Reader::resume(text, first.position()).collect();
+        assert_eq!(
+            rest.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [2, 4],
+            "{rest:?}"
+        );
+        assert_eq!(
+            rest[0].fields,
+            Ok(vec!["x\ny".to_string(), "1".to_string()])
+        );
     }
 
     #[test]
