@@ -36,12 +36,36 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
+    /// Open the indexes; a store whose profiles predate them (time zones
+    /// only) has them built here, once, so every profile is listed.
     pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
-        Ok(Trees {
+        let trees = Trees {
             tags: db.open_tree("contact_tags")?,
             external_ids: db.open_tree("contact_external_ids")?,
             search: db.open_tree("contact_search")?,
-        })
+        };
+        let profiles = db.open_tree("profiles")?;
+        if trees.search.is_empty() && !profiles.is_empty() {
+            trees.build(&profiles)?;
+        }
+        Ok(trees)
+    }
+
+    /// Index every profile in `profiles` (written before the indexes were).
+    fn build(&self, profiles: &Tree) -> Result<()> {
+        for entry in profiles.iter() {
+            let (key, raw) = entry?;
+            let profile: ContactProfile = from_json(&key, &raw)?;
+            let contact = String::from_utf8_lossy(&key);
+            for tag in &profile.tags {
+                self.tags.insert(tag_key(tag, &contact), &[])?;
+            }
+            if let Some(id) = &profile.external_id {
+                self.external_ids.insert(id.as_bytes(), key.as_ref())?;
+            }
+            self.search.insert(&key, search_entry(&profile))?;
+        }
+        Ok(())
     }
 }
 
@@ -473,6 +497,51 @@ mod tests {
                 .unwrap(),
             ProfileWrite::Created
         );
+    }
+
+    #[test]
+    fn profiles_older_than_the_indexes_are_indexed_at_open() {
+        let mut t = TempStore::new();
+        // A profile as the store wrote it before the indexes: a zone only.
+        let old = serde_json::to_vec(&ContactProfile {
+            time_zone: Some("Asia/Tokyo".into()),
+            ..ContactProfile::default()
+        })
+        .unwrap();
+        t.store.inner.profiles.insert("+15550001201", old).unwrap();
+        assert!(t
+            .store
+            .contacts(&ContactQuery::default(), None, 10)
+            .unwrap()
+            .items
+            .is_empty());
+        t.restart();
+        let page = t
+            .store
+            .contacts(&ContactQuery::default(), None, 10)
+            .unwrap();
+        assert_eq!(numbers(&page), ["+15550001201"]);
+        assert_eq!(page.items[0].1.time_zone.as_deref(), Some("Asia/Tokyo"));
+    }
+
+    #[test]
+    fn a_profile_fills_templates() {
+        let p = ContactProfile {
+            fields: [("plan".to_string(), "gold".to_string())].into(),
+            ..profile("Ana", Some("crm-1"), &["vip", "b"])
+        };
+        let text = crate::conversation::template::render(
+            "Hi {{name}} ({{number}}, {{external_id}}): your {{plan}} plan, {{tags}}",
+            |key| p.value("+15550001301", key),
+        );
+        assert_eq!(
+            text.as_deref(),
+            Ok("Hi Ana (+15550001301, crm-1): your gold plan, vip, b")
+        );
+        let missing = crate::conversation::template::render("{{city}} {{owner_team}}", |key| {
+            p.value("+15550001301", key)
+        });
+        assert!(missing.is_err(), "{missing:?}");
     }
 
     #[tokio::test]
