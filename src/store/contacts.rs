@@ -340,7 +340,9 @@ impl Store {
         let index = &self.inner.contact_index;
         // The candidates, in number order: a tag's entries, else every
         // contact with a profile (the search tree has one entry each).
-        let candidates: Box<dyn Iterator<Item = Result<Vec<u8>>>> = match &query.tag {
+        // (contact, its search entry when the scan already read it).
+        type Candidate = Result<(Vec<u8>, Option<sled::IVec>)>;
+        let candidates: Box<dyn Iterator<Item = Candidate>> = match &query.tag {
             Some(tag) => {
                 let prefix = tag_key(tag, "");
                 let start = match &after {
@@ -358,7 +360,7 @@ impl Store {
                         .range::<Vec<u8>, _>((start, Bound::Unbounded))
                         .keys()
                         .take_while(move |k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-                        .map(move |k| Ok(k?[skip..].to_vec())),
+                        .map(move |k| Ok((k?[skip..].to_vec(), None))),
                 )
             }
             None => {
@@ -370,8 +372,10 @@ impl Store {
                     index
                         .search
                         .range::<Vec<u8>, _>((start, Bound::Unbounded))
-                        .keys()
-                        .map(|k| Ok(k?.to_vec())),
+                        .map(|e| {
+                            let (k, v) = e?;
+                            Ok((k.to_vec(), Some(v)))
+                        }),
                 )
             }
         };
@@ -385,8 +389,8 @@ impl Store {
         let mut items: Vec<(String, ContactProfile)> = Vec::with_capacity(limit.min(500));
         let mut examined = 0usize;
         let mut last_examined: Option<Vec<u8>> = None;
-        for contact in candidates {
-            let contact = contact?;
+        for candidate in candidates {
+            let (contact, entry) = candidate?;
             if let Some(q) = &q {
                 if examined == LIST_SCAN_BUDGET {
                     return Ok(Page {
@@ -396,7 +400,10 @@ impl Store {
                 }
                 examined += 1;
                 last_examined = Some(contact.clone());
-                let entry = index.search.get(&contact)?.unwrap_or_default();
+                let entry = match entry {
+                    Some(entry) => entry,
+                    None => index.search.get(&contact)?.unwrap_or_default(),
+                };
                 if !matches_q(&contact, &entry, q, &q_digits) {
                     continue;
                 }
