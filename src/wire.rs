@@ -1,8 +1,9 @@
 //! What the API, the event log and the webhooks serve: the wire types, apart
 //! from the records the store keeps (`store::records`, the storage format).
 //! Events are stored as written (a `message.*` event's data is the stored
-//! record) and mapped here when served ([`Event::from`]): by the API, and by
-//! the webhook worker before it signs a body. Each wire type is
+//! record) and mapped here when served ([`Event::served`], which also says
+//! who the contact is): by the API, and by the webhook worker before it
+//! signs a body. Each wire type is
 //! built from its record by a `From`, field by field, so a field added to a
 //! record is not served until it is added here, documented; and the OpenAPI
 //! document's schemas are derived from these types (`ToSchema`), so the
