@@ -1,8 +1,9 @@
 //! What the API, the event log and the webhooks serve: the wire types, apart
 //! from the records the store keeps (`store::records`, the storage format).
 //! Events are stored as written (a `message.*` event's data is the stored
-//! record) and mapped here when served ([`Event::from`]): by the API, and by
-//! the webhook worker before it signs a body. Each wire type is
+//! record) and mapped here when served ([`Event::served`], which also says
+//! who the contact is): by the API, and by the webhook worker before it
+//! signs a body. Each wire type is
 //! built from its record by a `From`, field by field, so a field added to a
 //! record is not served until it is added here, documented; and the OpenAPI
 //! document's schemas are derived from these types (`ToSchema`), so the
@@ -25,6 +26,8 @@
 //!
 //! A thread summary's `read_through` (the read mark of archived messages)
 //! is internal too.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -781,24 +784,36 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub data: Value,
+    /// Events about a contact (messages, threads, consent: `data.contact`):
+    /// who, as the contact's profile says when the event is served, so a
+    /// CRM matches it to its record. Absent on other events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub contact: Option<EventContact>,
 }
 
-impl From<store::Event> for Event {
-    /// A `message.*` event's data becomes the wire Message. The store keeps
-    /// the event as written (the stored record), so the internal fields are
-    /// dropped here, when it is served.
-    fn from(e: store::Event) -> Self {
+impl Event {
+    /// A stored event as served: a `message.*` event's data becomes the
+    /// wire Message (the store keeps the record as written, so the internal
+    /// fields are dropped here), and an event with `data.contact` gets
+    /// `contact` from the store's profile (one point read).
+    pub fn served(e: store::Event, store: &store::Store) -> store::Result<Event> {
         let data = if e.kind.starts_with("message.") {
             message_data(e.data)
         } else {
             e.data
         };
-        Event {
+        let contact = match data.get("contact").and_then(Value::as_str) {
+            Some(number) => Some(EventContact::new(number, store.profile(number)?)),
+            None => None,
+        };
+        Ok(Event {
             id: e.id,
             kind: e.kind,
             created_at: e.created_at,
             data,
-        }
+            contact,
+        })
     }
 }
 
@@ -925,15 +940,96 @@ impl ConsentView {
     }
 }
 
-/// A contact's details.
+// Contacts (the CRM link): a contact's profile, and who an event is about.
+
+/// A contact: its profile and consent status. `time_zone` is absent when
+/// unset; the other profile fields are null, `[]` or `{}` when unset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ContactView {
+    /// E.164.
     pub contact: String,
     /// IANA zone for quiet hours (absent: the config's).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "America/Chicago")]
     pub time_zone: Option<String>,
+    #[schema(required = true, example = "Ana Ruiz")]
+    pub name: Option<String>,
+    /// The CRM's id of the contact; unique among contacts.
+    #[schema(required = true, example = "crm-10442")]
+    pub external_id: Option<String>,
+    /// Exact strings, in the order given.
+    pub tags: Vec<String>,
+    #[schema(required = true, example = "support")]
+    pub owner_team: Option<String>,
+    /// For templates (`{{plan}}`).
+    pub fields: BTreeMap<String, String>,
     pub consent: ConsentStatus,
+}
+
+impl ContactView {
+    pub fn new(
+        contact: String,
+        profile: store::ContactProfile,
+        consent: StoredConsentStatus,
+    ) -> ContactView {
+        ContactView {
+            contact,
+            time_zone: profile.time_zone,
+            name: profile.name,
+            external_id: profile.external_id,
+            tags: profile.tags,
+            owner_team: profile.owner_team,
+            fields: profile.fields,
+            consent: consent.into(),
+        }
+    }
+}
+
+/// Who an event is about, as the CRM knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EventContact {
+    /// E.164, or an alphanumeric sender as the network gave it.
+    pub number: String,
+    /// Null when the profile has none.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// Null when the profile has none.
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+}
+
+impl EventContact {
+    pub fn new(number: &str, profile: store::ContactProfile) -> EventContact {
+        EventContact {
+            number: number.to_string(),
+            name: profile.name,
+            external_id: profile.external_id,
+        }
+    }
+}
+
+/// The answer to a contact import: rows that created a profile, rows that
+/// replaced columns of one, and each refused row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub updated: u64,
+    /// In line order.
+    pub errors: Vec<ImportError>,
+}
+
+/// A refused import row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ImportError {
+    /// The line the row starts on (the header is line 1).
+    pub line: u64,
+    /// `invalid_number`, `invalid_time_zone`, `invalid_name`,
+    /// `invalid_external_id`, `invalid_tags`, `invalid_owner_team`,
+    /// `invalid_fields`, `external_id_taken`, `wrong_column_count`,
+    /// `invalid_utf8`, `invalid_quoting`.
+    #[schema(example = "invalid_number")]
+    pub code: String,
+    pub detail: String,
 }
 
 /// The answer to erasing a contact.

@@ -1439,7 +1439,69 @@ async fn served_bodies_fit_the_derived_schemas() {
         &answer_schema("/v1/threads/{contact}/read", "post", 200),
     );
 
-    // Events carry the wire Message, without the record's internal fields.
+    // A full contact profile, its lists and an import.
+    let a = g
+        .call(
+            Method::PUT,
+            "/v1/contacts/%2B15551230501",
+            Some(SENDER),
+            Some(
+                json!({"name": "Ana", "external_id": "crm-501", "tags": ["vip"],
+                        "owner_team": "support", "time_zone": "America/Chicago",
+                        "fields": {"plan": "gold"}}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/contacts/{contact}", "put", 200),
+    );
+    for uri in [
+        "/v1/contacts?tag=vip",
+        "/v1/contacts?q=an&limit=5",
+        "/v1/contacts?external_id=crm-501",
+    ] {
+        let a = g.call(Method::GET, uri, Some(READER), None).await;
+        assert_eq!(a.body["items"][0]["external_id"], "crm-501", "{uri}");
+        conforms_to(&a.body, &answer_schema("/v1/contacts", "get", 200));
+    }
+    let import = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/contacts/import")
+        .header(header::AUTHORIZATION, format!("Bearer {SENDER}"))
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(
+            "number,name,plan
++15551230502,Bo,silver
+nope,X,
+",
+        ))
+        .unwrap();
+    let a = g.send_request(import).await;
+    assert_eq!(
+        (&a.body["imported"], &a.body["errors"][0]["line"]),
+        (&json!(1), &json!(3)),
+        "{}",
+        a.body
+    );
+    conforms_to(&a.body, &answer_schema("/v1/contacts/import", "post", 200));
+    let a = g
+        .call(
+            Method::PUT,
+            "/v1/contacts/%2B15551230502",
+            Some(SENDER),
+            Some(json!({"external_id": "crm-501"})),
+        )
+        .await;
+    a.problem(409, "external_id_taken");
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/contacts/{contact}", "put", 409),
+    );
+
+    // Events carry the wire Message, without the record's internal fields,
+    // and who the contact is.
     let a = g.call(Method::GET, "/v1/events", Some(READER), None).await;
     conforms_to(&a.body, &answer_schema("/v1/events", "get", 200));
     let received = a.body["items"]
@@ -1450,6 +1512,10 @@ async fn served_bodies_fit_the_derived_schemas() {
         .expect("a message.received event");
     conforms(&received["data"], "Message");
     assert!(received["data"].get("reference").is_none());
+    assert_eq!(
+        received["contact"],
+        json!({"number": "+15551230501", "name": "Ana", "external_id": "crm-501"})
+    );
 
     for (path, uri) in [
         ("/v1/modems", "/v1/modems"),

@@ -1,21 +1,29 @@
-//! Contacts and consent: opt-in evidence, manual opt-outs, the ledger and its
-//! CSV export, time zones, and erasure.
+//! Contacts and consent: profiles (name, external id, tags, owning team,
+//! fields, time zone), their lists and CSV import; opt-in evidence, manual
+//! opt-outs, the ledger and its CSV export, and erasure.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::csv;
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
 use super::ApiState;
-use crate::store::{ConsentChange, ConsentStatus, ContactProfile, Evidence};
-use crate::wire::{ConsentView, ContactView, Erased};
+use crate::store::{
+    ConsentChange, ConsentStatus, ContactProfile, ContactQuery, Evidence, ProfileRefused,
+    ProfileUpdate, ProfileWrite, IMPORT_BATCH,
+};
+use crate::wire::{ConsentView, ContactView, Erased, ImportError, ImportReport, Page};
 
 fn contact_of(
     path: Result<Path<String>, PathRejection>,
@@ -193,7 +201,9 @@ pub async fn post_optout(
     Ok(Json(view(&state, &contact)?))
 }
 
-/// `PUT /v1/contacts/{number}`.
+/// `PUT /v1/contacts/{number}`: the whole profile. A field left out (or
+/// null) is cleared, as a CRM's full update expects; consent is not here
+/// (`/consent`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
@@ -201,6 +211,46 @@ pub struct ContactRequest {
     #[serde(default)]
     #[schema(example = "America/Chicago")]
     pub time_zone: Option<String>,
+    /// Up to 200 characters, no control characters.
+    #[serde(default)]
+    #[schema(example = "Ana Ruiz")]
+    pub name: Option<String>,
+    /// The CRM's id of the contact, up to 200 characters; another contact
+    /// holding it is a 409 `external_id_taken`.
+    #[serde(default)]
+    #[schema(example = "crm-10442")]
+    pub external_id: Option<String>,
+    /// Up to 50 tags of up to 64 characters, without `;` or control
+    /// characters; repeats are dropped.
+    #[serde(default)]
+    #[schema(example = json!(["vip", "dental"]))]
+    pub tags: Option<Vec<String>>,
+    /// The owning team (up to 64 characters).
+    #[serde(default)]
+    #[schema(example = "support")]
+    pub owner_team: Option<String>,
+    /// Up to 100 fields for templates: keys of letters, digits, `_`, `-`,
+    /// `.` (up to 64; not a profile field's name), values up to 1,000
+    /// characters.
+    #[serde(default)]
+    #[schema(example = json!({"plan": "gold"}))]
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+/// A refused profile as a problem: a taken external id is a conflict, the
+/// rest are values to fix.
+fn refused(r: ProfileRefused) -> ApiError {
+    if r.code == "external_id_taken" {
+        ApiError::conflict(r.code, r.detail)
+    } else {
+        ApiError::unprocessable(r.code, r.detail)
+    }
+}
+
+fn contact_view(state: &ApiState, contact: String) -> Result<ContactView, ApiError> {
+    let profile = state.store.profile(&contact)?;
+    let consent = state.store.consent(&contact, None)?.status;
+    Ok(ContactView::new(contact, profile, consent))
 }
 
 pub async fn put_contact(
@@ -209,23 +259,18 @@ pub async fn put_contact(
     ApiJson(request): ApiJson<ContactRequest>,
 ) -> Result<Json<ContactView>, ApiError> {
     let contact = contact_of(path, &state)?;
-    if let Some(zone) = &request.time_zone {
-        if zone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(ApiError::unprocessable(
-                "invalid_time_zone",
-                format!("{zone:?} is not an IANA time zone (e.g. America/Chicago)"),
-            ));
-        }
-    }
     let profile = ContactProfile {
         time_zone: request.time_zone,
+        name: request.name,
+        external_id: request.external_id,
+        tags: request.tags.unwrap_or_default(),
+        owner_team: request.owner_team,
+        fields: request.fields.unwrap_or_default(),
     };
-    state.store.set_profile(&contact, &profile).await?;
-    Ok(Json(ContactView {
-        consent: state.store.consent(&contact, None)?.status.into(),
-        contact,
-        time_zone: profile.time_zone,
-    }))
+    if let ProfileWrite::Refused(r) = state.store.set_profile(&contact, &profile).await? {
+        return Err(refused(r));
+    }
+    Ok(Json(contact_view(&state, contact)?))
 }
 
 pub async fn get_contact(
@@ -233,11 +278,339 @@ pub async fn get_contact(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ContactView>, ApiError> {
     let contact = contact_of(path, &state)?;
-    Ok(Json(ContactView {
-        time_zone: state.store.profile(&contact)?.time_zone,
-        consent: state.store.consent(&contact, None)?.status.into(),
-        contact,
+    Ok(Json(contact_view(&state, contact)?))
+}
+
+/// `GET /v1/contacts?tag=&q=&cursor=&limit=`, or `?external_id=`.
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Page<ContactView>>, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
+    let mut filter = ContactQuery::default();
+    let mut external_id = None;
+    let mut rest = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (key, value) in &pairs {
+        let slot = match key.as_str() {
+            "tag" => &mut filter.tag,
+            "q" => &mut filter.q,
+            "external_id" => &mut external_id,
+            "limit" | "cursor" => {
+                rest.push((key.clone(), value.clone()));
+                continue;
+            }
+            other => {
+                return Err(ApiError::invalid_query(format!(
+                    "unknown query parameter {other:?} (tag, q, external_id, limit, cursor)"
+                )))
+            }
+        };
+        if seen.contains(&key.as_str()) {
+            return Err(ApiError::invalid_query(format!("{key} is given twice")));
+        }
+        seen.push(key);
+        if value.trim().is_empty() {
+            return Err(ApiError::invalid_query(format!("{key} is empty")));
+        }
+        *slot = Some(value.clone());
+    }
+    let paging = params::paging(&rest)?;
+    if let Some(id) = external_id {
+        if filter != ContactQuery::default() || paging.cursor.is_some() {
+            return Err(ApiError::invalid_query(
+                "external_id finds one contact: give it alone",
+            ));
+        }
+        let items = match state.store.contact_by_external_id(&id)? {
+            Some((contact, _)) => vec![contact_view(&state, contact)?],
+            None => Vec::new(),
+        };
+        return Ok(Json(Page {
+            items,
+            next_cursor: None,
+        }));
+    }
+    let page = state
+        .store
+        .contacts(&filter, paging.cursor.as_deref(), paging.limit)?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|(contact, profile)| {
+            let consent = state.store.consent(&contact, None)?.status;
+            Ok(ContactView::new(contact, profile, consent))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(Page {
+        items,
+        next_cursor: page.next_cursor,
     }))
+}
+
+/// The largest import body: 100,000 rows of about 100 bytes, with room.
+pub const IMPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The most rows an import takes.
+pub const IMPORT_MAX_ROWS: usize = 100_000;
+
+/// What an import column feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Number,
+    Name,
+    ExternalId,
+    Tags,
+    TimeZone,
+    OwnerTeam,
+    Field(String),
+}
+
+/// The header row as columns: `number` required; the profile's names
+/// (any case); every other name a field key.
+fn header_columns(names: &[String]) -> Result<Vec<Column>, ApiError> {
+    let bad = |detail: String| ApiError::unprocessable("invalid_csv_header", detail);
+    let mut columns: Vec<Column> = Vec::with_capacity(names.len());
+    for (n, raw) in names.iter().enumerate() {
+        let name = raw.trim();
+        let column = match name.to_ascii_lowercase().as_str() {
+            "number" => Column::Number,
+            "name" => Column::Name,
+            "external_id" => Column::ExternalId,
+            "tags" => Column::Tags,
+            "time_zone" => Column::TimeZone,
+            "owner_team" => Column::OwnerTeam,
+            _ => {
+                // The profile's own check, on a profile of just this key.
+                let probe = ContactProfile {
+                    fields: [(name.to_string(), String::new())].into(),
+                    ..ContactProfile::default()
+                };
+                if let Err(r) = probe.check() {
+                    return Err(bad(format!("column {}: {}", n + 1, r.detail)));
+                }
+                Column::Field(name.to_string())
+            }
+        };
+        if columns.contains(&column) {
+            return Err(bad(format!("column {name:?} is given twice")));
+        }
+        columns.push(column);
+    }
+    if !columns.contains(&Column::Number) {
+        return Err(bad("the header row has no `number` column".into()));
+    }
+    Ok(columns)
+}
+
+/// One data row as (contact, the columns it sets), or the row's error.
+fn import_row(
+    columns: &[Column],
+    cells: Vec<String>,
+    default_country: &str,
+) -> Result<(String, ProfileUpdate), ImportError> {
+    let error = |code: &str, detail: String| ImportError {
+        line: 0,
+        code: code.into(),
+        detail,
+    };
+    if cells.len() != columns.len() {
+        return Err(error(
+            "wrong_column_count",
+            format!("{} fields, the header has {}", cells.len(), columns.len()),
+        ));
+    }
+    let mut contact = None;
+    let mut update = ProfileUpdate::default();
+    for (column, cell) in columns.iter().zip(cells) {
+        let value = (!cell.trim().is_empty()).then_some(cell);
+        match column {
+            Column::Number => {
+                let raw = value.unwrap_or_default();
+                contact = Some(
+                    crate::phone::normalize(&raw, default_country)
+                        .map_err(|e| error("invalid_number", format!("number {raw:?}: {e}")))?,
+                );
+            }
+            Column::Name => update.name = Some(value),
+            Column::ExternalId => update.external_id = Some(value),
+            Column::TimeZone => update.time_zone = Some(value),
+            Column::OwnerTeam => update.owner_team = Some(value),
+            Column::Tags => {
+                update.tags = Some(
+                    value
+                        .unwrap_or_default()
+                        .split(';')
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            Column::Field(key) => {
+                update.fields.insert(key.clone(), value);
+            }
+        }
+    }
+    let contact = contact.ok_or_else(|| error("invalid_number", "no number".into()))?;
+    Ok((contact, update))
+}
+
+/// Whether the request says its body is CSV.
+fn is_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
+}
+
+/// An import being read: the body, where reading stands, the columns.
+struct ImportFile {
+    body: Bytes,
+    at: csv::Position,
+    columns: Vec<Column>,
+    default_country: String,
+    done: bool,
+}
+
+/// One batch of an import: its good rows with their lines, its bad rows.
+type ImportBatch = (Vec<(u64, String, ProfileUpdate)>, Vec<ImportError>);
+
+impl ImportFile {
+    /// Read the header row and count the rows (refusing more than
+    /// [`IMPORT_MAX_ROWS`] before anything is written).
+    fn open(body: Bytes, default_country: String) -> Result<ImportFile, ApiError> {
+        let mut records = csv::Reader::new(&body);
+        let header = match records.next() {
+            None => {
+                return Err(ApiError::unprocessable(
+                    "invalid_csv_header",
+                    "the body is empty: send a header row (number, name, ...) and the rows",
+                ))
+            }
+            Some(csv::Record { fields: Err(e), .. }) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_csv_header",
+                    format!("the header row: {}", e.detail),
+                ))
+            }
+            Some(csv::Record {
+                fields: Ok(names), ..
+            }) => names,
+        };
+        let columns = header_columns(&header)?;
+        let at = records.position();
+        if records.count() > IMPORT_MAX_ROWS {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_rows",
+                format!("an import takes at most {IMPORT_MAX_ROWS} rows; split the file"),
+            ));
+        }
+        Ok(ImportFile {
+            body,
+            at,
+            columns,
+            default_country,
+            done: false,
+        })
+    }
+
+    /// The next `n` rows at most (fewer at the end).
+    fn next_batch(&mut self, n: usize) -> ImportBatch {
+        let mut rows = Vec::with_capacity(n);
+        let mut errors = Vec::new();
+        let mut records = csv::Reader::resume(&self.body, self.at);
+        for _ in 0..n {
+            let Some(record) = records.next() else {
+                self.done = true;
+                break;
+            };
+            let row = record
+                .fields
+                .map_err(|e| ImportError {
+                    line: 0,
+                    code: e.code.into(),
+                    detail: e.detail,
+                })
+                .and_then(|cells| import_row(&self.columns, cells, &self.default_country));
+            match row {
+                Ok((contact, update)) => rows.push((record.line, contact, update)),
+                Err(mut e) => {
+                    e.line = record.line;
+                    errors.push(e);
+                }
+            }
+        }
+        self.at = records.position();
+        (rows, errors)
+    }
+}
+
+/// `POST /v1/contacts/import`: a CSV body (`text/csv`, up to 100,000 rows
+/// and 16 MiB) with a header row. Read and written a batch of
+/// [`IMPORT_BATCH`] rows at a time (each batch one transaction, durable
+/// before the next), so what the import holds beyond the body stays small;
+/// good rows are kept, bad ones reported by line; consent is never changed.
+pub async fn import(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ImportReport>, ApiError> {
+    if !is_csv(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the import as text/csv",
+        ));
+    }
+    let body = axum::body::to_bytes(body, IMPORT_BODY_LIMIT)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "an import body is at most {} MiB; split the file",
+                    IMPORT_BODY_LIMIT / (1024 * 1024)
+                ),
+            )
+        })?;
+    let country = state.sms.default_country.clone();
+    let mut file = tokio::task::spawn_blocking(move || ImportFile::open(body, country))
+        .await
+        .map_err(ApiError::internal)??;
+    let mut report = ImportReport {
+        imported: 0,
+        updated: 0,
+        errors: Vec::new(),
+    };
+    while !file.done {
+        let (back, (rows, errors)) = tokio::task::spawn_blocking(move || {
+            let batch = file.next_batch(IMPORT_BATCH);
+            (file, batch)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        file = back;
+        report.errors.extend(errors);
+        let lines: Vec<u64> = rows.iter().map(|(line, _, _)| *line).collect();
+        let outcomes = state
+            .store
+            .import_profiles(rows.into_iter().map(|(_, c, u)| (c, u)).collect())
+            .await?;
+        for (line, outcome) in lines.into_iter().zip(outcomes) {
+            match outcome {
+                ProfileWrite::Created => report.imported += 1,
+                ProfileWrite::Updated => report.updated += 1,
+                ProfileWrite::Refused(r) => report.errors.push(ImportError {
+                    line,
+                    code: r.code.into(),
+                    detail: r.detail,
+                }),
+            }
+        }
+    }
+    report.errors.sort_by_key(|e| e.line);
+    Ok(Json(report))
 }
 
 /// `DELETE /v1/contacts/{number}`: erase messages and details.
@@ -253,14 +626,6 @@ pub async fn delete_contact(
         erased_messages: u64::try_from(erased_messages).unwrap_or(u64::MAX),
         opt_out_kept,
     }))
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 /// `GET /v1/consent/export`: the whole ledger as CSV.
@@ -290,7 +655,7 @@ pub async fn export(State(state): State<ApiState>) -> Result<Response, ApiError>
         ];
         out.push_str(
             &row.iter()
-                .map(|f| csv_field(f))
+                .map(|f| csv::field(f))
                 .collect::<Vec<_>>()
                 .join(","),
         );
@@ -308,16 +673,4 @@ pub async fn export(State(state): State<ApiState>) -> Result<Response, ApiError>
         out,
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_quoting() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"STOP\""), "\"say \"\"STOP\"\"\"");
-    }
 }

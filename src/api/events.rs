@@ -70,8 +70,8 @@ pub async fn list(
         .store
         .events_after(after.as_deref(), limit)?
         .into_iter()
-        .map(Event::from)
-        .collect();
+        .map(|e| Event::served(e, &state.store))
+        .collect::<Result<_, _>>()?;
     let next_cursor = (items.len() == limit)
         .then(|| items.last().map(|e| e.id.clone()))
         .flatten();
@@ -144,7 +144,13 @@ impl Reader {
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 self.after = Some(event.id.clone());
-                return Some(Event::from(event));
+                match Event::served(event, &self.store) {
+                    Ok(event) => return Some(event),
+                    Err(e) => {
+                        tracing::error!(error = %e, "event stream cannot read the store");
+                        return None;
+                    }
+                }
             }
             match self.store.events_after(self.after.as_deref(), STREAM_BATCH) {
                 Ok(events) if !events.is_empty() => {

@@ -12,6 +12,8 @@
 //! - `problem`: the one error type, answered as RFC 9457 problem+json.
 //! - `json`: the body extractor whose refusals are problems too.
 //! - `params`: query strings and contacts in paths.
+//! - `csv`: RFC 4180 fields out (the consent export) and records in (the
+//!   contact import).
 //! - [`crate::wire`] (beside this module, webhooks serve it too): what the
 //!   API serves, apart from the stored records; `openapi` derives the
 //!   document's schemas from it.
@@ -21,6 +23,7 @@
 pub mod auth;
 pub mod compat;
 pub mod contacts;
+mod csv;
 pub mod events;
 mod health;
 pub mod json;
@@ -115,6 +118,8 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/webhooks/{id}/enable", Some(Scope::Admin)),
     route("GET", "/v1/events", Some(Scope::Read)),
     route("GET", "/v1/events/stream", Some(Scope::Read)),
+    route("GET", "/v1/contacts", Some(Scope::Read)),
+    route("POST", "/v1/contacts/import", Some(Scope::Send)),
     route("GET", "/v1/contacts/{contact}", Some(Scope::Read)),
     route("PUT", "/v1/contacts/{contact}", Some(Scope::Send)),
     route("DELETE", "/v1/contacts/{contact}", Some(Scope::Admin)),
@@ -147,6 +152,8 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         post(webhooks::enable),
         get(events::list),
         get(events::stream),
+        get(contacts::list),
+        post(contacts::import),
         get(contacts::get_contact),
         put(contacts::put_contact),
         delete(contacts::delete_contact),

@@ -37,6 +37,8 @@ use crate::wire;
     wire::Event,
     wire::ConsentView,
     wire::ContactView,
+    wire::EventContact,
+    wire::ImportReport,
     wire::Erased,
 )))]
 struct Schemas;
@@ -284,18 +286,76 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
     );
     let view = schema("ConsentView");
     let contact_view = schema("ContactView");
+    let mut list_params = vec![
+        param(
+            "tag",
+            "query",
+            "Only contacts with this tag (exact).",
+            json!({"type": "string"}),
+        ),
+        param(
+            "q",
+            "query",
+            "A case-insensitive substring of the name or external id, or digits of the number.",
+            json!({"type": "string"}),
+        ),
+        param(
+            "external_id",
+            "query",
+            "The contact with this CRM id (alone: no other filter or cursor).",
+            json!({"type": "string"}),
+        ),
+    ];
+    list_params.extend(paging());
+    let mut import = secured(
+        "send",
+        "Import contacts from CSV",
+        json!({
+            "description": "A header row, then one contact a row (RFC 4180: quoted fields may hold commas, quotes and line breaks). `number` is required; `name`, `external_id`, `tags` (separated by `;`), `time_zone`, `owner_team` set the profile; any other column is a field. A column the file has replaces that value (an empty cell clears it); one it lacks is kept. Up to 100,000 rows and 16 MiB. Bad rows are reported by the line they start on and the good ones kept; consent is never changed.",
+            "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}},
+            "responses": {
+                "200": ok("What was imported, and each refused row.", schema("ImportReport")),
+                "422": problem("The header row: no `number` column, a repeated column, a column name that cannot be a field key (`invalid_csv_header`); nothing was written.")
+            }
+        }),
+    );
+    // The body is CSV, with its own limits: not the JSON extractor's refusals.
+    let responses = &mut import["responses"];
+    if let Some(r) = responses.as_object_mut() {
+        r.remove("400");
+    }
+    responses["413"] = problem(
+        "Over 16 MiB (`payload_too_large`) or 100,000 rows (`too_many_rows`); nothing was written.",
+    );
+    responses["415"] = problem("Not text/csv (`unsupported_media_type`).");
     vec![
+        (
+            "/v1/contacts",
+            json!({
+                "get": secured("read", "Contacts with a profile, in number order; by tag, search, or the CRM's id", json!({
+                    "description": "With `q`, at most 10,000 contacts are looked at per request: a page can be short and still have a `next_cursor`.",
+                    "parameters": list_params,
+                    "responses": { "200": ok("A page.", page_of("ContactView")), "422": problem("A bad parameter (`invalid_query`).") }
+                }))
+            }),
+        ),
+        ("/v1/contacts/import", json!({ "post": import })),
         (
             "/v1/contacts/{contact}",
             json!({
-                "get": secured("read", "A contact's time zone and consent status", json!({
+                "get": secured("read", "A contact's profile and consent status", json!({
                     "parameters": [contact.clone()],
                     "responses": { "200": ok("The contact.", contact_view.clone()), "422": problem("`invalid_number`.") }
                 })),
-                "put": secured("send", "Set a contact's time zone (quiet hours use it)", json!({
+                "put": secured("send", "Replace a contact's profile (name, external id, tags, owner team, fields, time zone)", json!({
+                    "description": "The whole profile: a field left out or null is cleared. Consent is set apart (`/consent`).",
                     "parameters": [contact.clone()],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": schema("ContactRequest")}}},
-                    "responses": { "200": ok("Saved.", contact_view), "422": problem("`invalid_time_zone`, `invalid_number`, `invalid_request`.") }
+                    "responses": {
+                        "200": ok("Saved.", contact_view),
+                        "409": problem("Another contact has this external id (`external_id_taken`)."),
+                        "422": problem("`invalid_time_zone`, `invalid_name`, `invalid_external_id`, `invalid_tags`, `invalid_owner_team`, `invalid_fields`, `invalid_number`, `invalid_request`.")
+                    }
                 })),
                 "delete": secured("admin", "Erase a contact's messages and details; an opt-out survives as a hashed tombstone", json!({
                     "parameters": [contact.clone()],

@@ -10,7 +10,7 @@ use super::*;
 use crate::config::Config;
 use crate::modem::Gate;
 use crate::store::test_support::TempStore;
-use crate::store::{ConsentChange, ContactProfile, PartStatus};
+use crate::store::{ConsentChange, ContactProfile, PartStatus, ProfileWrite};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -169,15 +169,18 @@ async fn marketing_waits_out_quiet_hours_in_the_contacts_zone() {
         utc("2026-01-15T07:00:00Z")
     );
     // The contact's own zone wins: Tokyo is at 12:00, not quiet.
-    t.store
+    let written = t
+        .store
         .set_profile(
             &us.contact,
             &ContactProfile {
                 time_zone: Some("Asia/Tokyo".into()),
+                ..ContactProfile::default()
             },
         )
         .await
         .unwrap();
+    assert_eq!(written, ProfileWrite::Created);
     assert_eq!(p.hold(&t.store, &us, now), None);
     // Transactional messages are not held by default.
     let tx = t.store.new_outbound(
@@ -257,15 +260,18 @@ async fn rate_limits_defer_and_release() {
         .store
         .new_outbound("", other, "promo", 1, "gsm7", false, None, t0);
     promo.category = Category::Marketing;
-    t.store
+    let written = t
+        .store
         .set_profile(
             other,
             &ContactProfile {
                 time_zone: Some("UTC".into()),
+                ..ContactProfile::default()
             },
         )
         .await
         .unwrap();
+    assert_eq!(written, ProfileWrite::Created);
     // Noon the same day: three hours after the one marketing text of the day.
     let later = utc("2026-03-10T12:00:00Z");
     let hold = p.hold(&t.store, &promo, later).unwrap();

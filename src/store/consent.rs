@@ -1,12 +1,13 @@
 //! Consent: each contact's current state, the append-only ledger of how it got
-//! there, contact profiles (time zone), and erasure that keeps only a hashed
-//! opt-out tombstone.
+//! there, contact profiles (their indexes are in `contacts.rs`), and erasure
+//! that keeps only a hashed opt-out tombstone.
 //!
 //! An inbound STOP changes consent in the same transaction that stores the
 //! message (see `inbound.rs`), together with its ledger entry, its
 //! `consent.changed` event and the one confirmation SMS: a crash cannot
 //! separate them, and the check right before `AT+CMGS` sees the opt-out at once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -92,12 +93,288 @@ pub struct LedgerEntry {
     pub evidence: Option<Evidence>,
 }
 
-/// What a contact record keeps besides consent.
+/// What a contact record keeps besides consent: the CRM's view of the
+/// person (name, its own id, tags, owning team, free fields for templates)
+/// and the time zone quiet hours are counted in. Indexed by tag and external
+/// id (`contacts.rs`); written only whole, through [`Store::set_profile`] or
+/// an import, after [`ContactProfile::check`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactProfile {
     /// IANA zone ("America/Chicago") for quiet hours.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub time_zone: Option<String>,
+    /// How a person calls the contact (`{{name}}` in templates).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// The CRM's id of the contact: unique among contacts, so a CRM finds
+    /// its record from a text and the gateway's contact from its record.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub external_id: Option<String>,
+    /// Labels for campaigns (`recipients: {tag}`) and rules (`contact_tag`),
+    /// in the order given, each once; exact strings (case matters).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub tags: Vec<String>,
+    /// The team that owns the contact (a `[[conversation.team]]` id by
+    /// convention; not checked, so a CRM may name a team before it exists).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub owner_team: Option<String>,
+    /// Anything else the CRM keeps, for templates (`{{plan}}`): keys are
+    /// placeholder names, values plain text.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The most tags a contact has, and the longest tag (characters).
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_CHARS: usize = 64;
+/// The most fields a contact has, the longest key and value (characters).
+pub const MAX_FIELDS: usize = 100;
+pub const MAX_FIELD_KEY_CHARS: usize = 64;
+pub const MAX_FIELD_VALUE_CHARS: usize = 1_000;
+/// The longest name, external id and owner team (characters).
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_EXTERNAL_ID_CHARS: usize = 200;
+pub const MAX_TEAM_CHARS: usize = 64;
+
+/// The profile's own names, which `fields` cannot take (a CSV column of
+/// that name is the profile's, and `{{name}}` must mean one thing).
+pub const PROFILE_COLUMNS: [&str; 6] = [
+    "number",
+    "name",
+    "external_id",
+    "tags",
+    "time_zone",
+    "owner_team",
+];
+
+/// Why a profile was not written: a stable code (the API's problem code)
+/// and words naming the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct ProfileRefused {
+    /// `invalid_name`, `invalid_external_id`, `invalid_tags`,
+    /// `invalid_owner_team`, `invalid_fields`, `invalid_time_zone`,
+    /// `external_id_taken`.
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ProfileRefused {
+    fn new(code: &'static str, detail: String) -> ProfileRefused {
+        ProfileRefused { code, detail }
+    }
+}
+
+/// What writing a profile did.
+#[must_use = "a refused profile was not written"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileWrite {
+    /// The contact had no profile.
+    Created,
+    /// It had one, now replaced.
+    Updated,
+    /// Nothing was written.
+    Refused(ProfileRefused),
+}
+
+/// A one-line text: no control characters (they would break index keys,
+/// CSV rows and SMS templates).
+fn is_line(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
+fn check_line(
+    what: &str,
+    code: &'static str,
+    value: &str,
+    max: usize,
+) -> std::result::Result<(), ProfileRefused> {
+    if value.trim().is_empty() {
+        return Err(ProfileRefused::new(
+            code,
+            format!("{what} is blank (leave it out or null to clear it)"),
+        ));
+    }
+    if !is_line(value) {
+        return Err(ProfileRefused::new(
+            code,
+            format!("{what} {value:?} has a control character"),
+        ));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(ProfileRefused::new(
+            code,
+            format!("{what} is {chars} characters, at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A field key as a template placeholder reads it (`{{key}}`): the
+/// renderer's own rule, so every key can be used in a template.
+fn is_field_key(key: &str) -> bool {
+    key.chars().count() <= MAX_FIELD_KEY_CHARS
+        && crate::conversation::template::placeholders(&format!("{{{{{key}}}}}"))
+            .is_ok_and(|names| names.len() == 1 && names[0] == key)
+}
+
+impl ContactProfile {
+    /// Whether the profile may be stored: the limits above, a known time
+    /// zone, tags without `;` (the import's separator) or control
+    /// characters, field keys usable as `{{placeholders}}`.
+    pub fn check(&self) -> std::result::Result<(), ProfileRefused> {
+        if let Some(zone) = &self.time_zone {
+            if zone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(ProfileRefused::new(
+                    "invalid_time_zone",
+                    format!("{zone:?} is not an IANA time zone (e.g. America/Chicago)"),
+                ));
+            }
+        }
+        if let Some(name) = &self.name {
+            check_line("name", "invalid_name", name, MAX_NAME_CHARS)?;
+        }
+        if let Some(id) = &self.external_id {
+            check_line(
+                "external_id",
+                "invalid_external_id",
+                id,
+                MAX_EXTERNAL_ID_CHARS,
+            )?;
+        }
+        if let Some(team) = &self.owner_team {
+            check_line("owner_team", "invalid_owner_team", team, MAX_TEAM_CHARS)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(ProfileRefused::new(
+                "invalid_tags",
+                format!("{} tags, at most {MAX_TAGS}", self.tags.len()),
+            ));
+        }
+        for tag in &self.tags {
+            check_line("a tag", "invalid_tags", tag, MAX_TAG_CHARS)?;
+            if tag.contains(';') {
+                return Err(ProfileRefused::new(
+                    "invalid_tags",
+                    format!("tag {tag:?} has a `;` (the import's tag separator)"),
+                ));
+            }
+        }
+        if self.fields.len() > MAX_FIELDS {
+            return Err(ProfileRefused::new(
+                "invalid_fields",
+                format!("{} fields, at most {MAX_FIELDS}", self.fields.len()),
+            ));
+        }
+        for (key, value) in &self.fields {
+            if !is_field_key(key) {
+                return Err(ProfileRefused::new(
+                    "invalid_fields",
+                    format!(
+                        "field {key:?}: a key is 1 to {MAX_FIELD_KEY_CHARS} letters, digits, `_`, `-` or `.`"
+                    ),
+                ));
+            }
+            if PROFILE_COLUMNS.contains(&key.as_str()) {
+                return Err(ProfileRefused::new(
+                    "invalid_fields",
+                    format!("field {key:?} is the profile's own; set it at the top level"),
+                ));
+            }
+            let chars = value.chars().count();
+            if chars > MAX_FIELD_VALUE_CHARS {
+                return Err(ProfileRefused::new(
+                    "invalid_fields",
+                    format!("field {key:?} is {chars} characters, at most {MAX_FIELD_VALUE_CHARS}"),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(ProfileRefused::new(
+                    "invalid_fields",
+                    format!("field {key:?} has a NUL character"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Surrounding spaces trimmed from the one-line values, blank ones
+    /// cleared, repeated tags dropped: what both the API and the import
+    /// store.
+    pub fn normalized(mut self) -> ContactProfile {
+        let line = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        self.time_zone = line(self.time_zone);
+        self.name = line(self.name);
+        self.external_id = line(self.external_id);
+        self.owner_team = line(self.owner_team);
+        let mut tags: Vec<String> = Vec::with_capacity(self.tags.len());
+        for tag in self.tags {
+            let tag = tag.trim();
+            if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_string());
+            }
+        }
+        self.tags = tags;
+        self
+    }
+
+    /// The value of `key` for a template (`template::render`'s lookup):
+    /// the profile's own names first (`number` is `contact`), then `fields`.
+    pub fn value(&self, contact: &str, key: &str) -> Option<String> {
+        match key {
+            "number" => Some(contact.to_string()),
+            "name" => self.name.clone(),
+            "external_id" => self.external_id.clone(),
+            "owner_team" => self.owner_team.clone(),
+            "time_zone" => self.time_zone.clone(),
+            "tags" => (!self.tags.is_empty()).then(|| self.tags.join(", ")),
+            other => self.fields.get(other).cloned(),
+        }
+    }
+}
+
+/// The columns of one import row for one contact: a column the file has
+/// replaces that value (an empty cell clears it); one it lacks is kept, and
+/// so are field keys it lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// None: the file has no such column.
+    pub time_zone: Option<Option<String>>,
+    pub name: Option<Option<String>>,
+    pub external_id: Option<Option<String>>,
+    pub owner_team: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    /// Set (Some) or remove (None, an empty cell) these keys.
+    pub fields: BTreeMap<String, Option<String>>,
+}
+
+impl ProfileUpdate {
+    /// `old` with this row's columns applied.
+    pub fn apply(&self, mut old: ContactProfile) -> ContactProfile {
+        if let Some(v) = &self.time_zone {
+            old.time_zone = v.clone();
+        }
+        if let Some(v) = &self.name {
+            old.name = v.clone();
+        }
+        if let Some(v) = &self.external_id {
+            old.external_id = v.clone();
+        }
+        if let Some(v) = &self.owner_team {
+            old.owner_team = v.clone();
+        }
+        if let Some(v) = &self.tags {
+            old.tags = v.clone();
+        }
+        for (key, value) in &self.fields {
+            match value {
+                Some(v) => old.fields.insert(key.clone(), v.clone()),
+                None => old.fields.remove(key),
+            };
+        }
+        old
+    }
 }
 
 /// What an inbound message does to consent, decided by the policy (a pure
@@ -352,22 +629,6 @@ impl Store {
         Ok(failed)
     }
 
-    pub fn profile(&self, contact: &str) -> Result<ContactProfile> {
-        match self.inner.profiles.get(contact.as_bytes())? {
-            Some(raw) => from_json(contact.as_bytes(), &raw),
-            None => Ok(ContactProfile::default()),
-        }
-    }
-
-    pub async fn set_profile(&self, contact: &str, profile: &ContactProfile) -> Result<()> {
-        let raw = serde_json::to_vec(profile).map_err(|e| super::StoreError::Corrupt {
-            key: contact.to_string(),
-            reason: e.to_string(),
-        })?;
-        self.inner.profiles.insert(contact.as_bytes(), raw)?;
-        self.sync().await
-    }
-
     /// Erase a contact: messages, thread summary, profile and consent record
     /// go; an opt-out survives as a hashed tombstone, and the contact's ledger
     /// entries are kept under the hash with the number and message links
@@ -428,7 +689,7 @@ impl Store {
             let (key, _) = entry?;
             i.sends.remove(key)?;
         }
-        i.profiles.remove(contact.as_bytes())?;
+        self.remove_profile(contact)?;
         i.sticky.remove(contact.as_bytes())?;
         i.consent.remove(consent_key(contact, None))?;
         for entry in i.consent.scan_prefix(&prefix) {

@@ -41,9 +41,10 @@ use tokio::sync::watch;
 
 pub use compact::{Compacted, COMPACT_BELOW_LIVE_SHARE, COMPACT_MIN_BYTES};
 pub use consent::{
-    ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry, Reaction,
-    Reactor,
+    ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry,
+    ProfileRefused, ProfileUpdate, ProfileWrite, Reaction, Reactor,
 };
+pub use contacts::{ContactQuery, NumberedProfile, IMPORT_BATCH};
 pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
@@ -152,7 +153,6 @@ struct Inner {
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
     /// Contact fields' indexes: tags, external ids, search (`contacts.rs`).
-    #[allow(dead_code)] // until its part of the conversations issue lands
     contact_index: contacts::Trees,
     /// Threads as an inbox: state, timeline items, inbox order (`conversation.rs`).
     #[allow(dead_code)] // until its part of the conversations issue lands

@@ -351,42 +351,42 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             self.store.record_attempt(&d.id, &attempt)?;
             return Ok(AttemptOutcome::Dead);
         };
-        let request =
-            match &endpoint.foreign {
-                Some(foreign) => match foreign.request(&event, endpoint.timeout) {
-                    Some(request) => request,
-                    None => {
-                        let attempt = Attempt {
-                            at: self.clock.now(),
-                            status: None,
-                            error: None,
-                            outcome: AttemptOutcome::Delivered,
-                        };
-                        self.store.record_attempt(&d.id, &attempt)?;
-                        return Ok(AttemptOutcome::Delivered);
-                    }
-                },
+        let request = match &endpoint.foreign {
+            Some(foreign) => match foreign.request(&event, endpoint.timeout) {
+                Some(request) => request,
                 None => {
-                    // Served as the API serves it: the wire event, not the stored record.
-                    let body = serde_json::to_vec(&crate::wire::Event::from(event.clone()))
-                        .map_err(|e| crate::store::StoreError::Corrupt {
-                            key: event.id.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    // Signed afresh for every attempt: the timestamp is this attempt's.
-                    let timestamp = self.clock.now().timestamp();
-                    let headers =
-                        super::signing::headers(&endpoint.secrets, &event.id, timestamp, &body);
-                    Outgoing {
-                        method: hyper::Method::POST,
-                        url: endpoint.url.clone(),
-                        content_type: "application/json",
-                        headers: headers.into_iter().collect(),
-                        body: Bytes::from(body),
-                        timeout: endpoint.timeout,
-                    }
+                    let attempt = Attempt {
+                        at: self.clock.now(),
+                        status: None,
+                        error: None,
+                        outcome: AttemptOutcome::Delivered,
+                    };
+                    self.store.record_attempt(&d.id, &attempt)?;
+                    return Ok(AttemptOutcome::Delivered);
                 }
-            };
+            },
+            None => {
+                // Served as the API serves it: the wire event, not the stored record.
+                let served = crate::wire::Event::served(event.clone(), &self.store)?;
+                let body =
+                    serde_json::to_vec(&served).map_err(|e| crate::store::StoreError::Corrupt {
+                        key: event.id.clone(),
+                        reason: e.to_string(),
+                    })?;
+                // Signed afresh for every attempt: the timestamp is this attempt's.
+                let timestamp = self.clock.now().timestamp();
+                let headers =
+                    super::signing::headers(&endpoint.secrets, &event.id, timestamp, &body);
+                Outgoing {
+                    method: hyper::Method::POST,
+                    url: endpoint.url.clone(),
+                    content_type: "application/json",
+                    headers: headers.into_iter().collect(),
+                    body: Bytes::from(body),
+                    timeout: endpoint.timeout,
+                }
+            }
+        };
         let answer = self.transport.post(request).await;
         let at = self.clock.now();
         let attempts = delivery.attempts + 1;
