@@ -314,6 +314,37 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Cancel a message no part of which has reached a modem (`DELETE
+    /// /v1/messages/{id}`, a campaign's cancel): it must still be waiting
+    /// (queued, scheduled, deferred) with every part pending. The message
+    /// after the attempt and whether it was cancelled; None: no such message.
+    pub async fn cancel_waiting(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        note: &str,
+    ) -> Result<Option<(Message, bool)>> {
+        // The closure may run again on a transaction conflict; the last
+        // run's verdict is the one that was committed.
+        let cancelled = std::sync::atomic::AtomicBool::new(false);
+        let outcome = self
+            .update(id, |m| {
+                let untouched = m
+                    .part_status
+                    .iter()
+                    .all(|p| p.status == PartStatus::Pending);
+                let ok = m.status.is_waiting() && untouched;
+                cancelled.store(ok, std::sync::atomic::Ordering::Relaxed);
+                if ok {
+                    m.transition(now, MessageStatus::Cancelled).note = Some(note.into());
+                }
+                ok
+            })
+            .await?;
+        let cancelled = cancelled.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(outcome.map(|(m, _)| (m, cancelled)))
+    }
+
     /// [`Store::update`] without the wait: the change is applied (readers see
     /// it at once) and becomes durable with the next flush, which the next
     /// durable write anywhere in the store brings about; the returned
