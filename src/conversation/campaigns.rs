@@ -352,12 +352,13 @@ fn skip_reason(refusal: &Refusal) -> &'static str {
     }
 }
 
-/// Recipients accepted at once: the accepts share the store's group commit.
+/// Cancels in flight at once: they share the store's group commit.
 const IN_FLIGHT: usize = 64;
 /// Messages a cancel looks at per page.
 const CANCEL_PAGE: usize = 500;
 
 /// The daemon's campaign worker (see the module's documentation).
+#[derive(Clone)]
 pub struct CampaignTask {
     pub store: Store,
     pub policy: Arc<Policy>,
@@ -503,8 +504,35 @@ impl CampaignTask {
     }
 
     /// Accept the next batch of `record`'s recipients and record it.
+    ///
+    /// The batch's messages are stored one transaction each, off the async
+    /// workers, and made durable by one flush before the batch is recorded:
+    /// a crash before the record runs the batch again, and the keys answer
+    /// the messages already stored.
     async fn accept_batch(&self, record: &CampaignRecord) -> Result<(), StoreError> {
         let from = record.progress.processed;
+        let task = self.clone();
+        let batch = record.clone();
+        let outcome = self
+            .store
+            .blocking(move |_| task.accept_stored(&batch, from))
+            .await?;
+        if !outcome.accepted.is_empty() {
+            self.store.sync().await?;
+            (self.wake)();
+        }
+        self.store
+            .record_campaign_batch(&record.id, from, &outcome)
+            .await?;
+        Ok(())
+    }
+
+    /// Store (not yet durably) the messages of the batch from recipient `from`.
+    fn accept_stored(
+        &self,
+        record: &CampaignRecord,
+        from: u64,
+    ) -> Result<BatchOutcome, StoreError> {
         let numbers = self.store.campaign_recipients(&record.id, from)?;
         let now = Utc::now();
         let mut outcome = BatchOutcome {
@@ -517,35 +545,20 @@ impl CampaignTask {
             tracing::error!(campaign = %record.id, from, listed = record.progress.listed, "campaign recipient list ends early");
             outcome.processed = record.progress.listed.saturating_sub(from).max(1);
         }
-        let mut accepts = tokio::task::JoinSet::new();
         for number in &numbers {
             match self.prepare(record, number, now)? {
                 Prepared::Skip(reason) => outcome.skipped.push(reason),
                 Prepared::Error(e) => outcome.errors.push(e),
                 Prepared::Message(message, variant) => {
-                    while accepts.len() >= IN_FLIGHT {
-                        collect(accepts.join_next().await, &mut outcome)?;
-                    }
-                    let store = self.store.clone();
                     let key = idempotency_key(&record.id, number);
-                    let number = number.clone();
-                    accepts.spawn(async move {
-                        let accepted = store.accept(*message, Some(key)).await;
-                        (number, variant, accepted)
-                    });
+                    // Made durable with the whole batch (`accept_batch`).
+                    let (accepted, _durable_later) =
+                        self.store.accept_deferred(*message, Some(key))?;
+                    collect(number, variant, accepted, &mut outcome);
                 }
             }
         }
-        while let Some(done) = accepts.join_next().await {
-            collect(Some(done), &mut outcome)?;
-        }
-        if !outcome.accepted.is_empty() {
-            (self.wake)();
-        }
-        self.store
-            .record_campaign_batch(&record.id, from, &outcome)
-            .await?;
-        Ok(())
+        Ok(outcome)
     }
 
     /// Cancel every message of `record` that has not reached a modem, then
@@ -587,20 +600,9 @@ impl CampaignTask {
     }
 }
 
-type AcceptResult = (String, usize, Result<Accepted, StoreError>);
-
-/// Count one finished accept into `outcome`; a store failure fails the batch
-/// (it runs again, and the keys find what was stored).
-fn collect(
-    done: Option<Result<AcceptResult, tokio::task::JoinError>>,
-    outcome: &mut BatchOutcome,
-) -> Result<(), StoreError> {
-    let Some(done) = done else {
-        return Ok(());
-    };
-    let (number, variant, accepted) =
-        done.map_err(|e| StoreError::Durability(format!("campaign accept task: {e}")))?;
-    match accepted? {
+/// Count one accept into `outcome`.
+fn collect(number: &str, variant: usize, accepted: Accepted, outcome: &mut BatchOutcome) {
+    match accepted {
         Accepted::New(m) | Accepted::Replay(m) => {
             let first = m.history.first().map_or(m.status, |t| t.status);
             if first == MessageStatus::Deferred {
@@ -610,12 +612,11 @@ fn collect(
         }
         Accepted::ReplayErased(_) => outcome.skipped.push("erased"),
         Accepted::KeyReused => outcome.errors.push(RecipientError {
-            number,
+            number: number.to_string(),
             code: "idempotency_conflict".into(),
             detail: "another message holds this recipient's campaign key".into(),
         }),
     }
-    Ok(())
 }
 
 type CancelResult = Result<Option<(Message, bool)>, StoreError>;
@@ -631,6 +632,7 @@ fn cancelled(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RECIPIENT_CHUNK;
     use serde_json::json;
 
     fn spec() -> CampaignSpec {
@@ -807,6 +809,97 @@ mod tests {
             .count();
         assert!((60..=140).contains(&moved), "{moved}");
         assert_eq!(choose_variant("c", "n", &[5]), 0);
+    }
+
+    fn task(store: &Store) -> CampaignTask {
+        CampaignTask {
+            store: store.clone(),
+            policy: Arc::new(Policy::from_config(&crate::config::Config::default())),
+            sms: Arc::new(SmsPolicy::default()),
+            wake: Arc::new(|| {}),
+        }
+    }
+
+    /// Every stored message of `campaign`, by recipient.
+    fn stored(store: &Store, campaign: &str) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .list(
+                    &crate::store::MessageFilter::default(),
+                    cursor.as_deref(),
+                    500,
+                )
+                .unwrap();
+            for m in page.items {
+                if m.campaign.as_deref() == Some(campaign) {
+                    *out.entry(m.to).or_insert(0) += 1;
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    /// The window a crash can hit: a batch's messages are stored (and
+    /// durable) but the batch is not recorded. After a restart the batch runs
+    /// again from the cursor: every recipient still has one message, and the
+    /// counts count each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_stored_but_not_recorded_is_not_sent_twice() {
+        let mut temp = crate::store::test_support::TempStore::new();
+        let numbers: Vec<String> = (0..RECIPIENT_CHUNK + 20)
+            .map(|n| format!("+1555060{n:04}"))
+            .collect();
+        let plan = plan(CampaignSpec {
+            variants: Some(vec![
+                VariantSpec {
+                    id: "a".into(),
+                    template: None,
+                    weight: Some(1),
+                },
+                VariantSpec {
+                    id: "b".into(),
+                    template: Some("B {{time}}".into()),
+                    weight: Some(1),
+                },
+            ]),
+            ..spec()
+        })
+        .unwrap();
+        let id = temp.store.new_campaign_id(Utc::now());
+        let n = numbers.len() as u64;
+        let record = plan.record(id.clone(), n, n, Utc::now());
+        temp.store
+            .create_campaign(&record, &numbers, &[], None)
+            .await
+            .unwrap();
+        // The first batch's messages go in; the "crash" comes before its record.
+        let first = task(&temp.store).accept_stored(&record, 0).unwrap();
+        assert_eq!(first.accepted.len(), RECIPIENT_CHUNK);
+        temp.store.sync().await.unwrap();
+        temp.restart();
+        let store = temp.store.clone();
+        assert_eq!(store.campaign(&id).unwrap().unwrap().progress.processed, 0);
+        assert_eq!(stored(&store, &id).len(), RECIPIENT_CHUNK);
+        let task = task(&store);
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Accepted);
+        assert_eq!(done.progress.processed, n);
+        assert_eq!(done.progress.accepted, n);
+        assert_eq!(done.counts.iter().map(|c| c.accepted).sum::<u64>(), n);
+        assert_eq!(done.messages().queued, n);
+        let by_recipient = stored(&store, &id);
+        assert_eq!(by_recipient.len(), numbers.len());
+        assert!(
+            by_recipient.values().all(|&c| c == 1),
+            "a recipient has two messages"
+        );
+        assert!(store.active_campaigns().unwrap().is_empty());
     }
 
     #[test]

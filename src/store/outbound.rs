@@ -211,6 +211,21 @@ impl Store {
         message: Message,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Accepted> {
+        let (outcome, durability) = self.accept_deferred(message, idempotency)?;
+        durability.wait().await?;
+        Ok(outcome)
+    }
+
+    /// [`Store::accept`] without the wait: the message is stored (readers see
+    /// it) and becomes durable with the next flush; the returned
+    /// [`Durability`] waits for it. For a caller that stores many and makes
+    /// them durable together before it answers for any (a campaign's batch:
+    /// one flush instead of one wait per recipient).
+    pub fn accept_deferred(
+        &self,
+        message: Message,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<(Accepted, Durability)> {
         let i = &self.inner;
         let record =
             sled::IVec::from(
@@ -228,9 +243,7 @@ impl Store {
                     touch_contact(contacts, recent, &message)
                 })
                 .map_err(unwrap_tx)?;
-            let ticket = i.commit.ticket();
-            self.durable(ticket).await?;
-            return Ok(Accepted::New(message));
+            return Ok((Accepted::New(message), self.deferred_durability()));
         };
         let outcome = (
             &i.messages,
@@ -276,9 +289,16 @@ impl Store {
                 None => Accepted::ReplayErased(id),
             },
         };
-        let ticket = i.commit.ticket();
-        self.durable(ticket).await?;
-        Ok(outcome)
+        Ok((outcome, self.deferred_durability()))
+    }
+
+    /// What waits for everything written so far to be flushed.
+    fn deferred_durability(&self) -> Durability {
+        Durability {
+            store: self.clone(),
+            ticket: Some(self.inner.commit.ticket()),
+            events: Vec::new(),
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
