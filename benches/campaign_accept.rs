@@ -64,6 +64,7 @@ fn wait_accepted(store: &Store, id: &str, since: Instant) -> Duration {
 }
 
 /// One run: post, wait; (POST time, POST to accepted, peak RSS KiB after).
+/// Prints the peak right after the POST was answered, and the RSS at the end.
 fn run(
     rt: &tokio::runtime::Runtime,
     store: &Store,
@@ -73,7 +74,12 @@ fn run(
 ) -> (String, Duration, Duration, u64) {
     let start = Instant::now();
     let (id, posted) = rt.block_on(post(addr, first, n));
+    println!(
+        "  {n}: peak RSS once the POST was answered {} KiB",
+        harness::peak_rss_kib("self")
+    );
     let took = wait_accepted(store, &id, start);
+    println!("  {n}: RSS when accepted {} KiB", harness::rss_kib("self"));
     (id, posted, took, harness::peak_rss_kib("self"))
 }
 
