@@ -1,5 +1,5 @@
 //! Wiring: open the store, recover, start the webhook workers, one actor per
-//! modem, housekeeping and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
+//! modem, housekeeping, the campaign task and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
 //! flight up to 8 s, flush the store and return within 10 s.
 
 use std::future::Future;
@@ -164,6 +164,20 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    // Campaigns: accept recipients in batches, resume unfinished ones, cancel.
+    let campaigns = tokio::spawn(
+        crate::conversation::campaigns::CampaignTask {
+            store: store.clone(),
+            policy: policy.clone(),
+            sms: sms.clone(),
+            wake: {
+                let dispatcher = dispatcher.clone();
+                Arc::new(move || dispatcher.notify())
+            },
+        }
+        .run(stop_rx.clone()),
+    );
+
     let state = ApiState {
         store: store.clone(),
         dispatcher: dispatcher.clone(),
@@ -223,6 +237,7 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, actor).await;
     }
     let _ = tokio::time::timeout_at(deadline, housekeeping).await;
+    let _ = tokio::time::timeout_at(deadline, campaigns).await;
     for worker in webhooks {
         let _ = tokio::time::timeout_at(deadline, worker).await;
     }

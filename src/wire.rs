@@ -1041,6 +1041,205 @@ pub struct Erased {
     pub opt_out_kept: bool,
 }
 
+// --- Campaigns (`/v1/campaigns`) ---
+
+/// Where a campaign is: accepting (recipients are being accepted, a batch at
+/// a time), accepted (every recipient accepted, skipped or refused),
+/// cancelling (no more recipients; waiting messages being cancelled),
+/// cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    Accepting,
+    Accepted,
+    Cancelling,
+    Cancelled,
+}
+
+impl From<store::CampaignState> for CampaignState {
+    fn from(s: store::CampaignState) -> Self {
+        match s {
+            store::CampaignState::Accepting => CampaignState::Accepting,
+            store::CampaignState::Accepted => CampaignState::Accepted,
+            store::CampaignState::Cancelling => CampaignState::Cancelling,
+            store::CampaignState::Cancelled => CampaignState::Cancelled,
+        }
+    }
+}
+
+/// What became of a campaign's recipients so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CampaignRecipients {
+    /// Entries in the request (duplicates and bad numbers included).
+    pub total: u64,
+    /// Recipients finished with (accepted, skipped or refused); the rest wait.
+    pub processed: u64,
+    /// Messages accepted (queued, scheduled or deferred).
+    pub accepted: u64,
+    /// Of the accepted, deferred at once by quiet hours or rate limits.
+    pub deferred: u64,
+    /// Skipped: the contact opted out (STOP).
+    pub skipped_opted_out: u64,
+    /// Skipped: the category needs opt-in evidence the contact has not given.
+    pub skipped_consent_required: u64,
+    /// Skipped: conversational, but the contact never wrote.
+    pub skipped_not_conversational: u64,
+    /// Skipped: the number was already listed.
+    pub skipped_duplicate: u64,
+    /// Skipped: the contact was erased since its message was accepted.
+    pub skipped_erased: u64,
+    /// Refused with an error, each listed by `GET /v1/campaigns/{id}/errors`
+    /// (`missing_field`, `invalid_number`, `body_too_long`, ...).
+    pub errors: u64,
+}
+
+impl From<&store::Progress> for CampaignRecipients {
+    fn from(p: &store::Progress) -> Self {
+        let skipped = |reason: &str| p.skipped.get(reason).copied().unwrap_or(0);
+        CampaignRecipients {
+            total: p.total,
+            // Duplicates and bad numbers were finished with at the request.
+            processed: p.processed + (p.total - p.listed.min(p.total)),
+            accepted: p.accepted,
+            deferred: p.deferred,
+            skipped_opted_out: skipped("opted_out"),
+            skipped_consent_required: skipped("consent_required"),
+            skipped_not_conversational: skipped("not_conversational"),
+            skipped_duplicate: skipped("duplicate"),
+            skipped_erased: skipped("erased"),
+            errors: p.errors,
+        }
+    }
+}
+
+/// A campaign's messages by where they are now. `queued` counts every
+/// message still waiting for a modem or its time (queued, scheduled,
+/// deferred or being handed to a modem).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CampaignMessages {
+    pub queued: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub expired: u64,
+    pub unknown: u64,
+    pub cancelled: u64,
+}
+
+impl From<store::StatusCounts> for CampaignMessages {
+    fn from(c: store::StatusCounts) -> Self {
+        CampaignMessages {
+            queued: c.queued,
+            sent: c.sent,
+            delivered: c.delivered,
+            failed: c.failed,
+            expired: c.expired,
+            unknown: c.unknown,
+            cancelled: c.cancelled,
+        }
+    }
+}
+
+/// One variant: its text, weight and counts.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CampaignVariant {
+    pub id: String,
+    pub template: String,
+    pub weight: u32,
+    /// Recipients accepted with this variant.
+    pub accepted: u64,
+    pub messages: CampaignMessages,
+    /// The variant's reply, conversion and opt-out metrics (as `GET
+    /// /v1/metrics/summary?campaign=&variant=` answers them); null where the
+    /// gateway keeps no metrics.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub metrics: Option<Value>,
+}
+
+/// A campaign and its progress. The variants' counts add up to the totals.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Campaign {
+    #[schema(example = "cmp_018f2a7c3b1d9e37a1c4")]
+    pub id: String,
+    pub name: String,
+    pub state: CampaignState,
+    pub category: Category,
+    /// The flow each message puts its thread in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub flow: Option<String>,
+    /// The values templates and the flow read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable = false)]
+    pub context: Option<Value>,
+    /// Messages are scheduled for this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub send_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub recipients: CampaignRecipients,
+    /// All the campaign's messages by status.
+    pub messages: CampaignMessages,
+    pub variants: Vec<CampaignVariant>,
+}
+
+impl Campaign {
+    /// The wire campaign; `metrics(variant id)` gives a variant's metrics.
+    pub fn new(c: &store::CampaignRecord, metrics: impl Fn(&str) -> Option<Value>) -> Campaign {
+        Campaign {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            state: c.state.into(),
+            category: c.category.into(),
+            flow: c.flow.clone(),
+            context: c.context.clone(),
+            send_at: c.send_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            recipients: (&c.progress).into(),
+            messages: c.messages().into(),
+            variants: c
+                .variants
+                .iter()
+                .zip(
+                    c.counts
+                        .iter()
+                        .chain(std::iter::repeat(&store::VariantCounts::default())),
+                )
+                .map(|(v, counts)| CampaignVariant {
+                    id: v.id.clone(),
+                    template: v.template.clone(),
+                    weight: v.weight,
+                    accepted: counts.accepted,
+                    messages: counts.messages.into(),
+                    metrics: metrics(&v.id),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A recipient refused with an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CampaignError {
+    /// E.164, or the entry as given when it is not a number.
+    pub number: String,
+    /// `missing_field`, `invalid_number`, `body_too_long`, `body_unencodable`, ...
+    pub code: String,
+    pub detail: String,
+}
+
+impl From<store::RecipientError> for CampaignError {
+    fn from(e: store::RecipientError) -> Self {
+        CampaignError {
+            number: e.number,
+            code: e.code,
+            detail: e.detail,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1561,6 +1561,100 @@ nope,X,
     // And a problem.
     let a = g.send(json!({"to": "bob", "body": "x"})).await;
     conforms_to(&a.body, &answer_schema("/v1/messages", "post", 422));
+    // Campaigns (no campaign task runs here: the campaign stays accepting,
+    // with its request-time errors and skips counted).
+    let campaign = json!({"name": "Spring", "template": "Hi, see you {{time}}",
+        "recipients": {"numbers": ["+15551230600", "12", "+15551230600"]},
+        "variants": [{"id": "a", "weight": 2}, {"id": "b", "template": "See you {{time}}"}],
+        "category": "transactional", "flow": "appointment",
+        "context": {"time": "Tue 10:30", "slots": ["Wed 9:00"]}, "send_at": at});
+    let a = g
+        .call_with(
+            Method::POST,
+            "/v1/campaigns",
+            Some(SENDER),
+            Some(campaign.clone()),
+            &[("idempotency-key", "spring-1")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    conforms_to(&a.body, &answer_schema("/v1/campaigns", "post", 202));
+    assert_eq!(
+        (
+            &a.body["recipients"]["errors"],
+            &a.body["recipients"]["skipped_duplicate"]
+        ),
+        (&json!(1), &json!(1))
+    );
+    let id = a.body["id"].as_str().unwrap().to_string();
+    // The same key and body: the same campaign; another body: refused.
+    let again = g
+        .call_with(
+            Method::POST,
+            "/v1/campaigns",
+            Some(SENDER),
+            Some(campaign.clone()),
+            &[("idempotency-key", "spring-1")],
+        )
+        .await;
+    assert_eq!(
+        (again.status, &again.body["id"]),
+        (StatusCode::ACCEPTED, &json!(id))
+    );
+    let mut other = campaign;
+    other["name"] = json!("Autumn");
+    let reused = g
+        .call_with(
+            Method::POST,
+            "/v1/campaigns",
+            Some(SENDER),
+            Some(other),
+            &[("idempotency-key", "spring-1")],
+        )
+        .await;
+    assert_eq!(reused.body["code"], "idempotency_key_reused");
+    conforms_to(&reused.body, &answer_schema("/v1/campaigns", "post", 422));
+    let a = g
+        .call(Method::GET, "/v1/campaigns", Some(READER), None)
+        .await;
+    assert_eq!(a.body["items"].as_array().map(Vec::len), Some(1));
+    conforms_to(&a.body, &answer_schema("/v1/campaigns", "get", 200));
+    let a = g
+        .call(
+            Method::GET,
+            &format!("/v1/campaigns/{id}"),
+            Some(READER),
+            None,
+        )
+        .await;
+    conforms_to(&a.body, &answer_schema("/v1/campaigns/{id}", "get", 200));
+    let a = g
+        .call(
+            Method::GET,
+            &format!("/v1/campaigns/{id}/errors"),
+            Some(READER),
+            None,
+        )
+        .await;
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/campaigns/{id}/errors", "get", 200),
+    );
+    assert_eq!(a.body["items"][0]["number"], "12");
+    let a = g
+        .call(
+            Method::POST,
+            &format!("/v1/campaigns/{id}/cancel"),
+            Some(SENDER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/campaigns/{id}/cancel", "post", 202),
+    );
+    assert_eq!(a.body["state"], "cancelling");
 }
 
 #[tokio::test]

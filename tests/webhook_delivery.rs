@@ -181,9 +181,12 @@ async fn over_http_every_event_arrives_signed_by_each_secret_once_and_in_order()
     assert_eq!(old_only.handle(header, r.body.as_bytes()).0, 200);
     // The receiver has every event before the worker records the last
     // attempt: wait for the record, not for a time.
-    until("the last attempt recorded", Duration::from_millis(20), 500, || {
-        f.store.webhooks().unwrap()[0].pending == 0
-    })
+    until(
+        "the last attempt recorded",
+        Duration::from_millis(20),
+        500,
+        || f.store.webhooks().unwrap()[0].pending == 0,
+    )
     .await;
     let hooks = f.store.webhooks().unwrap();
     assert_eq!((hooks[0].pending, hooks[0].dead), (0, 0));

@@ -146,7 +146,8 @@ pub fn parse_validity(value: &Value) -> Result<Option<u32>, ApiError> {
     u32::try_from(effective).map(Some).map_err(|_| bad())
 }
 
-fn parse_send_at(value: &Value) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// `send_at`: an RFC 3339 time (campaigns read it the same way).
+pub(crate) fn parse_send_at(value: &Value) -> Result<Option<DateTime<Utc>>, ApiError> {
     match value {
         Value::Null => Ok(None),
         Value::String(text) => params::time(text).map(Some).ok_or_else(|| {
@@ -362,31 +363,16 @@ pub async fn cancel(
 }
 
 /// Cancel `id` if no part has reached a modem (`not_cancellable` otherwise);
-/// the one cancel of every API.
+/// the one cancel of every API (the rule itself is `Store::cancel_waiting`).
 pub(crate) async fn cancel_message(state: &ApiState, id: &str) -> Result<Message, ApiError> {
-    let now = Utc::now();
-    // The closure may run again on a transaction conflict; the last run's
-    // verdict is the one that was committed.
-    let cancelled = AtomicBool::new(false);
-    let outcome = state
+    let Some((message, cancelled)) = state
         .store
-        .update(id, |m| {
-            let untouched = m
-                .part_status
-                .iter()
-                .all(|p| p.status == PartStatus::Pending);
-            let ok = m.status.is_waiting() && untouched;
-            cancelled.store(ok, Ordering::Relaxed);
-            if ok {
-                m.transition(now, MessageStatus::Cancelled).note = Some("cancelled by API".into());
-            }
-            ok
-        })
-        .await?;
-    let Some((message, _)) = outcome else {
+        .cancel_waiting(id, Utc::now(), "cancelled by API")
+        .await?
+    else {
         return Err(no_such(id));
     };
-    if !cancelled.load(Ordering::Relaxed) {
+    if !cancelled {
         return Err(ApiError::conflict(
             "not_cancellable",
             format!(

@@ -17,10 +17,11 @@
 //! - [`crate::wire`] (beside this module, webhooks serve it too): what the
 //!   API serves, apart from the stored records; `openapi` derives the
 //!   document's schemas from it.
-//! - `messages`, `threads`, `modems`, `webhooks`, `events`, `health`,
+//! - `messages`, `campaigns`, `threads`, `modems`, `webhooks`, `events`, `health`,
 //!   `openapi`: the handlers.
 
 pub mod auth;
+pub mod campaigns;
 pub mod compat;
 pub mod contacts;
 mod csv;
@@ -127,6 +128,11 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/v1/contacts/{contact}/consent", Some(Scope::Send)),
     route("POST", "/v1/optouts", Some(Scope::Send)),
     route("GET", "/v1/consent/export", Some(Scope::Read)),
+    route("POST", "/v1/campaigns", Some(Scope::Send)),
+    route("GET", "/v1/campaigns", Some(Scope::Read)),
+    route("GET", "/v1/campaigns/{id}", Some(Scope::Read)),
+    route("GET", "/v1/campaigns/{id}/errors", Some(Scope::Read)),
+    route("POST", "/v1/campaigns/{id}/cancel", Some(Scope::Send)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -161,6 +167,12 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         put(contacts::put_consent),
         post(contacts::post_optout),
         get(contacts::export),
+        // A campaign's list of numbers is larger than any other request.
+        post(campaigns::create).layer(DefaultBodyLimit::max(campaigns::CAMPAIGN_BODY_LIMIT)),
+        get(campaigns::list),
+        get(campaigns::get_one),
+        get(campaigns::errors),
+        post(campaigns::cancel),
     ]
 }
 
@@ -437,6 +449,7 @@ mod tests {
             // sending, cancelling, resending and recording consent or time
             // zones are "send"; reading is "read".
             let writes = r.path.starts_with("/v1/messages")
+                || r.path.starts_with("/v1/campaigns")
                 || r.path.starts_with("/v1/contacts")
                 || r.path == "/v1/optouts";
             let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))

@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
+use super::campaigns::{CampaignRecipientsRequest, CampaignRequest, CampaignVariantRequest};
 use super::contacts::{ConsentRequest, ContactRequest, OptOutRequest};
 use super::messages::SendRequest;
 use super::problem::Problem;
@@ -40,6 +41,11 @@ use crate::wire;
     wire::EventContact,
     wire::ImportReport,
     wire::Erased,
+    CampaignRequest,
+    CampaignRecipientsRequest,
+    CampaignVariantRequest,
+    wire::Campaign,
+    wire::CampaignError,
 )))]
 struct Schemas;
 
@@ -141,7 +147,7 @@ pub fn document() -> Value {
             "responses": { "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}} }
         }
     });
-    for (path, item) in contact_paths() {
+    for (path, item) in contact_paths().into_iter().chain(campaign_paths()) {
         doc["paths"][path] = item;
     }
     name_operations(&mut doc);
@@ -391,6 +397,76 @@ fn contact_paths() -> Vec<(&'static str, Value)> {
             json!({
                 "get": secured("read", "The whole consent ledger as CSV", json!({
                     "responses": { "200": {"description": "CSV, one ledger entry per row.", "content": {"text/csv": {"schema": {"type": "string"}}}} }
+                }))
+            }),
+        ),
+    ]
+}
+
+/// Campaigns (issue 12, "Campaigns, one change at a time").
+fn campaign_paths() -> Vec<(&'static str, Value)> {
+    let id = param(
+        "id",
+        "path",
+        "Campaign id.",
+        json!({"type": "string", "example": "cmp_018f2a7c3b1d9e37a1c4"}),
+    );
+    let mut create = secured(
+        "send",
+        "Send a campaign",
+        json!({
+            "description": "Stored durably with its recipient list before the 202; the gateway then accepts the recipients in batches, each message through the same consent, quiet-hours and rate-limit checks as POST /v1/messages (opted-out recipients are skipped and counted; a recipient with no value for a placeholder is listed by GET /v1/campaigns/{id}/errors, never sent a blank). A restart resumes an unfinished campaign without sending anyone a second message. With an Idempotency-Key, the same key and body answer the same campaign again.",
+            "parameters": [param("Idempotency-Key", "header", "Up to 255 printable ASCII characters.", json!({"type": "string"}))],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema("CampaignRequest") } } },
+            "responses": {
+                "202": ok("Accepted; progress at GET /v1/campaigns/{id}.", schema("Campaign")),
+                "422": problem("`invalid_name`, `invalid_recipients`, `invalid_variants`, `invalid_weights`, `invalid_template`, `invalid_category`, `invalid_flow`, `invalid_flow_context`, `invalid_context`, `invalid_send_at`, `invalid_idempotency_key`, `idempotency_key_reused`, `invalid_request`.")
+            }
+        }),
+    );
+    create["responses"]["413"] = problem("Body over 4 MiB (`payload_too_large`).");
+    let mut errors_params = vec![id.clone()];
+    errors_params.extend(paging());
+    vec![
+        (
+            "/v1/campaigns",
+            json!({
+                "post": create,
+                "get": secured("read", "Campaigns, newest first", json!({
+                    "parameters": paging(),
+                    "responses": { "200": ok("A page.", page_of("Campaign")), "422": problem("`invalid_query`.") }
+                }))
+            }),
+        ),
+        (
+            "/v1/campaigns/{id}",
+            json!({
+                "get": secured("read", "A campaign's progress, by variant", json!({
+                    "parameters": [id.clone()],
+                    "responses": { "200": ok("The campaign.", schema("Campaign")), "404": problem("`not_found`.") }
+                }))
+            }),
+        ),
+        (
+            "/v1/campaigns/{id}/errors",
+            json!({
+                "get": secured("read", "The recipients refused with an error, in the order found", json!({
+                    "parameters": errors_params,
+                    "responses": {
+                        "200": ok("A page.", page_of("CampaignError")),
+                        "404": problem("`not_found`."),
+                        "422": problem("`invalid_query`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/campaigns/{id}/cancel",
+            json!({
+                "post": secured("send", "Cancel a campaign", json!({
+                    "description": "No more recipients are accepted, and every message of the campaign that has not reached a modem is cancelled; the campaign is `cancelling` until that is done, then `cancelled`. Asking again changes nothing.",
+                    "parameters": [id],
+                    "responses": { "202": ok("Cancelling.", schema("Campaign")), "404": problem("`not_found`.") }
                 }))
             }),
         ),

@@ -9,9 +9,12 @@
 //!   (no I/O): the configured rules in order, the shipped flows, templates;
 //! - [`hours`]: business hours and SLA due times (pure, clock passed in);
 //! - [`metrics`]: the five metrics from the store's incremental counters;
+//! - [`campaigns`]: one text or A/B variants to many recipients, accepted
+//!   in batches through the one admission, resumed after a restart;
 //! - [`engine`]: applies decisions to the store (threads, timeline, events,
 //!   replies through the one admission path).
 
+pub mod campaigns;
 pub mod engine;
 pub mod flows;
 pub mod hours;

@@ -8,6 +8,7 @@
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
 
+mod campaigns;
 mod compact;
 mod consent;
 mod contacts;
@@ -39,6 +40,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 use tokio::sync::watch;
 
+pub use campaigns::{
+    BatchOutcome, CampaignCreated, CampaignRecord, CampaignState, Progress, RecipientError,
+    StatusCounts, VariantCounts, VariantRecord, RECIPIENT_CHUNK,
+};
 pub use compact::{Compacted, COMPACT_BELOW_LIVE_SHARE, COMPACT_MIN_BYTES};
 pub use consent::{
     ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry,
@@ -157,6 +162,8 @@ struct Inner {
     /// Threads as an inbox: state, timeline items, inbox order (`conversation.rs`).
     #[allow(dead_code)] // until its part of the conversations issue lands
     conversations: conversation::Trees,
+    /// Campaigns, their recipient lists and counters (`campaigns.rs`).
+    campaigns: campaigns::Trees,
     /// The metric counters (`metrics.rs`).
     #[allow(dead_code)] // until its part of the conversations issue lands
     metric_counters: metrics::Trees,
@@ -285,6 +292,7 @@ impl Store {
             contact_index: contacts::Trees::open(&db)?,
             conversations: conversation::Trees::open(&db)?,
             metric_counters: metrics::Trees::open(&db)?,
+            campaigns: campaigns::Trees::open(&db)?,
             new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()).map_err(|e| {
                 StoreError::Durability(format!("cannot start the store's flush thread: {e}"))

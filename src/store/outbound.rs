@@ -211,6 +211,21 @@ impl Store {
         message: Message,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Accepted> {
+        let (outcome, durability) = self.accept_deferred(message, idempotency)?;
+        durability.wait().await?;
+        Ok(outcome)
+    }
+
+    /// [`Store::accept`] without the wait: the message is stored (readers see
+    /// it) and becomes durable with the next flush; the returned
+    /// [`Durability`] waits for it. For a caller that stores many and makes
+    /// them durable together before it answers for any (a campaign's batch:
+    /// one flush instead of one wait per recipient).
+    pub fn accept_deferred(
+        &self,
+        message: Message,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<(Accepted, Durability)> {
         let i = &self.inner;
         let record =
             sled::IVec::from(
@@ -228,9 +243,7 @@ impl Store {
                     touch_contact(contacts, recent, &message)
                 })
                 .map_err(unwrap_tx)?;
-            let ticket = i.commit.ticket();
-            self.durable(ticket).await?;
-            return Ok(Accepted::New(message));
+            return Ok((Accepted::New(message), self.deferred_durability()));
         };
         let outcome = (
             &i.messages,
@@ -276,9 +289,16 @@ impl Store {
                 None => Accepted::ReplayErased(id),
             },
         };
-        let ticket = i.commit.ticket();
-        self.durable(ticket).await?;
-        Ok(outcome)
+        Ok((outcome, self.deferred_durability()))
+    }
+
+    /// What waits for everything written so far to be flushed.
+    fn deferred_durability(&self) -> Durability {
+        Durability {
+            store: self.clone(),
+            ticket: Some(self.inner.commit.ticket()),
+            events: Vec::new(),
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
@@ -312,6 +332,37 @@ impl Store {
         let (outcome, durability) = self.update_deferred(id, change)?;
         durability.wait().await?;
         Ok(outcome)
+    }
+
+    /// Cancel a message no part of which has reached a modem (`DELETE
+    /// /v1/messages/{id}`, a campaign's cancel): it must still be waiting
+    /// (queued, scheduled, deferred) with every part pending. The message
+    /// after the attempt and whether it was cancelled; None: no such message.
+    pub async fn cancel_waiting(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        note: &str,
+    ) -> Result<Option<(Message, bool)>> {
+        // The closure may run again on a transaction conflict; the last
+        // run's verdict is the one that was committed.
+        let cancelled = std::sync::atomic::AtomicBool::new(false);
+        let outcome = self
+            .update(id, |m| {
+                let untouched = m
+                    .part_status
+                    .iter()
+                    .all(|p| p.status == PartStatus::Pending);
+                let ok = m.status.is_waiting() && untouched;
+                cancelled.store(ok, std::sync::atomic::Ordering::Relaxed);
+                if ok {
+                    m.transition(now, MessageStatus::Cancelled).note = Some(note.into());
+                }
+                ok
+            })
+            .await?;
+        let cancelled = cancelled.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(outcome.map(|(m, _)| (m, cancelled)))
     }
 
     /// [`Store::update`] without the wait: the change is applied (readers see

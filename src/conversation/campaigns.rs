@@ -1,0 +1,912 @@
+//! Campaigns: one text (or A/B variants of it) to many recipients, each
+//! message through the same admission as `POST /v1/messages`.
+//!
+//! - [`plan`] checks a campaign before anything is stored: templates (syntax),
+//!   variants and weights, category, flow, context. A field a recipient has no
+//!   value for is found later, per recipient, and listed as that recipient's
+//!   error (`missing_field`), never sent with a blank.
+//! - [`choose_variant`] picks a variant by weight with a draw seeded by the
+//!   campaign id and the number: the same recipient of the same campaign
+//!   always gets the same variant, so a campaign resumed after a crash chooses
+//!   as it did before.
+//! - [`CampaignTask`] runs in the daemon: it accepts each campaign's
+//!   recipients in batches (compose, `Policy::admit`, `Store::accept` with the
+//!   key `campaign:<id>:<number>`, so a batch run again after a crash finds
+//!   the messages already stored instead of sending twice), resumes unfinished
+//!   campaigns at start, carries out cancels, and keeps each campaign's
+//!   status counters from the event log.
+//!
+//! Recipients by tag come from the contacts' tag index
+//! ([`recipients_with_tag`]); templates read the contact's profile
+//! ([`contact_value`]) and then the campaign's context.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::flows;
+use super::template::{self, TemplateError};
+use crate::compose::{self, Draft, SmsPolicy};
+use crate::policy::{Policy, Refusal};
+use crate::store::{
+    Accepted, BatchOutcome, CampaignRecord, CampaignState, Category, ContactProfile,
+    IdempotencyKey, Message, MessageStatus, Progress, RecipientError, Store, StoreError,
+    VariantCounts, VariantRecord,
+};
+
+/// The most recipients one campaign may have.
+pub const MAX_RECIPIENTS: usize = 100_000;
+/// The most variants one campaign may have.
+pub const MAX_VARIANTS: usize = 26;
+/// The largest weight of a variant.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// Why a campaign request is refused (the API answers 422 with `code`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct CampaignError {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+fn refuse(code: &'static str, detail: impl Into<String>) -> CampaignError {
+    CampaignError {
+        code,
+        detail: detail.into(),
+    }
+}
+
+/// A variant as asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantSpec {
+    pub id: String,
+    /// None: the campaign's template.
+    pub template: Option<String>,
+    /// None: 1.
+    pub weight: Option<u32>,
+}
+
+/// A campaign as asked for, after the request's JSON shape was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignSpec {
+    pub name: String,
+    pub template: Option<String>,
+    /// None: one variant, `a`, with the campaign's template.
+    pub variants: Option<Vec<VariantSpec>>,
+    pub category: Option<String>,
+    pub flow: Option<String>,
+    pub context: Option<Value>,
+    pub send_at: Option<DateTime<Utc>>,
+}
+
+/// The checked parts of a campaign, ready to be stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub category: Category,
+    pub variants: Vec<VariantRecord>,
+    pub flow: Option<String>,
+    pub context: Option<Value>,
+    pub send_at: Option<DateTime<Utc>>,
+}
+
+/// Check a campaign request: every refusal is a [`CampaignError`].
+pub fn plan(spec: CampaignSpec) -> Result<Plan, CampaignError> {
+    let name = spec.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(refuse("invalid_name", "name must be 1 to 200 characters"));
+    }
+    let category = match spec.category.as_deref() {
+        None => {
+            return Err(refuse(
+                "invalid_category",
+                "category is required: transactional, conversational or marketing",
+            ))
+        }
+        Some(c) => Category::parse(c).ok_or_else(|| {
+            refuse(
+                "invalid_category",
+                format!("category {c:?}: use transactional, conversational or marketing"),
+            )
+        })?,
+    };
+    if let Some(context) = &spec.context {
+        if !context.is_object() {
+            return Err(refuse("invalid_context", "context must be a JSON object"));
+        }
+    }
+    if let Some(flow) = &spec.flow {
+        // The flow's own check of its context (slots, url, questions), as a
+        // thread will start it: refused here rather than per recipient.
+        let empty = Value::Object(Default::default());
+        let context = spec.context.as_ref().unwrap_or(&empty);
+        if let Err(e) = flows::start(flow, context, None, Utc::now()) {
+            let code = match e {
+                flows::FlowError::UnknownFlow(_) => "invalid_flow",
+                _ => "invalid_flow_context",
+            };
+            return Err(refuse(code, e.to_string()));
+        }
+    }
+    let check = |template: &str, whose: &str| -> Result<(), CampaignError> {
+        template::placeholders(template)
+            .map(|_| ())
+            .map_err(|e| refuse("invalid_template", format!("{whose}: {e}")))?;
+        if template.trim().is_empty() {
+            return Err(refuse("invalid_template", format!("{whose} is empty")));
+        }
+        Ok(())
+    };
+    if let Some(t) = &spec.template {
+        check(t, "template")?;
+    }
+    let specs = spec.variants.unwrap_or_else(|| {
+        vec![VariantSpec {
+            id: "a".into(),
+            template: None,
+            weight: None,
+        }]
+    });
+    if specs.is_empty() {
+        return Err(refuse(
+            "invalid_variants",
+            "variants is empty: leave it out for one text, or give at least one",
+        ));
+    }
+    if specs.len() > MAX_VARIANTS {
+        return Err(refuse(
+            "invalid_variants",
+            format!("at most {MAX_VARIANTS} variants"),
+        ));
+    }
+    let mut variants: Vec<VariantRecord> = Vec::with_capacity(specs.len());
+    for v in specs {
+        let id = v.id.trim().to_string();
+        let valid = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(refuse(
+                "invalid_variants",
+                format!("variant id {:?}: 1 to 32 letters, digits, `_` or `-`", v.id),
+            ));
+        }
+        if variants.iter().any(|known| known.id == id) {
+            return Err(refuse(
+                "invalid_variants",
+                format!("variant id {id:?} is given twice"),
+            ));
+        }
+        let weight = v.weight.unwrap_or(1);
+        if weight == 0 || weight > MAX_WEIGHT {
+            return Err(refuse(
+                "invalid_weights",
+                format!("variant {id:?}: weight must be 1 to {MAX_WEIGHT}"),
+            ));
+        }
+        let template = match v.template.or_else(|| spec.template.clone()) {
+            Some(t) => t,
+            None => {
+                return Err(refuse(
+                    "invalid_template",
+                    format!("variant {id:?} has no template, and the campaign has none"),
+                ))
+            }
+        };
+        check(&template, &format!("variant {id:?}'s template"))?;
+        variants.push(VariantRecord {
+            id,
+            template,
+            weight,
+        });
+    }
+    Ok(Plan {
+        name,
+        category,
+        variants,
+        flow: spec.flow,
+        context: spec.context,
+        send_at: spec.send_at,
+    })
+}
+
+impl Plan {
+    /// The stored record of a new campaign with `total` recipients asked
+    /// for, `listed` of them distinct and valid.
+    pub fn record(
+        &self,
+        id: String,
+        total: u64,
+        listed: u64,
+        now: DateTime<Utc>,
+    ) -> CampaignRecord {
+        CampaignRecord {
+            id,
+            name: self.name.clone(),
+            category: self.category,
+            variants: self.variants.clone(),
+            flow: self.flow.clone(),
+            context: self.context.clone(),
+            send_at: self.send_at,
+            created_at: now,
+            updated_at: now,
+            state: if listed == 0 {
+                CampaignState::Accepted
+            } else {
+                CampaignState::Accepting
+            },
+            progress: Progress {
+                total,
+                listed,
+                ..Progress::default()
+            },
+            counts: vec![VariantCounts::default(); self.variants.len()],
+        }
+    }
+}
+
+/// Recipients with a contact tag, a page at a time: (numbers, next cursor).
+pub fn recipients_with_tag(
+    store: &Store,
+    tag: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<String>, Option<String>), StoreError> {
+    let (page, next) = store.contacts_with_tag(tag, cursor, limit)?;
+    Ok((page.into_iter().map(|(number, _)| number).collect(), next))
+}
+
+/// A contact's value for a template placeholder: `{{name}}`, `{{number}}`,
+/// `{{external_id}}` or any of its fields.
+pub fn contact_value(number: &str, profile: &ContactProfile, name: &str) -> Option<String> {
+    profile.value(number, name)
+}
+
+/// A variant's reply, conversion and opt-out metrics, served with the
+/// campaign (`variants[].metrics`).
+///
+/// Seam: the metric counters come with the metrics part of the
+/// conversations issue (`Store::metrics_summary` by campaign and variant);
+/// until it is merged there are none, and `metrics` is null.
+pub fn variant_metrics(_store: &Store, _campaign: &str, _variant: &str) -> Option<Value> {
+    None
+}
+
+/// A value of the campaign's `context` by name; `a.b` reads into objects.
+/// Strings as they are, numbers and booleans as written; other values
+/// (lists, objects) are not text and count as missing.
+pub fn context_value(context: Option<&Value>, name: &str) -> Option<String> {
+    let mut value = context?;
+    for key in name.split('.') {
+        value = value.as_object()?.get(key)?;
+    }
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The variant (an index into `weights`) for `number` in `campaign`: a
+/// weighted draw from a 64-bit hash of the two (FNV-1a, then SplitMix64's
+/// finaliser to spread it), reproducible without keeping any state.
+pub fn choose_variant(campaign: &str, number: &str, weights: &[u32]) -> usize {
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in campaign.bytes().chain([0xFF]).chain(number.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    let mut draw = h % total;
+    for (i, w) in weights.iter().enumerate() {
+        let w = u64::from(*w);
+        if draw < w {
+            return i;
+        }
+        draw -= w;
+    }
+    weights.len() - 1
+}
+
+/// The `Idempotency-Key` a campaign message is accepted under.
+pub fn idempotency_key(campaign: &str, number: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        key: format!("campaign:{campaign}:{number}"),
+        // One recipient of one campaign is one message, whatever its text
+        // renders to on a run after a restart.
+        fingerprint: format!("campaign:{campaign}"),
+    }
+}
+
+/// What becomes of one recipient before the store is asked.
+enum Prepared {
+    Message(Box<Message>, usize),
+    Skip(&'static str),
+    Error(RecipientError),
+}
+
+/// The reason a refused recipient is counted under.
+fn skip_reason(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::OptedOut => "opted_out",
+        Refusal::ConsentRequired => "consent_required",
+        Refusal::NotConversational => "not_conversational",
+    }
+}
+
+/// Cancels in flight at once: they share the store's group commit.
+const IN_FLIGHT: usize = 64;
+/// Messages a cancel looks at per page.
+const CANCEL_PAGE: usize = 500;
+
+/// The daemon's campaign worker (see the module's documentation).
+#[derive(Clone)]
+pub struct CampaignTask {
+    pub store: Store,
+    pub policy: Arc<Policy>,
+    pub sms: Arc<SmsPolicy>,
+    /// Called after messages were queued (the dispatcher's wake-up).
+    pub wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl CampaignTask {
+    /// Work until `stop`: count events, accept a batch of each unfinished
+    /// campaign in turn, carry out cancels; sleep when there is nothing to do.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut events = self.store.event_notifier();
+        let mut changes = self.store.campaign_changes();
+        loop {
+            if *stop.borrow_and_update() {
+                return;
+            }
+            events.borrow_and_update();
+            changes.borrow_and_update();
+            let counted = self.count_events();
+            let worked = self.step().await;
+            if let Err(e) = counted.as_ref().and(worked.as_ref()) {
+                tracing::error!(error = %e, "campaigns: retrying in 5 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            if matches!(worked, Ok(true)) || matches!(counted, Ok(true)) {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                r = stop.changed() => if r.is_err() { return },
+                _ = events.changed() => {}
+                _ = changes.changed() => {}
+            }
+        }
+    }
+
+    /// Count a page of new events; whether there may be more.
+    fn count_events(&self) -> Result<bool, StoreError> {
+        const PAGE: usize = 512;
+        let cursor = self.store.campaign_events_cursor()?;
+        let events = self.store.events_after(cursor.as_deref(), PAGE)?;
+        self.store.apply_campaign_events(&events)?;
+        Ok(events.len() == PAGE)
+    }
+
+    /// One batch of every campaign with work left; whether any was done.
+    pub async fn step(&self) -> Result<bool, StoreError> {
+        let mut worked = false;
+        for id in self.store.active_campaigns()? {
+            let Some(record) = self.store.campaign(&id)? else {
+                continue;
+            };
+            match record.state {
+                CampaignState::Accepting => {
+                    self.accept_batch(&record).await?;
+                    worked = true;
+                }
+                CampaignState::Cancelling => {
+                    self.cancel(&record).await?;
+                    worked = true;
+                }
+                // Finished: take it off the work list.
+                CampaignState::Accepted | CampaignState::Cancelled => {
+                    self.store.retire_campaign(&id)?;
+                }
+            }
+        }
+        Ok(worked)
+    }
+
+    /// The message for one recipient, or why there is none.
+    fn prepare(
+        &self,
+        record: &CampaignRecord,
+        number: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Prepared, StoreError> {
+        let weights: Vec<u32> = record.variants.iter().map(|v| v.weight).collect();
+        let index = choose_variant(&record.id, number, &weights);
+        let Some(variant) = record.variants.get(index) else {
+            return Ok(Prepared::Error(RecipientError {
+                number: number.to_string(),
+                code: "no_variant".into(),
+                detail: "the campaign has no variants".into(),
+            }));
+        };
+        let profile = self.store.profile(number)?;
+        let context = record.context.as_ref();
+        let body = match template::render(&variant.template, |name| {
+            contact_value(number, &profile, name).or_else(|| context_value(context, name))
+        }) {
+            Ok(body) => body,
+            Err(e) => {
+                let code = match e {
+                    TemplateError::Missing(_) => "missing_field",
+                    TemplateError::Syntax(_) => "invalid_template",
+                };
+                return Ok(Prepared::Error(RecipientError {
+                    number: number.to_string(),
+                    code: code.into(),
+                    detail: format!("variant {:?}: {e}", variant.id),
+                }));
+            }
+        };
+        let mut message = match compose::outbound(
+            &self.store,
+            Draft {
+                from: "",
+                to: number,
+                body: &body,
+                status_report: self.sms.status_reports,
+                send_at: record.send_at,
+                max_parts: self.sms.max_parts,
+            },
+            now,
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(Prepared::Error(RecipientError {
+                    number: number.to_string(),
+                    code: e.code().into(),
+                    detail: format!("variant {:?}: {e}", variant.id),
+                }))
+            }
+        };
+        message.validity = self.sms.validity;
+        message.category = record.category;
+        message.campaign = Some(record.id.clone());
+        message.variant = Some(variant.id.clone());
+        message.flow = record.flow.clone();
+        message.context = record.context.clone();
+        message.idempotency_key = Some(idempotency_key(&record.id, number).key);
+        if let Err(refusal) = self.policy.admit(&self.store, &mut message, None, now) {
+            return Ok(Prepared::Skip(skip_reason(&refusal)));
+        }
+        Ok(Prepared::Message(Box::new(message), index))
+    }
+
+    /// Accept the next batch of `record`'s recipients and record it.
+    ///
+    /// The batch's messages are stored one transaction each, off the async
+    /// workers, and made durable by one flush before the batch is recorded:
+    /// a crash before the record runs the batch again, and the keys answer
+    /// the messages already stored.
+    async fn accept_batch(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+        let from = record.progress.processed;
+        let task = self.clone();
+        let batch = record.clone();
+        let outcome = self
+            .store
+            .blocking(move |_| task.accept_stored(&batch, from))
+            .await?;
+        if !outcome.accepted.is_empty() {
+            self.store.sync().await?;
+            (self.wake)();
+        }
+        self.store
+            .record_campaign_batch(&record.id, from, &outcome)
+            .await?;
+        Ok(())
+    }
+
+    /// Store (not yet durably) the messages of the batch from recipient `from`.
+    fn accept_stored(
+        &self,
+        record: &CampaignRecord,
+        from: u64,
+    ) -> Result<BatchOutcome, StoreError> {
+        let numbers = self.store.campaign_recipients(&record.id, from)?;
+        let now = Utc::now();
+        let mut outcome = BatchOutcome {
+            processed: numbers.len() as u64,
+            ..BatchOutcome::default()
+        };
+        if numbers.is_empty() {
+            // The list ends before `listed` says (a damaged store): finish
+            // rather than ask for the same missing chunk forever.
+            tracing::error!(campaign = %record.id, from, listed = record.progress.listed, "campaign recipient list ends early");
+            outcome.processed = record.progress.listed.saturating_sub(from).max(1);
+        }
+        for number in &numbers {
+            match self.prepare(record, number, now)? {
+                Prepared::Skip(reason) => outcome.skipped.push(reason),
+                Prepared::Error(e) => outcome.errors.push(e),
+                Prepared::Message(message, variant) => {
+                    let key = idempotency_key(&record.id, number);
+                    // Made durable with the whole batch (`accept_batch`).
+                    let (accepted, _durable_later) =
+                        self.store.accept_deferred(*message, Some(key))?;
+                    collect(number, variant, accepted, &mut outcome);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Cancel every message of `record` that has not reached a modem, then
+    /// mark the campaign cancelled.
+    async fn cancel(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        loop {
+            let (waiting, next) =
+                self.store
+                    .campaign_waiting(&record.id, after.as_deref(), CANCEL_PAGE)?;
+            let mut statuses = Vec::with_capacity(waiting.len());
+            let mut cancels = tokio::task::JoinSet::new();
+            for id in waiting {
+                while cancels.len() >= IN_FLIGHT {
+                    if let Some(done) = cancels.join_next().await {
+                        statuses.extend(cancelled(done)?);
+                    }
+                }
+                let store = self.store.clone();
+                cancels.spawn(async move {
+                    store
+                        .cancel_waiting(&id, Utc::now(), "campaign cancelled")
+                        .await
+                });
+            }
+            while let Some(done) = cancels.join_next().await {
+                statuses.extend(cancelled(done)?);
+            }
+            self.store
+                .record_campaign_statuses(&record.id, &statuses)
+                .await?;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        self.store.finish_campaign_cancel(&record.id).await?;
+        Ok(())
+    }
+}
+
+/// Count one accept into `outcome`.
+fn collect(number: &str, variant: usize, accepted: Accepted, outcome: &mut BatchOutcome) {
+    match accepted {
+        Accepted::New(m) | Accepted::Replay(m) => {
+            let first = m.history.first().map_or(m.status, |t| t.status);
+            if first == MessageStatus::Deferred {
+                outcome.deferred += 1;
+            }
+            outcome.accepted.push((m.id, variant, m.status));
+        }
+        Accepted::ReplayErased(_) => outcome.skipped.push("erased"),
+        Accepted::KeyReused => outcome.errors.push(RecipientError {
+            number: number.to_string(),
+            code: "idempotency_conflict".into(),
+            detail: "another message holds this recipient's campaign key".into(),
+        }),
+    }
+}
+
+type CancelResult = Result<Option<(Message, bool)>, StoreError>;
+
+/// The (id, status now) of a message a cancel looked at.
+fn cancelled(
+    done: Result<CancelResult, tokio::task::JoinError>,
+) -> Result<Option<(String, MessageStatus)>, StoreError> {
+    let outcome = done.map_err(|e| StoreError::Durability(format!("campaign cancel task: {e}")))?;
+    Ok(outcome?.map(|(m, _)| (m.id, m.status)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RECIPIENT_CHUNK;
+    use serde_json::json;
+
+    fn spec() -> CampaignSpec {
+        CampaignSpec {
+            name: "Spring".into(),
+            template: Some("Hi, see you {{time}}".into()),
+            variants: None,
+            category: Some("transactional".into()),
+            flow: None,
+            context: Some(json!({"time": "Tue 10:00"})),
+            send_at: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_campaign_has_one_variant_with_its_template() {
+        let plan = plan(spec()).unwrap();
+        assert_eq!(
+            plan.variants,
+            vec![VariantRecord {
+                id: "a".into(),
+                template: "Hi, see you {{time}}".into(),
+                weight: 1
+            }]
+        );
+        assert_eq!(plan.category, Category::Transactional);
+    }
+
+    #[test]
+    fn refusals_name_their_code() {
+        let cases: Vec<(CampaignSpec, &str)> = vec![
+            (
+                CampaignSpec {
+                    name: " ".into(),
+                    ..spec()
+                },
+                "invalid_name",
+            ),
+            (
+                CampaignSpec {
+                    category: None,
+                    ..spec()
+                },
+                "invalid_category",
+            ),
+            (
+                CampaignSpec {
+                    category: Some("promo".into()),
+                    ..spec()
+                },
+                "invalid_category",
+            ),
+            (
+                CampaignSpec {
+                    flow: Some("survey".into()),
+                    ..spec()
+                },
+                "invalid_flow",
+            ),
+            (
+                CampaignSpec {
+                    context: Some(json!([1])),
+                    ..spec()
+                },
+                "invalid_context",
+            ),
+            (
+                CampaignSpec {
+                    template: Some("Hi {{name".into()),
+                    ..spec()
+                },
+                "invalid_template",
+            ),
+            (
+                CampaignSpec {
+                    template: None,
+                    ..spec()
+                },
+                "invalid_template",
+            ),
+            (
+                CampaignSpec {
+                    variants: Some(vec![]),
+                    ..spec()
+                },
+                "invalid_variants",
+            ),
+            (
+                CampaignSpec {
+                    variants: Some(vec![
+                        VariantSpec {
+                            id: "a".into(),
+                            template: None,
+                            weight: None,
+                        },
+                        VariantSpec {
+                            id: "a".into(),
+                            template: None,
+                            weight: None,
+                        },
+                    ]),
+                    ..spec()
+                },
+                "invalid_variants",
+            ),
+            (
+                CampaignSpec {
+                    variants: Some(vec![VariantSpec {
+                        id: "a b".into(),
+                        template: None,
+                        weight: None,
+                    }]),
+                    ..spec()
+                },
+                "invalid_variants",
+            ),
+            (
+                CampaignSpec {
+                    variants: Some(vec![VariantSpec {
+                        id: "a".into(),
+                        template: None,
+                        weight: Some(0),
+                    }]),
+                    ..spec()
+                },
+                "invalid_weights",
+            ),
+            (
+                CampaignSpec {
+                    variants: Some(vec![VariantSpec {
+                        id: "a".into(),
+                        template: Some("{{}}".into()),
+                        weight: None,
+                    }]),
+                    ..spec()
+                },
+                "invalid_template",
+            ),
+        ];
+        for (spec, code) in cases {
+            let shown = format!("{spec:?}");
+            assert_eq!(plan(spec).unwrap_err().code, code, "{shown}");
+        }
+        assert!(plan(CampaignSpec {
+            flow: Some("appointment".into()),
+            ..spec()
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn variants_follow_their_weights_and_repeat_for_a_recipient() {
+        let weights = [1, 3];
+        let mut counts = [0usize; 2];
+        for n in 0..4000 {
+            let number = format!("+1555{n:07}");
+            let v = choose_variant("cmp_1", &number, &weights);
+            assert_eq!(
+                v,
+                choose_variant("cmp_1", &number, &weights),
+                "reproducible"
+            );
+            counts[v] += 1;
+        }
+        // 1:3 of 4,000 is 1,000:3,000; a fair draw stays within 4 sigma (~110).
+        assert!((890..=1110).contains(&counts[0]), "{counts:?}");
+        // Another campaign draws independently.
+        let moved = (0..200)
+            .filter(|n| {
+                let number = format!("+1555{n:07}");
+                choose_variant("cmp_1", &number, &[1, 1])
+                    != choose_variant("cmp_2", &number, &[1, 1])
+            })
+            .count();
+        assert!((60..=140).contains(&moved), "{moved}");
+        assert_eq!(choose_variant("c", "n", &[5]), 0);
+    }
+
+    fn task(store: &Store) -> CampaignTask {
+        CampaignTask {
+            store: store.clone(),
+            policy: Arc::new(Policy::from_config(&crate::config::Config::default())),
+            sms: Arc::new(SmsPolicy::default()),
+            wake: Arc::new(|| {}),
+        }
+    }
+
+    /// Every stored message of `campaign`, by recipient.
+    fn stored(store: &Store, campaign: &str) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .list(
+                    &crate::store::MessageFilter::default(),
+                    cursor.as_deref(),
+                    500,
+                )
+                .unwrap();
+            for m in page.items {
+                if m.campaign.as_deref() == Some(campaign) {
+                    *out.entry(m.to).or_insert(0) += 1;
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    /// The window a crash can hit: a batch's messages are stored (and
+    /// durable) but the batch is not recorded. After a restart the batch runs
+    /// again from the cursor: every recipient still has one message, and the
+    /// counts count each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_stored_but_not_recorded_is_not_sent_twice() {
+        let mut temp = crate::store::test_support::TempStore::new();
+        let numbers: Vec<String> = (0..RECIPIENT_CHUNK + 20)
+            .map(|n| format!("+1555060{n:04}"))
+            .collect();
+        let plan = plan(CampaignSpec {
+            variants: Some(vec![
+                VariantSpec {
+                    id: "a".into(),
+                    template: None,
+                    weight: Some(1),
+                },
+                VariantSpec {
+                    id: "b".into(),
+                    template: Some("B {{time}}".into()),
+                    weight: Some(1),
+                },
+            ]),
+            ..spec()
+        })
+        .unwrap();
+        let id = temp.store.new_campaign_id(Utc::now());
+        let n = numbers.len() as u64;
+        let record = plan.record(id.clone(), n, n, Utc::now());
+        temp.store
+            .create_campaign(&record, &numbers, &[], None)
+            .await
+            .unwrap();
+        // The first batch's messages go in; the "crash" comes before its record.
+        let first = task(&temp.store).accept_stored(&record, 0).unwrap();
+        assert_eq!(first.accepted.len(), RECIPIENT_CHUNK);
+        temp.store.sync().await.unwrap();
+        temp.restart();
+        let store = temp.store.clone();
+        assert_eq!(store.campaign(&id).unwrap().unwrap().progress.processed, 0);
+        assert_eq!(stored(&store, &id).len(), RECIPIENT_CHUNK);
+        let task = task(&store);
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Accepted);
+        assert_eq!(done.progress.processed, n);
+        assert_eq!(done.progress.accepted, n);
+        assert_eq!(done.counts.iter().map(|c| c.accepted).sum::<u64>(), n);
+        assert_eq!(done.messages().queued, n);
+        let by_recipient = stored(&store, &id);
+        assert_eq!(by_recipient.len(), numbers.len());
+        assert!(
+            by_recipient.values().all(|&c| c == 1),
+            "a recipient has two messages"
+        );
+        assert!(store.active_campaigns().unwrap().is_empty());
+    }
+
+    #[test]
+    fn context_values_fill_templates() {
+        let context =
+            json!({"time": "Tue", "n": 3, "ok": true, "a": {"b": "deep"}, "slots": ["1"]});
+        let c = Some(&context);
+        assert_eq!(context_value(c, "time").as_deref(), Some("Tue"));
+        assert_eq!(context_value(c, "n").as_deref(), Some("3"));
+        assert_eq!(context_value(c, "ok").as_deref(), Some("true"));
+        assert_eq!(context_value(c, "a.b").as_deref(), Some("deep"));
+        assert_eq!(context_value(c, "slots"), None);
+        assert_eq!(context_value(c, "missing"), None);
+        assert_eq!(context_value(None, "time"), None);
+    }
+}

@@ -1,0 +1,799 @@
+//! Campaigns: the campaign records, their recipient lists, per-recipient
+//! errors, and which message each accepted recipient became (with the status
+//! it was last counted under), so progress is read from small counters, not by
+//! scanning 100,000 messages.
+//!
+//! What writes here, and why it survives a crash:
+//! - the API stores a campaign and its whole recipient list in one durable
+//!   transaction before answering 202 ([`Store::create_campaign`]);
+//! - the campaign task accepts recipients in batches, each message through
+//!   the normal accept with an `Idempotency-Key`, then records the batch (its
+//!   messages, counts and the resume cursor) in one transaction
+//!   ([`Store::record_campaign_batch`]). A crash between the two re-runs the
+//!   batch from the cursor: the keys answer the messages already stored, so
+//!   nobody gets a second one;
+//! - the same task follows the event log (`message.sent`, `.delivered`, ...)
+//!   and moves each campaign message between status counters
+//!   ([`Store::apply_campaign_events`]), the event cursor in the same
+//!   transaction, so a crash replays exactly the events not yet counted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionalTree;
+use sled::{Transactional, Tree};
+use tokio::sync::watch;
+
+use super::outbound::IdempotencyKey;
+use super::records::{Category, Event, MessageStatus};
+use super::{
+    from_json, from_json_tx, to_json, unwrap_tx, Page, Result, Store, StoreError, TxError,
+};
+
+/// Recipients per stored chunk of the list; the campaign task takes one chunk
+/// per batch, so memory stays bounded whatever the campaign's size.
+pub const RECIPIENT_CHUNK: usize = 500;
+
+/// The trees of this file, opened with the store.
+pub(crate) struct Trees {
+    /// campaign id -> CampaignRecord.
+    records: Tree,
+    /// campaign id, 0x00, chunk number (u32 BE) -> JSON array of E.164 numbers.
+    recipients: Tree,
+    /// campaign id, 0x00, sequence (u64 BE) -> RecipientError.
+    errors: Tree,
+    /// campaign id, 0x00, message id -> Member (4 octets).
+    members: Tree,
+    /// campaign id -> (): campaigns with work left (accepting, cancelling).
+    active: Tree,
+    /// `events_cursor` -> the sequence of the last event counted (u64 BE).
+    meta: Tree,
+    /// Bumped after a campaign is created or asked to cancel: the campaign
+    /// task waits on it.
+    changes: watch::Sender<()>,
+}
+
+impl Trees {
+    pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
+        Ok(Trees {
+            records: db.open_tree("campaigns")?,
+            recipients: db.open_tree("campaign_recipients")?,
+            errors: db.open_tree("campaign_errors")?,
+            members: db.open_tree("campaign_members")?,
+            active: db.open_tree("campaigns_active")?,
+            meta: db.open_tree("campaigns_meta")?,
+            changes: watch::channel(()).0,
+        })
+    }
+}
+
+const EVENTS_CURSOR: &[u8] = b"events_cursor";
+
+/// `key:` and an `Idempotency-Key` of `POST /v1/campaigns` (in `meta`).
+fn idempotency_meta_key(key: &str) -> Vec<u8> {
+    [b"key:".as_slice(), key.as_bytes()].concat()
+}
+
+/// What an `Idempotency-Key` of `POST /v1/campaigns` made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyRecord {
+    fingerprint: String,
+    id: String,
+}
+
+/// What [`Store::create_campaign`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CampaignCreated {
+    /// Stored (and durable).
+    New,
+    /// The key was seen with the same request: the campaign it made.
+    Replay(Box<CampaignRecord>),
+    /// The key was seen with another request.
+    KeyReused,
+}
+
+/// Where a campaign is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Recipients are being accepted, a batch at a time.
+    Accepting,
+    /// Every recipient was accepted, skipped or refused with an error.
+    Accepted,
+    /// Cancel asked: no more recipients; waiting messages are being cancelled.
+    Cancelling,
+    /// Cancelled: what had not reached a modem was cancelled.
+    Cancelled,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Accepting => "accepting",
+            CampaignState::Accepted => "accepted",
+            CampaignState::Cancelling => "cancelling",
+            CampaignState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One variant of a campaign's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantRecord {
+    pub id: String,
+    /// A checked template (`conversation::template`).
+    pub template: String,
+    /// Relative weight of the random choice (at least 1).
+    pub weight: u32,
+}
+
+/// Where a campaign's messages are now, by status. `queued` is every message
+/// still waiting for a modem or its time (queued, scheduled, deferred, and
+/// sending: a message leaves it with its `message.sent` event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounts {
+    pub queued: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub expired: u64,
+    pub unknown: u64,
+    pub cancelled: u64,
+}
+
+/// The counter a message status belongs to (None: not an outbound status).
+fn bucket(status: MessageStatus) -> Option<u8> {
+    use MessageStatus as S;
+    Some(match status {
+        S::Scheduled | S::Queued | S::Deferred | S::Sending => 0,
+        S::Sent => 1,
+        S::Delivered => 2,
+        S::Failed => 3,
+        S::Expired => 4,
+        S::Unknown => 5,
+        S::Cancelled => 6,
+        S::Received => return None,
+    })
+}
+
+impl StatusCounts {
+    fn slot(&mut self, bucket: u8) -> Option<&mut u64> {
+        Some(match bucket {
+            0 => &mut self.queued,
+            1 => &mut self.sent,
+            2 => &mut self.delivered,
+            3 => &mut self.failed,
+            4 => &mut self.expired,
+            5 => &mut self.unknown,
+            6 => &mut self.cancelled,
+            _ => return None,
+        })
+    }
+
+    fn add(&mut self, bucket: u8) {
+        if let Some(n) = self.slot(bucket) {
+            *n += 1;
+        }
+    }
+
+    fn remove(&mut self, bucket: u8) {
+        if let Some(n) = self.slot(bucket) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Every counter of `other` added to these.
+    pub fn merge(&mut self, other: &StatusCounts) {
+        self.queued += other.queued;
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.expired += other.expired;
+        self.unknown += other.unknown;
+        self.cancelled += other.cancelled;
+    }
+}
+
+/// One variant's counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantCounts {
+    /// Recipients accepted with this variant.
+    pub accepted: u64,
+    pub messages: StatusCounts,
+}
+
+/// What became of the recipients so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Recipients in the request (every entry, duplicates and bad numbers too).
+    pub total: u64,
+    /// Distinct valid numbers, in the stored list the task works through.
+    pub listed: u64,
+    /// How many of the listed the task has finished with (its resume cursor).
+    pub processed: u64,
+    /// Messages accepted (queued, scheduled or deferred).
+    pub accepted: u64,
+    /// Of the accepted, how many were deferred at once (quiet hours, rate limits).
+    pub deferred: u64,
+    /// Recipients skipped, by reason: `opted_out`, `consent_required`,
+    /// `not_conversational`, `duplicate`, `erased`.
+    pub skipped: BTreeMap<String, u64>,
+    /// Recipients refused with an error (listed one by one).
+    pub errors: u64,
+}
+
+/// A campaign as stored: what was asked, where it is, and its counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    /// `cmp_` and hex digits that sort by creation time.
+    pub id: String,
+    pub name: String,
+    pub category: Category,
+    pub variants: Vec<VariantRecord>,
+    /// The flow each message puts its thread in, with `context`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub flow: Option<String>,
+    /// Values for the templates and the flow (a JSON object).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub context: Option<serde_json::Value>,
+    /// Messages are scheduled for this time.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub send_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub state: CampaignState,
+    pub progress: Progress,
+    /// One per variant, in the order of `variants`.
+    pub counts: Vec<VariantCounts>,
+}
+
+impl CampaignRecord {
+    /// The counts of every variant together.
+    pub fn messages(&self) -> StatusCounts {
+        let mut all = StatusCounts::default();
+        for c in &self.counts {
+            all.merge(&c.messages);
+        }
+        all
+    }
+}
+
+/// A recipient that could not be sent to: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientError {
+    /// The number as normalised, or as given when it is not a number.
+    pub number: String,
+    /// `missing_field`, `invalid_number`, `body_too_long`, ...
+    pub code: String,
+    pub detail: String,
+}
+
+/// A campaign message as counted: its variant and the status counter it is
+/// in. `counted` is false while only an event has seen it (the event can
+/// overtake the batch that records the message); the batch then counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Member {
+    variant: u16,
+    bucket: u8,
+    counted: bool,
+}
+
+impl Member {
+    fn encode(self) -> [u8; 4] {
+        let [hi, lo] = self.variant.to_be_bytes();
+        [hi, lo, self.bucket, u8::from(self.counted)]
+    }
+
+    fn decode(raw: &[u8]) -> Option<Member> {
+        match raw {
+            [hi, lo, bucket, counted] => Some(Member {
+                variant: u16::from_be_bytes([*hi, *lo]),
+                bucket: *bucket,
+                counted: *counted != 0,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What one batch of the campaign task did, recorded in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    /// Recipients of the list this batch finished with.
+    pub processed: u64,
+    /// (message id, variant index, the message's status now) of each
+    /// accepted recipient (new, or already stored by a run before a crash).
+    pub accepted: Vec<(String, usize, MessageStatus)>,
+    /// Of the accepted, how many were deferred when accepted.
+    pub deferred: u64,
+    /// The reason of each skipped recipient.
+    pub skipped: Vec<&'static str>,
+    pub errors: Vec<RecipientError>,
+}
+
+fn prefixed(campaign: &str, tail: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(campaign.len() + 1 + tail.len());
+    key.extend_from_slice(campaign.as_bytes());
+    key.push(0);
+    key.extend_from_slice(tail);
+    key
+}
+
+fn prefix(campaign: &str) -> Vec<u8> {
+    prefixed(campaign, &[])
+}
+
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn abort(e: StoreError) -> TxError {
+    sled::transaction::ConflictableTransactionError::Abort(e)
+}
+
+fn read_record_tx(
+    records: &TransactionalTree,
+    id: &str,
+) -> std::result::Result<Option<CampaignRecord>, TxError> {
+    match records.get(id.as_bytes())? {
+        Some(raw) => Ok(Some(from_json_tx(id.as_bytes(), &raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Errors are keyed by a sequence per campaign: the count of errors so far.
+fn error_key(campaign: &str, seq: u64) -> Vec<u8> {
+    prefixed(campaign, &seq.to_be_bytes())
+}
+
+impl Store {
+    fn campaign_trees(&self) -> &Trees {
+        &self.inner.campaigns
+    }
+
+    /// Changes when a campaign is created or asked to cancel.
+    pub fn campaign_changes(&self) -> watch::Receiver<()> {
+        self.campaign_trees().changes.subscribe()
+    }
+
+    /// A new campaign id: `cmp_` then the same time-ordered, process-unique
+    /// digits as a message id, so campaigns list newest first by id.
+    pub fn new_campaign_id(&self, at: DateTime<Utc>) -> String {
+        let id = self.new_id("campaign", at);
+        format!("cmp_{}", id.trim_start_matches("msg_"))
+    }
+
+    /// Store a new campaign, its recipient list (already normalised and
+    /// deduplicated) and the errors found in the request, in one transaction,
+    /// and wait until it is durable. The campaign task takes it from there.
+    ///
+    /// With an `Idempotency-Key`: a key seen before with the same request
+    /// answers the campaign it made (nothing new is stored); with another
+    /// request, [`CampaignCreated::KeyReused`].
+    pub async fn create_campaign(
+        &self,
+        record: &CampaignRecord,
+        recipients: &[String],
+        errors: &[RecipientError],
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<CampaignCreated> {
+        let t = self.campaign_trees();
+        let encoded = serde_json::to_vec(record)
+            .map_err(|e| corrupt(record.id.as_bytes(), &e.to_string()))?;
+        let mut chunks = Vec::with_capacity(recipients.len() / RECIPIENT_CHUNK + 1);
+        for (n, chunk) in recipients.chunks(RECIPIENT_CHUNK).enumerate() {
+            let n = u32::try_from(n)
+                .map_err(|_| corrupt(record.id.as_bytes(), "too many recipients"))?;
+            let value = serde_json::to_vec(chunk)
+                .map_err(|e| corrupt(record.id.as_bytes(), &e.to_string()))?;
+            chunks.push((prefixed(&record.id, &n.to_be_bytes()), value));
+        }
+        // The counters start with the events after the first campaign is
+        // made (none of its messages' events can come before it), not with
+        // the whole log.
+        let last_event = self.inner.events.last()?.map(|(k, _)| k);
+        let outcome = (&t.records, &t.recipients, &t.errors, &t.active, &t.meta)
+            .transaction(|(records, lists, errs, active, meta)| {
+                if let Some(k) = idempotency {
+                    let key = idempotency_meta_key(&k.key);
+                    if let Some(raw) = meta.get(&key)? {
+                        let seen: KeyRecord = from_json_tx(&key, &raw)?;
+                        if seen.fingerprint != k.fingerprint {
+                            return Ok(CampaignCreated::KeyReused);
+                        }
+                        return match read_record_tx(records, &seen.id)? {
+                            Some(original) => Ok(CampaignCreated::Replay(Box::new(original))),
+                            None => Ok(CampaignCreated::KeyReused),
+                        };
+                    }
+                    let seen = KeyRecord {
+                        fingerprint: k.fingerprint.clone(),
+                        id: record.id.clone(),
+                    };
+                    meta.insert(key, to_json(&seen)?)?;
+                }
+                if let (None, Some(seq)) = (meta.get(EVENTS_CURSOR)?, &last_event) {
+                    meta.insert(EVENTS_CURSOR, seq)?;
+                }
+                records.insert(record.id.as_bytes(), encoded.as_slice())?;
+                for (key, value) in &chunks {
+                    lists.insert(key.as_slice(), value.as_slice())?;
+                }
+                for (seq, error) in errors.iter().enumerate() {
+                    errs.insert(error_key(&record.id, seq as u64), to_json(error)?)?;
+                }
+                if matches!(
+                    record.state,
+                    CampaignState::Accepting | CampaignState::Cancelling
+                ) {
+                    active.insert(record.id.as_bytes(), &[])?;
+                }
+                Ok(CampaignCreated::New)
+            })
+            .map_err(unwrap_tx)?;
+        self.sync().await?;
+        t.changes.send_replace(());
+        Ok(outcome)
+    }
+
+    pub fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>> {
+        match self.campaign_trees().records.get(id.as_bytes())? {
+            Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Campaigns newest first, after the cursor (the last id of the previous page).
+    pub fn campaigns(&self, before: Option<&str>, limit: usize) -> Result<Page<CampaignRecord>> {
+        let records = &self.campaign_trees().records;
+        let range = match before {
+            Some(id) => records.range(..id.as_bytes()),
+            None => records.range::<&[u8], _>(..),
+        };
+        let mut items = Vec::new();
+        for entry in range.rev() {
+            let (key, raw) = entry?;
+            items.push(from_json::<CampaignRecord>(&key, &raw)?);
+            if items.len() > limit {
+                break;
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|c| c.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Campaigns with work left (accepting, or cancelling), oldest first.
+    pub fn active_campaigns(&self) -> Result<Vec<String>> {
+        self.campaign_trees()
+            .active
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Up to the rest of the chunk of the recipient list that holds
+    /// recipient `from` (0-based), in list order.
+    pub fn campaign_recipients(&self, id: &str, from: u64) -> Result<Vec<String>> {
+        let chunk = u32::try_from(from / RECIPIENT_CHUNK as u64)
+            .map_err(|_| corrupt(id.as_bytes(), "recipient cursor"))?;
+        let key = prefixed(id, &chunk.to_be_bytes());
+        let Some(raw) = self.campaign_trees().recipients.get(&key)? else {
+            return Ok(Vec::new());
+        };
+        let numbers: Vec<String> = from_json(&key, &raw)?;
+        let skip = (from % RECIPIENT_CHUNK as u64) as usize;
+        Ok(numbers.into_iter().skip(skip).collect())
+    }
+
+    /// The recipients refused with an error, in the order found; the cursor
+    /// is the number of errors already read.
+    pub fn campaign_errors(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page<RecipientError>> {
+        let start = error_key(id, after);
+        let end = prefixed(id, &[0xFF; 9]);
+        let mut items = Vec::new();
+        let mut next = None;
+        for entry in self.campaign_trees().errors.range(start..end) {
+            let (key, raw) = entry?;
+            if items.len() == limit {
+                next = Some((after + limit as u64).to_string());
+                break;
+            }
+            items.push(from_json::<RecipientError>(&key, &raw)?);
+        }
+        Ok(Page {
+            items,
+            next_cursor: next,
+        })
+    }
+
+    /// Record a batch of the campaign task, which started at recipient
+    /// `from`: the messages it accepted (counted under their status), the
+    /// skipped and refused recipients, and the cursor moved past them; the
+    /// campaign becomes `accepted` after its last recipient (unless a cancel
+    /// came first). Durable when this returns. A batch whose `from` is not
+    /// the stored cursor (recorded already) changes nothing.
+    pub async fn record_campaign_batch(
+        &self,
+        id: &str,
+        from: u64,
+        batch: &BatchOutcome,
+    ) -> Result<Option<CampaignRecord>> {
+        let t = self.campaign_trees();
+        let now = Utc::now();
+        let record = (&t.records, &t.members, &t.errors, &t.active)
+            .transaction(|(records, members, errs, active)| {
+                let Some(mut record) = read_record_tx(records, id)? else {
+                    return Ok(None);
+                };
+                if record.progress.processed != from {
+                    return Ok(Some(record));
+                }
+                let p = &mut record.progress;
+                for (message, variant, status) in &batch.accepted {
+                    let Some(counts) = record.counts.get_mut(*variant) else {
+                        return Err(abort(corrupt(id.as_bytes(), "variant out of range")));
+                    };
+                    counts.accepted += 1;
+                    p.accepted += 1;
+                    let key = prefixed(id, message.as_bytes());
+                    // An event may have seen the message first: its status
+                    // is the newer one.
+                    let member = match members.get(&key)?.as_deref().and_then(Member::decode) {
+                        Some(m) if m.counted => continue,
+                        Some(m) => Member {
+                            variant: *variant as u16,
+                            bucket: m.bucket,
+                            counted: true,
+                        },
+                        None => Member {
+                            variant: *variant as u16,
+                            bucket: bucket(*status).unwrap_or(0),
+                            counted: true,
+                        },
+                    };
+                    counts.messages.add(member.bucket);
+                    members.insert(key, &member.encode())?;
+                }
+                p.deferred += batch.deferred;
+                for reason in &batch.skipped {
+                    *p.skipped.entry(reason.to_string()).or_insert(0) += 1;
+                }
+                for error in &batch.errors {
+                    errs.insert(error_key(id, p.errors), to_json(error)?)?;
+                    p.errors += 1;
+                }
+                p.processed += batch.processed;
+                if p.processed >= p.listed && record.state == CampaignState::Accepting {
+                    record.state = CampaignState::Accepted;
+                    active.remove(id.as_bytes())?;
+                }
+                record.updated_at = now;
+                records.insert(id.as_bytes(), to_json(&record)?)?;
+                Ok(Some(record))
+            })
+            .map_err(unwrap_tx)?;
+        self.sync().await?;
+        Ok(record)
+    }
+
+    /// Ask a campaign to stop: no more recipients are accepted, and its
+    /// waiting messages are cancelled by the campaign task. The campaign as
+    /// it is now (None: no such campaign); asking again changes nothing.
+    pub async fn request_campaign_cancel(&self, id: &str) -> Result<Option<CampaignRecord>> {
+        let t = self.campaign_trees();
+        let now = Utc::now();
+        let record = (&t.records, &t.active)
+            .transaction(|(records, active)| {
+                let Some(mut record) = read_record_tx(records, id)? else {
+                    return Ok(None);
+                };
+                if matches!(
+                    record.state,
+                    CampaignState::Accepting | CampaignState::Accepted
+                ) {
+                    record.state = CampaignState::Cancelling;
+                    record.updated_at = now;
+                    records.insert(id.as_bytes(), to_json(&record)?)?;
+                    active.insert(id.as_bytes(), &[])?;
+                }
+                Ok(Some(record))
+            })
+            .map_err(unwrap_tx)?;
+        self.sync().await?;
+        t.changes.send_replace(());
+        Ok(record)
+    }
+
+    /// A page of the campaign's messages after message id `after` (id
+    /// order): those counted as still waiting (`queued`: what a cancel has to
+    /// look at), and where the next page starts (None: this was the last).
+    pub fn campaign_waiting(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let start = match after {
+            Some(m) => {
+                let mut k = prefixed(id, m.as_bytes());
+                k.push(0);
+                k
+            }
+            None => prefix(id),
+        };
+        let end = prefixed(id, &[0xFF]);
+        let mut waiting = Vec::new();
+        let mut last = None;
+        for (n, entry) in self.campaign_trees().members.range(start..end).enumerate() {
+            if n == limit {
+                return Ok((waiting, last));
+            }
+            let (key, raw) = entry?;
+            let member = Member::decode(&raw).ok_or_else(|| corrupt(&key, "member"))?;
+            let message =
+                String::from_utf8_lossy(key.get(id.len() + 1..).unwrap_or_default()).into_owned();
+            if member.bucket == 0 {
+                waiting.push(message.clone());
+            }
+            last = Some(message);
+        }
+        Ok((waiting, None))
+    }
+
+    /// Count campaign messages whose status changed without an event (a
+    /// cancel): each (message id, status now) moves to its new counter.
+    pub async fn record_campaign_statuses(
+        &self,
+        id: &str,
+        statuses: &[(String, MessageStatus)],
+    ) -> Result<()> {
+        let t = self.campaign_trees();
+        (&t.records, &t.members)
+            .transaction(|(records, members)| {
+                let Some(mut record) = read_record_tx(records, id)? else {
+                    return Ok(());
+                };
+                let mut changed = false;
+                for (message, status) in statuses {
+                    let Some(new) = bucket(*status) else { continue };
+                    changed |= move_member(&mut record, members, id, message, new)?;
+                }
+                if changed {
+                    records.insert(id.as_bytes(), to_json(&record)?)?;
+                }
+                Ok(())
+            })
+            .map_err(unwrap_tx)?;
+        self.sync().await
+    }
+
+    /// The cancel is done: the campaign is `cancelled` and leaves the work list.
+    pub async fn finish_campaign_cancel(&self, id: &str) -> Result<Option<CampaignRecord>> {
+        let t = self.campaign_trees();
+        let now = Utc::now();
+        let record = (&t.records, &t.active)
+            .transaction(|(records, active)| {
+                let Some(mut record) = read_record_tx(records, id)? else {
+                    active.remove(id.as_bytes())?;
+                    return Ok(None);
+                };
+                record.state = CampaignState::Cancelled;
+                record.updated_at = now;
+                records.insert(id.as_bytes(), to_json(&record)?)?;
+                active.remove(id.as_bytes())?;
+                Ok(Some(record))
+            })
+            .map_err(unwrap_tx)?;
+        self.sync().await?;
+        Ok(record)
+    }
+
+    /// Take a finished campaign (accepted, cancelled) off the work list.
+    pub fn retire_campaign(&self, id: &str) -> Result<()> {
+        self.campaign_trees().active.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    /// The last event the campaign counters have seen.
+    pub fn campaign_events_cursor(&self) -> Result<Option<String>> {
+        Ok(self
+            .campaign_trees()
+            .meta
+            .get(EVENTS_CURSOR)?
+            .and_then(|raw| <[u8; 8]>::try_from(raw.as_ref()).ok())
+            .map(|seq| format!("evt_{:016x}", u64::from_be_bytes(seq))))
+    }
+
+    /// Move the campaign messages among `events` to the counter of their new
+    /// status, and the cursor past the last event, in one transaction. Not
+    /// waited for: lost in a crash, the cursor is lost with it and the same
+    /// events are counted again.
+    pub fn apply_campaign_events(&self, events: &[Event]) -> Result<()> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let last_seq = super::deliveries::event_seq(&last.id)
+            .ok_or_else(|| corrupt(last.id.as_bytes(), "event id"))?;
+        // (campaign, message id, bucket), in event order.
+        let moves: Vec<(String, String, u8)> = events
+            .iter()
+            .filter(|e| e.kind.starts_with("message."))
+            .filter_map(|e| {
+                let campaign = e.data.get("campaign")?.as_str()?;
+                let message = e.data.get("id")?.as_str()?;
+                let status = MessageStatus::parse(e.data.get("status")?.as_str()?)?;
+                Some((campaign.to_string(), message.to_string(), bucket(status)?))
+            })
+            .collect();
+        let t = self.campaign_trees();
+        (&t.records, &t.members, &t.meta)
+            .transaction(|(records, members, meta)| {
+                let mut touched: HashMap<&str, CampaignRecord> = HashMap::new();
+                for (campaign, message, new) in &moves {
+                    let record = match touched.get_mut(campaign.as_str()) {
+                        Some(r) => r,
+                        None => {
+                            let Some(r) = read_record_tx(records, campaign)? else {
+                                continue;
+                            };
+                            touched.entry(campaign.as_str()).or_insert(r)
+                        }
+                    };
+                    move_member(record, members, campaign, message, *new)?;
+                }
+                for (id, record) in &touched {
+                    records.insert(id.as_bytes(), to_json(record)?)?;
+                }
+                meta.insert(EVENTS_CURSOR, &last_seq.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(unwrap_tx)
+    }
+}
+
+/// Move one campaign message to the counter `new`; a message no batch has
+/// recorded yet is noted (uncounted) with its status. Whether a count moved.
+fn move_member(
+    record: &mut CampaignRecord,
+    members: &TransactionalTree,
+    campaign: &str,
+    message: &str,
+    new: u8,
+) -> std::result::Result<bool, TxError> {
+    let key = prefixed(campaign, message.as_bytes());
+    let Some(old) = members.get(&key)?.as_deref().and_then(Member::decode) else {
+        let note = Member {
+            variant: 0,
+            bucket: new,
+            counted: false,
+        };
+        members.insert(key, &note.encode())?;
+        return Ok(false);
+    };
+    if old.bucket == new {
+        return Ok(false);
+    }
+    if old.counted {
+        if let Some(counts) = record.counts.get_mut(usize::from(old.variant)) {
+            counts.messages.remove(old.bucket);
+            counts.messages.add(new);
+        }
+    }
+    members.insert(key, &Member { bucket: new, ..old }.encode())?;
+    Ok(old.counted)
+}
