@@ -18,8 +18,8 @@
 //! before `from`'s block plus the days of `from`'s block before `from`.
 //!
 //! Dimension keys: every fact counts under each combination of its
-//! campaign, variant and team and "all" (up to 8 keys), so a summary with
-//! any filters reads one key.
+//! campaign, variant (with its campaign) and team and "all" (up to 6
+//! keys), so a summary with any filters reads one key.
 //!
 //! Trees: `metric_facts` (bookkeeping: fact ids seen, each sent message's
 //! day and dimensions, each contact's recent outbounds and current wait,
@@ -43,8 +43,8 @@ pub(crate) struct Trees {
     /// `f` fact id -> (); `m` message id -> [`SentRef`]; `c` contact ->
     /// [`ContactState`]; `s` kind, dimension key, contact -> counted days.
     facts: Tree,
-    /// `d` kind, dimension key, day, 0, block -> count and `d` kind,
-    /// dimension key, day, 1, previous day -> count (the cells above);
+    /// `d` kind, dimension key, 0, day, block -> count and `d` kind,
+    /// dimension key, 1, previous day, day -> count (the cells above);
     /// `S` dimension key, day -> [`Sums`]; `h` histogram, dimension key,
     /// day -> sparse histogram.
     counters: Tree,
@@ -121,7 +121,8 @@ impl Dims {
         key
     }
 
-    /// Every key this fact counts under: each dimension as itself or "all".
+    /// Every key this fact counts under: each dimension as itself or "all"
+    /// (a variant only with its campaign: variants are a campaign's).
     fn keys(&self) -> Vec<Vec<u8>> {
         fn choices(v: &Option<String>) -> Vec<Option<&str>> {
             match v {
@@ -131,7 +132,12 @@ impl Dims {
         }
         let mut keys = Vec::new();
         for c in choices(&self.campaign) {
-            for v in choices(&self.variant) {
+            let variants = if c.is_some() {
+                choices(&self.variant)
+            } else {
+                vec![None]
+            };
+            for v in variants {
                 for t in choices(&self.team) {
                     keys.push(Dims::key(c, v, t));
                 }
@@ -298,36 +304,47 @@ fn days_of(key: &[u8], raw: &[u8]) -> Result<Vec<u32>> {
         .collect())
 }
 
+/// A day's histogram: (bucket u16, count u32) pairs, 6 octets each (a
+/// day's waits in one bucket stay far below 2^32; counts saturate).
 fn histogram_of(key: &[u8], raw: &[u8]) -> Result<Histogram> {
-    if raw.len() % 10 != 0 {
+    if raw.len() % 6 != 0 {
         return Err(corrupt(key, "a histogram is not whole buckets"));
     }
     let mut h = Histogram::default();
-    for c in raw.chunks_exact(10) {
+    for c in raw.chunks_exact(6) {
         let bucket = u16::from_be_bytes([c[0], c[1]]);
-        let count = u64::from_be_bytes([c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]]);
-        *h.0.entry(bucket).or_default() += count;
+        let count = u32::from_be_bytes([c[2], c[3], c[4], c[5]]);
+        *h.0.entry(bucket).or_default() += u64::from(count);
     }
     Ok(h)
 }
 
 fn histogram_bytes(h: &Histogram) -> Vec<u8> {
-    let mut out = Vec::with_capacity(h.0.len() * 10);
+    let mut out = Vec::with_capacity(h.0.len() * 6);
     for (bucket, count) in &h.0 {
         out.extend_from_slice(&bucket.to_be_bytes());
+        let count = u32::try_from(*count).unwrap_or(u32::MAX);
         out.extend_from_slice(&count.to_be_bytes());
     }
     out
 }
 
+/// A cell by block (`exact` false: day, then the previous day's block) or
+/// exactly (previous day, then day): a summary reads the first kind in one
+/// scan over its days, the second for at most [`BLOCK`] previous days.
 fn cell_key(kind: u8, dims: &[u8], day: u32, exact: bool, previous: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(dims.len() + 11);
     key.push(b'd');
     key.push(kind);
     key.extend_from_slice(dims);
-    key.extend_from_slice(&day.to_be_bytes());
     key.push(u8::from(exact));
-    key.extend_from_slice(&previous.to_be_bytes());
+    let (first, second) = if exact {
+        (previous, day)
+    } else {
+        (day, previous)
+    };
+    key.extend_from_slice(&first.to_be_bytes());
+    key.extend_from_slice(&second.to_be_bytes());
     key
 }
 
@@ -700,17 +717,30 @@ impl Store {
         let counters = &self.inner.metric_counters.counters;
         let block = from / BLOCK;
         let mut total = 0u64;
-        let mut add = |range: std::ops::Range<Vec<u8>>| -> Result<()> {
-            for entry in counters.range(range) {
+        // Previous days in the blocks before `from`'s: one scan of the
+        // period's days, keeping those blocks.
+        let start = cell_key(kind, dims, from, false, 0);
+        let end = cell_key(kind, dims, to, false, u32::MAX);
+        let prefix = start.len() - 8;
+        for entry in counters.range(start..=end) {
+            let (key, raw) = entry?;
+            let previous_block = key
+                .get(prefix + 4..prefix + 8)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| corrupt(&key, "a metric cell key is cut short"))?;
+            if previous_block < block {
+                total += u64_of(&key, &raw)?;
+            }
+        }
+        // The days of `from`'s block before it, each one scan of the period.
+        for previous in block * BLOCK..from {
+            let first = cell_key(kind, dims, from, true, previous);
+            let last = cell_key(kind, dims, to, true, previous);
+            for entry in counters.range(first..=last) {
                 let (key, raw) = entry?;
                 total += u64_of(&key, &raw)?;
             }
-            Ok(())
-        };
-        for day in from..=to {
-            add(cell_key(kind, dims, day, false, 0)..cell_key(kind, dims, day, false, block))?;
-            add(cell_key(kind, dims, day, true, block * BLOCK)
-                ..cell_key(kind, dims, day, true, from))?;
         }
         Ok(total)
     }
