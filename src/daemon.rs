@@ -170,6 +170,7 @@ pub async fn run(
                 webhook::render_metrics(&store, out)
             }))
         },
+        conversation: Arc::new(config.conversation.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await

@@ -68,6 +68,7 @@ fn gateway() -> Gateway {
             &smsgate::config::Config::default(),
         )),
         extra_metrics: None,
+        conversation: Default::default(),
     };
     Gateway {
         state,

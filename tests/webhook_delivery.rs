@@ -349,6 +349,7 @@ fn api(store: &Store) -> axum::Router {
             &smsgate::config::Config::default(),
         )),
         extra_metrics: None,
+        conversation: Default::default(),
     })
 }
 
@@ -579,6 +580,7 @@ async fn the_event_stream_resumes_after_last_event_id_and_ends_at_shutdown() {
             &smsgate::config::Config::default(),
         )),
         extra_metrics: None,
+        conversation: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

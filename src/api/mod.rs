@@ -16,7 +16,7 @@
 //!   API serves, apart from the stored records; `openapi` derives the
 //!   document's schemas from it.
 //! - `messages`, `threads`, `modems`, `webhooks`, `events`, `health`,
-//!   `openapi`: the handlers.
+//!   `summary` (the conversation metrics), `openapi`: the handlers.
 
 pub mod auth;
 pub mod compat;
@@ -30,6 +30,7 @@ pub mod modems;
 pub mod openapi;
 pub mod params;
 pub mod problem;
+pub mod summary;
 pub mod threads;
 pub mod webhooks;
 
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub policy: Arc<crate::policy::Policy>,
     /// Metric families from outside the API (the webhook worker).
     pub extra_metrics: Option<metrics::ExtraMetrics>,
+    /// `[conversation]`: the metrics summary's currency.
+    pub conversation: Arc<crate::conversation::settings::ConversationConfig>,
 }
 
 /// The longest a request may take before it is answered 503 `timeout`; it
@@ -120,6 +123,7 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/v1/contacts/{contact}/consent", Some(Scope::Send)),
     route("POST", "/v1/optouts", Some(Scope::Send)),
     route("GET", "/v1/consent/export", Some(Scope::Read)),
+    route("GET", "/v1/metrics/summary", Some(Scope::Read)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -152,6 +156,7 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         put(contacts::put_consent),
         post(contacts::post_optout),
         get(contacts::export),
+        get(summary::summary),
     ]
 }
 
