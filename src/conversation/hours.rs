@@ -209,7 +209,8 @@ fn parse_days(text: &str) -> Result<Vec<usize>, HoursError> {
 /// `HH:MM` as minutes of the day; `24:00` only as an end.
 fn minute_of_day(text: &str, end: bool) -> Option<u32> {
     let (h, m) = text.trim().split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return None;
     }
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
@@ -573,6 +574,78 @@ mod tests {
 
         fn toml_like(teams: &str) -> Result<Section, serde_json::Error> {
             serde_json::from_str(&format!(r#"{{"team": {teams}}}"#))
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item() -> impl Strategy<Value = String> {
+        let day = prop::sample::select(vec!["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]);
+        (
+            day.clone(),
+            prop::option::of(day),
+            0u32..24,
+            0u32..60,
+            0u32..25,
+            0u32..60,
+        )
+            .prop_map(|(first, last, h1, m1, h2, m2)| {
+                let days = match last {
+                    Some(last) => format!("{first}-{last}"),
+                    None => first.to_string(),
+                };
+                let end = if h2 == 24 {
+                    "24:00".to_string()
+                } else {
+                    format!("{h2:02}:{m2:02}")
+                };
+                format!("{days} {h1:02}:{m1:02}-{end}")
+            })
+    }
+
+    fn zone() -> impl Strategy<Value = Tz> {
+        prop::sample::select(vec![
+            chrono_tz::UTC,
+            chrono_tz::America::Chicago,
+            chrono_tz::Europe::Berlin,
+            chrono_tz::Australia::Lord_Howe, // 30-minute DST changes
+            chrono_tz::America::Santiago,    // DST changes at midnight
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Anything a config can hold: hours or an error, never a panic.
+        #[test]
+        fn any_text_is_hours_or_an_error(text in "\\PC{0,40}") {
+            let _ = WeeklyHours::parse(&text);
+        }
+
+        /// The due time is exactly the duration of business time away, and
+        /// business hours contain the instant just before it.
+        #[test]
+        fn add_and_business_duration_agree(
+            items in prop::collection::vec(item(), 1..4),
+            zone in zone(),
+            from_s in 1_767_225_600i64..1_830_297_600, // 2026-2027
+            minutes in 0u64..6000,
+        ) {
+            let Ok(hours) = BusinessHours::parse(&items.join(", "), zone) else {
+                return Ok(()); // an empty window: refused, fine
+            };
+            let from = DateTime::from_timestamp(from_s, 0).unwrap();
+            let duration = Duration::from_secs(minutes * 60);
+            let due = hours.add(from, duration);
+            prop_assert!(due >= from);
+            prop_assert_eq!(hours.business_duration(from, due), duration);
+            if minutes > 0 {
+                prop_assert!(hours.contains(due - chrono::Duration::seconds(1)));
+            }
         }
     }
 }
