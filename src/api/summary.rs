@@ -87,7 +87,11 @@ pub fn summary_query(
         }
     }
     let to = to.unwrap_or(today);
-    let from = from.unwrap_or(to - chrono::Duration::days(DEFAULT_DAYS - 1));
+    // Checked: a date near chrono's limits must not overflow.
+    let from = from.unwrap_or_else(|| {
+        to.checked_sub_signed(chrono::Duration::days(DEFAULT_DAYS - 1))
+            .unwrap_or(NaiveDate::MIN)
+    });
     if from > to {
         return Err(ApiError::invalid_query(format!(
             "from ({from}) is after to ({to})"
@@ -187,6 +191,11 @@ mod tests {
                 "{bad:?}"
             );
             assert!(e.detail.contains(says), "{bad:?}: {}", e.detail);
+        }
+        // Dates at chrono's limits are periods like any other.
+        for edge in ["-262143-01-05", "+262142-12-31"] {
+            let q = summary_query(&pairs(&[("to", edge)]), date("2026-03-15")).unwrap();
+            assert!(q.from <= q.to, "{edge}");
         }
         // 731 days is the most.
         assert!(summary_query(
