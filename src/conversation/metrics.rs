@@ -9,13 +9,22 @@
 //! ("Metrics").
 //!
 //! Wiring (for the engine): record each fact once with a stable id (an
-//! event id and a suffix: recording the same id again changes nothing),
-//! with the counting settings of the config:
+//! event id and a suffix: recording the same id again changes nothing and
+//! answers false), with the counting settings of the config:
 //!
 //! ```ignore
 //! let counting = Counting::from_config(&config.conversation);
-//! store.record_metric(&format!("{}:sent", event.id), &Fact::Sent { .. }, &counting).await?;
+//! let costs = config.cost_per_part(); // modem id -> price of a part
+//! // message.sent: an outbound reached `sent`.
+//! let cost = message.modem.as_ref().and_then(|m| costs.get(m)).map(|p| p * f64::from(parts));
+//! store.record_metric(&format!("{}:sent", event.id), &Fact::Sent { .. , cost }, &counting).await?;
+//! // The first outbound of a wait: business time from the team's hours.
+//! let business_seconds = team.business_hours.business_duration(waited_from, at).as_secs();
+//! store.record_metric(&format!("{}:first_response", event.id), &Fact::FirstResponse { .. }, &counting).await?;
 //! ```
+//!
+//! Facts are expected roughly in time order (the event log's); a reply is
+//! attributed to the outbounds recorded before it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
