@@ -307,16 +307,25 @@ fn days_of(key: &[u8], raw: &[u8]) -> Result<Vec<u32>> {
 /// A day's histogram: (bucket u16, count u32) pairs, 6 octets each (a
 /// day's waits in one bucket stay far below 2^32; counts saturate).
 fn histogram_of(key: &[u8], raw: &[u8]) -> Result<Histogram> {
+    let mut h = Histogram::default();
+    for_each_bucket(key, raw, |bucket, count| {
+        *h.0.entry(bucket).or_default() += count;
+    })?;
+    Ok(h)
+}
+
+fn for_each_bucket(key: &[u8], raw: &[u8], mut f: impl FnMut(u16, u64)) -> Result<()> {
     if raw.len() % 6 != 0 {
         return Err(corrupt(key, "a histogram is not whole buckets"));
     }
-    let mut h = Histogram::default();
     for c in raw.chunks_exact(6) {
         let bucket = u16::from_be_bytes([c[0], c[1]]);
-        let count = u32::from_be_bytes([c[2], c[3], c[4], c[5]]);
-        *h.0.entry(bucket).or_default() += u64::from(count);
+        f(
+            bucket,
+            u64::from(u32::from_be_bytes([c[2], c[3], c[4], c[5]])),
+        );
     }
-    Ok(h)
+    Ok(())
 }
 
 fn histogram_bytes(h: &Histogram) -> Vec<u8> {
@@ -681,14 +690,21 @@ impl Store {
         // Response times are kept by team only: campaign and variant
         // filters leave them empty.
         let waits = |kind: u8| -> Result<Histogram> {
-            let mut h = Histogram::default();
+            // Merged in a flat array: a year can be 100,000s of buckets.
+            let mut all = vec![0u64; usize::from(u16::MAX) + 1];
             for entry in
                 counters.range(histogram_key(kind, &dims, from)..=histogram_key(kind, &dims, to))
             {
                 let (key, raw) = entry?;
-                h.merge(&histogram_of(&key, &raw)?);
+                for_each_bucket(&key, &raw, |bucket, n| all[usize::from(bucket)] += n)?;
             }
-            Ok(h)
+            Ok(Histogram(
+                all.iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(bucket, n)| (bucket as u16, *n))
+                    .collect(),
+            ))
         };
         Ok(Summary {
             query: query.clone(),
