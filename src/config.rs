@@ -315,6 +315,10 @@ pub struct ModemConfig {
     /// it keeps its id across re-plugs. Required when several are "auto".
     #[serde(default)]
     pub imei: Option<String>,
+    /// What one part sent through this modem costs, in `[conversation]
+    /// currency` (a float >= 0): the cost per outcome metric.
+    #[serde(default, deserialize_with = "cost")]
+    pub cost_per_part: Option<f64>,
 }
 
 fn default_baud() -> u32 {
@@ -405,6 +409,15 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     crate::duration::parse(&text)
         .ok_or_else(|| custom(format!("{text:?}: a duration such as 90s, 10m, 24h or 7d")))
+}
+
+fn cost<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(Some(value))
+    } else {
+        Err(custom(format!("{value}: a price of at least 0, e.g. 0.05")))
+    }
 }
 
 fn validity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -706,6 +719,24 @@ impl Config {
             report("sms.max_parts".into(), "1 to 255".into());
         }
         crate::api::compat::check(&self.compat, &mut report);
+        let mut team_ids = std::collections::HashSet::new();
+        for (i, t) in self.conversation.team.iter().enumerate() {
+            let key = format!("conversation.team[{i}]");
+            if !valid_id(&t.id) {
+                report(
+                    format!("{key}.id"),
+                    format!("{:?}: use 1-64 letters, digits, - or _", t.id),
+                );
+            } else if !team_ids.insert(t.id.as_str()) {
+                report(format!("{key}.id"), format!("{:?} is used twice", t.id));
+            }
+            if t.response_standard.is_zero() {
+                report(
+                    format!("{key}.response_standard"),
+                    "at least 1s, e.g. 10m".into(),
+                );
+            }
+        }
         let mut hook_ids = std::collections::HashSet::new();
         for (i, w) in self.webhook.iter().enumerate() {
             let key = format!("webhook[{i}].id");
@@ -720,6 +751,15 @@ impl Config {
                 report(key, format!("{:?} is used twice", w.id));
             }
         }
+    }
+
+    /// `[[modem]] cost_per_part` by modem id, for the modems that have one:
+    /// a sent message's cost is its parts times its modem's price.
+    pub fn cost_per_part(&self) -> std::collections::HashMap<String, f64> {
+        self.modem
+            .iter()
+            .filter_map(|m| Some((m.id.clone(), m.cost_per_part?)))
+            .collect()
     }
 
     /// Validity in seconds, as a PDU and a message carry it (None: "none").
@@ -1161,6 +1201,51 @@ mod tests {
         assert_eq!(one.modem[0].imei, None);
         let two = load("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678902\"\n[[modem]]\nid = \"c\"\nport = \"/dev/ttyUSB0\"").unwrap();
         assert_eq!(two.modem[1].imei.as_deref(), Some("869012045678902"));
+    }
+
+    #[test]
+    fn teams_and_costs() {
+        let c = load(
+            "[[modem]]\nid = \"a\"\nport = \"/dev/ttyUSB0\"\ncost_per_part = 0.05\n\
+             [[modem]]\nid = \"b\"\nport = \"/dev/ttyUSB1\"\ncost_per_part = 1\n\
+             [[modem]]\nid = \"c\"\nport = \"/dev/ttyUSB2\"\n\
+             [[conversation.team]]\nid = \"support\"\nresponse_standard = \"10m\"\n\
+             business_hours = \"Mon-Fri 08:00-18:00\"\ntime_zone = \"America/Chicago\"",
+        )
+        .unwrap();
+        let costs = c.cost_per_part();
+        assert_eq!(costs.len(), 2, "{costs:?}");
+        assert_eq!((costs["a"], costs["b"]), (0.05, 1.0));
+        assert_eq!(c.conversation.team[0].id, "support");
+        assert_eq!(
+            c.conversation.team[0].business_hours.zone(),
+            chrono_tz::America::Chicago
+        );
+        for (text, key) in [
+            (
+                "[[modem]]\nid = \"a\"\nport = \"/dev/x\"\ncost_per_part = -0.01",
+                "modem[0].cost_per_part",
+            ),
+            (
+                "[[conversation.team]]\nid = \"s\"\nbusiness_hours = \"Mon-Fry 08:00-18:00\"",
+                "conversation.team[0].business_hours",
+            ),
+            (
+                "[[conversation.team]]\nid = \"s\"\ntime_zone = \"Chicago\"",
+                "conversation.team[0].time_zone",
+            ),
+            (
+                "[[conversation.team]]\nid = \"s\"\n[[conversation.team]]\nid = \"s\"",
+                "conversation.team[1].id",
+            ),
+            (
+                "[[conversation.team]]\nid = \"s\"\nresponse_standard = \"0s\"",
+                "conversation.team[0].response_standard",
+            ),
+        ] {
+            let e = load(text).unwrap_err();
+            assert_eq!(e.keys(), [key], "{text}: {e}");
+        }
     }
 }
 

@@ -191,6 +191,7 @@ pub async fn run(
             }))
         },
         compat: Arc::new(config.compat.clone()),
+        conversation: Arc::new(config.conversation.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await

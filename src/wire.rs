@@ -1302,3 +1302,140 @@ mod tests {
         }
     }
 }
+
+// The metrics summary (`GET /v1/metrics/summary`; README.md, "Metrics").
+
+/// A share of the contacts sent an outbound in the period.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct Rate {
+    /// numerator / denominator, a fraction (0.25 is 25%); null when no
+    /// contact was sent anything.
+    #[schema(required = true)]
+    pub value: Option<f64>,
+    /// Contacts, each once.
+    pub numerator: u64,
+    /// Contacts sent an outbound in the period, each once.
+    pub denominator: u64,
+}
+
+impl From<crate::conversation::metrics::Rate> for Rate {
+    fn from(r: crate::conversation::metrics::Rate) -> Rate {
+        Rate {
+            value: r.value,
+            numerator: r.numerator,
+            denominator: r.denominator,
+        }
+    }
+}
+
+/// Waits in seconds (exact below 128 s, within 0.8% above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Distribution {
+    /// Null when there is no wait in the period.
+    #[schema(required = true)]
+    pub median_s: Option<u64>,
+    #[schema(required = true)]
+    pub p90_s: Option<u64>,
+    /// Waits answered in the period.
+    pub count: u64,
+}
+
+impl From<crate::conversation::metrics::Distribution> for Distribution {
+    fn from(d: crate::conversation::metrics::Distribution) -> Distribution {
+        Distribution {
+            median_s: d.median_s,
+            p90_s: d.p90_s,
+            count: d.count,
+        }
+    }
+}
+
+/// Wall-clock time and business hours (the team's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Waits {
+    pub overall: Distribution,
+    pub business_hours: Distribution,
+}
+
+/// From the first inbound of a wait to the first outbound of the thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ResponseTimes {
+    /// Whoever answered first (automation or a person).
+    pub overall: Distribution,
+    pub business_hours: Distribution,
+    /// The first reply by a person (automation does not stop this clock).
+    pub person: Waits,
+}
+
+/// Cost of the period's outbound parts per conversion outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CostPerOutcome {
+    /// numerator / denominator; null without a conversion.
+    #[schema(required = true)]
+    pub value: Option<f64>,
+    /// Parts sent in the period times their modem's cost_per_part.
+    pub numerator: f64,
+    /// Conversion outcomes linked to the period's outbound.
+    pub denominator: u64,
+    /// Parts sent in the period.
+    pub parts: u64,
+}
+
+/// The five metrics over whole UTC days.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MetricsSummary {
+    /// First day (UTC), included.
+    pub from: chrono::NaiveDate,
+    /// Last day (UTC), included.
+    pub to: chrono::NaiveDate,
+    /// The filters; null: all.
+    #[schema(required = true)]
+    pub campaign: Option<String>,
+    #[schema(required = true)]
+    pub variant: Option<String>,
+    #[schema(required = true)]
+    pub team: Option<String>,
+    /// Of the costs (`[conversation] currency`).
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// Outbound messages sent in the period.
+    pub messages_sent: u64,
+    pub reply_rate: Rate,
+    /// By team only: null with a campaign or variant filter.
+    pub time_to_first_response: ResponseTimes,
+    pub conversion_rate: Rate,
+    pub opt_out_rate: Rate,
+    pub cost_per_outcome: CostPerOutcome,
+}
+
+impl MetricsSummary {
+    pub fn new(s: crate::conversation::metrics::Summary, currency: &str) -> MetricsSummary {
+        let t = s.time_to_first_response;
+        MetricsSummary {
+            from: s.query.from,
+            to: s.query.to,
+            campaign: s.query.campaign,
+            variant: s.query.variant,
+            team: s.query.team,
+            currency: currency.to_string(),
+            messages_sent: s.messages_sent,
+            reply_rate: s.reply_rate.into(),
+            time_to_first_response: ResponseTimes {
+                overall: t.overall.into(),
+                business_hours: t.business_hours.into(),
+                person: Waits {
+                    overall: t.person.into(),
+                    business_hours: t.person_business_hours.into(),
+                },
+            },
+            conversion_rate: s.conversion_rate.into(),
+            opt_out_rate: s.opt_out_rate.into(),
+            cost_per_outcome: CostPerOutcome {
+                value: s.cost_per_outcome.value,
+                numerator: s.cost_per_outcome.numerator,
+                denominator: s.cost_per_outcome.denominator,
+                parts: s.cost_per_outcome.parts,
+            },
+        }
+    }
+}

@@ -69,6 +69,7 @@ fn gateway() -> Gateway {
         )),
         extra_metrics: None,
         compat: Default::default(),
+        conversation: Default::default(),
     };
     Gateway {
         state,

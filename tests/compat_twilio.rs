@@ -92,6 +92,7 @@ fn gateway() -> Gateway {
         policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
         extra_metrics: None,
         compat: Arc::new(config.compat.clone()),
+        conversation: Arc::new(config.conversation.clone()),
     };
     Gateway {
         state,

@@ -360,6 +360,7 @@ fn api(store: &Store) -> axum::Router {
         )),
         extra_metrics: None,
         compat: Default::default(),
+        conversation: Default::default(),
     })
 }
 
@@ -591,6 +592,7 @@ async fn the_event_stream_resumes_after_last_event_id_and_ends_at_shutdown() {
         )),
         extra_metrics: None,
         compat: Default::default(),
+        conversation: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -18,7 +18,7 @@
 //!   API serves, apart from the stored records; `openapi` derives the
 //!   document's schemas from it.
 //! - `messages`, `campaigns`, `threads`, `modems`, `webhooks`, `events`, `health`,
-//!   `openapi`: the handlers.
+//!   `summary` (the conversation metrics), `openapi`: the handlers.
 
 pub mod auth;
 pub mod campaigns;
@@ -34,6 +34,7 @@ pub mod modems;
 pub mod openapi;
 pub mod params;
 pub mod problem;
+pub mod summary;
 pub mod threads;
 pub mod webhooks;
 
@@ -68,6 +69,8 @@ pub struct ApiState {
     pub extra_metrics: Option<metrics::ExtraMetrics>,
     /// `[compat]`: the Twilio accounts and Kannel users of `compat::router`.
     pub compat: Arc<compat::CompatConfig>,
+    /// `[conversation]`: the metrics summary's currency.
+    pub conversation: Arc<crate::conversation::settings::ConversationConfig>,
 }
 
 /// The longest a request may take before it is answered 503 `timeout`; it
@@ -133,6 +136,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/campaigns/{id}", Some(Scope::Read)),
     route("GET", "/v1/campaigns/{id}/errors", Some(Scope::Read)),
     route("POST", "/v1/campaigns/{id}/cancel", Some(Scope::Send)),
+    route("GET", "/v1/metrics/summary", Some(Scope::Read)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -173,6 +177,7 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         get(campaigns::get_one),
         get(campaigns::errors),
         post(campaigns::cancel),
+        get(summary::summary),
     ]
 }
 

@@ -41,6 +41,7 @@ use crate::wire;
     wire::EventContact,
     wire::ImportReport,
     wire::Erased,
+    wire::MetricsSummary,
     CampaignRequest,
     CampaignRecipientsRequest,
     CampaignVariantRequest,
@@ -150,6 +151,7 @@ pub fn document() -> Value {
     for (path, item) in contact_paths().into_iter().chain(campaign_paths()) {
         doc["paths"][path] = item;
     }
+    doc["paths"]["/v1/metrics/summary"] = metrics_summary_path();
     name_operations(&mut doc);
     link_operations(&mut doc);
     doc
@@ -471,6 +473,42 @@ fn campaign_paths() -> Vec<(&'static str, Value)> {
             }),
         ),
     ]
+}
+
+/// The conversation metrics (issue 12).
+fn metrics_summary_path() -> Value {
+    let name = |what: &str| {
+        param(
+            what,
+            "query",
+            &format!("Only this {what} (omit for all)."),
+            json!({"type": "string", "minLength": 1, "maxLength": 200}),
+        )
+    };
+    let day = |what: &str, default: &str| {
+        param(
+            what,
+            "query",
+            &format!("{what}: a UTC day YYYY-MM-DD (an RFC 3339 time stands for its UTC day); default {default}."),
+            json!({"type": "string", "examples": ["2026-03-01"]}),
+        )
+    };
+    json!({
+        "get": secured("read", "Reply rate, time to first response, conversion rate, opt-out rate and cost per outcome", json!({
+            "description": "Over whole UTC days from `from` to `to` (both included; at most 731 days), from counters kept as messages, replies and outcomes happen. Contacts count once per period. `variant` needs `campaign`. Time to first response is kept by team only. Definitions: README.md, Metrics.",
+            "parameters": [
+                day("from", "29 days before `to`"),
+                day("to", "today"),
+                name("campaign"),
+                name("variant"),
+                name("team")
+            ],
+            "responses": {
+                "200": ok("The metrics.", schema("MetricsSummary")),
+                "422": problem("A bad date, period or filter (`invalid_query`).")
+            }
+        }))
+    })
 }
 
 fn base_document() -> Value {

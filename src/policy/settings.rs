@@ -117,7 +117,8 @@ fn hh_mm<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
         .map_err(|_| serde::de::Error::custom(format!("{text:?}: a local time HH:MM, e.g. 21:00")))
 }
 
-fn time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+/// An IANA zone name (`America/Chicago`), for every section that takes one.
+pub(crate) fn time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     let text = String::deserialize(d)?;
     text.parse::<Tz>().map_err(|_| {
         serde::de::Error::custom(format!(

@@ -165,7 +165,6 @@ struct Inner {
     /// Campaigns, their recipient lists and counters (`campaigns.rs`).
     campaigns: campaigns::Trees,
     /// The metric counters (`metrics.rs`).
-    #[allow(dead_code)] // until its part of the conversations issue lands
     metric_counters: metrics::Trees,
     /// Bumped after new events are durable: webhook workers and event
     /// streams wait on it instead of polling.

@@ -119,6 +119,8 @@ pub fn free_port() -> u16 {
 /// port, with one admin token; `stop` shuts it down and waits for it.
 pub struct InProcessDaemon {
     pub addr: String,
+    /// The daemon's store (to record what a test needs beside the API).
+    pub store: smsgate::store::Store,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), smsgate::daemon::DaemonError>>>,
 }
@@ -141,12 +143,13 @@ impl InProcessDaemon {
                 let _ = stop_rx.await;
             },
             move |s| {
-                let _ = addr_tx.send(s.api.to_string());
+                let _ = addr_tx.send((s.api.to_string(), s.store.clone()));
             },
         ));
-        let addr = addr_rx.await.unwrap();
+        let (addr, store) = addr_rx.await.unwrap();
         InProcessDaemon {
             addr,
+            store,
             stop: Some(stop_tx),
             task: Some(task),
         }
