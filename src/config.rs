@@ -737,6 +737,13 @@ impl Config {
                 );
             }
         }
+        let currency = &self.conversation.currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            report(
+                "conversation.currency".into(),
+                format!("{currency:?}: an ISO 4217 code such as USD"),
+            );
+        }
         let mut hook_ids = std::collections::HashSet::new();
         for (i, w) in self.webhook.iter().enumerate() {
             let key = format!("webhook[{i}].id");
@@ -751,6 +758,27 @@ impl Config {
                 report(key, format!("{:?} is used twice", w.id));
             }
         }
+    }
+
+    /// `[compat]` as the compat APIs take it: with Twilio's `price` of each
+    /// modem from its `cost_per_part` in `[conversation] currency` (the one
+    /// price the metrics use too), rounded to 9 decimals.
+    pub fn compat_settings(&self) -> crate::api::compat::CompatConfig {
+        let mut compat = self.compat.clone();
+        compat.price = self
+            .modem
+            .iter()
+            .filter_map(|m| {
+                let text = format!("{:.9}", m.cost_per_part?);
+                let text = text.trim_end_matches('0').trim_end_matches('.');
+                Some(crate::api::compat::Price {
+                    modem: m.id.clone(),
+                    per_part: crate::api::compat::Decimal::parse(text)?,
+                    unit: self.conversation.currency.clone(),
+                })
+            })
+            .collect();
+        compat
     }
 
     /// `[[modem]] cost_per_part` by modem id, for the modems that have one:

@@ -190,7 +190,7 @@ pub async fn run(
                 webhook::render_metrics(&store, out)
             }))
         },
-        compat: Arc::new(config.compat.clone()),
+        compat: Arc::new(config.compat_settings()),
         conversation: Arc::new(config.conversation.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)

@@ -90,7 +90,7 @@ fn gateway() -> Gateway {
         sms: Arc::new(config.sms_policy()),
         policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
         extra_metrics: None,
-        compat: Arc::new(config.compat.clone()),
+        compat: Arc::new(config.compat_settings()),
         conversation: Arc::new(config.conversation.clone()),
     };
     Gateway {

@@ -66,7 +66,7 @@ fn gateway() -> Gateway {
              [[compat.twilio]]\naccount_sid = \"{SID}\"\nauth_token_sha256 = \"{}\"\n\
              signing_token = \"{TOKEN}\"\n\
              [[compat.twilio]]\naccount_sid = \"{READER_SID}\"\nauth_token_sha256 = \"{}\"\nscope = \"read\"\n\
-             [[compat.price]]\nmodem = \"m1\"\nper_part = \"0.0075\"\nunit = \"USD\"\n",
+             [[modem]]\nid = \"m1\"\nport = \"/dev/tty-m1\"\ncost_per_part = 0.0075\n",
             hex(TOKEN),
             hex(READER_TOKEN)
         ),
@@ -91,7 +91,7 @@ fn gateway() -> Gateway {
         sms: Arc::new(config.sms_policy()),
         policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
         extra_metrics: None,
-        compat: Arc::new(config.compat.clone()),
+        compat: Arc::new(config.compat_settings()),
         conversation: Arc::new(config.conversation.clone()),
     };
     Gateway {
@@ -669,7 +669,6 @@ fn the_documented_example_loads() {
         "{example}"
     );
     assert_eq!((c.kannel.len(), c.kannel[0].service.len()), (1, 1));
-    assert_eq!(c.price.len(), 1);
 }
 
 #[test]
@@ -679,7 +678,7 @@ fn config_problems_name_their_keys() {
             "[[compat.twilio]]\naccount_sid = \"AC12\"\nauth_token_sha256 = \"{}\"\nsigning_token = \"other\"\n\
              [[compat.twilio.number]]\nnumber = \"5551234\"\nsms_url = \"https://crm.lan/sms\"\n\
              [[compat.kannel]]\nusername = \"\"\npassword_sha256 = \"{}\"\n\
-             [[compat.price]]\nmodem = \"m1\"\nper_part = \"cheap\"\nunit = \"usd\"\n",
+             [[modem]]\nid = \"m1\"\nport = \"/dev/tty-m1\"\ncost_per_part = \"cheap\"\n",
             hex(TOKEN),
             hex("pw")
         ),
@@ -689,7 +688,7 @@ fn config_problems_name_their_keys() {
     let keys = e.keys();
     for key in [
         "compat.twilio[0].number[0].sms_url",
-        "compat.price[0].per_part",
+        "modem[0].cost_per_part",
     ] {
         assert!(keys.contains(&key), "{key} not in {keys:?}");
     }
@@ -698,7 +697,7 @@ fn config_problems_name_their_keys() {
             "[[compat.twilio]]\naccount_sid = \"AC12\"\nauth_token_sha256 = \"{}\"\nsigning_token = \"other\"\n\
              [[compat.twilio.number]]\nnumber = \"5551234\"\nsms_url = \"http://crm.lan/sms\"\n\
              [[compat.kannel]]\nusername = \"\"\npassword_sha256 = \"{}\"\n\
-             [[compat.price]]\nmodem = \"m1\"\nper_part = \"0.01\"\nunit = \"usd\"\n",
+             [conversation]\ncurrency = \"usd\"\n",
             hex(TOKEN),
             hex("pw")
         ),
@@ -712,7 +711,7 @@ fn config_problems_name_their_keys() {
             "compat.twilio[0].signing_token",
             "compat.twilio[0].number[0].number",
             "compat.kannel[0].username",
-            "compat.price[0].unit",
+            "conversation.currency",
         ],
         "{e}"
     );

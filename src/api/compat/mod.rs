@@ -25,7 +25,7 @@ pub mod twiml;
 
 use axum::routing::get;
 use axum::Router;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::{ApiState, Scope};
 use crate::store::{Store, StoreError};
@@ -38,7 +38,10 @@ pub struct CompatConfig {
     pub twilio: Vec<TwilioAccount>,
     /// `[[compat.kannel]]`: users of the Kannel-compatible `sendsms`.
     pub kannel: Vec<KannelUser>,
-    /// `[[compat.price]]`: what a part costs on a modem (Twilio's `price`).
+    /// What a part costs on each modem (Twilio's `price`): not a section of
+    /// its own but `[[modem]] cost_per_part` in `[conversation] currency`,
+    /// the numbers the cost-per-outcome metric uses (`Config::compat_settings`).
+    #[serde(skip)]
     pub price: Vec<Price>,
 }
 
@@ -125,13 +128,11 @@ pub struct KannelService {
     pub number: Option<String>,
 }
 
-/// `[[compat.price]]`: Twilio's `price` of a message sent by `modem`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Twilio's `price` of a message sent by `modem`.
+#[derive(Debug, Clone)]
 pub struct Price {
     pub modem: String,
-    /// Per part, a decimal such as "0.0075".
-    #[serde(deserialize_with = "decimal")]
+    /// Per part, a decimal such as 0.0075.
     pub per_part: Decimal,
     /// ISO 4217, e.g. "USD" (`price_unit`).
     pub unit: String,
@@ -170,15 +171,6 @@ impl Decimal {
         let (whole, fraction) = digits.split_at(digits.len() - scale);
         format!("-{whole}.{fraction}")
     }
-}
-
-fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-    let text = String::deserialize(d)?;
-    Decimal::parse(&text).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "{text:?}: a decimal such as \"0.0075\" (at most 9 decimals)"
-        ))
-    })
 }
 
 fn default_scope() -> Scope {
@@ -279,21 +271,6 @@ pub fn check(config: &CompatConfig, report: &mut dyn FnMut(String, String)) {
                     );
                 }
             }
-        }
-    }
-    let mut priced = std::collections::HashSet::new();
-    for (i, p) in config.price.iter().enumerate() {
-        if !priced.insert(p.modem.as_str()) {
-            report(
-                format!("compat.price[{i}].modem"),
-                format!("{:?} is priced twice", p.modem),
-            );
-        }
-        if p.unit.len() != 3 || !p.unit.bytes().all(|b| b.is_ascii_uppercase()) {
-            report(
-                format!("compat.price[{i}].unit"),
-                format!("{:?}: an ISO 4217 code such as USD", p.unit),
-            );
         }
     }
 }
