@@ -44,6 +44,10 @@ pub use consent::{
     ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry, Reaction,
     Reactor,
 };
+pub use conversation::{
+    Entry as TimelineEntry, InboxFilter, ItemKind, OutcomeRecord, Sequenced, Thread, ThreadChange,
+    ThreadChanged, TimelineItem,
+};
 pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
@@ -155,7 +159,6 @@ struct Inner {
     #[allow(dead_code)] // until its part of the conversations issue lands
     contact_index: contacts::Trees,
     /// Threads as an inbox: state, timeline items, inbox order (`conversation.rs`).
-    #[allow(dead_code)] // until its part of the conversations issue lands
     conversations: conversation::Trees,
     /// The metric counters (`metrics.rs`).
     #[allow(dead_code)] // until its part of the conversations issue lands
