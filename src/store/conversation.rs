@@ -773,6 +773,22 @@ impl Store {
         }
     }
 
+    /// Start the engine's cursor at the end of the event log if it has none
+    /// (a store from before the engine: its history is not acted on again);
+    /// the cursor.
+    pub fn init_engine_cursor(&self) -> Result<u64> {
+        if self.conv().index.get(CURSOR)?.is_none() {
+            let end = match self.inner.events.last()? {
+                Some((key, _)) => <[u8; 8]>::try_from(key.as_ref())
+                    .map(|k| u64::from_be_bytes(k).saturating_add(1))
+                    .map_err(|_| corrupt("events", "key is not 8 octets"))?,
+                None => 0,
+            };
+            self.conv().index.insert(CURSOR, &end.to_be_bytes())?;
+        }
+        self.engine_cursor()
+    }
+
     /// Move the engine's cursor past `processed` (events that needed
     /// nothing); durable when it returns.
     pub async fn advance_engine_cursor(&self, processed: u64) -> Result<()> {
