@@ -330,6 +330,9 @@ impl Engine {
                 }
             }
         }
+        // What the message caused comes after it in the timeline, whatever
+        // the injected clock says.
+        let at = now.max(message.created_at);
         let changed = self
             .store
             .change_thread_then(
@@ -337,7 +340,7 @@ impl Engine {
                 ThreadState::Open,
                 &changes,
                 Some(AUTOMATION),
-                now,
+                at,
                 Some(seq),
             )
             .await?;
