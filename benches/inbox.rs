@@ -143,7 +143,10 @@ fn main() {
         let mut client = Client::connect(addr).await;
         let deep = cursor_at(&mut client, "/v1/inbox?limit=50", 100).await;
         let queries = [
-            ("inbox, first page".to_string(), "/v1/inbox?limit=50".to_string()),
+            (
+                "inbox, first page".to_string(),
+                "/v1/inbox?limit=50".to_string(),
+            ),
             (
                 "inbox, page 101 (cursor)".into(),
                 format!("/v1/inbox?limit=50&cursor={deep}"),

@@ -563,8 +563,6 @@ fn base_document() -> Value {
         "Modem id from the config.",
         json!({"type": "string"}),
     );
-    let mut thread_params = vec![contact.clone()];
-    thread_params.extend(paging());
     let mut list_params = vec![
         param(
             "contact",
@@ -666,16 +664,6 @@ fn base_document() -> Value {
                 "get": secured("read", "Threads, most recent first", json!({
                     "parameters": paging(),
                     "responses": { "200": ok("A page.", page_of("ThreadSummary")), "422": problem("`invalid_query`.") }
-                }))
-            },
-            "/v1/threads/{contact}": {
-                "get": secured("read", "A contact's messages, oldest first; cursors page back in time", json!({
-                    "parameters": thread_params,
-                    "responses": {
-                        "200": ok("A page.", page_of("Message")),
-                        "404": problem("`not_found`."),
-                        "422": problem("`invalid_number`, `invalid_query`.")
-                    }
                 }))
             },
             "/v1/threads/{contact}/read": {
