@@ -333,16 +333,14 @@ impl Engine {
         // What the message caused comes after it in the timeline, whatever
         // the injected clock says.
         let at = now.max(message.created_at);
+        // A thread a consent keyword makes is not waiting on anyone.
+        let initial = match consent {
+            None => ThreadState::Open,
+            Some(_) => ThreadState::Closed,
+        };
         let changed = self
             .store
-            .change_thread_then(
-                contact,
-                ThreadState::Open,
-                &changes,
-                Some(AUTOMATION),
-                at,
-                Some(seq),
-            )
+            .change_thread_then(contact, initial, &changes, Some(AUTOMATION), at, Some(seq))
             .await?;
         on_applied(&self.store, &changed);
         Ok(true)
@@ -639,6 +637,24 @@ mod tests {
             ThreadState::Open,
             "nobody answered it"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stop_from_a_new_contact_leaves_no_thread_in_the_inbox() {
+        let t = TempStore::new();
+        let store = &t.store;
+        let c = "+15550006004";
+        let engine = Engine::new(store.clone(), policy(store), None, sms()).with_decider(thanks());
+        inbound(store, c, "STOP").await;
+        engine.catch_up().await.unwrap();
+        let thread = store.thread_record(c).unwrap().unwrap();
+        assert_eq!(thread.state, ThreadState::Closed);
+        assert_eq!(thread.waiting_since, None);
+        let inbox = store
+            .inbox(&crate::store::InboxFilter::default(), Utc::now(), None, 10)
+            .unwrap();
+        assert!(inbox.items.is_empty());
+        assert_eq!(outbound_bodies(store, c).len(), 1, "the confirmation only");
     }
 
     #[tokio::test]
