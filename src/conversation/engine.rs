@@ -242,7 +242,7 @@ impl Engine {
                 moved = self.apply(*seq, event).await?;
             }
             if !moved {
-                self.store.advance_engine_cursor(last).await?;
+                self.store.advance_engine_cursor(last)?;
             }
         }
     }

@@ -790,12 +790,14 @@ impl Store {
     }
 
     /// Move the engine's cursor past `processed` (events that needed
-    /// nothing); durable when it returns.
-    pub async fn advance_engine_cursor(&self, processed: u64) -> Result<()> {
+    /// nothing). Not flushed on its own: reading such events again after a
+    /// crash changes nothing, and a flush per batch would cost a disk sync
+    /// for every batch of the engine's own `thread.*` events.
+    pub fn advance_engine_cursor(&self, processed: u64) -> Result<()> {
         self.conv()
             .index
             .insert(CURSOR, &processed.saturating_add(1).to_be_bytes())?;
-        self.sync().await
+        Ok(())
     }
 
     /// Up to `limit` events from sequence `from` on, oldest first.
