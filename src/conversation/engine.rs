@@ -18,8 +18,8 @@
 //!
 //! A timer pass (on a tick and after each batch of events, `now` from the
 //! injected [`Clock`]) marks waits past their SLA due time (one
-//! `thread.sla_breached` per wait) and wakes snoozed threads whose time has
-//! come.
+//! `thread.sla_breached` per wait), wakes snoozed threads whose time has
+//! come, and takes threads out of flows past their `expires_at`.
 //!
 //! Wiring (the lead's, after the rules, hours and metrics parts merge):
 //! `Engine::with_decider` takes `rules::RuleSet::decide` (and flows),
@@ -442,8 +442,8 @@ impl Engine {
         })
     }
 
-    /// Mark waits past their SLA and wake snoozed threads, as of the
-    /// clock's now; how many threads changed.
+    /// Mark waits past their SLA, wake snoozed threads and take threads out
+    /// of expired flows, as of the clock's now; how many threads changed.
     pub async fn timers(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let mut changed = 0;
@@ -455,6 +455,10 @@ impl Engine {
             (
                 self.store.snoozes_due_by(now, TIMERS_PER_PASS)?,
                 ThreadChange::Wake,
+            ),
+            (
+                self.store.flows_expired_by(now, TIMERS_PER_PASS)?,
+                ThreadChange::FlowExpired,
             ),
         ] {
             for contact in contacts {
@@ -706,5 +710,18 @@ mod tests {
             store.thread_record(c).unwrap().unwrap().state,
             ThreadState::Open
         );
+        // A flow past its expiry (context.expires: 2h) is left once.
+        let now = clock.now();
+        let flow = start_flow("rating", &serde_json::json!({"expires": "2h"}), None, now);
+        store
+            .change_thread(c, ThreadState::Open, &[ThreadChange::Flow(flow)], None, now)
+            .await
+            .unwrap();
+        *clock.0.lock().unwrap() = now + chrono::Duration::minutes(119);
+        assert_eq!(engine.timers().await.unwrap(), 0);
+        *clock.0.lock().unwrap() = now + chrono::Duration::hours(2);
+        assert_eq!(engine.timers().await.unwrap(), 1);
+        assert_eq!(engine.timers().await.unwrap(), 0);
+        assert_eq!(store.thread_record(c).unwrap().unwrap().flow, None);
     }
 }

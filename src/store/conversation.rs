@@ -18,6 +18,7 @@
 //!   - `A` assignee, SEP, then as `I`: the inbox of a person;
 //!   - `D` SLA due (µs), contact: waits whose SLA runs (not yet breached);
 //!   - `S` snoozed until (µs), contact: snoozed threads;
+//!   - `F` flow expires (µs), contact: threads in a flow;
 //!   - `C`: the engine's cursor (the next event sequence to read).
 
 use chrono::{DateTime, Utc};
@@ -58,6 +59,7 @@ const TEAM: u8 = b'T';
 const ASSIGNEE: u8 = b'A';
 const SLA_DUE: u8 = b'D';
 const SNOOZE: u8 = b'S';
+const FLOW_EXPIRY: u8 = b'F';
 const CURSOR: &[u8] = b"C";
 
 /// An outcome recorded on a thread, linked to the message that led to it
@@ -233,6 +235,9 @@ pub enum ThreadChange {
     SlaBreached,
     /// The snooze timer found the snooze over.
     Wake,
+    /// The flow timer found the flow past its `expires_at`: the thread
+    /// leaves it.
+    FlowExpired,
 }
 
 /// What [`Store::change_thread`] did.
@@ -315,6 +320,9 @@ fn index_keys(thread: &Thread) -> Vec<Vec<u8>> {
     }
     if let (ThreadState::Snoozed, Some(until)) = (thread.state, thread.snoozed_until) {
         out.push(timer_key(SNOOZE, until, &thread.contact));
+    }
+    if let Some(flow) = &thread.flow {
+        out.push(timer_key(FLOW_EXPIRY, flow.expires_at, &thread.contact));
     }
     out
 }
@@ -550,6 +558,17 @@ fn apply(
             };
             thread.flow = flow.clone();
             Some((activity(name, detail), "", json!(null)))
+        }
+        ThreadChange::FlowExpired => {
+            let old = thread.flow.take_if(|f| f.expires_at <= at)?;
+            Some((
+                activity(
+                    "flow_left",
+                    json!({"flow": old.name, "step": old.step, "reason": "expired"}),
+                ),
+                "",
+                json!(null),
+            ))
         }
         ThreadChange::SlaBreached => {
             let running = thread.state == ThreadState::Open
@@ -824,6 +843,11 @@ impl Store {
     /// Snoozed threads whose time has come by `now`.
     pub fn snoozes_due_by(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
         self.timers_by(SNOOZE, now, limit)
+    }
+
+    /// Threads whose flow has expired by `now`.
+    pub fn flows_expired_by(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
+        self.timers_by(FLOW_EXPIRY, now, limit)
     }
 
     fn timers_by(&self, kind: u8, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
