@@ -13,9 +13,10 @@
 //! - `conv_items`: contact, SEP, time (µs), item id -> TimelineItem: the
 //!   same layout as the message thread index, so the two merge by key.
 //! - `conv_index`, by its first byte:
-//!   - `I` state, priority, wait (µs), contact: the inbox;
-//!   - `T` team, SEP, then as `I`: the inbox of a team;
-//!   - `A` assignee, SEP, then as `I`: the inbox of a person;
+//!   - `I` state, priority, wait (µs), contact -> Thread: the inbox (the
+//!     record is copied here so that a page is one range read);
+//!   - `T` team, SEP, then as `I` -> Thread: the inbox of a team;
+//!   - `A` assignee, SEP, then as `I` -> Thread: the inbox of a person;
 //!   - `D` SLA due (µs), contact: waits whose SLA runs (not yet breached);
 //!   - `S` snoozed until (µs), contact: snoozed threads;
 //!   - `F` flow expires (µs), contact: threads in a flow;
@@ -661,10 +662,18 @@ impl Tx<'_> {
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             self.index.remove(k.as_slice())?;
         }
-        for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-            self.index.insert(k.as_slice(), contact.as_bytes())?;
+        let record = sled::IVec::from(to_json(&thread)?);
+        for k in &new_keys {
+            // The inbox orders hold the record itself, so a page is one
+            // range read; the timers hold the contact.
+            match k.first() {
+                Some(&INBOX | &TEAM | &ASSIGNEE) => {
+                    self.index.insert(k.as_slice(), record.clone())?
+                }
+                _ => self.index.insert(k.as_slice(), contact.as_bytes())?,
+            };
         }
-        self.threads.insert(contact.as_bytes(), to_json(&thread)?)?;
+        self.threads.insert(contact.as_bytes(), record)?;
         let mut events = Vec::new();
         if !pending.is_empty() {
             let base = json_of(&thread)?;
@@ -1035,14 +1044,12 @@ impl Store {
             let Some(entry) = listed.next() else {
                 break;
             };
-            let (key, contact) = entry?;
+            let (key, record) = entry?;
             scanned += 1;
             let sort = key.get(prefix.len()..).unwrap_or(&[]).to_vec();
-            let contact = String::from_utf8_lossy(&contact).into_owned();
-            if let Some(t) = self.thread_record(&contact)? {
-                if fits(&t) {
-                    out.push((sort, t));
-                }
+            let t: Thread = from_json(&key, &record)?;
+            if fits(&t) {
+                out.push((sort, t));
             }
             if scanned >= super::query::LIST_SCAN_BUDGET && out.len() < limit {
                 // A filter that matches little: a short page and a cursor.
