@@ -13,10 +13,9 @@
 //! - `conv_items`: contact, SEP, time (µs), item id -> TimelineItem: the
 //!   same layout as the message thread index, so the two merge by key.
 //! - `conv_index`, by its first byte:
-//!   - `I` state, priority, wait (µs), contact -> Thread: the inbox (the
-//!     record is copied here so that a page is one range read);
-//!   - `T` team, SEP, then as `I` -> Thread: the inbox of a team;
-//!   - `A` assignee, SEP, then as `I` -> Thread: the inbox of a person;
+//!   - `I` state, priority, wait (µs), contact: the inbox;
+//!   - `T` team, SEP, then as `I`: the inbox of a team;
+//!   - `A` assignee, SEP, then as `I`: the inbox of a person;
 //!   - `D` SLA due (µs), contact: waits whose SLA runs (not yet breached);
 //!   - `S` snoozed until (µs), contact: snoozed threads;
 //!   - `F` flow expires (µs), contact: threads in a flow;
@@ -662,18 +661,10 @@ impl Tx<'_> {
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             self.index.remove(k.as_slice())?;
         }
-        let record = sled::IVec::from(to_json(&thread)?);
-        for k in &new_keys {
-            // The inbox orders hold the record itself, so a page is one
-            // range read; the timers hold the contact.
-            match k.first() {
-                Some(&INBOX | &TEAM | &ASSIGNEE) => {
-                    self.index.insert(k.as_slice(), record.clone())?
-                }
-                _ => self.index.insert(k.as_slice(), contact.as_bytes())?,
-            };
+        for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+            self.index.insert(k.as_slice(), contact.as_bytes())?;
         }
-        self.threads.insert(contact.as_bytes(), record)?;
+        self.threads.insert(contact.as_bytes(), to_json(&thread)?)?;
         let mut events = Vec::new();
         if !pending.is_empty() {
             let base = json_of(&thread)?;
@@ -1044,12 +1035,14 @@ impl Store {
             let Some(entry) = listed.next() else {
                 break;
             };
-            let (key, record) = entry?;
+            let (key, contact) = entry?;
             scanned += 1;
             let sort = key.get(prefix.len()..).unwrap_or(&[]).to_vec();
-            let t: Thread = from_json(&key, &record)?;
-            if fits(&t) {
-                out.push((sort, t));
+            let contact = String::from_utf8_lossy(&contact).into_owned();
+            if let Some(t) = self.thread_record(&contact)? {
+                if fits(&t) {
+                    out.push((sort, t));
+                }
             }
             if scanned >= super::query::LIST_SCAN_BUDGET && out.len() < limit {
                 // A filter that matches little: a short page and a cursor.
