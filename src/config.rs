@@ -140,7 +140,7 @@ impl Default for DiscoveryConfig {
 }
 
 /// The event types a webhook can ask for.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "message.received",
     "message.sent",
     "message.delivered",
@@ -149,6 +149,11 @@ pub const EVENT_TYPES: [&str; 9] = [
     "message.expired",
     "modem.status",
     "consent.changed",
+    "thread.assigned",
+    "thread.state_changed",
+    "thread.note_added",
+    "thread.outcome",
+    "thread.sla_breached",
     "*",
 ];
 

@@ -111,6 +111,17 @@ pub async fn run(
             path: config.store.path.display().to_string(),
             source,
         })?;
+    // The conversation engine reads the event log beside the webhook
+    // workers (its own cursor), before the modems deliver anything.
+    let conversation = tokio::spawn(
+        crate::conversation::engine::Engine::new(
+            store.clone(),
+            policy.clone(),
+            Some(dispatcher.clone()),
+            sms.clone(),
+        )
+        .run(stop_rx.clone()),
+    );
     let engine = Arc::new(EngineSettings {
         gate: Some(policy.clone()),
         liveness: watchdog.map(|_| liveness.clone()),
@@ -242,6 +253,7 @@ pub async fn run(
     for worker in webhooks {
         let _ = tokio::time::timeout_at(deadline, worker).await;
     }
+    let _ = tokio::time::timeout_at(deadline, conversation).await;
     let _ = tokio::time::timeout_at(deadline, supervisor).await;
     if let Some(task) = discovery_task {
         let _ = tokio::time::timeout_at(deadline, task).await;

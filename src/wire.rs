@@ -800,6 +800,8 @@ impl Event {
     pub fn served(e: store::Event, store: &store::Store) -> store::Result<Event> {
         let data = if e.kind.starts_with("message.") {
             message_data(e.data)
+        } else if e.kind.starts_with("thread.") {
+            thread_data(e.data)
         } else {
             e.data
         };
@@ -1438,4 +1440,308 @@ impl MetricsSummary {
             },
         }
     }
+}
+
+// --- Threads and the inbox (conversations) ---------------------------------
+
+/// Where a thread is, from the team's side: `open` (waiting on us),
+/// `waiting_on_customer`, `snoozed` (until a time), `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadState {
+    Open,
+    WaitingOnCustomer,
+    Snoozed,
+    Closed,
+}
+
+impl From<crate::conversation::ThreadState> for ThreadState {
+    fn from(s: crate::conversation::ThreadState) -> Self {
+        use crate::conversation::ThreadState as S;
+        match s {
+            S::Open => ThreadState::Open,
+            S::WaitingOnCustomer => ThreadState::WaitingOnCustomer,
+            S::Snoozed => ThreadState::Snoozed,
+            S::Closed => ThreadState::Closed,
+        }
+    }
+}
+
+/// `normal` or `urgent` (urgent threads lead the inbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Normal,
+    Urgent,
+}
+
+impl From<crate::conversation::Priority> for Priority {
+    fn from(p: crate::conversation::Priority) -> Self {
+        match p {
+            crate::conversation::Priority::Normal => Priority::Normal,
+            crate::conversation::Priority::Urgent => Priority::Urgent,
+        }
+    }
+}
+
+/// A thread's place in an automation flow.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Flow {
+    /// `appointment`, `payment`, `rating` or `lead`.
+    pub name: String,
+    /// The flow's own step.
+    pub step: String,
+    /// The `context` of the message that started it.
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// The message that started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub started_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    /// Then the thread leaves the flow.
+    pub expires_at: DateTime<Utc>,
+    /// What the contact answered so far.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub answers: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&crate::conversation::FlowState> for Flow {
+    fn from(f: &crate::conversation::FlowState) -> Self {
+        Flow {
+            name: f.name.clone(),
+            step: f.step.clone(),
+            context: f.context.clone(),
+            started_by: f.started_by.clone(),
+            started_at: f.started_at,
+            expires_at: f.expires_at,
+            answers: f.answers.clone(),
+        }
+    }
+}
+
+/// An outcome recorded on a thread, linked to the message that led to it
+/// and that message's campaign and variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Outcome {
+    #[schema(example = "appointment_confirmed")]
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub value: Option<String>,
+    pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub variant: Option<String>,
+}
+
+impl From<&store::OutcomeRecord> for Outcome {
+    fn from(o: &store::OutcomeRecord) -> Self {
+        Outcome {
+            name: o.name.clone(),
+            value: o.value.clone(),
+            at: o.at,
+            message_id: o.message_id.clone(),
+            campaign: o.campaign.clone(),
+            variant: o.variant.clone(),
+        }
+    }
+}
+
+/// A contact's thread as a team inbox sees it; also the `data` of the
+/// `thread.*` events (with `change`: what changed, and `author`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Thread {
+    /// The contact's number (E.164) or sender name.
+    pub contact: String,
+    pub state: ThreadState,
+    /// Snoozed: when it opens again by itself.
+    #[schema(required = true)]
+    pub snoozed_until: Option<DateTime<Utc>>,
+    /// The team it is routed to.
+    #[schema(required = true)]
+    pub team: Option<String>,
+    /// The person it is assigned to.
+    #[schema(required = true)]
+    pub assignee: Option<String>,
+    pub priority: Priority,
+    /// The automation flow it is in.
+    #[schema(required = true)]
+    pub flow: Option<Flow>,
+    /// The first unanswered inbound of the current wait (null: nobody waits on us).
+    #[schema(required = true)]
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// When the current wait breaches its team's response standard.
+    #[schema(required = true)]
+    pub sla_due: Option<DateTime<Utc>>,
+    /// The current wait went past `sla_due`.
+    pub sla_breached: bool,
+    pub outcomes: Vec<Outcome>,
+    pub tags: Vec<String>,
+    /// What the contact answered a flow's questions (`q1`, `q2`,
+    /// `comment`), kept after the flow ends.
+    pub answers: BTreeMap<String, String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&store::Thread> for Thread {
+    fn from(t: &store::Thread) -> Self {
+        Thread {
+            contact: t.contact.clone(),
+            state: t.state.into(),
+            snoozed_until: t.snoozed_until,
+            team: t.team.clone(),
+            assignee: t.assignee.clone(),
+            priority: t.priority.into(),
+            flow: t.flow.as_ref().map(Flow::from),
+            waiting_since: t.waiting_since,
+            sla_due: t.sla_due,
+            sla_breached: t.sla_breached,
+            outcomes: t.outcomes.iter().map(Outcome::from).collect(),
+            tags: t.tags.clone(),
+            answers: t.answers.clone(),
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// One entry of a thread's timeline (`kind`: `message`, `note` or
+/// `activity`), each with its time and author. A message is the wire
+/// Message with `kind`, `at` and `author` added. The OpenAPI schema
+/// (`TimelineItem`) is written in `api::openapi` from the Message schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimelineItem {
+    Message {
+        #[serde(flatten)]
+        message: Box<Message>,
+        at: DateTime<Utc>,
+        /// A person, `automation`, or null (the contact, an application).
+        author: Option<String>,
+    },
+    /// A note by a person: never sent.
+    Note {
+        id: String,
+        at: DateTime<Utc>,
+        author: Option<String>,
+        text: String,
+    },
+    /// A change to the thread: `assigned`, `state_changed`,
+    /// `priority_changed`, `tagged`, `answered`, `outcome`, `flow_started`,
+    /// `flow_changed`, `flow_left`, `sla_breached`; `detail` says what.
+    Activity {
+        id: String,
+        at: DateTime<Utc>,
+        author: Option<String>,
+        activity: String,
+        detail: Value,
+    },
+}
+
+impl From<store::TimelineEntry> for TimelineItem {
+    fn from(e: store::TimelineEntry) -> Self {
+        match e {
+            store::TimelineEntry::Message(m) => TimelineItem::Message {
+                at: m.created_at,
+                author: m.author.clone(),
+                message: Box::new(Message::from(&*m)),
+            },
+            store::TimelineEntry::Item(item) => match item.kind {
+                store::ItemKind::Note { text } => TimelineItem::Note {
+                    id: item.id,
+                    at: item.at,
+                    author: item.author,
+                    text,
+                },
+                store::ItemKind::Activity { activity, detail } => TimelineItem::Activity {
+                    id: item.id,
+                    at: item.at,
+                    author: item.author,
+                    activity,
+                    detail,
+                },
+            },
+        }
+    }
+}
+
+/// `GET /v1/threads/{contact}`: the thread and a page of its timeline,
+/// oldest first; `next_cursor` pages back in time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadView {
+    pub thread: Thread,
+    pub items: Vec<TimelineItem>,
+    pub next_cursor: Option<String>,
+}
+
+/// A thread in the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct InboxItem {
+    pub contact: String,
+    pub state: ThreadState,
+    pub priority: Priority,
+    #[schema(required = true)]
+    pub team: Option<String>,
+    #[schema(required = true)]
+    pub assignee: Option<String>,
+    /// The first unanswered inbound of the current wait.
+    #[schema(required = true)]
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// Seconds since `waiting_since` (null: nobody waits on us).
+    #[schema(required = true)]
+    pub wait_seconds: Option<i64>,
+    #[schema(required = true)]
+    pub sla_due: Option<DateTime<Utc>>,
+    pub sla_breached: bool,
+    #[schema(required = true)]
+    pub snoozed_until: Option<DateTime<Utc>>,
+    /// The flow it is in, by name.
+    #[schema(required = true)]
+    pub flow: Option<String>,
+    pub tags: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InboxItem {
+    /// `thread` as the inbox lists it at `now`.
+    pub fn at(t: &store::Thread, now: DateTime<Utc>) -> InboxItem {
+        InboxItem {
+            contact: t.contact.clone(),
+            state: t.state.into(),
+            priority: t.priority.into(),
+            team: t.team.clone(),
+            assignee: t.assignee.clone(),
+            waiting_since: t.waiting_since,
+            wait_seconds: t.waiting_since.map(|w| (now - w).num_seconds().max(0)),
+            sla_due: t.sla_due,
+            sla_breached: t.sla_breached,
+            snoozed_until: t.snoozed_until,
+            flow: t.flow.as_ref().map(|f| f.name.clone()),
+            tags: t.tags.clone(),
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A `thread.*` event's data as served: the wire thread, with `change`
+/// and `author` kept (the stored data is the thread record).
+fn thread_data(data: Value) -> Value {
+    let Ok(record) = serde_json::from_value::<store::Thread>(data.clone()) else {
+        return data;
+    };
+    let Ok(mut out) = serde_json::to_value(Thread::from(&record)) else {
+        return data;
+    };
+    for key in ["change", "author"] {
+        if let Some(v) = data.get(key) {
+            out[key] = v.clone();
+        }
+    }
+    out
 }

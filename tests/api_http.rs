@@ -1765,3 +1765,139 @@ async fn webhook_urls_hide_secrets_from_readers() {
         ]
     );
 }
+
+/// The thread and inbox routes' bodies against the document: a thread with
+/// notes, activities, a flow, outcomes, a snooze and a reply.
+#[tokio::test]
+async fn thread_and_inbox_bodies_fit_the_derived_schemas() {
+    let mut g = gateway();
+    g.add_modem("m1", ModemState::Ready, None);
+    let c = "%2B15551230601";
+    let a = g
+        .send(
+            json!({"to": "+15551230601", "body": "Invoice 7: reply 1 to pay",
+                     "flow": "payment", "context": {"url": "https://pay.example/7"}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    g.inbound("+15551230601", "1", b"t1").await;
+    let base = format!("/v1/threads/{c}");
+    let a = g
+        .call(
+            Method::POST,
+            &format!("{base}/notes"),
+            Some(SENDER),
+            Some(json!({"author": "ana", "text": "Asked for the link"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/threads/{contact}/notes", "post", 201),
+    );
+    let a = g
+        .call(
+            Method::PUT,
+            &format!("{base}/assignment"),
+            Some(SENDER),
+            Some(json!({"team": "billing", "assignee": "ana"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/threads/{contact}/assignment", "put", 200),
+    );
+    let a = g
+        .call(
+            Method::GET,
+            "/v1/inbox?team=billing&state=waiting_on_customer",
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        a.body
+    );
+    conforms_to(&a.body, &answer_schema("/v1/inbox", "get", 200));
+    let a = g
+        .call(
+            Method::POST,
+            &format!("{base}/reply"),
+            Some(SENDER),
+            Some(json!({"body": "Here it is: https://pay.example/7", "author": "ana"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/threads/{contact}/reply", "post", 202),
+    );
+    let a = g
+        .call(
+            Method::POST,
+            &format!("{base}/outcomes"),
+            Some(SENDER),
+            Some(json!({"outcome": "payment_link_sent", "value": "https://pay.example/7"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/threads/{contact}/outcomes", "post", 201),
+    );
+    let until = (Utc::now() + Duration::hours(3)).to_rfc3339();
+    let a = g
+        .call(
+            Method::PUT,
+            &format!("{base}/state"),
+            Some(SENDER),
+            Some(json!({"state": "snoozed", "until": until})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    conforms_to(
+        &a.body,
+        &answer_schema("/v1/threads/{contact}/state", "put", 200),
+    );
+    let a = g
+        .call(Method::GET, "/v1/inbox?state=snoozed", Some(READER), None)
+        .await;
+    conforms_to(&a.body, &answer_schema("/v1/inbox", "get", 200));
+    let a = g.call(Method::GET, &base, Some(READER), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    conforms_to(&a.body, &answer_schema("/v1/threads/{contact}", "get", 200));
+    let kinds: Vec<&str> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["message", "note", "activity"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    // thread.* events carry the wire Thread (plus what changed).
+    let a = g
+        .call(Method::GET, "/v1/events?limit=100", Some(READER), None)
+        .await;
+    conforms_to(&a.body, &answer_schema("/v1/events", "get", 200));
+    let mut thread_events = 0;
+    for event in a.body["items"].as_array().unwrap() {
+        if event["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("thread."))
+        {
+            let mut data = event["data"].clone();
+            assert!(data["change"].is_object(), "{event}");
+            data.as_object_mut().unwrap().remove("change");
+            data.as_object_mut().unwrap().remove("author");
+            conforms(&data, "Thread");
+            thread_events += 1;
+        }
+    }
+    assert!(thread_events >= 4, "{}", a.body);
+}

@@ -62,6 +62,16 @@ pub struct SendRequest {
     #[serde(default)]
     #[schema(schema_with = category_schema)]
     pub category: Option<String>,
+    /// Put the contact's thread in this automation flow: `appointment`,
+    /// `payment`, `rating` or `lead`; the reply is read in its state.
+    #[serde(default)]
+    #[schema(nullable = false, example = "appointment")]
+    pub flow: Option<String>,
+    /// The flow's context (slots, the payment link, questions; `expires`,
+    /// default 3d): an object, only with `flow`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, nullable = false)]
+    pub context: Option<Value>,
 }
 
 /// `validity`: seconds, or a duration such as `5m`, `24h`, `7d`, `2w`
@@ -108,6 +118,8 @@ struct Normalized {
     validity: Option<u32>,
     send_at: Option<DateTime<Utc>>,
     category: Category,
+    flow: Option<String>,
+    context: Option<Value>,
 }
 
 /// Seconds from a number or a duration string (`90s`, `5m`, `24h`, `7d`,
@@ -192,6 +204,33 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
             )
         })?,
     };
+    if let Some(flow) = &request.flow {
+        if !crate::conversation::engine::FLOWS.contains(&flow.as_str()) {
+            return Err(ApiError::unprocessable(
+                "invalid_flow",
+                format!(
+                    "flow {flow:?}: use one of {}",
+                    crate::conversation::engine::FLOWS.join(", ")
+                ),
+            ));
+        }
+    }
+    match (&request.context, &request.flow) {
+        (None | Some(Value::Null), _) => {}
+        (Some(Value::Object(_)), Some(_)) => {}
+        (Some(Value::Object(_)), None) => {
+            return Err(ApiError::unprocessable(
+                "invalid_context",
+                "context is the context of a flow: give flow too",
+            ))
+        }
+        (Some(_), _) => {
+            return Err(ApiError::unprocessable(
+                "invalid_context",
+                "context must be a JSON object",
+            ))
+        }
+    }
     Ok(Normalized {
         to,
         body: request.body,
@@ -200,15 +239,18 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
         validity: validity.or(state.sms.validity),
         send_at,
         category,
+        flow: request.flow,
+        context: request.context.filter(|c| !c.is_null()),
     })
 }
 
 /// An `Idempotency-Key` header (or a compat API's own header for the same
 /// thing): printable ASCII, at most 255 characters (the IETF httpapi
-/// idempotency-key draft leaves the format to the server).
-fn idempotency_key(
+/// idempotency-key draft leaves the format to the server); the fingerprint
+/// is the request's canonical JSON.
+pub(crate) fn idempotency_key(
     header: Option<&HeaderValue>,
-    request: &Normalized,
+    request: &impl Serialize,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = header else {
         return Ok(None);
@@ -247,14 +289,15 @@ pub async fn send(
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     let message = submit(&state, request, headers.get("idempotency-key"), |_| Ok(())).await?;
+    // A flow starts at accept (a replay finds it started already).
+    super::threads::enter_flow(&state.store, &message, Utc::now()).await?;
     Ok(accepted_response(&message))
 }
 
 /// The one send path of every API (`/v1` and the compat adapters): validate,
-/// compose, admit (consent, quiet hours, rate limits), accept durably under
-/// the idempotency key. `before_accept` sees the composed message (its id
-/// fixed) before it is stored, for what an adapter keeps beside it; a replay
-/// returns the original message.
+/// compose, then [`admit_and_accept`]. `before_accept` sees the composed
+/// message (its id fixed) before it is stored, for what an adapter keeps
+/// beside it; a replay returns the original message.
 pub(crate) async fn submit(
     state: &ApiState,
     request: SendRequest,
@@ -287,10 +330,27 @@ pub(crate) async fn submit(
     message.validity = request.validity;
     message.category = request.category;
     message.idempotency_key = key.as_ref().map(|k| k.key.clone());
-    // Consent first: nobody who opted out is texted, marketing needs evidence
-    // (the same check runs again right before AT+CMGS); quiet hours and rate
-    // limits defer, never drop.
-    let number = (!from.is_empty()).then_some(from.as_str());
+    message.flow = request.flow.clone();
+    message.context = request.context.clone();
+    let (message, _new) = admit_and_accept(state, message, &from, key, now, before_accept).await?;
+    Ok(message)
+}
+
+/// Admit a composed outbound message and accept it, as every API send
+/// does (`POST /v1/messages`, the compat APIs, a thread reply): consent
+/// first, nobody who opted out is texted, marketing needs evidence (the same
+/// check runs again right before AT+CMGS); quiet hours and rate limits
+/// defer, never drop. The message as stored, and whether it is new (not a
+/// replay).
+pub(crate) async fn admit_and_accept(
+    state: &ApiState,
+    mut message: Message,
+    from: &str,
+    key: Option<IdempotencyKey>,
+    now: DateTime<Utc>,
+    before_accept: impl FnOnce(&Message) -> Result<(), ApiError>,
+) -> Result<(Message, bool), ApiError> {
+    let number = (!from.is_empty()).then_some(from);
     state
         .policy
         .admit(&state.store, &mut message, number, now)
@@ -302,9 +362,9 @@ pub(crate) async fn submit(
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
             state.dispatcher.notify();
-            Ok(message)
+            Ok((message, true))
         }
-        Accepted::Replay(message) => Ok(message),
+        Accepted::Replay(message) => Ok((message, false)),
         Accepted::KeyReused => Err(ApiError::unprocessable(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",

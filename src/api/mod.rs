@@ -27,6 +27,7 @@ pub mod contacts;
 mod csv;
 pub mod events;
 mod health;
+pub mod inbox;
 pub mod json;
 pub mod messages;
 pub mod metrics;
@@ -110,6 +111,12 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/threads", Some(Scope::Read)),
     route("GET", "/v1/threads/{contact}", Some(Scope::Read)),
     route("POST", "/v1/threads/{contact}/read", Some(Scope::Read)),
+    route("POST", "/v1/threads/{contact}/notes", Some(Scope::Send)),
+    route("POST", "/v1/threads/{contact}/reply", Some(Scope::Send)),
+    route("PUT", "/v1/threads/{contact}/assignment", Some(Scope::Send)),
+    route("PUT", "/v1/threads/{contact}/state", Some(Scope::Send)),
+    route("POST", "/v1/threads/{contact}/outcomes", Some(Scope::Send)),
+    route("GET", "/v1/inbox", Some(Scope::Read)),
     route("GET", "/v1/modems", Some(Scope::Read)),
     route("GET", "/v1/modems/{id}", Some(Scope::Read)),
     route("GET", "/v1/webhooks", Some(Scope::Read)),
@@ -152,8 +159,14 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         delete(messages::cancel),
         post(messages::resend),
         get(threads::list),
-        get(threads::messages),
+        get(threads::timeline),
         post(threads::mark_read),
+        post(threads::add_note),
+        post(threads::reply),
+        put(threads::assign),
+        put(threads::set_state),
+        post(threads::add_outcome),
+        get(inbox::list),
         get(modems::list),
         get(modems::get_one),
         get(webhooks::list),
@@ -456,7 +469,8 @@ mod tests {
             let writes = r.path.starts_with("/v1/messages")
                 || r.path.starts_with("/v1/campaigns")
                 || r.path.starts_with("/v1/contacts")
-                || r.path == "/v1/optouts";
+                || r.path == "/v1/optouts"
+                || (r.path.starts_with("/v1/threads/") && !r.path.ends_with("/read"));
             let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
                 || (r.method == "POST" && r.path.starts_with("/v1/webhooks"));
             let want = if admin {

@@ -13,6 +13,7 @@ use super::campaigns::{CampaignRecipientsRequest, CampaignRequest, CampaignVaria
 use super::contacts::{ConsentRequest, ContactRequest, OptOutRequest};
 use super::messages::SendRequest;
 use super::problem::Problem;
+use super::threads::{AssignmentRequest, NoteRequest, OutcomeRequest, ReplyRequest, StateRequest};
 use crate::wire;
 
 /// The schemas the operations refer to (and, through them, every type
@@ -47,6 +48,13 @@ use crate::wire;
     CampaignVariantRequest,
     wire::Campaign,
     wire::CampaignError,
+    NoteRequest,
+    ReplyRequest,
+    AssignmentRequest,
+    StateRequest,
+    OutcomeRequest,
+    wire::Thread,
+    wire::InboxItem,
 )))]
 struct Schemas;
 
@@ -152,6 +160,12 @@ pub fn document() -> Value {
         doc["paths"][path] = item;
     }
     doc["paths"]["/v1/metrics/summary"] = metrics_summary_path();
+    for (name, schema) in timeline_schemas(&doc["components"]["schemas"]["Message"]) {
+        doc["components"]["schemas"][name] = schema;
+    }
+    for (path, item) in thread_paths() {
+        doc["paths"][path] = item;
+    }
     name_operations(&mut doc);
     link_operations(&mut doc);
     doc
@@ -282,6 +296,199 @@ fn link_operations(doc: &mut Value) {
             "parameters": { parameter: value }
         });
     }
+}
+
+/// `TimelineItem` (a message with `kind`, `at` and `author`, a note, an
+/// activity) and `ThreadView`, written here: the message item is the
+/// derived Message schema with three fields more.
+fn timeline_schemas(message: &Value) -> Vec<(&'static str, Value)> {
+    let kind = |k: &str| json!({"type": "string", "enum": [k]});
+    let at = json!({"type": "string", "format": "date-time"});
+    let author = json!({"type": ["string", "null"], "description": "A person, `automation`, or null (the contact, an application)."});
+    let mut message_item = message.clone();
+    message_item["properties"]["kind"] = kind("message");
+    message_item["properties"]["at"] = at.clone();
+    message_item["properties"]["author"] = author.clone();
+    if let Some(required) = message_item["required"].as_array_mut() {
+        required.extend([json!("kind"), json!("at"), json!("author")]);
+    }
+    message_item["description"] =
+        json!("A message of the thread (the Message schema) with its kind, time and author.");
+    let note = json!({
+        "type": "object",
+        "description": "A note by a person: never sent.",
+        "required": ["kind", "id", "at", "author", "text"],
+        "properties": {"kind": kind("note"), "id": {"type": "string"}, "at": at, "author": author, "text": {"type": "string"}}
+    });
+    let activity = json!({
+        "type": "object",
+        "description": "A change to the thread: assigned, state_changed, priority_changed, tagged, outcome, flow_started, flow_changed, flow_left, sla_breached; detail says what.",
+        "required": ["kind", "id", "at", "author", "activity", "detail"],
+        "properties": {"kind": kind("activity"), "id": {"type": "string"}, "at": at, "author": author,
+            "activity": {"type": "string", "examples": ["assigned", "state_changed", "outcome"]},
+            "detail": {"type": "object"}}
+    });
+    vec![
+        (
+            "TimelineItem",
+            json!({"oneOf": [message_item, note, activity]}),
+        ),
+        (
+            "ThreadView",
+            json!({
+                "type": "object",
+                "required": ["thread", "items", "next_cursor"],
+                "properties": {
+                    "thread": schema("Thread"),
+                    "items": {"type": "array", "items": schema("TimelineItem"), "description": "The timeline, oldest first."},
+                    "next_cursor": { "type": ["string", "null"], "description": "Pass as cursor for older entries; null at the start." }
+                }
+            }),
+        ),
+    ]
+}
+
+/// A thread as a team inbox: the timeline, notes, replies, assignment,
+/// state, outcomes; the inbox.
+fn thread_paths() -> Vec<(&'static str, Value)> {
+    let contact = param(
+        "contact",
+        "path",
+        "E.164, percent-encoded (%2B15551234567), or an alphanumeric sender.",
+        json!({"type": "string"}),
+    );
+    let body = |name: &str| json!({"required": true, "content": {"application/json": {"schema": schema(name)}}});
+    let mut timeline_params = vec![contact.clone()];
+    timeline_params.extend(paging());
+    let mut inbox_params = vec![
+        param(
+            "team",
+            "query",
+            "Only this team's threads.",
+            json!({"type": "string"}),
+        ),
+        param(
+            "assignee",
+            "query",
+            "Only this person's threads.",
+            json!({"type": "string"}),
+        ),
+        param(
+            "state",
+            "query",
+            "Default: open, and snoozed threads whose time has come.",
+            json!({"type": "string", "enum": ["open", "waiting_on_customer", "snoozed", "closed"]}),
+        ),
+        param(
+            "priority",
+            "query",
+            "Only this priority.",
+            json!({"type": "string", "enum": ["normal", "urgent"]}),
+        ),
+    ];
+    inbox_params.extend(paging());
+    let changed = "`not_found`: no thread or message with the contact.";
+    vec![
+        (
+            "/v1/threads/{contact}",
+            json!({
+                "get": secured("read", "A thread and its timeline (messages, notes, activities), oldest first; cursors page back in time", json!({
+                    "description": "A contact with messages and no thread record yet answers a default thread.",
+                    "parameters": timeline_params,
+                    "responses": {
+                        "200": ok("The thread and a page of its timeline.", schema("ThreadView")),
+                        "404": problem("`not_found`."),
+                        "422": problem("`invalid_number`, `invalid_query`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/threads/{contact}/notes",
+            json!({
+                "post": secured("send", "Add a note to a thread (never sent)", json!({
+                    "parameters": [contact.clone()],
+                    "requestBody": body("NoteRequest"),
+                    "responses": {
+                        "201": ok("The note, as a timeline item.", schema("TimelineItem")),
+                        "404": problem(changed),
+                        "422": problem("`invalid_number`, `invalid_request`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/threads/{contact}/reply",
+            json!({
+                "post": secured("send", "Reply in a thread: a conversational message through the same admission as POST /v1/messages; stops the wait and the SLA clock", json!({
+                    "description": "An Idempotency-Key header works as on POST /v1/messages.",
+                    "parameters": [contact.clone()],
+                    "requestBody": body("ReplyRequest"),
+                    "responses": {
+                        "202": ok("Accepted: the message.", schema("Message")),
+                        "404": problem(changed),
+                        "409": problem("`recipient_opted_out`, `consent_required`, `message_erased`."),
+                        "422": problem("`invalid_number`, `invalid_request`, `body_too_long`, `not_conversational`, `idempotency_key_reused`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/threads/{contact}/assignment",
+            json!({
+                "put": secured("send", "Assign a thread to a team and a person (null unassigns)", json!({
+                    "parameters": [contact.clone()],
+                    "requestBody": body("AssignmentRequest"),
+                    "responses": {
+                        "200": ok("The thread.", schema("Thread")),
+                        "404": problem(changed),
+                        "422": problem("`invalid_number`, `invalid_request`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/threads/{contact}/state",
+            json!({
+                "put": secured("send", "Open, close, snooze (until a time) or mark waiting on the customer", json!({
+                    "parameters": [contact.clone()],
+                    "requestBody": body("StateRequest"),
+                    "responses": {
+                        "200": ok("The thread.", schema("Thread")),
+                        "404": problem(changed),
+                        "422": problem("`invalid_state`, `invalid_until`, `invalid_number`, `invalid_request`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/threads/{contact}/outcomes",
+            json!({
+                "post": secured("send", "Record an outcome on a thread (a payment_completed closes a payment flow)", json!({
+                    "parameters": [contact],
+                    "requestBody": body("OutcomeRequest"),
+                    "responses": {
+                        "201": ok("The thread.", schema("Thread")),
+                        "404": problem(changed),
+                        "422": problem("`invalid_outcome`, `invalid_number`, `invalid_request`.")
+                    }
+                }))
+            }),
+        ),
+        (
+            "/v1/inbox",
+            json!({
+                "get": secured("read", "Threads waiting on us: urgent first, then oldest wait", json!({
+                    "description": "Closed and waiting_on_customer threads only when asked for by state.",
+                    "parameters": inbox_params,
+                    "responses": {
+                        "200": ok("A page.", page_of("InboxItem")),
+                        "422": problem("`invalid_query`.")
+                    }
+                }))
+            }),
+        ),
+    ]
 }
 
 /// Contacts and consent (issue: consent).
@@ -530,8 +737,6 @@ fn base_document() -> Value {
         "Modem id from the config.",
         json!({"type": "string"}),
     );
-    let mut thread_params = vec![contact.clone()];
-    thread_params.extend(paging());
     let mut list_params = vec![
         param(
             "contact",
@@ -633,16 +838,6 @@ fn base_document() -> Value {
                 "get": secured("read", "Threads, most recent first", json!({
                     "parameters": paging(),
                     "responses": { "200": ok("A page.", page_of("ThreadSummary")), "422": problem("`invalid_query`.") }
-                }))
-            },
-            "/v1/threads/{contact}": {
-                "get": secured("read", "A contact's messages, oldest first; cursors page back in time", json!({
-                    "parameters": thread_params,
-                    "responses": {
-                        "200": ok("A page.", page_of("Message")),
-                        "404": problem("`not_found`."),
-                        "422": problem("`invalid_number`, `invalid_query`.")
-                    }
                 }))
             },
             "/v1/threads/{contact}/read": {

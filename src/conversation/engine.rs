@@ -1,1 +1,730 @@
-//! (placeholder: filled by its owner)
+//! The conversation engine: a task that reads the event log from its own
+//! durable cursor (kept in the store beside the threads) and applies each
+//! event to the contact's thread:
+//!
+//! - `message.received`: the thread opens (a closed or snoozed one reopens),
+//!   a wait starts with its SLA due time from the injected [`SlaClock`];
+//!   unless the policy already handled the text as a consent keyword (STOP,
+//!   START, HELP: a ledger entry for the message, or the policy's own
+//!   reading of it), the injected [`Decider`] says what to do and the
+//!   actions are applied: replies go through the one admission path
+//!   (`compose::outbound`, `Policy::admit`, `Store::accept`) as
+//!   `conversational` messages by `automation`, accepted under an
+//!   Idempotency-Key made from the event id, so a crash between the accept
+//!   and the cursor's move never sends twice; the other actions change the
+//!   thread. A STOP also takes the thread out of its flow.
+//! - every change to the thread and the cursor's move past the event are
+//!   one transaction.
+//!
+//! A timer pass (on a tick and after each batch of events, `now` from the
+//! injected [`Clock`]) marks waits past their SLA due time (one
+//! `thread.sla_breached` per wait), wakes snoozed threads whose time has
+//! come, and takes threads out of flows past their `expires_at`.
+//!
+//! Wiring (the lead's, after the rules, hours and metrics parts merge):
+//! `Engine::with_decider` takes `rules::RuleSet::decide` (and flows),
+//! `Engine::with_sla` takes `hours`' due time; metric facts go in
+//! [`on_applied`]; [`start_flow`] and [`on_outcome`] call into `flows`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{Action, FlowState, ThreadState};
+use crate::compose::{self, Draft, SmsPolicy};
+use crate::modem::dispatch::Dispatcher;
+use crate::policy::Policy;
+use crate::store::{
+    Accepted, Category, ConsentRecord, ConsentStatus, Direction, Event, IdempotencyKey, Message,
+    Store, StoreError, Thread, ThreadChange, ThreadChanged,
+};
+use crate::webhook::clock::{Clock, SystemClock};
+
+/// What the decider is told about an inbound message.
+#[derive(Debug, Clone)]
+pub struct DecideInput<'a> {
+    pub contact: &'a str,
+    pub text: &'a str,
+    pub message_id: &'a str,
+    /// The thread's state before this message (a new thread: `open`).
+    pub state: ThreadState,
+    pub flow: Option<&'a FlowState>,
+    /// The contact's tags (for now the thread's; the contact profile's once
+    /// the contacts part lands).
+    pub tags: &'a [String],
+    pub team: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// Decides the actions for an inbound message that is not a consent
+/// keyword (the rules and flows, once wired). Must be deterministic for a
+/// given input: a restart between a reply's accept and the cursor's move
+/// decides again, and the reply's Idempotency-Key only matches the same text.
+pub type Decider = Arc<dyn Fn(&DecideInput) -> Vec<Action> + Send + Sync>;
+
+/// The SLA due time of a wait that starts at the time given, for a thread
+/// of this team (None: no team); None: no SLA.
+pub type SlaClock = Arc<dyn Fn(Option<&str>, DateTime<Utc>) -> Option<DateTime<Utc>> + Send + Sync>;
+
+/// The author of what the engine does.
+pub const AUTOMATION: &str = "automation";
+
+/// The flows a message can start (`POST /v1/messages {flow}`).
+pub const FLOWS: [&str; 4] = ["appointment", "payment", "rating", "lead"];
+
+/// How long a flow waits for the contact unless `context.expires` says.
+pub const FLOW_EXPIRES: chrono::Duration = chrono::Duration::days(3);
+
+/// How often the timer pass runs without events.
+pub const TIMER_PERIOD: Duration = Duration::from_secs(1);
+
+/// Events read per batch.
+const BATCH: usize = 256;
+
+/// Timers handled per pass (the rest on the next).
+const TIMERS_PER_PASS: usize = 1_000;
+
+/// How long to wait after the store failed.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// The state a flow starts in, for a message sent with `flow` and
+/// `context`; None for a name that is not a flow. The flows part replaces
+/// the body with `flows::start` (its first step); the expiry is read here.
+pub fn start_flow(
+    name: &str,
+    context: &serde_json::Value,
+    started_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<FlowState> {
+    if !FLOWS.contains(&name) {
+        return None;
+    }
+    let expires = context
+        .get("expires")
+        .and_then(|v| v.as_str())
+        .and_then(crate::duration::parse)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .unwrap_or(FLOW_EXPIRES);
+    Some(FlowState {
+        name: name.to_string(),
+        step: "started".into(),
+        context: context.clone(),
+        started_by: started_by.map(str::to_string),
+        started_at: now,
+        expires_at: now + expires,
+        answers: Default::default(),
+    })
+}
+
+/// What an outcome recorded on a thread does to it besides being recorded
+/// (the flows part's `flows::on_outcome` goes here): a `payment_completed`
+/// closes a thread in the payment flow and ends the flow.
+pub fn on_outcome(thread: &Thread, outcome: &str) -> Vec<ThreadChange> {
+    match (&thread.flow, outcome) {
+        (Some(flow), "payment_completed") if flow.name == "payment" => vec![
+            ThreadChange::Flow(None),
+            ThreadChange::State {
+                state: ThreadState::Closed,
+                until: None,
+            },
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The Idempotency-Key of the `n`th reply decided for event `event_id`.
+fn reply_key(event_id: &str, n: usize) -> String {
+    format!("conversation:{event_id}:{n}")
+}
+
+/// Called after every change the engine or the API applied to a thread:
+/// the spot where the metrics part records its facts (`Store::record_metric`,
+/// with a fact id from the event ids, so a replay records nothing twice).
+pub fn on_applied(_store: &Store, _changed: &ThreadChanged) {}
+
+/// The engine and what it is wired to.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    policy: Arc<Policy>,
+    /// Woken after a reply is accepted (None in tests without modems).
+    dispatcher: Option<Arc<Dispatcher>>,
+    sms: Arc<SmsPolicy>,
+    decider: Decider,
+    sla: SlaClock,
+    clock: Arc<dyn Clock>,
+}
+
+impl Engine {
+    /// An engine that decides nothing and keeps no SLA until wired
+    /// ([`Engine::with_decider`], [`Engine::with_sla`]), on the system clock.
+    pub fn new(
+        store: Store,
+        policy: Arc<Policy>,
+        dispatcher: Option<Arc<Dispatcher>>,
+        sms: Arc<SmsPolicy>,
+    ) -> Engine {
+        Engine {
+            store,
+            policy,
+            dispatcher,
+            sms,
+            decider: Arc::new(|_| Vec::new()),
+            sla: Arc::new(|_, _| None),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn with_decider(mut self, decider: Decider) -> Engine {
+        self.decider = decider;
+        self
+    }
+
+    pub fn with_sla(mut self, sla: SlaClock) -> Engine {
+        self.sla = sla;
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
+    }
+
+    /// Run until `stop` turns true: events as they become durable, timers
+    /// on every [`TIMER_PERIOD`].
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut events = self.store.event_notifier();
+        if let Err(e) = self.store.init_engine_cursor() {
+            tracing::error!(error = %e, "conversation engine: cannot read its cursor");
+        }
+        let mut tick = tokio::time::interval(TIMER_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let pass = async {
+                self.catch_up().await?;
+                self.timers().await
+            };
+            if let Err(e) = pass.await {
+                tracing::error!(error = %e, "conversation engine: store error; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(STORE_RETRY) => {}
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                _ = events.changed() => {}
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Apply every event after the cursor; how many were read.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let from = self.store.engine_cursor()?;
+            let batch = self.store.events_from(from, BATCH)?;
+            let Some(&(last, _)) = batch.last() else {
+                return Ok(total);
+            };
+            total += batch.len();
+            let mut moved = true;
+            for (seq, event) in &batch {
+                moved = self.apply(*seq, event).await?;
+            }
+            if !moved {
+                self.store.advance_engine_cursor(last)?;
+            }
+        }
+    }
+
+    /// Apply one event; true when the cursor moved past it with a change.
+    async fn apply(&self, seq: u64, event: &Event) -> Result<bool, StoreError> {
+        if event.kind != "message.received" {
+            return Ok(false);
+        }
+        let message: Message = match serde_json::from_value(event.data.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(event = %event.id, error = %e, "conversation engine: unreadable message.received; skipped");
+                return Ok(false);
+            }
+        };
+        if message.direction != Direction::Inbound {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        let contact = message.contact.as_str();
+        let thread = self
+            .store
+            .thread_record(contact)?
+            .unwrap_or_else(|| Thread::new(contact, ThreadState::Open, now));
+        let consent = self.consent_keyword(&message)?;
+        let sla_due = (self.sla)(thread.team.as_deref(), now);
+        let mut changes = vec![ThreadChange::Inbound {
+            message_id: message.id.clone(),
+            reopen: consent.is_none(),
+            sla_due,
+        }];
+        match consent {
+            // A STOP ends the flow, and nothing else answers it but the
+            // policy's confirmation.
+            Some(ConsentStatus::OptedOut) => {
+                if thread.flow.is_some() {
+                    changes.push(ThreadChange::Flow(None));
+                }
+            }
+            Some(_) => {}
+            None => {
+                let input = DecideInput {
+                    contact,
+                    text: &message.body,
+                    message_id: &message.id,
+                    state: thread.state,
+                    flow: thread.flow.as_ref(),
+                    tags: &thread.tags,
+                    team: thread.team.as_deref(),
+                    now,
+                };
+                let actions = (self.decider)(&input);
+                for (n, action) in actions.into_iter().enumerate() {
+                    match action {
+                        Action::Reply(text) => {
+                            let key = reply_key(&event.id, n);
+                            if let Some(reply) = self.reply(&message, &text, key, now).await? {
+                                changes.push(ThreadChange::Replied {
+                                    message_id: reply.id,
+                                });
+                            }
+                        }
+                        Action::Route(team) => changes.push(ThreadChange::Route(team)),
+                        Action::Assign(person) => changes.push(ThreadChange::AssignTo(person)),
+                        Action::SetPriority(p) => changes.push(ThreadChange::Priority(p)),
+                        Action::Tag(tag) => changes.push(ThreadChange::Tag(tag)),
+                        Action::Close => changes.push(ThreadChange::State {
+                            state: ThreadState::Closed,
+                            until: None,
+                        }),
+                        Action::Outcome { name, value } => {
+                            let (campaign, variant) = self.campaign_of(thread.flow.as_ref())?;
+                            changes.push(ThreadChange::Outcome {
+                                name,
+                                value,
+                                note: None,
+                                message_id: Some(message.id.clone()),
+                                campaign,
+                                variant,
+                            });
+                        }
+                        Action::Flow(flow) => changes.push(ThreadChange::Flow(flow)),
+                        Action::Answer { key, value } => {
+                            changes.push(ThreadChange::Answer { key, value })
+                        }
+                    }
+                }
+            }
+        }
+        // What the message caused comes after it in the timeline, whatever
+        // the injected clock says.
+        let at = now.max(message.created_at);
+        // A thread a consent keyword makes is not waiting on anyone.
+        let initial = match consent {
+            None => ThreadState::Open,
+            Some(_) => ThreadState::Closed,
+        };
+        let changed = self
+            .store
+            .change_thread_then(contact, initial, &changes, Some(AUTOMATION), at, Some(seq))
+            .await?;
+        on_applied(&self.store, &changed);
+        Ok(true)
+    }
+
+    /// The consent state a keyword in `message` moved to (the policy handled
+    /// it in the message's own transaction: its ledger entry names the
+    /// message), or for a HELP the current one; None: not a keyword.
+    fn consent_keyword(&self, message: &Message) -> Result<Option<ConsentStatus>, StoreError> {
+        let entry = self
+            .store
+            .ledger(&message.contact)?
+            .into_iter()
+            .rev()
+            .find(|e| e.inbound_message_id.as_deref() == Some(message.id.as_str()));
+        if let Some(entry) = entry {
+            return Ok(Some(entry.status));
+        }
+        // HELP (and a keyword whose reactor was not installed) leaves no
+        // ledger entry: the policy's own reading of the text says.
+        let fresh = ConsentRecord {
+            contact: message.contact.clone(),
+            ..ConsentRecord::default()
+        };
+        let decision = self.policy.react(message, &fresh);
+        Ok(match (decision.consent, decision.reply) {
+            (Some((status, _)), _) => Some(status),
+            (None, Some(_)) => Some(fresh.status),
+            (None, None) => None,
+        })
+    }
+
+    /// The campaign and variant of the message that started `flow`.
+    fn campaign_of(
+        &self,
+        flow: Option<&FlowState>,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        let Some(id) = flow.and_then(|f| f.started_by.as_deref()) else {
+            return Ok((None, None));
+        };
+        Ok(self
+            .store
+            .get(id)?
+            .map_or((None, None), |m| (m.campaign, m.variant)))
+    }
+
+    /// A `conversational` reply by automation to `inbound`, admitted as
+    /// `POST /v1/messages` admits (an opted-out contact gets nothing) and
+    /// accepted under `key`. None: refused or not composable (logged).
+    async fn reply(
+        &self,
+        inbound: &Message,
+        text: &str,
+        key: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Message>, StoreError> {
+        let draft = Draft {
+            from: &inbound.to,
+            to: &inbound.contact,
+            body: text,
+            status_report: self.sms.status_reports,
+            send_at: None,
+            max_parts: self.sms.max_parts,
+        };
+        let mut message = match compose::outbound(&self.store, draft, now) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(inbound = %inbound.id, error = %e, "conversation engine: reply not composed");
+                return Ok(None);
+            }
+        };
+        message.validity = self.sms.validity;
+        message.category = Category::Conversational;
+        message.author = Some(AUTOMATION.into());
+        message.idempotency_key = Some(key.clone());
+        let number = (!inbound.to.is_empty()).then_some(inbound.to.as_str());
+        if let Err(refusal) = self.policy.admit(&self.store, &mut message, number, now) {
+            tracing::info!(inbound = %inbound.id, code = refusal.code(), "conversation engine: reply refused");
+            return Ok(None);
+        }
+        let fingerprint = format!("{}\n{}", inbound.contact, text);
+        let key = IdempotencyKey {
+            key,
+            fingerprint: crate::pdu::hex::encode(&Sha256::digest(fingerprint.as_bytes())),
+        };
+        Ok(match self.store.accept(message, Some(key)).await? {
+            Accepted::New(m) => {
+                if let Some(d) = &self.dispatcher {
+                    d.notify();
+                }
+                Some(m)
+            }
+            Accepted::Replay(m) => Some(m),
+            Accepted::ReplayErased(_) => None,
+            Accepted::KeyReused => {
+                tracing::warn!(inbound = %inbound.id, "conversation engine: the decision changed across a restart; the first reply stands");
+                None
+            }
+        })
+    }
+
+    /// Mark waits past their SLA, wake snoozed threads and take threads out
+    /// of expired flows, as of the clock's now; how many threads changed.
+    pub async fn timers(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut changed = 0;
+        for (contacts, change) in [
+            (
+                self.store.sla_due_by(now, TIMERS_PER_PASS)?,
+                ThreadChange::SlaBreached,
+            ),
+            (
+                self.store.snoozes_due_by(now, TIMERS_PER_PASS)?,
+                ThreadChange::Wake,
+            ),
+            (
+                self.store.flows_expired_by(now, TIMERS_PER_PASS)?,
+                ThreadChange::FlowExpired,
+            ),
+        ] {
+            for contact in contacts {
+                let done = self
+                    .store
+                    .change_thread(
+                        &contact,
+                        ThreadState::Open,
+                        std::slice::from_ref(&change),
+                        Some(AUTOMATION),
+                        now,
+                    )
+                    .await?;
+                changed += usize::from(!done.items.is_empty());
+                on_applied(&self.store, &done);
+            }
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::TempStore;
+    use crate::store::{InboundPart, TimelineEntry};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn policy(store: &Store) -> Arc<Policy> {
+        let policy = Arc::new(Policy::from_config(&crate::config::Config::default()));
+        store.set_reactor(policy.reactor(), policy.per_number());
+        policy
+    }
+
+    fn sms() -> Arc<SmsPolicy> {
+        Arc::new(SmsPolicy {
+            default_country: "US".into(),
+            max_parts: 10,
+            status_reports: false,
+            validity: None,
+        })
+    }
+
+    async fn inbound(store: &Store, from: &str, text: &str) {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let pdu = format!("pdu-{}", N.fetch_add(1, Ordering::Relaxed));
+        store
+            .receive(InboundPart {
+                modem: "m1",
+                own_number: "+15550000000",
+                raw_pdu: pdu.as_bytes(),
+                sender: from,
+                text,
+                alphabet: "gsm7",
+                network_time: Utc::now(),
+                concat: None,
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    fn outbound_bodies(store: &Store, contact: &str) -> Vec<String> {
+        store
+            .thread(contact, None, 100)
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|m| m.direction == Direction::Outbound)
+            .map(|m| m.body)
+            .collect()
+    }
+
+    /// Replies "Thanks!" to everything.
+    fn thanks() -> Decider {
+        Arc::new(|_| vec![Action::Reply("Thanks!".into())])
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_sent_once_across_a_crash_between_its_accept_and_the_cursor() {
+        let mut t = TempStore::new();
+        let c = "+15550006001";
+        let engine = |store: &Store| {
+            Engine::new(store.clone(), policy(store), None, sms()).with_decider(thanks())
+        };
+        inbound(&t.store, c, "hello").await;
+        // The first run accepts the reply, then "crashes" before the
+        // transaction that moves the cursor.
+        let first = engine(&t.store);
+        let (seq, event) = t
+            .store
+            .events_from(0, 10)
+            .unwrap()
+            .into_iter()
+            .find(|(_, e)| e.kind == "message.received")
+            .unwrap();
+        let message: Message = serde_json::from_value(event.data.clone()).unwrap();
+        let accepted = first
+            .reply(
+                &message,
+                "Thanks!",
+                reply_key(&event.id, 0),
+                first.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert!(accepted.is_some());
+        assert_eq!(t.store.engine_cursor().unwrap(), 0);
+        drop(first);
+        t.restart();
+        // The restarted engine decides again: the same reply, a replay.
+        let second = engine(&t.store);
+        second.catch_up().await.unwrap();
+        assert_eq!(outbound_bodies(&t.store, c), ["Thanks!"]);
+        assert!(t.store.engine_cursor().unwrap() > seq);
+        let thread = t.store.thread_record(c).unwrap().unwrap();
+        assert_eq!(thread.state, ThreadState::WaitingOnCustomer);
+        // And again: nothing more to do.
+        second.catch_up().await.unwrap();
+        assert_eq!(outbound_bodies(&t.store, c), ["Thanks!"]);
+        let author = t.store.thread(c, None, 10).unwrap().items[1].author.clone();
+        assert_eq!(author.as_deref(), Some(AUTOMATION));
+    }
+
+    #[tokio::test]
+    async fn stop_leaves_the_flow_with_no_reply_but_the_confirmation() {
+        let t = TempStore::new();
+        let store = &t.store;
+        let c = "+15550006002";
+        let engine = Engine::new(store.clone(), policy(store), None, sms()).with_decider(thanks());
+        let now = Utc::now();
+        let flow = start_flow(
+            "appointment",
+            &serde_json::json!({"time": "Tue 10:00"}),
+            None,
+            now,
+        );
+        store
+            .change_thread(
+                c,
+                ThreadState::WaitingOnCustomer,
+                &[ThreadChange::Flow(flow)],
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        inbound(store, c, "STOP").await;
+        engine.catch_up().await.unwrap();
+        let bodies = outbound_bodies(store, c);
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        assert!(bodies[0].contains("unsubscribed"), "{bodies:?}");
+        let thread = store.thread_record(c).unwrap().unwrap();
+        assert_eq!(thread.flow, None);
+        assert_eq!(
+            thread.state,
+            ThreadState::WaitingOnCustomer,
+            "a STOP opens no wait"
+        );
+        let page = store.timeline(c, None, 10).unwrap();
+        let left = page.items.iter().any(|e| {
+            matches!(e, TimelineEntry::Item(i) if matches!(&i.kind, crate::store::ItemKind::Activity { activity, .. } if activity == "flow_left"))
+        });
+        assert!(left, "{page:?}");
+        // Opted out now: a later text is decided on, but its reply is refused.
+        inbound(store, c, "why?").await;
+        engine.catch_up().await.unwrap();
+        assert_eq!(outbound_bodies(store, c).len(), 1);
+        assert_eq!(
+            store.thread_record(c).unwrap().unwrap().state,
+            ThreadState::Open,
+            "nobody answered it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_from_a_new_contact_leaves_no_thread_in_the_inbox() {
+        let t = TempStore::new();
+        let store = &t.store;
+        let c = "+15550006004";
+        let engine = Engine::new(store.clone(), policy(store), None, sms()).with_decider(thanks());
+        inbound(store, c, "STOP").await;
+        engine.catch_up().await.unwrap();
+        let thread = store.thread_record(c).unwrap().unwrap();
+        assert_eq!(thread.state, ThreadState::Closed);
+        assert_eq!(thread.waiting_since, None);
+        let inbox = store
+            .inbox(&crate::store::InboxFilter::default(), Utc::now(), None, 10)
+            .unwrap();
+        assert!(inbox.items.is_empty());
+        assert_eq!(outbound_bodies(store, c).len(), 1, "the confirmation only");
+    }
+
+    #[tokio::test]
+    async fn sla_breach_once_and_snooze_wake_on_the_injected_clock() {
+        let t = TempStore::new();
+        let store = &t.store;
+        let c = "+15550006003";
+        let start = Utc::now();
+        let clock = Arc::new(ManualClock(Mutex::new(start)));
+        let engine = Engine::new(store.clone(), policy(store), None, sms())
+            .with_clock(clock.clone())
+            .with_sla(Arc::new(|_, at| Some(at + chrono::Duration::minutes(10))));
+        inbound(store, c, "anyone there?").await;
+        engine.catch_up().await.unwrap();
+        let thread = store.thread_record(c).unwrap().unwrap();
+        assert_eq!(thread.sla_due, Some(start + chrono::Duration::minutes(10)));
+        *clock.0.lock().unwrap() = start + chrono::Duration::minutes(9);
+        assert_eq!(engine.timers().await.unwrap(), 0);
+        *clock.0.lock().unwrap() = start + chrono::Duration::minutes(10);
+        assert_eq!(engine.timers().await.unwrap(), 1);
+        assert_eq!(engine.timers().await.unwrap(), 0, "once per wait");
+        let breaches = store
+            .events_from(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == "thread.sla_breached")
+            .count();
+        assert_eq!(breaches, 1);
+        // Snooze for an hour: back in the inbox when the clock gets there.
+        let now = clock.now();
+        store
+            .change_thread(
+                c,
+                ThreadState::Open,
+                &[ThreadChange::State {
+                    state: ThreadState::Snoozed,
+                    until: Some(now + chrono::Duration::hours(1)),
+                }],
+                Some("ana"),
+                now,
+            )
+            .await
+            .unwrap();
+        *clock.0.lock().unwrap() = now + chrono::Duration::minutes(59);
+        assert_eq!(engine.timers().await.unwrap(), 0);
+        *clock.0.lock().unwrap() = now + chrono::Duration::hours(1);
+        assert_eq!(engine.timers().await.unwrap(), 1);
+        assert_eq!(
+            store.thread_record(c).unwrap().unwrap().state,
+            ThreadState::Open
+        );
+        // A flow past its expiry (context.expires: 2h) is left once.
+        let now = clock.now();
+        let flow = start_flow("rating", &serde_json::json!({"expires": "2h"}), None, now);
+        store
+            .change_thread(c, ThreadState::Open, &[ThreadChange::Flow(flow)], None, now)
+            .await
+            .unwrap();
+        *clock.0.lock().unwrap() = now + chrono::Duration::minutes(119);
+        assert_eq!(engine.timers().await.unwrap(), 0);
+        *clock.0.lock().unwrap() = now + chrono::Duration::hours(2);
+        assert_eq!(engine.timers().await.unwrap(), 1);
+        assert_eq!(engine.timers().await.unwrap(), 0);
+        assert_eq!(store.thread_record(c).unwrap().unwrap().flow, None);
+    }
+}

@@ -50,6 +50,10 @@ pub use consent::{
     ProfileRefused, ProfileUpdate, ProfileWrite, Reaction, Reactor,
 };
 pub use contacts::{ContactQuery, NumberedProfile, IMPORT_BATCH};
+pub use conversation::{
+    Entry as TimelineEntry, InboxFilter, ItemKind, OutcomeRecord, Sequenced, Thread, ThreadChange,
+    ThreadChanged, TimelineItem,
+};
 pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
@@ -160,7 +164,6 @@ struct Inner {
     /// Contact fields' indexes: tags, external ids, search (`contacts.rs`).
     contact_index: contacts::Trees,
     /// Threads as an inbox: state, timeline items, inbox order (`conversation.rs`).
-    #[allow(dead_code)] // until its part of the conversations issue lands
     conversations: conversation::Trees,
     /// Campaigns, their recipient lists and counters (`campaigns.rs`).
     campaigns: campaigns::Trees,

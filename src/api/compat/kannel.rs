@@ -257,6 +257,8 @@ async fn handle(state: &ApiState, fields: &[(String, Vec<u8>)]) -> Answer {
             validity: validity.map(|v| Value::from(v.saturating_mul(60))),
             send_at: send_at.clone(),
             category: None,
+            flow: None,
+            context: None,
         };
         let store = state.store.clone();
         let outcome = messages::submit(state, request, None, |m| match &callback {

@@ -417,6 +417,8 @@ pub async fn create(
         validity: field(&pairs, "ValidityPeriod").map(|v| Value::String(v.to_string())),
         send_at: send_at.map(|v| Value::String(v.to_string())),
         category: None,
+        flow: None,
+        context: None,
     };
     // Twilio's clients retry with the same I-Twilio-Idempotency-Token: our
     // Idempotency-Key.

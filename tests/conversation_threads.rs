@@ -1,0 +1,773 @@
+//! Threads as a team inbox, end to end: inbound messages stored as the modem
+//! actors store them, the conversation engine (with a test decider and an
+//! injected clock) applying them, and the API (`router(state).oneshot`)
+//! reading and changing threads; one test runs the daemon with a simulated
+//! modem.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use smsgate::api::{self, ApiState, ApiToken, Scope};
+use smsgate::compose::SmsPolicy;
+use smsgate::conversation::engine::{Decider, Engine};
+use smsgate::conversation::{Action, Priority};
+use smsgate::modem::dispatch::Dispatcher;
+use smsgate::store::{InboundPart, Store};
+use smsgate::webhook::clock::Clock;
+
+const TOKEN: &str = "inbox-token";
+
+/// A clock the test moves by hand.
+struct TestClock(Mutex<DateTime<Utc>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap() = at;
+    }
+}
+
+/// A store in a temporary directory, the API over it, and an engine.
+struct Inbox {
+    state: ApiState,
+    store: Store,
+    engine: Engine,
+    clock: Arc<TestClock>,
+    dir: PathBuf,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn inbox(decider: Decider) -> Inbox {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "smsgate-inbox-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir, 8).unwrap();
+    let policy = Arc::new(smsgate::policy::Policy::from_config(
+        &smsgate::config::Config::default(),
+    ));
+    store.set_reactor(policy.reactor(), policy.per_number());
+    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
+    let sms = Arc::new(SmsPolicy {
+        default_country: "US".into(),
+        max_parts: 10,
+        status_reports: false,
+        validity: None,
+    });
+    let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+    let engine = Engine::new(
+        store.clone(),
+        policy.clone(),
+        Some(dispatcher.clone()),
+        sms.clone(),
+    )
+    .with_decider(decider)
+    .with_clock(clock.clone());
+    let state = ApiState {
+        store: store.clone(),
+        dispatcher,
+        tokens: Arc::new(vec![ApiToken::from_secret(
+            "ops",
+            TOKEN,
+            vec![Scope::Admin],
+        )]),
+        sms,
+        policy,
+        extra_metrics: None,
+        compat: Default::default(),
+        conversation: Default::default(),
+    };
+    Inbox {
+        state,
+        store,
+        engine,
+        clock,
+        dir,
+    }
+}
+
+fn path_of(contact: &str) -> String {
+    contact.replace('+', "%2B")
+}
+
+impl Inbox {
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        let body = match body {
+            Some(v) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = api::router(self.state.clone())
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Store an inbound text as a modem actor does, then let the engine
+    /// apply everything up to it.
+    async fn inbound(&self, from: &str, text: &str) {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let pdu = format!("pdu-{}", N.fetch_add(1, Ordering::Relaxed));
+        self.store
+            .receive(InboundPart {
+                modem: "m1",
+                own_number: "+15550000000",
+                raw_pdu: pdu.as_bytes(),
+                sender: from,
+                text,
+                alphabet: "gsm7",
+                network_time: Utc::now(),
+                concat: None,
+                error: None,
+            })
+            .await
+            .unwrap();
+        self.engine.catch_up().await.unwrap();
+    }
+
+    async fn thread(&self, contact: &str) -> Value {
+        let (status, body) = self
+            .call(
+                Method::GET,
+                &format!("/v1/threads/{}?limit=100", path_of(contact)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn inbox(&self, query: &str) -> Vec<String> {
+        let (status, body) = self
+            .call(Method::GET, &format!("/v1/inbox{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["contact"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn reply(&self, contact: &str, text: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/threads/{}/reply", path_of(contact)),
+            Some(json!({"body": text, "author": "ana"})),
+        )
+        .await
+    }
+}
+
+fn nothing() -> Decider {
+    Arc::new(|_| Vec::new())
+}
+
+/// What each timeline item is, in order: message bodies, note texts,
+/// activity names.
+fn timeline(thread: &Value) -> Vec<String> {
+    thread["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| match i["kind"].as_str().unwrap() {
+            "message" => format!(
+                "{}: {}",
+                i["direction"].as_str().unwrap(),
+                i["body"].as_str().unwrap()
+            ),
+            "note" => format!("note: {}", i["text"].as_str().unwrap()),
+            "activity" => format!("activity: {}", i["activity"].as_str().unwrap()),
+            other => panic!("kind {other}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn inbound_opens_a_reply_waits_and_the_next_inbound_reopens() {
+    let g = inbox(nothing());
+    let c = "+15551110001";
+    g.inbound(c, "Can I move my appointment?").await;
+    let thread = g.thread(c).await;
+    assert_eq!(thread["thread"]["state"], "open");
+    assert!(thread["thread"]["waiting_since"].is_string());
+    let (status, body) = g.call(Method::GET, "/v1/inbox", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"][0]["contact"], c);
+    assert!(body["items"][0]["wait_seconds"].as_i64().unwrap() >= 0);
+
+    let (status, reply) = g.reply(c, "Sure, which day suits you?").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    assert_eq!(reply["category"], "conversational");
+    let thread = g.thread(c).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    assert_eq!(thread["thread"]["waiting_since"], Value::Null);
+    assert!(g.inbox("").await.is_empty());
+    assert_eq!(g.inbox("?state=waiting_on_customer").await, [c]);
+    let stored = g.store.get(reply["id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(stored.author.as_deref(), Some("ana"));
+
+    g.inbound(c, "Thursday please").await;
+    let thread = g.thread(c).await;
+    assert_eq!(thread["thread"]["state"], "open");
+    assert_eq!(g.inbox("").await, [c]);
+    assert_eq!(
+        timeline(&thread),
+        [
+            "inbound: Can I move my appointment?",
+            "outbound: Sure, which day suits you?",
+            "activity: state_changed",
+            "inbound: Thursday please",
+            "activity: state_changed",
+        ]
+    );
+    let items = thread["items"].as_array().unwrap();
+    assert_eq!(items[1]["author"], "ana");
+    assert_eq!(items[2]["author"], "ana");
+    assert_eq!(items[4]["author"], "automation");
+    assert_eq!(items[4]["detail"]["to"], "open");
+}
+
+#[tokio::test]
+async fn notes_assignment_state_and_replies_in_causal_order_with_stop_before_its_confirmation() {
+    let g = inbox(nothing());
+    let c = "+15551110002";
+    g.inbound(c, "My bill is wrong").await;
+    let (status, note) = g
+        .call(
+            Method::POST,
+            &format!("/v1/threads/{}/notes", path_of(c)),
+            Some(json!({"author": "ana", "text": "Checking with billing"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{note}");
+    assert_eq!(note["kind"], "note");
+    let (status, thread) = g
+        .call(
+            Method::PUT,
+            &format!("/v1/threads/{}/assignment", path_of(c)),
+            Some(json!({"team": "billing", "assignee": "bo", "author": "ana"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{thread}");
+    assert_eq!(thread["team"], "billing");
+    assert_eq!(g.reply(c, "We are on it.").await.0, StatusCode::ACCEPTED);
+    let (status, _) = g
+        .call(
+            Method::PUT,
+            &format!("/v1/threads/{}/state", path_of(c)),
+            Some(json!({"state": "closed", "author": "bo"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    g.inbound(c, "STOP").await;
+    let thread = g.thread(c).await;
+    let lines = timeline(&thread);
+    assert_eq!(
+        lines[..6],
+        [
+            "inbound: My bill is wrong",
+            "note: Checking with billing",
+            "activity: assigned",
+            "outbound: We are on it.",
+            "activity: state_changed",
+            "activity: state_changed",
+        ]
+    );
+    assert_eq!(lines[6], "inbound: STOP");
+    assert!(
+        lines[7].starts_with("outbound: ") && lines[7].contains("unsubscribed"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.len(),
+        8,
+        "a STOP gets no answer but the confirmation: {lines:?}"
+    );
+    // STOP and its confirmation share a millisecond: the order is causal.
+    let items = thread["items"].as_array().unwrap();
+    let ms = |i: &Value| {
+        DateTime::parse_from_rfc3339(i["created_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert_eq!(ms(&items[6]), ms(&items[7]));
+    assert_eq!(
+        thread["thread"]["state"], "closed",
+        "a consent keyword does not reopen the thread"
+    );
+    // The events of the changes, each with the thread and what changed.
+    let (_, events) = g.call(Method::GET, "/v1/events?limit=100", None).await;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .filter(|k| k.starts_with("thread."))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "thread.note_added",
+            "thread.assigned",
+            "thread.state_changed",
+            "thread.state_changed"
+        ]
+    );
+    let assigned = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "thread.assigned")
+        .unwrap();
+    assert_eq!(assigned["data"]["contact"], c);
+    assert_eq!(assigned["data"]["assignee"], "bo");
+    assert_eq!(assigned["data"]["change"]["previous_team"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_inbox_puts_urgent_first_then_the_oldest_wait_and_filters() {
+    // The test decider marks texts with "urgent" urgent and routes texts
+    // with "bill" to billing.
+    let decider: Decider = Arc::new(|input| {
+        let mut actions = Vec::new();
+        if input.text.contains("urgent") {
+            actions.push(Action::SetPriority(Priority::Urgent));
+        }
+        if input.text.contains("bill") {
+            actions.push(Action::Route("billing".into()));
+        }
+        actions
+    });
+    let g = inbox(decider);
+    let (a, b, c, d) = (
+        "+15551110011",
+        "+15551110012",
+        "+15551110013",
+        "+15551110014",
+    );
+    g.inbound(a, "question about my bill").await;
+    g.inbound(b, "hello").await;
+    g.inbound(c, "urgent: bill doubled").await;
+    g.inbound(d, "urgent please call").await;
+    assert_eq!(g.inbox("").await, [c, d, a, b]);
+    assert_eq!(g.inbox("?team=billing").await, [c, a]);
+    assert_eq!(g.inbox("?priority=urgent").await, [c, d]);
+    assert_eq!(g.inbox("?priority=normal&team=billing").await, [a]);
+    // Pages of one follow the same order.
+    let mut seen = Vec::new();
+    let mut uri = "/v1/inbox?limit=1".to_string();
+    loop {
+        let (_, page) = g.call(Method::GET, &uri, None).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["contact"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/v1/inbox?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [c, d, a, b]);
+    let (status, _) = g
+        .call(
+            Method::PUT,
+            &format!("/v1/threads/{}/assignment", path_of(b)),
+            Some(json!({"team": "support", "assignee": "cy"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(g.inbox("?assignee=cy").await, [b]);
+    assert_eq!(
+        g.inbox("?assignee=cy&team=billing").await,
+        Vec::<String>::new()
+    );
+    // Unassigning takes it out of the person's inbox.
+    g.call(
+        Method::PUT,
+        &format!("/v1/threads/{}/assignment", path_of(b)),
+        Some(json!({"team": null, "assignee": null})),
+    )
+    .await;
+    assert!(g.inbox("?assignee=cy").await.is_empty());
+    assert_eq!(
+        g.call(Method::GET, "/v1/inbox?state=later", None).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn snooze_wakes_on_the_injected_clock_and_an_sla_breach_is_emitted_once() {
+    let g = inbox(nothing());
+    let c = "+15551110021";
+    let start = Utc::now();
+    g.clock.set(start);
+    let engine = g
+        .engine
+        .clone()
+        .with_sla(Arc::new(|_, at| Some(at + chrono::Duration::minutes(10))));
+    g.store
+        .receive(InboundPart {
+            modem: "m1",
+            own_number: "+15550000000",
+            raw_pdu: b"sla-1",
+            sender: c,
+            text: "hello?",
+            alphabet: "gsm7",
+            network_time: start,
+            concat: None,
+            error: None,
+        })
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    let due = start + chrono::Duration::minutes(10);
+    let (_, page) = g.call(Method::GET, "/v1/inbox", None).await;
+    assert_eq!(
+        DateTime::parse_from_rfc3339(page["items"][0]["sla_due"].as_str().unwrap()).unwrap(),
+        due
+    );
+    g.clock.set(due - chrono::Duration::seconds(1));
+    assert_eq!(engine.timers().await.unwrap(), 0);
+    g.clock.set(due);
+    assert_eq!(engine.timers().await.unwrap(), 1);
+    g.clock.set(due + chrono::Duration::hours(1));
+    assert_eq!(engine.timers().await.unwrap(), 0);
+    let breaches = |events: &Value| {
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "thread.sla_breached")
+            .count()
+    };
+    let (_, events) = g.call(Method::GET, "/v1/events?limit=100", None).await;
+    assert_eq!(breaches(&events), 1);
+    assert_eq!(g.thread(c).await["thread"]["sla_breached"], true);
+
+    // Snooze: refused without a future time; out of the inbox until then.
+    let state_uri = format!("/v1/threads/{}/state", path_of(c));
+    let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let (status, problem) = g
+        .call(
+            Method::PUT,
+            &state_uri,
+            Some(json!({"state": "snoozed", "until": past})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["code"], "invalid_until");
+    let (status, problem) = g
+        .call(Method::PUT, &state_uri, Some(json!({"state": "snoozed"})))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_until"))
+    );
+    let until = Utc::now() + chrono::Duration::days(2);
+    let (status, thread) = g
+        .call(
+            Method::PUT,
+            &state_uri,
+            Some(json!({"state": "snoozed", "until": until.to_rfc3339(), "author": "ana"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{thread}");
+    assert_eq!(thread["state"], "snoozed");
+    assert_eq!(thread["sla_breached"], false, "the wait ended");
+    assert!(g.inbox("").await.is_empty());
+    assert_eq!(g.inbox("?state=snoozed").await, [c]);
+    g.clock.set(until - chrono::Duration::seconds(1));
+    assert_eq!(engine.timers().await.unwrap(), 0);
+    g.clock.set(until);
+    assert_eq!(engine.timers().await.unwrap(), 1);
+    assert_eq!(g.thread(c).await["thread"]["state"], "open");
+    assert_eq!(g.inbox("").await, [c]);
+    let (_, events) = g.call(Method::GET, "/v1/events?limit=100", None).await;
+    assert_eq!(breaches(&events), 1, "a wake starts no SLA");
+}
+
+#[tokio::test]
+async fn a_flow_starts_at_accept_and_stop_leaves_it_with_only_the_confirmation() {
+    // The decider answers in the flow (as the flows part will).
+    let decider: Decider = Arc::new(|input| match input.flow {
+        Some(f) if f.name == "appointment" && input.text.trim() == "C" => vec![
+            Action::Outcome {
+                name: "appointment_confirmed".into(),
+                value: None,
+            },
+            Action::Reply("Confirmed, see you then.".into()),
+            Action::Flow(None),
+            Action::Close,
+        ],
+        _ => vec![Action::Reply("A person will get back to you.".into())],
+    });
+    let g = inbox(decider);
+    let (yes, stop) = ("+15551110031", "+15551110032");
+    for to in [yes, stop] {
+        let (status, body) = g
+            .call(
+                Method::POST,
+                "/v1/messages",
+                Some(json!({"to": to, "body": "Appointment Tue 10:00. Reply C to confirm",
+                    "flow": "appointment", "context": {"time": "Tue 10:00", "slots": ["Wed 9:00", "Thu 15:00"]}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let thread = g.thread(to).await;
+        assert_eq!(thread["thread"]["flow"]["name"], "appointment");
+        assert_eq!(thread["thread"]["flow"]["started_by"], body["id"]);
+        assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    }
+    g.inbound(yes, "C").await;
+    let thread = g.thread(yes).await;
+    assert_eq!(thread["thread"]["state"], "closed");
+    assert_eq!(thread["thread"]["flow"], Value::Null);
+    assert_eq!(
+        thread["thread"]["outcomes"][0]["name"],
+        "appointment_confirmed"
+    );
+    assert_eq!(
+        timeline(&thread)
+            .iter()
+            .filter(|l| l.starts_with("outbound: Confirmed"))
+            .count(),
+        1
+    );
+
+    g.inbound(stop, "STOP").await;
+    let thread = g.thread(stop).await;
+    assert_eq!(thread["thread"]["flow"], Value::Null);
+    let outbound: Vec<String> = timeline(&thread)
+        .into_iter()
+        .filter(|l| l.starts_with("outbound: "))
+        .collect();
+    assert_eq!(
+        outbound.len(),
+        2,
+        "the flow's first text and the confirmation: {outbound:?}"
+    );
+    assert!(outbound[1].contains("unsubscribed"));
+    assert!(timeline(&thread).contains(&"activity: flow_left".to_string()));
+
+    // Opted out: a person's reply is refused as POST /v1/messages refuses it.
+    let (status, problem) = g.reply(stop, "Sorry to see you go").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "recipient_opted_out");
+
+    // Flows are named; a context is an object, only with a flow.
+    for (body, code) in [
+        (
+            json!({"to": yes, "body": "x", "flow": "survey"}),
+            "invalid_flow",
+        ),
+        (
+            json!({"to": yes, "body": "x", "flow": "payment", "context": [1]}),
+            "invalid_context",
+        ),
+        (
+            json!({"to": yes, "body": "x", "context": {"url": "https://pay"}}),
+            "invalid_context",
+        ),
+    ] {
+        let (status, problem) = g.call(Method::POST, "/v1/messages", Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem["code"], code);
+    }
+}
+
+#[tokio::test]
+async fn payment_completed_from_billing_closes_the_payment_flow() {
+    let g = inbox(nothing());
+    let c = "+15551110041";
+    let (status, sent) = g
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(
+                json!({"to": c, "body": "Your invoice: reply 1 to pay", "flow": "payment",
+                "context": {"url": "https://pay.example/i/1"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let uri = format!("/v1/threads/{}/outcomes", path_of(c));
+    let (status, problem) = g
+        .call(
+            Method::POST,
+            &uri,
+            Some(json!({"outcome": "paid in full!"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_outcome"))
+    );
+    let (status, thread) = g
+        .call(
+            Method::POST,
+            &uri,
+            Some(json!({"outcome": "payment_completed", "value": 120.5, "note": "card", "author": "billing"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{thread}");
+    assert_eq!(thread["state"], "closed");
+    assert_eq!(thread["flow"], Value::Null);
+    assert_eq!(thread["outcomes"][0]["name"], "payment_completed");
+    assert_eq!(thread["outcomes"][0]["value"], "120.5");
+    assert_eq!(thread["outcomes"][0]["message_id"], sent["id"]);
+    // A custom outcome on a thread in no flow.
+    let (status, thread) = g
+        .call(
+            Method::POST,
+            &uri,
+            Some(json!({"outcome": "warranty_sold"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(thread["outcomes"][1]["name"], "warranty_sold");
+}
+
+#[tokio::test]
+async fn unknown_threads_are_404_and_a_contact_with_only_messages_has_a_default_thread() {
+    let g = inbox(nothing());
+    let (status, _) = g
+        .call(Method::GET, "/v1/threads/%2B15551119999", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = g
+        .call(
+            Method::POST,
+            "/v1/threads/%2B15551119999/notes",
+            Some(json!({"author": "ana", "text": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let c = "+15551110051";
+    let (status, _) = g
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"to": c, "body": "Your order shipped"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let thread = g.thread(c).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    assert_eq!(timeline(&thread), ["outbound: Your order shipped"]);
+    let (status, problem) = g
+        .call(
+            Method::POST,
+            &format!("/v1/threads/{}/notes", path_of(c)),
+            Some(json!({"author": "", "text": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+}
+
+/// The daemon runs the engine: an inbound text through a simulated modem
+/// opens a thread in the inbox; a reply through the thread reaches the
+/// handset and moves the thread out of the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_daemon_and_a_simulated_modem() {
+    use smsgate::sim::{Personality, SimConfig, Simulator};
+    let temp = |name: &str| {
+        std::env::temp_dir().join(format!("smsgate-threads-{}-{name}", std::process::id()))
+    };
+    let mut sim = SimConfig::new(Personality::Sim800);
+    sim.link = Some(temp("m1.tty"));
+    sim.own_number = "+15550400000".into();
+    sim.noise_interval = Some(Duration::ZERO);
+    let modem = Simulator::start(sim).unwrap();
+    let db = temp("db");
+    let _ = std::fs::remove_dir_all(&db);
+    let config = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n[[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        db.display(),
+        modem.link().display()
+    );
+    let gw = common::InProcessDaemon::start(&config, TOKEN).await;
+    gw.wait_ready().await;
+    let addr = gw.addr.clone();
+    let customer = "+15550400001";
+    let m = modem.clone();
+    tokio::task::spawn_blocking(move || {
+        m.inject(customer, "Is the shop open Sunday?").unwrap();
+        let inbox = common::wait_until(Duration::from_secs(20), "the thread in the inbox", || {
+            let (_, page) = common::http("GET", &addr, "/v1/inbox", Some(TOKEN), None);
+            (page["items"][0]["contact"] == customer).then_some(page)
+        });
+        assert_eq!(inbox["items"][0]["state"], "open");
+        let path = format!("/v1/threads/{}/reply", path_of(customer));
+        let (status, reply) = common::http(
+            "POST",
+            &addr,
+            &path,
+            Some(TOKEN),
+            Some(&json!({"body": "Yes, 10 to 4.", "author": "ana"})),
+        );
+        assert_eq!(status, 202, "{reply}");
+        common::wait_until(Duration::from_secs(20), "the reply at the handset", || {
+            m.received()
+                .into_iter()
+                .find(|r| r.to == customer && r.text == "Yes, 10 to 4.")
+        });
+        let (_, page) = common::http("GET", &addr, "/v1/inbox", Some(TOKEN), None);
+        assert_eq!(page["items"], json!([]));
+        let (_, thread) = common::http(
+            "GET",
+            &addr,
+            &format!("/v1/threads/{}", path_of(customer)),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    })
+    .await
+    .unwrap();
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&db);
+}
