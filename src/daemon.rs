@@ -111,6 +111,21 @@ pub async fn run(
             path: config.store.path.display().to_string(),
             source,
         })?;
+    // The rules were checked with the config (`Config::check`); a problem
+    // here is one that check missed, so it stops the start the same way.
+    let rules = crate::conversation::rules::RuleSet::from_config(
+        &config.conversation.rule,
+        config.conversation.default_rules,
+    )
+    .map_err(|problems| {
+        DaemonError::Config(crate::config::ConfigError {
+            file: None,
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| crate::config::Problem { key, message })
+                .collect(),
+        })
+    })?;
     // The conversation engine reads the event log beside the webhook
     // workers (its own cursor), before the modems deliver anything.
     let conversation = tokio::spawn(
@@ -120,6 +135,7 @@ pub async fn run(
             Some(dispatcher.clone()),
             sms.clone(),
         )
+        .with_conversation(&config.conversation, rules, config.cost_per_part())
         .run(stop_rx.clone()),
     );
     let engine = Arc::new(EngineSettings {

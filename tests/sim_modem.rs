@@ -565,10 +565,18 @@ async fn a_handset_walks_through_its_answers_then_stays_quiet() {
             number: "+15550100".into(),
             reply: "R".into(),
             then: vec!["2".into()],
+            once: false,
             delay: Duration::from_millis(20),
         },
-        // Answers later than the first would: its text arriving third shows
-        // that the first handset stayed quiet after its script.
+        HandsetScript {
+            number: "+15550300".into(),
+            reply: "hi".into(),
+            once: true,
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        },
+        // Answers later than the others would: its text arriving last shows
+        // that they stayed quiet after their scripts.
         HandsetScript {
             number: "+15550200".into(),
             reply: "ok".into(),
@@ -584,21 +592,21 @@ async fn a_handset_walks_through_its_answers_then_stays_quiet() {
     c.expect("\r\n+CMTI: \"SM\",1\r\n").await;
     c.send_sms("+15550100", "Pick 1 or 2", false).await;
     c.expect("\r\n+CMTI: \"SM\",2\r\n").await;
-    c.send_sms("+15550100", "Booked", false).await;
-    c.send_sms("+15550200", "Hello", false).await;
+    c.send_sms("+15550300", "First", false).await;
     c.expect("\r\n+CMTI: \"SM\",3\r\n").await;
-    assert_eq!(
-        stored_text(&mut c, 1).await,
-        ("+15550100".into(), "R".into())
-    );
-    assert_eq!(
-        stored_text(&mut c, 2).await,
-        ("+15550100".into(), "2".into())
-    );
-    assert_eq!(
-        stored_text(&mut c, 3).await,
-        ("+15550200".into(), "ok".into())
-    );
+    c.send_sms("+15550100", "Booked", false).await;
+    c.send_sms("+15550300", "Second", false).await;
+    c.send_sms("+15550200", "Hello", false).await;
+    c.expect("\r\n+CMTI: \"SM\",4\r\n").await;
+    let expected = [
+        ("+15550100", "R"),
+        ("+15550100", "2"),
+        ("+15550300", "hi"),
+        ("+15550200", "ok"),
+    ];
+    for (index, (from, text)) in (1..).zip(expected) {
+        assert_eq!(stored_text(&mut c, index).await, (from.into(), text.into()));
+    }
     sim.shutdown().await;
 }
 

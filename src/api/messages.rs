@@ -204,17 +204,6 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
             )
         })?,
     };
-    if let Some(flow) = &request.flow {
-        if !crate::conversation::engine::FLOWS.contains(&flow.as_str()) {
-            return Err(ApiError::unprocessable(
-                "invalid_flow",
-                format!(
-                    "flow {flow:?}: use one of {}",
-                    crate::conversation::engine::FLOWS.join(", ")
-                ),
-            ));
-        }
-    }
     match (&request.context, &request.flow) {
         (None | Some(Value::Null), _) => {}
         (Some(Value::Object(_)), Some(_)) => {}
@@ -229,6 +218,23 @@ fn normalize(request: SendRequest, state: &ApiState) -> Result<Normalized, ApiEr
                 "invalid_context",
                 "context must be a JSON object",
             ))
+        }
+    }
+    if let Some(flow) = &request.flow {
+        // The flow's own check of its context (slots, url, questions), as
+        // the thread will start it at accept.
+        let empty = Value::Object(Default::default());
+        let context = request
+            .context
+            .as_ref()
+            .filter(|c| !c.is_null())
+            .unwrap_or(&empty);
+        if let Err(e) = crate::conversation::flows::start(flow, context, None, Utc::now()) {
+            let code = match e {
+                crate::conversation::flows::FlowError::UnknownFlow(_) => "invalid_flow",
+                _ => "invalid_flow_context",
+            };
+            return Err(ApiError::unprocessable(code, e.to_string()));
         }
     }
     Ok(Normalized {

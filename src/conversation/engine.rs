@@ -33,6 +33,12 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use std::collections::HashMap;
+
+use super::hours::TeamConfig;
+use super::metrics::{Counting, Fact};
+use super::rules::{Inbound, RuleSet};
+use super::settings::ConversationConfig;
 use super::{Action, FlowState, ThreadState};
 use crate::compose::{self, Draft, SmsPolicy};
 use crate::modem::dispatch::Dispatcher;
@@ -72,12 +78,6 @@ pub type SlaClock = Arc<dyn Fn(Option<&str>, DateTime<Utc>) -> Option<DateTime<U
 /// The author of what the engine does.
 pub const AUTOMATION: &str = "automation";
 
-/// The flows a message can start (`POST /v1/messages {flow}`).
-pub const FLOWS: [&str; 4] = ["appointment", "payment", "rating", "lead"];
-
-/// How long a flow waits for the contact unless `context.expires` says.
-pub const FLOW_EXPIRES: chrono::Duration = chrono::Duration::days(3);
-
 /// How often the timer pass runs without events.
 pub const TIMER_PERIOD: Duration = Duration::from_secs(1);
 
@@ -91,48 +91,35 @@ const TIMERS_PER_PASS: usize = 1_000;
 const STORE_RETRY: Duration = Duration::from_secs(5);
 
 /// The state a flow starts in, for a message sent with `flow` and
-/// `context`; None for a name that is not a flow. The flows part replaces
-/// the body with `flows::start` (its first step); the expiry is read here.
+/// `context` (`flows::start`: its first step, its expiry); None for a flow
+/// whose context does not hold (the API refuses those before the accept).
 pub fn start_flow(
     name: &str,
     context: &serde_json::Value,
     started_by: Option<&str>,
     now: DateTime<Utc>,
 ) -> Option<FlowState> {
-    if !FLOWS.contains(&name) {
-        return None;
-    }
-    let expires = context
-        .get("expires")
-        .and_then(|v| v.as_str())
-        .and_then(crate::duration::parse)
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .unwrap_or(FLOW_EXPIRES);
-    Some(FlowState {
-        name: name.to_string(),
-        step: "started".into(),
-        context: context.clone(),
-        started_by: started_by.map(str::to_string),
-        started_at: now,
-        expires_at: now + expires,
-        answers: Default::default(),
-    })
+    super::flows::start(name, context, started_by.map(str::to_string), now).ok()
 }
 
 /// What an outcome recorded on a thread does to it besides being recorded
 /// (the flows part's `flows::on_outcome` goes here): a `payment_completed`
 /// closes a thread in the payment flow and ends the flow.
 pub fn on_outcome(thread: &Thread, outcome: &str) -> Vec<ThreadChange> {
-    match (&thread.flow, outcome) {
-        (Some(flow), "payment_completed") if flow.name == "payment" => vec![
-            ThreadChange::Flow(None),
-            ThreadChange::State {
+    let Some(flow) = &thread.flow else {
+        return Vec::new();
+    };
+    super::flows::on_outcome(flow, outcome)
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Close => Some(ThreadChange::State {
                 state: ThreadState::Closed,
                 until: None,
-            },
-        ],
-        _ => Vec::new(),
-    }
+            }),
+            Action::Flow(f) => Some(ThreadChange::Flow(f)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The Idempotency-Key of the `n`th reply decided for event `event_id`.
@@ -156,6 +143,16 @@ pub struct Engine {
     decider: Decider,
     sla: SlaClock,
     clock: Arc<dyn Clock>,
+    /// Where the metric facts go (None: not counted).
+    metrics: Option<Arc<MetricsWiring>>,
+}
+
+/// What counting the metrics needs: the `[conversation]` settings, each
+/// modem's price of a part, the teams' business hours.
+pub struct MetricsWiring {
+    pub counting: Counting,
+    pub costs: HashMap<String, f64>,
+    pub teams: Vec<TeamConfig>,
 }
 
 impl Engine {
@@ -175,7 +172,33 @@ impl Engine {
             decider: Arc::new(|_| Vec::new()),
             sla: Arc::new(|_, _| None),
             clock: Arc::new(SystemClock),
+            metrics: None,
         }
+    }
+
+    /// Wired to `[conversation]`: the rules and flows decide
+    /// ([`rules_decider`]), the teams' hours keep the SLA ([`team_sla`]),
+    /// and the metrics are counted (`costs`: `Config::cost_per_part`).
+    pub fn with_conversation(
+        self,
+        config: &ConversationConfig,
+        rules: RuleSet,
+        costs: HashMap<String, f64>,
+    ) -> Engine {
+        let teams = Arc::new(config.team.clone());
+        let store = self.store.clone();
+        self.with_decider(rules_decider(store, Arc::new(rules), teams.clone()))
+            .with_sla(team_sla(teams))
+            .with_metrics(MetricsWiring {
+                counting: Counting::from_config(config),
+                costs,
+                teams: config.team.clone(),
+            })
+    }
+
+    pub fn with_metrics(mut self, metrics: MetricsWiring) -> Engine {
+        self.metrics = Some(Arc::new(metrics));
+        self
     }
 
     pub fn with_decider(mut self, decider: Decider) -> Engine {
@@ -249,6 +272,7 @@ impl Engine {
 
     /// Apply one event; true when the cursor moved past it with a change.
     async fn apply(&self, seq: u64, event: &Event) -> Result<bool, StoreError> {
+        self.count(event).await?;
         if event.kind != "message.received" {
             return Ok(false);
         }
@@ -269,7 +293,26 @@ impl Engine {
             .thread_record(contact)?
             .unwrap_or_else(|| Thread::new(contact, ThreadState::Open, now));
         let consent = self.consent_keyword(&message)?;
-        let sla_due = (self.sla)(thread.team.as_deref(), now);
+        // The rules decide first, so that the wait's SLA is the team's the
+        // text is routed to.
+        let actions = match consent {
+            Some(_) => Vec::new(),
+            None => (self.decider)(&DecideInput {
+                contact,
+                text: &message.body,
+                message_id: &message.id,
+                state: thread.state,
+                flow: thread.flow.as_ref(),
+                tags: &thread.tags,
+                team: thread.team.as_deref(),
+                now,
+            }),
+        };
+        let routed = actions.iter().rev().find_map(|a| match a {
+            Action::Route(team) => Some(team.as_str()),
+            _ => None,
+        });
+        let sla_due = (self.sla)(routed.or(thread.team.as_deref()), now);
         let mut changes = vec![ThreadChange::Inbound {
             message_id: message.id.clone(),
             reopen: consent.is_none(),
@@ -285,17 +328,6 @@ impl Engine {
             }
             Some(_) => {}
             None => {
-                let input = DecideInput {
-                    contact,
-                    text: &message.body,
-                    message_id: &message.id,
-                    state: thread.state,
-                    flow: thread.flow.as_ref(),
-                    tags: &thread.tags,
-                    team: thread.team.as_deref(),
-                    now,
-                };
-                let actions = (self.decider)(&input);
                 for (n, action) in actions.into_iter().enumerate() {
                     match action {
                         Action::Reply(text) => {
@@ -480,6 +512,165 @@ impl Engine {
             }
         }
         Ok(changed)
+    }
+}
+
+/// The rules and flows as the engine's [`Decider`]: the contact's profile
+/// (tags, name and fields for templates) read from the store, business
+/// hours from the thread's team.
+pub fn rules_decider(store: Store, rules: Arc<RuleSet>, teams: Arc<Vec<TeamConfig>>) -> Decider {
+    Arc::new(move |input: &DecideInput| {
+        let profile = match store.profile(input.contact) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "conversation engine: contact profile unreadable; deciding without it");
+                Default::default()
+            }
+        };
+        let mut tags = profile.tags.clone();
+        tags.extend(input.tags.iter().cloned());
+        let fields = |key: &str| profile.value(input.contact, key);
+        let business_hours =
+            team_of(&teams, input.team).is_none_or(|t| t.business_hours.contains(input.now));
+        let decision = rules.decide(&Inbound {
+            text: input.text,
+            thread_state: input.state,
+            flow: input.flow,
+            contact_tags: &tags,
+            contact_fields: &fields,
+            business_hours,
+            now: input.now,
+            message_id: input.message_id,
+        });
+        tracing::debug!(
+            message = %input.message_id,
+            matched = decision.matched.as_deref().unwrap_or("-"),
+            to_person = decision.to_person,
+            "conversation: decided"
+        );
+        for note in &decision.notes {
+            tracing::info!(message = %input.message_id, note = %note, "conversation: not done");
+        }
+        decision.actions
+    })
+}
+
+/// The team a thread belongs to, or the first configured team for a thread
+/// not routed yet (None: no teams configured).
+fn team_of<'a>(teams: &'a [TeamConfig], team: Option<&str>) -> Option<&'a TeamConfig> {
+    match team {
+        Some(id) => teams.iter().find(|t| t.id == id).or(teams.first()),
+        None => teams.first(),
+    }
+}
+
+/// The SLA due time from the team's response standard in its business
+/// hours (a thread of no configured team: the first team's; no teams: no SLA).
+pub fn team_sla(teams: Arc<Vec<TeamConfig>>) -> SlaClock {
+    Arc::new(move |team, from| team_of(&teams, team).map(|t| t.sla_due(from)))
+}
+
+impl Engine {
+    /// Record the metric facts an event is (once per event: the fact id is
+    /// the event id, so reading it again after a crash counts nothing twice).
+    async fn count(&self, event: &Event) -> Result<(), StoreError> {
+        let Some(wiring) = &self.metrics else {
+            return Ok(());
+        };
+        let Some(fact) = self.fact_of(wiring, event)? else {
+            return Ok(());
+        };
+        self.store
+            .record_metric(&format!("{}:metric", event.id), &fact, &wiring.counting)
+            .await?;
+        Ok(())
+    }
+
+    fn fact_of(&self, wiring: &MetricsWiring, event: &Event) -> Result<Option<Fact>, StoreError> {
+        let data = &event.data;
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let contact = match data.get("contact").and_then(|c| c.as_str()) {
+            Some(c) => c.to_string(),
+            None => return Ok(None),
+        };
+        Ok(match event.kind.as_str() {
+            "message.received" | "message.sent" => {
+                let Ok(message) = serde_json::from_value::<Message>(data.clone()) else {
+                    return Ok(None);
+                };
+                if event.kind == "message.received" {
+                    let opt_out = self.consent_keyword(&message)? == Some(ConsentStatus::OptedOut);
+                    Some(Fact::Inbound {
+                        contact,
+                        at: message.created_at,
+                        opt_out,
+                    })
+                } else {
+                    let team = self.store.thread_record(&contact)?.and_then(|t| t.team);
+                    let cost = message
+                        .modem
+                        .as_ref()
+                        .and_then(|m| wiring.costs.get(m))
+                        .map(|price| price * f64::from(message.parts));
+                    Some(Fact::Sent {
+                        contact,
+                        at: event.created_at,
+                        message_id: message.id,
+                        campaign: message.campaign,
+                        variant: message.variant,
+                        team,
+                        parts: u32::from(message.parts),
+                        cost,
+                    })
+                }
+            }
+            "thread.state_changed" => {
+                let change = &data["change"];
+                let Some(waited_from) = change["waited_from"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                else {
+                    return Ok(None);
+                };
+                let team = text(&data["team"]);
+                let business_seconds = team_of(&wiring.teams, team.as_deref())
+                    .map(|t| {
+                        t.business_hours
+                            .business_duration(waited_from, event.created_at)
+                    })
+                    .unwrap_or_else(|| {
+                        (event.created_at - waited_from)
+                            .to_std()
+                            .unwrap_or_default()
+                    })
+                    .as_secs();
+                Some(Fact::FirstResponse {
+                    contact,
+                    at: event.created_at,
+                    team,
+                    waited_from,
+                    by_person: data["author"].as_str().is_some_and(|a| a != AUTOMATION),
+                    business_seconds,
+                })
+            }
+            "thread.outcome" => {
+                let change = &data["change"];
+                let Some(name) = text(&change["name"]) else {
+                    return Ok(None);
+                };
+                Some(Fact::Outcome {
+                    contact,
+                    at: event.created_at,
+                    name,
+                    campaign: text(&change["campaign"]),
+                    variant: text(&change["variant"]),
+                    team: text(&data["team"]),
+                    message_id: text(&change["message_id"]),
+                })
+            }
+            _ => None,
+        })
     }
 }
 

@@ -47,7 +47,7 @@
 //! |---|---|---|
 //! | `POST /inject` | `{"from": "+15550100", "text": "C"}` | 202 `{"parts": 1}` |
 //! | `GET /received` | | 200 `[{"to", "text", "parts", "status_report_requested", "received_at"}]`, oldest first, multipart messages joined |
-//! | `POST /handsets` | `{"number": "+15550100", "reply": "R", "then": ["2"], "delay_ms": 2000}` (`then`: the answers to the following messages, then quiet) | 204 |
+//! | `POST /handsets` | `{"number": "+15550100", "reply": "R", "then": ["2"], "delay_ms": 2000}` (`then`: the answers to the following messages, then quiet; `"once": true`: answer the first only) | 204 |
 //! | `POST /faults` | `{"kind": "stop_answering" \| "garbage" \| "cms_error" \| "storage_full" \| "unplug" \| "reboot" \| "clear", "code": 500, "count": 2, "duration_ms": 3000}` | 204 |
 //!
 //! Errors are 400 (bad JSON, bad number) or 503 (the simulator stopped) with a

@@ -32,7 +32,7 @@ pub struct ReceivedMessage {
 /// from that number `delay` later. With `then`, `reply` answers the first
 /// message and `then` the following ones in turn, after which the handset
 /// stays quiet (a customer walking through a flow: "R", then "2"); without
-/// it, `reply` answers every message.
+/// it, `reply` answers every message (only the first with `once`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandsetScript {
@@ -40,6 +40,9 @@ pub struct HandsetScript {
     pub reply: String,
     #[serde(default)]
     pub then: Vec<String>,
+    /// Answer the first message only.
+    #[serde(default)]
+    pub once: bool,
     #[serde(default, rename = "delay_ms", with = "millis")]
     pub delay: Duration,
 }
@@ -48,7 +51,9 @@ impl HandsetScript {
     /// The answer to message `n` (0-based) this handset receives.
     fn answer(&self, n: usize) -> Option<String> {
         match (n, self.then.is_empty()) {
-            (0, _) | (_, true) => Some(self.reply.clone()),
+            (0, _) => Some(self.reply.clone()),
+            (_, true) if self.once => None,
+            (_, true) => Some(self.reply.clone()),
             _ => self.then.get(n - 1).cloned(),
         }
     }

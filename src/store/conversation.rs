@@ -442,6 +442,7 @@ fn apply(
         }
         ThreadChange::Replied { message_id } => {
             let before = thread.state;
+            let waited_from = thread.waiting_since;
             thread.waiting_since = None;
             thread.sla_due = None;
             thread.sla_breached = false;
@@ -449,8 +450,9 @@ fn apply(
                 return None;
             }
             thread.state = ThreadState::WaitingOnCustomer;
-            let detail =
-                json!({"from": "open", "to": "waiting_on_customer", "message_id": message_id});
+            // `waited_from`: the wait this reply ends (time to first response).
+            let detail = json!({"from": "open", "to": "waiting_on_customer",
+                "message_id": message_id, "waited_from": waited_from});
             Some((
                 activity("state_changed", detail.clone()),
                 "thread.state_changed",
