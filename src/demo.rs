@@ -19,13 +19,53 @@ pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 /// Where the simulator's control API listens.
 pub const CONTROL_ADDR: &str = "127.0.0.1:8081";
 
-/// The simulated customers: number, what they answer, after how long.
-pub const CUSTOMERS: [(&str, &str, u64); 4] = [
-    ("+15550100001", "C", 2),
-    ("+15550100002", "Can we move it to Thursday afternoon? R", 3),
-    ("+15550100003", "Do I need to bring anything with me?", 4),
-    ("+15550100004", "STOP", 2),
+/// A simulated customer: number, name, what they answer to the texts they
+/// get (in turn, then nothing more), after how long.
+pub struct Customer {
+    pub number: &'static str,
+    pub name: &'static str,
+    pub answers: &'static [&'static str],
+    pub delay_s: u64,
+}
+
+/// The simulated customers, each sent an appointment reminder when the demo
+/// starts: one confirms, one reschedules and picks slot 2, one writes an
+/// urgent complaint (a person must answer), one texts STOP.
+pub const CUSTOMERS: [Customer; 4] = [
+    Customer {
+        number: "+15550100001",
+        name: "Ana Ruiz",
+        answers: &["C"],
+        delay_s: 2,
+    },
+    Customer {
+        number: "+15550100002",
+        name: "Ben Okafor",
+        answers: &["R", "2"],
+        delay_s: 3,
+    },
+    Customer {
+        number: "+15550100003",
+        name: "Chloe Martin",
+        answers: &["I was charged twice for my last visit, this is urgent, please call me asap"],
+        delay_s: 4,
+    },
+    Customer {
+        number: "+15550100004",
+        name: "Dev Patel",
+        answers: &["STOP"],
+        delay_s: 2,
+    },
 ];
+
+/// The reminder the demo sends each customer, in the appointment flow.
+pub const REMINDER: &str =
+    "Hi {{name}}, your appointment is Tue 10:30. Reply C to confirm, R to reschedule.";
+
+/// The appointment flow's context: the time and the slots offered on "R".
+fn reminder_context() -> serde_json::Value {
+    serde_json::json!({"time": "Tue 10:30", "slots": ["Wed 09:00", "Thu 14:00", "Fri 11:00"]})
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -65,40 +105,47 @@ pub fn demo_token() -> String {
 
 /// The banner: token and copy-paste commands.
 pub fn banner(api: SocketAddr, control: SocketAddr, token: &str, dir: &std::path::Path) -> String {
-    let c = CUSTOMERS;
+    let c = &CUSTOMERS;
     format!(
         r#"smsgate demo: a simulated SIM800 modem (+15550000000) and four simulated customers
   API      http://{api}   (token below; Authorization: Bearer ...)
   control  http://{control}   (the simulator: inject SMS, see what the network received)
   data     {dir}   (removed when the demo stops)
 
+Each customer gets an appointment reminder now (flow "appointment"): {n0} confirms
+with C, {n1} answers R and then picks slot 2, {n2} writes an urgent complaint
+(for a person, not for automation), {n3} texts STOP. Give them ten seconds.
+
 export TOKEN={token}
 
-# Text a customer who confirms with "C":
-curl -s -X POST http://{api}/v1/messages -H "Authorization: Bearer $TOKEN" \
-  -H 'Content-Type: application/json' \
-  -d '{{"to": "{c0}", "body": "Hi Ana, your appointment is Tue 10:30. Reply C to confirm, R to reschedule."}}'
+# The inbox: the threads waiting on a person, urgent first:
+curl -s http://{api}/v1/inbox -H "Authorization: Bearer $TOKEN"
 
-# Watch it go queued -> sending -> sent -> delivered (use the id printed above):
-curl -s http://{api}/v1/messages/MESSAGE_ID -H "Authorization: Bearer $TOKEN"
+# A thread's timeline (messages, outcomes, state changes, oldest first):
+curl -s http://{api}/v1/threads/%2B{c1n} -H "Authorization: Bearer $TOKEN"
 
-# The customer's reply arrives in the thread a few seconds later:
-curl -s http://{api}/v1/threads/%2B{c0n} -H "Authorization: Bearer $TOKEN"
-curl -s http://{api}/v1/threads -H "Authorization: Bearer $TOKEN"
+# Answer the urgent one as a person, then close it:
+curl -s -X POST http://{api}/v1/threads/%2B{c2n}/reply -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{{"body": "Sorry about that, Chloe. I have refunded the second charge.", "author": "sam"}}'
+curl -s -X PUT http://{api}/v1/threads/%2B{c2n}/state -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{{"state": "closed"}}'
 
-# Other customers: {c1} asks to reschedule, {c2} asks a question, {c3} texts STOP.
+# The five metrics (reply rate, time to first response, conversion, opt-outs, cost per outcome):
+curl -s http://{api}/v1/metrics/summary -H "Authorization: Bearer $TOKEN"
+
 # Text from a phone of your own (the simulator's control API):
 curl -s -X POST http://{control}/inject -H 'Content-Type: application/json' \
-  -d '{{"from": "+15550199999", "text": "Hi, are you open on Saturday?"}}'
+  -d '{{"from": "+15550199999", "text": "Hi, how much is a consultation?"}}'
 curl -s http://{api}/v1/modems -H "Authorization: Bearer $TOKEN"
 
 Ctrl-C stops the demo."#,
         dir = dir.display(),
-        c0 = c[0].0,
-        c0n = &c[0].0[1..],
-        c1 = c[1].0,
-        c2 = c[2].0,
-        c3 = c[3].0,
+        n0 = c[0].name,
+        n1 = c[1].name,
+        n2 = c[2].name,
+        n3 = c[3].name,
+        c1n = &c[1].number[1..],
+        c2n = &c[2].number[1..],
     )
 }
 
@@ -151,11 +198,12 @@ async fn run_in(
     sim_config.status_report_delay = Duration::from_secs(1);
     sim_config.handsets = CUSTOMERS
         .iter()
-        .map(|(number, reply, delay)| HandsetScript {
-            number: number.to_string(),
-            reply: reply.to_string(),
-            delay: Duration::from_secs(*delay),
-            ..Default::default()
+        .map(|c| HandsetScript {
+            number: c.number.to_string(),
+            reply: c.answers.first().unwrap_or(&"").to_string(),
+            then: c.answers.iter().skip(1).map(|a| a.to_string()).collect(),
+            once: true,
+            delay: Duration::from_secs(c.delay_s),
         })
         .collect();
     let sim = Simulator::start(sim_config)?;
@@ -174,9 +222,56 @@ async fn run_in(
     let tokens = vec![ApiToken::from_secret("demo", &token, vec![Scope::Admin])];
     let dir_shown = dir.to_path_buf();
     let result = daemon::run(config, tokens, shutdown, move |started| {
+        tokio::spawn(remind(started.api, token.clone()));
         on_started(started, banner(started.api, control, &token, &dir_shown));
     })
     .await;
     sim.shutdown().await;
     Ok(result?)
+}
+
+/// What the demo's booking system does at start, through the API as any
+/// app would: the customers' names, then each an appointment reminder in
+/// the appointment flow. A refusal is logged; the demo goes on.
+async fn remind(api: SocketAddr, token: String) {
+    use crate::webhook::client::{HttpClient, Outgoing, Transport};
+    let client = HttpClient::new();
+    let call = |method: hyper::Method, path: String, body: serde_json::Value| Outgoing {
+        method,
+        url: format!("http://{api}{path}"),
+        content_type: "application/json",
+        headers: vec![("authorization", format!("Bearer {token}"))],
+        body: body.to_string().into(),
+        timeout: Duration::from_secs(10),
+    };
+    for c in &CUSTOMERS {
+        let path = format!("/v1/contacts/{}", c.number.replace('+', "%2B"));
+        let profile = serde_json::json!({"name": c.name, "tags": ["demo"]});
+        let first_name = c.name.split(' ').next().unwrap_or(c.name).to_string();
+        let Ok(body) = crate::conversation::template::render(REMINDER, |field| {
+            (field == "name").then(|| first_name.clone())
+        }) else {
+            continue;
+        };
+        let reminder = serde_json::json!({
+            "to": c.number,
+            "body": body,
+            "flow": "appointment",
+            "context": reminder_context(),
+        });
+        for request in [
+            call(hyper::Method::PUT, path, profile),
+            call(hyper::Method::POST, "/v1/messages".into(), reminder),
+        ] {
+            match client.post(request).await {
+                Ok(answer) if answer.status < 300 => {}
+                Ok(answer) => tracing::warn!(
+                    status = answer.status,
+                    body = %String::from_utf8_lossy(&answer.body),
+                    "demo: the reminder was refused"
+                ),
+                Err(e) => tracing::warn!(error = %e, "demo: the reminder was not sent"),
+            }
+        }
+    }
 }

@@ -272,25 +272,40 @@ async fn the_demo_delivers_and_its_customers_answer() {
     let addr = api.to_string();
     tokio::task::spawn_blocking(move || {
         wait_ready(&addr);
-        for (number, reply, _) in smsgate::demo::CUSTOMERS {
-            let (status, accepted) = http(
-                "POST",
-                &addr,
-                "/v1/messages",
-                Some(&token),
-                Some(&json!({"to": number, "body": "Your appointment is Tue 10:30. Reply C to confirm, R to reschedule."})),
-            );
-            assert_eq!(status, 202, "{accepted}");
-            let path = format!("/v1/threads/{}", number.replace('+', "%2B"));
-            wait_until(Duration::from_secs(20), "the customer's answer", || {
-                let (_, thread) = http("GET", &addr, &path, Some(&token), None);
-                thread["items"]
-                    .as_array()?
-                    .iter()
-                    .any(|m| m["direction"] == "inbound" && m["body"] == reply)
+        let [ana, ben, chloe, dev] = &smsgate::demo::CUSTOMERS;
+        let thread = |number: &str| {
+            let path = format!("/v1/threads/{}?limit=100", number.replace('+', "%2B"));
+            http("GET", &addr, &path, Some(&token), None).1
+        };
+        let outcome = |t: &serde_json::Value| t["thread"]["outcomes"][0]["name"].clone();
+        // The demo reminds each customer by itself; they answer as scripted.
+        let a = wait_until(Duration::from_secs(40), "Ana confirms", || {
+            let t = thread(ana.number);
+            (outcome(&t) == "appointment_confirmed").then_some(t)
+        });
+        assert_eq!(a["thread"]["state"], "closed");
+        let b = wait_until(Duration::from_secs(40), "Ben books slot 2", || {
+            let t = thread(ben.number);
+            (outcome(&t) == "appointment_booked").then_some(t)
+        });
+        assert_eq!(b["thread"]["outcomes"][0]["value"], "Thu 14:00");
+        wait_until(
+            Duration::from_secs(40),
+            "Chloe in the inbox, urgent",
+            || {
+                let (_, inbox) = http("GET", &addr, "/v1/inbox", Some(&token), None);
+                (inbox["items"][0]["contact"] == chloe.number
+                    && inbox["items"][0]["priority"] == "urgent")
                     .then_some(())
-            });
-        }
+            },
+        );
+        wait_until(Duration::from_secs(40), "Dev opted out", || {
+            let path = format!("/v1/contacts/{}/consent", dev.number.replace('+', "%2B"));
+            let (_, consent) = http("GET", &addr, &path, Some(&token), None);
+            (consent["status"] == "opted_out").then_some(())
+        });
+        let (status, summary) = http("GET", &addr, "/v1/metrics/summary", Some(&token), None);
+        assert_eq!(status, 200, "{summary}");
     })
     .await
     .unwrap();
