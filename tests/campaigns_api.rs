@@ -148,7 +148,8 @@ async fn ab_campaign_counts_add_up_to_the_totals_and_the_network() {
             }),
         );
         assert_eq!(campaign["recipients"]["total"], 40);
-        assert_eq!(campaign["variants"][0]["metrics"], Value::Null);
+        // Nothing sent yet: the variant's metrics count nobody.
+        assert_eq!(campaign["variants"][0]["metrics"]["messages_sent"], 0);
         let id = campaign["id"].as_str().unwrap().to_string();
         let done = wait_until(Duration::from_secs(60), "every message delivered", || {
             let c = get(&addr, &id);
@@ -193,6 +194,31 @@ async fn ab_campaign_counts_add_up_to_the_totals_and_the_network() {
             // 40 fair draws: both variants are used (all in one: p = 2^-39).
             assert!(got > 0, "variant {id} never chosen");
         }
+        // Each variant's metrics count the contacts it was sent to, and the
+        // variants add up to the campaign's summary.
+        let with_metrics = wait_until(Duration::from_secs(20), "variant metrics", || {
+            let c = get(&addr, &id);
+            let counted: u64 = c["variants"]
+                .as_array()?
+                .iter()
+                .map(|v| v["metrics"]["reply_rate"]["denominator"].as_u64().unwrap_or(0))
+                .sum();
+            (counted == 40).then_some(c)
+        });
+        for v in with_metrics["variants"].as_array().unwrap() {
+            let id = v["id"].as_str().unwrap();
+            let sent = per_variant.get(id).copied().unwrap_or(0);
+            assert_eq!(n(&v["metrics"]["reply_rate"]["denominator"]), sent, "variant {id}");
+            assert_eq!(n(&v["metrics"]["messages_sent"]), sent, "variant {id}");
+        }
+        let (_, summary) = http(
+            "GET",
+            &addr,
+            &format!("/v1/metrics/summary?campaign={id}"),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(n(&summary["reply_rate"]["denominator"]), 40, "{summary}");
         // The list shows it.
         let (status, list) = http("GET", &addr, "/v1/campaigns", Some(TOKEN), None);
         assert_eq!(status, 200);

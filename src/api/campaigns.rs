@@ -145,8 +145,19 @@ fn refused(e: campaigns::CampaignError) -> ApiError {
 
 /// The wire campaign, with each variant's metrics.
 fn view(state: &ApiState, record: &CampaignRecord) -> wire::Campaign {
+    let today = Utc::now().date_naive();
     wire::Campaign::new(record, |variant| {
-        campaigns::variant_metrics(&state.store, &record.id, variant)
+        match campaigns::variant_metrics(&state.store, record, variant, today) {
+            Ok(summary) => serde_json::to_value(wire::MetricsSummary::new(
+                summary,
+                &state.conversation.currency,
+            ))
+            .ok(),
+            Err(e) => {
+                tracing::warn!(campaign = %record.id, error = %e, "campaign metrics unreadable");
+                None
+            }
+        }
     })
 }
 

@@ -267,14 +267,24 @@ pub fn contact_value(number: &str, profile: &ContactProfile, name: &str) -> Opti
     profile.value(number, name)
 }
 
-/// A variant's reply, conversion and opt-out metrics, served with the
-/// campaign (`variants[].metrics`).
-///
-/// Seam: the metric counters come with the metrics part of the
-/// conversations issue (`Store::metrics_summary` by campaign and variant);
-/// until it is merged there are none, and `metrics` is null.
-pub fn variant_metrics(_store: &Store, _campaign: &str, _variant: &str) -> Option<Value> {
-    None
+/// A variant's metrics, served with the campaign (`variants[].metrics`):
+/// the summary by campaign and variant (`Store::metrics_summary`) from the
+/// campaign's first day to `today`, at most the summary's longest period.
+pub fn variant_metrics(
+    store: &Store,
+    record: &CampaignRecord,
+    variant: &str,
+    today: chrono::NaiveDate,
+) -> Result<super::metrics::Summary, StoreError> {
+    let first = record.created_at.date_naive().min(today);
+    let longest = today - chrono::Duration::days(730);
+    store.metrics_summary(&super::metrics::SummaryQuery {
+        from: first.max(longest),
+        to: today,
+        campaign: Some(record.id.clone()),
+        variant: Some(variant.to_string()),
+        team: None,
+    })
 }
 
 /// A value of the campaign's `context` by name; `a.b` reads into objects.
