@@ -831,6 +831,15 @@ impl Store {
         self.engine_cursor()
     }
 
+    /// The engine's cursor if it has one (None: no engine has run on this
+    /// store): event pruning keeps what the engine has not read.
+    pub(crate) fn engine_cursor_if_set(&self) -> Result<Option<u64>> {
+        match self.conv().index.get(CURSOR)? {
+            Some(_) => self.engine_cursor().map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Move the engine's cursor past `processed` (events that needed
     /// nothing). Not flushed on its own: reading such events again after a
     /// crash changes nothing, and a flush per batch would cost a disk sync

@@ -671,6 +671,10 @@ impl Store {
                 None => 0,
             });
         }
+        // Nor what the conversation engine has yet to read.
+        if let Some(engine) = self.engine_cursor_if_set()? {
+            bound = bound.min(engine);
+        }
         let mut seqs = Vec::new();
         if start < bound {
             for entry in self
@@ -977,6 +981,19 @@ mod tests {
         s.store.register_webhooks(&[hook("a")]).await.unwrap();
         assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (2, 2));
         assert_eq!(s.store.delivery(&a[3].id).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_what_the_conversation_engine_has_not_read() {
+        let s = TempStore::new();
+        let (events, cutoff) = emit_n(&s.store, 4).await;
+        // The engine has read the first two events only.
+        let read = event_seq(&events[1].id).unwrap();
+        s.store.advance_engine_cursor(read).unwrap();
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (2, 0));
+        assert_eq!(s.store.event(&events[1].id).unwrap(), None);
+        assert!(s.store.event(&events[2].id).unwrap().is_some());
+        assert!(s.store.event(&events[3].id).unwrap().is_some());
     }
 
     #[tokio::test]
