@@ -206,19 +206,20 @@ pub async fn run(
     );
 
     let state = ApiState {
-        store: store.clone(),
-        dispatcher: dispatcher.clone(),
-        tokens: Arc::new(tokens(&config, extra_tokens)),
         sms,
-        policy: policy.clone(),
         extra_metrics: {
             let store = store.clone();
             Some(Arc::new(move |out: &mut String| {
                 webhook::render_metrics(&store, out)
             }))
         },
-        compat: Arc::new(config.compat_settings()),
-        conversation: Arc::new(config.conversation.clone()),
+        ..ApiState::new(
+            store.clone(),
+            dispatcher.clone(),
+            policy.clone(),
+            &config,
+            tokens(&config, extra_tokens),
+        )
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await

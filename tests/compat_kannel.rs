@@ -8,26 +8,21 @@ mod common;
 mod receiver;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::json;
-use tokio::sync::watch;
-use tower::ServiceExt;
 
+use common::rig::{config, Rig};
 use common::wait_until;
 use receiver::{http_text, App};
 use smsgate::api::compat::kannel::{ACCEPTED, AUTH_FAILED, DENIED, MISSING_TO};
 use smsgate::api::compat::url_encode;
-use smsgate::api::{self, ApiState, ApiToken, Scope};
-use smsgate::config::Config;
-use smsgate::modem::dispatch::Dispatcher;
-use smsgate::modem::status::{ModemState, ModemStatus};
+use smsgate::api::{ApiToken, Scope};
+use smsgate::modem::status::ModemState;
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
-use smsgate::store::{MessageFilter, MessageStatus, Store};
+use smsgate::store::{MessageFilter, MessageStatus};
 
 const USER: &str = "playsms";
 const PASSWORD: &str = "kannel-pw";
@@ -45,60 +40,26 @@ fn compat_toml() -> String {
     )
 }
 
-struct Gateway {
-    state: ApiState,
-    store: Store,
-    dir: PathBuf,
-    _modem: watch::Sender<ModemStatus>,
-}
+/// The API over an empty store (tests/common/rig.rs) with modem m1 ready
+/// on its own number.
+struct Gateway(Rig);
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Gateway {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.0
     }
 }
 
 fn gateway() -> Gateway {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-kannel-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
+    let config = config(&format!(
+        "[sms]\ndefault_country = \"US\"\n{}",
+        compat_toml()
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::from_toml(
-        &format!("[sms]\ndefault_country = \"US\"\n{}", compat_toml()),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let store = Store::open(&dir, 8).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-    let mut status = ModemStatus::new("m1", "/dev/tty-m1");
-    status.state = ModemState::Ready;
-    status.own_number = Some(OWN.into());
-    let (tx, rx) = watch::channel(status);
-    dispatcher.register("m1", rx);
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(vec![ApiToken::from_secret(
-            "ops",
-            ADMIN,
-            vec![Scope::Admin],
-        )]),
-        sms: Arc::new(config.sms_policy()),
-        policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
-        extra_metrics: None,
-        compat: Arc::new(config.compat_settings()),
-        conversation: Arc::new(config.conversation.clone()),
-    };
-    Gateway {
-        state,
-        store,
-        dir,
-        _modem: tx,
-    }
+    let tokens = vec![ApiToken::from_secret("ops", ADMIN, vec![Scope::Admin])];
+    let mut rig = Rig::new("kannel-test", &config, tokens);
+    rig.add_modem("m1", ModemState::Ready, OWN);
+    Gateway(rig)
 }
 
 impl Gateway {
@@ -113,21 +74,11 @@ impl Gateway {
             }
             None => Body::empty(),
         };
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let reply = self.0.send(request.body(body).unwrap()).await;
         (
-            status,
-            content_type,
-            String::from_utf8(bytes.to_vec()).unwrap(),
+            reply.status.as_u16(),
+            reply.header("content-type").unwrap_or_default(),
+            String::from_utf8(reply.bytes.to_vec()).unwrap(),
         )
     }
 
@@ -353,15 +304,11 @@ async fn coding_charset_validity_deferred() {
 #[tokio::test]
 async fn opted_out_receivers_are_denied() {
     let g = gateway();
-    let optout = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/optouts")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"number": "+15557654321"}).to_string()))
-        .unwrap();
-    let r = api::router(g.state.clone()).oneshot(optout).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let body = json!({"number": "+15557654321"});
+    let r =
+        g.0.call(Method::POST, "/v1/optouts", Some(ADMIN), Some(&body), &[])
+            .await;
+    assert_eq!(r.status, StatusCode::OK);
     let ok = auth();
     let (s, _, text) = g
         .call(

@@ -9,23 +9,19 @@ mod common;
 mod receiver;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use base64::Engine;
 use chrono::Utc;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tower::ServiceExt;
 
+use common::rig::{config, Rig};
 use smsgate::api::compat::twilio::{id_of, sid_of};
-use smsgate::api::{self, ApiState, ApiToken, Scope};
+use smsgate::api::{ApiToken, Scope};
 use smsgate::config::Config;
-use smsgate::modem::dispatch::Dispatcher;
-use smsgate::modem::status::{ModemState, ModemStatus};
-use smsgate::store::{MessageFilter, MessageStatus, PartStatus, Store};
+use smsgate::modem::status::ModemState;
+use smsgate::store::{MessageFilter, MessageStatus, PartStatus};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "twilio-auth-token-1";
@@ -38,68 +34,31 @@ fn hex(token: &str) -> String {
     smsgate::pdu::hex::encode(&smsgate::api::auth::digest(token)).to_lowercase()
 }
 
-struct Gateway {
-    state: ApiState,
-    store: Store,
-    dir: PathBuf,
-    _modem: watch::Sender<ModemStatus>,
-}
+/// The API over an empty store (tests/common/rig.rs) with modem m1 ready
+/// on its own number.
+struct Gateway(Rig);
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Gateway {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.0
     }
 }
 
 fn gateway() -> Gateway {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-twilio-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
+    let config = config(&format!(
+        "[sms]\ndefault_country = \"US\"\n\
+         [[compat.twilio]]\naccount_sid = \"{SID}\"\nauth_token_sha256 = \"{}\"\n\
+         signing_token = \"{TOKEN}\"\n\
+         [[compat.twilio]]\naccount_sid = \"{READER_SID}\"\nauth_token_sha256 = \"{}\"\nscope = \"read\"\n\
+         [[modem]]\nid = \"m1\"\nport = \"/dev/tty-m1\"\ncost_per_part = 0.0075\n",
+        hex(TOKEN),
+        hex(READER_TOKEN)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::from_toml(
-        &format!(
-            "[sms]\ndefault_country = \"US\"\n\
-             [[compat.twilio]]\naccount_sid = \"{SID}\"\nauth_token_sha256 = \"{}\"\n\
-             signing_token = \"{TOKEN}\"\n\
-             [[compat.twilio]]\naccount_sid = \"{READER_SID}\"\nauth_token_sha256 = \"{}\"\nscope = \"read\"\n\
-             [[modem]]\nid = \"m1\"\nport = \"/dev/tty-m1\"\ncost_per_part = 0.0075\n",
-            hex(TOKEN),
-            hex(READER_TOKEN)
-        ),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let store = Store::open(&dir, 8).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-    let mut status = ModemStatus::new("m1", "/dev/tty-m1");
-    status.state = ModemState::Ready;
-    status.own_number = Some(OWN.into());
-    let (tx, rx) = watch::channel(status);
-    dispatcher.register("m1", rx);
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(vec![ApiToken::from_secret(
-            "ops",
-            ADMIN,
-            vec![Scope::Admin],
-        )]),
-        sms: Arc::new(config.sms_policy()),
-        policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
-        extra_metrics: None,
-        compat: Arc::new(config.compat_settings()),
-        conversation: Arc::new(config.conversation.clone()),
-    };
-    Gateway {
-        state,
-        store,
-        dir,
-        _modem: tx,
-    }
+    let tokens = vec![ApiToken::from_secret("ops", ADMIN, vec![Scope::Admin])];
+    let mut rig = Rig::new("twilio-test", &config, tokens);
+    rig.add_modem("m1", ModemState::Ready, OWN);
+    Gateway(rig)
 }
 
 #[derive(Debug)]
@@ -171,21 +130,14 @@ impl Gateway {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
+        let reply = self.0.send(request.body(body).unwrap()).await;
+        let status = reply.status;
+        let location = reply.header("location");
+        let body = if reply.bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&bytes)))
+            serde_json::from_slice(&reply.bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {:?}", reply.text()))
         };
         Answer {
             status,
@@ -388,15 +340,11 @@ async fn refusals_use_twilios_codes_and_store_nothing() {
     assert_eq!(g.stored(), 0);
 
     // A recipient who texted STOP (recorded through /v1/optouts): 21610.
-    let optout = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/optouts")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"number": "+15557654321"}).to_string()))
-        .unwrap();
-    let r = api::router(g.state.clone()).oneshot(optout).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let body = json!({"number": "+15557654321"});
+    let r =
+        g.0.call(Method::POST, "/v1/optouts", Some(ADMIN), Some(&body), &[])
+            .await;
+    assert_eq!(r.status, StatusCode::OK);
     g.create(&[("To", "+15557654321"), ("Body", "Sale!")])
         .await
         .twilio_error(400, 21610);

@@ -6,23 +6,18 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use smsgate::api::{self, ApiState, ApiToken, Scope};
-use smsgate::compose::SmsPolicy;
+use common::rig::Rig;
+use smsgate::api::{ApiToken, Scope};
 use smsgate::conversation::engine::{Decider, Engine};
 use smsgate::conversation::{Action, Priority};
-use smsgate::modem::dispatch::Dispatcher;
 use smsgate::store::{InboundPart, Store};
 use smsgate::webhook::clock::Clock;
 
@@ -43,70 +38,36 @@ impl TestClock {
     }
 }
 
-/// A store in a temporary directory, the API over it, and an engine.
+/// The API over a store of its own (tests/common/rig.rs), and an engine.
 struct Inbox {
-    state: ApiState,
+    rig: Rig,
     store: Store,
     engine: Engine,
     clock: Arc<TestClock>,
-    dir: PathBuf,
-}
-
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn inbox(decider: Decider) -> Inbox {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-inbox-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir, 8).unwrap();
-    let policy = Arc::new(smsgate::policy::Policy::from_config(
-        &smsgate::config::Config::default(),
-    ));
+    let mut config = smsgate::config::Config::default();
+    config.sms.status_reports = false;
+    let tokens = vec![ApiToken::from_secret("ops", TOKEN, vec![Scope::Admin])];
+    let rig = Rig::new("inbox-test", &config, tokens);
+    let store = rig.store.clone();
+    let policy = rig.state.policy.clone();
     store.set_reactor(policy.reactor(), policy.per_number());
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-    let sms = Arc::new(SmsPolicy {
-        default_country: "US".into(),
-        max_parts: 10,
-        status_reports: false,
-        validity: None,
-    });
     let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
     let engine = Engine::new(
         store.clone(),
-        policy.clone(),
-        Some(dispatcher.clone()),
-        sms.clone(),
+        policy,
+        Some(rig.state.dispatcher.clone()),
+        rig.state.sms.clone(),
     )
     .with_decider(decider)
     .with_clock(clock.clone());
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(vec![ApiToken::from_secret(
-            "ops",
-            TOKEN,
-            vec![Scope::Admin],
-        )]),
-        sms,
-        policy,
-        extra_metrics: None,
-        compat: Default::default(),
-        conversation: Default::default(),
-    };
     Inbox {
-        state,
+        rig,
         store,
         engine,
         clock,
-        dir,
     }
 }
 
@@ -116,27 +77,11 @@ fn path_of(contact: &str) -> String {
 
 impl Inbox {
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
-        let body = match body {
-            Some(v) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let reply = self
+            .rig
+            .call(method, uri, Some(TOKEN), body.as_ref(), &[])
+            .await;
+        (reply.status, reply.json())
     }
 
     /// Store an inbound text as a modem actor does, then let the engine

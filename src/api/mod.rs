@@ -74,6 +74,30 @@ pub struct ApiState {
     pub conversation: Arc<crate::conversation::settings::ConversationConfig>,
 }
 
+impl ApiState {
+    /// The state that serves `config`: its SMS defaults, compat accounts and
+    /// conversation settings, with the consent and limits `policy` the rest
+    /// of the daemon shares, and no metric families from outside the API.
+    pub fn new(
+        store: Store,
+        dispatcher: Arc<Dispatcher>,
+        policy: Arc<crate::policy::Policy>,
+        config: &crate::config::Config,
+        tokens: Vec<ApiToken>,
+    ) -> ApiState {
+        ApiState {
+            store,
+            dispatcher,
+            tokens: Arc::new(tokens),
+            sms: Arc::new(config.sms_policy()),
+            policy,
+            extra_metrics: None,
+            compat: Arc::new(config.compat_settings()),
+            conversation: Arc::new(config.conversation.clone()),
+        }
+    }
+}
+
 /// The longest a request may take before it is answered 503 `timeout`; it
 /// also bounds how long graceful shutdown waits for in-flight requests. An
 /// accept cut off here may still have been stored: callers retry with the same
