@@ -778,7 +778,10 @@ pub struct Event {
     #[schema(example = "evt_0000000000000001", pattern = "^evt_[0-9a-f]{16}$")]
     pub id: String,
     /// message.received, message.sent, message.delivered, message.failed,
-    /// message.unknown, message.expired, modem.status, consent.changed.
+    /// message.unknown, message.expired, modem.status, consent.changed; for
+    /// a message with a Twilio or Kannel callback that hears every status
+    /// also message.scheduled, .queued, .deferred, .sending, .cancelled and
+    /// .buffered (not sent to webhooks).
     #[serde(rename = "type")]
     pub kind: String,
     pub created_at: DateTime<Utc>,

@@ -517,3 +517,89 @@ async fn sms_service_get_url_answer_is_the_reply() {
     gw.stop().await;
     modem.shutdown().await;
 }
+
+/// Kannel's `dlr-mask` 4 ("buffered", queued on the SMSC): a status report
+/// saying the service centre is still trying (a busy handset: TP-ST 0x21)
+/// is reported as Kannel's AT driver reports it, between 8 (submitted) and
+/// 1 (delivered), only when the mask asks; and 4 alone still asks the
+/// network for status reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_handsets_interim_report_is_dlr_4_when_asked() {
+    let (all, final_only, buffered_only) = ("+15550400031", "+15550400032", "+15550400033");
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link = Some(temp("busy.tty"));
+    c.own_number = OWN.into();
+    c.status_report_delay = Duration::from_millis(30);
+    c.noise_interval = Some(Duration::ZERO);
+    c.busy_numbers = vec![all.into(), final_only.into(), buffered_only.into()];
+    let modem = Simulator::start(c).unwrap();
+    let gw = daemon("busy", &modem, "").await;
+    let (app, app_addr) = App::start().await;
+    let dlr = format!("http://{app_addr}/dlr?type=%d&to=%p&answer=%A");
+    let addr = gw.addr.clone();
+    let app2 = app.clone();
+    blocking(move || {
+        let send = |to: &str, mask: u8| {
+            let query = format!(
+                "/cgi-bin/sendsms?{}&to={}&text=hi&dlr-mask={mask}&dlr-url={}",
+                auth(),
+                url_encode(to),
+                url_encode(&dlr)
+            );
+            let (s, _, answer) = http_text("GET", &addr, &query, &[], "");
+            assert_eq!((s, answer.as_str()), (202, ACCEPTED));
+        };
+        send(all, 1 | 2 | 4 | 8 | 16);
+        send(final_only, 1 | 2);
+        send(buffered_only, 4);
+        let reports = |to: &str| -> Vec<String> {
+            app2.requests()
+                .iter()
+                .filter(|r| r.param("to").as_deref() == Some(to))
+                .filter_map(|r| r.param("type"))
+                .collect()
+        };
+        wait_until(Duration::from_secs(20), "the delivery reports", || {
+            (reports(all) == ["8", "4", "1"]
+                && reports(final_only) == ["1"]
+                && reports(buffered_only) == ["4"])
+            .then_some(())
+        });
+        let buffered = app2
+            .requests()
+            .into_iter()
+            .find(|r| r.param("type").as_deref() == Some("4"))
+            .unwrap();
+        assert_eq!(buffered.param("answer").as_deref(), Some("Buffered"));
+        // Each was delivered in the end (so the mask-4 one asked for
+        // reports), and nothing the masks left out was sent: a later
+        // message's report made (the events are handed out in order), and
+        // no delivery waiting.
+        for to in [all, final_only, buffered_only] {
+            let path = format!("/v1/messages?contact={}", url_encode(to));
+            wait_until(Duration::from_secs(20), "delivered", || {
+                let (_, page) = common::http("GET", &addr, &path, Some(ADMIN), None);
+                (page["items"][0]["status"] == "delivered").then_some(())
+            });
+        }
+        let marker = "+15550400034";
+        send(marker, 8);
+        wait_until(Duration::from_secs(20), "the marker's report", || {
+            (reports(marker) == ["8"]).then_some(())
+        });
+        wait_until(Duration::from_secs(20), "no DLR waiting", || {
+            let (_, hooks) = common::http("GET", &addr, "/v1/webhooks", Some(ADMIN), None);
+            let dlr = hooks["items"]
+                .as_array()?
+                .iter()
+                .find(|e| e["id"] == "compat-kannel-dlr")?
+                .clone();
+            (dlr["pending"] == 0).then_some(())
+        });
+        assert_eq!(reports(final_only), ["1"]);
+        assert_eq!(reports(buffered_only), ["4"]);
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+}

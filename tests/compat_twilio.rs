@@ -447,6 +447,192 @@ async fn scheduled_messages_cancel_by_update_or_delete() {
         .twilio_error(404, 20404);
 }
 
+/// Each status change of a message with a StatusCallback is a callback,
+/// queued before sending before sent before delivered, and scheduled then
+/// canceled for a cancelled one: the events the store writes for it (and for
+/// no other message), read by the `compat-twilio-status` endpoint as the
+/// webhook worker reads them. The callback lives in the message record, so
+/// it goes where the message goes (the history files) and is never a
+/// record of its own to prune.
+#[tokio::test]
+async fn a_status_callback_hears_every_status_change() {
+    use smsgate::api::compat::callbacks;
+    let g = gateway();
+    let endpoints = callbacks::endpoints(&g.state.compat, &g.store, "US");
+    let status = endpoints
+        .iter()
+        .find(|e| e.id == "compat-twilio-status")
+        .unwrap();
+    let foreign = status.foreign.clone().unwrap();
+    let url = "http://app.lan/status?shop=1";
+    async fn create(g: &Gateway, pairs: &[(&str, &str)]) -> String {
+        let a = g.create(pairs).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        id_of(a.body["sid"].as_str().unwrap()).unwrap()
+    }
+    let watched = create(
+        &g,
+        &[
+            ("To", "+15551234567"),
+            ("Body", "Table for two"),
+            ("StatusCallback", url),
+        ],
+    )
+    .await;
+    let plain = create(&g, &[("To", "+15551234568"), ("Body", "No callback")]).await;
+    let later = (Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let scheduled = create(
+        &g,
+        &[
+            ("To", "+15551234569"),
+            ("Body", "Reminder"),
+            ("SendAt", &later),
+            ("ScheduleType", "fixed"),
+            ("StatusCallback", url),
+        ],
+    )
+    .await;
+    let cancel = g
+        .call(
+            Method::POST,
+            &format!(
+                "/2010-04-01/Accounts/{SID}/Messages/{}.json",
+                sid_of(&scheduled)
+            ),
+            Some(&basic(SID, TOKEN)),
+            Some(form(&[("Status", "canceled")])),
+            &[],
+        )
+        .await;
+    assert_eq!(cancel.body["status"], "canceled", "{}", cancel.body);
+    // What the modem engine does: sending, sent, an interim report (the
+    // centre still trying: nothing Twilio reports), delivered.
+    let now = Utc::now();
+    for id in [&watched, &plain] {
+        let steps: [&dyn Fn(&mut smsgate::store::Message); 4] = [
+            &|m| {
+                m.modem = Some("m1".into());
+                m.from = OWN.into();
+                m.part_status[0].status = PartStatus::Sending;
+                m.transition(now, MessageStatus::Sending);
+            },
+            &|m| {
+                m.part_status[0].status = PartStatus::Sent;
+                m.part_status[0].mr = Some(9);
+                m.transition(now, MessageStatus::Sent);
+            },
+            &|m| m.part_status[0].report_status = Some(0x21),
+            &|m| {
+                m.part_status[0].status = PartStatus::Delivered;
+                m.part_status[0].report_status = Some(0x00);
+                m.transition(now, MessageStatus::Delivered);
+            },
+        ];
+        for step in steps {
+            g.store
+                .update(id, |m| {
+                    step(m);
+                    true
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    // The callbacks, as the worker makes them: signed form POSTs to the URL.
+    let callbacks_of = |events: &[smsgate::store::Event]| {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in events {
+            let Some(partition) = status.partition(e) else {
+                continue;
+            };
+            let request = foreign
+                .request(e, std::time::Duration::from_secs(5))
+                .unwrap();
+            assert_eq!(
+                (request.method.as_str(), request.url.as_str()),
+                ("POST", url)
+            );
+            let params: Vec<(String, String)> =
+                smsgate::api::compat::kannel::pairs(std::str::from_utf8(&request.body).unwrap())
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+                    .collect();
+            let signature = request
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-twilio-signature"))
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                signature,
+                Some(documented_signature(TOKEN, url, &params)),
+                "{params:?}"
+            );
+            let param = |name: &str| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            assert_eq!(param("MessageSid"), sid_of(&partition));
+            assert_eq!(param("SmsStatus"), param("MessageStatus"));
+            out.push((partition, param("MessageStatus")));
+        }
+        out
+    };
+    let events = g.store.events_after(None, 100).unwrap();
+    let heard = callbacks_of(&events);
+    let of = |id: &str| -> Vec<&str> {
+        heard
+            .iter()
+            .filter(|(p, _)| p == id)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    assert_eq!(of(&watched), ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(of(&scheduled), ["scheduled", "canceled"]);
+    assert_eq!(of(&plain), Vec::<&str>::new());
+    // The message without a callback paid for no extra event.
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e.data["id"] == plain.as_str())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["message.sent", "message.delivered"]);
+    // A [[webhook]] receiver gets the steps every message announces, not
+    // the ones only a callback asked for.
+    let webhook = smsgate::webhook::Endpoint {
+        id: "crm".into(),
+        url: "http://crm.lan/hook".into(),
+        secrets: Vec::new(),
+        events: Vec::new(),
+        timeout: std::time::Duration::from_secs(5),
+        foreign: None,
+    };
+    let to_webhook: Vec<&str> = events
+        .iter()
+        .filter(|e| e.data["id"] == watched.as_str() && webhook.partition(e).is_some())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(to_webhook, ["message.sent", "message.delivered"]);
+
+    // Kept in the message, not beside it: nothing in the tree an earlier
+    // build kept callbacks in, and the callback moves to the history files
+    // with the settled message; its events still carry it.
+    assert!(g.store.aux_tree("compat_callbacks").unwrap().is_empty());
+    assert!(g.store.get(&watched).unwrap().unwrap().callback.is_some());
+    assert!(g.store.get(&plain).unwrap().unwrap().callback.is_none());
+    let moved = g
+        .store
+        .archive_all_settled(chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(moved, 3, "delivered, delivered, cancelled");
+    assert!(g.store.get(&watched).unwrap().unwrap().callback.is_some());
+    assert_eq!(callbacks_of(&events), heard);
+}
+
 #[tokio::test]
 async fn statuses_map_as_twilio_names_them() {
     let g = gateway();
@@ -774,9 +960,11 @@ mod live {
                     .filter_map(|r| r.param("MessageStatus"))
                     .collect()
             };
+            // Every status change, in order (the modem's status reports
+            // come after `sent`).
             wait_until(Duration::from_secs(20), "the status callbacks", || {
-                (statuses(&ok["sid"]) == ["sent", "delivered"]
-                    && statuses(&bad["sid"]) == ["sent", "undelivered"])
+                (statuses(&ok["sid"]) == ["queued", "sending", "sent", "delivered"]
+                    && statuses(&bad["sid"]) == ["queued", "sending", "sent", "undelivered"])
                 .then_some(())
             });
             for r in app2.requests() {
@@ -785,7 +973,13 @@ mod live {
                 assert!(signed(&r, &callback), "{r:?}");
                 assert_eq!(r.param("AccountSid").as_deref(), Some(SID));
                 assert_eq!(r.param("ApiVersion").as_deref(), Some("2010-04-01"));
-                assert_eq!(r.param("From").as_deref(), Some(SIM_OWN));
+                // Created without From: our number is known once the modem
+                // that sends it is chosen.
+                let from = match r.param("MessageStatus").as_deref() {
+                    Some("queued") => "",
+                    _ => SIM_OWN,
+                };
+                assert_eq!(r.param("From").as_deref(), Some(from), "{r:?}");
                 assert_eq!(r.param("SmsSid"), r.param("MessageSid"));
                 assert_eq!(r.param("SmsStatus"), r.param("MessageStatus"));
             }

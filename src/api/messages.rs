@@ -301,14 +301,14 @@ pub async fn send(
 }
 
 /// The one send path of every API (`/v1` and the compat adapters): validate,
-/// compose, then [`admit_and_accept`]. `before_accept` sees the composed
+/// compose, then [`admit_and_accept`]. `before_accept` gets the composed
 /// message (its id fixed) before it is stored, for what an adapter keeps
-/// beside it; a replay returns the original message.
+/// with it (a callback); a replay returns the original message.
 pub(crate) async fn submit(
     state: &ApiState,
     request: SendRequest,
     idempotency: Option<&HeaderValue>,
-    before_accept: impl FnOnce(&Message) -> Result<(), ApiError>,
+    before_accept: impl FnOnce(&mut Message) -> Result<(), ApiError>,
 ) -> Result<Message, ApiError> {
     let request = normalize(request, state)?;
     let key = idempotency_key(idempotency, &request)?;
@@ -354,7 +354,7 @@ pub(crate) async fn admit_and_accept(
     from: &str,
     key: Option<IdempotencyKey>,
     now: DateTime<Utc>,
-    before_accept: impl FnOnce(&Message) -> Result<(), ApiError>,
+    before_accept: impl FnOnce(&mut Message) -> Result<(), ApiError>,
 ) -> Result<(Message, bool), ApiError> {
     let number = (!from.is_empty()).then_some(from);
     state
@@ -364,7 +364,7 @@ pub(crate) async fn admit_and_accept(
             Refusal::NotConversational => ApiError::unprocessable(refusal.code(), refusal.text()),
             _ => ApiError::conflict(refusal.code(), refusal.text()),
         })?;
-    before_accept(&message)?;
+    before_accept(&mut message)?;
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
             state.dispatcher.notify();

@@ -64,7 +64,8 @@ pub use outbound::{Accepted, IdempotencyKey};
 pub use prune::{Pruned, DEDUPE_KEEP, EVENTS_KEEP, IDEMPOTENCY_KEEP, SEND_LOG_KEEP};
 pub use query::{MessageFilter, Page, ThreadSummary};
 pub use records::{
-    Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus, Transition,
+    Callback, Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus,
+    Transition, CALLBACK_EVENTS,
 };
 
 use durability::GroupCommit;

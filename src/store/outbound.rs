@@ -93,16 +93,44 @@ fn deadline_key(message: &Message) -> Option<Vec<u8>> {
     }
 }
 
-/// The event a status change announces (issue: webhooks, "Events").
-fn event_kind(status: MessageStatus) -> Option<&'static str> {
-    Some(match status {
+/// The event a status change of `message` announces (issue: webhooks,
+/// "Events"); the other steps only for a message whose callback asks for
+/// every status ([`super::CALLBACK_EVENTS`]).
+fn event_kind(message: &Message) -> Option<&'static str> {
+    let every = message.callback.as_ref().is_some_and(|c| c.every_status);
+    Some(match message.status {
         MessageStatus::Sent => "message.sent",
         MessageStatus::Delivered => "message.delivered",
         MessageStatus::Failed => "message.failed",
         MessageStatus::Unknown => "message.unknown",
         MessageStatus::Expired => "message.expired",
         MessageStatus::Received => "message.received",
+        MessageStatus::Scheduled if every => "message.scheduled",
+        MessageStatus::Queued if every => "message.queued",
+        MessageStatus::Deferred if every => "message.deferred",
+        MessageStatus::Sending if every => "message.sending",
+        MessageStatus::Cancelled if every => "message.cancelled",
         _ => return None,
+    })
+}
+
+/// Whether `new` got an interim status report that `old` did not have (a
+/// part's TP-ST of the "still trying" class, 23.040 §9.2.3.15) while its
+/// status stayed: `message.buffered`, for a callback that asks for every
+/// status.
+fn buffered(old: &Message, new: &Message) -> bool {
+    use crate::pdu::{Status, StatusClass};
+    if old.status != new.status
+        || new.status.is_final()
+        || !new.callback.as_ref().is_some_and(|c| c.every_status)
+    {
+        return false;
+    }
+    new.part_status.iter().any(|p| {
+        let before = old.part_status.iter().find(|o| o.seq == p.seq);
+        p.report_status
+            .is_some_and(|st| Status(st).class() == StatusClass::Pending)
+            && before.and_then(|o| o.report_status) != p.report_status
     })
 }
 
@@ -195,11 +223,82 @@ impl Changed<'_> {
         }
         let mut events = Vec::new();
         if old.status != new.status {
-            if let Some(kind) = event_kind(new.status) {
+            if let Some(kind) = event_kind(new) {
                 events.push(push_event(self.events, kind, at, message_json(new)?)?);
             }
+        } else if buffered(old, new) {
+            events.push(push_event(
+                self.events,
+                "message.buffered",
+                at,
+                message_json(new)?,
+            )?);
         }
         Ok(events)
+    }
+}
+
+/// A new outbound message on its way into the store ([`Store::accept`]).
+struct NewMessage<'a> {
+    message: &'a Message,
+    /// The message encoded (before the transaction: sled runs one at a time).
+    record: &'a sled::IVec,
+    idempotency: Option<&'a IdempotencyKey>,
+    /// The event its first status announces, and when.
+    announce: Option<(&'static str, DateTime<Utc>)>,
+}
+
+/// What a new message's transaction did.
+enum Written {
+    /// Stored, with the events it wrote.
+    New(Vec<Event>),
+    /// Not stored: a replay or a reused key (boxed: rare, and big).
+    Known(Box<Accepted>),
+    /// Not stored: a replay of a message since moved to the history (or
+    /// erased), looked up after the transaction (sled reads must not run
+    /// inside one).
+    Moved(String),
+}
+
+impl NewMessage<'_> {
+    /// Inside the transaction over `trees` (messages, threads, outbox,
+    /// contacts, recent), the idempotency tree when there is a key and the
+    /// events tree when the message announces its first status.
+    fn write(
+        &self,
+        trees: &[&TransactionalTree; 5],
+        idem: Option<&TransactionalTree>,
+        events: Option<&TransactionalTree>,
+    ) -> std::result::Result<Written, TxError> {
+        let [messages, threads, outbox, contacts, recent] = *trees;
+        let message = self.message;
+        if let (Some(idem), Some(k)) = (idem, self.idempotency) {
+            if let Some(raw) = idem.get(k.key.as_bytes())? {
+                let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
+                if record.fingerprint != k.fingerprint {
+                    return Ok(Written::Known(Box::new(Accepted::KeyReused)));
+                }
+                return match messages.get(record.id.as_bytes())? {
+                    Some(raw) => Ok(Written::Known(Box::new(Accepted::Replay(from_json_tx(
+                        record.id.as_bytes(),
+                        &raw,
+                    )?)))),
+                    None => Ok(Written::Moved(record.id)),
+                };
+            }
+            let record = IdempotencyRecord {
+                fingerprint: k.fingerprint.clone(),
+                id: message.id.clone(),
+            };
+            idem.insert(k.key.as_bytes(), to_json(&record)?)?;
+        }
+        queue_encoded(messages, threads, outbox, message, self.record.clone())?;
+        touch_contact(contacts, recent, message)?;
+        let mut written = Vec::new();
+        if let (Some(events), Some((kind, at))) = (events, self.announce) {
+            written.push(push_event(events, kind, at, message_json(message)?)?);
+        }
+        Ok(Written::New(written))
     }
 }
 
@@ -234,71 +333,91 @@ impl Store {
                     reason: e.to_string(),
                 })?,
             );
-        // Without a key, the idempotency tree stays out of the transaction:
-        // each tree in a sled transaction costs (this is the API's hot path).
-        let Some(k) = &idempotency else {
-            (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
-                .transaction(|(messages, threads, outbox, contacts, recent)| {
-                    queue_encoded(messages, threads, outbox, &message, record.clone())?;
-                    touch_contact(contacts, recent, &message)
-                })
-                .map_err(unwrap_tx)?;
-            return Ok((Accepted::New(message), self.deferred_durability()));
+        // Its first status is an event only when its callback asks for
+        // every status (`message.queued`, ...).
+        let announce = event_kind(&message).map(|kind| (kind, Utc::now()));
+        let new = NewMessage {
+            message: &message,
+            record: &record,
+            idempotency: idempotency.as_ref(),
+            announce,
         };
-        let outcome = (
-            &i.messages,
-            &i.threads,
-            &i.outbox,
-            &i.contacts,
-            &i.recent,
-            &i.idempotency,
-        )
-            .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
-                {
-                    if let Some(raw) = idem.get(k.key.as_bytes())? {
-                        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
-                        if record.fingerprint != k.fingerprint {
-                            return Ok(Ok(Accepted::KeyReused));
-                        }
-                        return match messages.get(record.id.as_bytes())? {
-                            Some(raw) => Ok(Ok(Accepted::Replay(from_json_tx(
-                                record.id.as_bytes(),
-                                &raw,
-                            )?))),
-                            // Moved to the history (or erased): looked up
-                            // after the transaction (sled reads must not run
-                            // inside one).
-                            None => Ok(Err(record.id)),
-                        };
-                    }
-                    let record = IdempotencyRecord {
-                        fingerprint: k.fingerprint.clone(),
-                        id: message.id.clone(),
-                    };
-                    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
-                }
-                queue_encoded(messages, threads, outbox, &message, record.clone())?;
-                touch_contact(contacts, recent, &message)?;
-                Ok(Ok(Accepted::New(message.clone())))
-            })
-            .map_err(unwrap_tx)?;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(id) => match self.get(&id)? {
-                Some(original) => Accepted::Replay(original),
-                None => Accepted::ReplayErased(id),
+        // The idempotency and events trees join the transaction only when
+        // needed: each tree in a sled transaction costs (this is the API's
+        // hot path).
+        let outcome = match (&idempotency, announce) {
+            (None, None) => (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
+                .transaction(|(messages, threads, outbox, contacts, recent)| {
+                    new.write(&[messages, threads, outbox, contacts, recent], None, None)
+                }),
+            (Some(_), None) => (
+                &i.messages,
+                &i.threads,
+                &i.outbox,
+                &i.contacts,
+                &i.recent,
+                &i.idempotency,
+            )
+                .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
+                    new.write(
+                        &[messages, threads, outbox, contacts, recent],
+                        Some(idem),
+                        None,
+                    )
+                }),
+            (None, Some(_)) => (
+                &i.messages,
+                &i.threads,
+                &i.outbox,
+                &i.contacts,
+                &i.recent,
+                &i.events,
+            )
+                .transaction(
+                    |(messages, threads, outbox, contacts, recent, events)| {
+                        new.write(
+                            &[messages, threads, outbox, contacts, recent],
+                            None,
+                            Some(events),
+                        )
+                    },
+                ),
+            (Some(_), Some(_)) => (
+                &i.messages,
+                &i.threads,
+                &i.outbox,
+                &i.contacts,
+                &i.recent,
+                &i.idempotency,
+                &i.events,
+            )
+                .transaction(
+                    |(messages, threads, outbox, contacts, recent, idem, events)| {
+                        new.write(
+                            &[messages, threads, outbox, contacts, recent],
+                            Some(idem),
+                            Some(events),
+                        )
+                    },
+                ),
+        }
+        .map_err(unwrap_tx)?;
+        let (outcome, events) = match outcome {
+            Written::New(events) => (Accepted::New(message), events),
+            Written::Known(outcome) => (*outcome, Vec::new()),
+            Written::Moved(id) => match self.get(&id)? {
+                Some(original) => (Accepted::Replay(original), Vec::new()),
+                None => (Accepted::ReplayErased(id), Vec::new()),
             },
         };
-        Ok((outcome, self.deferred_durability()))
-    }
-
-    /// What waits for everything written so far to be flushed.
-    fn deferred_durability(&self) -> Durability {
-        Durability {
-            store: self.clone(),
-            ticket: Some(self.inner.commit.ticket()),
-            events: Vec::new(),
-        }
+        Ok((
+            outcome,
+            Durability {
+                store: self.clone(),
+                ticket: Some(self.inner.commit.ticket()),
+                events,
+            },
+        ))
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
@@ -655,6 +774,7 @@ impl Store {
             variant: None,
             flow: None,
             context: None,
+            callback: None,
         };
         message.set_parts(parts, alphabet);
         message.transition(now, status);
