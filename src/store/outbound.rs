@@ -28,6 +28,45 @@ struct IdempotencyRecord {
     id: String,
 }
 
+/// Inside an accept's transaction: what a key seen before gives (the
+/// original message, a reuse with another request, or `Err(id)` for an
+/// original no longer in the live tree: looked up after the transaction,
+/// as sled reads must not run inside one); None: the key is new, and is now
+/// recorded for `id`.
+fn claim_key(
+    idem: &TransactionalTree,
+    messages: &TransactionalTree,
+    k: &IdempotencyKey,
+    id: &str,
+) -> std::result::Result<Option<std::result::Result<Accepted, String>>, TxError> {
+    if let Some(raw) = idem.get(k.key.as_bytes())? {
+        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
+        if record.fingerprint != k.fingerprint {
+            return Ok(Some(Ok(Accepted::KeyReused)));
+        }
+        return Ok(Some(match messages.get(record.id.as_bytes())? {
+            Some(raw) => Ok(Accepted::Replay(from_json_tx(record.id.as_bytes(), &raw)?)),
+            None => Err(record.id),
+        }));
+    }
+    let record = IdempotencyRecord {
+        fingerprint: k.fingerprint.clone(),
+        id: id.to_string(),
+    };
+    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
+    Ok(None)
+}
+
+/// Whether accepting `message` answers the contact's thread (and is
+/// announced as `message.accepted`): an outbound conversational message
+/// that is not part of a campaign (a campaign writes to many, answering
+/// none of them).
+fn answers_a_thread(message: &Message) -> bool {
+    message.direction == Direction::Outbound
+        && message.category == Category::Conversational
+        && message.campaign.is_none()
+}
+
 /// What `accept` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
@@ -234,6 +273,9 @@ impl Store {
                     reason: e.to_string(),
                 })?,
             );
+        if answers_a_thread(&message) {
+            return self.accept_answer(message, idempotency, record);
+        }
         // Without a key, the idempotency tree stays out of the transaction:
         // each tree in a sled transaction costs (this is the API's hot path).
         let Some(k) = &idempotency else {
@@ -254,42 +296,72 @@ impl Store {
             &i.idempotency,
         )
             .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
-                {
-                    if let Some(raw) = idem.get(k.key.as_bytes())? {
-                        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
-                        if record.fingerprint != k.fingerprint {
-                            return Ok(Ok(Accepted::KeyReused));
-                        }
-                        return match messages.get(record.id.as_bytes())? {
-                            Some(raw) => Ok(Ok(Accepted::Replay(from_json_tx(
-                                record.id.as_bytes(),
-                                &raw,
-                            )?))),
-                            // Moved to the history (or erased): looked up
-                            // after the transaction (sled reads must not run
-                            // inside one).
-                            None => Ok(Err(record.id)),
-                        };
-                    }
-                    let record = IdempotencyRecord {
-                        fingerprint: k.fingerprint.clone(),
-                        id: message.id.clone(),
-                    };
-                    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
+                if let Some(seen) = claim_key(idem, messages, k, &message.id)? {
+                    return Ok(seen);
                 }
                 queue_encoded(messages, threads, outbox, &message, record.clone())?;
                 touch_contact(contacts, recent, &message)?;
                 Ok(Ok(Accepted::New(message.clone())))
             })
             .map_err(unwrap_tx)?;
-        let outcome = match outcome {
+        Ok((self.settle_claim(outcome)?, self.deferred_durability()))
+    }
+
+    /// [`Store::accept_deferred`] of an answer in a thread (a conversational
+    /// outbound message): `message.accepted` is written with it, so the
+    /// conversation engine, reading the event log in order, ends the wait
+    /// it answers after the inbound that opened it, whoever sent it (the
+    /// API, a webhook's reply, a person in the inbox).
+    fn accept_answer(
+        &self,
+        message: Message,
+        idempotency: Option<IdempotencyKey>,
+        record: sled::IVec,
+    ) -> Result<(Accepted, Durability)> {
+        let i = &self.inner;
+        let (outcome, events) = (
+            &i.messages,
+            &i.threads,
+            &i.outbox,
+            &i.contacts,
+            &i.recent,
+            &i.idempotency,
+            &i.events,
+        )
+            .transaction(
+                |(messages, threads, outbox, contacts, recent, idem, events)| {
+                    if let Some(k) = &idempotency {
+                        if let Some(seen) = claim_key(idem, messages, k, &message.id)? {
+                            return Ok((seen, Vec::new()));
+                        }
+                    }
+                    queue_encoded(messages, threads, outbox, &message, record.clone())?;
+                    touch_contact(contacts, recent, &message)?;
+                    let event = push_event(
+                        events,
+                        "message.accepted",
+                        message.created_at,
+                        message_json(&message)?,
+                    )?;
+                    Ok((Ok(Accepted::New(message.clone())), vec![event]))
+                },
+            )
+            .map_err(unwrap_tx)?;
+        let mut durability = self.deferred_durability();
+        durability.events = events;
+        Ok((self.settle_claim(outcome)?, durability))
+    }
+
+    /// The outcome of an accept whose key named a message that has left the
+    /// live tree (`Err(id)`): found in the history, or erased.
+    fn settle_claim(&self, outcome: std::result::Result<Accepted, String>) -> Result<Accepted> {
+        Ok(match outcome {
             Ok(outcome) => outcome,
             Err(id) => match self.get(&id)? {
                 Some(original) => Accepted::Replay(original),
                 None => Accepted::ReplayErased(id),
             },
-        };
-        Ok((outcome, self.deferred_durability()))
+        })
     }
 
     /// What waits for everything written so far to be flushed.
