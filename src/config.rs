@@ -140,8 +140,9 @@ impl Default for DiscoveryConfig {
 }
 
 /// The event types a webhook can ask for.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 16] = [
     "message.received",
+    "message.accepted",
     "message.sent",
     "message.delivered",
     "message.failed",
@@ -151,6 +152,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "consent.changed",
     "thread.assigned",
     "thread.state_changed",
+    "thread.responded",
     "thread.note_added",
     "thread.outcome",
     "thread.sla_breached",

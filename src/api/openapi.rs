@@ -322,7 +322,7 @@ fn timeline_schemas(message: &Value) -> Vec<(&'static str, Value)> {
     });
     let activity = json!({
         "type": "object",
-        "description": "A change to the thread: assigned, state_changed, priority_changed, tagged, outcome, flow_started, flow_changed, flow_left, sla_breached; detail says what.",
+        "description": "A change to the thread: assigned, state_changed, responded, priority_changed, tagged, answered, outcome, flow_started, flow_changed, flow_left, sla_breached; detail says what.",
         "required": ["kind", "id", "at", "author", "activity", "detail"],
         "properties": {"kind": kind("activity"), "id": {"type": "string"}, "at": at, "author": author,
             "activity": {"type": "string", "examples": ["assigned", "state_changed", "outcome"]},

@@ -28,6 +28,45 @@ struct IdempotencyRecord {
     id: String,
 }
 
+/// Inside an accept's transaction: what a key seen before gives (the
+/// original message, a reuse with another request, or `Err(id)` for an
+/// original no longer in the live tree: looked up after the transaction,
+/// as sled reads must not run inside one); None: the key is new, and is now
+/// recorded for `id`.
+fn claim_key(
+    idem: &TransactionalTree,
+    messages: &TransactionalTree,
+    k: &IdempotencyKey,
+    id: &str,
+) -> std::result::Result<Option<std::result::Result<Accepted, String>>, TxError> {
+    if let Some(raw) = idem.get(k.key.as_bytes())? {
+        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
+        if record.fingerprint != k.fingerprint {
+            return Ok(Some(Ok(Accepted::KeyReused)));
+        }
+        return Ok(Some(match messages.get(record.id.as_bytes())? {
+            Some(raw) => Ok(Accepted::Replay(from_json_tx(record.id.as_bytes(), &raw)?)),
+            None => Err(record.id),
+        }));
+    }
+    let record = IdempotencyRecord {
+        fingerprint: k.fingerprint.clone(),
+        id: id.to_string(),
+    };
+    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
+    Ok(None)
+}
+
+/// Whether accepting `message` answers the contact's thread (and is
+/// announced as `message.accepted`): an outbound conversational message
+/// that is not part of a campaign (a campaign writes to many, answering
+/// none of them).
+fn answers_a_thread(message: &Message) -> bool {
+    message.direction == Direction::Outbound
+        && message.category == Category::Conversational
+        && message.campaign.is_none()
+}
+
 /// What `accept` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
@@ -244,8 +283,10 @@ struct NewMessage<'a> {
     /// The message encoded (before the transaction: sled runs one at a time).
     record: &'a sled::IVec,
     idempotency: Option<&'a IdempotencyKey>,
-    /// The event its first status announces, and when.
-    announce: Option<(&'static str, DateTime<Utc>)>,
+    /// The events its acceptance writes, and when: `message.accepted` for
+    /// an answer in a thread, its first status for a callback that hears
+    /// every status.
+    announce: Vec<(&'static str, DateTime<Utc>)>,
 }
 
 /// What a new message's transaction did.
@@ -273,30 +314,19 @@ impl NewMessage<'_> {
         let [messages, threads, outbox, contacts, recent] = *trees;
         let message = self.message;
         if let (Some(idem), Some(k)) = (idem, self.idempotency) {
-            if let Some(raw) = idem.get(k.key.as_bytes())? {
-                let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
-                if record.fingerprint != k.fingerprint {
-                    return Ok(Written::Known(Box::new(Accepted::KeyReused)));
-                }
-                return match messages.get(record.id.as_bytes())? {
-                    Some(raw) => Ok(Written::Known(Box::new(Accepted::Replay(from_json_tx(
-                        record.id.as_bytes(),
-                        &raw,
-                    )?)))),
-                    None => Ok(Written::Moved(record.id)),
-                };
+            match claim_key(idem, messages, k, &message.id)? {
+                Some(Ok(seen)) => return Ok(Written::Known(Box::new(seen))),
+                Some(Err(id)) => return Ok(Written::Moved(id)),
+                None => {}
             }
-            let record = IdempotencyRecord {
-                fingerprint: k.fingerprint.clone(),
-                id: message.id.clone(),
-            };
-            idem.insert(k.key.as_bytes(), to_json(&record)?)?;
         }
         queue_encoded(messages, threads, outbox, message, self.record.clone())?;
         touch_contact(contacts, recent, message)?;
         let mut written = Vec::new();
-        if let (Some(events), Some((kind, at))) = (events, self.announce) {
-            written.push(push_event(events, kind, at, message_json(message)?)?);
+        if let Some(events) = events {
+            for &(kind, at) in &self.announce {
+                written.push(push_event(events, kind, at, message_json(message)?)?);
+            }
         }
         Ok(Written::New(written))
     }
@@ -335,22 +365,33 @@ impl Store {
             );
         // Its first status is an event only when its callback asks for
         // every status (`message.queued`, ...).
-        let announce = event_kind(&message).map(|kind| (kind, Utc::now()));
+        // An answer in a thread is announced as `message.accepted`, so the
+        // conversation engine, reading the event log in order, ends the wait
+        // it answers after the inbound that opened it, whoever sent it (the
+        // API, a webhook's reply, a person in the inbox).
+        let mut announce = Vec::new();
+        if answers_a_thread(&message) {
+            announce.push(("message.accepted", message.created_at));
+        }
+        if let Some(kind) = event_kind(&message) {
+            announce.push((kind, Utc::now()));
+        }
         let new = NewMessage {
             message: &message,
             record: &record,
             idempotency: idempotency.as_ref(),
             announce,
         };
+        let announces = !new.announce.is_empty();
         // The idempotency and events trees join the transaction only when
         // needed: each tree in a sled transaction costs (this is the API's
         // hot path).
-        let outcome = match (&idempotency, announce) {
-            (None, None) => (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
+        let outcome = match (&idempotency, announces) {
+            (None, false) => (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
                 .transaction(|(messages, threads, outbox, contacts, recent)| {
                     new.write(&[messages, threads, outbox, contacts, recent], None, None)
                 }),
-            (Some(_), None) => (
+            (Some(_), false) => (
                 &i.messages,
                 &i.threads,
                 &i.outbox,
@@ -365,7 +406,7 @@ impl Store {
                         None,
                     )
                 }),
-            (None, Some(_)) => (
+            (None, true) => (
                 &i.messages,
                 &i.threads,
                 &i.outbox,
@@ -382,7 +423,7 @@ impl Store {
                         )
                     },
                 ),
-            (Some(_), Some(_)) => (
+            (Some(_), true) => (
                 &i.messages,
                 &i.threads,
                 &i.outbox,

@@ -249,7 +249,9 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub idempotency_key: Option<String>,
     /// Outbound: who wrote it: a person (a thread reply), `automation` (a
-    /// conversation rule or flow), or none (an application through the API).
+    /// conversation rule or flow), `webhook` (a receiver's reply by
+    /// response), `api:<token name>` (`POST /v1/messages`), or none (the
+    /// compat APIs, campaigns, the policy's own replies).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author: Option<String>,
     /// Outbound: the campaign it belongs to and the variant chosen for it.
