@@ -18,7 +18,8 @@
 //!   API serves, apart from the stored records; `openapi` derives the
 //!   document's schemas from it.
 //! - `messages`, `campaigns`, `threads`, `modems`, `webhooks`, `events`, `health`,
-//!   `summary` (the conversation metrics), `openapi`: the handlers.
+//!   `summary` (the conversation metrics), `users` (the web inbox's people),
+//!   `openapi`: the handlers.
 
 pub mod auth;
 pub mod campaigns;
@@ -37,6 +38,7 @@ pub mod params;
 pub mod problem;
 pub mod summary;
 pub mod threads;
+pub mod users;
 pub mod webhooks;
 
 use std::future::Future;
@@ -144,6 +146,10 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/campaigns/{id}/errors", Some(Scope::Read)),
     route("POST", "/v1/campaigns/{id}/cancel", Some(Scope::Send)),
     route("GET", "/v1/metrics/summary", Some(Scope::Read)),
+    route("POST", "/v1/users", Some(Scope::Admin)),
+    route("GET", "/v1/users", Some(Scope::Admin)),
+    route("PUT", "/v1/users/{name}", Some(Scope::Admin)),
+    route("DELETE", "/v1/users/{name}", Some(Scope::Admin)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -191,6 +197,10 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         get(campaigns::errors),
         post(campaigns::cancel),
         get(summary::summary),
+        post(users::post),
+        get(users::list),
+        put(users::put),
+        delete(users::delete),
     ]
 }
 
@@ -472,7 +482,8 @@ mod tests {
                 || r.path == "/v1/optouts"
                 || (r.path.starts_with("/v1/threads/") && !r.path.ends_with("/read"));
             let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
-                || (r.method == "POST" && r.path.starts_with("/v1/webhooks"));
+                || (r.method == "POST" && r.path.starts_with("/v1/webhooks"))
+                || r.path.starts_with("/v1/users");
             let want = if admin {
                 Scope::Admin
             } else if writes && r.method != "GET" {
