@@ -296,10 +296,21 @@ pub async fn serve_with(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_app(listener, router(state), limits, shutdown).await
+}
+
+/// [`serve_with`] for a router made of the API's and more (the daemon adds
+/// the web inbox's pages).
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     // One stop signal: event streams end, and every connection finishes what
     // it is answering and closes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = router(state).layer(axum::Extension(events::StreamStop(stop_rx.clone())));
+    let app = app.layer(axum::Extension(events::StreamStop(stop_rx.clone())));
     let service = hyper_util::service::TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -393,7 +404,7 @@ impl AcceptErrors {
     }
 }
 
-async fn timeout(request: Request, next: Next) -> Response {
+pub(crate) async fn timeout(request: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
