@@ -253,7 +253,7 @@ pub async fn run(
         config.web.clone(),
         Arc::new(webhook::clock::SystemClock),
     );
-    let app = api::router(state).merge(crate::web::router(web));
+    let app = crate::web::app(state, web);
     let server = tokio::spawn(api::serve_app(
         listener,
         app,

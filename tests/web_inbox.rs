@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use smsgate::api::{self, ApiState, ApiToken, Scope};
+use smsgate::api::{ApiState, ApiToken, Scope};
 use smsgate::conversation::{Priority, ThreadState};
 use smsgate::modem::dispatch::Dispatcher;
 use smsgate::store::users::{hash_password, Role, UserRecord};
@@ -145,7 +145,7 @@ fn rig_with(settings: WebConfig) -> Rig {
     };
     let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
     let web = WebState::new(state.clone(), settings, clock.clone());
-    let app = api::router(state).merge(web::router(web));
+    let app = web::app(state, web);
     Rig {
         app,
         store,
@@ -1264,6 +1264,37 @@ async fn the_live_list_and_the_event_stream_need_a_session() {
         }
     }
     assert!(seen.contains("Is anyone there?"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_browser_asking_for_a_missing_page_gets_a_page_and_api_clients_json() {
+    let g = rig();
+    let request = |path: &str, accept: &str| {
+        Request::builder()
+            .uri(path)
+            .header(header::ACCEPT, accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let page = g
+        .send(request("/inbox/nowhere", "text/html,application/xhtml+xml"))
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.has("There is no such page here."));
+    let api = g.send(request("/v1/nowhere", "text/html")).await;
+    assert_eq!(
+        api.headers[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let curl = g.send(request("/inbox/nowhere", "*/*")).await;
+    assert_eq!(
+        curl.headers[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
 }
 
 #[tokio::test]

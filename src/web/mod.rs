@@ -192,6 +192,42 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
+/// The gateway's whole router: the API's routes and the pages. A browser
+/// asking for a path neither has gets a page that says so (the API's own
+/// fallback answers problem JSON, right for API clients).
+pub fn app(api: ApiState, web: WebState) -> Router {
+    crate::api::router(api)
+        .merge(router(web))
+        .layer(middleware::from_fn(pages_for_browsers))
+}
+
+async fn pages_for_browsers(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let path = request.uri().path();
+    let api_path = ["/v1/", "/2010-04-01/", "/cgi-bin/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/problem+json");
+    if wants_html && !api_path && is_problem && matches!(status.as_u16(), 404 | 405) {
+        return pages::problem_page(
+            status,
+            None,
+            "Not found",
+            "There is no such page here. The inbox is at /inbox.",
+        );
+    }
+    response
+}
+
 /// `/`: the inbox when signed in, else the sign-in page.
 async fn home(person: Option<Person>) -> Redirect {
     match person {
