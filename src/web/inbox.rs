@@ -30,7 +30,8 @@ use crate::wire::{self, InboxItem};
 
 /// Threads a page lists.
 const PAGE: usize = 50;
-/// Recent threads whose last message a search reads.
+/// Recent threads whose last message a search reads (the search box's hint
+/// says 1,000).
 const TEXT_SEARCH_THREADS: usize = 1_000;
 /// Threads a search lists at most.
 const SEARCH_RESULTS: usize = 100;
@@ -364,8 +365,8 @@ pub async fn page(
             input type="hidden" name="filter" value=(current.slug());
             button type="submit" { "Search" }
             p #search-hint .hint {
-                "Names, numbers and CRM ids of contacts, and the last message of the "
-                (TEXT_SEARCH_THREADS) " most recent threads."
+                "Names, numbers and CRM ids of contacts, and the last message of the 1,000 \
+                 most recent threads."
             }
         }
         p #live .status role="status" {}

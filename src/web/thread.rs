@@ -148,6 +148,22 @@ fn activity_words(activity: &str, detail: &Value) -> String {
             }
         }
         "sla_breached" => "the response time standard (SLA) was missed".into(),
+        "flow_started" => format!(
+            "started the {} flow ({})",
+            text("flow").unwrap_or("?"),
+            words(text("step").unwrap_or("?"))
+        ),
+        "flow_changed" => format!(
+            "moved the {} flow to {}",
+            text("flow").unwrap_or("?"),
+            words(text("step").unwrap_or("?"))
+        ),
+        "flow_left" => match text("reason") {
+            Some("expired") => {
+                format!("ended the {} flow: it expired", text("flow").unwrap_or("?"))
+            }
+            _ => format!("ended the {} flow", text("flow").unwrap_or("?")),
+        },
         other => {
             let mut out = words(other);
             if let Some(fields) = detail.as_object() {
@@ -192,7 +208,7 @@ fn timeline(view: &ThreadView, contact_name: &str) -> Markup {
                         li.message.inbound[inbound].outbound[!inbound] {
                             p.meta {
                                 @if inbound { span.from { (contact_name) } }
-                                @else { span.from { (who(author.as_deref(), "An application")) } }
+                                @else { span.from { (who(author.as_deref(), "The gateway or an app")) } }
                                 " · " (time(*at))
                                 @if !inbound {
                                     " · " span.status { (status_words(message.status)) }
@@ -855,8 +871,22 @@ mod tests {
         );
         assert_eq!(activity_words("assigned", &json!({})), "unassigned it");
         assert_eq!(
-            activity_words("flow_started", &json!({"flow": "appointment", "n": 1})),
-            "flow started (flow: appointment)"
+            activity_words(
+                "flow_started",
+                &json!({"flow": "appointment", "step": "awaiting_confirmation", "started_by": "msg_1"})
+            ),
+            "started the appointment flow (awaiting confirmation)"
+        );
+        assert_eq!(
+            activity_words(
+                "flow_left",
+                &json!({"flow": "payment", "reason": "expired"})
+            ),
+            "ended the payment flow: it expired"
+        );
+        assert_eq!(
+            activity_words("custom_thing", &json!({"what": "x", "n": 1})),
+            "custom thing (what: x)"
         );
     }
 }

@@ -102,22 +102,32 @@
     });
   }
 
-  // The event types that change what the inbox or a thread shows.
-  var TYPES = ["message.received", "message.sent", "message.delivered", "message.failed",
-    "message.expired", "message.unknown", "consent.changed", "thread.state_changed",
+  // The event types that change what the inbox lists, and those that change
+  // a thread's page (its messages' delivery states too).
+  var INBOX_TYPES = ["message.received", "consent.changed", "thread.state_changed",
     "thread.assigned", "thread.note_added", "thread.outcome", "thread.sla_breached"];
+  var THREAD_TYPES = INBOX_TYPES.concat(["message.sent", "message.delivered",
+    "message.failed", "message.expired", "message.unknown"]);
 
-  // Listen to the gateway's event stream; call `changed(event data)` at most
-  // once per 150 ms burst.
-  function listen(url, changed) {
+  // Listen to the gateway's event stream for `types`; call `changed(batch of
+  // event data)` at once for the first event, then at most every 500 ms
+  // while events keep coming (a campaign's sends must not make every open
+  // page reload many times a second).
+  function listen(url, types, changed) {
     if (!window.EventSource) { return; }
     var source = new EventSource(url);
-    var timer = null, latest = [];
-    var fire = function () { timer = null; var batch = latest; latest = []; changed(batch); };
-    TYPES.forEach(function (type) {
+    var last = 0, timer = null, pending = [];
+    var fire = function () {
+      timer = null;
+      last = Date.now();
+      var batch = pending;
+      pending = [];
+      changed(batch);
+    };
+    types.forEach(function (type) {
       source.addEventListener(type, function (event) {
-        try { latest.push(JSON.parse(event.data).data || {}); } catch (e) { latest.push({}); }
-        if (!timer) { timer = setTimeout(fire, 150); }
+        try { pending.push(JSON.parse(event.data).data || {}); } catch (e) { pending.push({}); }
+        if (!timer) { timer = setTimeout(fire, Math.max(0, last + 500 - Date.now())); }
       });
     });
   }
@@ -136,7 +146,7 @@
     var list = document.getElementById("inbox-list");
     var status = document.getElementById("live");
     if (!list || !list.dataset.stream) { return; }
-    listen(list.dataset.stream, function () {
+    listen(list.dataset.stream, INBOX_TYPES, function () {
       fetchHtml(list.dataset.refresh, function (html) {
         // Keep the keyboard where it was.
         var focused = list.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
@@ -155,7 +165,7 @@
     var timeline = document.getElementById("timeline");
     if (!timeline || !timeline.dataset.stream) { return; }
     var contact = timeline.dataset.contact;
-    listen(timeline.dataset.stream, function (batch) {
+    listen(timeline.dataset.stream, THREAD_TYPES, function (batch) {
       var ours = batch.some(function (d) { return d.contact === contact || d.number === contact; });
       if (!ours) { return; }
       fetchHtml(window.location.pathname + window.location.search, function (html) {
