@@ -712,6 +712,11 @@ async fn an_agent_is_refused_the_users_page_and_an_admin_adds_people() {
         .await;
     assert_eq!(add.status, StatusCode::FORBIDDEN);
     assert!(g.store.user("eve").unwrap().is_none());
+    let remove = g
+        .post("/users/ops/remove", Some(&agent), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(remove.status, StatusCode::FORBIDDEN);
+    assert!(g.store.user("ops").unwrap().is_some());
 
     let admin = g.sign_in("ops").await;
     let page = g.get("/users", Some(&admin)).await;

@@ -15,6 +15,7 @@
 //!   a success clears it. Failures are counted per name whether or not
 //!   the name exists (an unknown name is verified against a decoy hash, so
 //!   it takes as long), kept in memory, and logged without the password.
+//!   At most two password checks run at once, whoever asks.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -283,10 +284,26 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
     )
 }
 
-/// Failed sign-ins by name (lowercased), in memory.
-#[derive(Debug, Default)]
+/// Password checks run at once at most: each costs argon2's 19 MiB and
+/// tens of milliseconds of a core, and anyone who reaches the port can ask
+/// for one (more wait their turn).
+const CHECKS_AT_ONCE: usize = 2;
+
+/// Failed sign-ins by name (lowercased), in memory, and the password
+/// checks' slots.
+#[derive(Debug)]
 pub struct SignIns {
     failures: Mutex<HashMap<String, Failures>>,
+    checks: tokio::sync::Semaphore,
+}
+
+impl Default for SignIns {
+    fn default() -> Self {
+        SignIns {
+            failures: Mutex::new(HashMap::new()),
+            checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -498,9 +515,12 @@ pub async fn sign_in(
         .as_ref()
         .map_or_else(|| users::decoy_hash().to_string(), |u| u.password.clone());
     let password = form.password;
-    let verified = tokio::task::spawn_blocking(move || users::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    let verified = match state.sign_ins.checks.acquire().await {
+        Ok(_slot) => tokio::task::spawn_blocking(move || users::verify_password(&hash, &password))
+            .await
+            .unwrap_or(false),
+        Err(_) => false,
+    };
     let Some(user) = user.filter(|_| verified) else {
         let (failures, wait) = state.sign_ins.failed(&name, now);
         tracing::warn!(
