@@ -121,6 +121,9 @@ pub struct Config {
     /// `[compat]`: the Twilio- and Kannel-compatible APIs.
     #[serde(default)]
     pub compat: crate::api::compat::CompatConfig,
+    /// `[web]`: the web inbox's sessions and reply templates.
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 /// `[discovery]`: where `port = "auto"` modems are looked for.
@@ -726,6 +729,7 @@ impl Config {
             report("sms.max_parts".into(), "1 to 255".into());
         }
         crate::api::compat::check(&self.compat, &mut report);
+        crate::web::check(&self.web, &mut report);
         let mut team_ids = std::collections::HashSet::new();
         for (i, t) in self.conversation.team.iter().enumerate() {
             let key = format!("conversation.team[{i}]");
