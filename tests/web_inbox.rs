@@ -951,7 +951,16 @@ async fn a_reply_through_the_page_reaches_the_outbox_signed_by_the_person() {
     assert_eq!(out[0].category, smsgate::store::Category::Conversational);
     assert_eq!(out[0].status, smsgate::store::MessageStatus::Queued);
     assert_eq!(g.store.outbox_len(), 1, "in the outbox");
-    // The reply answered the wait.
+    // The reply answered the wait: the conversation engine, reading the
+    // event log (`message.accepted`), moves the thread.
+    let engine = smsgate::conversation::engine::Engine::new(
+        g.store.clone(),
+        Arc::new(smsgate::policy::Policy::from_config(&Default::default())),
+        None,
+        Arc::new(Default::default()),
+    )
+    .with_decider(Arc::new(|_| Vec::new()));
+    engine.catch_up().await.unwrap();
     let thread = g.store.thread_record(contact).unwrap().unwrap();
     assert_eq!(
         (thread.state, thread.waiting_since),
