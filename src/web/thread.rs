@@ -312,6 +312,8 @@ async fn view(
     draft: Draft,
     status: StatusCode,
 ) -> Response {
+    // Before the read: what is written after it comes by the stream.
+    let stream = super::inbox::stream_url(state);
     let mut pairs = vec![("limit".to_string(), TIMELINE_PAGE.to_string())];
     if let Some(cursor) = before {
         pairs.push(("cursor".into(), cursor.to_string()));
@@ -399,7 +401,7 @@ async fn view(
                     @if let Some(cursor) = &view.next_cursor {
                         p { a href={ (base) "?before=" (escape(cursor)) } { "Older entries" } }
                     }
-                    div #timeline data-contact=(contact) data-stream="/inbox/events" {
+                    div #timeline data-contact=(contact) data-stream=(stream) {
                         (timeline(&view, &name))
                     }
                 }
