@@ -80,8 +80,8 @@ async fn search(
 /// A refused import line in plain words (after "Line N: ").
 fn line_words(e: &ImportError) -> String {
     match e.code.as_str() {
-        "wrong_column_count" => format!("it has {}.", e.detail),
-        "invalid_utf8" => "it is not UTF-8 text; save the file as CSV UTF-8.".into(),
+        "wrong_column_count" => format!("It has {}.", e.detail),
+        "invalid_utf8" => "It is not UTF-8 text; save the file as CSV UTF-8.".into(),
         "external_id_taken" => {
             format!(
                 "{} (another contact has this external id).",
