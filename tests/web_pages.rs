@@ -601,11 +601,19 @@ async fn a_campaign_is_created_runs_shows_its_variants_and_is_cancelled() {
     let view = g.api.store.campaign(id).unwrap().unwrap();
     let accepted: Vec<u64> = view.counts.iter().map(|c| c.accepted).collect();
     assert_eq!(accepted.iter().sum::<u64>(), 2);
-    assert!(page.has(&format!(
-        "<th scope=\"row\">a</th><td>1</td><td class=\"text\">Hi {{{{name}}}}, book your check-up.</td><td>{}</td>",
-        accepted[0]
-    )), "{}", page.body);
-    assert!(page.has("<th scope=\"row\">b</th>"));
+    assert!(page.has("<th scope=\"col\">Variant a</th><th scope=\"col\">Variant b</th>"));
+    assert!(page.has(
+        "<th scope=\"row\">Text</th><td class=\"text\">Hi {{name}}, book your check-up.</td>\
+         <td class=\"text\">{{name}}: time for a check-up!</td>"
+    ));
+    assert!(
+        page.has(&format!(
+            "<th scope=\"row\">Accepted</th><td>{}</td><td>{}</td>",
+            accepted[0], accepted[1]
+        )),
+        "{}",
+        page.body
+    );
     assert!(page.has("— (none sent)"));
     // Refused recipients, in plain words.
     assert!(page.has("<li>not-a-number: not a phone number we can text"));

@@ -62,10 +62,11 @@ fn state_words(state: CampaignState) -> &'static str {
 }
 
 fn category_words(c: &Campaign) -> String {
-    serde_json::to_value(c.category)
+    let name = serde_json::to_value(c.category)
         .ok()
         .and_then(|v| v.as_str().map(words))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    pages::sentence(&name).trim_end_matches('.').to_string()
 }
 
 /// "3 of 4 (75%)".
@@ -612,35 +613,24 @@ async fn campaign_page(
         }
         section aria-labelledby="variants-heading" {
             h2 #variants-heading { "Variants" }
+            // A column a variant, a row a number: two or three variants fit
+            // a phone's width.
             div.table-scroll {
                 table.variants {
                     caption.visually-hidden { "Variants and their metrics" }
                     thead { tr {
-                        th scope="col" { "Variant" }
-                        th scope="col" { "Weight" }
-                        th scope="col" { "Text" }
-                        th scope="col" { "Accepted" }
-                        th scope="col" { "Delivered" }
-                        th scope="col" { "Reply rate" }
-                        th scope="col" { "Conversion rate" }
-                        th scope="col" { "Opt-out rate" }
-                        th scope="col" { "Cost per outcome" }
+                        td {}
+                        @for v in &c.variants { th scope="col" { "Variant " (v.id) } }
                     } }
                     tbody {
-                        @for v in &c.variants {
-                            @let metrics = v.metrics.as_ref();
-                            tr {
-                                th scope="row" { (v.id) }
-                                td { (v.weight) }
-                                td.text { (v.template) }
-                                td { (v.accepted) }
-                                td { (v.messages.delivered) }
-                                td { (rate(metrics, "reply_rate")) }
-                                td { (rate(metrics, "conversion_rate")) }
-                                td { (rate(metrics, "opt_out_rate")) }
-                                td { (cost(metrics)) }
-                            }
+                        tr { th scope="row" { "Weight" } @for v in &c.variants { td { (v.weight) } } }
+                        tr { th scope="row" { "Text" } @for v in &c.variants { td.text { (v.template) } } }
+                        tr { th scope="row" { "Accepted" } @for v in &c.variants { td { (v.accepted) } } }
+                        tr { th scope="row" { "Delivered" } @for v in &c.variants { td { (v.messages.delivered) } } }
+                        @for (label, key) in [("Reply rate", "reply_rate"), ("Conversion rate", "conversion_rate"), ("Opt-out rate", "opt_out_rate")] {
+                            tr { th scope="row" { (label) } @for v in &c.variants { td { (rate(v.metrics.as_ref(), key)) } } }
                         }
+                        tr { th scope="row" { "Cost per outcome" } @for v in &c.variants { td { (cost(v.metrics.as_ref())) } } }
                     }
                 }
             }

@@ -122,6 +122,7 @@ fn search_page(
 ) -> Response {
     let csrf = person.csrf();
     let body = html! {
+        (import_report(imported))
         form.search role="search" method="get" action="/contacts" {
             label for="contact-q" { "Search" }
             input #contact-q type="search" name="q" value=(query.q) aria-describedby="contact-q-hint";
@@ -150,7 +151,7 @@ fn search_page(
                                 @for c in &page.items {
                                     tr {
                                         td { a href=(contact_url(&c.contact)) { (c.name.as_deref().unwrap_or(&c.contact)) } }
-                                        td { (c.contact) }
+                                        td.nowrap { (c.contact) }
                                         td { @if c.tags.is_empty() { "—" } @else { (c.tags.join(", ")) } }
                                         td { (c.owner_team.as_deref().unwrap_or("—")) }
                                         td { (consent_words(c.consent)) }
@@ -167,7 +168,6 @@ fn search_page(
         }
         section.import aria-labelledby="import-heading" {
             h2 #import-heading { "Import contacts" }
-            (import_report(imported))
             form method="post" action="/contacts/import" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(csrf);
                 p {
@@ -496,7 +496,7 @@ async fn contact_page(
                 }
                 form.stacked method="post" action=(contact_url(contact)) {
                     input type="hidden" name="csrf" value=(person.csrf());
-                    p { label { "Number" } " " strong { (contact) } }
+                    p { "Number: " strong { (contact) } }
                     p {
                         label for="c-name" { "Name" }
                         input #c-name type="text" name="name" value=(form.name) maxlength="200" autocomplete="off";
