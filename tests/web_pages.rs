@@ -16,9 +16,10 @@ use tower::ServiceExt;
 
 use common::rig::Rig;
 use smsgate::conversation::campaigns::CampaignTask;
+use smsgate::conversation::ThreadState;
 use smsgate::modem::status::ModemState;
 use smsgate::store::users::{hash_password, Role, UserRecord};
-use smsgate::store::{ConsentChange, ConsentStatus, ContactProfile};
+use smsgate::store::{ConsentChange, ConsentStatus, ContactProfile, InboundPart};
 use smsgate::web::{self, WebConfig, WebState};
 use smsgate::webhook::clock::Clock;
 
@@ -312,7 +313,9 @@ async fn a_contact_is_edited_and_its_consent_stays_as_it_was() {
     let page = g.get(path, &cookie).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.has("<title>Maria Lopez (+15550100001) · smsgate</title>"));
-    assert!(page.has("href=\"/threads/%2B15550100001\""));
+    // No texts yet: no thread to link to.
+    assert!(page.has("No texts with this contact yet."));
+    assert!(!page.has("href=\"/threads/%2B15550100001\""));
     for label in [
         "Name",
         "External id",
@@ -358,6 +361,30 @@ async fn a_contact_is_edited_and_its_consent_stays_as_it_was() {
     let after = g.get(saved.location(), &cookie).await;
     assert!(after.has("Saved.") && after.has("value=\"crm-7\""));
     assert!(after.has("plan = gold"));
+    // Once the contact has texted, the page links to the thread.
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 8, 0, 0).unwrap();
+    g.api
+        .store
+        .receive(InboundPart {
+            modem: "m1",
+            own_number: "+15550000000",
+            raw_pdu: b"hello-pdu",
+            sender: contact,
+            text: "Hello?",
+            alphabet: "gsm7",
+            network_time: at,
+            concat: None,
+            error: None,
+        })
+        .await
+        .unwrap();
+    g.api
+        .store
+        .change_thread(contact, ThreadState::Open, &[], None, at)
+        .await
+        .unwrap();
+    let linked = g.get(path, &cookie).await;
+    assert!(linked.has("<a href=\"/threads/%2B15550100001\">Open the thread with María López</a>"));
 
     // Refused: plain words on the page, what was typed kept, nothing saved.
     let bad = g

@@ -475,6 +475,7 @@ async fn contact_page(
         Ok(Json(c)) => c,
         Err(e) => return pages::api_error_page(person, &e),
     };
+    let has_thread = matches!(state.api.store.thread_record(&view.contact), Ok(Some(_)));
     let form = form.unwrap_or_else(|| ContactForm::of(&view));
     let contact = &view.contact;
     let title = match &view.name {
@@ -483,7 +484,11 @@ async fn contact_page(
     };
     let body = html! {
         p {
-            a href=(thread_url(contact)) { "Open the thread with " (view.name.as_deref().unwrap_or(contact)) }
+            @if has_thread {
+                a href=(thread_url(contact)) { "Open the thread with " (view.name.as_deref().unwrap_or(contact)) }
+            } @else {
+                "No texts with this contact yet."
+            }
             " · " a href="/contacts" { "All contacts" }
         }
         div.contact-layout {
