@@ -92,7 +92,7 @@ fn templates(state: &WebState, contact: &str) -> Vec<(String, Result<String, Str
         .collect()
 }
 
-fn time(at: DateTime<Utc>) -> Markup {
+pub(super) fn time(at: DateTime<Utc>) -> Markup {
     html! {
         time datetime=(at.to_rfc3339_opts(SecondsFormat::Secs, true)) {
             (at.format("%Y-%m-%d %H:%M UTC"))
@@ -100,7 +100,7 @@ fn time(at: DateTime<Utc>) -> Markup {
     }
 }
 
-fn words(snake: &str) -> String {
+pub(super) fn words(snake: &str) -> String {
     snake.replace('_', " ")
 }
 
@@ -266,18 +266,26 @@ fn contact_panel(
                 }
             }
             @if let Some(c) = consent {
-                h3 { "Consent ledger" }
-                @if c.ledger.is_empty() {
-                    p { "Nothing recorded." }
-                } @else {
-                    ol.ledger {
-                        @for e in &c.ledger {
-                            li {
-                                (time(e.at)) " · " (words(&e.action)) " by " (e.source)
-                                @if let Some(m) = &e.matched { " (“" (m) "”)" }
-                                @if let Some(r) = &e.reason { " — " (r) }
-                            }
-                        }
+                (consent_ledger(c))
+            }
+        }
+    }
+}
+
+/// A contact's consent ledger, read only (the thread's panel and the
+/// contact's page).
+pub(super) fn consent_ledger(c: &ConsentView) -> Markup {
+    html! {
+        h3 { "Consent ledger" }
+        @if c.ledger.is_empty() {
+            p { "Nothing recorded." }
+        } @else {
+            ol.ledger {
+                @for e in &c.ledger {
+                    li {
+                        (time(e.at)) " · " (words(&e.action)) " by " (e.source)
+                        @if let Some(m) = &e.matched { " (“" (m) "”)" }
+                        @if let Some(r) = &e.reason { " — " (r) }
                     }
                 }
             }
@@ -285,7 +293,7 @@ fn contact_panel(
     }
 }
 
-fn consent_words(status: ConsentStatus) -> &'static str {
+pub(super) fn consent_words(status: ConsentStatus) -> &'static str {
     match status {
         ConsentStatus::Unknown => "Not recorded",
         ConsentStatus::OptedIn => "Opted in",
