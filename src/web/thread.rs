@@ -481,16 +481,20 @@ async fn view(
                             }
                         }
                     }
-                    form.action-row method="post" action={ (base) "/assign" } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="hidden" name="to" value="team";
-                        label for="team" { "Team" }
-                        select #team name="team" {
-                            @for (id, team_name) in &teams {
-                                option value=(id) selected[t.team.as_deref() == Some(id.as_str())] { (team_name) }
+                    // No teams configured and none on the thread: nothing
+                    // to choose from, so no control that cannot work.
+                    @if !teams.is_empty() {
+                        form.action-row method="post" action={ (base) "/assign" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="to" value="team";
+                            label for="team" { "Team" }
+                            select #team name="team" {
+                                @for (id, team_name) in &teams {
+                                    option value=(id) selected[t.team.as_deref() == Some(id.as_str())] { (team_name) }
+                                }
                             }
+                            button type="submit" { "Assign to team" }
                         }
-                        button type="submit" disabled[teams.is_empty()] { "Assign to team" }
                     }
                     form.action-row method="post" action={ (base) "/state" } {
                         input type="hidden" name="csrf" value=(csrf);
