@@ -1,7 +1,7 @@
 //! Accepting a 100,000-recipient campaign: `POST /v1/campaigns` to the daemon
 //! in this process (no modems: the messages stay queued, so only the accept
 //! path is measured), then the campaign task composes and admits every
-//! recipient as `POST /v1/messages` does and stores each batch of 500 (its
+//! recipient as `POST /v1/messages` does and stores each batch of 100 (its
 //! messages, counts and resume cursor) in one transaction. Timed from the
 //! POST until the campaign is `accepted`; afterwards every recipient must
 //! have exactly one stored message.
@@ -15,6 +15,10 @@
 //! the two RSS growths can be compared; `-- --rounds N` adds N more full
 //! campaigns to the same store, to see the growth per 100,000 flatten as
 //! sled's cache starts evicting.
+//!
+//! Then the full campaign is cancelled (`POST /v1/campaigns/{id}/cancel`:
+//! every message still waits, so all of them, a page at a time): time and
+//! RSS growth.
 //!
 //! Run: `cargo bench --bench campaign_accept` (`-- --quick`: 10,000 recipients).
 //! Target (issue 12): under 10 s, bounded memory.
@@ -228,6 +232,38 @@ fn main() {
         println!(
             "target (under 10 s for 100,000): {}",
             harness::met(!quick && took < Duration::from_secs(10))
+        );
+
+        // Cancel the whole campaign: every message still waits (no
+        // modems), so the task cancels all of them, a page at a time.
+        let rss_before = harness::rss_kib("self");
+        let start = Instant::now();
+        let (status, answer) = rt.block_on(async {
+            Client::connect(addr)
+                .await
+                .request("POST", &format!("/v1/campaigns/{id}/cancel"), b"")
+                .await
+        });
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+        let record = loop {
+            let record = store.campaign(&id).unwrap().unwrap();
+            if record.state == CampaignState::Cancelled {
+                break record;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "not cancelled after 10 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        assert_eq!(record.messages().cancelled, full as u64);
+        println!(
+            "cancel of {full}: {:.2} s ({:.0}/s), RSS {} KiB (+{} KiB)",
+            took.as_secs_f64(),
+            full as f64 / took.as_secs_f64(),
+            harness::rss_kib("self"),
+            harness::rss_kib("self").saturating_sub(rss_before)
         );
     }
     daemon.stop();

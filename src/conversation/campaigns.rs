@@ -1007,6 +1007,56 @@ mod tests {
         assert_eq!(store.outbox_len(), 0);
     }
 
+    /// A cancel after the whole list was accepted goes through the
+    /// campaign's messages a page at a time (three pages here) and cancels
+    /// every one; its counters move with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_goes_page_by_page_over_every_message() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = Utc::now();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let task = task(store, &clock);
+        let n = CANCEL_PAGE * 2 + 7;
+        let (record, _) = campaign(store, n, now).await;
+        let id = record.id.clone();
+        while task.step().await.unwrap() {}
+        let accepted = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(accepted.state, CampaignState::Accepted);
+        assert_eq!(accepted.messages().queued, n as u64);
+        assert_eq!(store.outbox_len(), n);
+
+        let later = now + chrono::Duration::minutes(5);
+        *clock.0.lock().unwrap() = later;
+        store.request_campaign_cancel(&id).await.unwrap();
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Cancelled);
+        assert_eq!(done.messages().cancelled, n as u64);
+        assert_eq!(done.messages().queued, 0);
+        assert_eq!(
+            done.counts
+                .iter()
+                .map(|c| c.messages.cancelled)
+                .sum::<u64>(),
+            n as u64
+        );
+        assert_eq!(store.outbox_len(), 0);
+        let by_recipient = stored(store, &id);
+        assert_eq!(by_recipient.len(), n);
+        for messages in by_recipient.values() {
+            assert_eq!(messages.len(), 1);
+            let m = &messages[0];
+            assert_eq!(m.status, MessageStatus::Cancelled);
+            // Cancelled at the task's time, with the reason.
+            let last = m.history.last().unwrap();
+            assert_eq!(
+                (last.at, last.note.as_deref()),
+                (later, Some("campaign cancelled"))
+            );
+        }
+    }
+
     #[test]
     fn context_values_fill_templates() {
         let context =
