@@ -820,6 +820,13 @@ mod tests {
         }
     }
 
+    /// The tests' start time (a Monday morning): fixed, so nothing depends
+    /// on when the test runs.
+    fn t0() -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+    }
+
     fn task(store: &Store, clock: &Arc<ManualClock>) -> CampaignTask {
         CampaignTask {
             store: store.clone(),
@@ -891,7 +898,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_resume_days_later_sends_nobody_twice() {
         let mut temp = crate::store::test_support::TempStore::new();
-        let start = Utc::now();
+        let start = t0();
         let clock = Arc::new(ManualClock(std::sync::Mutex::new(start)));
         let (record, numbers) = campaign(&temp.store, BATCH + 20, start).await;
         let id = record.id.clone();
@@ -959,7 +966,7 @@ mod tests {
     async fn a_batch_is_stored_once_and_not_after_a_cancel() {
         let temp = crate::store::test_support::TempStore::new();
         let store = &temp.store;
-        let now = Utc::now();
+        let now = t0();
         let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
         let task = task(store, &clock);
         let (record, _) = campaign(store, BATCH * 2 + 3, now).await;
@@ -1014,7 +1021,7 @@ mod tests {
     async fn a_cancel_goes_page_by_page_over_every_message() {
         let temp = crate::store::test_support::TempStore::new();
         let store = &temp.store;
-        let now = Utc::now();
+        let now = t0();
         let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
         let task = task(store, &clock);
         let n = CANCEL_PAGE * 2 + 7;
