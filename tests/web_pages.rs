@@ -237,6 +237,9 @@ impl Web {
             policy: self.api.state.policy.clone(),
             sms: self.api.state.sms.clone(),
             wake: Arc::new(|| {}),
+            // As the daemon runs it (the API stamps campaigns with the real
+            // time too).
+            clock: Arc::new(smsgate::webhook::clock::SystemClock),
         };
         for _ in 0..100 {
             if !task.step().await.unwrap() {
