@@ -8,19 +8,22 @@
 //! scan of messages. How each metric is defined is written in README.md
 //! ("Metrics").
 //!
-//! Wiring (for the engine): record each fact once with a stable id (an
-//! event id and a suffix: recording the same id again changes nothing and
-//! answers false), with the counting settings of the config:
+//! Wiring (the engine's `catch_up`): the facts of a batch of events are
+//! counted together, each with the sequence of the event it came from, by
+//! one `Store::record_metrics` call that also moves the metrics cursor past
+//! the batch (facts of events before the cursor are skipped, so events read
+//! again after a crash count once), with the counting settings of the config:
 //!
 //! ```ignore
 //! let counting = Counting::from_config(&config.conversation);
 //! let costs = config.cost_per_part(); // modem id -> price of a part
 //! // message.sent: an outbound reached `sent`.
 //! let cost = message.modem.as_ref().and_then(|m| costs.get(m)).map(|p| p * f64::from(parts));
-//! store.record_metric(&format!("{}:sent", event.id), &Fact::Sent { .. , cost }, &counting).await?;
+//! facts.push((seq, Fact::Sent { .. , cost }));
 //! // The first outbound of a wait: business time from the team's hours.
 //! let business_seconds = team.business_hours.business_duration(waited_from, at).as_secs();
-//! store.record_metric(&format!("{}:first_response", event.id), &Fact::FirstResponse { .. }, &counting).await?;
+//! facts.push((seq, Fact::FirstResponse { .. }));
+//! store.record_metrics(&facts, last_seq_read, &counting)?;
 //! ```
 //!
 //! Facts are expected roughly in time order (the event log's); a reply is

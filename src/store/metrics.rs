@@ -21,41 +21,100 @@
 //! campaign, variant (with its campaign) and team and "all" (up to 6
 //! keys), so a summary with any filters reads one key.
 //!
-//! Trees: `metric_facts` (bookkeeping: fact ids seen, each sent message's
-//! day and dimensions, each contact's recent outbounds and current wait,
-//! the counted-day sets) and `metric_counters` (what a summary reads).
-//! Recording a fact is one transaction over both, fact id included.
+//! Trees: `metric_facts` (bookkeeping: the metrics cursor, each sent
+//! message's day and dimensions, each contact's recent outbounds and
+//! current wait, the counted-day sets) and `metric_counters` (what a
+//! summary reads).
+//!
+//! # The write path: a batch at a time, behind a cursor
+//!
+//! The engine counts the facts of a batch of events (up to 256) with one
+//! [`Store::record_metrics`] call: the facts apply in order to an overlay
+//! of the keys they touch (each read from the trees once, then from the
+//! overlay), and every changed key is written once, with the metrics cursor
+//! (the first event not counted), in one transaction over both trees. Hot
+//! keys (a day's sums and cells of the "all" key) are written once per
+//! batch instead of once per fact. Exactly once without an id per fact:
+//! facts of events before the cursor are skipped, and the cursor moves in
+//! the same atomic write as the counts; event pruning keeps the events from
+//! the cursor on (`prune_events_batch`), so a batch lost in a crash is read
+//! again. A store counted with a fact id per event (`f` keys, before the
+//! cursor) gets its cursor from them and loses them
+//! ([`Store::init_metrics_cursor`]).
 
+use std::collections::hash_map::{Entry, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use super::{from_json_tx, to_json, unwrap_tx, Result, Store, StoreError, TxError};
+use super::{from_json, unwrap_tx, Result, Store, StoreError, TxError};
 use crate::conversation::metrics::{
     CostPerOutcome, Counting, Fact, Histogram, Rate, ResponseTimes, Summary, SummaryQuery,
 };
 
 /// The trees of this file, opened with the store.
 pub(crate) struct Trees {
-    /// `f` fact id -> (); `m` message id -> [`SentRef`]; `c` contact ->
-    /// [`ContactState`]; `s` kind, dimension key, contact -> counted days.
+    /// `C` -> the metrics cursor; `m` message id -> [`SentRef`]; `c`
+    /// contact -> [`ContactState`]; `s` kind, dimension key, contact ->
+    /// counted days.
     facts: Tree,
     /// `d` kind, dimension key, 0, day, block -> count and `d` kind,
     /// dimension key, 1, previous day, day -> count (the cells above);
     /// `S` dimension key, day -> [`Sums`]; `h` histogram, dimension key,
     /// day -> sparse histogram.
     counters: Tree,
+    /// One batch counted at a time: a batch reads its keys before the
+    /// transaction that writes them, so two at once would lose counts.
+    writer: Mutex<()>,
 }
+
+/// The metrics cursor's key in `facts` (no other key starts with `C`).
+const CURSOR: &[u8] = b"C";
 
 impl Trees {
     pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
-        Ok(Trees {
+        let trees = Trees {
             facts: db.open_tree("metric_facts")?,
             counters: db.open_tree("metric_counters")?,
-        })
+            writer: Mutex::new(()),
+        };
+        // Fact ids left by a removal that a stop interrupted (the cursor
+        // that replaced them is set first).
+        if trees.cursor()?.is_some() {
+            trees.remove_fact_ids()?;
+        }
+        Ok(trees)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cursor(&self) -> Result<Option<u64>> {
+        match self.facts.get(CURSOR)? {
+            Some(raw) => u64_of(CURSOR, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Remove the fact ids (`f` keys) a store counted before the cursor
+    /// kept one per event forever; a few batches, each atomic.
+    fn remove_fact_ids(&self) -> Result<()> {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for key in self.facts.scan_prefix(b"f").keys().take(10_000) {
+                batch.remove(key?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.facts.apply_batch(batch)?;
+        }
     }
 }
 
@@ -284,10 +343,6 @@ fn corrupt(key: &[u8], reason: &str) -> StoreError {
     }
 }
 
-fn abort(e: StoreError) -> TxError {
-    ConflictableTransactionError::Abort(e)
-}
-
 fn u64_of(key: &[u8], raw: &[u8]) -> Result<u64> {
     <[u8; 8]>::try_from(raw)
         .map(u64::from_be_bytes)
@@ -381,115 +436,212 @@ fn prefixed(tag: u8, rest: &[u8]) -> Vec<u8> {
     key
 }
 
-/// One fact's changes, inside the transaction.
-struct Recorder<'a> {
-    facts: &'a TransactionalTree,
-    counters: &'a TransactionalTree,
+/// A value as a batch of facts reads and changes it: decoded once, written
+/// once when the batch commits.
+trait Stored: Default {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<Self>;
+    /// The value's bytes; None removes the key (the value is its default).
+    fn encode(&self) -> Result<Option<Vec<u8>>>;
 }
 
-impl Recorder<'_> {
-    /// Add `delta` (+1 or -1) to cell `(day, previous)`, by block and exactly.
-    fn bump(
-        &self,
-        kind: u8,
-        dims: &[u8],
-        day: u32,
-        previous: u32,
-        delta: i64,
-    ) -> std::result::Result<(), TxError> {
-        for (exact, p) in [(false, previous / BLOCK), (true, previous)] {
-            let key = cell_key(kind, dims, day, exact, p);
-            let now = match self.counters.get(&key)? {
-                Some(raw) => u64_of(&key, &raw).map_err(abort)?,
-                None => 0,
-            };
-            let next = now.saturating_add_signed(delta);
-            if next == 0 {
-                self.counters.remove(key)?;
-            } else {
-                self.counters.insert(key, &next.to_be_bytes())?;
+/// A cell's count (absent: 0).
+#[derive(Debug, Default)]
+struct Cell(u64);
+
+impl Stored for Cell {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<Cell> {
+        u64_of(key, raw).map(Cell)
+    }
+
+    fn encode(&self) -> Result<Option<Vec<u8>>> {
+        Ok((self.0 > 0).then(|| self.0.to_be_bytes().to_vec()))
+    }
+}
+
+impl Stored for Sums {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<Sums> {
+        Sums::decode(key, raw)
+    }
+
+    fn encode(&self) -> Result<Option<Vec<u8>>> {
+        Ok(Some(Sums::encode(self).to_vec()))
+    }
+}
+
+impl Stored for Histogram {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<Histogram> {
+        histogram_of(key, raw)
+    }
+
+    fn encode(&self) -> Result<Option<Vec<u8>>> {
+        Ok(Some(histogram_bytes(self)))
+    }
+}
+
+/// A contact's counted days under one kind and dimension key, ascending.
+#[derive(Debug, Default)]
+struct CountedDays(Vec<u32>);
+
+impl Stored for CountedDays {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<CountedDays> {
+        days_of(key, raw).map(CountedDays)
+    }
+
+    fn encode(&self) -> Result<Option<Vec<u8>>> {
+        Ok(Some(self.0.iter().flat_map(|d| d.to_be_bytes()).collect()))
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| corrupt(b"(new metric record)", &e.to_string()))
+}
+
+impl Stored for ContactState {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<ContactState> {
+        from_json(key, raw)
+    }
+
+    fn encode(&self) -> Result<Option<Vec<u8>>> {
+        json(self).map(Some)
+    }
+}
+
+impl Stored for Option<SentRef> {
+    fn decode(key: &[u8], raw: &[u8]) -> Result<Option<SentRef>> {
+        from_json(key, raw).map(Some)
+    }
+
+    fn encode(&self) -> Result<Option<Vec<u8>>> {
+        self.as_ref().map(json).transpose()
+    }
+}
+
+/// The keys of one tree a batch touched: each read from the tree the first
+/// time, then from here; the changed ones written once at the end.
+struct Touched<'a, T> {
+    tree: &'a Tree,
+    /// Key -> (value, changed).
+    slots: HashMap<Vec<u8>, (T, bool)>,
+}
+
+impl<'a, T: Stored> Touched<'a, T> {
+    fn new(tree: &'a Tree) -> Self {
+        Touched {
+            tree,
+            slots: HashMap::new(),
+        }
+    }
+
+    fn slot(&mut self, key: Vec<u8>) -> Result<&mut (T, bool)> {
+        Ok(match self.slots.entry(key) {
+            Entry::Occupied(slot) => slot.into_mut(),
+            Entry::Vacant(slot) => {
+                let value = match self.tree.get(slot.key())? {
+                    Some(raw) => T::decode(slot.key(), &raw)?,
+                    None => T::default(),
+                };
+                slot.insert((value, false))
             }
+        })
+    }
+
+    /// The value (its default when absent), to read.
+    fn read(&mut self, key: Vec<u8>) -> Result<&T> {
+        Ok(&self.slot(key)?.0)
+    }
+
+    /// The value, to change: written when the batch commits.
+    fn change(&mut self, key: Vec<u8>) -> Result<&mut T> {
+        let slot = self.slot(key)?;
+        slot.1 = true;
+        Ok(&mut slot.0)
+    }
+
+    fn write_into(self, batch: &mut sled::Batch) -> Result<()> {
+        for (key, (value, changed)) in self.slots {
+            if changed {
+                match value.encode()? {
+                    Some(raw) => batch.insert(key, raw),
+                    None => batch.remove(key),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A batch of facts being counted: every key it touches is read once and
+/// written once, by [`Batch::commit`], with the metrics cursor, in one
+/// transaction. Facts apply to it in order exactly as they would one by
+/// one (a later fact reads what an earlier one changed).
+struct Batch<'a> {
+    cells: Touched<'a, Cell>,
+    sums: Touched<'a, Sums>,
+    histograms: Touched<'a, Histogram>,
+    days: Touched<'a, CountedDays>,
+    contacts: Touched<'a, ContactState>,
+    sent: Touched<'a, Option<SentRef>>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(trees: &'a Trees) -> Batch<'a> {
+        Batch {
+            cells: Touched::new(&trees.counters),
+            sums: Touched::new(&trees.counters),
+            histograms: Touched::new(&trees.counters),
+            days: Touched::new(&trees.facts),
+            contacts: Touched::new(&trees.facts),
+            sent: Touched::new(&trees.facts),
+        }
+    }
+
+    /// Add `delta` (+1 or -1) to cell `(day, previous)`, by block and exactly.
+    fn bump(&mut self, kind: u8, dims: &[u8], day: u32, previous: u32, delta: i64) -> Result<()> {
+        for (exact, p) in [(false, previous / BLOCK), (true, previous)] {
+            let cell = self.cells.change(cell_key(kind, dims, day, exact, p))?;
+            cell.0 = cell.0.saturating_add_signed(delta);
         }
         Ok(())
     }
 
     /// Count `contact` on `day` under `kind` and `dims` (once per day).
-    fn count(
-        &self,
-        kind: u8,
-        dims: &[u8],
-        contact: &str,
-        day: u32,
-    ) -> std::result::Result<(), TxError> {
+    fn count(&mut self, kind: u8, dims: &[u8], contact: &str, day: u32) -> Result<()> {
         let mut key = vec![b's', kind];
         key.extend_from_slice(dims);
         key.extend_from_slice(contact.as_bytes());
-        let mut days = match self.facts.get(&key)? {
-            Some(raw) => days_of(&key, &raw).map_err(abort)?,
-            None => Vec::new(),
-        };
+        let days = &self.days.read(key.clone())?.0;
         let Err(at) = days.binary_search(&day) else {
             return Ok(());
         };
         let previous = if at > 0 { days[at - 1] } else { NEVER };
+        let next = days.get(at).copied();
         self.bump(kind, dims, day, previous, 1)?;
-        if let Some(&next) = days.get(at) {
+        if let Some(next) = next {
             // Counted out of order: the next day's previous day is now `day`.
             self.bump(kind, dims, next, previous, -1)?;
             self.bump(kind, dims, next, day, 1)?;
         }
-        days.insert(at, day);
-        let raw: Vec<u8> = days.iter().flat_map(|d| d.to_be_bytes()).collect();
-        self.facts.insert(key, raw)?;
+        self.days.change(key)?.0.insert(at, day);
         Ok(())
     }
 
-    fn add_sums(&self, dims: &[u8], day: u32, add: &Sums) -> std::result::Result<(), TxError> {
-        let key = sums_key(dims, day);
-        let mut sums = match self.counters.get(&key)? {
-            Some(raw) => Sums::decode(&key, &raw).map_err(abort)?,
-            None => Sums::default(),
-        };
-        sums.add(add);
-        self.counters.insert(key, &sums.encode())?;
+    fn add_sums(&mut self, dims: &[u8], day: u32, add: &Sums) -> Result<()> {
+        self.sums.change(sums_key(dims, day))?.add(add);
         Ok(())
     }
 
-    fn add_wait(
-        &self,
-        kind: u8,
-        dims: &[u8],
-        day: u32,
-        seconds: u64,
-    ) -> std::result::Result<(), TxError> {
-        let key = histogram_key(kind, dims, day);
-        let mut h = match self.counters.get(&key)? {
-            Some(raw) => histogram_of(&key, &raw).map_err(abort)?,
-            None => Histogram::default(),
-        };
-        h.add(seconds);
-        self.counters.insert(key, histogram_bytes(&h))?;
+    fn add_wait(&mut self, kind: u8, dims: &[u8], day: u32, seconds: u64) -> Result<()> {
+        self.histograms
+            .change(histogram_key(kind, dims, day))?
+            .add(seconds);
         Ok(())
     }
 
-    fn state(&self, contact: &str) -> std::result::Result<ContactState, TxError> {
-        let key = prefixed(b'c', contact.as_bytes());
-        match self.facts.get(&key)? {
-            Some(raw) => from_json_tx(&key, &raw),
-            None => Ok(ContactState::default()),
-        }
-    }
-
-    fn save_state(&self, contact: &str, state: &ContactState) -> std::result::Result<(), TxError> {
-        self.facts
-            .insert(prefixed(b'c', contact.as_bytes()), to_json(state)?)?;
-        Ok(())
-    }
-
-    fn record(&self, fact: &Fact, counting: &Counting) -> std::result::Result<(), TxError> {
+    fn record(&mut self, fact: &Fact, counting: &Counting) -> Result<()> {
         let window = counting.reply_window;
         let contact = fact.contact();
-        let mut state = self.state(contact)?;
+        let state_key = prefixed(b'c', contact.as_bytes());
+        let mut state = std::mem::take(self.contacts.change(state_key.clone())?);
         match fact {
             Fact::Sent {
                 at,
@@ -517,12 +669,10 @@ impl Recorder<'_> {
                     self.count(SENT, &key, contact, day)?;
                     self.add_sums(&key, day, &sums)?;
                 }
-                let sent = SentRef {
+                *self.sent.change(prefixed(b'm', message_id.as_bytes()))? = Some(SentRef {
                     day,
                     dims: dims.clone(),
-                };
-                self.facts
-                    .insert(prefixed(b'm', message_id.as_bytes()), to_json(&sent)?)?;
+                });
                 state.note_outbound(
                     Outbound {
                         at: at.timestamp_millis(),
@@ -592,13 +742,7 @@ impl Recorder<'_> {
             } => {
                 if counting.is_conversion(name) {
                     let known = match message_id {
-                        Some(id) => {
-                            let key = prefixed(b'm', id.as_bytes());
-                            match self.facts.get(&key)? {
-                                Some(raw) => Some(from_json_tx::<SentRef>(&key, &raw)?),
-                                None => None,
-                            }
-                        }
+                        Some(id) => self.sent.read(prefixed(b'm', id.as_bytes()))?.clone(),
                         None => None,
                     };
                     // The message that led to it, else the contact's last
@@ -627,47 +771,102 @@ impl Recorder<'_> {
                 state.note_time(at.timestamp_millis(), window);
             }
         }
-        self.save_state(contact, &state)
+        *self.contacts.change(state_key)? = state;
+        Ok(())
+    }
+
+    /// Write every changed key and the cursor (`next`: the first event not
+    /// counted) in one transaction over both trees.
+    fn commit(self, trees: &Trees, next: u64) -> Result<()> {
+        let (mut facts, mut counters) = (sled::Batch::default(), sled::Batch::default());
+        self.cells.write_into(&mut counters)?;
+        self.sums.write_into(&mut counters)?;
+        self.histograms.write_into(&mut counters)?;
+        self.days.write_into(&mut facts)?;
+        self.contacts.write_into(&mut facts)?;
+        self.sent.write_into(&mut facts)?;
+        facts.insert(CURSOR, &next.to_be_bytes());
+        (&trees.facts, &trees.counters)
+            .transaction(|(f, c)| {
+                f.apply_batch(&facts)?;
+                c.apply_batch(&counters)?;
+                Ok::<(), TxError>(())
+            })
+            .map_err(unwrap_tx)
     }
 }
 
+/// Facts an event was counted under before the metrics cursor: `f` and
+/// the engine's id for it (`<event id>:metric`).
+fn legacy_fact_id(event_id: &str) -> Vec<u8> {
+    prefixed(b'f', format!("{event_id}:metric").as_bytes())
+}
+
+/// How far past the engine's cursor a store counted with fact ids can have
+/// counted (the engine counted each event of a batch before applying it,
+/// and read 256 at a time): generously more.
+const LEGACY_SCAN: usize = 4 * 256;
+
 impl Store {
-    /// Count `fact` once: a `fact_id` recorded before changes nothing (false).
-    /// One transaction with the fact id; durable when it returns.
-    pub async fn record_metric(
+    /// Count a batch of facts, each with the sequence of the event it came
+    /// from, in event order, and move the metrics cursor past `read_through`
+    /// (the last event read, whether it made a fact or not): one
+    /// transaction. Facts of events before the cursor were counted by an
+    /// earlier batch and are skipped, so reading events again after a crash
+    /// counts each once. How many facts were counted.
+    ///
+    /// Not flushed on its own: a batch lost in a crash is a prefix of the
+    /// log lost (sled recovers one), so the cursor is lost with it and its
+    /// events, kept by the prune bound, are counted again.
+    pub fn record_metrics(
         &self,
-        fact_id: &str,
-        fact: &Fact,
+        facts: &[(u64, Fact)],
+        read_through: u64,
         counting: &Counting,
-    ) -> Result<bool> {
-        let counted = self.record_metric_blocking(fact_id, fact, counting)?;
-        if counted {
-            let ticket = self.inner.commit.ticket();
-            self.durable(ticket).await?;
+    ) -> Result<usize> {
+        let trees = &self.inner.metric_counters;
+        let _writer = trees.writer();
+        let from = trees.cursor()?.unwrap_or(0);
+        let next = from.max(read_through.saturating_add(1));
+        let mut batch = Batch::new(trees);
+        let mut counted = 0;
+        for (_, fact) in facts.iter().filter(|(seq, _)| *seq >= from) {
+            batch.record(fact, counting)?;
+            counted += 1;
+        }
+        if counted > 0 || next != from {
+            batch.commit(trees, next)?;
         }
         Ok(counted)
     }
 
-    /// [`Store::record_metric`] without waiting for the disk (a later
-    /// durable write or [`Store::sync`] covers it).
-    pub fn record_metric_blocking(
-        &self,
-        fact_id: &str,
-        fact: &Fact,
-        counting: &Counting,
-    ) -> Result<bool> {
+    /// The metrics cursor: the sequence of the first event not counted
+    /// (None: metrics were never counted in this store). Event pruning
+    /// keeps the events from it on.
+    pub(crate) fn metrics_cursor_if_set(&self) -> Result<Option<u64>> {
+        self.inner.metric_counters.cursor()
+    }
+
+    /// The metrics cursor, set first if it is not: where the engine's is
+    /// (what it has read was counted), or, in a store counted with a fact
+    /// id per event, just past the newest event with one (the ids are
+    /// removed then).
+    pub fn init_metrics_cursor(&self) -> Result<u64> {
         let trees = &self.inner.metric_counters;
-        let seen = prefixed(b'f', fact_id.as_bytes());
-        (&trees.facts, &trees.counters)
-            .transaction(|(facts, counters)| {
-                if facts.get(&seen)?.is_some() {
-                    return Ok(false);
-                }
-                facts.insert(seen.as_slice(), &[])?;
-                Recorder { facts, counters }.record(fact, counting)?;
-                Ok(true)
-            })
-            .map_err(unwrap_tx)
+        let _writer = trees.writer();
+        if let Some(at) = trees.cursor()? {
+            return Ok(at);
+        }
+        let engine = self.engine_cursor()?;
+        let mut next = engine;
+        for (seq, event) in self.events_from(engine, LEGACY_SCAN)? {
+            if trees.facts.contains_key(legacy_fact_id(&event.id))? {
+                next = seq.saturating_add(1);
+            }
+        }
+        trees.facts.insert(CURSOR, &next.to_be_bytes())?;
+        trees.remove_fact_ids()?;
+        Ok(next)
     }
 
     /// The five metrics over `query`'s days and dimensions, from the
@@ -855,8 +1054,9 @@ mod tests {
     const E: &str = "+15550000005";
     const F: &str = "+15550000006";
 
-    /// Facts with their ids, in the order the engine would see them.
-    fn scenario() -> Vec<(String, Fact)> {
+    /// Facts with the sequences of their events, in the order the engine
+    /// would see them.
+    fn scenario() -> Vec<(u64, Fact)> {
         let facts = vec![
             // A (spring/a, sales) replies twice within the day.
             sent(A, at(1, 10, 0), "mA", ("spring", "a", "sales"), 1),
@@ -885,17 +1085,28 @@ mod tests {
         facts
             .into_iter()
             .enumerate()
-            .map(|(i, f)| (format!("evt_{i:016x}:fact"), f))
+            .map(|(i, f)| (i as u64, f))
             .collect()
     }
 
-    #[tokio::test]
-    async fn metrics_match_a_hand_count() {
+    /// Count `facts` one batch each, as an engine reading one event at a
+    /// time would; how many were counted.
+    fn one_by_one(store: &Store, facts: &[(u64, Fact)], counting: &Counting) -> usize {
+        facts
+            .iter()
+            .map(|fact| {
+                store
+                    .record_metrics(std::slice::from_ref(fact), fact.0, counting)
+                    .unwrap()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn metrics_match_a_hand_count() {
         let t = TempStore::new();
         let counting = Counting::default();
-        for (id, fact) in scenario() {
-            assert!(t.store.record_metric(&id, &fact, &counting).await.unwrap());
-        }
+        assert_eq!(one_by_one(&t.store, &scenario(), &counting), 17);
         let all = t.store.metrics_summary(&query(1, 2, ("", "", ""))).unwrap();
         // Sent: A B C D E = 5 contacts (E once over both days), 6 messages.
         // Replied within 24 h: A (twice, counted once) and D; B replied
@@ -1006,35 +1217,28 @@ mod tests {
         assert_eq!((none.reply_rate, none.messages_sent), (Rate::new(0, 0), 0));
         assert_eq!(none.reply_rate.value, None);
 
-        // Every fact again, same ids: nothing changes.
-        for (id, fact) in scenario() {
-            assert!(
-                !t.store.record_metric(&id, &fact, &counting).await.unwrap(),
-                "{id}"
-            );
-        }
+        // Every fact again, from the same events: nothing changes.
+        assert_eq!(one_by_one(&t.store, &scenario(), &counting), 0);
         assert_eq!(
             t.store.metrics_summary(&query(1, 2, ("", "", ""))).unwrap(),
             all
         );
     }
 
-    #[tokio::test]
-    async fn counters_survive_a_restart() {
+    #[test]
+    fn counters_survive_a_restart() {
         let mut t = TempStore::new();
         let counting = Counting::default();
-        for (id, fact) in scenario() {
-            t.store.record_metric(&id, &fact, &counting).await.unwrap();
-        }
+        one_by_one(&t.store, &scenario(), &counting);
         let before = t.store.metrics_summary(&query(1, 2, ("", "", ""))).unwrap();
         t.restart();
         assert_eq!(
             t.store.metrics_summary(&query(1, 2, ("", "", ""))).unwrap(),
             before
         );
-        // Recording continues where it was: fact ids are still known.
-        let (id, fact) = &scenario()[0];
-        assert!(!t.store.record_metric(id, fact, &counting).await.unwrap());
+        // Counting continues where it was: the cursor is still known.
+        assert_eq!(t.store.metrics_cursor_if_set().unwrap(), Some(17));
+        assert_eq!(one_by_one(&t.store, &scenario()[..1], &counting), 0);
     }
 
     #[test]
@@ -1044,11 +1248,7 @@ mod tests {
             reply_window: Duration::from_secs(48 * 3600),
             conversions: vec!["rating_received".into()],
         };
-        for (id, fact) in scenario() {
-            t.store
-                .record_metric_blocking(&id, &fact, &counting)
-                .unwrap();
-        }
+        one_by_one(&t.store, &scenario(), &counting);
         let all = t.store.metrics_summary(&query(1, 2, ("", "", ""))).unwrap();
         // B's reply after 26 hours is within 48: A, B and D replied.
         assert_eq!(all.reply_rate, Rate::new(3, 5));
@@ -1082,9 +1282,7 @@ mod tests {
                 ("", "", ""),
                 1,
             );
-            t.store
-                .record_metric_blocking(&format!("f{i}"), &fact, &counting)
-                .unwrap();
+            t.store.record_metrics(&[(i, fact)], i, &counting).unwrap();
             model[contact].insert(day);
         }
         for from in 8..52 {
@@ -1099,6 +1297,190 @@ mod tests {
                     .unwrap();
                 assert_eq!(got.reply_rate.denominator, want, "days {from}..={to}");
             }
+        }
+    }
+
+    /// The five metrics over a few periods and dimensions, to compare two
+    /// stores.
+    fn summaries(store: &Store) -> Vec<Summary> {
+        let periods = [(1, 2), (1, 1), (2, 2), (1, 40), (10, 17), (16, 40)];
+        let dims = [
+            ("", "", ""),
+            ("spring", "", ""),
+            ("spring", "a", ""),
+            ("", "", "support"),
+            ("spring", "b", "sales"),
+            ("c1", "", ""),
+            ("c1", "v1", "t1"),
+            ("", "", "t2"),
+        ];
+        let mut out = Vec::new();
+        for (from, to) in periods {
+            for d in dims {
+                out.push(store.metrics_summary(&query(from, to, d)).unwrap());
+            }
+        }
+        out
+    }
+
+    /// A crash between batches: what a batch wrote is there after the
+    /// restart (the cursor with it), and when the engine reads those
+    /// events again with the next ones, they are not counted twice.
+    #[test]
+    fn a_batch_is_counted_once_across_a_restart() {
+        let counting = Counting::default();
+        let facts = scenario();
+        let reference = TempStore::new();
+        one_by_one(&reference.store, &facts, &counting);
+
+        let mut t = TempStore::new();
+        // The first batch: events 0..=9 read, 0..=7 with facts (8 and 9
+        // made none: their facts are left out of the batch).
+        let first: Vec<(u64, Fact)> = facts[..8].to_vec();
+        assert_eq!(t.store.record_metrics(&first, 9, &counting).unwrap(), 8);
+        let before = summaries(&t.store);
+        t.restart();
+        assert_eq!(t.store.metrics_cursor_if_set().unwrap(), Some(10));
+        assert_eq!(summaries(&t.store), before, "the batch is not lost");
+        // Events 0..=16 read again (the engine's cursor was behind): only
+        // 10..=16 count.
+        let counted = t.store.record_metrics(&facts, 16, &counting).unwrap();
+        assert_eq!(counted, 7);
+        assert_eq!(t.store.metrics_cursor_if_set().unwrap(), Some(17));
+        // Facts 8 and 9 were never counted, so this store differs from the
+        // reference by them alone: count them where they were lost.
+        let partial = TempStore::new();
+        let without: Vec<(u64, Fact)> = facts
+            .iter()
+            .filter(|(seq, _)| !(8..=9).contains(seq))
+            .cloned()
+            .collect();
+        one_by_one(&partial.store, &without, &counting);
+        assert_eq!(summaries(&t.store), summaries(&partial.store));
+
+        // The whole scenario in two batches around a restart: the same
+        // counts as one fact at a time.
+        let mut u = TempStore::new();
+        assert_eq!(
+            u.store.record_metrics(&facts[..10], 9, &counting).unwrap(),
+            10
+        );
+        u.restart();
+        assert_eq!(u.store.record_metrics(&facts, 16, &counting).unwrap(), 7);
+        assert_eq!(summaries(&u.store), summaries(&reference.store));
+        assert_eq!(u.store.record_metrics(&facts, 16, &counting).unwrap(), 0);
+        assert_eq!(summaries(&u.store), summaries(&reference.store));
+    }
+
+    /// A store counted with a fact id per event (before the cursor): the
+    /// cursor starts just past the newest counted event, the ids go.
+    #[tokio::test]
+    async fn fact_ids_of_an_older_store_become_the_cursor() {
+        let mut t = TempStore::new();
+        let mut events = Vec::new();
+        for i in 0..5 {
+            let data = serde_json::json!({ "contact": format!("+1555000000{i}") });
+            events.push(t.store.emit("message.received", data).await.unwrap());
+        }
+        let seq = |i: usize| super::super::deliveries::event_seq(&events[i].id).unwrap();
+        // The engine applied events 0 and 1 and counted 0..=3 (3 made a
+        // fact; 2 made none, so it has no id).
+        t.store.advance_engine_cursor(seq(1)).unwrap();
+        let facts = &t.store.inner.metric_counters.facts;
+        for i in [0, 1, 3] {
+            facts.insert(legacy_fact_id(&events[i].id), &[]).unwrap();
+        }
+        assert_eq!(t.store.init_metrics_cursor().unwrap(), seq(3) + 1);
+        let facts = &t.store.inner.metric_counters.facts;
+        assert_eq!(facts.scan_prefix(b"f").count(), 0);
+        // Ids left by an interrupted removal go when the store opens.
+        facts.insert(legacy_fact_id("evt_x"), &[]).unwrap();
+        t.restart();
+        let facts = &t.store.inner.metric_counters.facts;
+        assert_eq!(facts.scan_prefix(b"f").count(), 0);
+        assert_eq!(t.store.init_metrics_cursor().unwrap(), seq(3) + 1);
+    }
+
+    /// One random fact: (kind, contact, day, minute, campaign, variant,
+    /// team, flag, parts, which earlier message).
+    type Op = (u8, u8, u32, u32, u8, u8, u8, bool, u32, usize);
+
+    fn facts_of(ops: &[Op]) -> Vec<(u64, Fact)> {
+        let mut sent_ids: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        for (seq, &(kind, contact, day, minute, c, v, team, flag, parts, which)) in
+            ops.iter().enumerate()
+        {
+            let contact = format!("+1555200000{contact}");
+            let when = at(day, 0, 0) + chrono::Duration::minutes(i64::from(minute));
+            let campaign = ["", "spring", "c1"][usize::from(c)];
+            let variant = if campaign.is_empty() {
+                ""
+            } else {
+                ["a", "b", "v1"][usize::from(v)]
+            };
+            let team = ["sales", "support", "t1", "t2"][usize::from(team)];
+            let fact = match kind {
+                0 => {
+                    let id = format!("m{seq}");
+                    sent_ids.push(id.clone());
+                    sent(&contact, when, &id, (campaign, variant, team), parts)
+                }
+                1 => inbound(&contact, when, flag),
+                2 => response(&contact, team, when, i64::from(parts) * 97, flag, 60),
+                _ => {
+                    let name = if flag {
+                        "appointment_confirmed"
+                    } else {
+                        "rating_received"
+                    };
+                    // An earlier message, or one never recorded.
+                    let message = sent_ids
+                        .get(which % (sent_ids.len() + 1))
+                        .cloned()
+                        .unwrap_or_else(|| "unknown".into());
+                    outcome(&contact, when, name, &message)
+                }
+            };
+            out.push((seq as u64, fact));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Batching changes nothing: random facts (out of time order too)
+        /// counted in batches of random sizes give the same summaries as
+        /// counted one at a time.
+        #[test]
+        fn batches_count_as_one_fact_at_a_time(
+            ops in proptest::collection::vec(
+                (0u8..4, 0u8..5, 1u32..40, 0u32..1440, 0u8..3, 0u8..3, 0u8..4,
+                 proptest::bool::ANY, 1u32..4, 0usize..50),
+                1..120,
+            ),
+            sizes in proptest::collection::vec(1usize..40, 1..10),
+        ) {
+            let counting = Counting::default();
+            let facts = facts_of(&ops);
+            let single = TempStore::new();
+            proptest::prop_assert_eq!(one_by_one(&single.store, &facts, &counting), facts.len());
+            let batched = TempStore::new();
+            let mut rest = facts.as_slice();
+            for size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (batch, after) = rest.split_at((*size).min(rest.len()));
+                let last = batch[batch.len() - 1].0;
+                proptest::prop_assert_eq!(
+                    batched.store.record_metrics(batch, last, &counting).unwrap(),
+                    batch.len()
+                );
+                rest = after;
+            }
+            proptest::prop_assert_eq!(summaries(&batched.store), summaries(&single.store));
         }
     }
 }
