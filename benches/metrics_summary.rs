@@ -240,7 +240,7 @@ fn filled(messages: u64, contacts: u64, name: &str, refill: bool) -> PathBuf {
         let _ = std::fs::remove_dir_all(&dir);
     }
     // The tag names the counters' layout: another layout is filled again.
-    let tag = format!("{messages} messages, {contacts} contacts, metric layout 4");
+    let tag = format!("{messages} messages, {contacts} contacts, metric layout 5");
     if let Ok(text) = std::fs::read_to_string(&marker) {
         if text.starts_with(&tag) {
             println!("store: reusing {} ({})", dir.display(), text.trim());

@@ -17,6 +17,11 @@
 //! so the sum stays exact. To read few cells per day, each cell is kept
 //! twice: by `p`'s 16-day block and by `p` itself; `p < from` is the blocks
 //! before `from`'s block plus the days of `from`'s block before `from`.
+//! Both are keyed by `d` first: a batch's facts fall on a day or two, so
+//! its cells are a few runs of neighbouring keys (few pages rewritten),
+//! and a summary reads the blocks in one scan of its days and the exact
+//! cells in one short scan per day. (Exact cells were keyed by `p` first
+//! before: a store with those has them re-keyed when it opens, once.)
 //!
 //! Dimension keys: every fact counts under each combination of its
 //! campaign, variant (with its campaign) and team and "all" (up to 6
@@ -41,6 +46,17 @@
 //! as JSON: 4.2 million keys for 1M messages, against 100,000 records.
 //! Such a store's sets fold into records when it opens; its sent-message
 //! keys stay, read only, for outcomes that name those messages.)
+//!
+//! # Opening a store of an older layout
+//!
+//! [`Trees::open`] brings every older layout to this one before anything
+//! is counted, each step idempotent so a stop in the middle is resumed on
+//! the next open: counted-day sets fold into records, exact cells are
+//! re-keyed (then `V` marks the layout), fact ids left by an interrupted
+//! removal go; the engine's catch-up sets the metrics cursor from the fact
+//! ids of a store that had no cursor. The tests build each older layout
+//! from a counted store and check that its summaries stay and that
+//! counting goes on exactly.
 //!
 //! # The write path: a batch at a time, behind a cursor
 //!
@@ -80,14 +96,24 @@ pub(crate) struct Trees {
     /// only).
     facts: Tree,
     /// `d` kind, dimension key, 0, day, block -> count and `d` kind,
-    /// dimension key, 1, previous day, day -> count (the cells above);
+    /// dimension key, 2, day, previous day -> count (the cells above);
     /// `S` dimension key, day -> [`Sums`]; `h` histogram, dimension key,
-    /// day -> sparse histogram.
+    /// day -> sparse histogram; `V` -> the layout ([`LAYOUT`]).
     counters: Tree,
     /// One batch counted at a time: a batch reads its keys before the
     /// transaction that writes them, so two at once would lose counts.
     writer: Mutex<()>,
 }
+
+/// Counted-day keys of an older store folded per atomic write: a contact's
+/// keys are spread over every kind and dimension key, so the bigger the
+/// chunk, the fewer times its record is rewritten (a 1M-message store took
+/// 294 s with chunks of 4,096, at a load of 10 on 2 cores).
+const FOLD_CHUNK: usize = 65_536;
+
+/// The counters' layout (in `counters`; no other key starts with `V`):
+/// [`EXACT`] once exact cells are keyed by day first.
+const LAYOUT: &[u8] = b"V";
 
 /// The metrics cursor's key in `facts` (no other key starts with `C`).
 const CURSOR: &[u8] = b"C";
@@ -100,6 +126,7 @@ impl Trees {
             writer: Mutex::new(()),
         };
         trees.fold_counted_day_keys()?;
+        trees.rekey_exact_cells()?;
         // Fact ids left by a removal that a stop interrupted (the cursor
         // that replaced them is set first).
         if trees.cursor()?.is_some() {
@@ -110,17 +137,18 @@ impl Trees {
 
     /// Fold the counted-day sets of a store from before [`ContactRecord`]
     /// (`s` kind, dimension key, contact -> days: one key per set) into the
-    /// contacts' records, a few thousand keys per atomic write. A key's
+    /// contacts' records, [`FOLD_CHUNK`] keys per atomic write. A key's
     /// pattern becomes an entry of its own: its days are counted under
     /// every key whose pattern it is within, and each such key's old set
     /// holds them too (a fact counted under a key was counted under all
     /// the wider ones), so every key's days stay what they were.
     fn fold_counted_day_keys(&self) -> Result<()> {
+        let mut folded = 0usize;
         loop {
             let mut contacts = Touched::<ContactRecord>::new(&self.facts);
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for entry in self.facts.scan_prefix(b"s").take(4_096) {
+            for entry in self.facts.scan_prefix(b"s").take(FOLD_CHUNK) {
                 let (key, raw) = entry?;
                 let days = days_of(&key, &raw)?;
                 let kind = *key
@@ -140,11 +168,74 @@ impl Trees {
                 n += 1;
             }
             if n == 0 {
+                if folded > 0 {
+                    tracing::info!(
+                        folded,
+                        "metrics: counted-day keys folded into contact records"
+                    );
+                }
                 return Ok(());
             }
             contacts.write_into(&mut batch)?;
             self.facts.apply_batch(batch)?;
+            folded += n;
+            if folded == n {
+                tracing::info!("metrics: folding counted-day keys into contact records (once)");
+            }
         }
+    }
+
+    /// Re-key the exact cells of a store from before they were keyed by
+    /// day first ([`EXACT_PREVIOUS_FIRST`] -> [`EXACT`]), [`FOLD_CHUNK`]
+    /// cells per atomic write, once: [`LAYOUT`] says it is done.
+    fn rekey_exact_cells(&self) -> Result<()> {
+        if self.counters.get(LAYOUT)?.is_some() {
+            return Ok(());
+        }
+        let mut from = b"d".to_vec();
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut last = None;
+            let mut n = 0;
+            for entry in self.counters.range(from.as_slice()..) {
+                let (key, raw) = entry?;
+                if key.first() != Some(&b'd') {
+                    break;
+                }
+                let at = key
+                    .get(2..)
+                    .and_then(Dims::parse_key)
+                    .map(|(_, len)| 2 + len)
+                    .ok_or_else(|| corrupt(&key, "a metric cell key"))?;
+                if key.get(at) == Some(&EXACT_PREVIOUS_FIRST) {
+                    let days = key
+                        .get(at + 1..at + 9)
+                        .ok_or_else(|| corrupt(&key, "a metric cell key is cut short"))?;
+                    let mut rekeyed = key[..at].to_vec();
+                    rekeyed.push(EXACT);
+                    rekeyed.extend_from_slice(&days[4..8]);
+                    rekeyed.extend_from_slice(&days[0..4]);
+                    batch.insert(rekeyed, raw);
+                    batch.remove(key.clone());
+                    n += 1;
+                }
+                last = Some(key);
+                if n == FOLD_CHUNK {
+                    break;
+                }
+            }
+            let Some(last) = last else { break };
+            if n > 0 {
+                self.counters.apply_batch(batch)?;
+            }
+            if n < FOLD_CHUNK {
+                break;
+            }
+            from = last.to_vec();
+            from.push(0);
+        }
+        self.counters.insert(LAYOUT, &[EXACT])?;
+        Ok(())
     }
 
     fn writer(&self) -> MutexGuard<'_, ()> {
@@ -192,6 +283,12 @@ const PERSON_BUSINESS: u8 = 3;
 const NEVER: u32 = 0;
 /// Days per block of previous days (see the module's documentation).
 const BLOCK: u32 = 16;
+/// A cell's key after its dimension key: by block, or exact with the day
+/// first. (1 was an exact cell with the previous day first: a store with
+/// those has them re-keyed when it opens, [`Trees::rekey_exact_cells`].)
+const BY_BLOCK: u8 = 0;
+const EXACT: u8 = 2;
+const EXACT_PREVIOUS_FIRST: u8 = 1;
 /// Recent outbounds kept per contact, at most (within the reply window).
 const RECENT_MAX: usize = 256;
 
@@ -823,21 +920,19 @@ fn histogram_bytes(h: &Histogram) -> Vec<u8> {
 }
 
 /// A cell by block (`exact` false: day, then the previous day's block) or
-/// exactly (previous day, then day): a summary reads the first kind in one
-/// scan over its days, the second for at most [`BLOCK`] previous days.
+/// exactly (day, then the previous day): a summary reads the first kind in
+/// one scan over its days, the second in one short scan per day (the
+/// previous days of `from`'s block before it). Both are keyed by day
+/// first, so a batch (its facts' days are a day or two) writes a few runs
+/// of neighbouring keys, not cells all over the tree.
 fn cell_key(kind: u8, dims: &[u8], day: u32, exact: bool, previous: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(dims.len() + 11);
     key.push(b'd');
     key.push(kind);
     key.extend_from_slice(dims);
-    key.push(u8::from(exact));
-    let (first, second) = if exact {
-        (previous, day)
-    } else {
-        (day, previous)
-    };
-    key.extend_from_slice(&first.to_be_bytes());
-    key.extend_from_slice(&second.to_be_bytes());
+    key.push(if exact { EXACT } else { BY_BLOCK });
+    key.extend_from_slice(&day.to_be_bytes());
+    key.extend_from_slice(&previous.to_be_bytes());
     key
 }
 
@@ -1367,13 +1462,15 @@ impl Store {
                 total += u64_of(&key, &raw)?;
             }
         }
-        // The days of `from`'s block before it, each one scan of the period.
-        for previous in block * BLOCK..from {
-            let first = cell_key(kind, dims, from, true, previous);
-            let last = cell_key(kind, dims, to, true, previous);
-            for entry in counters.range(first..=last) {
-                let (key, raw) = entry?;
-                total += u64_of(&key, &raw)?;
+        // The days of `from`'s block before it: one short scan per day.
+        if block * BLOCK < from {
+            for day in from..=to {
+                let first = cell_key(kind, dims, day, true, block * BLOCK);
+                let end = cell_key(kind, dims, day, true, from);
+                for entry in counters.range(first..end) {
+                    let (key, raw) = entry?;
+                    total += u64_of(&key, &raw)?;
+                }
             }
         }
         Ok(total)
@@ -1858,8 +1955,25 @@ mod tests {
     /// Rewrite every contact record of `store` as a store from before
     /// [`ContactRecord`] kept it: a counted-day set per kind, dimension key
     /// and contact (`s`), the state as JSON (`c`), and an `m` key per sent
-    /// message of `sent` (id, day, dimensions).
+    /// message of `sent` (id, day, dimensions); and its exact cells keyed
+    /// by the previous day first, with no layout mark.
     fn to_legacy_layout(store: &Store, sent: &[(String, u32, Dims)]) {
+        let counters = &store.inner.metric_counters.counters;
+        let mut exact = 0;
+        for entry in counters.scan_prefix(b"d") {
+            let (key, raw) = entry.unwrap();
+            let (_, len) = Dims::parse_key(&key[2..]).unwrap();
+            let at = 2 + len;
+            if key[at] == EXACT {
+                let (day, previous) = (&key[at + 1..at + 5], &key[at + 5..at + 9]);
+                let old = [&key[..at], &[EXACT_PREVIOUS_FIRST], previous, day].concat();
+                counters.insert(old, raw).unwrap();
+                counters.remove(&key).unwrap();
+                exact += 1;
+            }
+        }
+        assert!(exact > 0, "the scenario has exact cells to re-key");
+        counters.remove(LAYOUT).unwrap();
         let facts = &store.inner.metric_counters.facts;
         let json_of = |record: &ContactRecord, o: &Outbound| {
             let d = &record.dims[o.dims as usize];
@@ -1911,10 +2025,11 @@ mod tests {
     }
 
     /// A store counted in the layout from before [`ContactRecord`] (a key
-    /// per counted-day set, JSON state, a key per sent message): opened, its
-    /// sets fold into records, and counting goes on exactly as if it had
-    /// always been in this layout; an outcome naming a message sent before
-    /// the change finds it.
+    /// per counted-day set, JSON state, a key per sent message, exact cells
+    /// keyed by the previous day first): opened, its sets fold into
+    /// records and its cells are re-keyed, its summaries are what they
+    /// were, and counting goes on exactly as if it had always been in this
+    /// layout; an outcome naming a message sent before the change finds it.
     #[test]
     fn a_store_counted_in_the_older_layout_counts_on_exactly() {
         let counting = Counting::default();
@@ -1952,10 +2067,23 @@ mod tests {
                 _ => None,
             })
             .collect();
+        let counted = summaries(&t.store);
         to_legacy_layout(&t.store, &sent);
         t.restart();
+        assert_eq!(summaries(&t.store), counted, "the same counts");
         let trees = &t.store.inner.metric_counters;
         assert_eq!(trees.facts.scan_prefix(b"s").count(), 0, "folded");
+        let previous_first = trees
+            .counters
+            .scan_prefix(b"d")
+            .filter(|entry| {
+                let (key, _) = entry.as_ref().unwrap();
+                let (_, len) = Dims::parse_key(&key[2..]).unwrap();
+                key[2 + len] == EXACT_PREVIOUS_FIRST
+            })
+            .count();
+        assert_eq!(previous_first, 0, "exact cells re-keyed by day");
+        assert!(trees.counters.get(LAYOUT).unwrap().is_some());
         assert!(trees.facts.scan_prefix(b"m").count() == 4, "read only");
         one_by_one(&t.store, &facts, &counting);
         assert_eq!(summaries(&t.store), summaries(&reference.store));
