@@ -121,6 +121,9 @@ pub struct Config {
     /// `[compat]`: the Twilio- and Kannel-compatible APIs.
     #[serde(default)]
     pub compat: crate::api::compat::CompatConfig,
+    /// `[web]`: the web inbox's sessions and reply templates.
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 /// `[discovery]`: where `port = "auto"` modems are looked for.
@@ -140,8 +143,9 @@ impl Default for DiscoveryConfig {
 }
 
 /// The event types a webhook can ask for.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 16] = [
     "message.received",
+    "message.accepted",
     "message.sent",
     "message.delivered",
     "message.failed",
@@ -151,6 +155,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "consent.changed",
     "thread.assigned",
     "thread.state_changed",
+    "thread.responded",
     "thread.note_added",
     "thread.outcome",
     "thread.sla_breached",
@@ -724,6 +729,7 @@ impl Config {
             report("sms.max_parts".into(), "1 to 255".into());
         }
         crate::api::compat::check(&self.compat, &mut report);
+        crate::web::check(&self.web, &mut report);
         let mut team_ids = std::collections::HashSet::new();
         for (i, t) in self.conversation.team.iter().enumerate() {
             let key = format!("conversation.team[{i}]");
@@ -740,6 +746,23 @@ impl Config {
                     format!("{key}.response_standard"),
                     "at least 1s, e.g. 10m".into(),
                 );
+            }
+        }
+        // With teams configured, a rule that routes to no team of them is a
+        // typo that would leave its threads with no SLA and no team's view.
+        if !self.conversation.team.is_empty() {
+            for (i, rule) in self.conversation.rule.iter().enumerate() {
+                if let Some(team) = &rule.then.route {
+                    if !team_ids.contains(team.as_str()) {
+                        report(
+                            format!("conversation.rule[{i}].then.route"),
+                            format!(
+                                "{team:?} is not a [[conversation.team]] id (known: {})",
+                                self.team_list()
+                            ),
+                        );
+                    }
+                }
             }
         }
         let currency = &self.conversation.currency;
@@ -814,12 +837,43 @@ impl Config {
 
     /// What works but is probably a mistake: `check-config` prints these and
     /// `run` logs them. `env_token`: `SMSGATE_API_TOKEN` is set.
+    /// The configured team ids, for messages.
+    fn team_list(&self) -> String {
+        let ids: Vec<&str> = self
+            .conversation
+            .team
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        ids.join(", ")
+    }
+
     pub fn warnings(&self, env_token: bool) -> Vec<String> {
         let mut out = Vec::new();
         if self.api.tokens.is_empty() && !env_token {
             out.push(
                 "no API token: [[api.tokens]] is empty and SMSGATE_API_TOKEN is unset, so every /v1 request will be refused".into(),
             );
+        }
+        // The shipped flows (and the default rules) route to these teams by
+        // id: an appointment's unclear answer to scheduling, a qualified
+        // lead to sales, a low rating to support.
+        let conversation = &self.conversation;
+        if !conversation.team.is_empty() {
+            use crate::conversation::flows::{SALES, SCHEDULING, SUPPORT};
+            let shipped = [SUPPORT, SALES, SCHEDULING];
+            let missing: Vec<&str> = shipped
+                .iter()
+                .copied()
+                .filter(|id| !conversation.team.iter().any(|t| t.id == *id))
+                .collect();
+            if !missing.is_empty() {
+                out.push(format!(
+                    "[[conversation.team]] has no {}: the shipped rules and flows route threads there, and they get no SLA clock (known: {})",
+                    missing.join(", "),
+                    self.team_list()
+                ));
+            }
         }
         if !self.api.bind.ip().is_loopback() {
             out.push(format!(
@@ -1275,10 +1329,39 @@ mod tests {
                 "[[conversation.team]]\nid = \"s\"\nresponse_standard = \"0s\"",
                 "conversation.team[0].response_standard",
             ),
+            (
+                "[[conversation.team]]\nid = \"support\"\n\
+                 [[conversation.rule]]\nwhen = { keywords = [\"invoice\"] }\nthen = { route = \"billing\" }",
+                "conversation.rule[0].then.route",
+            ),
         ] {
             let e = load(text).unwrap_err();
             assert_eq!(e.keys(), [key], "{text}: {e}");
         }
+        // Teams free-form while none is configured.
+        load("[[conversation.rule]]\nwhen = { keywords = [\"invoice\"] }\nthen = { route = \"billing\" }")
+            .unwrap();
+    }
+
+    #[test]
+    fn teams_the_shipped_flows_route_to_are_warned_about_when_missing() {
+        let token = "[[api.tokens]]\nname = \"a\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nscopes = [\"read\"]\n";
+        assert!(
+            load(token).unwrap().warnings(false).is_empty(),
+            "no teams: free-form"
+        );
+        let some = load(&format!("{token}[[conversation.team]]\nid = \"support\"")).unwrap();
+        let w = some.warnings(false);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("no sales, scheduling") && w[0].contains("known: support"),
+            "{w:?}"
+        );
+        let all = load(&format!(
+            "{token}[[conversation.team]]\nid = \"support\"\n[[conversation.team]]\nid = \"sales\"\n[[conversation.team]]\nid = \"scheduling\""
+        ))
+        .unwrap();
+        assert!(all.warnings(false).is_empty());
     }
 }
 

@@ -1,5 +1,5 @@
 //! Wiring: open the store, recover, start the webhook workers, one actor per
-//! modem, housekeeping, the campaign task and the API; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
+//! modem, housekeeping, the campaign task and the API with the web inbox; on SIGTERM/SIGINT stop taking work, give an `AT+CMGS` in
 //! flight up to 8 s, flush the store and return within 10 s.
 
 use std::future::Future;
@@ -206,19 +206,20 @@ pub async fn run(
     );
 
     let state = ApiState {
-        store: store.clone(),
-        dispatcher: dispatcher.clone(),
-        tokens: Arc::new(tokens(&config, extra_tokens)),
         sms,
-        policy: policy.clone(),
         extra_metrics: {
             let store = store.clone();
             Some(Arc::new(move |out: &mut String| {
                 webhook::render_metrics(&store, out)
             }))
         },
-        compat: Arc::new(config.compat_settings()),
-        conversation: Arc::new(config.conversation.clone()),
+        ..ApiState::new(
+            store.clone(),
+            dispatcher.clone(),
+            policy.clone(),
+            &config,
+            tokens(&config, extra_tokens),
+        )
     };
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await
@@ -247,9 +248,16 @@ pub async fn run(
     // One shutdown signal, fanned out: the API stops accepting, the actors stop
     // taking work and finish what is in flight.
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve_with(
+    // The web inbox's pages beside the API, on the same address.
+    let web = crate::web::WebState::new(
+        state.clone(),
+        config.web.clone(),
+        Arc::new(webhook::clock::SystemClock),
+    );
+    let app = crate::web::app(state, web);
+    let server = tokio::spawn(api::serve_app(
         listener,
-        state,
+        app,
         config.api.connection_limits(),
         async move {
             let _ = api_stop_rx.await;

@@ -1,6 +1,7 @@
 //! `smsgate demo`: the gateway on its embedded default, a simulated SIM800
 //! modem with simulated customers who answer as people do (confirm, ask to
-//! reschedule, ask a question, text STOP), the API on 127.0.0.1:8080 and the
+//! reschedule, ask a question, text STOP), the API and the web inbox (user
+//! `demo`, a fresh password in the banner) on 127.0.0.1:8080 and the
 //! simulator's control API on 127.0.0.1:8081. Data lives in a temporary
 //! directory removed at exit.
 
@@ -103,18 +104,34 @@ pub fn demo_token() -> String {
     out
 }
 
-/// The banner: token and copy-paste commands.
-pub fn banner(api: SocketAddr, control: SocketAddr, token: &str, dir: &std::path::Path) -> String {
+/// The web inbox's demo user (an admin, so every page can be seen).
+pub const DEMO_USER: &str = "demo";
+
+/// A fresh password for the demo user: 16 random hex digits.
+pub fn demo_password() -> String {
+    crate::store::users::random_hex(8)
+}
+
+/// The banner: the inbox's address and sign-in, the token and copy-paste commands.
+pub fn banner(
+    api: SocketAddr,
+    control: SocketAddr,
+    token: &str,
+    password: &str,
+    dir: &std::path::Path,
+) -> String {
     let c = &CUSTOMERS;
     format!(
         r#"smsgate demo: a simulated SIM800 modem (+15550000000) and four simulated customers
+  Inbox    http://{api}/inbox   (sign in as {user} with password {password})
   API      http://{api}   (token below; Authorization: Bearer ...)
   control  http://{control}   (the simulator: inject SMS, see what the network received)
   data     {dir}   (removed when the demo stops)
 
 Each customer gets an appointment reminder now (flow "appointment"): {n0} confirms
 with C, {n1} answers R and then picks slot 2, {n2} writes an urgent complaint
-(for a person, not for automation), {n3} texts STOP. Give them ten seconds.
+(for a person, not for automation), {n3} texts STOP. Give them ten seconds,
+or watch them arrive in the inbox (open it in a browser and sign in).
 
 export TOKEN={token}
 
@@ -140,6 +157,7 @@ curl -s http://{api}/v1/modems -H "Authorization: Bearer $TOKEN"
 
 Ctrl-C stops the demo."#,
         dir = dir.display(),
+        user = DEMO_USER,
         n0 = c[0].name,
         n1 = c[1].name,
         n2 = c[2].name,
@@ -219,21 +237,26 @@ async fn run_in(
             source,
         })?;
     let token = demo_token();
+    let password = demo_password();
     let tokens = vec![ApiToken::from_secret("demo", &token, vec![Scope::Admin])];
     let dir_shown = dir.to_path_buf();
     let result = daemon::run(config, tokens, shutdown, move |started| {
-        tokio::spawn(remind(started.api, token.clone()));
-        on_started(started, banner(started.api, control, &token, &dir_shown));
+        tokio::spawn(remind(started.api, token.clone(), password.clone()));
+        on_started(
+            started,
+            banner(started.api, control, &token, &password, &dir_shown),
+        );
     })
     .await;
     sim.shutdown().await;
     Ok(result?)
 }
 
-/// What the demo's booking system does at start, through the API as any
-/// app would: the customers' names, then each an appointment reminder in
-/// the appointment flow. A refusal is logged; the demo goes on.
-async fn remind(api: SocketAddr, token: String) {
+/// What the demo does at start, through the API as any app would: the web
+/// inbox's demo user; then, as its booking system, the customers' names and
+/// each an appointment reminder in the appointment flow. A refusal is
+/// logged; the demo goes on.
+async fn remind(api: SocketAddr, token: String, password: String) {
     use crate::webhook::client::{HttpClient, Outgoing, Transport};
     let client = HttpClient::new();
     let call = |method: hyper::Method, path: String, body: serde_json::Value| Outgoing {
@@ -244,6 +267,19 @@ async fn remind(api: SocketAddr, token: String) {
         body: body.to_string().into(),
         timeout: Duration::from_secs(10),
     };
+    let user = serde_json::json!({"name": DEMO_USER, "password": password, "role": "admin"});
+    match client
+        .post(call(hyper::Method::POST, "/v1/users".into(), user))
+        .await
+    {
+        Ok(answer) if answer.status < 300 => {}
+        Ok(answer) => tracing::warn!(
+            status = answer.status,
+            body = %String::from_utf8_lossy(&answer.body),
+            "demo: the demo user was refused"
+        ),
+        Err(e) => tracing::warn!(error = %e, "demo: the demo user was not made"),
+    }
     for c in &CUSTOMERS {
         let path = format!("/v1/contacts/{}", c.number.replace('+', "%2B"));
         let profile = serde_json::json!({"name": c.name, "tags": ["demo"]});

@@ -30,6 +30,8 @@
 //! - [`wire`]: what the API and the webhooks serve, apart from the stored
 //!   records (internal fields stay internal); the OpenAPI schemas derive from it.
 //! - [`api`]: the axum router: bearer scopes, problem+json, OpenAPI.
+//! - [`web`]: the web inbox (people sign in, read and answer threads),
+//!   served beside the API; its pages call the API's own handlers.
 //! - [`webhook`]: durable, signed (Standard Webhooks), retried delivery of
 //!   store events to LAN receivers, in order per message; reply by response;
 //!   the event log by pull and SSE is in [`api`].
@@ -59,5 +61,6 @@ pub mod policy;
 pub mod sim;
 pub mod store;
 pub mod udev_rules;
+pub mod web;
 pub mod webhook;
 pub mod wire;

@@ -777,8 +777,14 @@ pub struct Event {
     /// `evt_` and 16 hex digits; ordered; the `webhook-id` header.
     #[schema(example = "evt_0000000000000001", pattern = "^evt_[0-9a-f]{16}$")]
     pub id: String,
-    /// message.received, message.sent, message.delivered, message.failed,
-    /// message.unknown, message.expired, modem.status, consent.changed.
+    /// message.received, message.accepted (a conversational message),
+    /// message.sent, message.delivered, message.failed, message.unknown,
+    /// message.expired, modem.status, consent.changed, thread.assigned,
+    /// thread.state_changed, thread.responded, thread.note_added,
+    /// thread.outcome, thread.sla_breached; for a message with a Twilio or
+    /// Kannel callback that hears every status also message.scheduled,
+    /// .queued, .deferred, .sending, .cancelled and .buffered (not sent to
+    /// webhooks).
     #[serde(rename = "type")]
     pub kind: String,
     pub created_at: DateTime<Utc>,
@@ -1577,6 +1583,10 @@ pub struct Thread {
     /// The first unanswered inbound of the current wait (null: nobody waits on us).
     #[schema(required = true)]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// The first inbound no person has answered yet (automation's answers
+    /// do not end a person's wait; null: none).
+    #[schema(required = true)]
+    pub person_waiting_since: Option<DateTime<Utc>>,
     /// When the current wait breaches its team's response standard.
     #[schema(required = true)]
     pub sla_due: Option<DateTime<Utc>>,
@@ -1601,6 +1611,7 @@ impl From<&store::Thread> for Thread {
             priority: t.priority.into(),
             flow: t.flow.as_ref().map(Flow::from),
             waiting_since: t.waiting_since,
+            person_waiting_since: t.person_waiting_since,
             sla_due: t.sla_due,
             sla_breached: t.sla_breached,
             outcomes: t.outcomes.iter().map(Outcome::from).collect(),
@@ -1622,7 +1633,9 @@ pub enum TimelineItem {
         #[serde(flatten)]
         message: Box<Message>,
         at: DateTime<Utc>,
-        /// A person, `automation`, or null (the contact, an application).
+        /// A person, `automation`, `webhook` (a receiver's reply by
+        /// response), `api:<token name>` (`POST /v1/messages`), or null
+        /// (the contact, the compat APIs).
         author: Option<String>,
     },
     /// A note by a person: never sent.

@@ -2,94 +2,60 @@
 //! a temporary directory, a dispatcher with fake modem statuses, no socket
 //! (except the one test of `serve` and its graceful shutdown).
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use chrono::{Duration, Utc};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tower::ServiceExt;
 
-use smsgate::api::{self, ApiState, ApiToken, Scope};
+use common::rig::{Reply, Rig};
+use smsgate::api::{self, ApiToken, Scope};
 use smsgate::compose::SmsPolicy;
-use smsgate::modem::dispatch::Dispatcher;
-use smsgate::modem::status::{ModemState, ModemStatus};
-use smsgate::store::{InboundPart, MessageFilter, MessageStatus, PartStatus, Store};
+use smsgate::modem::status::ModemState;
+use smsgate::store::{InboundPart, MessageFilter, MessageStatus, PartStatus};
 
 const ADMIN: &str = "admin-secret";
 const SENDER: &str = "send-secret";
 const READER: &str = "read-secret";
 
-/// A gateway with an empty store in a temporary directory (removed on drop).
-struct Gateway {
-    state: ApiState,
-    store: Store,
-    dir: PathBuf,
-    /// Fake modems: their status senders, kept alive.
-    modems: Vec<watch::Sender<ModemStatus>>,
-}
+/// The API over an empty store (tests/common/rig.rs) and fake modems.
+struct Gateway(Rig);
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Gateway {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.0
     }
 }
 
 fn gateway() -> Gateway {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-api-test-{}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        Utc::now().timestamp_nanos_opt().unwrap_or(0)
-    ));
-    let store = Store::open(&dir, 8).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
     let tokens = vec![
         ApiToken::from_secret("ops", ADMIN, vec![Scope::Admin]),
         ApiToken::from_secret("crm", SENDER, vec![Scope::Send]),
         ApiToken::from_secret("dashboard", READER, vec![Scope::Read]),
     ];
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(tokens),
-        sms: Arc::new(SmsPolicy {
-            default_country: "US".into(),
-            max_parts: 10,
-            status_reports: true,
-            validity: None,
-        }),
-        policy: Arc::new(smsgate::policy::Policy::from_config(
-            &smsgate::config::Config::default(),
-        )),
-        extra_metrics: None,
-        compat: Default::default(),
-        conversation: Default::default(),
-    };
-    Gateway {
-        state,
-        store,
-        dir,
-        modems: Vec::new(),
-    }
+    let mut rig = Rig::new("api-test", &smsgate::config::Config::default(), tokens);
+    rig.state.sms = Arc::new(SmsPolicy {
+        default_country: "US".into(),
+        max_parts: 10,
+        status_reports: true,
+        validity: None,
+    });
+    Gateway(rig)
 }
 
 impl Gateway {
     fn add_modem(&mut self, id: &str, state: ModemState, reason: Option<&str>) {
-        let mut status = ModemStatus::new(id, &format!("/dev/tty-{id}"));
-        status.state = state;
-        status.reason = reason.map(str::to_string);
-        status.own_number = Some("+15550000000".into());
-        status.operator = Some("Simulated".into());
-        status.signal_csq = Some(20);
-        let (tx, rx) = watch::channel(status);
-        self.state.dispatcher.register(id, rx);
-        self.modems.push(tx);
+        self.0.add_modem_with(id, |status| {
+            status.state = state;
+            status.reason = reason.map(str::to_string);
+            status.own_number = Some("+15550000000".into());
+            status.operator = Some("Simulated".into());
+            status.signal_csq = Some(20);
+        });
     }
 
     async fn call(
@@ -110,49 +76,15 @@ impl Gateway {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(v) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        self.send_request(request.body(body).unwrap()).await
+        Answer::of(
+            self.0
+                .call(method, uri, token, body.as_ref(), headers)
+                .await,
+        )
     }
 
     async fn send_request(&self, request: Request<Body>) -> Answer {
-        let response = api::router(self.state.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let is_json = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.contains("json"));
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else if is_json {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&bytes)))
-        } else {
-            // CSV and other text bodies, kept as a string.
-            Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer::of(self.0.send(request).await)
     }
 
     async fn send(&self, body: Value) -> Answer {
@@ -201,6 +133,27 @@ struct Answer {
 }
 
 impl Answer {
+    /// JSON bodies parsed (a body that claims JSON and is not fails the
+    /// test); CSV and other text bodies kept as a string.
+    fn of(reply: Reply) -> Answer {
+        let is_json = reply
+            .header("content-type")
+            .is_some_and(|t| t.contains("json"));
+        let body = if reply.bytes.is_empty() {
+            Value::Null
+        } else if is_json {
+            serde_json::from_slice(&reply.bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {:?}", reply.text()))
+        } else {
+            Value::String(reply.text())
+        };
+        Answer {
+            status: reply.status,
+            headers: reply.headers,
+            body,
+        }
+    }
+
     /// Assert a problem+json answer with this status and code.
     fn problem(&self, status: u16, code: &str) {
         assert_eq!(

@@ -8,26 +8,21 @@ mod common;
 mod receiver;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::json;
-use tokio::sync::watch;
-use tower::ServiceExt;
 
+use common::rig::{config, Rig};
 use common::wait_until;
 use receiver::{http_text, App};
 use smsgate::api::compat::kannel::{ACCEPTED, AUTH_FAILED, DENIED, MISSING_TO};
 use smsgate::api::compat::url_encode;
-use smsgate::api::{self, ApiState, ApiToken, Scope};
-use smsgate::config::Config;
-use smsgate::modem::dispatch::Dispatcher;
-use smsgate::modem::status::{ModemState, ModemStatus};
+use smsgate::api::{ApiToken, Scope};
+use smsgate::modem::status::ModemState;
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
-use smsgate::store::{MessageFilter, MessageStatus, Store};
+use smsgate::store::{MessageFilter, MessageStatus};
 
 const USER: &str = "playsms";
 const PASSWORD: &str = "kannel-pw";
@@ -45,60 +40,26 @@ fn compat_toml() -> String {
     )
 }
 
-struct Gateway {
-    state: ApiState,
-    store: Store,
-    dir: PathBuf,
-    _modem: watch::Sender<ModemStatus>,
-}
+/// The API over an empty store (tests/common/rig.rs) with modem m1 ready
+/// on its own number.
+struct Gateway(Rig);
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Gateway {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.0
     }
 }
 
 fn gateway() -> Gateway {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-kannel-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
+    let config = config(&format!(
+        "[sms]\ndefault_country = \"US\"\n{}",
+        compat_toml()
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::from_toml(
-        &format!("[sms]\ndefault_country = \"US\"\n{}", compat_toml()),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let store = Store::open(&dir, 8).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-    let mut status = ModemStatus::new("m1", "/dev/tty-m1");
-    status.state = ModemState::Ready;
-    status.own_number = Some(OWN.into());
-    let (tx, rx) = watch::channel(status);
-    dispatcher.register("m1", rx);
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(vec![ApiToken::from_secret(
-            "ops",
-            ADMIN,
-            vec![Scope::Admin],
-        )]),
-        sms: Arc::new(config.sms_policy()),
-        policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
-        extra_metrics: None,
-        compat: Arc::new(config.compat_settings()),
-        conversation: Arc::new(config.conversation.clone()),
-    };
-    Gateway {
-        state,
-        store,
-        dir,
-        _modem: tx,
-    }
+    let tokens = vec![ApiToken::from_secret("ops", ADMIN, vec![Scope::Admin])];
+    let mut rig = Rig::new("kannel-test", &config, tokens);
+    rig.add_modem("m1", ModemState::Ready, OWN);
+    Gateway(rig)
 }
 
 impl Gateway {
@@ -113,21 +74,11 @@ impl Gateway {
             }
             None => Body::empty(),
         };
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let reply = self.0.send(request.body(body).unwrap()).await;
         (
-            status,
-            content_type,
-            String::from_utf8(bytes.to_vec()).unwrap(),
+            reply.status.as_u16(),
+            reply.header("content-type").unwrap_or_default(),
+            String::from_utf8(reply.bytes.to_vec()).unwrap(),
         )
     }
 
@@ -353,15 +304,11 @@ async fn coding_charset_validity_deferred() {
 #[tokio::test]
 async fn opted_out_receivers_are_denied() {
     let g = gateway();
-    let optout = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/optouts")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"number": "+15557654321"}).to_string()))
-        .unwrap();
-    let r = api::router(g.state.clone()).oneshot(optout).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let body = json!({"number": "+15557654321"});
+    let r =
+        g.0.call(Method::POST, "/v1/optouts", Some(ADMIN), Some(&body), &[])
+            .await;
+    assert_eq!(r.status, StatusCode::OK);
     let ok = auth();
     let (s, _, text) = g
         .call(
@@ -565,6 +512,92 @@ async fn sms_service_get_url_answer_is_the_reply() {
             .collect();
         assert_eq!(messages.len(), 1, "{thread}");
         assert_eq!(messages[0]["direction"], "inbound");
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// Kannel's `dlr-mask` 4 ("buffered", queued on the SMSC): a status report
+/// saying the service centre is still trying (a busy handset: TP-ST 0x21)
+/// is reported as Kannel's AT driver reports it, between 8 (submitted) and
+/// 1 (delivered), only when the mask asks; and 4 alone still asks the
+/// network for status reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_handsets_interim_report_is_dlr_4_when_asked() {
+    let (all, final_only, buffered_only) = ("+15550400031", "+15550400032", "+15550400033");
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link = Some(temp("busy.tty"));
+    c.own_number = OWN.into();
+    c.status_report_delay = Duration::from_millis(30);
+    c.noise_interval = Some(Duration::ZERO);
+    c.busy_numbers = vec![all.into(), final_only.into(), buffered_only.into()];
+    let modem = Simulator::start(c).unwrap();
+    let gw = daemon("busy", &modem, "").await;
+    let (app, app_addr) = App::start().await;
+    let dlr = format!("http://{app_addr}/dlr?type=%d&to=%p&answer=%A");
+    let addr = gw.addr.clone();
+    let app2 = app.clone();
+    blocking(move || {
+        let send = |to: &str, mask: u8| {
+            let query = format!(
+                "/cgi-bin/sendsms?{}&to={}&text=hi&dlr-mask={mask}&dlr-url={}",
+                auth(),
+                url_encode(to),
+                url_encode(&dlr)
+            );
+            let (s, _, answer) = http_text("GET", &addr, &query, &[], "");
+            assert_eq!((s, answer.as_str()), (202, ACCEPTED));
+        };
+        send(all, 1 | 2 | 4 | 8 | 16);
+        send(final_only, 1 | 2);
+        send(buffered_only, 4);
+        let reports = |to: &str| -> Vec<String> {
+            app2.requests()
+                .iter()
+                .filter(|r| r.param("to").as_deref() == Some(to))
+                .filter_map(|r| r.param("type"))
+                .collect()
+        };
+        wait_until(Duration::from_secs(20), "the delivery reports", || {
+            (reports(all) == ["8", "4", "1"]
+                && reports(final_only) == ["1"]
+                && reports(buffered_only) == ["4"])
+            .then_some(())
+        });
+        let buffered = app2
+            .requests()
+            .into_iter()
+            .find(|r| r.param("type").as_deref() == Some("4"))
+            .unwrap();
+        assert_eq!(buffered.param("answer").as_deref(), Some("Buffered"));
+        // Each was delivered in the end (so the mask-4 one asked for
+        // reports), and nothing the masks left out was sent: a later
+        // message's report made (the events are handed out in order), and
+        // no delivery waiting.
+        for to in [all, final_only, buffered_only] {
+            let path = format!("/v1/messages?contact={}", url_encode(to));
+            wait_until(Duration::from_secs(20), "delivered", || {
+                let (_, page) = common::http("GET", &addr, &path, Some(ADMIN), None);
+                (page["items"][0]["status"] == "delivered").then_some(())
+            });
+        }
+        let marker = "+15550400034";
+        send(marker, 8);
+        wait_until(Duration::from_secs(20), "the marker's report", || {
+            (reports(marker) == ["8"]).then_some(())
+        });
+        wait_until(Duration::from_secs(20), "no DLR waiting", || {
+            let (_, hooks) = common::http("GET", &addr, "/v1/webhooks", Some(ADMIN), None);
+            let dlr = hooks["items"]
+                .as_array()?
+                .iter()
+                .find(|e| e["id"] == "compat-kannel-dlr")?
+                .clone();
+            (dlr["pending"] == 0).then_some(())
+        });
+        assert_eq!(reports(final_only), ["1"]);
+        assert_eq!(reports(buffered_only), ["4"]);
     })
     .await;
     gw.stop().await;

@@ -9,23 +9,19 @@ mod common;
 mod receiver;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use base64::Engine;
 use chrono::Utc;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tower::ServiceExt;
 
+use common::rig::{config, Rig};
 use smsgate::api::compat::twilio::{id_of, sid_of};
-use smsgate::api::{self, ApiState, ApiToken, Scope};
+use smsgate::api::{ApiToken, Scope};
 use smsgate::config::Config;
-use smsgate::modem::dispatch::Dispatcher;
-use smsgate::modem::status::{ModemState, ModemStatus};
-use smsgate::store::{MessageFilter, MessageStatus, PartStatus, Store};
+use smsgate::modem::status::ModemState;
+use smsgate::store::{MessageFilter, MessageStatus, PartStatus};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "twilio-auth-token-1";
@@ -38,68 +34,31 @@ fn hex(token: &str) -> String {
     smsgate::pdu::hex::encode(&smsgate::api::auth::digest(token)).to_lowercase()
 }
 
-struct Gateway {
-    state: ApiState,
-    store: Store,
-    dir: PathBuf,
-    _modem: watch::Sender<ModemStatus>,
-}
+/// The API over an empty store (tests/common/rig.rs) with modem m1 ready
+/// on its own number.
+struct Gateway(Rig);
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Gateway {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.0
     }
 }
 
 fn gateway() -> Gateway {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-twilio-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
+    let config = config(&format!(
+        "[sms]\ndefault_country = \"US\"\n\
+         [[compat.twilio]]\naccount_sid = \"{SID}\"\nauth_token_sha256 = \"{}\"\n\
+         signing_token = \"{TOKEN}\"\n\
+         [[compat.twilio]]\naccount_sid = \"{READER_SID}\"\nauth_token_sha256 = \"{}\"\nscope = \"read\"\n\
+         [[modem]]\nid = \"m1\"\nport = \"/dev/tty-m1\"\ncost_per_part = 0.0075\n",
+        hex(TOKEN),
+        hex(READER_TOKEN)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::from_toml(
-        &format!(
-            "[sms]\ndefault_country = \"US\"\n\
-             [[compat.twilio]]\naccount_sid = \"{SID}\"\nauth_token_sha256 = \"{}\"\n\
-             signing_token = \"{TOKEN}\"\n\
-             [[compat.twilio]]\naccount_sid = \"{READER_SID}\"\nauth_token_sha256 = \"{}\"\nscope = \"read\"\n\
-             [[modem]]\nid = \"m1\"\nport = \"/dev/tty-m1\"\ncost_per_part = 0.0075\n",
-            hex(TOKEN),
-            hex(READER_TOKEN)
-        ),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let store = Store::open(&dir, 8).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-    let mut status = ModemStatus::new("m1", "/dev/tty-m1");
-    status.state = ModemState::Ready;
-    status.own_number = Some(OWN.into());
-    let (tx, rx) = watch::channel(status);
-    dispatcher.register("m1", rx);
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(vec![ApiToken::from_secret(
-            "ops",
-            ADMIN,
-            vec![Scope::Admin],
-        )]),
-        sms: Arc::new(config.sms_policy()),
-        policy: Arc::new(smsgate::policy::Policy::from_config(&config)),
-        extra_metrics: None,
-        compat: Arc::new(config.compat_settings()),
-        conversation: Arc::new(config.conversation.clone()),
-    };
-    Gateway {
-        state,
-        store,
-        dir,
-        _modem: tx,
-    }
+    let tokens = vec![ApiToken::from_secret("ops", ADMIN, vec![Scope::Admin])];
+    let mut rig = Rig::new("twilio-test", &config, tokens);
+    rig.add_modem("m1", ModemState::Ready, OWN);
+    Gateway(rig)
 }
 
 #[derive(Debug)]
@@ -171,21 +130,14 @@ impl Gateway {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
+        let reply = self.0.send(request.body(body).unwrap()).await;
+        let status = reply.status;
+        let location = reply.header("location");
+        let body = if reply.bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&bytes)))
+            serde_json::from_slice(&reply.bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {:?}", reply.text()))
         };
         Answer {
             status,
@@ -388,15 +340,11 @@ async fn refusals_use_twilios_codes_and_store_nothing() {
     assert_eq!(g.stored(), 0);
 
     // A recipient who texted STOP (recorded through /v1/optouts): 21610.
-    let optout = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/optouts")
-        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({"number": "+15557654321"}).to_string()))
-        .unwrap();
-    let r = api::router(g.state.clone()).oneshot(optout).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let body = json!({"number": "+15557654321"});
+    let r =
+        g.0.call(Method::POST, "/v1/optouts", Some(ADMIN), Some(&body), &[])
+            .await;
+    assert_eq!(r.status, StatusCode::OK);
     g.create(&[("To", "+15557654321"), ("Body", "Sale!")])
         .await
         .twilio_error(400, 21610);
@@ -497,6 +445,192 @@ async fn scheduled_messages_cancel_by_update_or_delete() {
     g.call(Method::DELETE, &made_up, Some(&auth), None, &[])
         .await
         .twilio_error(404, 20404);
+}
+
+/// Each status change of a message with a StatusCallback is a callback,
+/// queued before sending before sent before delivered, and scheduled then
+/// canceled for a cancelled one: the events the store writes for it (and for
+/// no other message), read by the `compat-twilio-status` endpoint as the
+/// webhook worker reads them. The callback lives in the message record, so
+/// it goes where the message goes (the history files) and is never a
+/// record of its own to prune.
+#[tokio::test]
+async fn a_status_callback_hears_every_status_change() {
+    use smsgate::api::compat::callbacks;
+    let g = gateway();
+    let endpoints = callbacks::endpoints(&g.state.compat, &g.store, "US");
+    let status = endpoints
+        .iter()
+        .find(|e| e.id == "compat-twilio-status")
+        .unwrap();
+    let foreign = status.foreign.clone().unwrap();
+    let url = "http://app.lan/status?shop=1";
+    async fn create(g: &Gateway, pairs: &[(&str, &str)]) -> String {
+        let a = g.create(pairs).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        id_of(a.body["sid"].as_str().unwrap()).unwrap()
+    }
+    let watched = create(
+        &g,
+        &[
+            ("To", "+15551234567"),
+            ("Body", "Table for two"),
+            ("StatusCallback", url),
+        ],
+    )
+    .await;
+    let plain = create(&g, &[("To", "+15551234568"), ("Body", "No callback")]).await;
+    let later = (Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let scheduled = create(
+        &g,
+        &[
+            ("To", "+15551234569"),
+            ("Body", "Reminder"),
+            ("SendAt", &later),
+            ("ScheduleType", "fixed"),
+            ("StatusCallback", url),
+        ],
+    )
+    .await;
+    let cancel = g
+        .call(
+            Method::POST,
+            &format!(
+                "/2010-04-01/Accounts/{SID}/Messages/{}.json",
+                sid_of(&scheduled)
+            ),
+            Some(&basic(SID, TOKEN)),
+            Some(form(&[("Status", "canceled")])),
+            &[],
+        )
+        .await;
+    assert_eq!(cancel.body["status"], "canceled", "{}", cancel.body);
+    // What the modem engine does: sending, sent, an interim report (the
+    // centre still trying: nothing Twilio reports), delivered.
+    let now = Utc::now();
+    for id in [&watched, &plain] {
+        let steps: [&dyn Fn(&mut smsgate::store::Message); 4] = [
+            &|m| {
+                m.modem = Some("m1".into());
+                m.from = OWN.into();
+                m.part_status[0].status = PartStatus::Sending;
+                m.transition(now, MessageStatus::Sending);
+            },
+            &|m| {
+                m.part_status[0].status = PartStatus::Sent;
+                m.part_status[0].mr = Some(9);
+                m.transition(now, MessageStatus::Sent);
+            },
+            &|m| m.part_status[0].report_status = Some(0x21),
+            &|m| {
+                m.part_status[0].status = PartStatus::Delivered;
+                m.part_status[0].report_status = Some(0x00);
+                m.transition(now, MessageStatus::Delivered);
+            },
+        ];
+        for step in steps {
+            g.store
+                .update(id, |m| {
+                    step(m);
+                    true
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    // The callbacks, as the worker makes them: signed form POSTs to the URL.
+    let callbacks_of = |events: &[smsgate::store::Event]| {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in events {
+            let Some(partition) = status.partition(e) else {
+                continue;
+            };
+            let request = foreign
+                .request(e, std::time::Duration::from_secs(5))
+                .unwrap();
+            assert_eq!(
+                (request.method.as_str(), request.url.as_str()),
+                ("POST", url)
+            );
+            let params: Vec<(String, String)> =
+                smsgate::api::compat::kannel::pairs(std::str::from_utf8(&request.body).unwrap())
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+                    .collect();
+            let signature = request
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-twilio-signature"))
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                signature,
+                Some(documented_signature(TOKEN, url, &params)),
+                "{params:?}"
+            );
+            let param = |name: &str| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            assert_eq!(param("MessageSid"), sid_of(&partition));
+            assert_eq!(param("SmsStatus"), param("MessageStatus"));
+            out.push((partition, param("MessageStatus")));
+        }
+        out
+    };
+    let events = g.store.events_after(None, 100).unwrap();
+    let heard = callbacks_of(&events);
+    let of = |id: &str| -> Vec<&str> {
+        heard
+            .iter()
+            .filter(|(p, _)| p == id)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    assert_eq!(of(&watched), ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(of(&scheduled), ["scheduled", "canceled"]);
+    assert_eq!(of(&plain), Vec::<&str>::new());
+    // The message without a callback paid for no extra event.
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e.data["id"] == plain.as_str())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["message.sent", "message.delivered"]);
+    // A [[webhook]] receiver gets the steps every message announces, not
+    // the ones only a callback asked for.
+    let webhook = smsgate::webhook::Endpoint {
+        id: "crm".into(),
+        url: "http://crm.lan/hook".into(),
+        secrets: Vec::new(),
+        events: Vec::new(),
+        timeout: std::time::Duration::from_secs(5),
+        foreign: None,
+    };
+    let to_webhook: Vec<&str> = events
+        .iter()
+        .filter(|e| e.data["id"] == watched.as_str() && webhook.partition(e).is_some())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(to_webhook, ["message.sent", "message.delivered"]);
+
+    // Kept in the message, not beside it: nothing in the tree an earlier
+    // build kept callbacks in, and the callback moves to the history files
+    // with the settled message; its events still carry it.
+    assert!(g.store.aux_tree("compat_callbacks").unwrap().is_empty());
+    assert!(g.store.get(&watched).unwrap().unwrap().callback.is_some());
+    assert!(g.store.get(&plain).unwrap().unwrap().callback.is_none());
+    let moved = g
+        .store
+        .archive_all_settled(chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(moved, 3, "delivered, delivered, cancelled");
+    assert!(g.store.get(&watched).unwrap().unwrap().callback.is_some());
+    assert_eq!(callbacks_of(&events), heard);
 }
 
 #[tokio::test]
@@ -826,9 +960,11 @@ mod live {
                     .filter_map(|r| r.param("MessageStatus"))
                     .collect()
             };
+            // Every status change, in order (the modem's status reports
+            // come after `sent`).
             wait_until(Duration::from_secs(20), "the status callbacks", || {
-                (statuses(&ok["sid"]) == ["sent", "delivered"]
-                    && statuses(&bad["sid"]) == ["sent", "undelivered"])
+                (statuses(&ok["sid"]) == ["queued", "sending", "sent", "delivered"]
+                    && statuses(&bad["sid"]) == ["queued", "sending", "sent", "undelivered"])
                 .then_some(())
             });
             for r in app2.requests() {
@@ -837,7 +973,13 @@ mod live {
                 assert!(signed(&r, &callback), "{r:?}");
                 assert_eq!(r.param("AccountSid").as_deref(), Some(SID));
                 assert_eq!(r.param("ApiVersion").as_deref(), Some("2010-04-01"));
-                assert_eq!(r.param("From").as_deref(), Some(SIM_OWN));
+                // Created without From: our number is known once the modem
+                // that sends it is chosen.
+                let from = match r.param("MessageStatus").as_deref() {
+                    Some("queued") => "",
+                    _ => SIM_OWN,
+                };
+                assert_eq!(r.param("From").as_deref(), Some(from), "{r:?}");
                 assert_eq!(r.param("SmsSid"), r.param("MessageSid"));
                 assert_eq!(r.param("SmsStatus"), r.param("MessageStatus"));
             }

@@ -249,3 +249,179 @@ async fn customers_answer_the_appointment_flow_and_the_metrics_add_up() {
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&db);
 }
+
+const PAYS: &str = "+15550500011";
+const RATES_LOW: &str = "+15550500012";
+const RATES_HIGH: &str = "+15550500013";
+const PAY_URL: &str = "https://pay.example/inv/77";
+const COMMENT: &str = "The fix did not hold, it is leaking again";
+
+/// The payment and rating flows, with scripted customers: one answers an
+/// invoice "1" (the link, then the billing system's payment_completed
+/// closes the thread); one rates 2 and then writes a comment (kept, a
+/// person gets the thread); one rates 5 (thanked, no person).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_answer_the_payment_and_rating_flows() {
+    let temp = |name: &str| {
+        std::env::temp_dir().join(format!("smsgate-flows2-{}-{name}", std::process::id()))
+    };
+    let mut sim = SimConfig::new(Personality::Sim800);
+    sim.link = Some(temp("m1.tty"));
+    sim.own_number = "+15550500010".into();
+    sim.noise_interval = Some(Duration::ZERO);
+    let once = |number: &str, reply: &str| HandsetScript {
+        number: number.into(),
+        reply: reply.into(),
+        once: true,
+        delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    sim.handsets = vec![once(PAYS, "1"), once(RATES_LOW, "2"), once(RATES_HIGH, "5")];
+    let modem = Simulator::start(sim).unwrap();
+    let db = temp("db");
+    let _ = std::fs::remove_dir_all(&db);
+    let config = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+         [[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        db.display(),
+        modem.link().display()
+    );
+    let gw = common::InProcessDaemon::start(&config, TOKEN).await;
+    gw.wait_ready().await;
+    let addr = gw.addr.clone();
+    let sim = modem.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |to: &str, body: &str, flow: &str, context: Value| {
+            let (status, sent) = common::http(
+                "POST",
+                &addr,
+                "/v1/messages",
+                Some(TOKEN),
+                Some(&json!({"to": to, "body": body, "flow": flow, "context": context})),
+            );
+            assert_eq!(status, 202, "{sent}");
+            sent
+        };
+        let invoice = "Your invoice of $120 is ready. Reply 1 to get the payment link.";
+        let invoice_sent = send(PAYS, invoice, "payment", json!({"url": PAY_URL}));
+        let ask = "How did we do today? Reply with a number from 1 (poor) to 5 (great).";
+        send(RATES_LOW, ask, "rating", json!({}));
+        send(RATES_HIGH, ask, "rating", json!({}));
+
+        // Payment: "1" gets the link; the thread waits for the payment.
+        let paying = common::wait_until(Duration::from_secs(30), "the payment link", || {
+            let t = thread(&addr, PAYS);
+            (!outcomes(&t).is_empty()).then_some(t)
+        });
+        assert_eq!(
+            outcomes(&paying),
+            vec![("payment_link_sent".into(), Value::Null)]
+        );
+        // Linked to the answer that led to it.
+        let answer = paying["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["direction"] == "inbound")
+            .map(|i| i["id"].clone());
+        assert_eq!(
+            answer,
+            Some(paying["thread"]["outcomes"][0]["message_id"].clone())
+        );
+        assert_eq!(paying["thread"]["flow"]["started_by"], invoice_sent["id"]);
+        assert_eq!(paying["thread"]["flow"]["step"], "link_sent");
+        let link = format!("Here is your payment link: {PAY_URL}");
+        common::wait_until(Duration::from_secs(30), "the link at the phone", || {
+            (delivered_to(&sim, PAYS).len() == 2).then_some(())
+        });
+        assert_eq!(delivered_to(&sim, PAYS), [invoice.to_string(), link]);
+        // The billing system records the payment: the thread closes.
+        let (status, closed) = common::http(
+            "POST",
+            &addr,
+            &format!("/v1/threads/{}/outcomes", path_of(PAYS)),
+            Some(TOKEN),
+            Some(&json!({"outcome": "payment_completed", "value": "120.00", "author": "billing"})),
+        );
+        assert_eq!(status, 201, "{closed}");
+        assert_eq!(closed["state"], "closed");
+        assert_eq!(closed["flow"], Value::Null);
+        let paid = thread(&addr, PAYS);
+        assert_eq!(
+            outcomes(&paid),
+            vec![
+                ("payment_link_sent".into(), Value::Null),
+                ("payment_completed".into(), json!("120.00"))
+            ]
+        );
+
+        // Rating 2: no automated answer, urgent, the support team's; the
+        // comment that follows is kept with it.
+        let low = common::wait_until(Duration::from_secs(30), "the low rating", || {
+            let t = thread(&addr, RATES_LOW);
+            (!outcomes(&t).is_empty()).then_some(t)
+        });
+        assert_eq!(outcomes(&low), vec![("rating_received".into(), json!("2"))]);
+        assert_eq!(low["thread"]["flow"]["step"], "rated");
+        sim.inject(RATES_LOW, COMMENT).unwrap();
+        let commented = common::wait_until(Duration::from_secs(30), "the comment kept", || {
+            let t = thread(&addr, RATES_LOW);
+            (t["thread"]["answers"]["comment"] == COMMENT).then_some(t)
+        });
+        assert_eq!(commented["thread"]["flow"], Value::Null);
+        assert_eq!(commented["thread"]["state"], "open");
+        assert_eq!(commented["thread"]["priority"], "urgent");
+        assert_eq!(commented["thread"]["team"], "support");
+        assert_eq!(outcomes(&commented).len(), 1, "one rating: {commented}");
+        let inbox = || -> Vec<String> {
+            let (_, page) = common::http("GET", &addr, "/v1/inbox", Some(TOKEN), None);
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|i| i["contact"].as_str().map(str::to_string))
+                .collect()
+        };
+        assert!(inbox().contains(&RATES_LOW.to_string()), "a person has it");
+
+        // Rating 5: thanked, nobody else needed.
+        let high = common::wait_until(Duration::from_secs(30), "the high rating", || {
+            let t = thread(&addr, RATES_HIGH);
+            (t["thread"]["state"] == "waiting_on_customer" && !outcomes(&t).is_empty()).then_some(t)
+        });
+        assert_eq!(
+            outcomes(&high),
+            vec![("rating_received".into(), json!("5"))]
+        );
+        assert_eq!(high["thread"]["priority"], "normal");
+        assert_eq!(high["thread"]["team"], Value::Null);
+        assert!(!inbox().contains(&RATES_HIGH.to_string()), "nobody needed");
+        let thanks = "Thank you for your rating! Reply with a comment if you like.";
+        common::wait_until(Duration::from_secs(30), "the thanks at the phone", || {
+            (delivered_to(&sim, RATES_HIGH).len() == 2).then_some(())
+        });
+        assert_eq!(
+            delivered_to(&sim, RATES_HIGH),
+            [ask.to_string(), thanks.to_string()]
+        );
+        // The low rater got the question only: the engine accepts a reply
+        // before it records what the text did, so with the comment kept
+        // every answer there was is in the thread, and there is none.
+        let sent_to_low: Vec<String> = commented["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "message" && i["direction"] == "outbound")
+            .map(|i| i["body"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(sent_to_low, [ask.to_string()]);
+        common::wait_until(Duration::from_secs(30), "the question at the phone", || {
+            (!delivered_to(&sim, RATES_LOW).is_empty()).then_some(())
+        });
+        assert_eq!(delivered_to(&sim, RATES_LOW), [ask.to_string()]);
+    })
+    .await
+    .unwrap();
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&db);
+}

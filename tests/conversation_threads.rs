@@ -6,25 +6,22 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use smsgate::api::{self, ApiState, ApiToken, Scope};
-use smsgate::compose::SmsPolicy;
-use smsgate::conversation::engine::{Decider, Engine};
+use common::rig::Rig;
+use smsgate::api::{ApiToken, Scope};
+use smsgate::conversation::engine::{Decider, Engine, MetricsWiring};
+use smsgate::conversation::metrics::{Counting, Histogram};
 use smsgate::conversation::{Action, Priority};
-use smsgate::modem::dispatch::Dispatcher;
 use smsgate::store::{InboundPart, Store};
 use smsgate::webhook::clock::Clock;
+use smsgate::webhook::reply::Replies;
 
 const TOKEN: &str = "inbox-token";
 
@@ -43,70 +40,36 @@ impl TestClock {
     }
 }
 
-/// A store in a temporary directory, the API over it, and an engine.
+/// The API over a store of its own (tests/common/rig.rs), and an engine.
 struct Inbox {
-    state: ApiState,
+    rig: Rig,
     store: Store,
     engine: Engine,
     clock: Arc<TestClock>,
-    dir: PathBuf,
-}
-
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn inbox(decider: Decider) -> Inbox {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "smsgate-inbox-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir, 8).unwrap();
-    let policy = Arc::new(smsgate::policy::Policy::from_config(
-        &smsgate::config::Config::default(),
-    ));
+    let mut config = smsgate::config::Config::default();
+    config.sms.status_reports = false;
+    let tokens = vec![ApiToken::from_secret("ops", TOKEN, vec![Scope::Admin])];
+    let rig = Rig::new("inbox-test", &config, tokens);
+    let store = rig.store.clone();
+    let policy = rig.state.policy.clone();
     store.set_reactor(policy.reactor(), policy.per_number());
-    let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-    let sms = Arc::new(SmsPolicy {
-        default_country: "US".into(),
-        max_parts: 10,
-        status_reports: false,
-        validity: None,
-    });
     let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
     let engine = Engine::new(
         store.clone(),
-        policy.clone(),
-        Some(dispatcher.clone()),
-        sms.clone(),
+        policy,
+        Some(rig.state.dispatcher.clone()),
+        rig.state.sms.clone(),
     )
     .with_decider(decider)
     .with_clock(clock.clone());
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher,
-        tokens: Arc::new(vec![ApiToken::from_secret(
-            "ops",
-            TOKEN,
-            vec![Scope::Admin],
-        )]),
-        sms,
-        policy,
-        extra_metrics: None,
-        compat: Default::default(),
-        conversation: Default::default(),
-    };
     Inbox {
-        state,
+        rig,
         store,
         engine,
         clock,
-        dir,
     }
 }
 
@@ -116,27 +79,11 @@ fn path_of(contact: &str) -> String {
 
 impl Inbox {
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
-        let body = match body {
-            Some(v) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let reply = self
+            .rig
+            .call(method, uri, Some(TOKEN), body.as_ref(), &[])
+            .await;
+        (reply.status, reply.json())
     }
 
     /// Store an inbound text as a modem actor does, then let the engine
@@ -236,6 +183,9 @@ async fn inbound_opens_a_reply_waits_and_the_next_inbound_reopens() {
     let (status, reply) = g.reply(c, "Sure, which day suits you?").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
     assert_eq!(reply["category"], "conversational");
+    // The engine ends the wait when it reads the reply's acceptance.
+    assert_eq!(g.thread(c).await["thread"]["state"], "open");
+    g.engine.catch_up().await.unwrap();
     let thread = g.thread(c).await;
     assert_eq!(thread["thread"]["state"], "waiting_on_customer");
     assert_eq!(thread["thread"]["waiting_since"], Value::Null);
@@ -289,6 +239,7 @@ async fn notes_assignment_state_and_replies_in_causal_order_with_stop_before_its
     assert_eq!(status, StatusCode::OK, "{thread}");
     assert_eq!(thread["team"], "billing");
     assert_eq!(g.reply(c, "We are on it.").await.0, StatusCode::ACCEPTED);
+    g.engine.catch_up().await.unwrap();
     let (status, _) = g
         .call(
             Method::PUT,
@@ -521,10 +472,20 @@ async fn snooze_wakes_on_the_injected_clock_and_an_sla_breach_is_emitted_once() 
     assert_eq!(engine.timers().await.unwrap(), 0);
     g.clock.set(until);
     assert_eq!(engine.timers().await.unwrap(), 1);
-    assert_eq!(g.thread(c).await["thread"]["state"], "open");
+    let woken = g.thread(c).await;
+    assert_eq!(woken["thread"]["state"], "open");
     assert_eq!(g.inbox("").await, [c]);
+    // Woken, it waits on us again: from the wake, with the SLA clock.
+    let time = |v: &Value| DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(time(&woken["thread"]["waiting_since"]), until);
+    let due = until + chrono::Duration::minutes(10);
+    assert_eq!(time(&woken["thread"]["sla_due"]), due);
+    g.clock.set(due - chrono::Duration::seconds(1));
+    assert_eq!(engine.timers().await.unwrap(), 0);
+    g.clock.set(due);
+    assert_eq!(engine.timers().await.unwrap(), 1);
     let (_, events) = g.call(Method::GET, "/v1/events?limit=100", None).await;
-    assert_eq!(breaches(&events), 1, "a wake starts no SLA");
+    assert_eq!(breaches(&events), 2, "the woken wait breached once");
 }
 
 #[tokio::test]
@@ -755,8 +716,10 @@ async fn through_the_daemon_and_a_simulated_modem() {
                 .into_iter()
                 .find(|r| r.to == customer && r.text == "Yes, 10 to 4.")
         });
-        let (_, page) = common::http("GET", &addr, "/v1/inbox", Some(TOKEN), None);
-        assert_eq!(page["items"], json!([]));
+        common::wait_until(Duration::from_secs(20), "the inbox empty", || {
+            let (_, page) = common::http("GET", &addr, "/v1/inbox", Some(TOKEN), None);
+            (page["items"] == json!([])).then_some(())
+        });
         let (_, thread) = common::http(
             "GET",
             &addr,
@@ -770,4 +733,270 @@ async fn through_the_daemon_and_a_simulated_modem() {
     .unwrap();
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&db);
+}
+
+/// The engine of `g` counting the metrics (no teams: no business hours).
+fn counting(g: &Inbox) -> Engine {
+    let config = smsgate::conversation::settings::ConversationConfig::default();
+    g.engine.clone().with_metrics(MetricsWiring {
+        counting: Counting::from_config(&config),
+        costs: Default::default(),
+        teams: Vec::new(),
+    })
+}
+
+impl Inbox {
+    /// Store an inbound text as a modem actor does, the engine not run.
+    async fn arrives(&self, from: &str, text: &str) {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let pdu = format!("arrives-{}", N.fetch_add(1, Ordering::Relaxed));
+        self.store
+            .receive(InboundPart {
+                modem: "m1",
+                own_number: "+15550000000",
+                raw_pdu: pdu.as_bytes(),
+                sender: from,
+                text,
+                alphabet: "gsm7",
+                network_time: Utc::now(),
+                concat: None,
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A webhook receiver answering the contact's last `message.received`
+    /// with `{"reply": text}` (the webhook worker's reply by response).
+    async fn webhook_reply(&self, contact: &str, text: &str) {
+        let event = self
+            .store
+            .events_from(0, 1_000)
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|(_, e)| e.kind == "message.received" && e.data["contact"] == contact)
+            .map(|(_, e)| e)
+            .unwrap();
+        let replies = Replies {
+            store: self.store.clone(),
+            dispatcher: self.rig.state.dispatcher.clone(),
+            sms: self.rig.state.sms.clone(),
+            policy: self.rig.state.policy.clone(),
+        };
+        replies.send("crm", &event, text).await.unwrap();
+    }
+
+    async fn summary(&self, day: DateTime<Utc>) -> Value {
+        let from = day.date_naive();
+        let to = from.succ_opt().unwrap();
+        let (status, body) = self
+            .call(
+                Method::GET,
+                &format!("/v1/metrics/summary?from={from}&to={to}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+/// A time after every real "now" of the test (so the injected clock, not
+/// the store's arrival times, places the engine's changes), whole seconds.
+fn later_than_now() -> DateTime<Utc> {
+    let t = Utc::now() + chrono::Duration::hours(1);
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap()
+}
+
+fn time_of(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn a_persons_first_response_counts_from_the_inbound_that_automation_answered_first() {
+    // Automation answers "hours?" at once; nothing else.
+    let decider: Decider = Arc::new(|input| {
+        if input.text.contains("hours") {
+            vec![Action::Reply("We are open 9 to 5.".into())]
+        } else {
+            Vec::new()
+        }
+    });
+    let g = inbox(decider);
+    let engine = counting(&g);
+    let (a, b) = ("+15551110061", "+15551110062");
+    let t0 = later_than_now();
+
+    // A: a webhook receiver's reply by response a second after the text
+    // (automation: a program answering the delivery), a person's reply ten
+    // minutes after it.
+    g.clock.set(t0);
+    g.arrives(a, "Is my order on its way?").await;
+    engine.catch_up().await.unwrap();
+    g.clock.set(t0 + chrono::Duration::seconds(1));
+    g.webhook_reply(a, "Tracking: https://track.example/1")
+        .await;
+    engine.catch_up().await.unwrap();
+    let thread = g.thread(a).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    assert_eq!(thread["thread"]["waiting_since"], Value::Null);
+    assert_eq!(time_of(&thread["thread"]["person_waiting_since"]), t0);
+    // The activities (on the injected clock, an hour ahead of the
+    // messages' real times: only their own order is compared).
+    let activities = |thread: &Value| -> Vec<Value> {
+        thread["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "activity")
+            .cloned()
+            .collect()
+    };
+    let answered = activities(&thread);
+    assert_eq!(answered.len(), 1, "{thread}");
+    assert_eq!(answered[0]["activity"], "state_changed");
+    assert_eq!(answered[0]["author"], "webhook");
+    g.clock.set(t0 + chrono::Duration::minutes(10));
+    let (status, _) = g.reply(a, "Hi, Ana here: it ships today.").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    engine.catch_up().await.unwrap();
+    let thread = g.thread(a).await;
+    assert_eq!(thread["thread"]["person_waiting_since"], Value::Null);
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    let answered = activities(&thread);
+    assert_eq!(answered.len(), 2, "{thread}");
+    let responded = &answered[1];
+    assert_eq!(responded["activity"], "responded");
+    assert_eq!(responded["author"], "ana");
+    assert_eq!(time_of(&responded["detail"]["person_waited_from"]), t0);
+
+    // B: the engine's own automation answers at once; a person ten minutes
+    // later.
+    g.clock.set(t0);
+    g.arrives(b, "What are your hours?").await;
+    engine.catch_up().await.unwrap();
+    assert_eq!(g.thread(b).await["thread"]["state"], "waiting_on_customer");
+    g.clock.set(t0 + chrono::Duration::minutes(10));
+    g.reply(b, "Also open Saturdays!").await;
+    engine.catch_up().await.unwrap();
+
+    // Overall: A's 1 s and B's 0 s, each wait once; by a person: 600 s
+    // each, though automation answered both first.
+    let summary = g.summary(t0).await;
+    let ttfr = &summary["time_to_first_response"];
+    assert_eq!(ttfr["overall"]["count"], 2, "{summary}");
+    assert_eq!(ttfr["overall"]["median_s"], 0, "{summary}");
+    assert_eq!(ttfr["overall"]["p90_s"], 1, "{summary}");
+    let six_minutes = Histogram::value(Histogram::bucket(600));
+    assert_eq!(ttfr["person"]["overall"]["count"], 2, "{summary}");
+    assert_eq!(
+        ttfr["person"]["overall"]["median_s"], six_minutes,
+        "{summary}"
+    );
+    assert_eq!(ttfr["person"]["overall"]["p90_s"], six_minutes, "{summary}");
+}
+
+#[tokio::test]
+async fn conversational_answers_from_an_app_or_a_webhook_move_the_thread_once() {
+    let g = inbox(nothing());
+    let (app, hook, notice, early) = (
+        "+15551110071",
+        "+15551110072",
+        "+15551110073",
+        "+15551110074",
+    );
+    for c in [app, hook, notice] {
+        g.inbound(c, "Hello, a question").await;
+    }
+    assert_eq!(g.inbox("").await.len(), 3);
+
+    // An app answers through POST /v1/messages: signed with its token.
+    let send = |to: &str, category: &str, body: &str| json!({"to": to, "body": body, "category": category});
+    let (status, sent) = g
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(send(app, "conversational", "Yes, ask away")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    // A webhook receiver answers by response.
+    g.webhook_reply(hook, "Our FAQ: https://faq.example").await;
+    // A transactional notice is not an answer.
+    let (status, _) = g
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(send(notice, "transactional", "Your order shipped")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    g.engine.catch_up().await.unwrap();
+    assert_eq!(g.inbox("").await, [notice]);
+
+    let thread = g.thread(app).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    let item = |thread: &Value, n: usize| thread["items"][n].clone();
+    assert_eq!(item(&thread, 1)["author"], "api:ops");
+    assert_eq!(item(&thread, 2)["activity"], "state_changed");
+    assert_eq!(item(&thread, 2)["author"], "api:ops");
+    // An app's answer is a person's, as far as the gateway can tell.
+    assert_eq!(thread["thread"]["person_waiting_since"], Value::Null);
+    let thread = g.thread(hook).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    assert_eq!(item(&thread, 2)["author"], "webhook");
+    // A webhook's is automation: a person still owes an answer.
+    assert!(thread["thread"]["person_waiting_since"].is_string());
+
+    // Once: a second answer changes nothing.
+    let (status, _) = g
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(send(app, "conversational", "Anything else?")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    g.engine.catch_up().await.unwrap();
+    assert_eq!(
+        timeline(&g.thread(app).await),
+        [
+            "inbound: Hello, a question",
+            "outbound: Yes, ask away",
+            "activity: state_changed",
+            "outbound: Anything else?",
+        ]
+    );
+
+    // An answer accepted before the engine read the text it answers (a
+    // webhook receiver faster than the engine): the log's order holds, the
+    // thread waits on the customer.
+    g.arrives(early, "Do you deliver?").await;
+    g.webhook_reply(early, "Yes, within 5 miles.").await;
+    g.engine.catch_up().await.unwrap();
+    let thread = g.thread(early).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer");
+    assert!(!g.inbox("").await.contains(&early.to_string()));
+
+    // The acceptances are events of their own, for the conversational ones.
+    let (_, events) = g.call(Method::GET, "/v1/events?limit=100", None).await;
+    let accepted: Vec<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "message.accepted")
+        .map(|e| e["data"]["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        accepted,
+        [
+            "Yes, ask away",
+            "Our FAQ: https://faq.example",
+            "Anything else?",
+            "Yes, within 5 miles."
+        ]
+    );
 }

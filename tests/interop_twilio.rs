@@ -2,7 +2,8 @@
 //! would use it, against the daemon's Twilio-compatible API and a simulated
 //! modem: `tests/interop/twilio_client.py` creates, fetches, lists (paging
 //! over 120 messages), cancels and deletes messages, gets `TwilioRestException`
-//! 21610 for a recipient who sent STOP, validates every status callback and
+//! 21610 for a recipient who sent STOP, validates every status callback (each
+//! status change: queued, sending, sent, delivered; scheduled, canceled) and
 //! the incoming-SMS request with `RequestValidator`, and answers the incoming
 //! SMS with `MessagingResponse` TwiML, which the customer receives.
 //!
@@ -137,7 +138,11 @@ async fn the_official_twilio_client_and_validator_work_against_the_gateway() {
     assert!(summary["listed"].as_u64().unwrap() >= 121, "{summary}");
     assert_eq!(
         summary["callbacks"],
-        serde_json::json!(["sent", "delivered"])
+        serde_json::json!(["queued", "sending", "sent", "delivered"])
+    );
+    assert_eq!(
+        summary["canceled_callbacks"],
+        serde_json::json!(["scheduled", "canceled"])
     );
     assert_eq!(summary["incoming"], "When do you open?");
     // The TwiML reply reached the customer.

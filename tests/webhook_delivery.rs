@@ -3,6 +3,7 @@
 //! tokio's paused clock with the receiver called in memory (no sockets, so
 //! nothing real has to wait); one test goes over real HTTP.
 
+mod common;
 #[path = "common/webhook_receiver.rs"]
 mod receiver;
 
@@ -19,10 +20,10 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use common::rig::state_over;
 use receiver::{InMemory, Receiver};
-use smsgate::api::{self, ApiState, ApiToken, Scope};
-use smsgate::compose::SmsPolicy;
-use smsgate::modem::Dispatcher;
+use smsgate::api::{self, ApiToken, Scope};
+use smsgate::config::Config;
 use smsgate::store::{DeliveryStatus, Store};
 use smsgate::webhook::{
     Clock, Endpoint, HttpClient, Secret, SystemClock, TokioClock, Transport, Worker,
@@ -350,18 +351,7 @@ fn api(store: &Store) -> axum::Router {
         ApiToken::from_secret("ops", ADMIN, vec![Scope::Admin]),
         ApiToken::from_secret("dashboard", READER, vec![Scope::Read]),
     ];
-    api::router(ApiState {
-        store: store.clone(),
-        dispatcher: Arc::new(Dispatcher::new(store.clone())),
-        tokens: Arc::new(tokens),
-        sms: Arc::new(SmsPolicy::default()),
-        policy: Arc::new(smsgate::policy::Policy::from_config(
-            &smsgate::config::Config::default(),
-        )),
-        extra_metrics: None,
-        compat: Default::default(),
-        conversation: Default::default(),
-    })
+    api::router(state_over(store, &Config::default(), tokens))
 }
 
 /// One API request. POSTs wait for the store's flush, which happens on a
@@ -582,18 +572,7 @@ async fn the_event_stream_resumes_after_last_event_id_and_ends_at_shutdown() {
         READER,
         vec![Scope::Read],
     )];
-    let state = ApiState {
-        store: store.clone(),
-        dispatcher: Arc::new(Dispatcher::new(store.clone())),
-        tokens: Arc::new(tokens),
-        sms: Arc::new(SmsPolicy::default()),
-        policy: Arc::new(smsgate::policy::Policy::from_config(
-            &smsgate::config::Config::default(),
-        )),
-        extra_metrics: None,
-        compat: Default::default(),
-        conversation: Default::default(),
-    };
+    let state = state_over(&store, &Config::default(), tokens);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -169,10 +169,16 @@ pub struct Guard {
     pub scope: Scope,
 }
 
+/// The name of the token a request was authorized with (a request
+/// extension set by [`require`]): what a handler signs the caller's work
+/// with (`api:<name>` on a message sent through `POST /v1/messages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
 /// Middleware: refuse the request unless its token has the route's scope.
 /// Runs before the handler's extractors, so an unauthenticated caller learns
 /// nothing about body validation.
-pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+pub async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -180,6 +186,8 @@ pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -
     match authorize(&guard.tokens, authorization, guard.scope) {
         Ok(token) => {
             tracing::debug!(token = %token.name, method = %request.method(), path = %request.uri().path(), "API request");
+            let caller = Caller(token.name.clone());
+            request.extensions_mut().insert(caller);
             next.run(request).await
         }
         Err(e) => e.into_response(),

@@ -10,6 +10,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,11 +18,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::json::ApiJson;
 use super::params;
 use super::problem::ApiError;
 use super::ApiState;
 use crate::compose::{self, Draft};
+use crate::conversation::engine;
 use crate::pdu::{self, ValidityPeriod};
 use crate::policy::Refusal;
 use crate::store::{Accepted, Category, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
@@ -288,27 +291,48 @@ fn accepted_response(message: &Message) -> Response {
     response
 }
 
-/// `POST /v1/messages`.
+/// `POST /v1/messages`: signed `api:<token name>` (a conversational one
+/// answers the contact's thread as that app).
 pub async fn send(
     State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let message = submit(&state, request, headers.get("idempotency-key"), |_| Ok(())).await?;
+    let author = caller.map(|Extension(Caller(name))| engine::api_author(&name));
+    let message = submit_as(
+        &state,
+        request,
+        headers.get("idempotency-key"),
+        author,
+        |_| Ok(()),
+    )
+    .await?;
     // A flow starts at accept (a replay finds it started already).
     super::threads::enter_flow(&state.store, &message, Utc::now()).await?;
     Ok(accepted_response(&message))
 }
 
 /// The one send path of every API (`/v1` and the compat adapters): validate,
-/// compose, then [`admit_and_accept`]. `before_accept` sees the composed
+/// compose, then [`admit_and_accept`]. `before_accept` gets the composed
 /// message (its id fixed) before it is stored, for what an adapter keeps
-/// beside it; a replay returns the original message.
+/// with it (a callback); a replay returns the original message.
 pub(crate) async fn submit(
     state: &ApiState,
     request: SendRequest,
     idempotency: Option<&HeaderValue>,
-    before_accept: impl FnOnce(&Message) -> Result<(), ApiError>,
+    before_accept: impl FnOnce(&mut Message) -> Result<(), ApiError>,
+) -> Result<Message, ApiError> {
+    submit_as(state, request, idempotency, None, before_accept).await
+}
+
+/// [`submit`], the message signed by `author` (who wrote it).
+pub(crate) async fn submit_as(
+    state: &ApiState,
+    request: SendRequest,
+    idempotency: Option<&HeaderValue>,
+    author: Option<String>,
+    before_accept: impl FnOnce(&mut Message) -> Result<(), ApiError>,
 ) -> Result<Message, ApiError> {
     let request = normalize(request, state)?;
     let key = idempotency_key(idempotency, &request)?;
@@ -338,6 +362,7 @@ pub(crate) async fn submit(
     message.idempotency_key = key.as_ref().map(|k| k.key.clone());
     message.flow = request.flow.clone();
     message.context = request.context.clone();
+    message.author = author;
     let (message, _new) = admit_and_accept(state, message, &from, key, now, before_accept).await?;
     Ok(message)
 }
@@ -354,7 +379,7 @@ pub(crate) async fn admit_and_accept(
     from: &str,
     key: Option<IdempotencyKey>,
     now: DateTime<Utc>,
-    before_accept: impl FnOnce(&Message) -> Result<(), ApiError>,
+    before_accept: impl FnOnce(&mut Message) -> Result<(), ApiError>,
 ) -> Result<(Message, bool), ApiError> {
     let number = (!from.is_empty()).then_some(from);
     state
@@ -364,7 +389,7 @@ pub(crate) async fn admit_and_accept(
             Refusal::NotConversational => ApiError::unprocessable(refusal.code(), refusal.text()),
             _ => ApiError::conflict(refusal.code(), refusal.text()),
         })?;
-    before_accept(&message)?;
+    before_accept(&mut message)?;
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
             state.dispatcher.notify();

@@ -18,7 +18,8 @@
 //!   API serves, apart from the stored records; `openapi` derives the
 //!   document's schemas from it.
 //! - `messages`, `campaigns`, `threads`, `modems`, `webhooks`, `events`, `health`,
-//!   `summary` (the conversation metrics), `openapi`: the handlers.
+//!   `summary` (the conversation metrics), `users` (the web inbox's people),
+//!   `openapi`: the handlers.
 
 pub mod auth;
 pub mod campaigns;
@@ -37,6 +38,7 @@ pub mod params;
 pub mod problem;
 pub mod summary;
 pub mod threads;
+pub mod users;
 pub mod webhooks;
 
 use std::future::Future;
@@ -72,6 +74,30 @@ pub struct ApiState {
     pub compat: Arc<compat::CompatConfig>,
     /// `[conversation]`: the metrics summary's currency.
     pub conversation: Arc<crate::conversation::settings::ConversationConfig>,
+}
+
+impl ApiState {
+    /// The state that serves `config`: its SMS defaults, compat accounts and
+    /// conversation settings, with the consent and limits `policy` the rest
+    /// of the daemon shares, and no metric families from outside the API.
+    pub fn new(
+        store: Store,
+        dispatcher: Arc<Dispatcher>,
+        policy: Arc<crate::policy::Policy>,
+        config: &crate::config::Config,
+        tokens: Vec<ApiToken>,
+    ) -> ApiState {
+        ApiState {
+            store,
+            dispatcher,
+            tokens: Arc::new(tokens),
+            sms: Arc::new(config.sms_policy()),
+            policy,
+            extra_metrics: None,
+            compat: Arc::new(config.compat_settings()),
+            conversation: Arc::new(config.conversation.clone()),
+        }
+    }
 }
 
 /// The longest a request may take before it is answered 503 `timeout`; it
@@ -144,6 +170,10 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/campaigns/{id}/errors", Some(Scope::Read)),
     route("POST", "/v1/campaigns/{id}/cancel", Some(Scope::Send)),
     route("GET", "/v1/metrics/summary", Some(Scope::Read)),
+    route("POST", "/v1/users", Some(Scope::Admin)),
+    route("GET", "/v1/users", Some(Scope::Admin)),
+    route("PUT", "/v1/users/{name}", Some(Scope::Admin)),
+    route("DELETE", "/v1/users/{name}", Some(Scope::Admin)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -191,6 +221,10 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         get(campaigns::errors),
         post(campaigns::cancel),
         get(summary::summary),
+        post(users::post),
+        get(users::list),
+        put(users::put),
+        delete(users::delete),
     ]
 }
 
@@ -286,10 +320,21 @@ pub async fn serve_with(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_app(listener, router(state), limits, shutdown).await
+}
+
+/// [`serve_with`] for a router made of the API's and more (the daemon adds
+/// the web inbox's pages).
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     // One stop signal: event streams end, and every connection finishes what
     // it is answering and closes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = router(state).layer(axum::Extension(events::StreamStop(stop_rx.clone())));
+    let app = app.layer(axum::Extension(events::StreamStop(stop_rx.clone())));
     let service = hyper_util::service::TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -383,7 +428,7 @@ impl AcceptErrors {
     }
 }
 
-async fn timeout(request: Request, next: Next) -> Response {
+pub(crate) async fn timeout(request: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
@@ -472,7 +517,8 @@ mod tests {
                 || r.path == "/v1/optouts"
                 || (r.path.starts_with("/v1/threads/") && !r.path.ends_with("/read"));
             let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
-                || (r.method == "POST" && r.path.starts_with("/v1/webhooks"));
+                || (r.method == "POST" && r.path.starts_with("/v1/webhooks"))
+                || r.path.starts_with("/v1/users");
             let want = if admin {
                 Scope::Admin
             } else if writes && r.method != "GET" {

@@ -14,6 +14,7 @@ use super::contacts::{ConsentRequest, ContactRequest, OptOutRequest};
 use super::messages::SendRequest;
 use super::problem::Problem;
 use super::threads::{AssignmentRequest, NoteRequest, OutcomeRequest, ReplyRequest, StateRequest};
+use super::users::{User, UserRequest, UserUpdate};
 use crate::wire;
 
 /// The schemas the operations refer to (and, through them, every type
@@ -55,6 +56,9 @@ use crate::wire;
     OutcomeRequest,
     wire::Thread,
     wire::InboxItem,
+    User,
+    UserRequest,
+    UserUpdate,
 )))]
 struct Schemas;
 
@@ -68,22 +72,22 @@ fn components() -> Value {
         })
 }
 
-fn problem(description: &str) -> Value {
+pub(super) fn problem(description: &str) -> Value {
     json!({
         "description": description,
         "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
     })
 }
 
-fn ok(description: &str, schema: Value) -> Value {
+pub(super) fn ok(description: &str, schema: Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
 }
 
-fn schema(name: &str) -> Value {
+pub(super) fn schema(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn page_of(name: &str) -> Value {
+pub(super) fn page_of(name: &str) -> Value {
     json!({
         "type": "object",
         "required": ["items", "next_cursor"],
@@ -119,7 +123,7 @@ fn paging() -> Vec<Value> {
 }
 
 /// Operation with the standard auth answers for a scope.
-fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
+pub(super) fn secured(scope: &str, summary: &str, mut op: Value) -> Value {
     op["summary"] = json!(summary);
     op["security"] = json!([{ "bearer": [scope] }]);
     op["description"] = json!(format!(
@@ -163,7 +167,7 @@ pub fn document() -> Value {
     for (name, schema) in timeline_schemas(&doc["components"]["schemas"]["Message"]) {
         doc["components"]["schemas"][name] = schema;
     }
-    for (path, item) in thread_paths() {
+    for (path, item) in thread_paths().into_iter().chain(super::users::paths()) {
         doc["paths"][path] = item;
     }
     name_operations(&mut doc);
@@ -322,7 +326,7 @@ fn timeline_schemas(message: &Value) -> Vec<(&'static str, Value)> {
     });
     let activity = json!({
         "type": "object",
-        "description": "A change to the thread: assigned, state_changed, priority_changed, tagged, outcome, flow_started, flow_changed, flow_left, sla_breached; detail says what.",
+        "description": "A change to the thread: assigned, state_changed, responded, priority_changed, tagged, answered, outcome, flow_started, flow_changed, flow_left, sla_breached; detail says what.",
         "required": ["kind", "id", "at", "author", "activity", "detail"],
         "properties": {"kind": kind("activity"), "id": {"type": "string"}, "at": at, "author": author,
             "activity": {"type": "string", "examples": ["assigned", "state_changed", "outcome"]},

@@ -201,7 +201,8 @@ pub struct ReplyRequest {
 
 /// `POST /v1/threads/{contact}/reply`: a `conversational` message through
 /// `POST /v1/messages`' admission (409 `recipient_opted_out`, quiet hours
-/// and limits defer); it stops the wait and the SLA clock. An
+/// and limits defer), signed by the person; it stops the wait and the SLA
+/// clock (the engine applies it from the message's `message.accepted`). An
 /// `Idempotency-Key` header works as there.
 pub async fn reply(
     State(state): State<ApiState>,
@@ -231,18 +232,10 @@ pub async fn reply(
     message.category = Category::Conversational;
     message.author = Some(author.clone());
     message.idempotency_key = key.as_ref().map(|k| k.key.clone());
+    // Accepted, it is announced (`message.accepted`): the conversation
+    // engine ends the wait, in order after the inbound it answers.
     let (message, _) =
         super::messages::admit_and_accept(&state, message, "", key, now, |_| Ok(())).await?;
-    change(
-        &state.store,
-        &contact,
-        &[ThreadChange::Replied {
-            message_id: message.id.clone(),
-        }],
-        Some(&author),
-        now,
-    )
-    .await?;
     Ok((StatusCode::ACCEPTED, Json(wire::Message::from(&message))).into_response())
 }
 

@@ -6,6 +6,7 @@ mod pdu;
 mod run;
 mod send;
 mod simulate;
+mod user;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ pub enum Command {
     Modem(modem::ModemCommand),
     /// Run a virtual GSM modem on a pty, with a JSON control API on loopback.
     Simulate(simulate::SimulateArgs),
+    /// The people who sign in to the web inbox (through the API; an admin token).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// A failure the user can act on: printed as one line, exit code 2.
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Pdu(command) => pdu::run(command).map(|()| ExitCode::SUCCESS),
         Command::Modem(command) => modem::run(command),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::User(command) => user::run(command),
     };
     match result {
         Ok(code) => code,

@@ -104,8 +104,8 @@ fn send_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, UsageError> 
         })
 }
 
-/// The local API over plain HTTP/1.1.
-struct Api {
+/// The local API over plain HTTP/1.1 (`smsgate user` uses it too).
+pub(super) struct Api {
     /// `http://host:port`, no trailing slash.
     base: String,
     authorization: HeaderValue,
@@ -113,7 +113,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(address: &str, token: &str) -> Result<Api, UsageError> {
+    pub(super) fn new(address: &str, token: &str) -> Result<Api, UsageError> {
         let address = address.trim().trim_end_matches('/');
         if address.starts_with("https://") {
             return Err(UsageError(format!(
@@ -140,7 +140,7 @@ impl Api {
     }
 
     /// One request; the answer's status and its body as text.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -202,7 +202,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// A refusal as one line: the problem's detail and code when it has them.
-fn refused(what: &str, status: u16, answer: &str) -> UsageError {
+pub(super) fn refused(what: &str, status: u16, answer: &str) -> UsageError {
     let detail = serde_json::from_str::<Value>(answer)
         .ok()
         .and_then(|v| {
@@ -358,13 +358,17 @@ async fn send(args: &SendArgs, api: &Api, out: &mut dyn Write) -> Result<ExitCod
     follow(api, &id, out).await
 }
 
-pub fn run(args: SendArgs) -> Result<ExitCode, UsageError> {
-    let token = args
-        .token
-        .clone()
+/// `--token`, else `$SMSGATE_API_TOKEN`.
+pub(super) fn token(given: Option<&str>) -> Result<String, UsageError> {
+    given
+        .map(str::to_string)
         .or_else(|| std::env::var("SMSGATE_API_TOKEN").ok())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| UsageError("no token: give --token or set SMSGATE_API_TOKEN".into()))?;
+        .ok_or_else(|| UsageError("no token: give --token or set SMSGATE_API_TOKEN".into()))
+}
+
+pub fn run(args: SendArgs) -> Result<ExitCode, UsageError> {
+    let token = token(args.token.as_deref())?;
     // Refuse bad arguments before anything is sent.
     request_body(&args, Utc::now())?;
     let runtime = tokio::runtime::Builder::new_current_thread()

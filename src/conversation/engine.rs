@@ -12,14 +12,24 @@
 //!   `conversational` messages by `automation`, accepted under an
 //!   Idempotency-Key made from the event id, so a crash between the accept
 //!   and the cursor's move never sends twice; the other actions change the
-//!   thread. A STOP also takes the thread out of its flow.
+//!   thread. A STOP also takes the thread out of its flow. Two clocks
+//!   start: the wait (any answer ends it) and the person's wait (only a
+//!   person's answer ends it: time to first response by a person).
+//! - `message.accepted` (a conversational message accepted by anyone but
+//!   the engine: a person's reply in the inbox, an app's `POST
+//!   /v1/messages`, a webhook's reply by response): the answer ends the
+//!   wait and moves an open thread to `waiting_on_customer`, signed by the
+//!   message's author ([`by_person`] says whose answer is a person's).
+//!   Read from the log, it is applied after the inbound it answers, on the
+//!   engine's clock.
 //! - every change to the thread and the cursor's move past the event are
 //!   one transaction.
 //!
 //! A timer pass (on a tick and after each batch of events, `now` from the
 //! injected [`Clock`]) marks waits past their SLA due time (one
 //! `thread.sla_breached` per wait), wakes snoozed threads whose time has
-//! come, and takes threads out of flows past their `expires_at`.
+//! come (they wait on us again, with an SLA due time), and takes threads
+//! out of flows past their `expires_at`.
 //!
 //! Wiring (the lead's, after the rules, hours and metrics parts merge):
 //! `Engine::with_decider` takes `rules::RuleSet::decide` (and flows),
@@ -78,6 +88,25 @@ pub type SlaClock = Arc<dyn Fn(Option<&str>, DateTime<Utc>) -> Option<DateTime<U
 
 /// The author of what the engine does.
 pub const AUTOMATION: &str = "automation";
+
+/// The author of a webhook receiver's reply by response.
+pub const WEBHOOK: &str = "webhook";
+
+/// The author of a message sent through `POST /v1/messages` with the API
+/// token named `token`.
+pub fn api_author(token: &str) -> String {
+    format!("api:{token}")
+}
+
+/// Whether an answer by `author` is a person's (it ends the person's wait:
+/// time to first response by a person). Automation is ours (`automation`)
+/// or a webhook's reply by response (`webhook`: a program answering within
+/// the delivery's request); a person in the inbox, and an app through
+/// `POST /v1/messages` (`api:<token>`: a CRM or helpdesk where people type
+/// the answer; the gateway cannot tell), are people.
+pub fn by_person(author: &str) -> bool {
+    author != AUTOMATION && author != WEBHOOK
+}
 
 /// How often the timer pass runs without events.
 pub const TIMER_PERIOD: Duration = Duration::from_secs(1);
@@ -300,6 +329,9 @@ impl Engine {
 
     /// Apply one event; true when the cursor moved past it with a change.
     async fn apply(&self, seq: u64, event: &Event) -> Result<bool, StoreError> {
+        if event.kind == "message.accepted" {
+            return self.answered(seq, event).await;
+        }
         if event.kind != "message.received" {
             return Ok(false);
         }
@@ -362,6 +394,7 @@ impl Engine {
                             if let Some(reply) = self.reply(&message, &text, key, now).await? {
                                 changes.push(ThreadChange::Replied {
                                     message_id: reply.id,
+                                    by_person: false,
                                 });
                             }
                         }
@@ -403,6 +436,47 @@ impl Engine {
         let changed = self
             .store
             .change_thread_then(contact, initial, &changes, Some(AUTOMATION), at, Some(seq))
+            .await?;
+        on_applied(&self.store, &changed);
+        Ok(true)
+    }
+
+    /// `message.accepted`: an answer to the contact accepted outside the
+    /// engine's decisions (a person's reply in the inbox, an app's
+    /// conversational `POST /v1/messages`, a webhook's reply by response)
+    /// ends the wait it answers, as of the clock, signed by its author. The
+    /// engine's own replies are applied with the decision that made them
+    /// (before a `Close` among its actions, and not to a later inbound).
+    async fn answered(&self, seq: u64, event: &Event) -> Result<bool, StoreError> {
+        let message: Message = match serde_json::from_value(event.data.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(event = %event.id, error = %e, "conversation engine: unreadable message.accepted; skipped");
+                return Ok(false);
+            }
+        };
+        let author = message.author.clone().unwrap_or_else(|| api_author("-"));
+        if author == AUTOMATION {
+            return Ok(false);
+        }
+        // No thread yet (a store from before the engine): nothing waits.
+        let Some(thread) = self.store.thread_record(&message.contact)? else {
+            return Ok(false);
+        };
+        let at = self.clock.now().max(message.created_at);
+        let changed = self
+            .store
+            .change_thread_then(
+                &message.contact,
+                thread.state,
+                &[ThreadChange::Replied {
+                    message_id: message.id.clone(),
+                    by_person: by_person(&author),
+                }],
+                Some(&author),
+                at,
+                Some(seq),
+            )
             .await?;
         on_applied(&self.store, &changed);
         Ok(true)
@@ -504,39 +578,37 @@ impl Engine {
         })
     }
 
-    /// Mark waits past their SLA, wake snoozed threads and take threads out
-    /// of expired flows, as of the clock's now; how many threads changed.
+    /// Mark waits past their SLA, wake snoozed threads (they wait on us
+    /// again, with their team's SLA from the wake) and take threads out of
+    /// expired flows, as of the clock's now; how many threads changed.
     pub async fn timers(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
+        let mut due: Vec<(String, ThreadChange)> = Vec::new();
+        for contact in self.store.sla_due_by(now, TIMERS_PER_PASS)? {
+            due.push((contact, ThreadChange::SlaBreached));
+        }
+        for contact in self.store.snoozes_due_by(now, TIMERS_PER_PASS)? {
+            let team = self.store.thread_record(&contact)?.and_then(|t| t.team);
+            let sla_due = (self.sla)(team.as_deref(), now);
+            due.push((contact, ThreadChange::Wake { sla_due }));
+        }
+        for contact in self.store.flows_expired_by(now, TIMERS_PER_PASS)? {
+            due.push((contact, ThreadChange::FlowExpired));
+        }
         let mut changed = 0;
-        for (contacts, change) in [
-            (
-                self.store.sla_due_by(now, TIMERS_PER_PASS)?,
-                ThreadChange::SlaBreached,
-            ),
-            (
-                self.store.snoozes_due_by(now, TIMERS_PER_PASS)?,
-                ThreadChange::Wake,
-            ),
-            (
-                self.store.flows_expired_by(now, TIMERS_PER_PASS)?,
-                ThreadChange::FlowExpired,
-            ),
-        ] {
-            for contact in contacts {
-                let done = self
-                    .store
-                    .change_thread(
-                        &contact,
-                        ThreadState::Open,
-                        std::slice::from_ref(&change),
-                        Some(AUTOMATION),
-                        now,
-                    )
-                    .await?;
-                changed += usize::from(!done.items.is_empty());
-                on_applied(&self.store, &done);
-            }
+        for (contact, change) in due {
+            let done = self
+                .store
+                .change_thread(
+                    &contact,
+                    ThreadState::Open,
+                    std::slice::from_ref(&change),
+                    Some(AUTOMATION),
+                    now,
+                )
+                .await?;
+            changed += usize::from(!done.items.is_empty());
+            on_applied(&self.store, &done);
         }
         Ok(changed)
     }
@@ -645,9 +717,18 @@ impl Engine {
                     })
                 }
             }
-            "thread.state_changed" => {
+            "thread.state_changed" | "thread.responded" => {
                 let change = &data["change"];
-                let Some(waited_from) = change["waited_from"]
+                // A person's answer counts from the person's wait (which
+                // automation's answers did not end).
+                let by_person = change["by_person"]
+                    .as_bool()
+                    .unwrap_or_else(|| data["author"].as_str().is_some_and(|a| a != AUTOMATION));
+                let wait = match change.get("person_waited_from") {
+                    Some(from) if by_person => from,
+                    _ => &change["waited_from"],
+                };
+                let Some(waited_from) = wait
                     .as_str()
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| t.with_timezone(&Utc))
@@ -671,7 +752,7 @@ impl Engine {
                     at: event.created_at,
                     team,
                     waited_from,
-                    by_person: data["author"].as_str().is_some_and(|a| a != AUTOMATION),
+                    by_person,
                     business_seconds,
                 })
             }
@@ -919,12 +1000,16 @@ mod tests {
             .unwrap();
         *clock.0.lock().unwrap() = now + chrono::Duration::minutes(59);
         assert_eq!(engine.timers().await.unwrap(), 0);
-        *clock.0.lock().unwrap() = now + chrono::Duration::hours(1);
+        let wake = now + chrono::Duration::hours(1);
+        *clock.0.lock().unwrap() = wake;
         assert_eq!(engine.timers().await.unwrap(), 1);
-        assert_eq!(
-            store.thread_record(c).unwrap().unwrap().state,
-            ThreadState::Open
-        );
+        let woken = store.thread_record(c).unwrap().unwrap();
+        assert_eq!(woken.state, ThreadState::Open);
+        // It waits on us again, from the wake, with the team's SLA.
+        assert_eq!(woken.waiting_since, Some(wake));
+        assert_eq!(woken.sla_due, Some(wake + chrono::Duration::minutes(10)));
+        *clock.0.lock().unwrap() = wake + chrono::Duration::minutes(10);
+        assert_eq!(engine.timers().await.unwrap(), 1, "the woken wait breaches");
         // A flow past its expiry (context.expires: 2h) is left once.
         let now = clock.now();
         let flow = start_flow("rating", &serde_json::json!({"expires": "2h"}), None, now);
@@ -1031,5 +1116,87 @@ mod tests {
         // Read again: nothing counts twice.
         engine.catch_up().await.unwrap();
         assert_eq!(t.store.metrics_summary(&query).unwrap(), summary);
+    }
+
+    #[tokio::test]
+    async fn a_text_after_the_flow_expired_goes_to_the_rules_not_the_old_flow() {
+        let t = TempStore::new();
+        let store = &t.store;
+        let start = Utc::now();
+        let clock = Arc::new(ManualClock(Mutex::new(start)));
+        let rules = RuleSet::from_config(&[], true).unwrap();
+        let engine = Engine::new(store.clone(), policy(store), None, sms())
+            .with_decider(rules_decider(
+                store.clone(),
+                Arc::new(rules),
+                Arc::new(Vec::new()),
+            ))
+            .with_clock(clock.clone());
+        // Three threads in the appointment flow for an hour.
+        let (fresh, timed, behind) = ("+15550006011", "+15550006012", "+15550006013");
+        for c in [fresh, timed, behind] {
+            let context = serde_json::json!({"time": "Tue 10:00", "expires": "1h"});
+            let flow = start_flow("appointment", &context, None, start);
+            store
+                .change_thread(
+                    c,
+                    ThreadState::WaitingOnCustomer,
+                    &[ThreadChange::Flow(flow)],
+                    Some(AUTOMATION),
+                    start,
+                )
+                .await
+                .unwrap();
+        }
+        let confirmed = |c: &str| {
+            let thread = store.thread_record(c).unwrap().unwrap();
+            thread
+                .outcomes
+                .iter()
+                .any(|o| o.name == "appointment_confirmed")
+        };
+        let left = |c: &str| {
+            store.timeline(c, None, 20).unwrap().items.iter().any(|e| {
+                matches!(e, TimelineEntry::Item(i) if matches!(&i.kind,
+                    crate::store::ItemKind::Activity { activity, .. } if activity == "flow_left"))
+            })
+        };
+        // In time, "C" confirms.
+        *clock.0.lock().unwrap() = start + chrono::Duration::minutes(59);
+        inbound(store, fresh, "C").await;
+        engine.catch_up().await.unwrap();
+        assert!(confirmed(fresh));
+        assert_eq!(
+            outbound_bodies(store, fresh),
+            ["Confirmed: Tue 10:00. See you then!"]
+        );
+
+        // An hour on: the timer takes one thread out of the flow first...
+        *clock.0.lock().unwrap() = start + chrono::Duration::hours(1);
+        inbound(store, behind, "C").await;
+        // ...(the other's text is read before any timer pass: an engine
+        // catching up after a stop).
+        engine.catch_up().await.unwrap();
+        assert_eq!(
+            engine.timers().await.unwrap(),
+            1,
+            "the one still in its flow"
+        );
+        inbound(store, timed, "C").await;
+        engine.catch_up().await.unwrap();
+        for c in [timed, behind] {
+            let thread = store.thread_record(c).unwrap().unwrap();
+            assert_eq!(thread.flow, None, "{c}");
+            assert!(left(c), "{c}");
+            assert!(!confirmed(c), "the old flow does not read it: {c}");
+            assert!(
+                outbound_bodies(store, c)
+                    .iter()
+                    .all(|b| !b.contains("Confirmed")),
+                "{c}"
+            );
+            // The rules placed it: the text waits for an answer.
+            assert_eq!(thread.state, ThreadState::Open, "{c}");
+        }
     }
 }

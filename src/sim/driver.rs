@@ -211,8 +211,13 @@ impl Driver {
                     Ok(mut network) => network.submit(&pdu, message_reference),
                     Err(_) => return,
                 };
+                let mut delay = self.config.status_report_delay;
+                if let Some(interim) = submission.interim {
+                    self.after(delay, Timer::Report(interim));
+                    delay *= 2;
+                }
                 if let Some(report) = submission.report {
-                    self.after(self.config.status_report_delay, Timer::Report(report));
+                    self.after(delay, Timer::Report(report));
                 }
                 if let Some(message) = submission.completed {
                     self.shared.notify_received();

@@ -105,6 +105,10 @@ pub struct SimConfig {
     pub status_report_delay: Duration,
     /// Recipients whose status reports say "failed".
     pub failing_numbers: Vec<String>,
+    /// Recipients whose handsets are busy at first: a status report saying
+    /// the service centre is still trying (TP-ST 0x21) comes
+    /// `status_report_delay` before the final one.
+    pub busy_numbers: Vec<String>,
     /// Handsets that answer from the start.
     pub handsets: Vec<HandsetScript>,
     /// `AT+CGSN`; `None`: the personality's default. Two simulators told apart
@@ -125,6 +129,7 @@ impl SimConfig {
             pin: None,
             status_report_delay: Duration::from_millis(500),
             failing_numbers: Vec::new(),
+            busy_numbers: Vec::new(),
             handsets: Vec::new(),
             imei: None,
         }
@@ -197,6 +202,7 @@ impl Simulator {
             id.imei = imei.clone();
         }
         let mut network = Network::new(config.failing_numbers.clone());
+        network.busy_numbers = config.busy_numbers.clone();
         for h in &config.handsets {
             network.set_handset(h.clone());
         }

@@ -86,6 +86,9 @@ struct Partial {
 /// What a submission led to.
 #[derive(Debug, Default)]
 pub struct Submission {
+    /// An interim report to send first (a busy handset: the service centre
+    /// is still trying), then `report` a delay later.
+    pub interim: Option<PendingReport>,
     /// The report to send, if TP-SRR asked for one.
     pub report: Option<PendingReport>,
     /// The message, when this part completed it.
@@ -105,6 +108,9 @@ pub struct Network {
     answered: HashMap<String, usize>,
     /// Numbers whose status reports say "failed".
     pub failing_numbers: Vec<String>,
+    /// Numbers whose handsets are busy at first: a "still trying" report
+    /// comes before the final one.
+    pub busy_numbers: Vec<String>,
     /// Concatenation reference of the next multipart inbound message.
     next_reference: u8,
 }
@@ -136,7 +142,8 @@ impl Network {
         if submit.status_report_request {
             let now = now();
             let failing = self.failing_numbers.iter().any(|n| same_number(n, &to));
-            let report = SmsStatusReport {
+            let busy = self.busy_numbers.iter().any(|n| same_number(n, &to));
+            let report = |status: Status| SmsStatusReport {
                 more_messages: false,
                 loop_prevention: false,
                 qualifier_command: false,
@@ -145,20 +152,25 @@ impl Network {
                 recipient: submit.destination.clone(),
                 service_centre_time: now,
                 discharge_time: now,
-                // 23.040 §9.2.3.15: 0x00 received by the SME; 0x41 incompatible
-                // destination (permanent).
-                status: Status(if failing { 0x41 } else { 0x00 }),
+                status,
                 pid: None,
                 dcs: None,
                 user_data: None,
             };
-            let mut octets = vec![0u8];
-            if report.encode(&mut octets).is_ok() {
-                result.report = Some(PendingReport {
+            let pending = |report: SmsStatusReport| {
+                let mut octets = vec![0u8];
+                report.encode(&mut octets).ok().map(|()| PendingReport {
                     tpdu_length: octets.len() - 1,
                     pdu: octets,
-                });
+                })
+            };
+            // 23.040 §9.2.3.15: 0x21 SME busy, the service centre still
+            // trying; 0x00 received by the SME; 0x41 incompatible destination
+            // (permanent).
+            if busy {
+                result.interim = pending(report(Status(0x21)));
             }
+            result.report = pending(report(Status(if failing { 0x41 } else { 0x00 })));
         }
         let concat = submit.user_data.header.as_ref().and_then(|h| h.concat());
         let srr = submit.status_report_request;
@@ -362,6 +374,30 @@ mod tests {
         }
         assert!(submit_all(&mut network, "+15550199", "hi", false)[0]
             .report
+            .is_none());
+    }
+
+    #[test]
+    fn busy_numbers_get_a_still_trying_report_first() {
+        let mut network = Network::new(vec![]);
+        network.busy_numbers = vec!["+15550198".into()];
+        let status = |r: &Option<PendingReport>| match pdu::decode(&r.as_ref().unwrap().pdu, true)
+            .unwrap()
+            .tpdu
+        {
+            Tpdu::StatusReport(r) => (r.message_reference, r.status),
+            other => panic!("{other:?}"),
+        };
+        let results = submit_all(&mut network, "+15550198", "hi", true);
+        assert_eq!(status(&results[0].interim), (10, Status(0x21)));
+        assert_eq!(
+            status(&results[0].interim).1.class(),
+            pdu::StatusClass::Pending
+        );
+        assert_eq!(status(&results[0].report), (10, Status(0x00)));
+        // Others: the final report only.
+        assert!(submit_all(&mut network, "+15550100", "hi", true)[0]
+            .interim
             .is_none());
     }
 

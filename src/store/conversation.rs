@@ -99,9 +99,15 @@ pub struct Thread {
     /// The automation flow it is in, if any.
     #[serde(default)]
     pub flow: Option<FlowState>,
-    /// The first unanswered inbound of the current wait.
+    /// The first unanswered inbound of the current wait: any answer (a
+    /// person's, an app's, automation's) ends it.
     #[serde(default)]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// The first inbound no person has answered yet: automation's answers
+    /// do not end it (time to first response by a person), a person's
+    /// does; the next inbound after that starts it again.
+    #[serde(default)]
+    pub person_waiting_since: Option<DateTime<Utc>>,
     /// When the current wait breaches its team's response standard.
     #[serde(default)]
     pub sla_due: Option<DateTime<Utc>>,
@@ -131,6 +137,7 @@ impl Thread {
             priority: Priority::Normal,
             flow: None,
             waiting_since: None,
+            person_waiting_since: None,
             sla_due: None,
             sla_breached: false,
             outcomes: Vec::new(),
@@ -204,10 +211,13 @@ pub enum ThreadChange {
         reopen: bool,
         sla_due: Option<DateTime<Utc>>,
     },
-    /// We answered (a person or automation): an open thread waits on the
-    /// customer; the wait and its SLA clock stop.
+    /// We answered (a person, an app or automation): an open thread waits
+    /// on the customer; the wait and its SLA clock stop. `by_person`: the
+    /// answer also ends the person's wait ([`Thread::person_waiting_since`]);
+    /// automation's does not.
     Replied {
         message_id: String,
+        by_person: bool,
     },
     /// Team and assignee (None: unassigned), as `PUT .../assignment` sets them.
     Assign {
@@ -243,8 +253,11 @@ pub enum ThreadChange {
     Flow(Option<FlowState>),
     /// The SLA timer found the wait past due.
     SlaBreached,
-    /// The snooze timer found the snooze over.
-    Wake,
+    /// The snooze timer found the snooze over: the thread waits on us
+    /// again, from now, with this SLA due time (unless a wait is running).
+    Wake {
+        sla_due: Option<DateTime<Utc>>,
+    },
     /// The flow timer found the flow past its `expires_at`: the thread
     /// leaves it.
     FlowExpired,
@@ -374,6 +387,19 @@ fn json_of<T: Serialize>(value: &T) -> std::result::Result<serde_json::Value, Tx
     serde_json::to_value(value).map_err(|e| abort(corrupt("(thread)", &e.to_string())))
 }
 
+/// The thread waits on us from `at`: a wait starts (with this SLA due
+/// time) unless one is running, and so does a person's.
+fn start_waits(thread: &mut Thread, at: DateTime<Utc>, sla_due: Option<DateTime<Utc>>) {
+    if thread.waiting_since.is_none() {
+        thread.waiting_since = Some(at);
+        thread.sla_due = sla_due;
+        thread.sla_breached = false;
+    }
+    if thread.person_waiting_since.is_none() {
+        thread.person_waiting_since = Some(at);
+    }
+}
+
 /// Apply `change` to `thread` as of `at`: the activity it records (None:
 /// nothing changed), and the event kind with what changed.
 fn apply(
@@ -398,8 +424,10 @@ fn apply(
             None
         };
         if state != ThreadState::Open {
-            // Nobody waits on us any more: the wait and its clock stop.
+            // Nobody waits on us any more: the waits and the SLA clock stop
+            // (with no response to count).
             thread.waiting_since = None;
+            thread.person_waiting_since = None;
             thread.sla_due = None;
             thread.sla_breached = false;
         }
@@ -425,11 +453,7 @@ fn apply(
             let before = thread.state;
             thread.state = ThreadState::Open;
             thread.snoozed_until = None;
-            if thread.waiting_since.is_none() {
-                thread.waiting_since = Some(at);
-                thread.sla_due = *sla_due;
-                thread.sla_breached = false;
-            }
+            start_waits(thread, at, *sla_due);
             (before != ThreadState::Open).then(|| {
                 let detail =
                     json!({"from": before.as_str(), "to": "open", "message_id": message_id});
@@ -440,24 +464,45 @@ fn apply(
                 )
             })
         }
-        ThreadChange::Replied { message_id } => {
+        ThreadChange::Replied {
+            message_id,
+            by_person,
+        } => {
             let before = thread.state;
-            let waited_from = thread.waiting_since;
-            thread.waiting_since = None;
+            // The waits this answer ends (time to first response): the
+            // current one, and for a person's answer the person's.
+            let waited_from = thread.waiting_since.take();
+            let person_waited_from = if *by_person {
+                thread.person_waiting_since.take()
+            } else {
+                None
+            };
             thread.sla_due = None;
             thread.sla_breached = false;
-            if before != ThreadState::Open {
-                return None;
+            let mut detail = json!({"message_id": message_id, "by_person": by_person,
+                "waited_from": waited_from});
+            if let Some(from) = person_waited_from {
+                detail["person_waited_from"] = json!(from);
             }
-            thread.state = ThreadState::WaitingOnCustomer;
-            // `waited_from`: the wait this reply ends (time to first response).
-            let detail = json!({"from": "open", "to": "waiting_on_customer",
-                "message_id": message_id, "waited_from": waited_from});
-            Some((
-                activity("state_changed", detail.clone()),
-                "thread.state_changed",
-                detail,
-            ))
+            if before == ThreadState::Open {
+                thread.state = ThreadState::WaitingOnCustomer;
+                detail["from"] = json!("open");
+                detail["to"] = json!("waiting_on_customer");
+                return Some((
+                    activity("state_changed", detail.clone()),
+                    "thread.state_changed",
+                    detail,
+                ));
+            }
+            // Automation answered first: the state stays, but a person's
+            // first response is told (the metrics count it).
+            person_waited_from.map(|_| {
+                (
+                    activity("responded", detail.clone()),
+                    "thread.responded",
+                    detail,
+                )
+            })
         }
         ThreadChange::Assign { team, assignee } => {
             if thread.team == *team && thread.assignee == *assignee {
@@ -492,15 +537,14 @@ fn apply(
             at,
         ),
         ThreadChange::State { state, until } => set_state(thread, *state, *until),
-        ThreadChange::Wake => {
+        ThreadChange::Wake { sla_due } => {
             if thread.state != ThreadState::Snoozed {
                 return None;
             }
             let out = set_state(thread, ThreadState::Open, None);
-            // Back in the inbox: its wait counts from the wake.
-            if thread.waiting_since.is_none() {
-                thread.waiting_since = Some(at);
-            }
+            // Back in the inbox: it waits on us from the wake, as after an
+            // inbound, with the team's SLA.
+            start_waits(thread, at, *sla_due);
             out
         }
         ThreadChange::Priority(priority) => {
@@ -1139,6 +1183,7 @@ mod tests {
                 ThreadState::Open,
                 &[ThreadChange::Replied {
                     message_id: "m2".into(),
+                    by_person: true,
                 }],
                 Some("ana"),
                 later,
@@ -1167,6 +1212,75 @@ mod tests {
             store.inbox(&waiting, later, None, 10).unwrap().items.len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn automation_does_not_stop_a_persons_clock_and_a_persons_answer_does() {
+        let s = TempStore::new();
+        let store = &s.store;
+        let c = "+15550001002";
+        let at = |secs: i64| t0() + chrono::Duration::seconds(secs);
+        let answer = |id: &str, by_person: bool| ThreadChange::Replied {
+            message_id: id.into(),
+            by_person,
+        };
+        let change = |changes: Vec<ThreadChange>, author: &'static str, when: i64| async move {
+            store
+                .change_thread(c, ThreadState::Open, &changes, Some(author), at(when))
+                .await
+                .unwrap()
+        };
+        let first = change(vec![inbound("m1", None)], "automation", 0).await;
+        assert_eq!(first.thread.person_waiting_since, Some(at(0)));
+        // Automation answers: the wait ends, the person's goes on.
+        let auto = change(vec![answer("r1", false)], "automation", 1).await;
+        assert_eq!(auto.thread.state, ThreadState::WaitingOnCustomer);
+        assert_eq!(auto.thread.waiting_since, None);
+        assert_eq!(auto.thread.person_waiting_since, Some(at(0)));
+        assert_eq!(auto.events.len(), 1);
+        let detail = &auto.events[0].data["change"];
+        assert_eq!(detail["waited_from"], serde_json::json!(at(0)));
+        assert_eq!(detail["by_person"], false);
+        assert!(detail.get("person_waited_from").is_none(), "{detail}");
+        // The contact writes again: a new wait, the person's still from t0.
+        let again = change(vec![inbound("m2", None)], "automation", 60).await;
+        assert_eq!(again.thread.waiting_since, Some(at(60)));
+        assert_eq!(again.thread.person_waiting_since, Some(at(0)));
+        change(vec![answer("r2", false)], "automation", 61).await;
+        // A person answers a thread automation already answered: the state
+        // stays, the person's first response is told once.
+        let person = change(vec![answer("r3", true)], "ana", 600).await;
+        assert_eq!(person.thread.state, ThreadState::WaitingOnCustomer);
+        assert_eq!(person.thread.person_waiting_since, None);
+        assert_eq!(person.events.len(), 1);
+        assert_eq!(person.events[0].kind, "thread.responded");
+        let detail = &person.events[0].data["change"];
+        assert_eq!(detail["person_waited_from"], serde_json::json!(at(0)));
+        assert_eq!(detail["waited_from"], serde_json::Value::Null);
+        assert_eq!(person.events[0].data["author"], "ana");
+        let twice = change(vec![answer("r4", true)], "ana", 601).await;
+        assert!(twice.events.is_empty() && twice.items.is_empty());
+        // After a person's answer, the next inbound starts both clocks; a
+        // person's answer then ends both in one state change.
+        change(vec![inbound("m3", None)], "automation", 700).await;
+        let both = change(vec![answer("r5", true)], "bo", 760).await;
+        assert_eq!(both.events[0].kind, "thread.state_changed");
+        let detail = &both.events[0].data["change"];
+        assert_eq!(detail["waited_from"], serde_json::json!(at(700)));
+        assert_eq!(detail["person_waited_from"], serde_json::json!(at(700)));
+        // Closing ends the person's wait unanswered.
+        change(vec![inbound("m4", None)], "automation", 800).await;
+        let closed = change(
+            vec![ThreadChange::State {
+                state: ThreadState::Closed,
+                until: None,
+            }],
+            "ana",
+            801,
+        )
+        .await;
+        assert_eq!(closed.thread.person_waiting_since, None);
+        assert_eq!(closed.thread.waiting_since, None);
     }
 
     #[tokio::test]
@@ -1403,7 +1517,13 @@ mod tests {
         assert_eq!(listed.items.len(), 1);
         assert_eq!(store.snoozes_due_by(until, 10).unwrap(), [c]);
         let woken = store
-            .change_thread(c, ThreadState::Open, &[ThreadChange::Wake], None, until)
+            .change_thread(
+                c,
+                ThreadState::Open,
+                &[ThreadChange::Wake { sla_due: None }],
+                None,
+                until,
+            )
             .await
             .unwrap();
         assert_eq!(woken.thread.state, ThreadState::Open);

@@ -230,6 +230,7 @@ impl Store {
             variant: None,
             flow: None,
             context: None,
+            callback: None,
         };
         let step = message.transition(now, MessageStatus::Received);
         if incomplete {

@@ -1,5 +1,6 @@
 //! The sled store: messages, their indexes, the outbox, inbound multipart parts,
-//! dedupe keys, message references, sticky senders and events.
+//! dedupe keys, message references, sticky senders and events; the web
+//! inbox's users and sessions (`users.rs`).
 //!
 //! The interface is narrow on purpose (sled 0.34 has open reports of corruption
 //! after abrupt stops, spacejam/sled #1533 and #1509): callers see records and
@@ -29,6 +30,7 @@ mod read_marks;
 pub mod records;
 #[cfg(test)]
 mod tests;
+pub mod users;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -64,7 +66,8 @@ pub use outbound::{Accepted, IdempotencyKey};
 pub use prune::{Pruned, DEDUPE_KEEP, EVENTS_KEEP, IDEMPOTENCY_KEEP, SEND_LOG_KEEP};
 pub use query::{MessageFilter, Page, ThreadSummary};
 pub use records::{
-    Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus, Transition,
+    Callback, Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus,
+    Transition, CALLBACK_EVENTS,
 };
 
 use durability::GroupCommit;
@@ -169,6 +172,8 @@ struct Inner {
     campaigns: campaigns::Trees,
     /// The metric counters (`metrics.rs`).
     metric_counters: metrics::Trees,
+    /// People who sign in to the web inbox, and their sessions (`users.rs`).
+    people: users::Trees,
     /// Bumped after new events are durable: webhook workers and event
     /// streams wait on it instead of polling.
     new_events: watch::Sender<()>,
@@ -295,6 +300,7 @@ impl Store {
             conversations: conversation::Trees::open(&db)?,
             metric_counters: metrics::Trees::open(&db)?,
             campaigns: campaigns::Trees::open(&db)?,
+            people: users::Trees::open(&db)?,
             new_events: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()).map_err(|e| {
                 StoreError::Durability(format!("cannot start the store's flush thread: {e}"))

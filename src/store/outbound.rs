@@ -28,6 +28,45 @@ struct IdempotencyRecord {
     id: String,
 }
 
+/// Inside an accept's transaction: what a key seen before gives (the
+/// original message, a reuse with another request, or `Err(id)` for an
+/// original no longer in the live tree: looked up after the transaction,
+/// as sled reads must not run inside one); None: the key is new, and is now
+/// recorded for `id`.
+fn claim_key(
+    idem: &TransactionalTree,
+    messages: &TransactionalTree,
+    k: &IdempotencyKey,
+    id: &str,
+) -> std::result::Result<Option<std::result::Result<Accepted, String>>, TxError> {
+    if let Some(raw) = idem.get(k.key.as_bytes())? {
+        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
+        if record.fingerprint != k.fingerprint {
+            return Ok(Some(Ok(Accepted::KeyReused)));
+        }
+        return Ok(Some(match messages.get(record.id.as_bytes())? {
+            Some(raw) => Ok(Accepted::Replay(from_json_tx(record.id.as_bytes(), &raw)?)),
+            None => Err(record.id),
+        }));
+    }
+    let record = IdempotencyRecord {
+        fingerprint: k.fingerprint.clone(),
+        id: id.to_string(),
+    };
+    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
+    Ok(None)
+}
+
+/// Whether accepting `message` answers the contact's thread (and is
+/// announced as `message.accepted`): an outbound conversational message
+/// that is not part of a campaign (a campaign writes to many, answering
+/// none of them).
+fn answers_a_thread(message: &Message) -> bool {
+    message.direction == Direction::Outbound
+        && message.category == Category::Conversational
+        && message.campaign.is_none()
+}
+
 /// What `accept` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
@@ -93,16 +132,44 @@ fn deadline_key(message: &Message) -> Option<Vec<u8>> {
     }
 }
 
-/// The event a status change announces (issue: webhooks, "Events").
-fn event_kind(status: MessageStatus) -> Option<&'static str> {
-    Some(match status {
+/// The event a status change of `message` announces (issue: webhooks,
+/// "Events"); the other steps only for a message whose callback asks for
+/// every status ([`super::CALLBACK_EVENTS`]).
+fn event_kind(message: &Message) -> Option<&'static str> {
+    let every = message.callback.as_ref().is_some_and(|c| c.every_status);
+    Some(match message.status {
         MessageStatus::Sent => "message.sent",
         MessageStatus::Delivered => "message.delivered",
         MessageStatus::Failed => "message.failed",
         MessageStatus::Unknown => "message.unknown",
         MessageStatus::Expired => "message.expired",
         MessageStatus::Received => "message.received",
+        MessageStatus::Scheduled if every => "message.scheduled",
+        MessageStatus::Queued if every => "message.queued",
+        MessageStatus::Deferred if every => "message.deferred",
+        MessageStatus::Sending if every => "message.sending",
+        MessageStatus::Cancelled if every => "message.cancelled",
         _ => return None,
+    })
+}
+
+/// Whether `new` got an interim status report that `old` did not have (a
+/// part's TP-ST of the "still trying" class, 23.040 §9.2.3.15) while its
+/// status stayed: `message.buffered`, for a callback that asks for every
+/// status.
+fn buffered(old: &Message, new: &Message) -> bool {
+    use crate::pdu::{Status, StatusClass};
+    if old.status != new.status
+        || new.status.is_final()
+        || !new.callback.as_ref().is_some_and(|c| c.every_status)
+    {
+        return false;
+    }
+    new.part_status.iter().any(|p| {
+        let before = old.part_status.iter().find(|o| o.seq == p.seq);
+        p.report_status
+            .is_some_and(|st| Status(st).class() == StatusClass::Pending)
+            && before.and_then(|o| o.report_status) != p.report_status
     })
 }
 
@@ -195,11 +262,73 @@ impl Changed<'_> {
         }
         let mut events = Vec::new();
         if old.status != new.status {
-            if let Some(kind) = event_kind(new.status) {
+            if let Some(kind) = event_kind(new) {
                 events.push(push_event(self.events, kind, at, message_json(new)?)?);
             }
+        } else if buffered(old, new) {
+            events.push(push_event(
+                self.events,
+                "message.buffered",
+                at,
+                message_json(new)?,
+            )?);
         }
         Ok(events)
+    }
+}
+
+/// A new outbound message on its way into the store ([`Store::accept`]).
+struct NewMessage<'a> {
+    message: &'a Message,
+    /// The message encoded (before the transaction: sled runs one at a time).
+    record: &'a sled::IVec,
+    idempotency: Option<&'a IdempotencyKey>,
+    /// The events its acceptance writes, and when: `message.accepted` for
+    /// an answer in a thread, its first status for a callback that hears
+    /// every status.
+    announce: Vec<(&'static str, DateTime<Utc>)>,
+}
+
+/// What a new message's transaction did.
+enum Written {
+    /// Stored, with the events it wrote.
+    New(Vec<Event>),
+    /// Not stored: a replay or a reused key (boxed: rare, and big).
+    Known(Box<Accepted>),
+    /// Not stored: a replay of a message since moved to the history (or
+    /// erased), looked up after the transaction (sled reads must not run
+    /// inside one).
+    Moved(String),
+}
+
+impl NewMessage<'_> {
+    /// Inside the transaction over `trees` (messages, threads, outbox,
+    /// contacts, recent), the idempotency tree when there is a key and the
+    /// events tree when the message announces its first status.
+    fn write(
+        &self,
+        trees: &[&TransactionalTree; 5],
+        idem: Option<&TransactionalTree>,
+        events: Option<&TransactionalTree>,
+    ) -> std::result::Result<Written, TxError> {
+        let [messages, threads, outbox, contacts, recent] = *trees;
+        let message = self.message;
+        if let (Some(idem), Some(k)) = (idem, self.idempotency) {
+            match claim_key(idem, messages, k, &message.id)? {
+                Some(Ok(seen)) => return Ok(Written::Known(Box::new(seen))),
+                Some(Err(id)) => return Ok(Written::Moved(id)),
+                None => {}
+            }
+        }
+        queue_encoded(messages, threads, outbox, message, self.record.clone())?;
+        touch_contact(contacts, recent, message)?;
+        let mut written = Vec::new();
+        if let Some(events) = events {
+            for &(kind, at) in &self.announce {
+                written.push(push_event(events, kind, at, message_json(message)?)?);
+            }
+        }
+        Ok(Written::New(written))
     }
 }
 
@@ -234,71 +363,102 @@ impl Store {
                     reason: e.to_string(),
                 })?,
             );
-        // Without a key, the idempotency tree stays out of the transaction:
-        // each tree in a sled transaction costs (this is the API's hot path).
-        let Some(k) = &idempotency else {
-            (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
-                .transaction(|(messages, threads, outbox, contacts, recent)| {
-                    queue_encoded(messages, threads, outbox, &message, record.clone())?;
-                    touch_contact(contacts, recent, &message)
-                })
-                .map_err(unwrap_tx)?;
-            return Ok((Accepted::New(message), self.deferred_durability()));
+        // Its first status is an event only when its callback asks for
+        // every status (`message.queued`, ...).
+        // An answer in a thread is announced as `message.accepted`, so the
+        // conversation engine, reading the event log in order, ends the wait
+        // it answers after the inbound that opened it, whoever sent it (the
+        // API, a webhook's reply, a person in the inbox).
+        let mut announce = Vec::new();
+        if answers_a_thread(&message) {
+            announce.push(("message.accepted", message.created_at));
+        }
+        if let Some(kind) = event_kind(&message) {
+            announce.push((kind, Utc::now()));
+        }
+        let new = NewMessage {
+            message: &message,
+            record: &record,
+            idempotency: idempotency.as_ref(),
+            announce,
         };
-        let outcome = (
-            &i.messages,
-            &i.threads,
-            &i.outbox,
-            &i.contacts,
-            &i.recent,
-            &i.idempotency,
-        )
-            .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
-                {
-                    if let Some(raw) = idem.get(k.key.as_bytes())? {
-                        let record: IdempotencyRecord = from_json_tx(k.key.as_bytes(), &raw)?;
-                        if record.fingerprint != k.fingerprint {
-                            return Ok(Ok(Accepted::KeyReused));
-                        }
-                        return match messages.get(record.id.as_bytes())? {
-                            Some(raw) => Ok(Ok(Accepted::Replay(from_json_tx(
-                                record.id.as_bytes(),
-                                &raw,
-                            )?))),
-                            // Moved to the history (or erased): looked up
-                            // after the transaction (sled reads must not run
-                            // inside one).
-                            None => Ok(Err(record.id)),
-                        };
-                    }
-                    let record = IdempotencyRecord {
-                        fingerprint: k.fingerprint.clone(),
-                        id: message.id.clone(),
-                    };
-                    idem.insert(k.key.as_bytes(), to_json(&record)?)?;
-                }
-                queue_encoded(messages, threads, outbox, &message, record.clone())?;
-                touch_contact(contacts, recent, &message)?;
-                Ok(Ok(Accepted::New(message.clone())))
-            })
-            .map_err(unwrap_tx)?;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(id) => match self.get(&id)? {
-                Some(original) => Accepted::Replay(original),
-                None => Accepted::ReplayErased(id),
+        let announces = !new.announce.is_empty();
+        // The idempotency and events trees join the transaction only when
+        // needed: each tree in a sled transaction costs (this is the API's
+        // hot path).
+        let outcome = match (&idempotency, announces) {
+            (None, false) => (&i.messages, &i.threads, &i.outbox, &i.contacts, &i.recent)
+                .transaction(|(messages, threads, outbox, contacts, recent)| {
+                    new.write(&[messages, threads, outbox, contacts, recent], None, None)
+                }),
+            (Some(_), false) => (
+                &i.messages,
+                &i.threads,
+                &i.outbox,
+                &i.contacts,
+                &i.recent,
+                &i.idempotency,
+            )
+                .transaction(|(messages, threads, outbox, contacts, recent, idem)| {
+                    new.write(
+                        &[messages, threads, outbox, contacts, recent],
+                        Some(idem),
+                        None,
+                    )
+                }),
+            (None, true) => (
+                &i.messages,
+                &i.threads,
+                &i.outbox,
+                &i.contacts,
+                &i.recent,
+                &i.events,
+            )
+                .transaction(
+                    |(messages, threads, outbox, contacts, recent, events)| {
+                        new.write(
+                            &[messages, threads, outbox, contacts, recent],
+                            None,
+                            Some(events),
+                        )
+                    },
+                ),
+            (Some(_), true) => (
+                &i.messages,
+                &i.threads,
+                &i.outbox,
+                &i.contacts,
+                &i.recent,
+                &i.idempotency,
+                &i.events,
+            )
+                .transaction(
+                    |(messages, threads, outbox, contacts, recent, idem, events)| {
+                        new.write(
+                            &[messages, threads, outbox, contacts, recent],
+                            Some(idem),
+                            Some(events),
+                        )
+                    },
+                ),
+        }
+        .map_err(unwrap_tx)?;
+        let (outcome, events) = match outcome {
+            Written::New(events) => (Accepted::New(message), events),
+            Written::Known(outcome) => (*outcome, Vec::new()),
+            Written::Moved(id) => match self.get(&id)? {
+                Some(original) => (Accepted::Replay(original), Vec::new()),
+                None => (Accepted::ReplayErased(id), Vec::new()),
             },
         };
-        Ok((outcome, self.deferred_durability()))
-    }
-
-    /// What waits for everything written so far to be flushed.
-    fn deferred_durability(&self) -> Durability {
-        Durability {
-            store: self.clone(),
-            ticket: Some(self.inner.commit.ticket()),
-            events: Vec::new(),
-        }
+        Ok((
+            outcome,
+            Durability {
+                store: self.clone(),
+                ticket: Some(self.inner.commit.ticket()),
+                events,
+            },
+        ))
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Message>> {
@@ -655,6 +815,7 @@ impl Store {
             variant: None,
             flow: None,
             context: None,
+            callback: None,
         };
         message.set_parts(parts, alphabet);
         message.transition(now, status);

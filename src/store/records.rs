@@ -249,7 +249,9 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub idempotency_key: Option<String>,
     /// Outbound: who wrote it: a person (a thread reply), `automation` (a
-    /// conversation rule or flow), or none (an application through the API).
+    /// conversation rule or flow), `webhook` (a receiver's reply by
+    /// response), `api:<token name>` (`POST /v1/messages`), or none (the
+    /// compat APIs, campaigns, the policy's own replies).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author: Option<String>,
     /// Outbound: the campaign it belongs to and the variant chosen for it.
@@ -263,7 +265,40 @@ pub struct Message {
     pub flow: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub context: Option<serde_json::Value>,
+    /// Outbound: what an API adapter asked to hear back about it (Twilio's
+    /// `StatusCallback`, Kannel's `dlr-url`), kept in the record so that it
+    /// lives and goes with the message and every event carries it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callback: Option<Callback>,
 }
+
+/// A per-message callback of an API adapter (`api::compat`). The store reads
+/// only `every_status`; `target` is the adapter's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    /// Every status change is an event, and so is an interim status report
+    /// (the [`CALLBACK_EVENTS`]), not only the steps every message announces:
+    /// the adapter reports each. Only messages that ask pay for the extra
+    /// events.
+    #[serde(default)]
+    pub every_status: bool,
+    /// Where to call and how, as the adapter wrote it.
+    pub target: serde_json::Value,
+}
+
+/// The events written only for a message whose [`Callback`] asks for
+/// `every_status`: for its callbacks, not part of the webhooks' contract (so
+/// `[[webhook]]` endpoints are not sent them; `/v1/events` lists them).
+/// `message.buffered`: a status report said the service centre is still
+/// trying (TP-ST 0x20-0x3F, 23.040 §9.2.3.15); the message stays `sent`.
+pub const CALLBACK_EVENTS: [&str; 6] = [
+    "message.scheduled",
+    "message.queued",
+    "message.deferred",
+    "message.sending",
+    "message.cancelled",
+    "message.buffered",
+];
 
 impl Message {
     /// Outbound: the body takes `parts` parts in `alphabet`; each part starts

@@ -174,6 +174,125 @@ async fn state_changes_keep_outbox_mrs_sticky_and_events_in_step() {
         .is_none());
 }
 
+/// A message whose callback asks for every status announces each step (and
+/// an interim status report), in the transaction of the step; one without
+/// pays for none of them.
+#[tokio::test]
+async fn a_callback_that_hears_every_status_gets_an_event_per_step() {
+    let t = TempStore::new();
+    let now = Utc::now();
+    let every = |every_status| Callback {
+        every_status,
+        target: serde_json::json!({"url": "http://app.lan/status"}),
+    };
+    let mut watched = outbound(&t.store, "+15551230010", "watched");
+    watched.callback = Some(every(true));
+    let mut settled_only = outbound(&t.store, "+15551230011", "settled only");
+    settled_only.callback = Some(every(false));
+    let plain = outbound(&t.store, "+15551230012", "plain");
+    let mut later = t.store.new_outbound(
+        "",
+        "+15551230013",
+        "later",
+        1,
+        "gsm7",
+        true,
+        Some(now + Duration::hours(1)),
+        now,
+    );
+    later.callback = Some(every(true));
+    for m in [&watched, &settled_only, &plain, &later] {
+        assert!(matches!(
+            t.store.accept(m.clone(), None).await.unwrap(),
+            Accepted::New(_)
+        ));
+    }
+    // A keyed accept takes the other transaction: the same event.
+    let mut keyed = outbound(&t.store, "+15551230014", "keyed");
+    keyed.callback = Some(every(true));
+    let key = IdempotencyKey {
+        key: "k-every".into(),
+        fingerprint: "f".into(),
+    };
+    t.store
+        .accept(keyed.clone(), Some(key.clone()))
+        .await
+        .unwrap();
+    let replay = outbound(&t.store, "+15551230014", "keyed");
+    assert!(matches!(
+        t.store.accept(replay, Some(key)).await.unwrap(),
+        Accepted::Replay(_)
+    ));
+    for m in [&watched, &settled_only, &plain] {
+        let step = |status: MessageStatus| {
+            move |m: &mut Message| {
+                m.transition(now, status);
+                true
+            }
+        };
+        t.store
+            .update(&m.id, step(MessageStatus::Sending))
+            .await
+            .unwrap();
+        t.store
+            .update(&m.id, step(MessageStatus::Sent))
+            .await
+            .unwrap();
+        // The service centre is still trying (TP-ST 0x21), then delivers.
+        t.store
+            .update(&m.id, |m| {
+                m.part_status[0].report_status = Some(0x21);
+                true
+            })
+            .await
+            .unwrap();
+        // The same report again is no news.
+        t.store
+            .update(&m.id, |m| {
+                m.part_status[0].report_status = Some(0x21);
+                true
+            })
+            .await
+            .unwrap();
+        t.store
+            .update(&m.id, step(MessageStatus::Delivered))
+            .await
+            .unwrap();
+    }
+    t.store
+        .cancel_waiting(&later.id, now, "cancelled by API")
+        .await
+        .unwrap();
+    let events = t.store.events_after(None, 100).unwrap();
+    let of = |id: &str| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e.data["id"] == id)
+            .map(|e| e.kind.as_str())
+            .collect()
+    };
+    assert_eq!(
+        of(&watched.id),
+        [
+            "message.queued",
+            "message.sending",
+            "message.sent",
+            "message.buffered",
+            "message.delivered"
+        ]
+    );
+    assert_eq!(of(&settled_only.id), ["message.sent", "message.delivered"]);
+    assert_eq!(of(&plain.id), ["message.sent", "message.delivered"]);
+    assert_eq!(of(&later.id), ["message.scheduled", "message.cancelled"]);
+    assert_eq!(of(&keyed.id), ["message.queued"], "once, not on the replay");
+    // Each event carries the callback as the message had it.
+    let first = events.iter().find(|e| e.data["id"] == watched.id.as_str());
+    assert_eq!(
+        first.map(|e| e.data["callback"]["target"]["url"].clone()),
+        Some(serde_json::json!("http://app.lan/status"))
+    );
+}
+
 #[tokio::test]
 async fn scheduled_messages_wait_for_their_time() {
     let t = TempStore::new();

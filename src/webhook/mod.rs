@@ -66,10 +66,13 @@ impl Endpoint {
         self.events.is_empty() || self.events.iter().any(|e| e == kind)
     }
 
-    /// The partition of `event` if this endpoint wants it.
+    /// The partition of `event` if this endpoint wants it. The events only
+    /// some messages' callbacks ask for ([`crate::store::CALLBACK_EVENTS`])
+    /// are for those callbacks, not for `[[webhook]]` receivers.
     pub fn partition(&self, event: &Event) -> Option<String> {
         match &self.foreign {
             Some(foreign) => foreign.partition(event),
+            None if crate::store::CALLBACK_EVENTS.contains(&event.kind.as_str()) => None,
             None => self.wants(&event.kind).then(|| partition_of(event)),
         }
     }

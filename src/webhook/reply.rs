@@ -76,6 +76,9 @@ impl Replies {
         )?;
         message.validity = self.sms.validity;
         message.category = Category::Conversational;
+        // An answer by a program (automation's clock, not a person's): it
+        // ends the thread's wait once the engine reads its acceptance.
+        message.author = Some(crate::conversation::engine::WEBHOOK.into());
         let key = IdempotencyKey {
             key: format!("webhook:{endpoint}:{}", event.id),
             fingerprint: crate::pdu::hex::encode(&Sha256::digest(text.as_bytes())),

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that talk HTTP to a running gateway.
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -128,18 +128,38 @@ check(cancelled.status == "canceled", f"cancel {cancelled.status}")
 check(client.messages(second).delete() is True, "delete")
 check(client.messages(second).fetch().status == "canceled", "deleted is canceled")
 
-# Status callbacks of the first message: sent, then delivered, each valid.
-deadline = time.time() + 30
-while time.time() < deadline:
+# A scheduled message with a StatusCallback, cancelled: scheduled, canceled.
+s = client.messages.create(
+    to="+15550600003",
+    body="Reminder with a callback",
+    send_at=later,
+    schedule_type="fixed",
+    status_callback=f"{app}/status?shop=8",
+)
+check(s.status == "scheduled", f"scheduled status {s.status}")
+check(client.messages(s.sid).update(status="canceled").status == "canceled", "cancel with callback")
+
+
+def wait_callbacks(sid, want):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with lock:
+            mine = [c for c in callbacks if c[0] == sid]
+        if [c[1] for c in mine] == want:
+            break
+        time.sleep(0.05)
     with lock:
-        mine = [c for c in callbacks if c[0] == m.sid]
-    if [c[1] for c in mine] == ["sent", "delivered"]:
-        break
-    time.sleep(0.05)
+        mine = [c for c in callbacks if c[0] == sid]
+    check([c[1] for c in mine] == want, f"callbacks of {sid}: {mine}, want {want}")
+    return mine
+
+
+# Status callbacks of the first message: every status change in order,
+# each valid.
+mine = wait_callbacks(m.sid, ["queued", "sending", "sent", "delivered"])
+canceled = wait_callbacks(s.sid, ["scheduled", "canceled"])
 with lock:
-    mine = [c for c in callbacks if c[0] == m.sid]
-check([c[1] for c in mine] == ["sent", "delivered"], f"callbacks {mine}")
-check(all(c[2] for c in callbacks), "a callback failed RequestValidator")
+    check(all(c[2] for c in callbacks), f"a callback failed RequestValidator: {callbacks}")
 
 # An incoming SMS (the test injects it once this app accepts connections).
 deadline = time.time() + 30
@@ -157,6 +177,7 @@ print(json.dumps({
     "library": __import__("twilio").__version__,
     "listed": len(listed),
     "callbacks": [c[1] for c in mine],
+    "canceled_callbacks": [c[1] for c in canceled],
     "incoming": got[0][1],
     "reply": REPLY,
 }), flush=True)

@@ -36,13 +36,19 @@ pub const DLR_REJECTED: u8 = 16;
 /// How long each callback may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The events that change an outbound message's status.
-const STATUS_EVENTS: [&str; 5] = [
+/// The events of an outbound message's status changes Twilio reports
+/// (`message.unknown` is still `sending` to Twilio: no change to report;
+/// the first five only for a message whose callback asks for every status).
+const TWILIO_EVENTS: [&str; 9] = [
+    "message.scheduled",
+    "message.queued",
+    "message.deferred",
+    "message.sending",
+    "message.cancelled",
     "message.sent",
     "message.delivered",
     "message.failed",
     "message.expired",
-    "message.unknown",
 ];
 
 /// The message an event carries (events hold the record as stored).
@@ -90,20 +96,21 @@ fn get(url: String) -> Outgoing {
 
 /// Twilio status callbacks.
 pub struct TwilioStatus {
-    store: Store,
     /// Account sid -> its auth token (signing key).
     tokens: HashMap<String, String>,
+    /// Callbacks an earlier build kept beside the messages.
+    legacy: Option<sled::Tree>,
 }
 
 impl TwilioStatus {
-    fn callback(&self, id: &str) -> Option<(String, String)> {
-        match super::callback(&self.store, id) {
-            Ok(Some(Callback::Twilio { account_sid, url })) => Some((account_sid, url)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "cannot read a message's StatusCallback");
-                None
-            }
+    /// (account sid, StatusCallback) of the message a status event is about.
+    fn callback(&self, event: &Event) -> Option<(String, String)> {
+        if !TWILIO_EVENTS.contains(&event.kind.as_str()) {
+            return None;
+        }
+        match super::callback_of(event, self.legacy.as_ref())? {
+            Callback::Twilio { account_sid, url } => Some((account_sid, url)),
+            Callback::Kannel { .. } => None,
         }
     }
 
@@ -130,17 +137,13 @@ impl TwilioStatus {
 
 impl Foreign for TwilioStatus {
     fn partition(&self, event: &Event) -> Option<String> {
-        // `unknown` is still `sending` to Twilio: no change to report.
-        if !STATUS_EVENTS.contains(&event.kind.as_str()) || event.kind == "message.unknown" {
-            return None;
-        }
-        let id = event.data.get("id")?.as_str()?;
-        self.callback(id).map(|_| id.to_string())
+        self.callback(event)?;
+        event.data.get("id")?.as_str().map(str::to_string)
     }
 
     fn request(&self, event: &Event, timeout: Duration) -> Option<Outgoing> {
+        let (account, url) = self.callback(event)?;
         let message = message(event)?;
-        let (account, url) = self.callback(&message.id)?;
         let Some(token) = self.tokens.get(&account) else {
             tracing::warn!(account = %account, "StatusCallback of an account no longer configured with a signing_token: not sent");
             return None;
@@ -225,8 +228,20 @@ impl Foreign for TwilioIncoming {
     }
 }
 
-/// Kannel's `%d` of a message's status, if it reports one.
-pub fn dlr_type(message: &Message) -> Option<u8> {
+/// Kannel's `%d` of an event about a message, if it reports one.
+pub fn dlr_type(event: &Event, message: &Message) -> Option<u8> {
+    // The service centre keeps it and is still trying: Kannel's AT driver
+    // reports a status report of that class (TP-ST 0x20-0x3F) as buffered.
+    if event.kind == "message.buffered" {
+        return Some(DLR_BUFFERED);
+    }
+    let step = matches!(
+        event.kind.as_str(),
+        "message.sent" | "message.delivered" | "message.failed" | "message.expired"
+    );
+    if !step {
+        return None;
+    }
     Some(match message.status {
         MessageStatus::Delivered => DLR_DELIVERED,
         MessageStatus::Sent => DLR_SUBMITTED,
@@ -281,19 +296,21 @@ pub fn substitute(template: &str, values: &[(char, String)]) -> String {
 
 /// Kannel delivery reports.
 pub struct KannelDlr {
-    store: Store,
+    /// Callbacks an earlier build kept beside the messages.
+    legacy: Option<sled::Tree>,
 }
 
 impl KannelDlr {
-    fn callback(&self, id: &str) -> Option<(String, u8)> {
-        match super::callback(&self.store, id) {
-            Ok(Some(Callback::Kannel { url, mask })) => Some((url, mask)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "cannot read a message's dlr-url");
-                None
-            }
-        }
+    /// The message, its `dlr-url` and the report's `%d`, when the event is
+    /// one its `dlr-mask` asks for.
+    fn report(&self, event: &Event) -> Option<(Message, String, u8)> {
+        let Callback::Kannel { url, mask } = super::callback_of(event, self.legacy.as_ref())?
+        else {
+            return None;
+        };
+        let message = message(event)?;
+        let kind = dlr_type(event, &message)?;
+        (mask & kind != 0).then_some((message, url, kind))
     }
 
     /// The `dlr-url` with this message's values.
@@ -302,6 +319,8 @@ impl KannelDlr {
         let answer = match kind {
             DLR_DELIVERED => "ACK/".to_string(),
             DLR_SUBMITTED => "ACK/".to_string(),
+            // As Kannel's AT driver words an interim report.
+            DLR_BUFFERED => "Buffered".to_string(),
             _ => match &message.error {
                 Some(e) => format!("NACK/{}/{}", e.code, e.text),
                 None => "NACK/".to_string(),
@@ -327,19 +346,11 @@ impl KannelDlr {
 
 impl Foreign for KannelDlr {
     fn partition(&self, event: &Event) -> Option<String> {
-        if !STATUS_EVENTS.contains(&event.kind.as_str()) {
-            return None;
-        }
-        let message = message(event)?;
-        let kind = dlr_type(&message)?;
-        let (_, mask) = self.callback(&message.id)?;
-        (mask & kind != 0).then_some(message.id)
+        self.report(event).map(|(message, _, _)| message.id)
     }
 
     fn request(&self, event: &Event, timeout: Duration) -> Option<Outgoing> {
-        let message = message(event)?;
-        let kind = dlr_type(&message)?;
-        let (url, _) = self.callback(&message.id)?;
+        let (message, url, kind) = self.report(event)?;
         let mut out = get(Self::url(&url, &message, kind));
         out.timeout = timeout;
         Some(out)
@@ -439,6 +450,7 @@ pub const ENDPOINT_IDS: [&str; 4] = [
 /// The webhook endpoints `[compat]` needs (none for what is not configured).
 pub fn endpoints(config: &CompatConfig, store: &Store, default_country: &str) -> Vec<Endpoint> {
     let mut out = Vec::new();
+    let legacy = super::legacy_callbacks(store, chrono::Utc::now());
     let tokens: HashMap<String, String> = config
         .twilio
         .iter()
@@ -449,8 +461,8 @@ pub fn endpoints(config: &CompatConfig, store: &Store, default_country: &str) ->
             ENDPOINT_IDS[0],
             "(each message's StatusCallback)",
             Arc::new(TwilioStatus {
-                store: store.clone(),
                 tokens: tokens.clone(),
+                legacy: legacy.clone(),
             }),
         ));
     }
@@ -481,9 +493,7 @@ pub fn endpoints(config: &CompatConfig, store: &Store, default_country: &str) ->
         out.push(endpoint(
             ENDPOINT_IDS[2],
             "(each message's dlr-url)",
-            Arc::new(KannelDlr {
-                store: store.clone(),
-            }),
+            Arc::new(KannelDlr { legacy }),
         ));
     }
     let services: Vec<(String, Option<String>)> = config

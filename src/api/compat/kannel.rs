@@ -250,8 +250,12 @@ async fn handle(state: &ApiState, fields: &[(String, Vec<u8>)]) -> Answer {
             to: receiver.to_string(),
             body: body.clone(),
             modem: modem.clone(),
+            // What the handset's side reports (delivered, failed, buffered)
+            // comes in status reports: ask for them (TP-SRR), as Kannel does.
             status_report: (dlr_mask
-                & (super::callbacks::DLR_DELIVERED | super::callbacks::DLR_FAILED)
+                & (super::callbacks::DLR_DELIVERED
+                    | super::callbacks::DLR_FAILED
+                    | super::callbacks::DLR_BUFFERED)
                 != 0)
                 .then_some(true),
             validity: validity.map(|v| Value::from(v.saturating_mul(60))),
@@ -260,9 +264,8 @@ async fn handle(state: &ApiState, fields: &[(String, Vec<u8>)]) -> Answer {
             flow: None,
             context: None,
         };
-        let store = state.store.clone();
         let outcome = messages::submit(state, request, None, |m| match &callback {
-            Some(c) => super::save_callback(&store, &m.id, c).map_err(crate::api::ApiError::from),
+            Some(c) => c.attach(m).map_err(crate::api::ApiError::from),
             None => Ok(()),
         })
         .await;

@@ -28,7 +28,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiState, Scope};
-use crate::store::{Store, StoreError};
+use crate::store::{Message, Store, StoreError};
 
 /// `[compat]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -295,9 +295,11 @@ pub fn router() -> Router<ApiState> {
         )
 }
 
-/// What a compat request asked to hear back about its message: kept beside
-/// the message (the store's `aux_compat_callbacks` tree), written before the
-/// message is accepted so no event can come before it.
+/// What a compat request asked to hear back about its message, kept in the
+/// message record ([`crate::store::Callback`]'s `target`): it lives and goes
+/// with the message (into the history files, out with an erasure), and each
+/// event of the message carries the callback it was written with, so a
+/// delivery, even a retried dead letter, reads it from its own event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "api", rename_all = "snake_case")]
 pub enum Callback {
@@ -307,29 +309,125 @@ pub enum Callback {
     Kannel { url: String, mask: u8 },
 }
 
-const CALLBACKS: &str = "compat_callbacks";
+impl Callback {
+    /// Whether the store must record every status change of the message as
+    /// an event: Twilio reports each; Kannel only what its `dlr-mask` asks,
+    /// and only "buffered" (4) is not a step every message announces.
+    pub fn every_status(&self) -> bool {
+        match self {
+            Callback::Twilio { .. } => true,
+            Callback::Kannel { mask, .. } => mask & callbacks::DLR_BUFFERED != 0,
+        }
+    }
 
-/// Keep `callback` for message `id` (made durable by the accept that follows).
-pub fn save_callback(store: &Store, id: &str, callback: &Callback) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(callback).map_err(|e| StoreError::Corrupt {
-        key: id.to_string(),
-        reason: e.to_string(),
-    })?;
-    store.aux_tree(CALLBACKS)?.insert(id.as_bytes(), bytes)?;
-    Ok(())
+    /// Keep this callback with `message` (stored by the accept that follows).
+    pub fn attach(&self, message: &mut Message) -> Result<(), StoreError> {
+        let target = serde_json::to_value(self).map_err(|e| StoreError::Corrupt {
+            key: message.id.clone(),
+            reason: e.to_string(),
+        })?;
+        message.callback = Some(crate::store::Callback {
+            every_status: self.every_status(),
+            target,
+        });
+        Ok(())
+    }
+
+    /// The callback kept with a message (an event's `data`: the record as
+    /// stored); None when it has none or one of another API.
+    pub fn of(data: &serde_json::Value) -> Option<Callback> {
+        let target = data.get("callback")?.get("target")?;
+        match serde_json::from_value(target.clone()) {
+            Ok(callback) => Some(callback),
+            Err(e) => {
+                tracing::error!(error = %e, "a message's callback cannot be read: not called");
+                None
+            }
+        }
+    }
 }
 
-/// The callback asked for message `id`, if any.
-pub fn callback(store: &Store, id: &str) -> Result<Option<Callback>, StoreError> {
-    let Some(raw) = store.aux_tree(CALLBACKS)?.get(id.as_bytes())? else {
+/// Where an earlier build kept callbacks: beside the message, in the store's
+/// `aux_compat_callbacks` tree, never pruned. No new record is written
+/// there; what the tree still holds is read for the events of those
+/// messages, and drained at start ([`legacy_callbacks`]).
+const LEGACY_CALLBACKS: &str = "compat_callbacks";
+
+/// How long a legacy record stays after its message settled: the webhooks'
+/// retries of its last callback run for a day.
+const LEGACY_KEEP: chrono::Duration = chrono::Duration::days(2);
+
+/// The legacy callbacks tree after removing the records no longer needed
+/// (the message erased or never stored, or settled for [`LEGACY_KEEP`]);
+/// None once it is empty, so nothing looks there any more. A store error is
+/// logged: the records it could not look at are kept and still read.
+pub fn legacy_callbacks(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Option<sled::Tree> {
+    let tree = match store.aux_tree(LEGACY_CALLBACKS) {
+        Ok(tree) => tree,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the callbacks an earlier build kept");
+            return None;
+        }
+    };
+    let mut removed = 0usize;
+    let mut prune = || -> Result<(), StoreError> {
+        for entry in tree.iter() {
+            let (key, _) = entry?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let done = match store.get(&id)? {
+                None => true,
+                Some(m) => m.status.is_final() && m.updated_at < now - LEGACY_KEEP,
+            };
+            if done {
+                tree.remove(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = prune() {
+        tracing::error!(error = %e, "cannot prune the callbacks an earlier build kept");
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            left = tree.len(),
+            "callbacks kept by an earlier build pruned"
+        );
+    }
+    (!tree.is_empty()).then_some(tree)
+}
+
+/// A legacy record of message `id` (see [`LEGACY_CALLBACKS`]).
+fn legacy_callback(tree: &sled::Tree, id: &str) -> Result<Option<Callback>, StoreError> {
+    let Some(raw) = tree.get(id.as_bytes())? else {
         return Ok(None);
     };
     serde_json::from_slice(&raw)
         .map(Some)
         .map_err(|e| StoreError::Corrupt {
-            key: format!("{CALLBACKS}/{id}"),
+            key: format!("aux_{LEGACY_CALLBACKS}/{id}"),
             reason: e.to_string(),
         })
+}
+
+/// The callback of the message an event carries: kept with it, else (a
+/// message accepted by an earlier build) in the legacy tree.
+pub(crate) fn callback_of(
+    event: &crate::store::Event,
+    legacy: Option<&sled::Tree>,
+) -> Option<Callback> {
+    if let Some(callback) = Callback::of(&event.data) {
+        return Some(callback);
+    }
+    let (tree, id) = (legacy?, event.data.get("id")?.as_str()?);
+    match legacy_callback(tree, id) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(message_id = %id, error = %e, "cannot read a message's callback");
+            None
+        }
+    }
 }
 
 /// Percent-encode everything but RFC 3986's unreserved characters (Kannel
@@ -365,6 +463,76 @@ mod tests {
     #[test]
     fn url_encoding_keeps_unreserved_only() {
         assert_eq!(url_encode("+1 555/ä~"), "%2B1%20555%2F%C3%A4~");
+    }
+
+    /// Callbacks an earlier build kept beside their messages are still read
+    /// for those messages' events, and pruned at start once not needed: the
+    /// message gone (or never stored), or settled for two days.
+    #[tokio::test]
+    async fn legacy_callbacks_are_read_then_pruned() {
+        use crate::store::{Event, MessageStatus};
+        let t = crate::store::test_support::TempStore::new();
+        let store = &t.store;
+        let now = chrono::Utc::now();
+        let days = chrono::Duration::days;
+        let dlr = Callback::Kannel {
+            url: "http://app.lan/dlr?type=%d".into(),
+            mask: 3,
+        };
+        let message = |to: &str, at| store.new_outbound("", to, "hi", 1, "gsm7", true, None, at);
+        let open = message("+15551230001", now);
+        let settled = message("+15551230002", now - days(3));
+        for m in [&open, &settled] {
+            store.accept(m.clone(), None).await.unwrap();
+        }
+        store
+            .update(&settled.id, |m| {
+                m.transition(now - days(3), MessageStatus::Delivered);
+                true
+            })
+            .await
+            .unwrap();
+        let never_stored = store.new_id("+15551230003", now);
+        let tree = store.aux_tree(LEGACY_CALLBACKS).unwrap();
+        for id in [&open.id, &settled.id, &never_stored] {
+            tree.insert(id.as_bytes(), serde_json::to_vec(&dlr).unwrap())
+                .unwrap();
+        }
+        let legacy = legacy_callbacks(store, now).unwrap();
+        let left: Vec<String> = legacy
+            .iter()
+            .keys()
+            .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(left, vec![open.id.clone()]);
+        let event = |m: &Message| Event {
+            id: "evt_0000000000000001".into(),
+            kind: "message.sent".into(),
+            created_at: now,
+            data: serde_json::to_value(m).unwrap(),
+        };
+        assert_eq!(callback_of(&event(&open), Some(&legacy)), Some(dlr.clone()));
+        assert_eq!(callback_of(&event(&open), None), None);
+        // A callback kept in the message is read from the event itself.
+        let mut attached = message("+15551230004", now);
+        let twilio = Callback::Twilio {
+            account_sid: format!("AC{}", "0".repeat(32)),
+            url: "http://app.lan/status".into(),
+        };
+        twilio.attach(&mut attached).unwrap();
+        assert!(attached.callback.as_ref().is_some_and(|c| c.every_status));
+        assert_eq!(callback_of(&event(&attached), None), Some(twilio));
+        // Settled two days later, the last legacy record goes, and nothing
+        // is looked up there any more.
+        store
+            .update(&open.id, |m| {
+                m.transition(now, MessageStatus::Delivered);
+                true
+            })
+            .await
+            .unwrap();
+        assert!(legacy_callbacks(store, now + days(1)).is_some());
+        assert!(legacy_callbacks(store, now + days(3)).is_none());
     }
 
     #[test]

@@ -425,9 +425,8 @@ pub async fn create(
     let key = headers
         .get("i-twilio-idempotency-token")
         .or_else(|| headers.get("idempotency-key"));
-    let store = state.store.clone();
     let message = messages::submit(&state, request, key, |m| match &callback {
-        Some(c) => super::save_callback(&store, &m.id, c).map_err(ApiError::from),
+        Some(c) => c.attach(m).map_err(ApiError::from),
         None => Ok(()),
     })
     .await
