@@ -192,14 +192,17 @@ fn fill(path: &Path, messages: u64, contacts: u64) -> (u64, u64, Duration) {
                 waited_from,
                 by_person,
             } => {
+                // A person's answer ends both waits; automation's the
+                // contact's.
                 let wait = (p.at_ms - waited_from) as u64 / 1000;
                 Fact::FirstResponse {
                     contact,
                     at,
                     team,
-                    waited_from: time(waited_from),
-                    by_person,
+                    waited_from: Some(time(waited_from)),
                     business_seconds: wait / 2,
+                    person_waited_from: by_person.then(|| time(waited_from)),
+                    person_business_seconds: if by_person { wait / 2 } else { 0 },
                 }
             }
             Next::Outcome { message, name } => Fact::Outcome {
@@ -240,7 +243,7 @@ fn filled(messages: u64, contacts: u64, name: &str, refill: bool) -> PathBuf {
         let _ = std::fs::remove_dir_all(&dir);
     }
     // The tag names the counters' layout: another layout is filled again.
-    let tag = format!("{messages} messages, {contacts} contacts, metric layout 5");
+    let tag = format!("{messages} messages, {contacts} contacts, metric layout 6");
     if let Ok(text) = std::fs::read_to_string(&marker) {
         if text.starts_with(&tag) {
             println!("store: reusing {} ({})", dir.display(), text.trim());

@@ -94,9 +94,11 @@ async fn the_summary_answers_hand_counted_metrics_over_http() {
             contact: d.into(),
             at: at(3, 9, 31),
             team: Some("support".into()),
-            waited_from: at(3, 9, 30),
-            by_person: true,
+            // A person's answer: it ends the wait and the person's.
+            waited_from: Some(at(3, 9, 30)),
             business_seconds: 60,
+            person_waited_from: Some(at(3, 9, 30)),
+            person_business_seconds: 60,
         },
         Fact::Outcome {
             contact: d.into(),

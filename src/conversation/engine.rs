@@ -719,41 +719,42 @@ impl Engine {
             }
             "thread.state_changed" | "thread.responded" => {
                 let change = &data["change"];
-                // A person's answer counts from the person's wait (which
-                // automation's answers did not end).
-                let by_person = change["by_person"]
-                    .as_bool()
-                    .unwrap_or_else(|| data["author"].as_str().is_some_and(|a| a != AUTOMATION));
-                let wait = match change.get("person_waited_from") {
-                    Some(from) if by_person => from,
-                    _ => &change["waited_from"],
+                let time = |v: &serde_json::Value| {
+                    v.as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc))
                 };
-                let Some(waited_from) = wait
-                    .as_str()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-                else {
+                // The waits this answer ended: the contact's, and a
+                // person's (which automation's answers do not end). An
+                // event from before the person's clock (no `by_person`)
+                // ended both when its author was a person.
+                let waited_from = time(&change["waited_from"]);
+                let person_waited_from = if change.get("by_person").is_some() {
+                    time(&change["person_waited_from"])
+                } else {
+                    waited_from.filter(|_| data["author"].as_str().is_some_and(by_person))
+                };
+                if waited_from.is_none() && person_waited_from.is_none() {
                     return Ok(None);
-                };
+                }
                 let team = text(&data["team"]);
-                let business_seconds = team_of(&wiring.teams, team.as_deref())
-                    .map(|t| {
-                        t.business_hours
-                            .business_duration(waited_from, event.created_at)
+                let hours = team_of(&wiring.teams, team.as_deref()).map(|t| &t.business_hours);
+                let business = |from: Option<DateTime<Utc>>| {
+                    from.map(|from| match hours {
+                        Some(hours) => hours.business_duration(from, event.created_at),
+                        None => (event.created_at - from).to_std().unwrap_or_default(),
                     })
-                    .unwrap_or_else(|| {
-                        (event.created_at - waited_from)
-                            .to_std()
-                            .unwrap_or_default()
-                    })
-                    .as_secs();
+                    .unwrap_or_default()
+                    .as_secs()
+                };
                 Some(Fact::FirstResponse {
                     contact,
                     at: event.created_at,
                     team,
                     waited_from,
-                    by_person,
-                    business_seconds,
+                    business_seconds: business(waited_from),
+                    person_waited_from,
+                    person_business_seconds: business(person_waited_from),
                 })
             }
             "thread.outcome" => {

@@ -36,7 +36,7 @@
 //! written once per batch that has a fact of the contact
 //! ([`ContactRecord`], a compact binary encoding): the dimensions of its
 //! facts (each once, referred to by index), its outbounds within the reply
-//! window and its latest one, its current wait, its sent messages (by a
+//! window and its latest one, its sent messages (by a
 //! 64-bit digest of the id, with day and dimensions: what an outcome naming
 //! one is counted under) and its counted days per kind and dimensions. The
 //! days counted under a dimension key are those of every entry whose
@@ -423,14 +423,6 @@ struct Outbound {
     dims: u32,
 }
 
-/// A wait's first responses counted so far.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct Wait {
-    from: i64,
-    overall: bool,
-    person: bool,
-}
-
 /// A message sent to the contact, for the outcome it may lead to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sent {
@@ -450,9 +442,9 @@ fn message_digest(id: &str) -> [u8; 8] {
 }
 
 /// Per contact, in one key (`c` contact), everything counting its next
-/// facts needs: the outbounds a reply or outcome is attributed to, its
-/// current wait, the days it was counted on, its sent messages. One read
-/// and one write per contact and batch.
+/// facts needs: the outbounds a reply or outcome is attributed to, the
+/// days it was counted on, its sent messages. One read and one write per
+/// contact and batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct ContactRecord {
     /// The dimensions of its facts, each once (the rest of the record
@@ -466,7 +458,6 @@ struct ContactRecord {
     last: Option<Outbound>,
     /// The newest fact's time (ms).
     newest: i64,
-    wait: Option<Wait>,
     /// (kind, dimensions) -> the days it was counted on, ascending. Under
     /// a dimension key it was counted on the days of every entry whose
     /// dimensions are within the key's pattern (see [`Batch::count`]).
@@ -477,7 +468,11 @@ struct ContactRecord {
 
 /// The record's encoding (a first octet `{` is the JSON state of a store
 /// from before it: [`LegacyState`]).
-const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 2;
+/// The encoding before first responses were counted from the waits an
+/// answer ended: a wait (flags, then its start if set) after `newest`,
+/// read past.
+const RECORD_VERSION_WITH_WAIT: u8 = 1;
 
 impl ContactRecord {
     /// The index of `dims`, added if new.
@@ -597,13 +592,6 @@ impl ContactRecord {
         }
         let mut out = vec![RECORD_VERSION];
         out.extend_from_slice(&self.newest.to_be_bytes());
-        match self.wait {
-            None => out.push(0),
-            Some(w) => {
-                out.push(1 | (u8::from(w.overall) << 1) | (u8::from(w.person) << 2));
-                out.extend_from_slice(&w.from.to_be_bytes());
-            }
-        }
         n(&mut out, self.dims.len());
         for d in &self.dims {
             out.extend_from_slice(&d.own_key());
@@ -643,7 +631,8 @@ impl ContactRecord {
         }
         let bad = || corrupt(key, "a metric contact record is cut short or malformed");
         let mut r = Reader { raw, at: 0 };
-        if r.u8().ok_or_else(bad)? != RECORD_VERSION {
+        let version = r.u8().ok_or_else(bad)?;
+        if version != RECORD_VERSION && version != RECORD_VERSION_WITH_WAIT {
             return Err(corrupt(
                 key,
                 "a metric contact record of an unknown version",
@@ -654,13 +643,10 @@ impl ContactRecord {
                 newest: r.i64()?,
                 ..ContactRecord::default()
             };
-            let wait = r.u8()?;
-            if wait & 1 == 1 {
-                record.wait = Some(Wait {
-                    from: r.i64()?,
-                    overall: wait & 2 != 0,
-                    person: wait & 4 != 0,
-                });
+            if version == RECORD_VERSION_WITH_WAIT && r.u8()? & 1 == 1 {
+                // The wait's start (first responses are counted from the
+                // waits each answer ended: no state is needed).
+                r.skip(8)?;
             }
             for _ in 0..r.u32()? {
                 let (dims, len) = Dims::parse_key(r.rest())?;
@@ -769,8 +755,6 @@ struct LegacyState {
     last: Option<LegacyOutbound>,
     #[serde(default)]
     newest: i64,
-    #[serde(default)]
-    wait: Option<Wait>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -785,7 +769,6 @@ impl LegacyState {
     fn into_record(self) -> Result<ContactRecord> {
         let mut record = ContactRecord {
             newest: self.newest,
-            wait: self.wait,
             ..ContactRecord::default()
         };
         for o in self.recent {
@@ -1213,40 +1196,28 @@ impl<'a> Batch<'a> {
                 at,
                 team,
                 waited_from,
-                by_person,
                 business_seconds,
+                person_waited_from,
+                person_business_seconds,
                 ..
             } => {
-                let from = waited_from.timestamp_millis();
-                let mut wait = match record.wait {
-                    Some(w) if w.from == from => w,
-                    _ => Wait {
-                        from,
-                        overall: false,
-                        person: false,
-                    },
-                };
-                // The first response of a wait counts overall, whoever gave
-                // it; a person's first reply counts for people once.
-                let overall = !wait.overall;
-                let person = *by_person && !wait.person;
-                wait.overall = true;
-                wait.person |= *by_person;
-                record.wait = Some(wait);
-                let seconds = (*at - *waited_from).num_seconds().max(0) as u64;
+                // Each wait an answer ended is in one event (the thread
+                // takes it as it is answered) and the cursor counts an
+                // event once: a present wait is its first response.
+                let seconds = |from: &DateTime<Utc>| (*at - *from).num_seconds().max(0) as u64;
                 let day = day_of(*at);
                 let dims = Dims {
                     team: team.clone(),
                     ..Dims::default()
                 };
                 for (_, key) in dims.keys() {
-                    if overall {
-                        self.add_wait(OVERALL, &key, day, seconds)?;
+                    if let Some(from) = waited_from {
+                        self.add_wait(OVERALL, &key, day, seconds(from))?;
                         self.add_wait(OVERALL_BUSINESS, &key, day, *business_seconds)?;
                     }
-                    if person {
-                        self.add_wait(PERSON, &key, day, seconds)?;
-                        self.add_wait(PERSON_BUSINESS, &key, day, *business_seconds)?;
+                    if let Some(from) = person_waited_from {
+                        self.add_wait(PERSON, &key, day, seconds(from))?;
+                        self.add_wait(PERSON_BUSINESS, &key, day, *person_business_seconds)?;
                     }
                 }
                 record.note_time(at.timestamp_millis(), window);
@@ -1533,21 +1504,36 @@ mod tests {
         }
     }
 
+    /// The waits an answer ends: the contact's (automation's answer), the
+    /// person's only (a person's after automation's), both (a person's).
+    #[derive(Debug, Clone, Copy)]
+    enum Ends {
+        Wait,
+        PersonWait,
+        Both,
+    }
+
     fn response(
         contact: &str,
         team: &str,
         from: DateTime<Utc>,
         seconds: i64,
-        by_person: bool,
+        ends: Ends,
         business: u64,
     ) -> Fact {
+        let (wait, person) = match ends {
+            Ends::Wait => (Some(from), None),
+            Ends::PersonWait => (None, Some(from)),
+            Ends::Both => (Some(from), Some(from)),
+        };
         Fact::FirstResponse {
             contact: contact.into(),
             at: from + chrono::Duration::seconds(seconds),
             team: Some(team.into()),
-            waited_from: from,
-            by_person,
-            business_seconds: business,
+            waited_from: wait,
+            business_seconds: wait.map_or(0, |_| business),
+            person_waited_from: person,
+            person_business_seconds: person.map_or(0, |_| business),
         }
     }
 
@@ -1577,8 +1563,8 @@ mod tests {
             // A (spring/a, sales) replies twice within the day.
             sent(A, at(1, 10, 0), "mA", ("spring", "a", "sales"), 1),
             inbound(A, at(1, 10, 5), false),
-            response(A, "sales", at(1, 10, 5), 120, false, 120),
-            response(A, "sales", at(1, 10, 5), 900, true, 900),
+            response(A, "sales", at(1, 10, 5), 120, Ends::Wait, 120),
+            response(A, "sales", at(1, 10, 5), 900, Ends::PersonWait, 900),
             inbound(A, at(1, 11, 0), false),
             // B (spring/b, sales) replies 26 hours later: after the window.
             sent(B, at(1, 10, 0), "mB", ("spring", "b", "sales"), 2),
@@ -1588,7 +1574,7 @@ mod tests {
             // D (spring/b, support) confirms (a conversion) and rates (not one).
             sent(D, at(1, 10, 0), "mD", ("spring", "b", "support"), 1),
             inbound(D, at(1, 11, 0), false),
-            response(D, "support", at(1, 11, 0), 30, true, 30),
+            response(D, "support", at(1, 11, 0), 30, Ends::Both, 30),
             outcome(D, at(1, 11, 0), "appointment_confirmed", "mD"),
             outcome(D, at(1, 11, 1), "rating_received", "mD"),
             // E (no campaign, support) is sent something on both days.
@@ -1755,6 +1741,47 @@ mod tests {
         // Counting continues where it was: the cursor is still known.
         assert_eq!(t.store.metrics_cursor_if_set().unwrap(), Some(17));
         assert_eq!(one_by_one(&t.store, &scenario()[..1], &counting), 0);
+    }
+
+    /// Records in the encoding that kept a wait (version 1, written before
+    /// first responses were counted from the waits an answer ended) read
+    /// as they were and count on exactly; an unknown version is an error.
+    #[test]
+    fn records_that_kept_a_wait_count_on_exactly() {
+        let counting = Counting::default();
+        let facts = scenario();
+        let reference = TempStore::new();
+        one_by_one(&reference.store, &facts, &counting);
+
+        let mut t = TempStore::new();
+        one_by_one(&t.store, &facts[..9], &counting);
+        let counted = summaries(&t.store);
+        let trees = &t.store.inner.metric_counters;
+        let mut rewritten = 0;
+        for (i, entry) in trees.facts.scan_prefix(b"c").enumerate() {
+            let (key, raw) = entry.unwrap();
+            assert_eq!(raw[0], RECORD_VERSION);
+            // With a wait on every other record, none on the rest.
+            let wait: &[u8] = if i % 2 == 0 {
+                &[1 | 2, 0, 0, 1, 0x8f, 0, 0, 0, 0]
+            } else {
+                &[0]
+            };
+            let old = [&[RECORD_VERSION_WITH_WAIT][..], &raw[1..9], wait, &raw[9..]].concat();
+            let decoded = ContactRecord::decode(&key, &old).unwrap();
+            assert_eq!(decoded, ContactRecord::decode(&key, &raw).unwrap());
+            trees.facts.insert(&key, old).unwrap();
+            rewritten += 1;
+        }
+        assert_eq!(rewritten, 4, "A B C D");
+        t.restart();
+        assert_eq!(summaries(&t.store), counted);
+        one_by_one(&t.store, &facts, &counting);
+        assert_eq!(summaries(&t.store), summaries(&reference.store));
+
+        let unknown = [&[9u8][..], &[0; 8]].concat();
+        assert!(ContactRecord::decode(b"cX", &unknown).is_err());
+        assert!(ContactRecord::decode(b"cX", &[RECORD_VERSION_WITH_WAIT, 0, 0]).is_err());
     }
 
     #[test]
@@ -2006,7 +2033,7 @@ mod tests {
                 "recent": record.recent.iter().map(|o| json_of(&record, o)).collect::<Vec<_>>(),
                 "last": record.last.as_ref().map(|o| json_of(&record, o)),
                 "newest": record.newest,
-                "wait": record.wait,
+                "wait": {"from": 1, "overall": true, "person": false},
             });
             facts
                 .insert(&key, serde_json::to_vec(&state).unwrap())
@@ -2095,7 +2122,8 @@ mod tests {
     }
 
     /// One random fact: (kind, contact, day, minute, campaign, variant,
-    /// team, flag, parts, which earlier message).
+    /// team, flag, parts, which earlier message or which waits an answer
+    /// ends).
     type Op = (u8, u8, u32, u32, u8, u8, u8, bool, u32, usize);
 
     fn facts_of(ops: &[Op]) -> Vec<(u64, Fact)> {
@@ -2120,7 +2148,10 @@ mod tests {
                     sent(&contact, when, &id, (campaign, variant, team), parts)
                 }
                 1 => inbound(&contact, when, flag),
-                2 => response(&contact, team, when, i64::from(parts) * 97, flag, 60),
+                2 => {
+                    let ends = [Ends::Wait, Ends::PersonWait, Ends::Both][which % 3];
+                    response(&contact, team, when, i64::from(parts) * 97, ends, 60)
+                }
                 _ => {
                     let name = if flag {
                         "appointment_confirmed"
