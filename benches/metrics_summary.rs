@@ -14,7 +14,7 @@
 //! three, an outcome (a conversion or not) linked to the sent message.
 //! Messages = sends + answers. The fill reports facts per second and the
 //! store's size on disk after a flush (the files' allocated blocks, as
-//! `du` counts them).
+//! `du` counts them), and each run what the metric trees hold by key kind.
 //!
 //! Then each summary is asked 3 times to warm up and 50 times measured (wall time, and the process's CPU time per summary), one
 //! after another on one thread (the API runs it on the blocking pool).
@@ -282,6 +282,32 @@ fn du(path: &Path) -> u64 {
     total
 }
 
+/// What the metric trees hold, by key kind (the first octet): keys and
+/// their key and value bytes (sled's files add its page overhead on top;
+/// the bench's store holds nothing else, so `du` is the metrics' disk).
+fn census(path: &Path) {
+    let db = sled::Config::new().path(path).open().unwrap();
+    println!("| tree | kind | keys | key + value bytes |");
+    println!("|---|---|---|---|");
+    for name in ["metric_facts", "metric_counters"] {
+        let tree = db.open_tree(name).unwrap();
+        let mut by: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
+        for entry in tree.iter() {
+            let (key, value) = entry.unwrap();
+            let kind = by.entry(key.first().copied().unwrap_or(0)).or_default();
+            kind.0 += 1;
+            kind.1 += (key.len() + value.len()) as u64;
+        }
+        for (kind, (keys, bytes)) in by {
+            println!(
+                "| {name} | `{}` | {keys} | {:.1} MiB |",
+                kind as char,
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+    }
+}
+
 fn day(n: i64) -> NaiveDate {
     (base() + chrono::Duration::days(n)).date_naive()
 }
@@ -297,6 +323,7 @@ fn main() {
     println!("machine: {}", harness::machine());
     println!("load at start: {}", harness::load());
     let dir = filled(messages, contacts, name, refill);
+    census(&dir.join("db"));
     let store = Store::open(&dir.join("db"), CACHE_MB).unwrap();
     println!(
         "store on disk: {} MiB (du), sled's size_on_disk {} MiB",

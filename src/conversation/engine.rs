@@ -1026,6 +1026,95 @@ mod tests {
         assert_eq!(store.thread_record(c).unwrap().unwrap().flow, None);
     }
 
+    /// The waits a thread event's answer ended become its first-response
+    /// fact: automation's ends the wait, a person's after automation the
+    /// person's only, and an event from before the person's clock (no
+    /// `by_person`) both when its author is a person.
+    #[test]
+    fn an_answers_fact_names_the_waits_it_ended() {
+        let t = TempStore::new();
+        let engine = Engine::new(t.store.clone(), policy(&t.store), None, sms()).with_metrics(
+            MetricsWiring {
+                counting: Counting::default(),
+                costs: HashMap::new(),
+                teams: Vec::new(),
+            },
+        );
+        let t0 = Utc::now();
+        let at = t0 + chrono::Duration::seconds(90);
+        let fact = |kind: &str, author: &str, change: serde_json::Value| {
+            let event = Event {
+                id: "evt_1".into(),
+                kind: kind.into(),
+                created_at: at,
+                data: serde_json::json!({"contact": "+15550006020", "team": "support",
+                    "author": author, "change": change}),
+            };
+            match engine.fact(&event).unwrap() {
+                Some(Fact::FirstResponse {
+                    waited_from,
+                    business_seconds,
+                    person_waited_from,
+                    person_business_seconds,
+                    ..
+                }) => Some((
+                    waited_from,
+                    business_seconds,
+                    person_waited_from,
+                    person_business_seconds,
+                )),
+                None => None,
+                other => panic!("{other:?}"),
+            }
+        };
+        let both = Some((Some(t0), 90, Some(t0), 90));
+        let wait_only = Some((Some(t0), 90, None, 0));
+        assert_eq!(
+            fact(
+                "thread.state_changed",
+                AUTOMATION,
+                serde_json::json!({"by_person": false, "waited_from": t0})
+            ),
+            wait_only
+        );
+        assert_eq!(
+            fact(
+                "thread.responded",
+                "ana",
+                serde_json::json!({"by_person": true, "waited_from": null,
+                    "person_waited_from": t0})
+            ),
+            Some((None, 0, Some(t0), 90))
+        );
+        assert_eq!(
+            fact(
+                "thread.state_changed",
+                "ana",
+                serde_json::json!({"by_person": true, "waited_from": t0,
+                    "person_waited_from": t0})
+            ),
+            both
+        );
+        // Events from before the person's clock.
+        let old = serde_json::json!({"from": "open", "to": "waiting_on_customer",
+            "waited_from": t0});
+        assert_eq!(fact("thread.state_changed", "ana", old.clone()), both);
+        assert_eq!(
+            fact("thread.state_changed", AUTOMATION, old.clone()),
+            wait_only
+        );
+        assert_eq!(fact("thread.state_changed", WEBHOOK, old), wait_only);
+        // A state change that ends no wait.
+        assert_eq!(
+            fact(
+                "thread.state_changed",
+                "ana",
+                serde_json::json!({"from": "open", "to": "closed"})
+            ),
+            None
+        );
+    }
+
     /// Marks the outbound `id` sent by modem m1 (a `message.sent` event).
     async fn mark_sent(store: &Store, id: &str) {
         let now = Utc::now();
