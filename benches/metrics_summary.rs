@@ -2,15 +2,19 @@
 //! under 50 ms): 100,000 contacts, 5 campaigns x 2 variants (and 20% of
 //! sends in no campaign), 3 teams.
 //!
-//! The counters are filled once through `Store::record_metric_blocking`,
-//! the engine's path, fact by fact in time order, and kept in
+//! The counters are filled once through `Store::record_metrics`, the
+//! engine's path, in time order, in batches of 256 facts (the engine counts
+//! a batch of up to 256 events at a time; here every event is a fact), and
+//! kept in
 //! `<target>/bench-data/metrics_summary-1m` (`-quick`: 100,000 messages,
 //! 10,000 contacts); delete it or pass `--refill` to fill again. Each sent
 //! message is answered with probability 0.6 within 1 minute to 30 hours
 //! (so some after the 24 h reply window); 5% of answers are STOP; the rest
 //! get a first response 5 s to 3 h later (half by a person) and, one in
 //! three, an outcome (a conversion or not) linked to the sent message.
-//! Messages = sends + answers.
+//! Messages = sends + answers. The fill reports facts per second and the
+//! store's size on disk after a flush (the files' allocated blocks, as
+//! `du` counts them), and each run what the metric trees hold by key kind.
 //!
 //! Then each summary is asked 3 times to warm up and 50 times measured (wall time, and the process's CPU time per summary), one
 //! after another on one thread (the API runs it on the blocking pool).
@@ -30,6 +34,8 @@ use smsgate::conversation::metrics::{Counting, Fact, SummaryQuery};
 use smsgate::store::Store;
 
 const CACHE_MB: u64 = 64;
+/// Facts per `record_metrics` call: the engine's batch of events.
+const BATCH: usize = 256;
 /// Measured summaries per case.
 const RUNS: u32 = 50;
 const DAYS: i64 = 365;
@@ -114,6 +120,7 @@ fn fill(path: &Path, messages: u64, contacts: u64) -> (u64, u64, Duration) {
         }));
     }
     let (mut facts, mut stored) = (0u64, 0u64);
+    let mut batch = Vec::with_capacity(BATCH);
     let started = Instant::now();
     while let Some(Reverse(p)) = heap.pop() {
         seq += 1;
@@ -185,14 +192,17 @@ fn fill(path: &Path, messages: u64, contacts: u64) -> (u64, u64, Duration) {
                 waited_from,
                 by_person,
             } => {
+                // A person's answer ends both waits; automation's the
+                // contact's.
                 let wait = (p.at_ms - waited_from) as u64 / 1000;
                 Fact::FirstResponse {
                     contact,
                     at,
                     team,
-                    waited_from: time(waited_from),
-                    by_person,
+                    waited_from: Some(time(waited_from)),
                     business_seconds: wait / 2,
+                    person_waited_from: by_person.then(|| time(waited_from)),
+                    person_business_seconds: if by_person { wait / 2 } else { 0 },
                 }
             }
             Next::Outcome { message, name } => Fact::Outcome {
@@ -205,9 +215,11 @@ fn fill(path: &Path, messages: u64, contacts: u64) -> (u64, u64, Duration) {
                 message_id: Some(format!("msg_{message:016x}")),
             },
         };
-        store
-            .record_metric_blocking(&format!("evt_{seq:016x}:bench"), &fact, &counting)
-            .unwrap();
+        batch.push((facts, fact));
+        if batch.len() == BATCH {
+            store.record_metrics(&batch, facts, &counting).unwrap();
+            batch.clear();
+        }
         facts += 1;
         if facts % 200_000 == 0 {
             eprintln!(
@@ -215,6 +227,9 @@ fn fill(path: &Path, messages: u64, contacts: u64) -> (u64, u64, Duration) {
                 started.elapsed().as_secs_f64()
             );
         }
+    }
+    if let Some(&(last, _)) = batch.last() {
+        store.record_metrics(&batch, last, &counting).unwrap();
     }
     store.flush_blocking().unwrap();
     (facts, stored, started.elapsed())
@@ -228,7 +243,7 @@ fn filled(messages: u64, contacts: u64, name: &str, refill: bool) -> PathBuf {
         let _ = std::fs::remove_dir_all(&dir);
     }
     // The tag names the counters' layout: another layout is filled again.
-    let tag = format!("{messages} messages, {contacts} contacts, metric layout 2");
+    let tag = format!("{messages} messages, {contacts} contacts, metric layout 6");
     if let Ok(text) = std::fs::read_to_string(&marker) {
         if text.starts_with(&tag) {
             println!("store: reusing {} ({})", dir.display(), text.trim());
@@ -240,14 +255,57 @@ fn filled(messages: u64, contacts: u64, name: &str, refill: bool) -> PathBuf {
     println!("store: filling {} (once)", dir.display());
     let (facts, stored, took) = fill(&dir.join("db"), messages, contacts);
     let line = format!(
-        "{tag}: {stored} messages, {facts} facts recorded in {:.1} s ({:.0} facts/s, {:.0} us each)",
+        "{tag}: {stored} messages, {facts} facts recorded in {:.1} s ({:.0} facts/s, {:.0} us each); {} MiB on disk after the flush",
         took.as_secs_f64(),
         facts as f64 / took.as_secs_f64(),
-        took.as_secs_f64() * 1e6 / facts as f64
+        took.as_secs_f64() * 1e6 / facts as f64,
+        du(&dir.join("db")) / (1024 * 1024)
     );
     println!("fill: {line}");
     std::fs::write(&marker, line).unwrap();
     dir
+}
+
+/// Bytes the files under `path` take on disk (allocated blocks, as `du`).
+fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            du(&entry.path())
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    total
+}
+
+/// What the metric trees hold, by key kind (the first octet): keys and
+/// their key and value bytes (sled's files add its page overhead on top;
+/// the bench's store holds nothing else, so `du` is the metrics' disk).
+fn census(path: &Path) {
+    let db = sled::Config::new().path(path).open().unwrap();
+    println!("| tree | kind | keys | key + value bytes |");
+    println!("|---|---|---|---|");
+    for name in ["metric_facts", "metric_counters"] {
+        let tree = db.open_tree(name).unwrap();
+        let mut by: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
+        for entry in tree.iter() {
+            let (key, value) = entry.unwrap();
+            let kind = by.entry(key.first().copied().unwrap_or(0)).or_default();
+            kind.0 += 1;
+            kind.1 += (key.len() + value.len()) as u64;
+        }
+        for (kind, (keys, bytes)) in by {
+            println!(
+                "| {name} | `{}` | {keys} | {:.1} MiB |",
+                kind as char,
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+    }
 }
 
 fn day(n: i64) -> NaiveDate {
@@ -265,9 +323,11 @@ fn main() {
     println!("machine: {}", harness::machine());
     println!("load at start: {}", harness::load());
     let dir = filled(messages, contacts, name, refill);
+    census(&dir.join("db"));
     let store = Store::open(&dir.join("db"), CACHE_MB).unwrap();
     println!(
-        "store on disk: {} MiB",
+        "store on disk: {} MiB (du), sled's size_on_disk {} MiB",
+        du(&dir.join("db")) / (1024 * 1024),
         store.size_on_disk() / (1024 * 1024)
     );
     let some = |s: &str| Some(s.to_string());

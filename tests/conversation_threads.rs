@@ -899,6 +899,48 @@ async fn a_persons_first_response_counts_from_the_inbound_that_automation_answer
     assert_eq!(ttfr["person"]["overall"]["p90_s"], six_minutes, "{summary}");
 }
 
+/// Automation answers two waits before a person answers: the overall time
+/// to first response counts each of the two waits once (the person's
+/// answer ends no wait of those), the person's counts one, from the first.
+#[tokio::test]
+async fn a_persons_answer_after_two_automated_ones_adds_no_overall_first_response() {
+    let decider: Decider = Arc::new(|input| {
+        if input.text.contains("hours") {
+            vec![Action::Reply("We are open 9 to 5.".into())]
+        } else {
+            Vec::new()
+        }
+    });
+    let g = inbox(decider);
+    let engine = counting(&g);
+    let c = "+15551110063";
+    let t0 = later_than_now();
+    g.clock.set(t0);
+    g.arrives(c, "What are your hours?").await;
+    engine.catch_up().await.unwrap();
+    g.clock.set(t0 + chrono::Duration::minutes(1));
+    g.arrives(c, "And your hours on Sunday?").await;
+    engine.catch_up().await.unwrap();
+    let thread = g.thread(c).await;
+    assert_eq!(thread["thread"]["state"], "waiting_on_customer", "{thread}");
+    assert_eq!(time_of(&thread["thread"]["person_waiting_since"]), t0);
+    g.clock.set(t0 + chrono::Duration::minutes(10));
+    let (status, _) = g.reply(c, "Closed on Sundays, sorry!").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    engine.catch_up().await.unwrap();
+
+    let summary = g.summary(t0).await;
+    let ttfr = &summary["time_to_first_response"];
+    assert_eq!(ttfr["overall"]["count"], 2, "{summary}");
+    assert_eq!(ttfr["overall"]["p90_s"], 0, "{summary}");
+    let ten_minutes = Histogram::value(Histogram::bucket(600));
+    assert_eq!(ttfr["person"]["overall"]["count"], 1, "{summary}");
+    assert_eq!(
+        ttfr["person"]["overall"]["median_s"], ten_minutes,
+        "{summary}"
+    );
+}
+
 #[tokio::test]
 async fn conversational_answers_from_an_app_or_a_webhook_move_the_thread_once() {
     let g = inbox(nothing());

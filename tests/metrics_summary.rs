@@ -1,5 +1,6 @@
 //! `GET /v1/metrics/summary` on a running daemon: metrics recorded through
-//! the store (as the conversation engine records them) and read back over
+//! the store (as the conversation engine counts them, with the sequence of
+//! the event each came from) and read back over
 //! HTTP, checked against counts made by hand here; the period and filters
 //! of the query string; its refusals.
 
@@ -93,9 +94,11 @@ async fn the_summary_answers_hand_counted_metrics_over_http() {
             contact: d.into(),
             at: at(3, 9, 31),
             team: Some("support".into()),
-            waited_from: at(3, 9, 30),
-            by_person: true,
+            // A person's answer: it ends the wait and the person's.
+            waited_from: Some(at(3, 9, 30)),
             business_seconds: 60,
+            person_waited_from: Some(at(3, 9, 30)),
+            person_business_seconds: 60,
         },
         Fact::Outcome {
             contact: d.into(),
@@ -107,15 +110,17 @@ async fn the_summary_answers_hand_counted_metrics_over_http() {
             message_id: Some("m5".into()),
         },
     ];
-    for (i, fact) in facts.iter().enumerate() {
-        // The same fact id twice: counted once.
-        for _ in 0..2 {
-            daemon
-                .store
-                .record_metric(&format!("evt_{i:016x}:metric"), fact, &counting)
-                .await
-                .unwrap();
-        }
+    // Event sequences far past the daemon's own events (the engine counts
+    // those meanwhile; none of them makes a fact).
+    let base = 1u64 << 40;
+    for (i, fact) in facts.into_iter().enumerate() {
+        // The same event read twice (as after a crash): counted once.
+        let seq = base + i as u64;
+        let batch = [(seq, fact)];
+        let counted: Vec<usize> = (0..2)
+            .map(|_| daemon.store.record_metrics(&batch, seq, &counting).unwrap())
+            .collect();
+        assert_eq!(counted, [1, 0]);
     }
 
     // Both days: A B C D sent (D once); A and D replied; C opted out; D

@@ -33,8 +33,9 @@
 //!
 //! Wiring (the lead's, after the rules, hours and metrics parts merge):
 //! `Engine::with_decider` takes `rules::RuleSet::decide` (and flows),
-//! `Engine::with_sla` takes `hours`' due time; metric facts go in
-//! [`on_applied`]; [`start_flow`] and [`on_outcome`] call into `flows`.
+//! `Engine::with_sla` takes `hours`' due time; metric facts are made from
+//! the events and counted a batch at a time behind their own cursor
+//! ([`Engine::catch_up`]); [`start_flow`] and [`on_outcome`] call into `flows`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,9 +157,9 @@ fn reply_key(event_id: &str, n: usize) -> String {
     format!("conversation:{event_id}:{n}")
 }
 
-/// Called after every change the engine or the API applied to a thread:
-/// the spot where the metrics part records its facts (`Store::record_metric`,
-/// with a fact id from the event ids, so a replay records nothing twice).
+/// Called after every change the engine or the API applied to a thread
+/// (the metric facts are not counted here but from the event log, by
+/// [`Engine::catch_up`]).
 pub fn on_applied(_store: &Store, _changed: &ThreadChanged) {}
 
 /// The engine and what it is wired to.
@@ -279,19 +280,46 @@ impl Engine {
         }
     }
 
-    /// Apply every event after the cursor; how many were read.
+    /// Apply every event after the engine's cursor and count the metric
+    /// facts of every event after the metrics cursor; how many events were
+    /// applied. Each batch of events is applied one by one (a fact is made
+    /// just before its event is applied, from the thread as the events
+    /// before it left it), then its facts are counted in one write that
+    /// moves the metrics cursor past the batch. A crash between the two
+    /// leaves the metrics cursor behind: the next pass reads those events
+    /// again to count them, without applying them again.
     pub async fn catch_up(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let from = self.store.engine_cursor()?;
-            let batch = self.store.events_from(from, BATCH)?;
+            let applied_from = self.store.engine_cursor()?;
+            let counted_from = match &self.metrics {
+                Some(_) => self.store.init_metrics_cursor()?,
+                None => applied_from,
+            };
+            let batch = self
+                .store
+                .events_from(applied_from.min(counted_from), BATCH)?;
             let Some(&(last, _)) = batch.last() else {
                 return Ok(total);
             };
-            total += batch.len();
+            let mut facts = Vec::new();
             let mut moved = true;
             for (seq, event) in &batch {
-                moved = self.apply(*seq, event).await?;
+                if *seq >= counted_from {
+                    if let Some(fact) = self.fact(event)? {
+                        facts.push((*seq, fact));
+                    }
+                }
+                if *seq >= applied_from {
+                    total += 1;
+                    moved = self.apply(*seq, event).await?;
+                }
+            }
+            if let Some(wiring) = &self.metrics {
+                let wiring = wiring.clone();
+                self.store
+                    .blocking(move |store| store.record_metrics(&facts, last, &wiring.counting))
+                    .await?;
             }
             if !moved {
                 self.store.advance_engine_cursor(last)?;
@@ -301,7 +329,6 @@ impl Engine {
 
     /// Apply one event; true when the cursor moved past it with a change.
     async fn apply(&self, seq: u64, event: &Event) -> Result<bool, StoreError> {
-        self.count(event).await?;
         if event.kind == "message.accepted" {
             return self.answered(seq, event).await;
         }
@@ -643,19 +670,13 @@ pub fn team_sla(teams: Arc<Vec<TeamConfig>>) -> SlaClock {
 }
 
 impl Engine {
-    /// Record the metric facts an event is (once per event: the fact id is
-    /// the event id, so reading it again after a crash counts nothing twice).
-    async fn count(&self, event: &Event) -> Result<(), StoreError> {
-        let Some(wiring) = &self.metrics else {
-            return Ok(());
-        };
-        let Some(fact) = self.fact_of(wiring, event)? else {
-            return Ok(());
-        };
-        self.store
-            .record_metric(&format!("{}:metric", event.id), &fact, &wiring.counting)
-            .await?;
-        Ok(())
+    /// The metric fact an event is, if any (None too when metrics are not
+    /// wired); counted by `catch_up` with its batch.
+    fn fact(&self, event: &Event) -> Result<Option<Fact>, StoreError> {
+        match &self.metrics {
+            Some(wiring) => self.fact_of(wiring, event),
+            None => Ok(None),
+        }
     }
 
     fn fact_of(&self, wiring: &MetricsWiring, event: &Event) -> Result<Option<Fact>, StoreError> {
@@ -698,41 +719,42 @@ impl Engine {
             }
             "thread.state_changed" | "thread.responded" => {
                 let change = &data["change"];
-                // A person's answer counts from the person's wait (which
-                // automation's answers did not end).
-                let by_person = change["by_person"]
-                    .as_bool()
-                    .unwrap_or_else(|| data["author"].as_str().is_some_and(|a| a != AUTOMATION));
-                let wait = match change.get("person_waited_from") {
-                    Some(from) if by_person => from,
-                    _ => &change["waited_from"],
+                let time = |v: &serde_json::Value| {
+                    v.as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc))
                 };
-                let Some(waited_from) = wait
-                    .as_str()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-                else {
+                // The waits this answer ended: the contact's, and a
+                // person's (which automation's answers do not end). An
+                // event from before the person's clock (no `by_person`)
+                // ended both when its author was a person.
+                let waited_from = time(&change["waited_from"]);
+                let person_waited_from = if change.get("by_person").is_some() {
+                    time(&change["person_waited_from"])
+                } else {
+                    waited_from.filter(|_| data["author"].as_str().is_some_and(by_person))
+                };
+                if waited_from.is_none() && person_waited_from.is_none() {
                     return Ok(None);
-                };
+                }
                 let team = text(&data["team"]);
-                let business_seconds = team_of(&wiring.teams, team.as_deref())
-                    .map(|t| {
-                        t.business_hours
-                            .business_duration(waited_from, event.created_at)
+                let hours = team_of(&wiring.teams, team.as_deref()).map(|t| &t.business_hours);
+                let business = |from: Option<DateTime<Utc>>| {
+                    from.map(|from| match hours {
+                        Some(hours) => hours.business_duration(from, event.created_at),
+                        None => (event.created_at - from).to_std().unwrap_or_default(),
                     })
-                    .unwrap_or_else(|| {
-                        (event.created_at - waited_from)
-                            .to_std()
-                            .unwrap_or_default()
-                    })
-                    .as_secs();
+                    .unwrap_or_default()
+                    .as_secs()
+                };
                 Some(Fact::FirstResponse {
                     contact,
                     at: event.created_at,
                     team,
                     waited_from,
-                    by_person,
-                    business_seconds,
+                    business_seconds: business(waited_from),
+                    person_waited_from,
+                    person_business_seconds: business(person_waited_from),
                 })
             }
             "thread.outcome" => {
@@ -1002,6 +1024,188 @@ mod tests {
         assert_eq!(engine.timers().await.unwrap(), 1);
         assert_eq!(engine.timers().await.unwrap(), 0);
         assert_eq!(store.thread_record(c).unwrap().unwrap().flow, None);
+    }
+
+    /// The waits a thread event's answer ended become its first-response
+    /// fact: automation's ends the wait, a person's after automation the
+    /// person's only, and an event from before the person's clock (no
+    /// `by_person`) both when its author is a person.
+    #[test]
+    fn an_answers_fact_names_the_waits_it_ended() {
+        let t = TempStore::new();
+        let engine = Engine::new(t.store.clone(), policy(&t.store), None, sms()).with_metrics(
+            MetricsWiring {
+                counting: Counting::default(),
+                costs: HashMap::new(),
+                teams: Vec::new(),
+            },
+        );
+        let t0 = Utc::now();
+        let at = t0 + chrono::Duration::seconds(90);
+        let fact = |kind: &str, author: &str, change: serde_json::Value| {
+            let event = Event {
+                id: "evt_1".into(),
+                kind: kind.into(),
+                created_at: at,
+                data: serde_json::json!({"contact": "+15550006020", "team": "support",
+                    "author": author, "change": change}),
+            };
+            match engine.fact(&event).unwrap() {
+                Some(Fact::FirstResponse {
+                    waited_from,
+                    business_seconds,
+                    person_waited_from,
+                    person_business_seconds,
+                    ..
+                }) => Some((
+                    waited_from,
+                    business_seconds,
+                    person_waited_from,
+                    person_business_seconds,
+                )),
+                None => None,
+                other => panic!("{other:?}"),
+            }
+        };
+        let both = Some((Some(t0), 90, Some(t0), 90));
+        let wait_only = Some((Some(t0), 90, None, 0));
+        assert_eq!(
+            fact(
+                "thread.state_changed",
+                AUTOMATION,
+                serde_json::json!({"by_person": false, "waited_from": t0})
+            ),
+            wait_only
+        );
+        assert_eq!(
+            fact(
+                "thread.responded",
+                "ana",
+                serde_json::json!({"by_person": true, "waited_from": null,
+                    "person_waited_from": t0})
+            ),
+            Some((None, 0, Some(t0), 90))
+        );
+        assert_eq!(
+            fact(
+                "thread.state_changed",
+                "ana",
+                serde_json::json!({"by_person": true, "waited_from": t0,
+                    "person_waited_from": t0})
+            ),
+            both
+        );
+        // Events from before the person's clock.
+        let old = serde_json::json!({"from": "open", "to": "waiting_on_customer",
+            "waited_from": t0});
+        assert_eq!(fact("thread.state_changed", "ana", old.clone()), both);
+        assert_eq!(
+            fact("thread.state_changed", AUTOMATION, old.clone()),
+            wait_only
+        );
+        assert_eq!(fact("thread.state_changed", WEBHOOK, old), wait_only);
+        // A state change that ends no wait.
+        assert_eq!(
+            fact(
+                "thread.state_changed",
+                "ana",
+                serde_json::json!({"from": "open", "to": "closed"})
+            ),
+            None
+        );
+    }
+
+    /// Marks the outbound `id` sent by modem m1 (a `message.sent` event).
+    async fn mark_sent(store: &Store, id: &str) {
+        let now = Utc::now();
+        store
+            .update(id, |m| {
+                m.modem = Some("m1".into());
+                for part in &mut m.part_status {
+                    part.status = crate::store::PartStatus::Sent;
+                }
+                m.transition(now, crate::store::MessageStatus::Sent);
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// An engine that applied events but stopped before counting their
+    /// facts: after the restart the facts are counted, once, and the events
+    /// are not applied again.
+    #[tokio::test]
+    async fn facts_of_events_applied_before_a_crash_are_counted_once() {
+        let mut t = TempStore::new();
+        let c = "+15550006005";
+        let counting = |store: &Store| {
+            Engine::new(store.clone(), policy(store), None, sms())
+                .with_decider(thanks())
+                .with_metrics(MetricsWiring {
+                    counting: Counting::default(),
+                    costs: HashMap::from([("m1".to_string(), 0.05)]),
+                    teams: Vec::new(),
+                })
+        };
+        // Applying only: what the engine did before a crash between the
+        // events' changes and the write of their facts.
+        let applying = |store: &Store| {
+            Engine::new(store.clone(), policy(store), None, sms()).with_decider(thanks())
+        };
+        inbound(&t.store, c, "hello").await;
+        counting(&t.store).catch_up().await.unwrap();
+        let counted_before = t.store.metrics_cursor_if_set().unwrap().unwrap();
+        let reply = t
+            .store
+            .thread(c, None, 10)
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|m| m.direction == Direction::Outbound)
+            .unwrap();
+        mark_sent(&t.store, &reply.id).await;
+        inbound(&t.store, c, "see you then").await;
+        applying(&t.store).catch_up().await.unwrap();
+        assert_eq!(
+            t.store.metrics_cursor_if_set().unwrap(),
+            Some(counted_before),
+            "applied, not counted"
+        );
+        assert_eq!(outbound_bodies(&t.store, c), ["Thanks!", "Thanks!"]);
+        t.restart();
+
+        let engine = counting(&t.store);
+        engine.catch_up().await.unwrap();
+        let today = Utc::now().date_naive();
+        let query = crate::conversation::metrics::SummaryQuery {
+            from: today - chrono::Duration::days(1),
+            to: today + chrono::Duration::days(1),
+            campaign: None,
+            variant: None,
+            team: None,
+        };
+        let summary = t.store.metrics_summary(&query).unwrap();
+        // The reply was sent (one part at 0.05) and answered in the window.
+        assert_eq!(summary.messages_sent, 1);
+        assert_eq!(summary.cost_per_outcome.parts, 1);
+        assert_eq!(
+            summary.reply_rate,
+            crate::conversation::metrics::Rate::new(1, 1)
+        );
+        assert_eq!(
+            t.store.metrics_cursor_if_set().unwrap(),
+            Some(t.store.engine_cursor().unwrap()),
+            "caught up"
+        );
+        assert_eq!(
+            outbound_bodies(&t.store, c),
+            ["Thanks!", "Thanks!"],
+            "nothing applied twice"
+        );
+        // Read again: nothing counts twice.
+        engine.catch_up().await.unwrap();
+        assert_eq!(t.store.metrics_summary(&query).unwrap(), summary);
     }
 
     #[tokio::test]

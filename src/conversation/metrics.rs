@@ -8,19 +8,23 @@
 //! scan of messages. How each metric is defined is written in README.md
 //! ("Metrics").
 //!
-//! Wiring (for the engine): record each fact once with a stable id (an
-//! event id and a suffix: recording the same id again changes nothing and
-//! answers false), with the counting settings of the config:
+//! Wiring (the engine's `catch_up`): the facts of a batch of events are
+//! counted together, each with the sequence of the event it came from, by
+//! one `Store::record_metrics` call that also moves the metrics cursor past
+//! the batch (facts of events before the cursor are skipped, so events read
+//! again after a crash count once), with the counting settings of the config:
 //!
 //! ```ignore
 //! let counting = Counting::from_config(&config.conversation);
 //! let costs = config.cost_per_part(); // modem id -> price of a part
 //! // message.sent: an outbound reached `sent`.
 //! let cost = message.modem.as_ref().and_then(|m| costs.get(m)).map(|p| p * f64::from(parts));
-//! store.record_metric(&format!("{}:sent", event.id), &Fact::Sent { .. , cost }, &counting).await?;
-//! // The first outbound of a wait: business time from the team's hours.
+//! facts.push((seq, Fact::Sent { .. , cost }));
+//! // An answer ending the wait and/or the person's wait (the thread's
+//! // `waited_from` / `person_waited_from`): business time from the team's hours.
 //! let business_seconds = team.business_hours.business_duration(waited_from, at).as_secs();
-//! store.record_metric(&format!("{}:first_response", event.id), &Fact::FirstResponse { .. }, &counting).await?;
+//! facts.push((seq, Fact::FirstResponse { .. }));
+//! store.record_metrics(&facts, last_seq_read, &counting)?;
 //! ```
 //!
 //! Facts are expected roughly in time order (the event log's); a reply is
@@ -58,19 +62,23 @@ pub enum Fact {
         at: DateTime<Utc>,
         opt_out: bool,
     },
-    /// The first outbound of a wait (`waited_from`: the wait's first
-    /// unanswered inbound). When automation answered first, the engine
-    /// records this twice: once for automation (`by_person` false) and once
-    /// for the first reply by a person (`by_person` true), whose clock
-    /// automation does not stop.
+    /// An answer that ended a wait: the contact's wait (any answer ends
+    /// it; `waited_from`: its first unanswered inbound) and, for a
+    /// person's answer, the person's wait (`person_waited_from`: the first
+    /// inbound no person answered, which automation's answers do not end).
+    /// Each present wait is counted once, in its own time to first
+    /// response; a person answering after automation ended the wait ends
+    /// the person's wait only (`waited_from` None).
     FirstResponse {
         contact: String,
         at: DateTime<Utc>,
         team: Option<String>,
-        waited_from: DateTime<Utc>,
-        by_person: bool,
+        waited_from: Option<DateTime<Utc>>,
         /// The wait in the team's business hours ([`super::hours`]).
         business_seconds: u64,
+        person_waited_from: Option<DateTime<Utc>>,
+        /// The person's wait in the team's business hours.
+        person_business_seconds: u64,
     },
     /// An outcome (`appointment_booked`, a custom name, ...), linked to the
     /// outbound that led to it.

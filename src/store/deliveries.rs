@@ -675,6 +675,10 @@ impl Store {
         if let Some(engine) = self.engine_cursor_if_set()? {
             bound = bound.min(engine);
         }
+        // Nor what the metrics have yet to count.
+        if let Some(metrics) = self.metrics_cursor_if_set()? {
+            bound = bound.min(metrics);
+        }
         let mut seqs = Vec::new();
         if start < bound {
             for entry in self
@@ -993,6 +997,27 @@ mod tests {
         assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (2, 0));
         assert_eq!(s.store.event(&events[1].id).unwrap(), None);
         assert!(s.store.event(&events[2].id).unwrap().is_some());
+        assert!(s.store.event(&events[3].id).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_what_the_metrics_have_not_counted() {
+        let s = TempStore::new();
+        let (events, cutoff) = emit_n(&s.store, 4).await;
+        // The engine has read all four, the metrics counted the first only.
+        s.store
+            .advance_engine_cursor(event_seq(&events[3].id).unwrap())
+            .unwrap();
+        let counting = crate::conversation::metrics::Counting::default();
+        let counted = event_seq(&events[0].id).unwrap();
+        s.store.record_metrics(&[], counted, &counting).unwrap();
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (1, 0));
+        assert_eq!(s.store.event(&events[0].id).unwrap(), None);
+        assert!(s.store.event(&events[1].id).unwrap().is_some());
+        // Counted through the third: it goes too, the fourth stays.
+        let counted = event_seq(&events[2].id).unwrap();
+        s.store.record_metrics(&[], counted, &counting).unwrap();
+        assert_eq!(s.store.prune_events_before(cutoff).await.unwrap(), (2, 0));
         assert!(s.store.event(&events[3].id).unwrap().is_some());
     }
 
