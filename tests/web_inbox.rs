@@ -113,7 +113,26 @@ fn web_escape(s: &str) -> String {
 }
 
 fn rig_with(settings: WebConfig) -> Rig {
-    let api = ApiRig::new("web-test", &smsgate::config::Config::default(), Vec::new());
+    // Two teams, as a deployment that routes has (the thread page offers
+    // them).
+    let config = common::rig::config(
+        r#"
+[[conversation.team]]
+id = "support"
+name = "Customer support"
+response_standard = "10m"
+business_hours = "24/7"
+time_zone = "UTC"
+
+[[conversation.team]]
+id = "billing"
+name = "Billing"
+response_standard = "1h"
+business_hours = "24/7"
+time_zone = "UTC"
+"#,
+    );
+    let api = ApiRig::new("web-test", &config, Vec::new());
     // STOP opts out in the receiving transaction, as in the daemon.
     api.store
         .set_reactor(api.state.policy.reactor(), api.state.policy.per_number());
