@@ -19,9 +19,13 @@
 //!   pages, plain words for the API's problems.
 //! - `inbox`, `thread`, `users`: the pages; `counter`: the GSM 7-bit table
 //!   and part sizes the reply box's counter reads, taken from `pdu`.
+//! - `dashboard`: the five metrics and their charts (`chart`: bar charts
+//!   as SVG written on the server).
 //! - `assets/`: the stylesheet and the script.
 
+mod chart;
 mod counter;
+mod dashboard;
 mod inbox;
 mod pages;
 mod session;
@@ -175,7 +179,7 @@ pub fn router(state: WebState) -> Router {
         .route("/users/{name}/remove", post(users::remove))
         .route("/contacts", get(pages::contacts))
         .route("/campaigns", get(pages::campaigns))
-        .route("/dashboard", get(pages::dashboard))
+        .route("/dashboard", get(dashboard::page))
         .route("/modems", get(pages::modems))
         .route(
             CSS_PATH,

@@ -217,16 +217,6 @@ pub async fn campaigns(person: Person) -> Response {
     not_built(&person, Nav::Campaigns, "Campaigns", "GET /v1/campaigns")
 }
 
-/// `GET /dashboard` (not built yet).
-pub async fn dashboard(person: Person) -> Response {
-    not_built(
-        &person,
-        Nav::Dashboard,
-        "Dashboard",
-        "GET /v1/metrics/summary",
-    )
-}
-
 /// `GET /modems` (not built yet).
 pub async fn modems(person: Person) -> Response {
     not_built(&person, Nav::Modems, "Modems", "GET /v1/modems")
