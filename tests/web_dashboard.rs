@@ -824,10 +824,21 @@ async fn the_charts_are_well_formed_svg_whose_bars_match_the_data() {
         .iter()
         .map(|t| t.text.as_str())
         .collect();
-    // An axis up to 60% in steps of 20; the variants along the bottom.
+    // An axis up to 60% in steps of 20, each bar's value over it, the
+    // variants along the bottom, the legend.
     assert_eq!(
         labels,
-        ["0%", "20%", "40%", "60%", "a", "b", "Conversion rate"]
+        [
+            "0%",
+            "20%",
+            "40%",
+            "60%",
+            "0%",
+            "50%",
+            "a",
+            "b",
+            "Conversion rate"
+        ]
     );
     let table = text(
         &page.body[page

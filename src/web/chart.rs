@@ -13,15 +13,15 @@ use std::fmt::Write;
 
 /// The drawing's size in user units: near a phone's width, so text keeps
 /// about its size there.
-pub const WIDTH: f64 = 400.0;
-pub const HEIGHT: f64 = 230.0;
+pub const WIDTH: f64 = 320.0;
+pub const HEIGHT: f64 = 200.0;
 /// Room for the value axis's labels, the category labels and the legend.
-const LEFT: f64 = 48.0;
+const LEFT: f64 = 52.0;
 const RIGHT: f64 = 10.0;
 const TOP: f64 = 14.0;
-const BOTTOM: f64 = 46.0;
+const BOTTOM: f64 = 44.0;
 /// The least room a category label needs along the bottom.
-const LABEL_ROOM: f64 = 56.0;
+const LABEL_ROOM: f64 = 52.0;
 /// Ticks the value axis aims for.
 const TICKS: usize = 4;
 
@@ -214,7 +214,7 @@ impl BarChart {
         let _ = write!(
             out,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-             role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" font-size=\"12\" fill=\"#3e4c59\">\
+             role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" font-size=\"13\" fill=\"#3e4c59\">\
              <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
             escape(&self.title),
             escape(&self.description)
@@ -268,6 +268,26 @@ impl BarChart {
             }
             out.push_str("</g>");
         }
+        // Values over the bars, where a bar is wide enough for its label.
+        out.push_str("<g class=\"values\" text-anchor=\"middle\">");
+        for (s, series) in self.series.iter().enumerate() {
+            for (i, value) in series.values.iter().enumerate() {
+                let Some(value) = value else { continue };
+                let label = self.unit.format(*value);
+                if 7.5 * label.chars().count() as f64 > bar {
+                    continue;
+                }
+                let x = LEFT + i as f64 * group + gap / 2.0 + (s as f64 + 0.5) * bar;
+                let _ = write!(
+                    out,
+                    "<text x=\"{}\" y=\"{}\">{}</text>",
+                    round(x),
+                    round(y(*value) - 4.0),
+                    escape(&label)
+                );
+            }
+        }
+        out.push_str("</g>");
         // Reference lines, over the bars.
         for reference in &self.references {
             let ry = round(y(reference.value));
@@ -275,7 +295,8 @@ impl BarChart {
                 out,
                 "<g class=\"reference\" data-value=\"{}\"><line x1=\"{LEFT}\" x2=\"{}\" y1=\"{ry}\" y2=\"{ry}\" \
                  stroke=\"#1b1f24\" stroke-width=\"1.5\" stroke-dasharray=\"5 3\"/>\
-                 <text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#1b1f24\">{}</text></g>",
+                 <text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#1b1f24\" stroke=\"#fff\" \
+                 stroke-width=\"3\" paint-order=\"stroke\">{}</text></g>",
                 reference.value,
                 WIDTH - RIGHT,
                 WIDTH - RIGHT,
@@ -311,7 +332,7 @@ impl BarChart {
                 HEIGHT - 5.0,
                 escape(&series.name)
             );
-            x += 24.0 + 7.0 * series.name.chars().count() as f64;
+            x += 24.0 + 7.5 * series.name.chars().count() as f64;
         }
         out.push_str("</g></svg>");
         out
@@ -409,10 +430,13 @@ mod tests {
 
     #[test]
     fn category_labels_thin_out_to_fit() {
-        assert_eq!(label_every(4, 342.0), 1);
-        assert_eq!(label_every(7, 342.0), 2);
-        assert_eq!(label_every(31, 342.0), 6);
-        assert_eq!(label_every(0, 342.0), 1);
+        // 258 units hold four labels.
+        let plot = WIDTH - LEFT - RIGHT;
+        assert_eq!(plot, 258.0);
+        assert_eq!(label_every(4, plot), 1);
+        assert_eq!(label_every(7, plot), 2);
+        assert_eq!(label_every(31, plot), 8);
+        assert_eq!(label_every(0, plot), 1);
     }
 
     fn chart() -> BarChart {
@@ -466,7 +490,7 @@ mod tests {
                 step: 2.0
             }
         );
-        // The plot is 170 units high; 4 of 6 is 113.3, 2 of 6 is 56.7.
+        // 4 of 6 is two thirds of the plot's height, 2 of 6 one third.
         let plot = HEIGHT - TOP - BOTTOM;
         for (value, title) in [(4.0, "2 March: Replies 4"), (2.0, "3 March: Replies 2")] {
             let at = svg.find(title).unwrap();

@@ -442,10 +442,10 @@ fn ttfr_rows(s: &Summary) -> [(&'static str, Distribution); 4] {
 
 fn response_table(caption: &str, rows: [(&'static str, Distribution); 4]) -> Markup {
     html! {
-        div.chart-table tabindex="0" role="region" aria-label={ (caption) ", the numbers" } {
+        div.chart-table.ttfr-table tabindex="0" role="region" aria-label={ (caption) ", the numbers" } {
             table {
                 caption.visually-hidden { (caption) }
-                thead { tr { th scope="col" { "Measure" } th scope="col" { "Median" } th scope="col" { "90th percentile" } th scope="col" { "Waits" } } }
+                thead { tr { th scope="col" { "Measure" } th scope="col" { "Median" } th scope="col" { abbr title="90th percentile" { "90th pct." } } th scope="col" { "Waits" } } }
                 tbody {
                     @for (name, d) in rows {
                         tr { th scope="row" { (name) } td { (seconds(d.median_s)) } td { (seconds(d.p90_s)) } td { (d.count) } }
@@ -675,7 +675,7 @@ fn variant_chart(
         div.chart-table tabindex="0" role="region" aria-label={ (heading) ", the numbers" } {
             table {
                 caption.visually-hidden { (heading) }
-                thead { tr { th scope="col" { "Variant" } th scope="col" { "Conversion rate" } th scope="col" { "Converted" } th scope="col" { "Contacts texted" } } }
+                thead { tr { th scope="col" { "Variant" } th scope="col" { "Rate" } th scope="col" { "Converted" } th scope="col" { "Texted" } } }
                 tbody {
                     @for (v, r) in variants {
                         tr { th scope="row" { (v) } td { (share(r)) } td { (r.numerator) } td { (r.denominator) } }
