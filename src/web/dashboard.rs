@@ -465,7 +465,7 @@ fn figure(id: &str, heading: &str, chart: Option<&BarChart>, table: Markup, empt
                 Some(c) => {
                     figure {
                         (PreEscaped(c.svg()))
-                        figcaption { (table) }
+                        (table)
                     }
                 }
                 None => p.empty { (empty) },
