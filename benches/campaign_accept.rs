@@ -1,15 +1,24 @@
 //! Accepting a 100,000-recipient campaign: `POST /v1/campaigns` to the daemon
 //! in this process (no modems: the messages stay queued, so only the accept
-//! path is measured), then the campaign task accepts every recipient through
-//! the normal admission and `Store::accept` with its idempotency key. Timed
-//! from the POST until the campaign is `accepted`; afterwards every recipient
-//! must have exactly one stored message.
+//! path is measured), then the campaign task composes and admits every
+//! recipient as `POST /v1/messages` does and stores each batch of 100 (its
+//! messages, counts and resume cursor) in one transaction. Timed from the
+//! POST until the campaign is `accepted`; afterwards every recipient must
+//! have exactly one stored message.
 //!
-//! Memory: the process's peak RSS is read after a campaign of a tenth the
-//! size and again after the full one; the task holds one chunk of 500
-//! recipients at a time, so the second peak should not grow with the list
-//! (what does grow: the request body and its parsed list while the POST is
-//! answered, about 10 MB for 100,000 numbers, and sled's bounded cache).
+//! Memory: RSS after a campaign of a tenth the size and after the full one.
+//! The campaign's own working set does not grow with the list (the task
+//! holds two batches: one being stored, the next being composed; the POST
+//! holds the list while it is answered); the 100,000 messages it stores are
+//! the store's, as any 100,000 accepts are. `-- --baseline` stores the same
+//! numbers of messages through `POST /v1/messages` (64 clients) instead, so
+//! the two RSS growths can be compared; `-- --rounds N` adds N more full
+//! campaigns to the same store, to see the growth per 100,000 flatten as
+//! sled's cache starts evicting.
+//!
+//! Then the full campaign is cancelled (`POST /v1/campaigns/{id}/cancel`:
+//! every message still waits, so all of them, a page at a time): time and
+//! RSS growth.
 //!
 //! Run: `cargo bench --bench campaign_accept` (`-- --quick`: 10,000 recipients).
 //! Target (issue 12): under 10 s, bounded memory.
@@ -21,10 +30,17 @@ use std::time::{Duration, Instant};
 use harness::Client;
 use smsgate::store::{CampaignState, MessageFilter, Store};
 
+/// Clients of the `--baseline` run (as `benches/api_accept.rs`).
+const CLIENTS: usize = 64;
+
+fn number(i: usize) -> String {
+    format!("+1555{i:07}")
+}
+
 /// Post a campaign to `n` numbers starting at `first`; its id and how long
 /// the POST took.
 async fn post(addr: std::net::SocketAddr, first: usize, n: usize) -> (String, Duration) {
-    let numbers: Vec<String> = (first..first + n).map(|i| format!("+1555{i:07}")).collect();
+    let numbers: Vec<String> = (first..first + n).map(number).collect();
     let body = serde_json::json!({
         "name": format!("bench {n}"),
         "recipients": {"numbers": numbers},
@@ -63,28 +79,83 @@ fn wait_accepted(store: &Store, id: &str, since: Instant) -> Duration {
     }
 }
 
-/// One run: post, wait; (POST time, POST to accepted, peak RSS KiB after).
-/// Prints the peak right after the POST was answered, and the RSS at the end.
+/// The same texts, one `POST /v1/messages` each, from [`CLIENTS`] clients.
+async fn post_messages(addr: std::net::SocketAddr, first: usize, n: usize) {
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                for i in (first + c..first + n).step_by(CLIENTS) {
+                    let body = serde_json::json!({
+                        "to": number(i),
+                        "body": "Your check-up is due on March 3. Book at https://example.test/book or reply STOP to opt out."
+                    })
+                    .to_string();
+                    let (status, answer) = client
+                        .request("POST", "/v1/messages", body.as_bytes())
+                        .await;
+                    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// One run of `n` recipients from `first`: (campaign id, POST time, POST to
+/// accepted). Prints the RSS as it goes.
 fn run(
     rt: &tokio::runtime::Runtime,
     store: &Store,
     addr: std::net::SocketAddr,
+    baseline: bool,
     first: usize,
     n: usize,
-) -> (String, Duration, Duration, u64) {
+) -> (Option<String>, Duration, Duration) {
     let start = Instant::now();
+    if baseline {
+        rt.block_on(post_messages(addr, first, n));
+        let took = start.elapsed();
+        println!(
+            "  {n} messages: {:.2} s ({:.0}/s), RSS {} KiB, peak {} KiB",
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            harness::rss_kib("self"),
+            harness::peak_rss_kib("self")
+        );
+        return (None, took, took);
+    }
     let (id, posted) = rt.block_on(post(addr, first, n));
     println!(
         "  {n}: peak RSS once the POST was answered {} KiB",
         harness::peak_rss_kib("self")
     );
     let took = wait_accepted(store, &id, start);
-    println!("  {n}: RSS when accepted {} KiB", harness::rss_kib("self"));
-    (id, posted, took, harness::peak_rss_kib("self"))
+    println!(
+        "  {n}: POST {:.0} ms, accepted after {:.2} s ({:.0}/s), RSS {} KiB, peak {} KiB",
+        posted.as_secs_f64() * 1e3,
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        harness::rss_kib("self"),
+        harness::peak_rss_kib("self")
+    );
+    (Some(id), posted, took)
+}
+
+/// `--rounds N` on the command line (default 0).
+fn rounds() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
     let quick = harness::quick();
+    let baseline = std::env::args().any(|a| a == "--baseline");
     let full = if quick { 10_000 } else { 100_000 };
     let dir = harness::scratch("campaign_accept");
     let config = harness::config(&dir.join("db"), 32, &[]);
@@ -94,57 +165,107 @@ fn main() {
     let rt = harness::client_runtime();
     println!("machine: {}", harness::machine());
     println!("load before: {}", harness::load());
+    println!(
+        "mode: {}",
+        if baseline {
+            "baseline (POST /v1/messages)"
+        } else {
+            "campaign"
+        }
+    );
     println!("RSS at start: {} KiB", harness::rss_kib("self"));
 
     let small = full / 10;
-    let (_, posted, took, peak_small) = run(&rt, &store, addr, 0, small);
-    println!(
-        "{small} recipients: POST {:.0} ms, accepted after {:.2} s ({:.0}/s), peak RSS {peak_small} KiB",
-        posted.as_secs_f64() * 1e3,
-        took.as_secs_f64(),
-        small as f64 / took.as_secs_f64()
-    );
+    run(&rt, &store, addr, baseline, 0, small);
+    let rss_small = harness::rss_kib("self");
     let cpu0 = harness::cpu_time("self");
-    let (id, posted, took, peak_full) = run(&rt, &store, addr, small, full);
+    let (id, posted, took) = run(&rt, &store, addr, baseline, small, full);
     let cpu = harness::cpu_time("self") - cpu0;
+    let rss_full = harness::rss_kib("self");
     println!("load after:  {}", harness::load());
     println!(
-        "{full} recipients: POST {:.0} ms, accepted after {:.2} s ({:.0}/s), CPU {:.0} us per recipient, peak RSS {peak_full} KiB (+{} KiB over the {small} run)",
+        "{full} recipients: POST {:.0} ms, accepted after {:.2} s ({:.0}/s), CPU {:.0} us per recipient; RSS {rss_small} KiB after {small}, {rss_full} KiB after {full} more (+{} KiB, {:.0} bytes per message)",
         posted.as_secs_f64() * 1e3,
         took.as_secs_f64(),
         full as f64 / took.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / full as f64,
-        peak_full.saturating_sub(peak_small)
+        rss_full.saturating_sub(rss_small),
+        rss_full.saturating_sub(rss_small) as f64 * 1024.0 / full as f64,
     );
+    let mut rss = rss_full;
+    for round in 1..=rounds() {
+        run(&rt, &store, addr, baseline, small + full * round, full);
+        let now = harness::rss_kib("self");
+        println!(
+            "round {round}: {full} more, RSS +{} KiB",
+            now.saturating_sub(rss)
+        );
+        rss = now;
+    }
 
-    // Every recipient exactly once.
-    let record = store.campaign(&id).unwrap().unwrap();
-    assert_eq!(
-        record.progress.accepted, full as u64,
-        "{:?}",
-        record.progress
-    );
-    let mut seen = std::collections::HashSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list(&MessageFilter::default(), cursor.as_deref(), 500)
-            .unwrap();
-        for m in page.items {
-            if m.campaign.as_deref() == Some(id.as_str()) {
-                assert!(seen.insert(m.to.clone()), "{} twice", m.to);
+    if let Some(id) = id {
+        // Every recipient exactly once.
+        let record = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(
+            record.progress.accepted, full as u64,
+            "{:?}",
+            record.progress
+        );
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .list(&MessageFilter::default(), cursor.as_deref(), 500)
+                .unwrap();
+            for m in page.items {
+                if m.campaign.as_deref() == Some(id.as_str()) {
+                    assert!(seen.insert(m.to.clone()), "{} twice", m.to);
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
             }
         }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        assert_eq!(seen.len(), full);
+        println!("in store: {} of {full}, each once", seen.len());
+        println!(
+            "target (under 10 s for 100,000): {}",
+            harness::met(!quick && took < Duration::from_secs(10))
+        );
+
+        // Cancel the whole campaign: every message still waits (no
+        // modems), so the task cancels all of them, a page at a time.
+        let rss_before = harness::rss_kib("self");
+        let start = Instant::now();
+        let (status, answer) = rt.block_on(async {
+            Client::connect(addr)
+                .await
+                .request("POST", &format!("/v1/campaigns/{id}/cancel"), b"")
+                .await
+        });
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+        let record = loop {
+            let record = store.campaign(&id).unwrap().unwrap();
+            if record.state == CampaignState::Cancelled {
+                break record;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "not cancelled after 10 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        assert_eq!(record.messages().cancelled, full as u64);
+        println!(
+            "cancel of {full}: {:.2} s ({:.0}/s), RSS {} KiB (+{} KiB)",
+            took.as_secs_f64(),
+            full as f64 / took.as_secs_f64(),
+            harness::rss_kib("self"),
+            harness::rss_kib("self").saturating_sub(rss_before)
+        );
     }
-    assert_eq!(seen.len(), full);
-    println!("in store: {} of {full}, each once", seen.len());
-    println!(
-        "target (under 10 s for 100,000): {}",
-        harness::met(!quick && took < Duration::from_secs(10))
-    );
     daemon.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

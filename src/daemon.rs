@@ -201,6 +201,7 @@ pub async fn run(
                 let dispatcher = dispatcher.clone();
                 Arc::new(move || dispatcher.notify())
             },
+            clock: Arc::new(crate::webhook::clock::SystemClock),
         }
         .run(stop_rx.clone()),
     );

@@ -3,8 +3,9 @@
 //! counts add up to the totals and to what the network received; a missing
 //! template field listed per recipient; opted-out and unconsented recipients
 //! skipped and counted; cancel; validation; and a daemon killed (SIGKILL)
-//! in the middle of accepting a campaign, restarted, with every recipient
-//! holding exactly one message.
+//! three times in the middle of accepting a campaign while sending it,
+//! restarted each time, with every recipient holding exactly one message and
+//! the network receiving nobody twice.
 
 mod common;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use common::{free_port, http, wait_until, ChildDaemon};
 use serde_json::{json, Value};
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
-use smsgate::store::{MessageFilter, Store};
+use smsgate::store::{MessageFilter, MessageStatus, Store};
 
 const TOKEN: &str = "campaign-token";
 
@@ -570,92 +571,136 @@ fn messages_by_recipient(
     }
 }
 
-#[test]
-fn sigkill_while_accepting_resumes_and_sends_nobody_two() {
-    const RECIPIENTS: usize = 5000;
+/// How many times each recipient is on the simulated network; none twice.
+fn on_network(modem: &SimHandle) -> HashMap<String, usize> {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for r in modem.received() {
+        *count.entry(r.to).or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    count
+}
+
+/// SIGKILL three times while a large campaign is being accepted and sent
+/// (a simulated modem at 115200 baud), each time once the daemon has
+/// recorded at least one more batch; after each kill the store holds
+/// exactly the messages of the recorded batches, nobody has two, and the
+/// network received nobody twice. The last restart finishes the campaign:
+/// every recipient has exactly one message, of the variant drawn for it,
+/// and the network still received nobody twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_accepting_resumes_and_sends_nobody_two() {
+    const RECIPIENTS: usize = 8000;
+    const KILLS: usize = 3;
+    let modem = {
+        let mut c = SimConfig::new(Personality::Sim800);
+        c.link = Some(temp("kill.tty"));
+        c.own_number = "+15550460000".into();
+        c.baud = Some(115_200);
+        c.status_report_delay = Duration::from_millis(20);
+        c.noise_interval = Some(Duration::ZERO);
+        Simulator::start(c).unwrap()
+    };
     let db = temp("kill.db");
     let _ = std::fs::remove_dir_all(&db);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let config = temp("kill.toml");
-    std::fs::write(&config, config_text(&db, &addr, None)).unwrap();
+    std::fs::write(&config, config_text(&db, &addr, Some(&modem))).unwrap();
     let log = temp("kill.log");
-
-    let daemon = start(&config, &log);
-    wait_api(&addr);
-    let to = numbers("+1555046", RECIPIENTS);
-    let campaign = create(
-        &addr,
-        &json!({"name": "Crash", "recipients": {"numbers": to},
-                "variants": [{"id": "a", "template": "A {{time}}", "weight": 2},
-                             {"id": "b", "template": "B {{time}}", "weight": 1}],
-                "category": "transactional", "flow": "appointment",
-                "context": {"time": "Tue 10:30", "slots": ["Wed 9:00"]}}),
-    );
-    let id = campaign["id"].as_str().unwrap().to_string();
-    // SIGKILL once the task has recorded a batch, in the middle of the list.
-    wait_until(Duration::from_secs(60), "a first batch", || {
-        let c = get(&addr, &id);
-        (n(&c["recipients"]["processed"]) > 0).then_some(())
-    });
-    drop(daemon); // SIGKILL, reaped
-
-    // What the killed daemon left: part of the list, perhaps messages of a
-    // batch it had not recorded yet.
-    let store = open_store(&db);
-    let record = store.campaign(&id).unwrap().unwrap();
-    let stored_before: usize = messages_by_recipient(&store, &id)
-        .values()
-        .map(Vec::len)
-        .sum();
-    drop(store);
-    assert!(
-        record.progress.processed < RECIPIENTS as u64,
-        "the kill landed after the last batch ({} of {RECIPIENTS}); make the campaign larger",
-        record.progress.processed
-    );
-    assert!(stored_before as u64 >= record.progress.accepted);
-    println!(
-        "killed at {} of {RECIPIENTS} recorded, {stored_before} messages stored",
-        record.progress.processed
-    );
-
-    // Restarted on the same store, it finishes the campaign by itself.
-    let daemon = start(&config, &log);
-    wait_api(&addr);
-    let done = wait_state(&addr, &id, "accepted");
-    assert_eq!(n(&done["recipients"]["accepted"]), RECIPIENTS as u64);
-    assert_eq!(variants_sum(&done, &["accepted"]), RECIPIENTS as u64);
-    assert_eq!(n(&done["messages"]["queued"]), RECIPIENTS as u64);
-    // Killed again: everything it answered for is durable; the store is
-    // read directly.
-    drop(daemon);
-    let store = open_store(&db);
-    let by_recipient = messages_by_recipient(&store, &id);
-    assert_eq!(by_recipient.len(), RECIPIENTS);
-    let weights = [2, 1];
-    for number in &to {
-        let messages = by_recipient
-            .get(number)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        assert_eq!(messages.len(), 1, "{number}: {} messages", messages.len());
-        let m = &messages[0];
-        // The variant recorded is the one drawn for this recipient, and the
-        // text is that variant's.
-        let variant =
-            ["a", "b"][smsgate::conversation::campaigns::choose_variant(&id, number, &weights)];
-        assert_eq!(m.variant.as_deref(), Some(variant));
-        assert_eq!(m.body, format!("{} Tue 10:30", variant.to_uppercase()));
-        assert_eq!(m.flow.as_deref(), Some("appointment"));
-        assert_eq!(m.context.as_ref().unwrap()["slots"], json!(["Wed 9:00"]));
-        assert_eq!(
-            m.idempotency_key.as_deref(),
-            Some(format!("campaign:{id}:{number}").as_str())
+    let m = modem.clone();
+    blocking(move || {
+        let mut daemon = start(&config, &log);
+        wait_api(&addr);
+        let to = numbers("+1555046", RECIPIENTS);
+        let campaign = create(
+            &addr,
+            &json!({"name": "Crash", "recipients": {"numbers": to},
+                    "variants": [{"id": "a", "template": "A {{time}}", "weight": 2},
+                                 {"id": "b", "template": "B {{time}}", "weight": 1}],
+                    "category": "transactional", "flow": "appointment",
+                    "context": {"time": "Tue 10:30", "slots": ["Wed 9:00"]}}),
         );
-    }
-    drop(store);
-    let _ = std::fs::remove_dir_all(&db);
-    let _ = std::fs::remove_file(&config);
-    let _ = std::fs::remove_file(&log);
+        let id = campaign["id"].as_str().unwrap().to_string();
+        let mut recorded = 0;
+        for kill in 1..=KILLS {
+            // SIGKILL once the task has recorded another batch.
+            wait_until(Duration::from_secs(60), "another batch", || {
+                let c = get(&addr, &id);
+                (n(&c["recipients"]["processed"]) > recorded).then_some(())
+            });
+            drop(daemon); // SIGKILL, reaped
+
+            // What the killed daemon left: part of the list, and exactly
+            // the messages of the batches it recorded (a batch's messages
+            // and its cursor are one transaction).
+            let store = open_store(&db);
+            let record = store.campaign(&id).unwrap().unwrap();
+            let by_recipient = messages_by_recipient(&store, &id);
+            drop(store);
+            let p = &record.progress;
+            assert!(
+                p.processed < RECIPIENTS as u64,
+                "kill {kill} landed after the last batch ({} of {RECIPIENTS}); make the campaign larger",
+                p.processed
+            );
+            assert!(p.processed > recorded);
+            assert_eq!(by_recipient.len() as u64, p.accepted);
+            assert!(by_recipient.values().all(|m| m.len() == 1));
+            let network = on_network(&m);
+            println!(
+                "kill {kill}: {} of {RECIPIENTS} recorded, {} on the network",
+                p.processed,
+                network.len()
+            );
+            recorded = p.processed;
+            // Restarted on the same store, it goes on by itself.
+            daemon = start(&config, &log);
+            wait_api(&addr);
+        }
+        let done = wait_state(&addr, &id, "accepted");
+        assert_eq!(n(&done["recipients"]["accepted"]), RECIPIENTS as u64);
+        assert_eq!(variants_sum(&done, &["accepted"]), RECIPIENTS as u64);
+        // Killed again: everything it answered for is durable; the store is
+        // read directly.
+        drop(daemon);
+        let store = open_store(&db);
+        let by_recipient = messages_by_recipient(&store, &id);
+        drop(store);
+        let network = on_network(&m);
+        assert_eq!(by_recipient.len(), RECIPIENTS);
+        let weights = [2, 1];
+        for number in &to {
+            let messages = by_recipient
+                .get(number)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            assert_eq!(messages.len(), 1, "{number}: {} messages", messages.len());
+            let m = &messages[0];
+            // The variant recorded is the one drawn for this recipient, and
+            // the text is that variant's.
+            let variant =
+                ["a", "b"][smsgate::conversation::campaigns::choose_variant(&id, number, &weights)];
+            assert_eq!(m.variant.as_deref(), Some(variant));
+            assert_eq!(m.body, format!("{} Tue 10:30", variant.to_uppercase()));
+            assert_eq!(m.flow.as_deref(), Some("appointment"));
+            assert_eq!(m.context.as_ref().unwrap()["slots"], json!(["Wed 9:00"]));
+            // No per-recipient key: a resume depends on none (keys expire).
+            assert_eq!(m.idempotency_key, None);
+            // What the store calls sent reached the network once.
+            if matches!(m.status, MessageStatus::Sent | MessageStatus::Delivered) {
+                assert_eq!(network.get(number), Some(&1), "{number} is {:?}", m.status);
+            }
+        }
+        // Nothing reached the network that is not a recipient's message.
+        assert!(network.keys().all(|to| by_recipient.contains_key(to)));
+        assert!(!network.is_empty(), "the modem sent nothing");
+        println!("{} of {RECIPIENTS} on the network", network.len());
+        let _ = std::fs::remove_dir_all(&db);
+        let _ = std::fs::remove_file(&config);
+        let _ = std::fs::remove_file(&log);
+    })
+    .await;
+    modem.shutdown().await;
 }

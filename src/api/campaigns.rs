@@ -12,16 +12,15 @@ use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::json::ApiJson;
-use super::messages::parse_send_at;
+use super::messages::{idempotency_key, parse_send_at};
 use super::params;
 use super::problem::ApiError;
 use super::ApiState;
 use crate::conversation::campaigns::{self as campaigns, CampaignSpec, VariantSpec};
-use crate::store::{CampaignCreated, CampaignRecord, IdempotencyKey, RecipientError};
+use crate::store::{CampaignCreated, CampaignRecord, RecipientError};
 use crate::wire;
 
 /// The largest `POST /v1/campaigns` body: 100,000 numbers as JSON strings
@@ -120,25 +119,6 @@ struct Fingerprinted<'a> {
     errors: usize,
 }
 
-/// An `Idempotency-Key` header, as `POST /v1/messages` reads it.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|k| Some(k.to_string()))
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            )
-        })
-}
-
 fn refused(e: campaigns::CampaignError) -> ApiError {
     ApiError::unprocessable(e.code, e.detail)
 }
@@ -175,7 +155,6 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(request): ApiJson<CampaignRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
     let send_at = match &request.send_at {
         Some(v) => parse_send_at(v)?,
         None => None,
@@ -272,21 +251,16 @@ pub async fn create(
             .insert("duplicate".into(), duplicates);
     }
     record.progress.errors = errors.len() as u64;
-    let key = match key {
-        Some(key) => {
-            let canonical = serde_json::to_vec(&Fingerprinted {
-                plan: &plan,
-                recipients: &listed,
-                errors: errors.len(),
-            })
-            .map_err(ApiError::internal)?;
-            Some(IdempotencyKey {
-                key,
-                fingerprint: crate::pdu::hex::encode(&Sha256::digest(&canonical)),
-            })
-        }
-        None => None,
-    };
+    // As `POST /v1/messages` reads it, fingerprinted over the request as
+    // validated (the same numbers written another way are the same request).
+    let key = idempotency_key(
+        headers.get("idempotency-key"),
+        &Fingerprinted {
+            plan: &plan,
+            recipients: &listed,
+            errors: errors.len(),
+        },
+    )?;
     match state
         .store
         .create_campaign(&record, &listed, &errors, key.as_ref())

@@ -28,6 +28,21 @@ pub struct StreamStop(pub watch::Receiver<bool>);
 /// Events read from the store at a time.
 const STREAM_BATCH: usize = 100;
 
+/// When a stream serves an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pace {
+    /// As soon as it is durable (`/v1/events/stream`).
+    #[default]
+    AsWritten,
+    /// A `message.received` once the conversation engine has applied it
+    /// too (at most [`ENGINE_WAIT`] later), so that a page refreshing on it
+    /// finds the thread the engine opened: the web inbox's stream.
+    AfterEngine,
+}
+
+/// The longest a [`Pace::AfterEngine`] stream holds an event for the engine.
+const ENGINE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `after` (an event id), then `limit`.
 fn events_query(
     pairs: Vec<(String, String)>,
@@ -87,6 +102,17 @@ pub async fn stream(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     stop: Option<Extension<StreamStop>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    stream_paced(State(state), headers, query, stop, Pace::AsWritten).await
+}
+
+/// [`stream`], each event served at `pace`.
+pub async fn stream_paced(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    stop: Option<Extension<StreamStop>>,
+    pace: Pace,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     let mut after = None;
     for (key, value) in pairs {
@@ -117,6 +143,7 @@ pub async fn stream(
         buffer: VecDeque::new(),
         notifier,
         stop: stop.map(|Extension(s)| s.0),
+        pace,
     };
     let events = futures_util::stream::unfold(reader, |mut r| async move {
         let event = r.next().await?;
@@ -136,6 +163,7 @@ struct Reader {
     buffer: VecDeque<crate::store::Event>,
     notifier: watch::Receiver<()>,
     stop: Option<watch::Receiver<bool>>,
+    pace: Pace,
 }
 
 impl Reader {
@@ -144,6 +172,11 @@ impl Reader {
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 self.after = Some(event.id.clone());
+                if self.pace == Pace::AfterEngine && event.kind == "message.received" {
+                    // Late or not, the event is served: a page refreshes
+                    // on it either way.
+                    let _ = self.store.wait_for_engine(&event.id, ENGINE_WAIT).await;
+                }
                 match Event::served(event, &self.store) {
                     Ok(event) => return Some(event),
                     Err(e) => {

@@ -10,11 +10,13 @@
 //!   always gets the same variant, so a campaign resumed after a crash chooses
 //!   as it did before.
 //! - [`CampaignTask`] runs in the daemon: it accepts each campaign's
-//!   recipients in batches (compose, `Policy::admit`, `Store::accept` with the
-//!   key `campaign:<id>:<number>`, so a batch run again after a crash finds
-//!   the messages already stored instead of sending twice), resumes unfinished
-//!   campaigns at start, carries out cancels, and keeps each campaign's
-//!   status counters from the event log.
+//!   recipients in batches (compose and `Policy::admit` per recipient, as
+//!   `POST /v1/messages` does, then the batch's messages, counts and resume
+//!   cursor stored in one transaction and one flush:
+//!   `Store::accept_campaign_batch`, so a crash leaves a batch wholly done or
+//!   not begun and a resume, however late, sends nobody a second message),
+//!   resumes unfinished campaigns at start, carries out cancels a page at a
+//!   time, and keeps each campaign's status counters from the event log.
 //!
 //! Recipients by tag come from the contacts' tag index
 //! ([`recipients_with_tag`]); templates read the contact's profile
@@ -32,10 +34,10 @@ use super::template::{self, TemplateError};
 use crate::compose::{self, Draft, SmsPolicy};
 use crate::policy::{Policy, Refusal};
 use crate::store::{
-    Accepted, BatchOutcome, CampaignRecord, CampaignState, Category, ContactProfile,
-    IdempotencyKey, Message, MessageStatus, Progress, RecipientError, Store, StoreError,
-    VariantCounts, VariantRecord,
+    BatchOutcome, CampaignRecord, CampaignState, Category, ContactProfile, Message, MessageStatus,
+    Progress, RecipientError, Store, StoreError, VariantCounts, VariantRecord,
 };
+use crate::webhook::clock::Clock;
 
 /// The most recipients one campaign may have.
 pub const MAX_RECIPIENTS: usize = 100_000;
@@ -330,16 +332,6 @@ pub fn choose_variant(campaign: &str, number: &str, weights: &[u32]) -> usize {
     weights.len() - 1
 }
 
-/// The `Idempotency-Key` a campaign message is accepted under.
-pub fn idempotency_key(campaign: &str, number: &str) -> IdempotencyKey {
-    IdempotencyKey {
-        key: format!("campaign:{campaign}:{number}"),
-        // One recipient of one campaign is one message, whatever its text
-        // renders to on a run after a restart.
-        fingerprint: format!("campaign:{campaign}"),
-    }
-}
-
 /// What becomes of one recipient before the store is asked.
 enum Prepared {
     Message(Box<Message>, usize),
@@ -356,9 +348,14 @@ fn skip_reason(refusal: &Refusal) -> &'static str {
     }
 }
 
-/// Cancels in flight at once: they share the store's group commit.
-const IN_FLIGHT: usize = 64;
-/// Messages a cancel looks at per page.
+/// Recipients composed, admitted and stored per transaction: a chunk of the
+/// stored list. The task holds at most two batches (one being stored, the
+/// next being composed), whatever the campaign's size.
+pub const BATCH: usize = 100;
+/// Batches of one campaign per turn before the task looks at the others
+/// (and at the event log and a stop).
+const BATCHES_PER_TURN: usize = 8;
+/// Messages a cancel changes per transaction.
 const CANCEL_PAGE: usize = 500;
 
 /// The daemon's campaign worker (see the module's documentation).
@@ -369,6 +366,9 @@ pub struct CampaignTask {
     pub sms: Arc<SmsPolicy>,
     /// Called after messages were queued (the dispatcher's wake-up).
     pub wake: Arc<dyn Fn() + Send + Sync>,
+    /// Now, for admission (quiet hours, rate limits) and the messages'
+    /// times; injected by tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl CampaignTask {
@@ -423,7 +423,7 @@ impl CampaignTask {
             };
             match record.state {
                 CampaignState::Accepting => {
-                    self.accept_batch(&record).await?;
+                    self.accept_batches(&record).await?;
                     worked = true;
                 }
                 CampaignState::Cancelling => {
@@ -500,46 +500,81 @@ impl CampaignTask {
         message.variant = Some(variant.id.clone());
         message.flow = record.flow.clone();
         message.context = record.context.clone();
-        message.idempotency_key = Some(idempotency_key(&record.id, number).key);
         if let Err(refusal) = self.policy.admit(&self.store, &mut message, None, now) {
             return Ok(Prepared::Skip(skip_reason(&refusal)));
         }
         Ok(Prepared::Message(Box::new(message), index))
     }
 
-    /// Accept the next batch of `record`'s recipients and record it.
-    ///
-    /// The batch's messages are stored one transaction each, off the async
-    /// workers, and made durable by one flush before the batch is recorded:
-    /// a crash before the record runs the batch again, and the keys answer
-    /// the messages already stored.
-    async fn accept_batch(&self, record: &CampaignRecord) -> Result<(), StoreError> {
-        let from = record.progress.processed;
-        let task = self.clone();
-        let batch = record.clone();
-        let outcome = self
-            .store
-            .blocking(move |_| task.accept_stored(&batch, from))
-            .await?;
-        if !outcome.accepted.is_empty() {
-            self.store.sync().await?;
-            (self.wake)();
+    /// Accept up to [`BATCHES_PER_TURN`] batches of `record`'s recipients,
+    /// each composed and admitted, then stored with the cursor moved past it
+    /// in one transaction. Off the async workers, and overlapped: the next
+    /// batch is composed on one blocking thread while this one is stored and
+    /// flushed (its admission does not depend on this one's messages: every
+    /// recipient is another contact). A batch is made durable before the
+    /// next is stored; a batch that finds the campaign no longer accepting
+    /// (a cancel) or its cursor moved stores nothing and ends the turn.
+    async fn accept_batches(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+        let record = Arc::new(record.clone());
+        let listed = record.progress.listed;
+        let mut from = record.progress.processed;
+        let mut composing = Some(self.compose_batch(&record, from));
+        for turn in 1..=BATCHES_PER_TURN {
+            let Some(this) = composing.take() else { break };
+            let (batch, now) = joined(this.await)??;
+            let next = from + batch.processed;
+            let more = turn < BATCHES_PER_TURN && next < listed;
+            if more {
+                composing = Some(self.compose_batch(&record, next));
+            }
+            let store = self.store.clone();
+            let id = record.id.clone();
+            let (after, stored, durability) = joined(
+                tokio::task::spawn_blocking(move || {
+                    store.accept_campaign_batch(&id, from, &batch, now)
+                })
+                .await,
+            )??;
+            durability.wait().await?;
+            if stored > 0 {
+                (self.wake)();
+            }
+            let moved_on = after.is_some_and(|r| {
+                r.state == CampaignState::Accepting && r.progress.processed == next
+            });
+            if !(more && moved_on) {
+                break;
+            }
+            from = next;
         }
-        self.store
-            .record_campaign_batch(&record.id, from, &outcome)
-            .await?;
         Ok(())
     }
 
-    /// Store (not yet durably) the messages of the batch from recipient `from`.
-    fn accept_stored(
+    /// Start composing the batch from recipient `from` on a blocking thread;
+    /// it yields the batch and the time it was admitted at.
+    fn compose_batch(
+        &self,
+        record: &Arc<CampaignRecord>,
+        from: u64,
+    ) -> tokio::task::JoinHandle<Result<(BatchOutcome, DateTime<Utc>), StoreError>> {
+        let task = self.clone();
+        let record = record.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = task.clock.now();
+            Ok((task.prepare_batch(&record, from, now)?, now))
+        })
+    }
+
+    /// Compose and admit the batch from recipient `from` (nothing stored).
+    fn prepare_batch(
         &self,
         record: &CampaignRecord,
         from: u64,
+        now: DateTime<Utc>,
     ) -> Result<BatchOutcome, StoreError> {
-        let numbers = self.store.campaign_recipients(&record.id, from)?;
-        let now = Utc::now();
-        let mut outcome = BatchOutcome {
+        let mut numbers = self.store.campaign_recipients(&record.id, from)?;
+        numbers.truncate(BATCH);
+        let mut batch = BatchOutcome {
             processed: numbers.len() as u64,
             ..BatchOutcome::default()
         };
@@ -547,53 +582,38 @@ impl CampaignTask {
             // The list ends before `listed` says (a damaged store): finish
             // rather than ask for the same missing chunk forever.
             tracing::error!(campaign = %record.id, from, listed = record.progress.listed, "campaign recipient list ends early");
-            outcome.processed = record.progress.listed.saturating_sub(from).max(1);
+            batch.processed = record.progress.listed.saturating_sub(from).max(1);
         }
         for number in &numbers {
             match self.prepare(record, number, now)? {
-                Prepared::Skip(reason) => outcome.skipped.push(reason),
-                Prepared::Error(e) => outcome.errors.push(e),
-                Prepared::Message(message, variant) => {
-                    let key = idempotency_key(&record.id, number);
-                    // Made durable with the whole batch (`accept_batch`).
-                    let (accepted, _durable_later) =
-                        self.store.accept_deferred(*message, Some(key))?;
-                    collect(number, variant, accepted, &mut outcome);
-                }
+                Prepared::Skip(reason) => batch.skipped.push(reason),
+                Prepared::Error(e) => batch.errors.push(e),
+                Prepared::Message(message, variant) => batch.messages.push((*message, variant)),
             }
         }
-        Ok(outcome)
+        Ok(batch)
     }
 
-    /// Cancel every message of `record` that has not reached a modem, then
-    /// mark the campaign cancelled.
+    /// Cancel every message of `record` that has not reached a modem, a
+    /// page per transaction, then mark the campaign cancelled. Run again
+    /// after a crash, it finds the cancelled ones settled and counts them.
     async fn cancel(&self, record: &CampaignRecord) -> Result<(), StoreError> {
         let mut after: Option<String> = None;
         loop {
             let (waiting, next) =
                 self.store
                     .campaign_waiting(&record.id, after.as_deref(), CANCEL_PAGE)?;
-            let mut statuses = Vec::with_capacity(waiting.len());
-            let mut cancels = tokio::task::JoinSet::new();
-            for id in waiting {
-                while cancels.len() >= IN_FLIGHT {
-                    if let Some(done) = cancels.join_next().await {
-                        statuses.extend(cancelled(done)?);
-                    }
-                }
-                let store = self.store.clone();
-                cancels.spawn(async move {
-                    store
-                        .cancel_waiting(&id, Utc::now(), "campaign cancelled")
-                        .await
-                });
+            if !waiting.is_empty() {
+                let changed = self
+                    .store
+                    .cancel_waiting_many(&waiting, self.clock.now(), "campaign cancelled")
+                    .await?;
+                let statuses: Vec<(String, MessageStatus)> =
+                    changed.into_iter().map(|(m, _)| (m.id, m.status)).collect();
+                self.store
+                    .record_campaign_statuses(&record.id, &statuses)
+                    .await?;
             }
-            while let Some(done) = cancels.join_next().await {
-                statuses.extend(cancelled(done)?);
-            }
-            self.store
-                .record_campaign_statuses(&record.id, &statuses)
-                .await?;
             match next {
                 Some(n) => after = Some(n),
                 None => break,
@@ -604,40 +624,17 @@ impl CampaignTask {
     }
 }
 
-/// Count one accept into `outcome`.
-fn collect(number: &str, variant: usize, accepted: Accepted, outcome: &mut BatchOutcome) {
-    match accepted {
-        Accepted::New(m) | Accepted::Replay(m) => {
-            let first = m.history.first().map_or(m.status, |t| t.status);
-            if first == MessageStatus::Deferred {
-                outcome.deferred += 1;
-            }
-            outcome.accepted.push((m.id, variant, m.status));
-        }
-        Accepted::ReplayErased(_) => outcome.skipped.push("erased"),
-        Accepted::KeyReused => outcome.errors.push(RecipientError {
-            number: number.to_string(),
-            code: "idempotency_conflict".into(),
-            detail: "another message holds this recipient's campaign key".into(),
-        }),
-    }
-}
-
-type CancelResult = Result<Option<(Message, bool)>, StoreError>;
-
-/// The (id, status now) of a message a cancel looked at.
-fn cancelled(
-    done: Result<CancelResult, tokio::task::JoinError>,
-) -> Result<Option<(String, MessageStatus)>, StoreError> {
-    let outcome = done.map_err(|e| StoreError::Durability(format!("campaign cancel task: {e}")))?;
-    Ok(outcome?.map(|(m, _)| (m.id, m.status)))
+/// A blocking task's result; a task that panicked or was cancelled is a
+/// store error (the campaign task retries).
+fn joined<T>(done: Result<T, tokio::task::JoinError>) -> Result<T, StoreError> {
+    done.map_err(|e| StoreError::Durability(format!("campaign task: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RECIPIENT_CHUNK;
     use serde_json::json;
+    use std::collections::HashMap;
 
     fn spec() -> CampaignSpec {
         CampaignSpec {
@@ -815,18 +812,34 @@ mod tests {
         assert_eq!(choose_variant("c", "n", &[5]), 0);
     }
 
-    fn task(store: &Store) -> CampaignTask {
+    struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// The tests' start time (a Monday morning): fixed, so nothing depends
+    /// on when the test runs.
+    fn t0() -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+    }
+
+    fn task(store: &Store, clock: &Arc<ManualClock>) -> CampaignTask {
         CampaignTask {
             store: store.clone(),
             policy: Arc::new(Policy::from_config(&crate::config::Config::default())),
             sms: Arc::new(SmsPolicy::default()),
             wake: Arc::new(|| {}),
+            clock: clock.clone(),
         }
     }
 
     /// Every stored message of `campaign`, by recipient.
-    fn stored(store: &Store, campaign: &str) -> std::collections::HashMap<String, usize> {
-        let mut out = std::collections::HashMap::new();
+    fn stored(store: &Store, campaign: &str) -> HashMap<String, Vec<Message>> {
+        let mut out: HashMap<String, Vec<Message>> = HashMap::new();
         let mut cursor: Option<String> = None;
         loop {
             let page = store
@@ -838,7 +851,7 @@ mod tests {
                 .unwrap();
             for m in page.items {
                 if m.campaign.as_deref() == Some(campaign) {
-                    *out.entry(m.to).or_insert(0) += 1;
+                    out.entry(m.to.clone()).or_default().push(m);
                 }
             }
             match page.next_cursor {
@@ -848,16 +861,9 @@ mod tests {
         }
     }
 
-    /// The window a crash can hit: a batch's messages are stored (and
-    /// durable) but the batch is not recorded. After a restart the batch runs
-    /// again from the cursor: every recipient still has one message, and the
-    /// counts count each once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_stored_but_not_recorded_is_not_sent_twice() {
-        let mut temp = crate::store::test_support::TempStore::new();
-        let numbers: Vec<String> = (0..RECIPIENT_CHUNK + 20)
-            .map(|n| format!("+1555060{n:04}"))
-            .collect();
+    /// A stored two-variant campaign to `n` numbers, created at `at`.
+    async fn campaign(store: &Store, n: usize, at: DateTime<Utc>) -> (CampaignRecord, Vec<String>) {
+        let numbers: Vec<String> = (0..n).map(|i| format!("+1555060{i:04}")).collect();
         let plan = plan(CampaignSpec {
             variants: Some(vec![
                 VariantSpec {
@@ -874,36 +880,188 @@ mod tests {
             ..spec()
         })
         .unwrap();
-        let id = temp.store.new_campaign_id(Utc::now());
-        let n = numbers.len() as u64;
-        let record = plan.record(id.clone(), n, n, Utc::now());
-        temp.store
+        let id = store.new_campaign_id(at);
+        let record = plan.record(id, n as u64, n as u64, at);
+        store
             .create_campaign(&record, &numbers, &[], None)
             .await
             .unwrap();
-        // The first batch's messages go in; the "crash" comes before its record.
-        let first = task(&temp.store).accept_stored(&record, 0).unwrap();
-        assert_eq!(first.accepted.len(), RECIPIENT_CHUNK);
-        temp.store.sync().await.unwrap();
+        (record, numbers)
+    }
+
+    /// A daemon killed after a batch and started again eight days later,
+    /// when every idempotency key of that time has been pruned: the resume
+    /// starts at the first recipient without a message (the cursor moved
+    /// with the batch's messages, in one transaction), so the recipients of
+    /// the first batch keep their one message and the rest get theirs, on
+    /// the day of the resume.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resume_days_later_sends_nobody_twice() {
+        let mut temp = crate::store::test_support::TempStore::new();
+        let start = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(start)));
+        let (record, numbers) = campaign(&temp.store, BATCH + 20, start).await;
+        let id = record.id.clone();
+        // One batch, as the task stores it, then the kill.
+        let batch = task(&temp.store, &clock)
+            .prepare_batch(&record, 0, start)
+            .unwrap();
+        let (_, n, durability) = temp
+            .store
+            .accept_campaign_batch(&id, 0, &batch, start)
+            .unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(n, BATCH);
+        let first = stored(&temp.store, &id);
+        assert_eq!(first.len(), BATCH);
+
         temp.restart();
+        let later = start + chrono::Duration::days(8);
+        temp.store.prune_indexes(later).await.unwrap();
+        *clock.0.lock().unwrap() = later;
         let store = temp.store.clone();
-        assert_eq!(store.campaign(&id).unwrap().unwrap().progress.processed, 0);
-        assert_eq!(stored(&store, &id).len(), RECIPIENT_CHUNK);
-        let task = task(&store);
+        let resumed = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(
+            (resumed.state, resumed.progress.processed),
+            (CampaignState::Accepting, BATCH as u64)
+        );
+        let task = task(&store, &clock);
         while task.step().await.unwrap() {}
+
         let done = store.campaign(&id).unwrap().unwrap();
+        let n = numbers.len() as u64;
         assert_eq!(done.state, CampaignState::Accepted);
-        assert_eq!(done.progress.processed, n);
-        assert_eq!(done.progress.accepted, n);
+        assert_eq!((done.progress.processed, done.progress.accepted), (n, n));
         assert_eq!(done.counts.iter().map(|c| c.accepted).sum::<u64>(), n);
         assert_eq!(done.messages().queued, n);
         let by_recipient = stored(&store, &id);
         assert_eq!(by_recipient.len(), numbers.len());
-        assert!(
-            by_recipient.values().all(|&c| c == 1),
-            "a recipient has two messages"
-        );
+        for number in &numbers {
+            let messages = &by_recipient[number];
+            assert_eq!(
+                messages.len(),
+                1,
+                "{number} has {} messages",
+                messages.len()
+            );
+            let m = &messages[0];
+            match first.get(number) {
+                // The first batch's message is the one stored before the kill.
+                Some(before) => {
+                    assert_eq!(m.id, before[0].id);
+                    assert_eq!(m.created_at, start);
+                }
+                None => assert_eq!(m.created_at, later),
+            }
+            let variant = choose_variant(&id, number, &[1, 1]);
+            assert_eq!(m.variant.as_deref(), Some(["a", "b"][variant]));
+        }
         assert!(store.active_campaigns().unwrap().is_empty());
+    }
+
+    /// A batch is stored only from the cursor it was composed at, and only
+    /// while the campaign is accepting: a second run of the same batch (two
+    /// tasks, or a retry) and a batch overtaken by a cancel store nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_stored_once_and_not_after_a_cancel() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let task = task(store, &clock);
+        let (record, _) = campaign(store, BATCH * 2 + 3, now).await;
+        let id = record.id.clone();
+
+        let batch = task.prepare_batch(&record, 0, now).unwrap();
+        assert_eq!(batch.messages.len(), BATCH);
+        // Composing stored nothing.
+        assert!(stored(store, &id).is_empty());
+        let (after, n, durability) = store.accept_campaign_batch(&id, 0, &batch, now).unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(n, BATCH);
+        assert_eq!(after.unwrap().progress.processed, BATCH as u64);
+        // The same batch again: the cursor has moved, nothing is stored.
+        let again = task.prepare_batch(&record, 0, now).unwrap();
+        let (after, n, durability) = store.accept_campaign_batch(&id, 0, &again, now).unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(after.unwrap().progress.accepted, BATCH as u64);
+        assert_eq!(stored(store, &id).len(), BATCH);
+
+        // The next batch is composed, then the campaign is cancelled.
+        let record = store.campaign(&id).unwrap().unwrap();
+        let next = task.prepare_batch(&record, BATCH as u64, now).unwrap();
+        store.request_campaign_cancel(&id).await.unwrap();
+        let (after, n, durability) = store
+            .accept_campaign_batch(&id, BATCH as u64, &next, now)
+            .unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(after.unwrap().state, CampaignState::Cancelling);
+        assert_eq!(stored(store, &id).len(), BATCH);
+
+        // The cancel cancels every message stored, a page at a time.
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Cancelled);
+        assert_eq!(done.messages().cancelled, BATCH as u64);
+        assert_eq!(done.messages().queued, 0);
+        assert_eq!(done.progress.processed, BATCH as u64);
+        let by_recipient = stored(store, &id);
+        assert!(by_recipient
+            .values()
+            .all(|m| m.len() == 1 && m[0].status == MessageStatus::Cancelled));
+        assert_eq!(store.outbox_len(), 0);
+    }
+
+    /// A cancel after the whole list was accepted goes through the
+    /// campaign's messages a page at a time (three pages here) and cancels
+    /// every one; its counters move with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_goes_page_by_page_over_every_message() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let task = task(store, &clock);
+        let n = CANCEL_PAGE * 2 + 7;
+        let (record, _) = campaign(store, n, now).await;
+        let id = record.id.clone();
+        while task.step().await.unwrap() {}
+        let accepted = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(accepted.state, CampaignState::Accepted);
+        assert_eq!(accepted.messages().queued, n as u64);
+        assert_eq!(store.outbox_len(), n);
+
+        let later = now + chrono::Duration::minutes(5);
+        *clock.0.lock().unwrap() = later;
+        store.request_campaign_cancel(&id).await.unwrap();
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Cancelled);
+        assert_eq!(done.messages().cancelled, n as u64);
+        assert_eq!(done.messages().queued, 0);
+        assert_eq!(
+            done.counts
+                .iter()
+                .map(|c| c.messages.cancelled)
+                .sum::<u64>(),
+            n as u64
+        );
+        assert_eq!(store.outbox_len(), 0);
+        let by_recipient = stored(store, &id);
+        assert_eq!(by_recipient.len(), n);
+        for messages in by_recipient.values() {
+            assert_eq!(messages.len(), 1);
+            let m = &messages[0];
+            assert_eq!(m.status, MessageStatus::Cancelled);
+            // Cancelled at the task's time, with the reason.
+            let last = m.history.last().unwrap();
+            assert_eq!(
+                (last.at, last.note.as_deref()),
+                (later, Some("campaign cancelled"))
+            );
+        }
     }
 
     #[test]

@@ -286,6 +286,12 @@ impl Policy {
         Arc::new(move |store, message, record| policy.reaction(store, message, record))
     }
 
+    /// The zone quiet hours are counted in when nothing says a contact's
+    /// (`[quiet_hours] default_time_zone`).
+    pub fn default_zone(&self) -> Tz {
+        self.default_zone
+    }
+
     /// The zone quiet hours are counted in for `contact`.
     pub fn zone_for(&self, store: &Store, contact: &str) -> Tz {
         if let Some(zone) = store

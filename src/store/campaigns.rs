@@ -6,16 +6,24 @@
 //! What writes here, and why it survives a crash:
 //! - the API stores a campaign and its whole recipient list in one durable
 //!   transaction before answering 202 ([`Store::create_campaign`]);
-//! - the campaign task accepts recipients in batches, each message through
-//!   the normal accept with an `Idempotency-Key`, then records the batch (its
-//!   messages, counts and the resume cursor) in one transaction
-//!   ([`Store::record_campaign_batch`]). A crash between the two re-runs the
-//!   batch from the cursor: the keys answer the messages already stored, so
-//!   nobody gets a second one;
+//! - the campaign task composes and admits a batch of recipients, then
+//!   stores the batch's messages (as `Store::accept` stores one: message,
+//!   thread entry, outbox entry, contact summary), their counts and the
+//!   resume cursor moved past them in ONE transaction made durable by one
+//!   flush ([`Store::accept_campaign_batch`]). A crash leaves the batch
+//!   either wholly stored and recorded or not at all, so a resume starts at
+//!   the first recipient without a message, at any time later: it depends on
+//!   no idempotency key (those expire after 7 days). One transaction per
+//!   batch, not per recipient, is also what makes a 100,000-recipient
+//!   campaign fast: every sled transaction writes the log out twice
+//!   (`pin_log` rolls the I/O buffer), each write a `pwrite` and a
+//!   `sync_file_range` that waits for the disk;
 //! - the same task follows the event log (`message.sent`, `.delivered`, ...)
 //!   and moves each campaign message between status counters
 //!   ([`Store::apply_campaign_events`]), the event cursor in the same
-//!   transaction, so a crash replays exactly the events not yet counted.
+//!   transaction, so a crash replays exactly the events not yet counted;
+//! - a cancel changes a page of waiting messages in one transaction
+//!   ([`Store::cancel_waiting_many`]) and then moves their counters.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,10 +33,12 @@ use sled::transaction::TransactionalTree;
 use sled::{Transactional, Tree};
 use tokio::sync::watch;
 
-use super::outbound::IdempotencyKey;
-use super::records::{Category, Event, MessageStatus};
+use super::outbound::{queue_encoded, IdempotencyKey};
+use super::query::touch_contact;
+use super::records::{Category, Event, Message, MessageStatus};
 use super::{
-    from_json, from_json_tx, to_json, unwrap_tx, Page, Result, Store, StoreError, TxError,
+    from_json, from_json_tx, to_json, unwrap_tx, Durability, Page, Result, Store, StoreError,
+    TxError,
 };
 
 /// Recipients per stored chunk of the list; the campaign task takes one chunk
@@ -297,16 +307,15 @@ impl Member {
     }
 }
 
-/// What one batch of the campaign task did, recorded in one transaction.
+/// One batch of the campaign task, composed and admitted, for
+/// [`Store::accept_campaign_batch`] to store in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct BatchOutcome {
-    /// Recipients of the list this batch finished with.
+    /// Recipients of the list this batch finishes with.
     pub processed: u64,
-    /// (message id, variant index, the message's status now) of each
-    /// accepted recipient (new, or already stored by a run before a crash).
-    pub accepted: Vec<(String, usize, MessageStatus)>,
-    /// Of the accepted, how many were deferred when accepted.
-    pub deferred: u64,
+    /// Each admitted recipient's message (queued, scheduled or deferred),
+    /// with its variant (an index into the campaign's variants).
+    pub messages: Vec<(Message, usize)>,
     /// The reason of each skipped recipient.
     pub skipped: Vec<&'static str>,
     pub errors: Vec<RecipientError>,
@@ -521,74 +530,104 @@ impl Store {
         })
     }
 
-    /// Record a batch of the campaign task, which started at recipient
-    /// `from`: the messages it accepted (counted under their status), the
-    /// skipped and refused recipients, and the cursor moved past them; the
-    /// campaign becomes `accepted` after its last recipient (unless a cancel
-    /// came first). Durable when this returns. A batch whose `from` is not
-    /// the stored cursor (recorded already) changes nothing.
-    pub async fn record_campaign_batch(
+    /// Store a batch of the campaign task that started at recipient `from`:
+    /// each message as `Store::accept` stores one (the message, its thread
+    /// and outbox entries, the contact's summary), counted under its
+    /// variant, the skipped and refused recipients, and the cursor moved past
+    /// them, all in one transaction; the campaign becomes `accepted` after
+    /// its last recipient. Nothing is written when the stored cursor is not
+    /// `from` (another run recorded this batch) or the campaign is no longer
+    /// accepting (a cancel came while the batch was composed).
+    ///
+    /// Returns the campaign as it is now, how many messages were stored,
+    /// and the [`Durability`] to wait for before anyone is told (the messages
+    /// are visible at once; a later durable write anywhere flushes them too).
+    pub fn accept_campaign_batch(
         &self,
         id: &str,
         from: u64,
         batch: &BatchOutcome,
-    ) -> Result<Option<CampaignRecord>> {
+        now: DateTime<Utc>,
+    ) -> Result<(Option<CampaignRecord>, usize, Durability)> {
+        let i = &self.inner;
         let t = self.campaign_trees();
-        let now = Utc::now();
-        let record = (&t.records, &t.members, &t.errors, &t.active)
-            .transaction(|(records, members, errs, active)| {
-                let Some(mut record) = read_record_tx(records, id)? else {
-                    return Ok(None);
-                };
-                if record.progress.processed != from {
-                    return Ok(Some(record));
-                }
-                let p = &mut record.progress;
-                for (message, variant, status) in &batch.accepted {
-                    let Some(counts) = record.counts.get_mut(*variant) else {
-                        return Err(abort(corrupt(id.as_bytes(), "variant out of range")));
+        // Encoded before the transaction, which holds sled's global lock.
+        let mut encoded = Vec::with_capacity(batch.messages.len());
+        for (message, variant) in &batch.messages {
+            let raw = serde_json::to_vec(message)
+                .map_err(|e| corrupt(message.id.as_bytes(), &e.to_string()))?;
+            let member = Member {
+                variant: u16::try_from(*variant)
+                    .map_err(|_| corrupt(id.as_bytes(), "variant out of range"))?,
+                bucket: bucket(message.status).unwrap_or(0),
+                counted: true,
+            };
+            encoded.push((
+                sled::IVec::from(raw),
+                prefixed(id, message.id.as_bytes()),
+                member,
+            ));
+        }
+        let (record, applied) = (
+            &i.messages,
+            &i.threads,
+            &i.outbox,
+            &i.contacts,
+            &i.recent,
+            &t.records,
+            &t.members,
+            &t.errors,
+            &t.active,
+        )
+            .transaction(
+                |(messages, threads, outbox, contacts, recent, records, members, errs, active)| {
+                    let Some(mut record) = read_record_tx(records, id)? else {
+                        return Ok((None, None));
                     };
-                    counts.accepted += 1;
-                    p.accepted += 1;
-                    let key = prefixed(id, message.as_bytes());
-                    // An event may have seen the message first: its status
-                    // is the newer one.
-                    let member = match members.get(&key)?.as_deref().and_then(Member::decode) {
-                        Some(m) if m.counted => continue,
-                        Some(m) => Member {
-                            variant: *variant as u16,
-                            bucket: m.bucket,
-                            counted: true,
-                        },
-                        None => Member {
-                            variant: *variant as u16,
-                            bucket: bucket(*status).unwrap_or(0),
-                            counted: true,
-                        },
-                    };
-                    counts.messages.add(member.bucket);
-                    members.insert(key, &member.encode())?;
-                }
-                p.deferred += batch.deferred;
-                for reason in &batch.skipped {
-                    *p.skipped.entry(reason.to_string()).or_insert(0) += 1;
-                }
-                for error in &batch.errors {
-                    errs.insert(error_key(id, p.errors), to_json(error)?)?;
-                    p.errors += 1;
-                }
-                p.processed += batch.processed;
-                if p.processed >= p.listed && record.state == CampaignState::Accepting {
-                    record.state = CampaignState::Accepted;
-                    active.remove(id.as_bytes())?;
-                }
-                record.updated_at = now;
-                records.insert(id.as_bytes(), to_json(&record)?)?;
-                Ok(Some(record))
-            })
+                    if record.state != CampaignState::Accepting || record.progress.processed != from
+                    {
+                        return Ok((Some(record), None));
+                    }
+                    let p = &mut record.progress;
+                    for ((message, _), (raw, key, member)) in batch.messages.iter().zip(&encoded) {
+                        let Some(counts) = record.counts.get_mut(usize::from(member.variant))
+                        else {
+                            return Err(abort(corrupt(id.as_bytes(), "variant out of range")));
+                        };
+                        queue_encoded(messages, threads, outbox, message, raw.clone())?;
+                        touch_contact(contacts, recent, message)?;
+                        counts.accepted += 1;
+                        counts.messages.add(member.bucket);
+                        members.insert(key.as_slice(), &member.encode())?;
+                        p.accepted += 1;
+                        if message.status == MessageStatus::Deferred {
+                            p.deferred += 1;
+                        }
+                    }
+                    for reason in &batch.skipped {
+                        *p.skipped.entry(reason.to_string()).or_insert(0) += 1;
+                    }
+                    for error in &batch.errors {
+                        errs.insert(error_key(id, p.errors), to_json(error)?)?;
+                        p.errors += 1;
+                    }
+                    p.processed += batch.processed;
+                    if p.processed >= p.listed {
+                        record.state = CampaignState::Accepted;
+                        active.remove(id.as_bytes())?;
+                    }
+                    record.updated_at = now;
+                    records.insert(id.as_bytes(), to_json(&record)?)?;
+                    Ok((Some(record), Some(batch.messages.len())))
+                },
+            )
             .map_err(unwrap_tx)?;
-        self.sync().await?;
-        Ok(record)
+        let durability = Durability {
+            store: self.clone(),
+            ticket: applied.map(|_| i.commit.ticket()),
+            events: Vec::new(),
+        };
+        Ok((record, applied.unwrap_or(0), durability))
     }
 
     /// Ask a campaign to stop: no more recipients are accepted, and its

@@ -846,6 +846,9 @@ impl Store {
         }
         .wait()
         .await?;
+        if processed.is_some() {
+            self.inner.engine_moved.send_replace(());
+        }
         Ok(changed)
     }
 
@@ -892,7 +895,39 @@ impl Store {
         self.conv()
             .index
             .insert(CURSOR, &processed.saturating_add(1).to_be_bytes())?;
+        self.inner.engine_moved.send_replace(());
         Ok(())
+    }
+
+    /// Wait, at most `limit`, until the conversation engine has read past
+    /// the event `event_id` (its thread changes for it are written); true
+    /// once it has, or when no engine has ever run on this store (or the id
+    /// is not an event's). What a page that refreshes on `message.received`
+    /// waits for, so that it shows the thread the engine opens for it.
+    pub async fn wait_for_engine(&self, event_id: &str, limit: std::time::Duration) -> bool {
+        let Some(seq) = super::deliveries::event_seq(event_id) else {
+            return true;
+        };
+        // Subscribe before the first look, so no move slips between them.
+        let mut moved = self.inner.engine_moved.subscribe();
+        let past = || match self.engine_cursor_if_set() {
+            Ok(Some(cursor)) => cursor > seq,
+            // No engine (or the store cannot say): nothing to wait for.
+            Ok(None) | Err(_) => true,
+        };
+        if past() {
+            return true;
+        }
+        tokio::time::timeout(limit, async {
+            loop {
+                if moved.changed().await.is_err() || past() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && past()
     }
 
     /// Up to `limit` events from sequence `from` on, oldest first.
@@ -1355,6 +1390,36 @@ mod tests {
             ..InboxFilter::default()
         };
         assert_eq!(order(&normal_billing), ["+15550002000", "+15550002002"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_waits_for_the_engine_only_when_one_runs_and_only_until_it_has_read() {
+        let s = TempStore::new();
+        let store = s.store.clone();
+        let limit = std::time::Duration::from_secs(2);
+        // No engine has ever run on this store: nothing to wait for.
+        assert!(store.wait_for_engine("evt_0000000000000005", limit).await);
+        // Not an event id: served, not held.
+        assert!(store.wait_for_engine("nonsense", limit).await);
+        store.init_engine_cursor().unwrap();
+        store.advance_engine_cursor(3).unwrap();
+        // Read past 3 (the cursor is 4): not held.
+        assert!(store.wait_for_engine("evt_0000000000000003", limit).await);
+        // Event 5 is not read yet: held until the limit (the paused clock
+        // runs to it), then served late.
+        assert!(!store.wait_for_engine("evt_0000000000000005", limit).await);
+        // Held until the engine has read it.
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.wait_for_engine("evt_0000000000000005", limit).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        store.advance_engine_cursor(4).unwrap();
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "4 is not 5");
+        store.advance_engine_cursor(5).unwrap();
+        assert!(waiting.await.unwrap());
     }
 
     #[tokio::test]

@@ -177,6 +177,9 @@ struct Inner {
     /// Bumped after new events are durable: webhook workers and event
     /// streams wait on it instead of polling.
     new_events: watch::Sender<()>,
+    /// Bumped after the conversation engine's cursor moved
+    /// ([`Store::wait_for_engine`]).
+    engine_moved: watch::Sender<()>,
     commit: GroupCommit,
     /// Housekeeping steps that failed since open (`/metrics`).
     housekeeping_errors: std::sync::atomic::AtomicU64,
@@ -302,6 +305,7 @@ impl Store {
             campaigns: campaigns::Trees::open(&db)?,
             people: users::Trees::open(&db)?,
             new_events: watch::channel(()).0,
+            engine_moved: watch::channel(()).0,
             commit: GroupCommit::start(db.clone()).map_err(|e| {
                 StoreError::Durability(format!("cannot start the store's flush thread: {e}"))
             })?,

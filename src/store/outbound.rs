@@ -97,7 +97,8 @@ pub(crate) fn queue_message(
 
 /// [`queue_message`] with the record already encoded: sled runs one
 /// transaction at a time (a global lock), so the hot path encodes first.
-fn queue_encoded(
+/// (Also a campaign's batch, many messages in one transaction.)
+pub(crate) fn queue_encoded(
     messages: &TransactionalTree,
     threads: &TransactionalTree,
     outbox: &TransactionalTree,
@@ -113,6 +114,21 @@ fn queue_encoded(
         outbox.insert(k, &[])?;
     }
     Ok(())
+}
+
+/// Cancel `m` if no part of it has reached a modem: it must still be
+/// waiting (queued, scheduled, deferred) with every part pending. Whether it
+/// was cancelled.
+fn cancel_if_waiting(m: &mut Message, now: DateTime<Utc>, note: &str) -> bool {
+    let untouched = m
+        .part_status
+        .iter()
+        .all(|p| p.status == PartStatus::Pending);
+    let ok = m.status.is_waiting() && untouched;
+    if ok {
+        m.transition(now, MessageStatus::Cancelled).note = Some(note.into());
+    }
+    ok
 }
 
 /// The outbox key of a message, when it waits there.
@@ -509,20 +525,78 @@ impl Store {
         let cancelled = std::sync::atomic::AtomicBool::new(false);
         let outcome = self
             .update(id, |m| {
-                let untouched = m
-                    .part_status
-                    .iter()
-                    .all(|p| p.status == PartStatus::Pending);
-                let ok = m.status.is_waiting() && untouched;
+                let ok = cancel_if_waiting(m, now, note);
                 cancelled.store(ok, std::sync::atomic::Ordering::Relaxed);
-                if ok {
-                    m.transition(now, MessageStatus::Cancelled).note = Some(note.into());
-                }
                 ok
             })
             .await?;
         let cancelled = cancelled.load(std::sync::atomic::Ordering::Relaxed);
         Ok(outcome.map(|(m, _)| (m, cancelled)))
+    }
+
+    /// [`Store::cancel_waiting`] for many messages in one transaction and
+    /// one flush (a campaign's cancel, a page at a time: per message, every
+    /// sled transaction writes the log out twice). Each stored message after
+    /// the attempt and whether it was cancelled; ids without a live message
+    /// are left out (a waiting message is never in the history). Durable
+    /// when it returns.
+    pub async fn cancel_waiting_many(
+        &self,
+        ids: &[String],
+        now: DateTime<Utc>,
+        note: &str,
+    ) -> Result<Vec<(Message, bool)>> {
+        let i = &self.inner;
+        let (outcome, events) = (
+            &i.messages,
+            &i.outbox,
+            &i.active,
+            &i.deadlines,
+            &i.mrs,
+            &i.sticky,
+            &i.events,
+            &i.sends,
+        )
+            .transaction(
+                |(messages, outbox, active, deadlines, mrs, sticky, events, sends)| {
+                    let trees = Changed {
+                        messages,
+                        sends,
+                        outbox,
+                        active,
+                        deadlines,
+                        mrs,
+                        sticky,
+                        events,
+                    };
+                    let mut outcome = Vec::with_capacity(ids.len());
+                    let mut announced = Vec::new();
+                    for id in ids {
+                        let Some(raw) = messages.get(id.as_bytes())? else {
+                            continue;
+                        };
+                        let old: Message = from_json_tx(id.as_bytes(), &raw)?;
+                        let mut new = old.clone();
+                        if cancel_if_waiting(&mut new, now, note) {
+                            announced.extend(trees.apply(&old, &new, now)?);
+                            outcome.push((new, true));
+                        } else {
+                            outcome.push((old, false));
+                        }
+                    }
+                    Ok((outcome, announced))
+                },
+            )
+            .map_err(unwrap_tx)?;
+        let changed = outcome.iter().any(|(_, cancelled)| *cancelled);
+        Durability {
+            store: self.clone(),
+            ticket: changed.then(|| i.commit.ticket()),
+            events,
+        }
+        .wait()
+        .await?;
+        Ok(outcome)
     }
 
     /// [`Store::update`] without the wait: the change is applied (readers see

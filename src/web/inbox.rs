@@ -341,6 +341,8 @@ pub async fn page(
 ) -> Response {
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let now = state.clock.now();
+    // Before the read: what is written after it comes by the stream.
+    let stream = stream_url(&state);
     let (rows, next) = match rows(&state, &person, &query, now).await {
         Ok(found) => found,
         Err(e) => return pages::api_error_page(&person, &e),
@@ -370,7 +372,7 @@ pub async fn page(
             }
         }
         p #live .status role="status" {}
-        div #inbox-list data-refresh={ "/inbox/list?" (query.link(query.cursor.as_deref())) } data-stream="/inbox/events" {
+        div #inbox-list data-refresh={ "/inbox/list?" (query.link(query.cursor.as_deref())) } data-stream=(stream) {
             (list_markup(&rows, &query, next.as_deref(), now))
         }
     };
@@ -398,19 +400,33 @@ pub async fn list(
     }
 }
 
-/// `GET /inbox/events`: `GET /v1/events/stream` for a signed-in person
-/// (the API's stream needs a bearer token, which a page does not have).
+/// The live stream's address for a page rendered now: from the last event
+/// written (from the start when there is none, or the store cannot say).
+pub(crate) fn stream_url(state: &WebState) -> String {
+    match state.api.store.last_event_id() {
+        Ok(Some(id)) => format!("/inbox/events?after={id}"),
+        _ => "/inbox/events".to_string(),
+    }
+}
+
+/// `GET /inbox/events?after=`: `GET /v1/events/stream` for a signed-in
+/// person (the API's stream needs a bearer token, which a page does not
+/// have). A page asks from the last event it was rendered with, so nothing
+/// between its render and the stream's start is missed; a
+/// `message.received` comes once the engine has opened its thread.
 pub async fn events(
     State(state): State<WebState>,
     _person: Person,
     headers: HeaderMap,
     stop: Option<Extension<StreamStop>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    match crate::api::events::stream(
+    match crate::api::events::stream_paced(
         State(state.api.clone()),
         headers,
-        Ok(Query(Vec::new())),
+        query,
         stop,
+        crate::api::events::Pace::AfterEngine,
     )
     .await
     {

@@ -17,16 +17,20 @@
 //!   check on every post, sign-in backoff, the signed-in [`Person`].
 //! - `pages`: the shell every page shares (navigation, sign-out), error
 //!   pages, plain words for the API's problems.
-//! - `inbox`, `thread`, `users`: the pages; `counter`: the GSM 7-bit table
+//! - `inbox`, `thread`, `users`, `contacts`, `campaigns`, `modems`: the
+//!   pages; `counter`: the GSM 7-bit table
 //!   and part sizes the reply box's counter reads, taken from `pdu`.
 //! - `dashboard`: the five metrics and their charts (`chart`: bar charts
 //!   as SVG written on the server).
 //! - `assets/`: the stylesheet and the script.
 
+mod campaigns;
 mod chart;
+mod contacts;
 mod counter;
 mod dashboard;
 mod inbox;
+mod modems;
 mod pages;
 mod session;
 mod thread;
@@ -177,10 +181,18 @@ pub fn router(state: WebState) -> Router {
         .route("/threads/{contact}/outcome", post(thread::outcome))
         .route("/users", get(users::page).post(users::add))
         .route("/users/{name}/remove", post(users::remove))
-        .route("/contacts", get(pages::contacts))
-        .route("/campaigns", get(pages::campaigns))
+        .route("/contacts", get(contacts::list))
+        // The import reads its body itself, up to the API's import limit.
+        .route("/contacts/import", post(contacts::import))
+        .route(
+            "/contacts/{contact}",
+            get(contacts::page).post(contacts::save),
+        )
+        .route("/campaigns", get(campaigns::list).post(campaigns::create))
+        .route("/campaigns/{id}", get(campaigns::page))
+        .route("/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/dashboard", get(dashboard::page))
-        .route("/modems", get(pages::modems))
+        .route("/modems", get(modems::page))
         .route(
             CSS_PATH,
             get(|| async { asset("text/css; charset=utf-8", CSS) }),

@@ -180,7 +180,7 @@ pub fn plain(error: &ApiError) -> String {
 }
 
 /// `text` with a capital first letter and a full stop.
-fn sentence(text: &str) -> String {
+pub(super) fn sentence(text: &str) -> String {
     let text = text.trim();
     let mut chars = text.chars();
     let mut out: String = match chars.next() {
@@ -191,35 +191,6 @@ fn sentence(text: &str) -> String {
         out.push('.');
     }
     out
-}
-
-/// A page the first half of the web inbox does not build yet: it says so,
-/// and what the API offers meanwhile.
-fn not_built(person: &Person, nav: Nav, title: &str, api: &str) -> Response {
-    let body = html! {
-        p.notice role="status" {
-            "This page is not built yet. Meanwhile the API has it: " code { (api) } "."
-        }
-        p { a href="/inbox" { "Back to the inbox" } }
-    };
-    Shell::signed_in(title, person, Some(nav))
-        .render(body)
-        .into_response()
-}
-
-/// `GET /contacts` (not built yet).
-pub async fn contacts(person: Person) -> Response {
-    not_built(&person, Nav::Contacts, "Contacts", "GET /v1/contacts")
-}
-
-/// `GET /campaigns` (not built yet).
-pub async fn campaigns(person: Person) -> Response {
-    not_built(&person, Nav::Campaigns, "Campaigns", "GET /v1/campaigns")
-}
-
-/// `GET /modems` (not built yet).
-pub async fn modems(person: Person) -> Response {
-    not_built(&person, Nav::Modems, "Modems", "GET /v1/modems")
 }
 
 /// A duration in a few words: "under a minute", "12 min", "3 h 5 min", "2 d 4 h".

@@ -92,7 +92,7 @@ fn templates(state: &WebState, contact: &str) -> Vec<(String, Result<String, Str
         .collect()
 }
 
-fn time(at: DateTime<Utc>) -> Markup {
+pub(super) fn time(at: DateTime<Utc>) -> Markup {
     html! {
         time datetime=(at.to_rfc3339_opts(SecondsFormat::Secs, true)) {
             (at.format("%Y-%m-%d %H:%M UTC"))
@@ -100,7 +100,7 @@ fn time(at: DateTime<Utc>) -> Markup {
     }
 }
 
-fn words(snake: &str) -> String {
+pub(super) fn words(snake: &str) -> String {
     snake.replace('_', " ")
 }
 
@@ -266,18 +266,26 @@ fn contact_panel(
                 }
             }
             @if let Some(c) = consent {
-                h3 { "Consent ledger" }
-                @if c.ledger.is_empty() {
-                    p { "Nothing recorded." }
-                } @else {
-                    ol.ledger {
-                        @for e in &c.ledger {
-                            li {
-                                (time(e.at)) " · " (words(&e.action)) " by " (e.source)
-                                @if let Some(m) = &e.matched { " (“" (m) "”)" }
-                                @if let Some(r) = &e.reason { " — " (r) }
-                            }
-                        }
+                (consent_ledger(c))
+            }
+        }
+    }
+}
+
+/// A contact's consent ledger, read only (the thread's panel and the
+/// contact's page).
+pub(super) fn consent_ledger(c: &ConsentView) -> Markup {
+    html! {
+        h3 { "Consent ledger" }
+        @if c.ledger.is_empty() {
+            p { "Nothing recorded." }
+        } @else {
+            ol.ledger {
+                @for e in &c.ledger {
+                    li {
+                        (time(e.at)) " · " (words(&e.action)) " by " (e.source)
+                        @if let Some(m) = &e.matched { " (“" (m) "”)" }
+                        @if let Some(r) = &e.reason { " — " (r) }
                     }
                 }
             }
@@ -285,7 +293,7 @@ fn contact_panel(
     }
 }
 
-fn consent_words(status: ConsentStatus) -> &'static str {
+pub(super) fn consent_words(status: ConsentStatus) -> &'static str {
     match status {
         ConsentStatus::Unknown => "Not recorded",
         ConsentStatus::OptedIn => "Opted in",
@@ -312,6 +320,8 @@ async fn view(
     draft: Draft,
     status: StatusCode,
 ) -> Response {
+    // Before the read: what is written after it comes by the stream.
+    let stream = super::inbox::stream_url(state);
     let mut pairs = vec![("limit".to_string(), TIMELINE_PAGE.to_string())];
     if let Some(cursor) = before {
         pairs.push(("cursor".into(), cursor.to_string()));
@@ -399,7 +409,7 @@ async fn view(
                     @if let Some(cursor) = &view.next_cursor {
                         p { a href={ (base) "?before=" (escape(cursor)) } { "Older entries" } }
                     }
-                    div #timeline data-contact=(contact) data-stream="/inbox/events" {
+                    div #timeline data-contact=(contact) data-stream=(stream) {
                         (timeline(&view, &name))
                     }
                 }
@@ -471,16 +481,20 @@ async fn view(
                             }
                         }
                     }
-                    form.action-row method="post" action={ (base) "/assign" } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="hidden" name="to" value="team";
-                        label for="team" { "Team" }
-                        select #team name="team" {
-                            @for (id, team_name) in &teams {
-                                option value=(id) selected[t.team.as_deref() == Some(id.as_str())] { (team_name) }
+                    // No teams configured and none on the thread: nothing
+                    // to choose from, so no control that cannot work.
+                    @if !teams.is_empty() {
+                        form.action-row method="post" action={ (base) "/assign" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="to" value="team";
+                            label for="team" { "Team" }
+                            select #team name="team" {
+                                @for (id, team_name) in &teams {
+                                    option value=(id) selected[t.team.as_deref() == Some(id.as_str())] { (team_name) }
+                                }
                             }
+                            button type="submit" { "Assign to team" }
                         }
-                        button type="submit" disabled[teams.is_empty()] { "Assign to team" }
                     }
                     form.action-row method="post" action={ (base) "/state" } {
                         input type="hidden" name="csrf" value=(csrf);
