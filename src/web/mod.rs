@@ -20,11 +20,15 @@
 //! - `inbox`, `thread`, `users`, `contacts`, `campaigns`, `modems`: the
 //!   pages; `counter`: the GSM 7-bit table
 //!   and part sizes the reply box's counter reads, taken from `pdu`.
+//! - `dashboard`: the five metrics and their charts (`chart`: bar charts
+//!   as SVG written on the server).
 //! - `assets/`: the stylesheet and the script.
 
 mod campaigns;
+mod chart;
 mod contacts;
 mod counter;
+mod dashboard;
 mod inbox;
 mod modems;
 mod pages;
@@ -187,7 +191,7 @@ pub fn router(state: WebState) -> Router {
         .route("/campaigns", get(campaigns::list).post(campaigns::create))
         .route("/campaigns/{id}", get(campaigns::page))
         .route("/campaigns/{id}/cancel", post(campaigns::cancel))
-        .route("/dashboard", get(pages::dashboard))
+        .route("/dashboard", get(dashboard::page))
         .route("/modems", get(modems::page))
         .route(
             CSS_PATH,

@@ -193,30 +193,6 @@ pub(super) fn sentence(text: &str) -> String {
     out
 }
 
-/// A page the first half of the web inbox does not build yet: it says so,
-/// and what the API offers meanwhile.
-fn not_built(person: &Person, nav: Nav, title: &str, api: &str) -> Response {
-    let body = html! {
-        p.notice role="status" {
-            "This page is not built yet. Meanwhile the API has it: " code { (api) } "."
-        }
-        p { a href="/inbox" { "Back to the inbox" } }
-    };
-    Shell::signed_in(title, person, Some(nav))
-        .render(body)
-        .into_response()
-}
-
-/// `GET /dashboard` (not built yet).
-pub async fn dashboard(person: Person) -> Response {
-    not_built(
-        &person,
-        Nav::Dashboard,
-        "Dashboard",
-        "GET /v1/metrics/summary",
-    )
-}
-
 /// A duration in a few words: "under a minute", "12 min", "3 h 5 min", "2 d 4 h".
 pub fn span(seconds: i64) -> String {
     let s = seconds.max(0);
