@@ -68,10 +68,10 @@ fn fill(store: &Store, sends_per_day: u64) -> u64 {
     let mut random = Random(0x5eed_da5b_0a2d);
     let mut facts = 0u64;
     let mut record = |fact: Fact| {
-        facts += 1;
         store
-            .record_metric_blocking(&format!("f{facts}"), &fact, &counting)
+            .record_metrics(&[(facts, fact)], facts, &counting)
             .unwrap();
+        facts += 1;
     };
     let start = Utc.with_ymd_and_hms(2025, 1, 1, 8, 0, 0).unwrap();
     for day in 0..365 {
@@ -114,9 +114,11 @@ fn fill(store: &Store, sends_per_day: u64) -> u64 {
                 contact: contact.clone(),
                 at: answered + chrono::Duration::seconds(wait),
                 team: Some(team.into()),
-                waited_from: answered,
-                by_person: random.below(2) == 0,
+                waited_from: Some(answered),
                 business_seconds: wait as u64,
+                // Half answered by a person (whose clock ends too).
+                person_waited_from: (random.below(2) == 0).then_some(answered),
+                person_business_seconds: wait as u64,
             });
             if random.below(3) == 0 {
                 record(Fact::Outcome {

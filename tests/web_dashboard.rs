@@ -165,12 +165,10 @@ impl Gateway {
 /// The facts the engine would have counted, recorded once each.
 async fn record(store: &Store, facts: &[Fact]) {
     let counting = Counting::default();
-    for (i, fact) in facts.iter().enumerate() {
-        assert!(store
-            .record_metric(&format!("evt_{i:016x}:dashboard"), fact, &counting)
-            .await
-            .unwrap());
-    }
+    let sequenced: Vec<(u64, Fact)> = (0u64..).zip(facts.iter().cloned()).collect();
+    let last = sequenced.len().saturating_sub(1) as u64;
+    let counted = store.record_metrics(&sequenced, last, &counting).unwrap();
+    assert_eq!(counted, facts.len());
 }
 
 fn sent(
@@ -240,9 +238,11 @@ async fn seed(g: &Gateway) {
                 contact: D.into(),
                 at: at(3, 9, 31),
                 team: Some("support".into()),
-                waited_from: at(3, 9, 30),
-                by_person: true,
+                waited_from: Some(at(3, 9, 30)),
                 business_seconds: 60,
+                // A person answered: their clock ends too.
+                person_waited_from: Some(at(3, 9, 30)),
+                person_business_seconds: 60,
             },
             Fact::Outcome {
                 contact: D.into(),
@@ -260,9 +260,11 @@ async fn seed(g: &Gateway) {
                 contact: E.into(),
                 at: at(4, 9, 25),
                 team: Some("sales".into()),
-                waited_from: at(4, 9, 5),
-                by_person: false,
+                waited_from: Some(at(4, 9, 5)),
                 business_seconds: 1200,
+                // Automation answered: a person's clock runs on.
+                person_waited_from: None,
+                person_business_seconds: 0,
             },
             // F (support, no campaign) replies on the 2nd.
             sent(F, at(2, 9, 0), "m7", ("", "", "support"), 1),
