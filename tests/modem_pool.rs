@@ -78,7 +78,19 @@ struct Pool {
 
 impl Pool {
     fn start(dir: &Path, members: &[Member<'_>]) -> Pool {
-        let store = Store::open(dir, 8).unwrap();
+        // After a stop, the last store handles (a "sent" mark's background
+        // flush) let go of the file lock within moments: retry until then.
+        let deadline = std::time::Instant::now() + WAIT;
+        let store = loop {
+            match Store::open(dir, 8) {
+                Ok(store) => break store,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot open the store again: {e}"),
+            }
+        };
         let dispatcher = Arc::new(Dispatcher::new(store.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let engine = Arc::new(engine());
@@ -413,4 +425,67 @@ async fn a_modem_failing_sends_in_a_row_rests_and_its_queue_moves_without_a_rese
     pool.stop().await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_settle_sends_routed_as_cds_or_stored_as_cdsi() {
+    let dir = Dir::new("reports");
+    // A SIM800 routes reports as +CDS (the engine asks ds=1 first); an EC25
+    // stores them in "SR" and says +CDSI whatever it is asked.
+    let mut sims = Vec::new();
+    for (i, personality) in [Personality::Sim800, Personality::Ec25]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = SimConfig::new(personality);
+        c.link = Some(temp_path(&format!("reports-{i}.tty")));
+        c.own_number = format!("+1555110000{i}");
+        c.noise_interval = Some(Duration::ZERO);
+        c.status_report_delay = Duration::ZERO;
+        sims.push(Simulator::start(c).unwrap());
+    }
+    let pool = Pool::start(
+        &dir.0,
+        &[member("sim800", &sims[0]), member("ec25", &sims[1])],
+    );
+    pool.wait_ready().await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        for modem in ["sim800", "ec25"] {
+            let mut m = pool.store.new_outbound(
+                "",
+                &format!("+155511{n:05}"),
+                &format!("{modem} {n}"),
+                1,
+                "gsm7",
+                true,
+                None,
+                Utc::now(),
+            );
+            m.requested_modem = Some(modem.to_string());
+            let Accepted::New(m) = pool.store.accept(m, None).await.unwrap() else {
+                panic!("not accepted")
+            };
+            ids.push(m.id);
+        }
+    }
+    pool.dispatcher.notify();
+    for id in &ids {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let m = pool.store.get(id).unwrap().unwrap();
+            if m.status == MessageStatus::Delivered {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not delivered: {m:#?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for id in ["sim800", "ec25"] {
+        assert_eq!(pool.status(id).counters.status_reports, 6, "{id}");
+    }
+    pool.stop().await;
+    for s in sims {
+        s.shutdown().await;
+    }
 }
