@@ -1202,6 +1202,8 @@ impl<'a> Session<'a> {
             let cmd = match Cmgs::new(&part.pdu) {
                 Ok(cmd) => cmd,
                 Err(e) => {
+                    // Never reached the modem: not a part of today's budget.
+                    self.count_part(-1);
                     self.fail(&message.id, "encoding_failed", &e.to_string())
                         .await;
                     return Ok(());
