@@ -10,6 +10,11 @@
 //! of the `AT+CMGS` exchanges alone, and the engine's time per message from the
 //! messages' own history (sending -> sent, sent -> next sending).
 //!
+//! Then the same with status reports asked for every message (the
+//! simulator's network reports each part at once, as `+CDS` or `+CDSI` as
+//! the engine's `AT+CNMI` asked): issue 15 wants at least 90% of the
+//! throughput without reports. `-- --reports-only` runs that pair alone.
+//!
 //! Run: `cargo bench --bench send_throughput` (`-- --quick`: 100 messages).
 //! Target (ARCHITECTURE.md, "Targets"): at least 90% of the serial wire limit.
 
@@ -39,10 +44,36 @@ fn text(n: usize) -> String {
 fn main() {
     let quick = harness::quick();
     let count = if quick { 100 } else { 1000 };
-    let dir = harness::scratch("send_throughput");
     let rt = harness::client_runtime();
+    let only_reports = std::env::args().any(|a| a == "--reports-only");
+    let off = run(&rt, count, false, Personality::Sim800);
+    let on = run(&rt, count, true, Personality::Sim800);
+    let ratio = on / off;
+    println!(
+        "status reports on (+CDS): {on:.1} messages/s against {off:.1} off = {:.1}%; target (>= 90%): {}",
+        ratio * 100.0,
+        harness::met(ratio >= 0.9)
+    );
+    if only_reports || harness::quick() {
+        // For comparison: a Quectel stores every report (`+CDSI: "SR",<n>`),
+        // so each costs AT+CPMS, AT+CMGR, AT+CMGD and AT+CPMS on the line.
+        let stored = run(&rt, count, true, Personality::Ec25);
+        println!(
+            "status reports on, stored by the modem (EC25, +CDSI): {stored:.1} messages/s = {:.1}% of off",
+            stored / off * 100.0
+        );
+    }
+}
 
-    let mut sim_config = SimConfig::new(Personality::Sim800);
+/// One run through a fresh daemon and simulator: messages per second.
+fn run(rt: &tokio::runtime::Runtime, count: usize, reports: bool, personality: Personality) -> f64 {
+    println!(
+        "--- {personality:?}, status reports {}",
+        if reports { "asked" } else { "not asked" }
+    );
+    let dir = harness::scratch("send_throughput");
+
+    let mut sim_config = SimConfig::new(personality);
     sim_config.link = Some(dir.join("modem"));
     sim_config.own_number = "+15550000000".into();
     sim_config.noise_interval = Some(Duration::ZERO);
@@ -63,7 +94,7 @@ fn main() {
             &Address::parse_number(&to(n)).unwrap(),
             &text(n),
             &SubmitOptions {
-                status_report: false,
+                status_report: reports,
                 ..SubmitOptions::default()
             },
         )
@@ -95,7 +126,7 @@ fn main() {
                     };
                     for n in p * per..end {
                         let body = serde_json::json!({
-                            "to": to(n), "body": text(n), "status_report": false
+                            "to": to(n), "body": text(n), "status_report": reports
                         })
                         .to_string();
                         let (status, answer) =
@@ -117,16 +148,36 @@ fn main() {
     let posted = start.elapsed();
     rt.block_on(sim.wait_received(count, Duration::from_secs(600)))
         .unwrap();
-    // The last answer read and recorded: every message `sent`.
+    // The last answer read and recorded: every message `sent` (or, with
+    // reports, already `delivered`).
     let mut remaining: Vec<&String> = ids.iter().collect();
     while !remaining.is_empty() {
-        remaining.retain(|id| store.get(id).unwrap().unwrap().status != MessageStatus::Sent);
+        remaining.retain(|id| {
+            !matches!(
+                store.get(id).unwrap().unwrap().status,
+                MessageStatus::Sent | MessageStatus::Delivered
+            )
+        });
         if !remaining.is_empty() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     let elapsed = start.elapsed();
     let (rx1, tx1) = sim.wire_bytes();
+    if reports {
+        let mut remaining: Vec<&String> = ids.iter().collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !remaining.is_empty() && Instant::now() < deadline {
+            remaining
+                .retain(|id| store.get(id).unwrap().unwrap().status != MessageStatus::Delivered);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        println!(
+            "every message delivered (its report stored) after {:.2} s; {} not",
+            start.elapsed().as_secs_f64(),
+            remaining.len()
+        );
+    }
     println!("load after:  {}", harness::load());
 
     // The TP-MR in each answer: 1 to 3 digits (the simulator counts from 1).
@@ -198,4 +249,5 @@ fn main() {
     daemon.stop();
     rt.block_on(sim.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
+    count as f64 / elapsed.as_secs_f64()
 }

@@ -318,9 +318,21 @@ pub struct ModemConfig {
     /// This modem's number, when the SIM does not store it.
     #[serde(default)]
     pub own_number: Option<String>,
-    /// Send at most this many parts a minute (carrier spam filters).
+    /// Send at most this many parts a minute (carrier spam filters). While
+    /// it waits for its next slot the modem takes no work; the others do.
     #[serde(default)]
     pub sends_per_minute: Option<u32>,
+    /// Send at most this many parts a day, counted per local day of
+    /// `[quiet_hours] default_time_zone` and kept across restarts (the
+    /// carrier's daily limit). Once spent, the modem's messages wait for the
+    /// next day or go to another modem; none is dropped.
+    #[serde(default)]
+    pub daily_limit: Option<u32>,
+    /// After this many failed sends in a row (errors the modem gives for any
+    /// message, timeouts; default 3) the modem rests: 1 min, doubling up to
+    /// 30 min while failures go on. Its queue goes to the other modems.
+    #[serde(default)]
+    pub rest_after_failures: Option<u32>,
     /// With `port = "auto"`: which discovered modem this is (`AT+CGSN`), so
     /// it keeps its id across re-plugs. Required when several are "auto".
     #[serde(default)]
@@ -346,6 +358,8 @@ impl From<&ModemConfig> for ModemSettings {
             storage: m.storage.clone(),
             own_number: m.own_number.clone(),
             sends_per_minute: m.sends_per_minute,
+            daily_limit: m.daily_limit,
+            rest_after_failures: m.rest_after_failures,
             resolver: None,
         }
     }
@@ -692,6 +706,18 @@ impl Config {
                 report(
                     format!("{key}.sends_per_minute"),
                     "must be at least 1 (omit it for no limit)".into(),
+                );
+            }
+            if m.daily_limit == Some(0) {
+                report(
+                    format!("{key}.daily_limit"),
+                    "must be at least 1 (omit it for no limit)".into(),
+                );
+            }
+            if m.rest_after_failures == Some(0) {
+                report(
+                    format!("{key}.rest_after_failures"),
+                    "must be at least 1 (the default is 3)".into(),
                 );
             }
             // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
@@ -1120,6 +1146,8 @@ mod tests {
             storage = "sm"
             own_number = "+15551234567"
             sends_per_minute = 20
+            daily_limit = 500
+            rest_after_failures = 5
             [sms]
             default_country = "DE"
             validity = "none"
@@ -1128,6 +1156,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.modem[0].baud, 115_200);
+        let settings = crate::modem::ModemSettings::from(&c.modem[0]);
+        assert_eq!(
+            (settings.daily_limit, settings.rest_after_failures),
+            (Some(500), Some(5))
+        );
         assert_eq!(c.validity_seconds(), None);
         assert_eq!(
             c.api.tokens[0],
@@ -1195,6 +1228,9 @@ mod tests {
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nstorage = \"XX\"", "modem[0].storage"),
             ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nown_number = \"+1abc\"", "modem[0].own_number"),
             ("[[modem]]\nid = \"a\"", "modem[0].port"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\ndaily_limit = 0", "modem[0].daily_limit"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\nrest_after_failures = 0", "modem[0].rest_after_failures"),
+            ("[[modem]]\nid = \"a\"\nport = \"/dev/x\"\ndaily_limit = -5", "modem[0].daily_limit"),
             ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"12ab\"", "modem[0].imei"),
             ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"", "modem[1].imei"),
             ("[[modem]]\nid = \"a\"\nport = \"auto\"\nimei = \"869012045678901\"\n[[modem]]\nid = \"b\"\nport = \"auto\"\nimei = \"869012045678901\"", "modem[1].imei"),

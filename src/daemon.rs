@@ -142,6 +142,7 @@ pub async fn run(
         gate: Some(policy.clone()),
         liveness: watchdog.map(|_| liveness.clone()),
         validity: config.validity_seconds(),
+        day_zone: config.quiet_hours.default_time_zone,
         ..EngineSettings::default()
     });
     // `port = "auto"`: find the modems among the udev links before the actors

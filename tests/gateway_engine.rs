@@ -73,6 +73,8 @@ impl Gateway {
                 storage: None,
                 own_number: None,
                 sends_per_minute: None,
+                daily_limit: None,
+                rest_after_failures: None,
                 resolver: None,
             };
             let (actor, status) = spawn_modem(

@@ -319,6 +319,8 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
 /// Environment variable that turns a bench binary into its own simulator child:
 /// `N:DIR` hosts N unthrottled SIM800 simulators at `DIR/modem-<i>`.
 const SIMS_ENV: &str = "SMSGATE_BENCH_SIMS";
+/// With [`SIMS_ENV`]: the simulators' wire speed (unset: unthrottled).
+pub const SIMS_BAUD_ENV: &str = "SMSGATE_BENCH_SIMS_BAUD";
 
 /// Call first in `main`: when this process is the simulator child, serve the
 /// simulators until stdin closes (the parent went away), then exit.
@@ -341,6 +343,11 @@ pub fn run_sim_child_if_asked() {
             c.link = Some(dir.join(format!("modem-{i}")));
             c.own_number = format!("+1555000{i:04}");
             c.noise_interval = Some(Duration::ZERO);
+            // `SMSGATE_BENCH_SIMS_BAUD`: paced at that speed (default: unthrottled).
+            c.baud = std::env::var(SIMS_BAUD_ENV)
+                .ok()
+                .and_then(|b| b.parse().ok());
+            c.status_report_delay = Duration::ZERO;
             sims.push(smsgate::sim::Simulator::start(c).unwrap());
         }
         println!("ready");

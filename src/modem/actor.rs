@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-use super::dispatch::Dispatcher;
+use super::dispatch::{Budget, Dispatcher};
 use super::identity::read_identity;
+use super::pool::{local_day, next_day_start, DailyCounts, FailureRun};
 use super::probe::CNMI_FALLBACKS;
 use super::quirks;
 use super::status::{ModemState, ModemStatus};
@@ -79,9 +80,23 @@ pub fn spawn_modem(
         .liveness
         .as_ref()
         .map(|l| l.heart(&format!("modem {}", settings.id)));
+    let daily = match settings.daily_limit {
+        Some(_) => match DailyCounts::open(&store) {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                // Without its count the limit cannot be kept: the modem takes
+                // no work rather than overrun the carrier's limit.
+                tracing::error!(modem = %settings.id, error = %e, "cannot open the daily send counts");
+                None
+            }
+        },
+        None => None,
+    };
     let actor = Actor {
         heart,
         last_event: None,
+        daily,
+        failures: FailureRun::default(),
         settings,
         engine,
         store,
@@ -106,9 +121,24 @@ struct Actor {
     /// offline, retries and comes back is one `offline` and one `ready`, not
     /// an event per attempt.
     last_event: Option<ModemState>,
+    /// Parts sent per local day, with `daily_limit` (None: no limit, or the
+    /// counts cannot be read: then it takes no work).
+    daily: Option<DailyCounts>,
+    /// Failed sends in a row and the rest they earned (kept across
+    /// reopens of the port: a reopen is no success).
+    failures: FailureRun,
 }
 
 impl Actor {
+    /// The engine's rest policy with this modem's `rest_after_failures`.
+    fn rest_policy(&self) -> super::pool::RestPolicy {
+        let mut policy = self.engine.rest;
+        if let Some(n) = self.settings.rest_after_failures {
+            policy.failures = n.max(1);
+        }
+        policy
+    }
+
     /// Publish a state; a state other than `initializing` that differs from
     /// the last announced one is also a `modem.status` event for webhooks.
     async fn set_state(&mut self, state: ModemState, reason: Option<String>) {
@@ -316,6 +346,8 @@ struct Session<'a> {
     pending: VecDeque<Urc>,
     /// Earliest moment the next part may go (per-modem rate limit).
     next_send: Instant,
+    /// The task settling `+CDS` reports in order, started by the first.
+    reports: Option<mpsc::UnboundedSender<pdu::SmsStatusReport>>,
 }
 
 impl<'a> Session<'a> {
@@ -331,6 +363,7 @@ impl<'a> Session<'a> {
             unanswered: false,
             pending: VecDeque::new(),
             next_send: Instant::now(),
+            reports: None,
         }
     }
 
@@ -384,6 +417,84 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Registered and answering: `ready`, or `degraded` while it rests after
+    /// failed sends (visible in `/v1/modems` and as a `modem.status` event).
+    async fn publish_ready(&mut self) {
+        let now = Instant::now();
+        match self.actor.failures.resting_until.filter(|u| *u > now) {
+            Some(until) => {
+                let reason = format!(
+                    "resting {}s after {} failed sends in a row; its queue goes to the other modems",
+                    (until - now).as_secs().max(1),
+                    self.actor.rest_policy().failures
+                );
+                self.actor
+                    .set_state(ModemState::Degraded, Some(reason))
+                    .await;
+            }
+            None => self.actor.set_state(ModemState::Ready, None).await,
+        }
+    }
+
+    /// Today's budget under `daily_limit` (None: no limit); `left` 0 when the
+    /// counts cannot be read.
+    fn budget(&self) -> Option<Budget> {
+        let per_day = self.actor.settings.daily_limit?;
+        let left = match &self.actor.daily {
+            Some(counts) => {
+                let day = local_day(Utc::now(), self.actor.engine.day_zone);
+                counts
+                    .get(self.id(), day)
+                    .map(|sent| per_day.saturating_sub(sent))
+                    .unwrap_or(0)
+            }
+            None => 0,
+        };
+        Some(Budget { left, per_day })
+    }
+
+    /// When this modem may take work again (None: now): after its rest, its
+    /// daily limit's next day, its per-minute rate limit's next slot. Out of
+    /// the pool (its sticky contacts' messages go to others) while resting
+    /// or out of today's budget; a rate-limit wait is seconds, and keeps them.
+    fn hold(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let resting = self.actor.failures.resting_until.filter(|u| *u > now);
+        let spent = match self.budget() {
+            Some(b) if b.left == 0 => {
+                let day = local_day(Utc::now(), self.actor.engine.day_zone);
+                let wait = (next_day_start(day, self.actor.engine.day_zone) - Utc::now())
+                    .to_std()
+                    .unwrap_or_default();
+                // Look again at least hourly (a clock change, a store error).
+                Some(now + wait.min(Duration::from_secs(3600)))
+            }
+            _ => None,
+        };
+        self.actor
+            .dispatcher
+            .set_away(self.id(), resting.is_some() || spent.is_some());
+        let rate = Some(self.next_send)
+            .filter(|n| *n > now && self.actor.settings.sends_per_minute.is_some_and(|n| n > 0));
+        [resting, spent, rate].into_iter().flatten().max()
+    }
+
+    /// Count a part against today's budget (`delta` -1: it did not go out
+    /// after all). A store error is logged: the count errs low then.
+    fn count_part(&self, delta: i64) {
+        if let (Some(counts), Some(_)) = (&self.actor.daily, self.actor.settings.daily_limit) {
+            let day = local_day(Utc::now(), self.actor.engine.day_zone);
+            if let Err(e) = counts.add(self.id(), day, delta) {
+                tracing::error!(modem = %self.id(), error = %e, "cannot count a part against the daily limit");
+            }
+            if delta > 0 {
+                if let Some(yesterday) = day.pred_opt() {
+                    let _ = counts.prune_before(self.id(), yesterday);
+                }
+            }
+        }
+    }
+
     /// Send a command; session-ending errors propagate, others are returned.
     async fn send<C: crate::at::AtCommand>(
         &mut self,
@@ -411,7 +522,7 @@ impl<'a> Session<'a> {
             && self.registered
             && self.actor.status.borrow().state == ModemState::Degraded
         {
-            self.actor.set_state(ModemState::Ready, None).await;
+            self.publish_ready().await;
         }
     }
 
@@ -529,7 +640,12 @@ impl<'a> Session<'a> {
             }
         }
         let mut cnmi_ok = false;
-        for cnmi in CNMI_FALLBACKS {
+        // Status reports routed directly (`+CDS`, ds=1) first: a stored one
+        // (`+CDSI`, ds=2) costs an `AT+CMGR` and an `AT+CMGD` on the line
+        // ahead of the next send (issue 15 measured 129-190 msg/s against
+        // 418 without reports), a routed one only its own bytes.
+        let [stored, direct, none] = CNMI_FALLBACKS;
+        for cnmi in [direct, stored, none] {
             if self.send(&cnmi).await?.is_ok() {
                 cnmi_ok = true;
                 break;
@@ -656,7 +772,7 @@ impl<'a> Session<'a> {
             .status
             .send_modify(|s| s.registration = Some(format!("{:?}", reg.status).to_lowercase()));
         if self.registered {
-            self.actor.set_state(ModemState::Ready, None).await;
+            self.publish_ready().await;
         } else {
             self.actor
                 .set_state(
@@ -682,8 +798,21 @@ impl<'a> Session<'a> {
             self.on_urc(urc).await?;
         }
         loop {
-            let ready = self.registered && !self.unanswered;
+            if self
+                .actor
+                .failures
+                .resting_until
+                .is_some_and(|until| until <= Instant::now())
+            {
+                self.actor.failures.resting_until = None;
+                if self.registered && !self.unanswered {
+                    self.publish_ready().await;
+                }
+            }
+            let hold = self.hold();
+            let ready = self.registered && !self.unanswered && hold.is_none();
             let unanswered = self.unanswered;
+            let budget = self.budget();
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => return Ok(()),
@@ -697,7 +826,9 @@ impl<'a> Session<'a> {
                 },
                 _ = health.tick() => self.health().await?,
                 _ = sweep.tick() => self.sweep().await?,
-                message = dispatcher.next_for(&id, &mut work_stop), if ready => {
+                // Back in the pool after a rest, a new day, a rate-limit slot.
+                _ = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {}
+                message = dispatcher.next_for(&id, budget, &mut work_stop), if ready => {
                     if let Some(message) = message {
                         let id = message.id.clone();
                         self.actor.status.send_modify(|s| s.queue_depth = 1);
@@ -715,6 +846,24 @@ impl<'a> Session<'a> {
         match urc {
             Urc::NewMessage { storage, index } | Urc::StatusReportStored { storage, index } => {
                 self.read_stored(&storage, index).await
+            }
+            // Nothing to acknowledge (`AT+CSMS=0`): the report is settled
+            // off the send path (issue 15: reports must not stall sends).
+            // Reports routed this way are not stored on the modem, so there
+            // is no slot to keep until the write is durable.
+            Urc::StatusReport { pdu, .. } if !self.needs_cnma => {
+                if let Ok(bytes) = pdu::hex::decode(&pdu) {
+                    match pdu::decode(&bytes, true) {
+                        Ok(pdu::Pdu {
+                            tpdu: Tpdu::StatusReport(report),
+                            ..
+                        }) => self.queue_report(report),
+                        _ => {
+                            self.ingest(&bytes, ReadFrom::Direct).await?;
+                        }
+                    }
+                }
+                Ok(())
             }
             Urc::Deliver { pdu, .. } | Urc::StatusReport { pdu, .. } => {
                 if let Ok(bytes) = pdu::hex::decode(&pdu) {
@@ -880,55 +1029,32 @@ impl<'a> Session<'a> {
         self.actor
             .status
             .send_modify(|s| s.counters.status_reports += 1);
-        let found = self.actor.store.find_by_reference(
-            self.id(),
-            report.message_reference,
-            &report.recipient.value,
-        );
-        let Ok(Some((message, seq))) = found else {
-            return;
-        };
-        let status = report.status;
-        let now = Utc::now();
-        let _ = self
-            .actor
-            .store
-            .update(&message.id, |m| {
-                let Some(part) = m.part_status.iter_mut().find(|p| p.seq == seq) else {
-                    return false;
-                };
-                if part.report_status == Some(status.0) && part.status != PartStatus::Sent {
-                    return false;
+        apply_status_report(&self.actor.store, self.id(), report).await;
+    }
+
+    /// Hand a `+CDS` report to this session's report task: it settles the
+    /// part in the store while the next `AT+CMGS` goes, in arrival order.
+    fn queue_report(&mut self, report: pdu::SmsStatusReport) {
+        self.actor
+            .status
+            .send_modify(|s| s.counters.status_reports += 1);
+        let tx = self.reports.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<pdu::SmsStatusReport>();
+            let store = self.actor.store.clone();
+            let modem = self.actor.settings.id.clone();
+            tokio::spawn(async move {
+                while let Some(report) = rx.recv().await {
+                    apply_status_report(&store, &modem, &report).await;
                 }
-                part.report_status = Some(status.0);
-                match status.class() {
-                    StatusClass::Delivered => part.status = PartStatus::Delivered,
-                    StatusClass::Failed => part.status = PartStatus::Failed,
-                    StatusClass::Pending => {}
-                }
-                if m.status.is_final() && m.status != MessageStatus::Expired {
-                    return true;
-                }
-                let meaning = status.meaning().unwrap_or("reserved status").to_string();
-                if m.part_status.iter().any(|p| p.status == PartStatus::Failed) {
-                    m.error = Some(ErrorInfo {
-                        code: format!("status_{:02x}", status.0),
-                        text: meaning,
-                    });
-                    let parts = m.part_status.clone();
-                    m.transition(now, MessageStatus::Failed).parts = parts;
-                } else if m
-                    .part_status
-                    .iter()
-                    .all(|p| p.status == PartStatus::Delivered)
-                {
-                    m.report_deadline = None;
-                    let parts = m.part_status.clone();
-                    m.transition(now, MessageStatus::Delivered).parts = parts;
-                }
-                true
-            })
-            .await;
+            });
+            tx
+        });
+        if let Err(mpsc::error::SendError(report)) = tx.send(report) {
+            // Cannot happen while the sender lives; settle it here then.
+            let store = self.actor.store.clone();
+            let modem = self.id().to_string();
+            tokio::spawn(async move { apply_status_report(&store, &modem, &report).await });
+        }
     }
 
     /// How long until the per-modem rate limit lets the next part go.
@@ -1041,6 +1167,9 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            // Counted before the "sending" mark, whose flush carries the
+            // count to disk: a part that went out is never missing from it.
+            self.count_part(1);
             let now = Utc::now();
             let marked = self
                 .actor
@@ -1065,11 +1194,16 @@ impl<'a> Session<'a> {
             match marked {
                 Ok(Some((m, _))) if m.status == MessageStatus::Sending => {}
                 // Cancelled meanwhile, or the store failed: do not send.
-                _ => return Ok(()),
+                _ => {
+                    self.count_part(-1);
+                    return Ok(());
+                }
             }
             let cmd = match Cmgs::new(&part.pdu) {
                 Ok(cmd) => cmd,
                 Err(e) => {
+                    // Never reached the modem: not a part of today's budget.
+                    self.count_part(-1);
                     self.fail(&message.id, "encoding_failed", &e.to_string())
                         .await;
                     return Ok(());
@@ -1084,6 +1218,7 @@ impl<'a> Session<'a> {
             match result {
                 Ok(mr) => {
                     self.answered().await;
+                    self.actor.failures.succeeded();
                     self.actor
                         .status
                         .send_modify(|s| s.counters.sent_parts += 1);
@@ -1162,6 +1297,42 @@ impl<'a> Session<'a> {
             error = %e,
             "AT+CMGS failed"
         );
+        // The modem's failures (not the message's: a permanent error such
+        // as an unassigned number says nothing about the modem) count
+        // towards a rest, during which its queue goes to the other modems.
+        let modem_failure = !matches!(&e, AtError::Cms(_) | AtError::Cme(_)) || e.is_transient();
+        let rest = if modem_failure {
+            let policy = self.actor.rest_policy();
+            self.actor.failures.failed(Instant::now(), &policy)
+        } else {
+            None
+        };
+        if let Some(rest) = rest {
+            tracing::warn!(
+                modem = %self.id(),
+                rest_s = rest.as_secs(),
+                failures = self.actor.rest_policy().failures,
+                "failed sends in a row: the modem rests, its queue goes to the others"
+            );
+            self.actor.dispatcher.set_away(self.id(), true);
+        }
+        let result = self
+            .classify_failure(message, seq, e, now, rest.is_some())
+            .await;
+        if rest.is_some() && self.registered && !self.unanswered {
+            self.publish_ready().await;
+        }
+        result
+    }
+
+    async fn classify_failure(
+        &mut self,
+        message: &Message,
+        seq: u8,
+        e: AtError,
+        now: chrono::DateTime<Utc>,
+        resting: bool,
+    ) -> Result<(), End> {
         match &e {
             AtError::DeviceGone { .. } | AtError::Closed => {
                 self.unknown(&message.id, &format!("port gone during AT+CMGS: {e}"))
@@ -1175,8 +1346,13 @@ impl<'a> Session<'a> {
                 self.check(&e).await
             }
             _ => {
-                // A final result, even an error, is an answer.
+                // A final result, even an error, is an answer; the part did
+                // not go out, so it does not count against the daily limit.
                 self.answered().await;
+                self.count_part(-1);
+                let modem = self.id().to_string();
+                // Only a message no modem accepted any part of may move.
+                let moves = resting && message.part_status.iter().all(|p| p.mr.is_none());
                 let transient = matches!(e, AtError::NoPrompt { .. }) || e.is_transient();
                 let (code, text) = error_code(&e);
                 self.actor
@@ -1190,11 +1366,22 @@ impl<'a> Session<'a> {
                         if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
                             p.status = PartStatus::Pending;
                         }
-                        m.attempts += 1;
                         let error = ErrorInfo {
                             code: code.clone(),
                             text: text.clone(),
                         };
+                        if transient && moves {
+                            // Blamed on the modem, which now rests: another
+                            // modem takes it at once, no attempt spent.
+                            m.not_before = Some(now);
+                            let step = m.transition(now, MessageStatus::Queued);
+                            step.error = Some(error);
+                            step.note = Some(format!(
+                                "modem {modem} rests after failed sends; another modem takes it"
+                            ));
+                            return true;
+                        }
+                        m.attempts += 1;
                         if transient && m.attempts < engine.max_attempts {
                             let delay =
                                 engine.retry_base * 2u32.saturating_pow(m.attempts - 1).min(64);
@@ -1270,4 +1457,52 @@ fn error_code(e: &AtError) -> (String, String) {
         AtError::NoPrompt { .. } => ("no_prompt".into(), e.to_string()),
         other => ("modem_error".into(), other.to_string()),
     }
+}
+
+/// Settle the part a status report is about (27.005 §3.4.1: `+CDS` or a
+/// stored report), in the store.
+async fn apply_status_report(store: &Store, modem: &str, report: &pdu::SmsStatusReport) {
+    let found = store.find_by_reference(modem, report.message_reference, &report.recipient.value);
+    let Ok(Some((message, seq))) = found else {
+        return;
+    };
+    let status = report.status;
+    let now = Utc::now();
+    let _ = store
+        .update(&message.id, |m| {
+            let Some(part) = m.part_status.iter_mut().find(|p| p.seq == seq) else {
+                return false;
+            };
+            if part.report_status == Some(status.0) && part.status != PartStatus::Sent {
+                return false;
+            }
+            part.report_status = Some(status.0);
+            match status.class() {
+                StatusClass::Delivered => part.status = PartStatus::Delivered,
+                StatusClass::Failed => part.status = PartStatus::Failed,
+                StatusClass::Pending => {}
+            }
+            if m.status.is_final() && m.status != MessageStatus::Expired {
+                return true;
+            }
+            let meaning = status.meaning().unwrap_or("reserved status").to_string();
+            if m.part_status.iter().any(|p| p.status == PartStatus::Failed) {
+                m.error = Some(ErrorInfo {
+                    code: format!("status_{:02x}", status.0),
+                    text: meaning,
+                });
+                let parts = m.part_status.clone();
+                m.transition(now, MessageStatus::Failed).parts = parts;
+            } else if m
+                .part_status
+                .iter()
+                .all(|p| p.status == PartStatus::Delivered)
+            {
+                m.report_deadline = None;
+                let parts = m.part_status.clone();
+                m.transition(now, MessageStatus::Delivered).parts = parts;
+            }
+            true
+        })
+        .await;
 }

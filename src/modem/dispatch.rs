@@ -1,7 +1,14 @@
 //! Which modem sends which message. Modem actors pull work when they are
-//! ready and idle, so the least-loaded ready modem takes the next message; a
-//! message goes to the modem the caller named, else to the one its contact
-//! last talked with (the sticky sender) unless that modem is offline.
+//! ready, idle and within their limits, so the least-loaded healthy modem
+//! takes the next message; a message goes to the modem the caller named, else
+//! to the one its contact last talked with (the sticky sender) unless that
+//! modem is offline or away from the pool (resting after failed sends, or its
+//! daily limit spent), else to any.
+//!
+//! A modem away from the pool keeps what only it may send: a message the
+//! caller named it for, and one with a part it already sent (the parts share
+//! a sender). Everything else of its moves: no part of those reached a modem,
+//! so nothing goes out twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
@@ -13,17 +20,47 @@ use tokio::sync::{watch, Notify};
 use super::status::{ModemState, ModemStatus};
 use crate::store::{Message, Store};
 
-/// How many due messages one look at the outbox considers.
+/// How many due messages not claimed by another modem one look at the
+/// outbox reads (claimed ones are skipped by key, unread).
 const SCAN: usize = 64;
 /// The longest an idle modem sleeps before looking again (a backstop: new
 /// work and state changes wake it at once).
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// What is left of a modem's daily limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Parts it may still send today.
+    pub left: u32,
+    /// Its `daily_limit`.
+    pub per_day: u32,
+}
+
+impl Budget {
+    /// Can the parts of `message` not sent yet go today? A message's parts go
+    /// through one modem, so a budget too small for the rest leaves it to
+    /// another modem or to tomorrow; one bigger than a whole day's limit goes
+    /// with a fresh day's budget (else it would wait for ever).
+    pub fn fits(&self, message: &Message) -> bool {
+        let unsent = message
+            .part_status
+            .iter()
+            .filter(|p| p.mr.is_none())
+            .count()
+            .max(1);
+        let unsent = u32::try_from(unsent).unwrap_or(u32::MAX);
+        self.left > 0 && (unsent <= self.left || self.left == self.per_day)
+    }
+}
 
 pub struct Dispatcher {
     store: Store,
     modems: RwLock<HashMap<String, watch::Receiver<ModemStatus>>>,
     /// Messages handed to a modem and not yet released.
     claimed: Mutex<HashSet<String>>,
+    /// Modems away from the pool (resting, daily limit spent): their sticky
+    /// contacts' messages go to the others meanwhile.
+    away: Mutex<HashSet<String>>,
     wake: Notify,
 }
 
@@ -33,6 +70,7 @@ impl Dispatcher {
             store,
             modems: RwLock::new(HashMap::new()),
             claimed: Mutex::new(HashSet::new()),
+            away: Mutex::new(HashSet::new()),
             wake: Notify::new(),
         }
     }
@@ -68,13 +106,37 @@ impl Dispatcher {
             .and_then(|m| m.get(id).map(|rx| rx.borrow().state))
     }
 
+    /// Take `modem` out of the pool (`true`) or put it back; the other
+    /// modems look again, for the messages that were sticky to it.
+    pub fn set_away(&self, modem: &str, away: bool) {
+        let changed = match self.away.lock() {
+            Ok(mut set) if away => set.insert(modem.to_string()),
+            Ok(mut set) => set.remove(modem),
+            Err(_) => false,
+        };
+        if changed {
+            self.notify();
+        }
+    }
+
+    /// Is `modem` out of the pool?
+    pub fn is_away(&self, modem: &str) -> bool {
+        self.away.lock().map(|s| s.contains(modem)).unwrap_or(false)
+    }
+
     /// New work or a modem changed: idle modems look again.
     pub fn notify(&self) {
         self.wake.notify_waiters();
     }
 
-    /// May `modem` send `message`?
-    fn assignable(&self, message: &Message, modem: &str) -> bool {
+    /// May `modem` send `message`, with `budget` parts left of its daily
+    /// limit (None: no limit)?
+    fn assignable(&self, message: &Message, modem: &str, budget: Option<Budget>) -> bool {
+        if let Some(budget) = budget {
+            if !budget.fits(message) {
+                return false;
+            }
+        }
         if let Some(requested) = &message.requested_modem {
             return requested == modem;
         }
@@ -87,16 +149,23 @@ impl Dispatcher {
         }
         match self.store.sticky_modem(&message.contact).ok().flatten() {
             Some(sticky) if sticky != modem => {
-                // Sticky unless that modem is gone from the config or offline.
-                !matches!(self.state_of(&sticky), Some(s) if s != ModemState::Offline)
+                // Sticky unless that modem is gone from the config, offline or
+                // away from the pool.
+                self.is_away(&sticky)
+                    || !matches!(self.state_of(&sticky), Some(s) if s != ModemState::Offline)
             }
             _ => true,
         }
     }
 
-    /// The next message for `modem`, waiting until there is one or `stop`
-    /// turns true.
-    pub async fn next_for(&self, modem: &str, stop: &mut watch::Receiver<bool>) -> Option<Message> {
+    /// The next message for `modem` (with `budget` left of its daily limit;
+    /// None: no limit), waiting until there is one or `stop` turns true.
+    pub async fn next_for(
+        &self,
+        modem: &str,
+        budget: Option<Budget>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Message> {
         loop {
             if *stop.borrow() {
                 return None;
@@ -106,9 +175,13 @@ impl Dispatcher {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = Utc::now();
-            if let Ok(due) = self.store.due(now, SCAN) {
-                for message in due {
-                    if !self.assignable(&message, modem) {
+            let unclaimed = |id: &str| self.claimed.lock().is_ok_and(|c| !c.contains(id));
+            if let Ok(due) = self.store.due_ids(now, SCAN, unclaimed) {
+                for id in due {
+                    let Ok(Some(message)) = self.store.get(&id) else {
+                        continue;
+                    };
+                    if !message.status.is_waiting() || !self.assignable(&message, modem, budget) {
                         continue;
                     }
                     let Ok(mut claimed) = self.claimed.lock() else {

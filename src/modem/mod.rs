@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod expiry;
 pub mod identity;
+pub mod pool;
 pub mod probe;
 pub mod quirks;
 pub mod status;
@@ -33,8 +34,16 @@ pub struct ModemSettings {
     pub storage: Option<String>,
     /// The number this modem's SIM answers to, when the SIM does not say.
     pub own_number: Option<String>,
-    /// Per-modem send rate limit (carrier spam filters).
+    /// Per-modem send rate limit (carrier spam filters): the modem takes no
+    /// work until its next slot, the others do.
     pub sends_per_minute: Option<u32>,
+    /// Parts this SIM may send per local day (the carrier's limit): counted
+    /// in the store, so a restart keeps the count; once spent, the modem is
+    /// out of the pool until the next day, its messages wait or go to others.
+    pub daily_limit: Option<u32>,
+    /// Failed sends in a row that make this modem rest (None: the engine's
+    /// [`pool::RestPolicy`] default, 3).
+    pub rest_after_failures: Option<u32>,
     /// `port = "auto"`: where discovery says the modem is now (None: `port`).
     pub resolver: Option<discovery::PortResolver>,
 }
@@ -82,6 +91,11 @@ pub struct EngineSettings {
     pub reopen_backoff_max: Duration,
     /// Reset the modem (`AT+CFUN=1,1`) after this many consecutive failures.
     pub reset_after_failures: Option<u32>,
+    /// How failed sends in a row take a modem out of the pool for a while.
+    pub rest: pool::RestPolicy,
+    /// The zone whose days `daily_limit` counts in (`[quiet_hours]
+    /// default_time_zone`: the business's own).
+    pub day_zone: chrono_tz::Tz,
 }
 
 impl std::fmt::Debug for EngineSettings {
@@ -92,6 +106,8 @@ impl std::fmt::Debug for EngineSettings {
             .field("health_interval", &self.health_interval)
             .field("retry_base", &self.retry_base)
             .field("max_attempts", &self.max_attempts)
+            .field("rest", &self.rest)
+            .field("day_zone", &self.day_zone)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +124,8 @@ impl Default for EngineSettings {
             max_attempts: 5,
             reopen_backoff_max: Duration::from_secs(60),
             reset_after_failures: Some(5),
+            rest: pool::RestPolicy::default(),
+            day_zone: chrono_tz::UTC,
         }
     }
 }
