@@ -315,8 +315,9 @@ test('import a CSV with a bad line on Contacts: "Line N: ..." and the good lines
     '',
   ].join('\n');
   await page.getByLabel('CSV file').setInputFiles({ name: 'contacts.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
-  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
   await page.getByText(/^Line 3: /).waitFor({ timeout: 15_000 });
+  await page.getByText('2 imported, 0 updated').waitFor();
   const body = await page.locator('main').innerText();
   assert.doesNotMatch(body, /Line [124]: /, body);
   assert.doesNotMatch(body, /\{"|"code"/, 'a raw problem shown');
