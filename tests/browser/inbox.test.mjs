@@ -110,11 +110,14 @@ test('the urgent threads come first, before a question that has waited longer', 
   // A question first (waits longest), then an urgent complaint: the
   // complaint must be listed above the question all the same. (The live
   // update has its own test; this one loads the page once both are in.)
+  // Chloe (a demo customer) writes her complaint a few seconds after the
+  // demo starts: wait for it first, so that her wait is the oldest urgent
+  // one whatever the build's speed.
+  await inInbox(CHLOE.number);
   await inject(g, ASKER, 'Hi, how much is a consultation?');
   await inInbox(ASKER);
   await inject(g, URGENT, 'This is urgent: I was charged twice, please call me asap');
   await inInbox(URGENT);
-  await inInbox(CHLOE.number);
   const page = await pageFor(t);
   const rows = await inboxRows(page);
   const at = (text) => rows.findIndex((r) => r.includes(text));
