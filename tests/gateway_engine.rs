@@ -8,16 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use smsgate::modem::{
-    spawn_modem, Dispatcher, EngineSettings, ModemSettings, ModemState, ModemStatus,
-};
+mod common;
+
+use common::engine_rig::{self, Dir, Gateway, WAIT};
+use smsgate::modem::{EngineSettings, ModemState};
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
 use smsgate::store::{Accepted, ConsentStatus, Direction, Message, MessageStatus, Store};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("smsgate-engine-{}-{name}", std::process::id()))
@@ -43,76 +40,7 @@ fn engine() -> EngineSettings {
     }
 }
 
-/// A store, a dispatcher and modem actors: the engine without the API.
-struct Gateway {
-    store: Store,
-    dispatcher: Arc<Dispatcher>,
-    stop: watch::Sender<bool>,
-    actors: Vec<JoinHandle<()>>,
-    statuses: Vec<watch::Receiver<ModemStatus>>,
-}
-
 impl Gateway {
-    fn start(
-        dir: &std::path::Path,
-        modems: &[(&str, &SimHandle)],
-        engine: EngineSettings,
-    ) -> Gateway {
-        let store = Store::open(dir, 8).unwrap();
-        let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-        let (stop, stop_rx) = watch::channel(false);
-        let engine = Arc::new(engine);
-        let mut actors = Vec::new();
-        let mut statuses = Vec::new();
-        for (id, sim) in modems {
-            let settings = ModemSettings {
-                id: id.to_string(),
-                port: sim.link().to_string_lossy().into_owned(),
-                baud: 115_200,
-                pin: None,
-                storage: None,
-                own_number: None,
-                sends_per_minute: None,
-                daily_limit: None,
-                rest_after_failures: None,
-                resolver: None,
-            };
-            let (actor, status) = spawn_modem(
-                settings,
-                engine.clone(),
-                store.clone(),
-                dispatcher.clone(),
-                stop_rx.clone(),
-            );
-            actors.push(actor);
-            statuses.push(status);
-        }
-        Gateway {
-            store,
-            dispatcher,
-            stop,
-            actors,
-            statuses,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for actor in self.actors {
-            tokio::time::timeout(WAIT, actor).await.unwrap().unwrap();
-        }
-    }
-
-    async fn wait_ready(&self) {
-        for status in &self.statuses {
-            let mut rx = status.clone();
-            tokio::time::timeout(WAIT, rx.wait_for(|s| s.state == ModemState::Ready))
-                .await
-                .unwrap_or_else(|_| panic!("modem not ready: {:?}", status.borrow()))
-                .unwrap();
-        }
-    }
-
     async fn send(&self, to: &str, body: &str, status_report: bool) -> Message {
         let parts =
             smsgate::pdu::segment(body, Default::default(), Default::default(), 0, 10).unwrap();
@@ -131,19 +59,6 @@ impl Gateway {
         };
         self.dispatcher.notify();
         m
-    }
-
-    /// Poll the store (every 10 ms, bounded) until `done` holds for the message.
-    async fn wait_for(&self, id: &str, done: impl Fn(&Message) -> bool) -> Message {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let m = self.store.get(id).unwrap().unwrap();
-            if done(&m) {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "timed out; message is {m:#?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 
     async fn wait_status(&self, id: &str, status: MessageStatus) -> Message {
@@ -172,25 +87,15 @@ impl Gateway {
     }
 }
 
-struct Dir(PathBuf);
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = temp_path(&format!("{name}.db"));
-        let _ = std::fs::remove_dir_all(&p);
-        Dir(p)
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn store_dir(name: &str) -> Dir {
+    Dir::new(temp_path(&format!("{name}.db")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_single_and_multipart_gsm7_and_ucs2_with_delivery_reports() {
-    let dir = Dir::new("send");
+    let dir = store_dir("send");
     let modem = sim(Personality::Sim800, "send", "+15550001000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
 
     let single = gw.send("+15550001001", "Reply C to confirm", true).await;
@@ -234,9 +139,9 @@ async fn sends_single_and_multipart_gsm7_and_ucs2_with_delivery_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_delivery_report_fails_the_message() {
-    let dir = Dir::new("report-fail");
+    let dir = store_dir("report-fail");
     let modem = sim(Personality::Ec25, "report-fail", "+15550002000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     // The simulator's network reports failure for this number; the EC25
     // announces reports as +CDSI: "SR",n, read from the SR storage.
@@ -255,9 +160,9 @@ async fn receives_single_and_multipart_inbound_for_each_personality() {
         .enumerate()
     {
         let name = format!("inbound-{n}");
-        let dir = Dir::new(&name);
+        let dir = store_dir(&name);
         let modem = sim(personality, &name, "+15550003000");
-        let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+        let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
         gw.wait_ready().await;
         modem.inject("+15550003001", "C").unwrap();
         let long = "Can we move it to Thursday afternoon instead? ".repeat(5);
@@ -283,9 +188,9 @@ async fn receives_single_and_multipart_inbound_for_each_personality() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_inbound_out_of_order_and_duplicated_is_stored_once() {
-    let dir = Dir::new("order");
+    let dir = store_dir("order");
     let modem = sim(Personality::Ec25, "order", "+15550013000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     let text = "Part one says hello. ".repeat(8) + &"Part two says goodbye. ".repeat(7);
     // Parts 3, 1, 3 again, 2: out of order, with a duplicate of part 3.
@@ -309,12 +214,12 @@ async fn multipart_inbound_out_of_order_and_duplicated_is_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_waiting_on_the_sim_are_swept_at_start() {
-    let dir = Dir::new("sweep");
+    let dir = store_dir("sweep");
     let modem = sim(Personality::Sim800, "sweep", "+15550004000");
     // Stored before the gateway runs: only the AT+CMGL sweep can find them.
     modem.inject("+15550004001", "early bird").unwrap();
     modem.inject("+15550004001", "second").unwrap();
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     let inbound = gw.wait_inbound("+15550004001", 2).await;
     let bodies: Vec<_> = inbound.iter().map(|m| m.body.as_str()).collect();
     assert!(bodies.contains(&"early bird") && bodies.contains(&"second"));
@@ -324,10 +229,14 @@ async fn messages_waiting_on_the_sim_are_swept_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_is_texted_from_the_modem_it_last_talked_with() {
-    let dir = Dir::new("sticky");
+    let dir = store_dir("sticky");
     let a = sim(Personality::Sim800, "sticky-a", "+15550005000");
     let b = sim(Personality::Ec25, "sticky-b", "+15550006000");
-    let gw = Gateway::start(&dir.0, &[("a", &a), ("b", &b)], engine());
+    let gw = Gateway::start(
+        &dir.0,
+        &[engine_rig::modem("a", &a), engine_rig::modem("b", &b)],
+        engine(),
+    );
     gw.wait_ready().await;
     b.inject("+15550005555", "hi, it's me").unwrap();
     gw.wait_inbound("+15550005555", 1).await;
@@ -349,9 +258,9 @@ async fn a_contact_is_texted_from_the_modem_it_last_talked_with() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_retry_and_permanent_ones_fail() {
-    let dir = Dir::new("errors");
+    let dir = store_dir("errors");
     let modem = sim(Personality::Sim800, "errors", "+15550007000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     // 42: congestion (24.011 Annex E-2), transient.
     modem.fault(Fault::CmsError { code: 42, count: 1 }).unwrap();
@@ -375,9 +284,9 @@ async fn transient_errors_retry_and_permanent_ones_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_modem_recovers_and_sends() {
-    let dir = Dir::new("hung");
+    let dir = store_dir("hung");
     let modem = sim(Personality::Sim800, "hung", "+15550008000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     modem
         .fault(Fault::StopAnswering {
@@ -404,9 +313,9 @@ async fn a_hung_modem_recovers_and_sends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unplug_and_replug_loses_nothing() {
-    let dir = Dir::new("unplug");
+    let dir = store_dir("unplug");
     let modem = sim(Personality::Ec25, "unplug", "+15550010000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     let mut ids = Vec::new();
     for n in 0..6 {
@@ -452,9 +361,9 @@ async fn unplug_and_replug_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_waits_while_storage_is_full() {
-    let dir = Dir::new("full");
+    let dir = store_dir("full");
     let modem = sim(Personality::Sim800, "full", "+15550011000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     modem
         .fault(Fault::StorageFull {
@@ -470,7 +379,7 @@ async fn inbound_waits_while_storage_is_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_messages_go_out_after_a_restart() {
-    let dir = Dir::new("restart");
+    let dir = store_dir("restart");
     let modem = sim(Personality::Sim800, "restart", "+15550012000");
     // First run: the modem is unplugged, so messages stay queued.
     modem
@@ -478,7 +387,7 @@ async fn queued_messages_go_out_after_a_restart() {
             duration: Duration::from_secs(2),
         })
         .unwrap();
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     let ids = [
         gw.send("+15550012001", "one", false).await.id,
         gw.send("+15550012002", "two", false).await.id,
@@ -491,7 +400,7 @@ async fn queued_messages_go_out_after_a_restart() {
     }
     gw.stop().await;
     // Second run, same store: recovery, then the queue drains.
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     assert!(gw.store.recover_in_flight().await.unwrap().is_empty());
     for id in &ids {
         gw.wait_status(id, MessageStatus::Sent).await;
@@ -530,9 +439,9 @@ impl Gateway {
 /// replugged modem's boot URCs included) and an inbound SMS received.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replugged_modem_returns_to_ready_once() {
-    let dir = Dir::new("replug-once");
+    let dir = store_dir("replug-once");
     let modem = sim(Personality::Sim800, "replug-once", "+15550013000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     modem
         .fault(Fault::Unplug {
@@ -556,9 +465,9 @@ async fn a_replugged_modem_returns_to_ready_once() {
 /// does, `ready` once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebooted_modem_returns_to_ready_once() {
-    let dir = Dir::new("reboot-once");
+    let dir = store_dir("reboot-once");
     let modem = sim(Personality::Sim800, "reboot-once", "+15550014000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     modem.fault(Fault::Reboot).unwrap();
     gw.wait_away_and_back().await;
@@ -579,9 +488,9 @@ async fn a_rebooted_modem_returns_to_ready_once() {
 /// again as soon as it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_modem_leaves_ready_at_the_first_timeout() {
-    let dir = Dir::new("hung-first");
+    let dir = store_dir("hung-first");
     let modem = sim(Personality::Ec25, "hung-first", "+15550015000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     gw.wait_ready().await;
     modem
         .fault(Fault::StopAnswering { duration: None })
@@ -627,9 +536,9 @@ fn with_consent_rules(store: &Store) {
 /// the same slot read again before its `AT+CMGD`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_stops_in_one_second_are_four_messages_and_the_contact_ends_opted_out() {
-    let dir = Dir::new("stops");
+    let dir = store_dir("stops");
     let modem = sim(Personality::Sim800, "stops", "+15550016000");
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     with_consent_rules(&gw.store);
     gw.wait_ready().await;
     let contact = "+15550016001";
@@ -688,14 +597,14 @@ async fn identical_stops_in_one_second_are_four_messages_and_the_contact_ends_op
 /// nothing new, stores none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_stops_waiting_in_four_slots_are_four_messages() {
-    let dir = Dir::new("stops-swept");
+    let dir = store_dir("stops-swept");
     let modem = sim(Personality::Sim800, "stops-swept", "+15550017000");
     let contact = "+15550017001";
     let sent_at = chrono::DateTime::parse_from_rfc3339("2026-12-03T13:00:00+01:00").unwrap();
     for _ in 0..4 {
         modem.inject_sent_at(contact, "STOP", sent_at).unwrap();
     }
-    let gw = Gateway::start(&dir.0, &[("m1", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
     with_consent_rules(&gw.store);
     gw.wait_ready().await;
     assert_eq!(gw.wait_inbound(contact, 4).await.len(), 4);
@@ -758,9 +667,9 @@ async fn failed_sends_and_a_modem_going_offline_are_warnings() {
             .collect()
     };
 
-    let dir = Dir::new("warn");
+    let dir = store_dir("warn");
     let modem = sim(Personality::Sim800, "warn", "+15550018000");
-    let gw = Gateway::start(&dir.0, &[("warn-m", &modem)], engine());
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("warn-m", &modem)], engine());
     gw.wait_ready().await;
     modem
         .fault(Fault::CmsError {

@@ -6,21 +6,17 @@
 //! bounded and ends on a positive signal (a message `sent`, a modem away).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use smsgate::modem::pool::RestPolicy;
-use smsgate::modem::{
-    spawn_modem, Dispatcher, EngineSettings, ModemSettings, ModemState, ModemStatus,
-};
-use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
-use smsgate::store::{Accepted, Direction, Message, MessageStatus, Store};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+mod common;
 
-const WAIT: Duration = Duration::from_secs(30);
+use common::engine_rig::{modem as member, Dir, Gateway, WAIT};
+use smsgate::modem::{EngineSettings, ModemSettings, ModemState};
+use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
+use smsgate::store::{Accepted, Direction, Message, MessageStatus};
+use tokio::time::Instant;
 
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("smsgate-pool-{}-{name}", std::process::id()))
@@ -50,107 +46,10 @@ fn engine() -> EngineSettings {
     }
 }
 
-/// One modem of the pool: its id, its simulator, its limits.
-struct Member<'a> {
-    id: &'a str,
-    sim: &'a SimHandle,
-    sends_per_minute: Option<u32>,
-    daily_limit: Option<u32>,
-}
-
-fn member<'a>(id: &'a str, sim: &'a SimHandle) -> Member<'a> {
-    Member {
-        id,
-        sim,
-        sends_per_minute: None,
-        daily_limit: None,
-    }
-}
-
-/// A store, a dispatcher and the pool's modem actors.
-struct Pool {
-    store: Store,
-    dispatcher: Arc<Dispatcher>,
-    stop: watch::Sender<bool>,
-    actors: Vec<JoinHandle<()>>,
-    statuses: Vec<watch::Receiver<ModemStatus>>,
-}
-
-impl Pool {
-    fn start(dir: &Path, members: &[Member<'_>]) -> Pool {
-        // After a stop, the last store handles (a "sent" mark's background
-        // flush) let go of the file lock within moments: retry until then.
-        let deadline = std::time::Instant::now() + WAIT;
-        let store = loop {
-            match Store::open(dir, 8) {
-                Ok(store) => break store,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("cannot open the store again: {e}"),
-            }
-        };
-        let dispatcher = Arc::new(Dispatcher::new(store.clone()));
-        let (stop, stop_rx) = watch::channel(false);
-        let engine = Arc::new(engine());
-        let mut actors = Vec::new();
-        let mut statuses = Vec::new();
-        for m in members {
-            let settings = ModemSettings {
-                id: m.id.to_string(),
-                port: m.sim.link().to_string_lossy().into_owned(),
-                baud: 115_200,
-                pin: None,
-                storage: None,
-                own_number: None,
-                sends_per_minute: m.sends_per_minute,
-                daily_limit: m.daily_limit,
-                rest_after_failures: None,
-                resolver: None,
-            };
-            let (actor, status) = spawn_modem(
-                settings,
-                engine.clone(),
-                store.clone(),
-                dispatcher.clone(),
-                stop_rx.clone(),
-            );
-            actors.push(actor);
-            statuses.push(status);
-        }
-        Pool {
-            store,
-            dispatcher,
-            stop,
-            actors,
-            statuses,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for actor in self.actors {
-            tokio::time::timeout(WAIT, actor).await.unwrap().unwrap();
-        }
-    }
-
-    async fn wait_ready(&self) {
-        for status in &self.statuses {
-            let mut rx = status.clone();
-            tokio::time::timeout(WAIT, rx.wait_for(|s| s.state == ModemState::Ready))
-                .await
-                .unwrap_or_else(|_| panic!("modem not ready: {:?}", status.borrow()))
-                .unwrap();
-        }
-    }
-
-    fn status(&self, id: &str) -> ModemStatus {
-        self.statuses
-            .iter()
-            .map(|s| s.borrow().clone())
-            .find(|s| s.id == id)
-            .unwrap()
+impl Gateway {
+    /// The pool's modems over the store at `dir`.
+    fn pool(dir: &Path, members: &[ModemSettings]) -> Gateway {
+        Gateway::start(dir, members, engine())
     }
 
     /// Queue a message (`modem`: the caller names the sender).
@@ -166,21 +65,13 @@ impl Pool {
         m
     }
 
-    /// Poll the store (every 10 ms, bounded) until the message is `sent`.
+    /// Until the message is `sent` (bounded).
     async fn wait_sent(&self, id: &str) -> Message {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let m = self.store.get(id).unwrap().unwrap();
-            if m.status == MessageStatus::Sent {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "timed out; message is {m:#?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.wait_for(id, |m| m.status == MessageStatus::Sent).await
     }
 
     /// Until `what` holds (every 10 ms, bounded).
-    async fn wait_until(&self, what: &str, f: impl Fn(&Pool) -> bool) {
+    async fn wait_until(&self, what: &str, f: impl Fn(&Gateway) -> bool) {
         let deadline = Instant::now() + WAIT;
         while !f(self) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -203,18 +94,8 @@ impl Pool {
     }
 }
 
-struct Dir(PathBuf);
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = temp_path(&format!("{name}.db"));
-        let _ = std::fs::remove_dir_all(&p);
-        Dir(p)
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn store_dir(name: &str) -> Dir {
+    Dir::new(temp_path(&format!("{name}.db")))
 }
 
 /// How many texts each simulated network got, and none twice.
@@ -237,13 +118,13 @@ fn received_once(sims: &[&SimHandle]) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_contacts_keep_their_modem_and_the_rest_spreads_over_the_pool() {
-    let dir = Dir::new("spread");
+    let dir = store_dir("spread");
     let (a, b, c) = (
         sim("spread-a", "+15550100000"),
         sim("spread-b", "+15550200000"),
         sim("spread-c", "+15550300000"),
     );
-    let pool = Pool::start(&dir.0, &[member("a", &a), member("b", &b), member("c", &c)]);
+    let pool = Gateway::pool(&dir.0, &[member("a", &a), member("b", &b), member("c", &c)]);
     pool.wait_ready().await;
     pool.make_sticky(&b, "+15550109999").await;
     let mut ids = Vec::new();
@@ -282,11 +163,11 @@ async fn sticky_contacts_keep_their_modem_and_the_rest_spreads_over_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_modem_leaves_the_work_to_the_others_and_drops_nothing() {
-    let dir = Dir::new("rate");
+    let dir = store_dir("rate");
     let (a, b) = (sim("rate-a", "+15550400000"), sim("rate-b", "+15550500000"));
     let mut slow = member("a", &a);
     slow.sends_per_minute = Some(1);
-    let pool = Pool::start(&dir.0, &[slow, member("b", &b)]);
+    let pool = Gateway::pool(&dir.0, &[slow, member("b", &b)]);
     pool.wait_ready().await;
     let mut ids = Vec::new();
     for n in 0..8 {
@@ -310,7 +191,7 @@ async fn a_rate_limited_modem_leaves_the_work_to_the_others_and_drops_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_limit_defers_and_its_count_survives_a_restart() {
-    let dir = Dir::new("daily");
+    let dir = store_dir("daily");
     let (a, b) = (
         sim("daily-a", "+15550600000"),
         sim("daily-b", "+15550700000"),
@@ -320,7 +201,7 @@ async fn a_daily_limit_defers_and_its_count_survives_a_restart() {
         m.daily_limit = Some(3);
         m
     };
-    let pool = Pool::start(&dir.0, &[limited(&a), member("b", &b)]);
+    let pool = Gateway::pool(&dir.0, &[limited(&a), member("b", &b)]);
     pool.wait_ready().await;
     // The caller names a for five: three go today, two wait (never dropped).
     let mut named = Vec::new();
@@ -364,7 +245,7 @@ async fn a_daily_limit_defers_and_its_count_survives_a_restart() {
     pool.stop().await;
 
     // Restarted on the same store: a's count is still spent today.
-    let pool = Pool::start(&dir.0, &[limited(&a), member("b", &b)]);
+    let pool = Gateway::pool(&dir.0, &[limited(&a), member("b", &b)]);
     pool.wait_ready().await;
     pool.wait_until("a away after the restart", |p| p.dispatcher.is_away("a"))
         .await;
@@ -385,9 +266,9 @@ async fn a_daily_limit_defers_and_its_count_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modem_failing_sends_in_a_row_rests_and_its_queue_moves_without_a_resend() {
-    let dir = Dir::new("rest");
+    let dir = store_dir("rest");
     let (a, b) = (sim("rest-a", "+15550800000"), sim("rest-b", "+15550900000"));
-    let pool = Pool::start(&dir.0, &[member("a", &a), member("b", &b)]);
+    let pool = Gateway::pool(&dir.0, &[member("a", &a), member("b", &b)]);
     pool.wait_ready().await;
     let contact = "+15550809999";
     pool.make_sticky(&a, contact).await;
@@ -429,7 +310,7 @@ async fn a_modem_failing_sends_in_a_row_rests_and_its_queue_moves_without_a_rese
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_settle_sends_routed_as_cds_or_stored_as_cdsi() {
-    let dir = Dir::new("reports");
+    let dir = store_dir("reports");
     // A SIM800 routes reports as +CDS (the engine asks ds=1 first); an EC25
     // stores them in "SR" and says +CDSI whatever it is asked.
     let mut sims = Vec::new();
@@ -444,7 +325,7 @@ async fn status_reports_settle_sends_routed_as_cds_or_stored_as_cdsi() {
         c.status_report_delay = Duration::ZERO;
         sims.push(Simulator::start(c).unwrap());
     }
-    let pool = Pool::start(
+    let pool = Gateway::pool(
         &dir.0,
         &[member("sim800", &sims[0]), member("ec25", &sims[1])],
     );

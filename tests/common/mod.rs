@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that talk HTTP to a running gateway.
 #![allow(dead_code)]
 
+pub mod engine_rig;
 pub mod rig;
 
 use std::io::{Read, Write};
