@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -15,30 +15,15 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use common::rig::Rig;
+use common::web::TestClock;
 use smsgate::api::{ApiToken, Scope};
 use smsgate::conversation::engine::{Decider, Engine, MetricsWiring};
 use smsgate::conversation::metrics::{Counting, Histogram};
 use smsgate::conversation::{Action, Priority};
 use smsgate::store::{InboundPart, Store};
-use smsgate::webhook::clock::Clock;
 use smsgate::webhook::reply::Replies;
 
 const TOKEN: &str = "inbox-token";
-
-/// A clock the test moves by hand.
-struct TestClock(Mutex<DateTime<Utc>>);
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl TestClock {
-    fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap() = at;
-    }
-}
 
 /// The API over a store of its own (tests/common/rig.rs), and an engine.
 struct Inbox {
@@ -56,7 +41,7 @@ fn inbox(decider: Decider) -> Inbox {
     let store = rig.store.clone();
     let policy = rig.state.policy.clone();
     store.set_reactor(policy.reactor(), policy.per_number());
-    let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+    let clock = Arc::new(TestClock::at(Utc::now()));
     let engine = Engine::new(
         store.clone(),
         policy,

@@ -7,13 +7,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use common::rig::Rig as ApiRig;
+use common::web::{field, form, Page, TestClock};
 
 use smsgate::conversation::{Priority, ThreadState};
 use smsgate::store::users::{hash_password, Role, UserRecord};
@@ -26,21 +27,6 @@ use smsgate::webhook::clock::Clock;
 const PASSWORD: &str = "correct horse battery";
 const HOST: &str = "gw.lan:8080";
 
-/// A clock the test sets.
-struct TestClock(Mutex<DateTime<Utc>>);
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl TestClock {
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
 /// The gateway's routes (API and pages) over the shared API rig
 /// (`tests/common/rig.rs`: a store in a temporary directory, removed on
 /// drop), with a clock the tests move.
@@ -50,66 +36,6 @@ struct Rig {
     clock: Arc<TestClock>,
     /// The API's state; owns the store's directory.
     api: ApiRig,
-}
-
-/// An answer: status, headers, body as text.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .map_or("", |v| v.to_str().unwrap())
-    }
-
-    fn set_cookie(&self) -> &str {
-        self.headers
-            .get(header::SET_COOKIE)
-            .map_or("", |v| v.to_str().unwrap())
-    }
-
-    /// The CSRF token the page's forms carry.
-    fn csrf(&self) -> String {
-        field(&self.body, "csrf")
-    }
-
-    fn has(&self, text: &str) -> bool {
-        self.body.contains(text)
-    }
-}
-
-/// The value of the first hidden input `name` in `html`.
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", web_escape(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn web_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn rig_with(settings: WebConfig) -> Rig {
@@ -136,7 +62,7 @@ time_zone = "UTC"
     // STOP opts out in the receiving transaction, as in the daemon.
     api.store
         .set_reactor(api.state.policy.reactor(), api.state.policy.per_number());
-    let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+    let clock = Arc::new(TestClock::at(Utc::now()));
     let web = WebState::new(api.state.clone(), settings, clock.clone());
     let app = web::app(api.state.clone(), web);
     Rig {
@@ -181,15 +107,7 @@ impl Rig {
     }
 
     async fn send(&self, request: Request<Body>) -> Page {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        Page::read(self.app.clone().oneshot(request).await.unwrap()).await
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> Page {
@@ -913,7 +831,10 @@ async fn search_finds_threads_by_name_number_and_last_message() {
         ("crm-0002", "+15550100002", "+15550100001"),
     ] {
         let page = g
-            .get(&format!("/inbox?q={}", web_escape(q)), Some(&cookie))
+            .get(
+                &format!("/inbox?q={}", common::web::escape(q)),
+                Some(&cookie),
+            )
             .await;
         assert_eq!(page.status, StatusCode::OK);
         assert!(

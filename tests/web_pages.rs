@@ -8,13 +8,13 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use common::rig::Rig;
+use common::web::{form, Page};
 use smsgate::conversation::campaigns::CampaignTask;
 use smsgate::conversation::ThreadState;
 use smsgate::modem::status::ModemState;
@@ -39,69 +39,6 @@ impl Clock for FixedClock {
 struct Web {
     api: Rig,
     app: Router,
-}
-
-/// An answer: status, headers, body as text.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .map_or("", |v| v.to_str().unwrap())
-    }
-
-    /// The CSRF token the page's forms carry.
-    fn csrf(&self) -> String {
-        self.hidden("csrf")
-    }
-
-    /// The value of the first hidden input `name`.
-    fn hidden(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {name} in {}", self.body))
-            + marker.len();
-        self.body[start..].split('"').next().unwrap().to_string()
-    }
-
-    fn has(&self, text: &str) -> bool {
-        self.body.contains(text)
-    }
-
-    /// A page, never a problem's JSON.
-    fn is_html(&self) -> bool {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"))
-            && !self.has("\"code\"")
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", escape(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 const BOUNDARY: &str = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
@@ -151,15 +88,7 @@ impl Web {
     }
 
     async fn send(&self, request: Request<Body>) -> Page {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        Page::read(self.app.clone().oneshot(request).await.unwrap()).await
     }
 
     async fn get(&self, path: &str, cookie: &str) -> Page {

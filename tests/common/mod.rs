@@ -3,6 +3,7 @@
 
 pub mod engine_rig;
 pub mod rig;
+pub mod web;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
