@@ -11,6 +11,7 @@ use chrono::Utc;
 mod common;
 
 use common::engine_rig::{self, Dir, Gateway, WAIT};
+use smsgate::modem::pool::DailyCounts;
 use smsgate::modem::{EngineSettings, ModemState};
 use smsgate::sim::{Fault, Personality, SimConfig, SimHandle, Simulator};
 use smsgate::store::{Accepted, ConsentStatus, Direction, Message, MessageStatus, Store};
@@ -87,6 +88,18 @@ impl Gateway {
     }
 }
 
+/// What `counts` holds for modem m1 today and yesterday in UTC (the
+/// engine's default day zone): a run across midnight splits its counts
+/// over both days.
+fn counted(counts: &DailyCounts) -> u32 {
+    let today = Utc::now().date_naive();
+    [Some(today), today.pred_opt()]
+        .into_iter()
+        .flatten()
+        .map(|day| counts.get("m1", day).unwrap())
+        .sum()
+}
+
 fn store_dir(name: &str) -> Dir {
     Dir::new(temp_path(&format!("{name}.db")))
 }
@@ -133,6 +146,10 @@ async fn sends_single_and_multipart_gsm7_and_ucs2_with_delivery_reports() {
     );
     assert_eq!(text_to("+15550001002"), Some((long_gsm.clone(), 2)));
     assert_eq!(text_to("+15550001003"), Some((emoji.clone(), 2)));
+    // Five parts counted for today, with no daily limit set (the modems
+    // page's "sent today"); each is counted before its "sending" mark.
+    let sent = DailyCounts::open(&gw.store).unwrap();
+    assert_eq!(counted(&sent), 5);
     gw.stop().await;
     modem.shutdown().await;
 }
@@ -181,6 +198,18 @@ async fn receives_single_and_multipart_inbound_for_each_personality() {
                 .count(),
             2
         );
+        // Two messages (three parts) counted as received today.
+        let received = DailyCounts::open_received(&gw.store).unwrap();
+        let deadline = Instant::now() + WAIT;
+        while counted(&received) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the receive count stayed at {}",
+                counted(&received)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(counted(&received), 2);
         gw.stop().await;
         modem.shutdown().await;
     }

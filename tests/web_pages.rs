@@ -17,6 +17,7 @@ use common::rig::Rig;
 use common::web::{form, Page};
 use smsgate::conversation::campaigns::CampaignTask;
 use smsgate::conversation::ThreadState;
+use smsgate::modem::pool::DailyCounts;
 use smsgate::modem::status::ModemState;
 use smsgate::store::users::{hash_password, Role, UserRecord};
 use smsgate::store::{ConsentChange, ConsentStatus, ContactProfile, InboundPart};
@@ -686,6 +687,18 @@ async fn the_modems_page_shows_each_modems_state_and_the_technicians_check() {
             s.last_error = Some("+CMS ERROR: 38 (network out of order)".into());
         });
     });
+    // Today's counts (the gateway's local day; the default zone is UTC and
+    // the page's clock 2026-12-04 09:00), yesterday's left out.
+    let store = &g.api.store;
+    let (sent, received) = (
+        DailyCounts::open(store).unwrap(),
+        DailyCounts::open_received(store).unwrap(),
+    );
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+    let yesterday = today.pred_opt().unwrap();
+    sent.add("sim800-a", today, 12).unwrap();
+    sent.add("sim800-a", yesterday, 30).unwrap();
+    received.add("sim800-a", today, 5).unwrap();
     g.add_user("ana", Role::Agent).await;
     let cookie = g.sign_in("ana").await;
     let page = g.get("/modems", &cookie).await;
@@ -699,6 +712,8 @@ async fn the_modems_page_shows_each_modems_state_and_the_technicians_check() {
         "<dt>Operator</dt><dd>T-Mobile</dd>",
         "<dt>Signal</dt><dd>excellent (CSQ 21, -71 dBm)</dd>",
         "<dt>Sending now</dt><dd>1</dd>",
+        "<dt>Sent today</dt><dd>12 parts</dd>",
+        "<dt>Received today</dt><dd>5</dd>",
         "<dt>Sent since start</dt><dd>42 parts</dd>",
         "<dt>Received since start</dt><dd>17</dd>",
         "<dt>Last error</dt><dd>—</dd>",

@@ -80,22 +80,29 @@ pub fn spawn_modem(
         .liveness
         .as_ref()
         .map(|l| l.heart(&format!("modem {}", settings.id)));
-    let daily = match settings.daily_limit {
-        Some(_) => match DailyCounts::open(&store) {
-            Ok(counts) => Some(counts),
-            Err(e) => {
-                // Without its count the limit cannot be kept: the modem takes
-                // no work rather than overrun the carrier's limit.
-                tracing::error!(modem = %settings.id, error = %e, "cannot open the daily send counts");
-                None
-            }
-        },
-        None => None,
+    // Counted for every modem (the modems page's "today"); the
+    // `daily_limit` reads the sent count.
+    let daily = match DailyCounts::open(&store) {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            // Without its count a limit cannot be kept: such a modem takes
+            // no work rather than overrun the carrier's limit.
+            tracing::error!(modem = %settings.id, error = %e, "cannot open the daily send counts");
+            None
+        }
+    };
+    let received_daily = match DailyCounts::open_received(&store) {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::error!(modem = %settings.id, error = %e, "cannot open the daily receive counts");
+            None
+        }
     };
     let actor = Actor {
         heart,
         last_event: None,
         daily,
+        received_daily,
         failures: FailureRun::default(),
         settings,
         engine,
@@ -124,6 +131,8 @@ struct Actor {
     /// Parts sent per local day, with `daily_limit` (None: no limit, or the
     /// counts cannot be read: then it takes no work).
     daily: Option<DailyCounts>,
+    /// Messages received per local day.
+    received_daily: Option<DailyCounts>,
     /// Failed sends in a row and the rest they earned (kept across
     /// reopens of the port: a reopen is no success).
     failures: FailureRun,
@@ -479,18 +488,30 @@ impl<'a> Session<'a> {
         [resting, spent, rate].into_iter().flatten().max()
     }
 
-    /// Count a part against today's budget (`delta` -1: it did not go out
-    /// after all). A store error is logged: the count errs low then.
+    /// Count a part sent today, against the budget if there is one
+    /// (`delta` -1: it did not go out after all). A store error is logged:
+    /// the count errs low then.
     fn count_part(&self, delta: i64) {
-        if let (Some(counts), Some(_)) = (&self.actor.daily, self.actor.settings.daily_limit) {
-            let day = local_day(Utc::now(), self.actor.engine.day_zone);
-            if let Err(e) = counts.add(self.id(), day, delta) {
-                tracing::error!(modem = %self.id(), error = %e, "cannot count a part against the daily limit");
-            }
-            if delta > 0 {
-                if let Some(yesterday) = day.pred_opt() {
-                    let _ = counts.prune_before(self.id(), yesterday);
-                }
+        if let Some(counts) = &self.actor.daily {
+            self.count_today(counts, delta, "cannot count a part sent today");
+        }
+    }
+
+    /// Count a message received today.
+    fn count_received(&self) {
+        if let Some(counts) = &self.actor.received_daily {
+            self.count_today(counts, 1, "cannot count a message received today");
+        }
+    }
+
+    fn count_today(&self, counts: &DailyCounts, delta: i64, failed: &str) {
+        let day = local_day(Utc::now(), self.actor.engine.day_zone);
+        if let Err(e) = counts.add(self.id(), day, delta) {
+            tracing::error!(modem = %self.id(), error = %e, "{failed}");
+        }
+        if delta > 0 {
+            if let Some(yesterday) = day.pred_opt() {
+                let _ = counts.prune_before(self.id(), yesterday);
             }
         }
     }
@@ -993,6 +1014,7 @@ impl<'a> Session<'a> {
             Ok(outcome) => {
                 if let ReceiveOutcome::Complete(message, events) = &outcome {
                     self.actor.status.send_modify(|s| s.counters.received += 1);
+                    self.count_received();
                     // A STOP was recorded with the message; now cancel what
                     // still waits for this contact (the check before AT+CMGS
                     // would stop it anyway, this makes it visible at once).

@@ -13,8 +13,11 @@ use tokio::time::Instant;
 
 use crate::store::{Store, StoreError};
 
-/// The aux tree of the store holding the per-modem daily counts.
+/// The aux tree of the store holding the per-modem daily counts of parts
+/// sent.
 const DAILY_TREE: &str = "modem_daily";
+/// The same for messages received.
+const RECEIVED_TREE: &str = "modem_daily_received";
 
 /// The local day `at` falls in, in `zone`.
 pub fn local_day(at: DateTime<Utc>, zone: Tz) -> NaiveDate {
@@ -39,7 +42,9 @@ pub fn next_day_start(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
 /// Parts sent per modem per local day, in the store (`aux_modem_daily`:
 /// `<modem>\0<YYYY-MM-DD>` -> u32 big-endian). Written before the part's
 /// "sending" mark, whose flush makes it durable: a part that went out is
-/// never missing from the count after a crash.
+/// never missing from the count after a crash. The same shape counts the
+/// messages each modem received (`aux_modem_daily_received`, written after
+/// the message is stored), for the modems page's "today".
 #[derive(Clone)]
 pub struct DailyCounts {
     tree: sled::Tree,
@@ -59,13 +64,21 @@ fn decode(raw: Option<&[u8]>) -> u32 {
 }
 
 impl DailyCounts {
+    /// Parts sent.
     pub fn open(store: &Store) -> Result<DailyCounts, StoreError> {
         Ok(DailyCounts {
             tree: store.aux_tree(DAILY_TREE)?,
         })
     }
 
-    /// Parts `modem` sent on `day`.
+    /// Messages received.
+    pub fn open_received(store: &Store) -> Result<DailyCounts, StoreError> {
+        Ok(DailyCounts {
+            tree: store.aux_tree(RECEIVED_TREE)?,
+        })
+    }
+
+    /// What `modem` counted on `day`.
     pub fn get(&self, modem: &str, day: NaiveDate) -> Result<u32, StoreError> {
         let raw = self
             .tree

@@ -20,6 +20,7 @@ use super::session::Person;
 use super::thread::time;
 use super::WebState;
 use crate::api::modems;
+use crate::modem::pool::{local_day, DailyCounts};
 use crate::wire::{ModemState, ModemStatus};
 
 fn state_words(state: ModemState) -> &'static str {
@@ -87,7 +88,33 @@ fn or_dash(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("—")
 }
 
-fn modem_card(m: &ModemStatus) -> Markup {
+/// Parts sent and messages received today (the gateway's local day), per
+/// modem, from the store's daily counts; None when the store cannot say.
+struct Today {
+    sent: Option<DailyCounts>,
+    received: Option<DailyCounts>,
+    day: chrono::NaiveDate,
+}
+
+impl Today {
+    fn of(state: &WebState) -> Today {
+        let day = local_day(state.clock.now(), state.api.policy.default_zone());
+        Today {
+            sent: DailyCounts::open(&state.api.store).ok(),
+            received: DailyCounts::open_received(&state.api.store).ok(),
+            day,
+        }
+    }
+
+    fn count(counts: &Option<DailyCounts>, modem: &str, day: chrono::NaiveDate) -> String {
+        match counts.as_ref().map(|c| c.get(modem, day)) {
+            Some(Ok(n)) => n.to_string(),
+            _ => "unknown".to_string(),
+        }
+    }
+}
+
+fn modem_card(m: &ModemStatus, today: &Today) -> Markup {
     let heading = format!("modem-{}", m.id);
     html! {
         section.modem aria-labelledby=(heading) {
@@ -100,6 +127,8 @@ fn modem_card(m: &ModemStatus) -> Markup {
                 dt { "Operator" } dd { (or_dash(&m.operator)) }
                 dt { "Signal" } dd { (signal_words(m)) }
                 dt { "Sending now" } dd { (m.queue_depth) }
+                dt { "Sent today" } dd { (Today::count(&today.sent, &m.id, today.day)) " parts" }
+                dt { "Received today" } dd { (Today::count(&today.received, &m.id, today.day)) }
                 dt { "Sent since start" } dd { (m.counters.sent_parts) " parts" }
                 dt { "Received since start" } dd { (m.counters.received) }
                 dt { "Failed since start" } dd { (m.counters.failed) }
@@ -130,6 +159,7 @@ fn modem_card(m: &ModemStatus) -> Markup {
 pub async fn page(State(state): State<WebState>, person: Person) -> Response {
     let Json(list) = modems::list(State(state.api.clone())).await;
     let waiting = state.api.store.outbox_len();
+    let today = Today::of(&state);
     let body = html! {
         p #outbox {
             "Texts waiting for a modem or their time: " strong { (waiting) } "."
@@ -138,7 +168,7 @@ pub async fn page(State(state): State<WebState>, person: Person) -> Response {
             p.empty { "No modem is configured. Add one under [[modem]] in the gateway's config." }
         }
         div.modems {
-            @for m in &list.items { (modem_card(m)) }
+            @for m in &list.items { (modem_card(m, &today)) }
         }
         section.probe-help aria-labelledby="probe-heading" {
             h2 #probe-heading { "The full probe" }
