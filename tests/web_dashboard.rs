@@ -726,8 +726,8 @@ async fn the_charts_are_well_formed_svg_whose_bars_match_the_data() {
     let svgs = charts(&page.body);
     assert_eq!(
         svgs.len(),
-        2,
-        "per day and response times; no campaign chosen"
+        3,
+        "per day, response times and their distribution; no campaign chosen"
     );
     for svg in &svgs {
         assert_eq!(svg.name, "svg");
@@ -794,6 +794,20 @@ async fn the_charts_are_well_formed_svg_whose_bars_match_the_data() {
             ("1800".to_string(), "Sales: 30 min".to_string())
         ]
     );
+    // (b2) The waits in business hours by range (the teams' standards
+    // differ: one series): D's minute in "1-5 min", E's 20 minutes in
+    // "15-30 min".
+    let waits = &svgs[2];
+    assert_eq!(
+        waits.find("title")[0].text,
+        "Distribution of time to first response"
+    );
+    let counts = bars(waits, "Waits");
+    assert_eq!(
+        counts.iter().map(|b| b.0).collect::<Vec<_>>(),
+        [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    );
+    assert_scaled(waits, &counts);
     // One team: its standard alone.
     let page = g
         .get("/dashboard?from=2026-03-02&to=2026-03-04&team=support")
@@ -865,4 +879,61 @@ async fn a_year_is_charted_per_week() {
     assert_eq!(replies.len(), 53);
     assert_eq!(replies.iter().map(|b| b.0).sum::<f64>(), 4.0);
     assert_eq!(replies[51].0, 4.0);
+}
+
+/// The section headed `name`, as text (its chart's title and description,
+/// and its table).
+fn section(body: &str, name: &str) -> String {
+    card(body, name)
+}
+
+#[tokio::test]
+async fn the_distribution_of_first_responses_is_split_at_the_response_standard() {
+    let mut g = Gateway::start().await;
+    seed(&g).await;
+    // All teams: their standards differ (10 and 30 min), so one series.
+    // D waited 60 s (support), E 20 min (sales), in business hours.
+    let page = g.get("/dashboard?from=2026-03-02&to=2026-03-04").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let all = section(&page.body, "Distribution of time to first response");
+    assert!(
+        all.contains("2 first responses, by their wait in business hours"),
+        "{all}"
+    );
+    assert!(all.contains("1 to 5 minutes 1"), "{all}");
+    assert!(all.contains("15 to 30 minutes 1"), "{all}");
+    assert!(all.contains("under a minute 0"), "{all}");
+    // Support: its standard (10 min) splits the ranges; D's minute is
+    // within it.
+    let page = g
+        .get("/dashboard?from=2026-03-02&to=2026-03-04&team=support")
+        .await;
+    let support = section(&page.body, "Distribution of time to first response");
+    assert!(
+        support.contains("1 of 1 first responses came within the response standard (10 min)"),
+        "{support}"
+    );
+    assert!(
+        support.contains("Within 10 min") && support.contains("Over 10 min"),
+        "{support}"
+    );
+    assert!(support.contains("15 to 30 minutes 0"), "{support}");
+    // Sales (30 min): E's 20 minutes are within it too.
+    let page = g
+        .get("/dashboard?from=2026-03-02&to=2026-03-04&team=sales")
+        .await;
+    let sales = section(&page.body, "Distribution of time to first response");
+    assert!(
+        sales.contains("1 of 1 first responses came within the response standard (30 min)"),
+        "{sales}"
+    );
+    // A campaign: response times are kept by team.
+    let cmp = g.campaign.clone();
+    let page = g
+        .get(&format!(
+            "/dashboard?from=2026-03-02&to=2026-03-04&campaign={cmp}"
+        ))
+        .await;
+    let by_campaign = section(&page.body, "Distribution of time to first response");
+    assert!(by_campaign.contains("kept by team"), "{by_campaign}");
 }

@@ -1371,25 +1371,7 @@ impl Store {
             let (key, raw) = entry?;
             sums.add(&Sums::decode(&key, &raw)?);
         }
-        // Response times are kept by team only: campaign and variant
-        // filters leave them empty.
-        let waits = |kind: u8| -> Result<Histogram> {
-            // Merged in a flat array: a year can be 100,000s of buckets.
-            let mut all = vec![0u64; usize::from(u16::MAX) + 1];
-            for entry in
-                counters.range(histogram_key(kind, &dims, from)..=histogram_key(kind, &dims, to))
-            {
-                let (key, raw) = entry?;
-                for_each_bucket(&key, &raw, |bucket, n| all[usize::from(bucket)] += n)?;
-            }
-            Ok(Histogram(
-                all.iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(bucket, n)| (bucket as u16, *n))
-                    .collect(),
-            ))
-        };
+        let waits = |kind: u8| self.waits(kind, &dims, from, to);
         Ok(Summary {
             query: query.clone(),
             reply_rate: Rate::new(contacts(REPLIED)?, sent),
@@ -1409,6 +1391,46 @@ impl Store {
             },
             messages_sent: sums.messages,
         })
+    }
+
+    /// The distribution of the first responses' waits in business hours
+    /// over `query`'s days and team (what a response standard is held
+    /// against: the SLA counts business hours), bucket by bucket: the
+    /// dashboard's histogram. Kept by team only: a campaign or variant
+    /// filter gives an empty one.
+    pub fn business_response_waits(&self, query: &SummaryQuery) -> Result<Histogram> {
+        let dims = Dims::key(
+            query.campaign.as_deref(),
+            query.variant.as_deref(),
+            query.team.as_deref(),
+        );
+        self.waits(
+            OVERALL_BUSINESS,
+            &dims,
+            day_number(query.from),
+            day_number(query.to),
+        )
+    }
+
+    /// The histogram of waits of `kind` under `dims` over days `[from, to]`.
+    /// Response times are kept by team only: campaign and variant filters
+    /// leave them empty.
+    fn waits(&self, kind: u8, dims: &[u8], from: u32, to: u32) -> Result<Histogram> {
+        let counters = &self.inner.metric_counters.counters;
+        // Merged in a flat array: a year can be 100,000s of buckets.
+        let mut all = vec![0u64; usize::from(u16::MAX) + 1];
+        for entry in counters.range(histogram_key(kind, dims, from)..=histogram_key(kind, dims, to))
+        {
+            let (key, raw) = entry?;
+            for_each_bucket(&key, &raw, |bucket, n| all[usize::from(bucket)] += n)?;
+        }
+        Ok(Histogram(
+            all.iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(bucket, n)| (bucket as u16, *n))
+                .collect(),
+        ))
     }
 
     /// Contacts counted under `kind` and `dims` on a day in `[from, to]`,

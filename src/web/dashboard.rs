@@ -9,10 +9,12 @@
 //! [`DAILY_UP_TO`] days), the conversion chart for the summary of each of
 //! the campaign's variants.
 //!
-//! Time to first response is drawn as its median and 90th percentile
+//! Time to first response is drawn twice: its median and 90th percentile
 //! (overall, in business hours, and the same for a person's first reply)
-//! against the teams' response standards: the summary gives those, not the
-//! histogram it is computed from.
+//! against the teams' response standards, and the distribution of the
+//! waits in business hours (the store's histogram, read by
+//! [`crate::store::Store::business_response_waits`]) in ranges, those
+//! within the response standard apart from those over it.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -27,7 +29,7 @@ use super::session::Person;
 use super::{escape, WebState};
 use crate::api::summary::summary_query;
 use crate::api::ApiError;
-use crate::conversation::metrics::{Distribution, Rate, Summary, SummaryQuery};
+use crate::conversation::metrics::{Distribution, Histogram, Rate, Summary, SummaryQuery};
 use crate::store::{CampaignRecord, Store, StoreError};
 
 /// Periods up to this many days are charted per day; longer ones per week
@@ -48,6 +50,8 @@ struct Bin {
 struct Figures {
     summary: Summary,
     bins: Vec<Bin>,
+    /// The first responses' waits in business hours, bucket by bucket.
+    waits: Histogram,
     /// The chosen campaign's variants and their conversion.
     variants: Vec<(String, Rate)>,
 }
@@ -96,6 +100,7 @@ fn figures(
         by_variant.push((variant.clone(), part.conversion_rate));
     }
     Ok(Figures {
+        waits: store.business_response_waits(query)?,
         summary,
         bins,
         variants: by_variant,
@@ -208,6 +213,7 @@ fn render(
                 div.charts {
                     (per_day(&figures.bins))
                     (response_chart(state, query, &figures.summary))
+                    (distribution_chart(state, query, &figures.waits))
                     (variant_chart(query, campaign.as_ref(), &figures.variants))
                 }
             }
@@ -627,6 +633,115 @@ fn response_chart(state: &WebState, query: &SummaryQuery, s: &Summary) -> Markup
         response_table(heading, rows),
         empty,
     )
+}
+
+/// The ranges the distribution chart counts waits in: upper bounds in
+/// seconds (the last is open), with their labels.
+const WAIT_RANGES: [(u64, &str, &str); 8] = [
+    (60, "<1 min", "under a minute"),
+    (300, "1-5 min", "1 to 5 minutes"),
+    (600, "5-10 min", "5 to 10 minutes"),
+    (900, "10-15 min", "10 to 15 minutes"),
+    (1800, "15-30 min", "15 to 30 minutes"),
+    (3600, "30-60 min", "30 to 60 minutes"),
+    (4 * 3600, "1-4 h", "1 to 4 hours"),
+    (u64::MAX, ">4 h", "over 4 hours"),
+];
+
+/// How many waits fall in each of [`WAIT_RANGES`] (a bucket counts in the
+/// range its middle falls in).
+fn wait_counts(waits: &Histogram) -> [u64; WAIT_RANGES.len()] {
+    let mut counts = [0u64; WAIT_RANGES.len()];
+    for (&bucket, &n) in &waits.0 {
+        let seconds = Histogram::value(bucket);
+        let range = WAIT_RANGES
+            .iter()
+            .position(|(upper, _, _)| seconds < *upper)
+            .unwrap_or(WAIT_RANGES.len() - 1);
+        counts[range] += n;
+    }
+    counts
+}
+
+/// (b2) The distribution of the time to first response (in business
+/// hours) against the response standard: the ranges within it in one
+/// colour, those over it in another, when one standard applies (the chosen
+/// team's, or the one all teams share).
+fn distribution_chart(state: &WebState, query: &SummaryQuery, waits: &Histogram) -> Markup {
+    let heading = "Distribution of time to first response";
+    let counts = wait_counts(waits);
+    let total: u64 = counts.iter().sum();
+    let standard = match standards(state, query.team.as_deref()).as_slice() {
+        [one] => Some(one.value as u64),
+        _ => None,
+    };
+    // A range is within the standard when its upper bound is.
+    let within = |i: usize| standard.is_some_and(|s| WAIT_RANGES[i].0 <= s);
+    let values = |pick: &dyn Fn(usize) -> bool| -> Vec<Option<f64>> {
+        (0..counts.len())
+            .map(|i| pick(i).then_some(counts[i] as f64))
+            .collect()
+    };
+    let series = match standard {
+        Some(s) => vec![
+            Series {
+                name: format!("Within {}", chart::duration(s as f64)),
+                values: values(&|i| within(i)),
+            },
+            Series {
+                name: format!("Over {}", chart::duration(s as f64)),
+                values: values(&|i| !within(i)),
+            },
+        ],
+        None => vec![Series {
+            name: "Waits".into(),
+            values: values(&|_| true),
+        }],
+    };
+    let inside: u64 = (0..counts.len())
+        .filter(|i| within(*i))
+        .map(|i| counts[i])
+        .sum();
+    let summary = match standard {
+        Some(s) => format!(
+            "{inside} of {total} first responses came within the response standard ({}), in business hours.",
+            chart::duration(s as f64)
+        ),
+        None => format!(
+            "{total} first responses, by their wait in business hours (the teams' response standards differ: choose a team to compare with its standard)."
+        ),
+    };
+    let chart = (total > 0).then(|| BarChart {
+        id: "chart-waits".into(),
+        title: heading.into(),
+        description: summary.clone(),
+        categories: WAIT_RANGES
+            .iter()
+            .map(|(_, axis, full)| cat(axis, full))
+            .collect(),
+        series,
+        unit: Unit::Count,
+        references: Vec::new(),
+    });
+    let table = html! {
+        div.chart-table tabindex="0" role="region" aria-label={ (heading) ", the numbers" } {
+            table {
+                caption { (summary) }
+                thead { tr { th scope="col" { "Wait" } th scope="col" { "First responses" } } }
+                tbody {
+                    @for (i, (_, _, full)) in WAIT_RANGES.iter().enumerate() {
+                        tr { th scope="row" { (full) } td { (counts[i]) } }
+                    }
+                }
+            }
+        }
+    };
+    let empty = if query.campaign.is_some() {
+        "Response times are kept by team, not by campaign: choose all campaigns to see them."
+    } else {
+        "No first responses in this period: no data."
+    };
+    figure("chart-waits-h", heading, chart.as_ref(), table, empty)
 }
 
 fn cat(axis: &str, full: &str) -> Category {
