@@ -2,6 +2,8 @@
 //! 0600, and a store left world-readable by an older smsgate is tightened
 //! when it opens. One test in this binary: the umask is process-wide.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -62,7 +64,7 @@ async fn the_store_is_private_under_umask_022() {
         let loose = if is_dir { 0o755 } else { 0o644 };
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(loose)).unwrap();
     }
-    let store = smsgate::store::Store::open(&path, 1).unwrap();
+    let store = common::open_store(&path, 1);
     drop(store);
     assert_private(&path);
     let _ = std::fs::remove_dir_all(&base);

@@ -61,20 +61,10 @@ impl Drop for Dir {
 }
 
 impl Gateway {
-    /// Actors for `modems` over the store at `dir`. After a stop, the last
-    /// store handles (a "sent" mark's background flush) let go of the file
-    /// lock within moments: the open is retried until then (bounded).
+    /// Actors for `modems` over the store at `dir` (opened again after a
+    /// stop: [`super::open_store`]).
     pub fn start(dir: &Path, modems: &[ModemSettings], engine: EngineSettings) -> Gateway {
-        let deadline = std::time::Instant::now() + WAIT;
-        let store = loop {
-            match Store::open(dir, 8) {
-                Ok(store) => break store,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("cannot open the store: {e}"),
-            }
-        };
+        let store = super::open_store(dir, 8);
         let dispatcher = Arc::new(Dispatcher::new(store.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let engine = Arc::new(engine);

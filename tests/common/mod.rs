@@ -11,6 +11,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Open the store at `path`, again after a close: sled's I/O threads can
+/// hold the old file's lock a moment after the last handle goes (more so on
+/// a loaded machine), so the open is retried until then (bounded, 20 s).
+pub fn open_store(path: &std::path::Path, cache_mb: u64) -> smsgate::store::Store {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match smsgate::store::Store::open(path, cache_mb) {
+            Ok(store) => return store,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("cannot open the store at {}: {e}", path.display()),
+        }
+    }
+}
+
 /// One HTTP/1.1 request with `Connection: close`; returns (status, JSON body or Null).
 /// `GET /v1/messages/{id}`'s body.
 pub fn message(addr: &str, token: &str, id: &str) -> Value {
