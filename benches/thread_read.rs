@@ -12,6 +12,14 @@
 //! daemon runs in this one, and reads come from one keep-alive connection,
 //! random contacts, one at a time, after a warm-up.
 //!
+//! Events: the daemon keeps them `EVENTS_KEEP` (7 days) for catch-up and
+//! stream resumes. The fill's messages span a year (one every 30 s) but are
+//! all written now, so the fill prunes the events after every chunk except
+//! the last, as a year of the daemon's housekeeping would have: the events of
+//! the last 25,000 messages stay (8.7 days of them). `-- --all-events` keeps
+//! every event instead (the worst case: 1M messages within the last 7 days),
+//! in its own store directory.
+//!
 //! Run: `cargo bench --bench thread_read` (`-- --quick` for a small store).
 //! `-- --disk` instead measures the store's size on disk, then on a copy
 //! erases 3 contacts in 5, blanks every body (retention) and compacts the
@@ -71,8 +79,9 @@ async fn accept_one(store: &Store, n: usize, contacts: usize, base: chrono::Date
     }
 }
 
-/// The child: fill the store at `path` with `count` messages.
-fn fill(path: &Path, count: usize) {
+/// The child: fill the store at `path` with `count` messages; the events of
+/// every chunk but the last are pruned unless `all_events`.
+fn fill(path: &Path, count: usize, all_events: bool) {
     let contacts = count / PER_CONTACT;
     let rt = harness::client_runtime();
     let store = Store::open(path, CACHE_MB).unwrap();
@@ -110,6 +119,9 @@ fn fill(path: &Path, count: usize) {
                 .await
                 .unwrap();
             done = chunk_end;
+            if !all_events && done < count {
+                store.prune_events_before(Utc::now()).await.unwrap();
+            }
             if done % 100_000 == 0 {
                 eprintln!("  filled {done} in {:.0} s", start.elapsed().as_secs_f64());
             }
@@ -129,13 +141,14 @@ fn run_fill_child_if_asked() {
     let Ok(spec) = std::env::var(FILL_ENV) else {
         return;
     };
-    let (count, path) = spec.split_once(':').unwrap();
-    fill(Path::new(path), count.parse().unwrap());
+    let (count, rest) = spec.split_once(':').unwrap();
+    let (events, path) = rest.split_once(':').unwrap();
+    fill(Path::new(path), count.parse().unwrap(), events == "all");
     std::process::exit(0);
 }
 
 /// The filled store directory, filling it (in a child) when absent.
-fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
+fn filled_store(count: usize, name: &str, refill: bool, all_events: bool) -> PathBuf {
     let dir = harness::target_dir().join("bench-data").join(name);
     let marker = dir.join("FILLED");
     if refill {
@@ -143,9 +156,14 @@ fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
     }
     // The tag names the layout: a store of an older layout is filled again.
     let tag = format!(
-        "{count} messages, {} per contact, schema {}, archived with a global index",
+        "{count} messages, {} per contact, schema {}, archived with a global index, {}",
         PER_CONTACT,
-        smsgate::store::SCHEMA_VERSION
+        smsgate::store::SCHEMA_VERSION,
+        if all_events {
+            "every event"
+        } else {
+            "events of the last chunk"
+        }
     );
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(tag.as_str()) {
         println!("store: reusing {} ({count} messages)", dir.display());
@@ -158,7 +176,14 @@ fn filled_store(count: usize, name: &str, refill: bool) -> PathBuf {
         dir.display()
     );
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(FILL_ENV, format!("{count}:{}", dir.join("db").display()))
+        .env(
+            FILL_ENV,
+            format!(
+                "{count}:{}:{}",
+                if all_events { "all" } else { "pruned" },
+                dir.join("db").display()
+            ),
+        )
         .status()
         .unwrap();
     assert!(status.success());
@@ -261,14 +286,16 @@ fn main() {
     run_fill_child_if_asked();
     let quick = harness::quick();
     let refill = std::env::args().any(|a| a == "--refill");
-    let (count, name) = if quick {
-        (100_000, "thread_read-quick")
-    } else {
-        (1_000_000, "thread_read-1m")
+    let all_events = std::env::args().any(|a| a == "--all-events");
+    let (count, name) = match (quick, all_events) {
+        (true, false) => (100_000, "thread_read-quick"),
+        (true, true) => (100_000, "thread_read-quick-all-events"),
+        (false, false) => (1_000_000, "thread_read-1m"),
+        (false, true) => (1_000_000, "thread_read-1m-all-events"),
     };
     let reads = if quick { 2_000 } else { 20_000 };
     let contacts = count / PER_CONTACT;
-    let dir = filled_store(count, name, refill);
+    let dir = filled_store(count, name, refill, all_events);
     if std::env::args().any(|a| a == "--disk") {
         disk(&dir, count);
         return;
