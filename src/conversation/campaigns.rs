@@ -358,6 +358,11 @@ const BATCHES_PER_TURN: usize = 8;
 /// Messages a cancel changes per transaction.
 const CANCEL_PAGE: usize = 500;
 
+/// A batch being composed: the batch and the time it was admitted at.
+type Composing = tokio::task::JoinHandle<Result<(BatchOutcome, DateTime<Utc>), StoreError>>;
+/// A stored batch being made durable: how many messages it stored.
+type Flushing = tokio::task::JoinHandle<Result<usize, StoreError>>;
+
 /// The daemon's campaign worker (see the module's documentation).
 #[derive(Clone)]
 pub struct CampaignTask {
@@ -511,52 +516,86 @@ impl CampaignTask {
     /// in one transaction. Off the async workers, and overlapped: the next
     /// batch is composed on one blocking thread while this one is stored and
     /// flushed (its admission does not depend on this one's messages: every
-    /// recipient is another contact). A batch is made durable before the
-    /// next is stored; a batch that finds the campaign no longer accepting
-    /// (a cancel) or its cursor moved stores nothing and ends the turn.
+    /// recipient is another contact). A batch is flushed while the next is
+    /// stored (the log is ordered: a later batch is never on disk without
+    /// the earlier ones, and a crash loses a tail of batches that the
+    /// resume cursor has not passed either); the dispatcher is woken for a
+    /// batch once it is durable, and the turn ends only when every stored
+    /// batch is. A batch that finds the campaign no longer accepting (a
+    /// cancel) or its cursor moved stores nothing and ends the turn.
     async fn accept_batches(&self, record: &CampaignRecord) -> Result<(), StoreError> {
         let record = Arc::new(record.clone());
         let listed = record.progress.listed;
         let mut from = record.progress.processed;
         let mut composing = Some(self.compose_batch(&record, from));
+        let mut flushing: Option<Flushing> = None;
+        let result = self
+            .store_batches(&record, listed, &mut from, &mut composing, &mut flushing)
+            .await;
+        // The last batch stored (or the one before an error) is made durable
+        // before the turn ends.
+        if let Some(last) = flushing.take() {
+            self.woken_when_durable(last).await?;
+        }
+        result
+    }
+
+    /// The loop of [`CampaignTask::accept_batches`]: `flushing` holds the
+    /// durability wait of the batch stored last.
+    async fn store_batches(
+        &self,
+        record: &Arc<CampaignRecord>,
+        listed: u64,
+        from: &mut u64,
+        composing: &mut Option<Composing>,
+        flushing: &mut Option<Flushing>,
+    ) -> Result<(), StoreError> {
         for turn in 1..=BATCHES_PER_TURN {
             let Some(this) = composing.take() else { break };
             let (batch, now) = joined(this.await)??;
-            let next = from + batch.processed;
+            let next = *from + batch.processed;
             let more = turn < BATCHES_PER_TURN && next < listed;
             if more {
-                composing = Some(self.compose_batch(&record, next));
+                *composing = Some(self.compose_batch(record, next));
             }
             let store = self.store.clone();
             let id = record.id.clone();
+            let at = *from;
             let (after, stored, durability) = joined(
                 tokio::task::spawn_blocking(move || {
-                    store.accept_campaign_batch(&id, from, &batch, now)
+                    store.accept_campaign_batch(&id, at, &batch, now)
                 })
                 .await,
             )??;
-            durability.wait().await?;
-            if stored > 0 {
-                (self.wake)();
+            if let Some(previous) = flushing.take() {
+                self.woken_when_durable(previous).await?;
             }
+            *flushing = Some(tokio::spawn(async move {
+                durability.wait().await.map(|()| stored)
+            }));
             let moved_on = after.is_some_and(|r| {
                 r.state == CampaignState::Accepting && r.progress.processed == next
             });
             if !(more && moved_on) {
                 break;
             }
-            from = next;
+            *from = next;
+        }
+        Ok(())
+    }
+
+    /// Wait for a stored batch to be durable, then wake the dispatcher if
+    /// it stored messages.
+    async fn woken_when_durable(&self, flush: Flushing) -> Result<(), StoreError> {
+        if joined(flush.await)?? > 0 {
+            (self.wake)();
         }
         Ok(())
     }
 
     /// Start composing the batch from recipient `from` on a blocking thread;
     /// it yields the batch and the time it was admitted at.
-    fn compose_batch(
-        &self,
-        record: &Arc<CampaignRecord>,
-        from: u64,
-    ) -> tokio::task::JoinHandle<Result<(BatchOutcome, DateTime<Utc>), StoreError>> {
+    fn compose_batch(&self, record: &Arc<CampaignRecord>, from: u64) -> Composing {
         let task = self.clone();
         let record = record.clone();
         tokio::task::spawn_blocking(move || {
