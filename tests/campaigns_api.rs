@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use common::{free_port, http, wait_until, ChildDaemon};
 use serde_json::{json, Value};
+use smsgate::conversation::campaigns::BATCH;
 use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
 use smsgate::store::{MessageFilter, MessageStatus, Store};
 
@@ -625,10 +626,13 @@ async fn sigkill_while_accepting_resumes_and_sends_nobody_two() {
         let id = campaign["id"].as_str().unwrap().to_string();
         let mut recorded = 0;
         for kill in 1..=KILLS {
-            // SIGKILL once the task has recorded another batch.
-            wait_until(Duration::from_secs(60), "another batch", || {
+            // SIGKILL once the task has made another batch durable. The
+            // API shows a batch once stored; the task flushes a batch while
+            // it stores the next, and stores a third only after the first
+            // is flushed, so three batches shown mean one more on disk.
+            wait_until(Duration::from_secs(60), "another durable batch", || {
                 let c = get(&addr, &id);
-                (n(&c["recipients"]["processed"]) > recorded).then_some(())
+                (n(&c["recipients"]["processed"]) > recorded + 2 * BATCH as u64).then_some(())
             });
             drop(daemon); // SIGKILL, reaped
 

@@ -13,6 +13,11 @@
 //!   `unknown` ones may be missing from it.
 //!
 //! Five rounds, each bounded; the whole test takes well under 60 s.
+//!
+//! The same with a pool (issue 15): 16 simulated modems in one daemon, every
+//! fourth message long enough for two parts (the parts of a message share a
+//! sender, so a retry after the restart must stay on the modem that sent a
+//! part), the network being every simulator's received texts together.
 
 mod common;
 
@@ -40,17 +45,20 @@ fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("smsgate-kill-{}-{name}", std::process::id()))
 }
 
-fn write_config(port: u16, db: &Path, sim: &SimHandle) -> PathBuf {
-    let path = temp("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[api]\nbind = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\ncache_mb = 8\n[[modem]]\nid = \"m1\"\nport = \"{}\"\nbaud = 115200\n[sms]\ndefault_country = \"US\"\n",
-            db.display(),
+fn write_config(port: u16, db: &Path, sims: &[SimHandle]) -> PathBuf {
+    let path = temp(&format!("{}m-config.toml", sims.len()));
+    let mut text = format!(
+        "[api]\nbind = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\ncache_mb = 8\n[sms]\ndefault_country = \"US\"\n",
+        db.display()
+    );
+    for (i, sim) in sims.iter().enumerate() {
+        text.push_str(&format!(
+            "[[modem]]\nid = \"m{}\"\nport = \"{}\"\nbaud = 115200\n",
+            i + 1,
             sim.link().display()
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -130,18 +138,41 @@ fn random_millis(seed: &mut u64, low: u64, high: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
+    kill_rounds(1, POSTERS, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_load_on_a_pool_of_16_loses_nothing_and_sends_nothing_twice() {
+    kill_rounds(16, 8, 4).await;
+}
+
+/// Every text the simulators' network received, in no order.
+fn network(sims: &[SimHandle]) -> Vec<String> {
+    sims.iter()
+        .flat_map(|s| s.received().into_iter().map(|r| r.text))
+        .collect()
+}
+
+/// `ROUNDS` rounds of load, SIGKILL and restart against `modems` simulated
+/// modems with `posters` clients; every `long_every`-th message of a client
+/// (0: none) takes two parts.
+async fn kill_rounds(modems: usize, posters: usize, long_every: usize) {
     let began = Instant::now();
-    let mut c = SimConfig::new(Personality::Sim800);
-    c.link = Some(temp("modem.tty"));
-    c.own_number = "+15550300000".into();
-    c.baud = Some(115_200);
-    c.status_report_delay = Duration::from_millis(50);
-    c.noise_interval = Some(Duration::ZERO);
-    let sim = Simulator::start(c).unwrap();
-    let db = temp("db");
+    let sims: Vec<SimHandle> = (0..modems)
+        .map(|i| {
+            let mut c = SimConfig::new(Personality::Sim800);
+            c.link = Some(temp(&format!("{modems}m-modem{i}.tty")));
+            c.own_number = format!("+1555030{i:04}");
+            c.baud = Some(115_200);
+            c.status_report_delay = Duration::from_millis(50);
+            c.noise_interval = Some(Duration::ZERO);
+            Simulator::start(c).unwrap()
+        })
+        .collect();
+    let db = temp(&format!("{modems}m-db"));
     let _ = std::fs::remove_dir_all(&db);
     let port = free_port();
-    let config = write_config(port, &db, &sim);
+    let config = write_config(port, &db, &sims);
     let addr = format!("127.0.0.1:{port}");
     let mut seed = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -155,10 +186,16 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
     let mut sent_total = 0;
     for round in 0..ROUNDS {
         let round_began = Instant::now();
-        let received_before = sim.received().len();
+        let received_before = network(&sims).len();
         let daemon = tokio::task::spawn_blocking({
             let config = config.clone();
-            move || start(&config, port, &temp(&format!("round{round}-a.log")))
+            move || {
+                start(
+                    &config,
+                    port,
+                    &temp(&format!("{modems}m-round{round}-a.log")),
+                )
+            }
         })
         .await
         .unwrap();
@@ -166,14 +203,18 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         // Clients post until told to stop (the kill).
         let stop = Arc::new(AtomicBool::new(false));
         let got = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-        let posters: Vec<_> = (0..POSTERS)
+        let posters: Vec<_> = (0..posters)
             .map(|p| {
                 let (stop, got, addr) = (stop.clone(), got.clone(), addr.clone());
                 std::thread::spawn(move || {
                     let mut n = 0;
                     while !stop.load(Ordering::SeqCst) {
                         let to = format!("+1555031{p:02}{:02}", n % 100);
-                        let body = format!("round {round} poster {p} message {n}");
+                        let mut body = format!("round {round} poster {p} message {n}");
+                        if long_every > 0 && n % long_every == 0 {
+                            // Two parts: 160 GSM-7 characters do not fit one.
+                            body.push_str(&" and more".repeat(18));
+                        }
                         if let Some(id) = try_post(&addr, &to, &body) {
                             got.lock().unwrap().push((body, id));
                         }
@@ -184,10 +225,12 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
             })
             .collect();
 
-        // Once the modem is sending, kill at a random moment.
-        sim.wait_received(received_before + 1, Duration::from_secs(10))
-            .await
-            .unwrap();
+        // Once the modems are sending, kill at a random moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while network(&sims).len() <= received_before {
+            assert!(Instant::now() < deadline, "no modem sent within 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let delay = random_millis(&mut seed, 100, 1200);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let mut daemon = daemon;
@@ -205,7 +248,11 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         let daemon = tokio::task::spawn_blocking({
             let (config, addr) = (config.clone(), addr.clone());
             move || {
-                let mut daemon = start(&config, port, &temp(&format!("round{round}-b.log")));
+                let mut daemon = start(
+                    &config,
+                    port,
+                    &temp(&format!("{modems}m-round{round}-b.log")),
+                );
                 wait_until(Duration::from_secs(20), "the queue to drain", || {
                     let waiting = ["queued", "sending"].iter().any(|s| {
                         let (_, page) = http(
@@ -258,10 +305,10 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         }
         drop(store);
 
-        let received = sim.received();
+        let received = network(&sims);
         let mut on_network: HashMap<&str, usize> = HashMap::new();
         for r in &received {
-            *on_network.entry(r.text.as_str()).or_default() += 1;
+            *on_network.entry(r.as_str()).or_default() += 1;
         }
         let twice: Vec<_> = on_network.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "sent twice: {twice:?}");
@@ -293,23 +340,19 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         // Nothing reached the network that the store does not know of.
         let known: HashSet<&str> = stored.keys().map(String::as_str).collect();
         for r in &received {
-            assert!(
-                known.contains(r.text.as_str()),
-                "unknown text sent: {:?}",
-                r.text
-            );
+            assert!(known.contains(r.as_str()), "unknown text sent: {r:?}");
         }
         let round_unknown = unknown - unknown_total;
         unknown_total = unknown;
         sent_total = sent;
         println!(
-            "round {round}: killed {delay} ms into sending; {in_round} accepted this round, {} in all: {sent} sent/delivered, {unknown} unknown ({round_unknown} new, {unknown_missing} of all unknown never reached the network); {:.1} s",
+            "{modems} modem(s), round {round}: killed {delay} ms into sending; {in_round} accepted this round, {} in all: {sent} sent/delivered, {unknown} unknown ({round_unknown} new, {unknown_missing} of all unknown never reached the network); {:.1} s",
             accepted.len(),
             round_began.elapsed().as_secs_f64()
         );
     }
     println!(
-        "{ROUNDS} rounds, {} accepted, {sent_total} sent, {unknown_total} unknown, in {:.1} s",
+        "{modems} modem(s): {ROUNDS} rounds, {} accepted, {sent_total} sent, {unknown_total} unknown, in {:.1} s",
         accepted.len(),
         began.elapsed().as_secs_f64()
     );
@@ -318,13 +361,15 @@ async fn kill_9_during_load_loses_nothing_and_sends_nothing_twice() {
         "took {:?}",
         began.elapsed()
     );
-    sim.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
     let _ = std::fs::remove_dir_all(&db);
-    let _ = std::fs::remove_file(temp("config.toml"));
+    let _ = std::fs::remove_file(&config);
     if !SLOW_RESTART.load(Ordering::SeqCst) {
         for round in 0..ROUNDS {
             for phase in ["a", "b"] {
-                let _ = std::fs::remove_file(temp(&format!("round{round}-{phase}.log")));
+                let _ = std::fs::remove_file(temp(&format!("{modems}m-round{round}-{phase}.log")));
             }
         }
     }
