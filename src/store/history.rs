@@ -194,8 +194,18 @@ impl Store {
             let set = self.history_set(&prefix);
             writes.extend(set.plan_insert(entries)?);
         }
-        let moved = (&i.messages, &i.threads, &i.history, &i.history_files)
-            .transaction(|(messages, threads, history, files)| {
+        let hash_keys: Vec<Vec<u8>> = by_contact
+            .keys()
+            .map(|c| keys::contact_hash_key(keys::contact_hash(c), c))
+            .collect();
+        let moved = (
+            &i.messages,
+            &i.threads,
+            &i.history,
+            &i.history_files,
+            &i.contacts,
+        )
+            .transaction(|(messages, threads, history, files, contacts)| {
                 // Only if nothing changed since the records were read:
                 // otherwise the frames just written stay unreferenced and the
                 // next pass takes the new state.
@@ -209,6 +219,13 @@ impl Store {
                     threads.remove(keys::thread(&m.contact, m.created_at, &m.id))?;
                 }
                 packed::apply_tx(history, &writes)?;
+                // Archived messages are found by id through their contact's
+                // hash (`archived_message`): written with the first move.
+                for key in &hash_keys {
+                    if contacts.get(key)?.is_none() {
+                        contacts.insert(key.as_slice(), &[])?;
+                    }
+                }
                 files.remove(PENDING)?;
                 Ok(true)
             })

@@ -101,7 +101,8 @@ pub(crate) fn contact_hash(contact: &str) -> u32 {
 
 /// `contacts`: 0x00, hash, contact -> (): which contacts a message id's
 /// hash may name (contacts never start with 0x00, so these keys stay apart
-/// from the contacts' summaries).
+/// from the contacts' summaries). Written when a contact's first message
+/// moves to the history: only archived messages are found through it.
 pub(crate) fn contact_hash_key(hash: u32, contact: &str) -> Vec<u8> {
     let mut key = contact_hash_prefix(hash);
     key.extend_from_slice(contact.as_bytes());

@@ -145,15 +145,12 @@ pub(crate) fn touch_contact(
         Some(raw) => Some(from_json_tx(key, &raw)?),
         None => None,
     };
-    match &previous {
-        Some(p) => {
-            recent.remove(keys::recent(p.last_at, &p.contact))?;
-        }
-        // A new contact: let message ids (which carry its hash) lead back to it.
-        None => {
-            let hash = keys::contact_hash(&message.contact);
-            contacts.insert(keys::contact_hash_key(hash, &message.contact), &[])?;
-        }
+    // A new contact's hash entry (which lets an archived message's id lead
+    // back to it) is written when its first message is archived, off this
+    // path: one random key per new contact cost as much as the rest of a
+    // campaign message's writes together.
+    if let Some(p) = &previous {
+        recent.remove(keys::recent(p.last_at, &p.contact))?;
     }
     let previous_read_through = previous.as_ref().and_then(|p| p.read_through);
     let (unread, total) = previous.map_or((0, 0), |p| (p.unread, p.total));
