@@ -16,7 +16,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use super::dispatch::{Budget, Dispatcher};
 use super::identity::read_identity;
 use super::pool::{local_day, next_day_start, DailyCounts, FailureRun};
-use super::probe::CNMI_FALLBACKS;
+use super::probe::CNMI_DAEMON_ORDER;
 use super::quirks;
 use super::status::{ModemState, ModemStatus};
 use super::{EngineSettings, Gate, ModemSettings};
@@ -645,7 +645,7 @@ impl<'a> Session<'a> {
         if self.send(&Cmgf).await?.is_err() {
             return Err(End::Fatal("the modem refuses PDU mode (AT+CMGF=0)".into()));
         }
-        let identity = beating(&mut self.actor.heart, read_identity(&self.client)).await;
+        let identity = beating(&mut self.actor.heart, read_identity(&mut self.client)).await;
         for line in quirks::extra_init(identity.manufacturer.as_deref()) {
             let _ = self.raw(line).await?;
         }
@@ -665,8 +665,7 @@ impl<'a> Session<'a> {
         // (`+CDSI`, ds=2) costs an `AT+CMGR` and an `AT+CMGD` on the line
         // ahead of the next send (issue 15 measured 129-190 msg/s against
         // 418 without reports), a routed one only its own bytes.
-        let [stored, direct, none] = CNMI_FALLBACKS;
-        for cnmi in [direct, stored, none] {
+        for cnmi in CNMI_DAEMON_ORDER {
             if self.send(&cnmi).await?.is_ok() {
                 cnmi_ok = true;
                 break;
