@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use super::identity::{read_identity, Identity};
 use crate::at::command::{
@@ -18,6 +20,7 @@ use crate::at::command::{
 };
 use crate::at::parse::{Domain, PinState, RegistrationStatus};
 use crate::at::{open_serial, spawn, AtError, AtLink, TransportConfig};
+use crate::store::{Store, StoreError};
 
 /// What a probe found.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -84,6 +87,84 @@ impl ProbeReport {
             detail: detail.into(),
             hints,
         });
+    }
+}
+
+/// A probe the daemon ran over a modem's own connection: what
+/// `POST /v1/modems/{id}/probe` answers, and the last of which per modem is
+/// kept in the store ([`ProbeResults`]) for `GET` and the Modems page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub modem: String,
+    pub probed_at: DateTime<Utc>,
+    pub report: ProbeReport,
+    /// The report's checks (kept here: the report's own JSON is the CLI's).
+    pub checks: Vec<ProbeCheck>,
+}
+
+impl ProbeResult {
+    pub fn new(modem: &str, probed_at: DateTime<Utc>, mut report: ProbeReport) -> ProbeResult {
+        let checks = std::mem::take(&mut report.checks);
+        ProbeResult {
+            modem: modem.to_string(),
+            probed_at,
+            report,
+            checks,
+        }
+    }
+}
+
+/// Why a modem's actor cannot run a probe now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRefused(pub String);
+
+/// A request to the actor holding a modem: run the probe between its
+/// commands, and answer here (the result is stored first).
+#[derive(Debug)]
+pub struct ProbeRequest {
+    pub reply: oneshot::Sender<Result<ProbeResult, ProbeRefused>>,
+}
+
+/// The store's aux tree of the last probe result per modem.
+const PROBE_TREE: &str = "modem_probe";
+
+/// The last probe result of each modem, in the store (a restart keeps it:
+/// the technician's last look stays on the page).
+pub struct ProbeResults {
+    tree: sled::Tree,
+}
+
+impl ProbeResults {
+    pub fn open(store: &Store) -> Result<ProbeResults, StoreError> {
+        Ok(ProbeResults {
+            tree: store.aux_tree(PROBE_TREE)?,
+        })
+    }
+
+    /// Keep `result` as its modem's last (made durable by the caller's
+    /// `Store::sync`).
+    pub fn put(&self, result: &ProbeResult) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt {
+            key: result.modem.clone(),
+            reason: e.to_string(),
+        })?;
+        self.tree
+            .insert(result.modem.as_bytes(), bytes)
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// `modem`'s last result, if it was ever probed by the daemon.
+    pub fn get(&self, modem: &str) -> Result<Option<ProbeResult>, StoreError> {
+        let Some(bytes) = self.tree.get(modem.as_bytes()).map_err(StoreError::from)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: format!("{PROBE_TREE}/{modem}"),
+                reason: e.to_string(),
+            })
     }
 }
 
