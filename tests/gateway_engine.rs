@@ -917,3 +917,49 @@ async fn a_probe_during_queued_sends_loses_none_and_sends_none_twice() {
     gw.stop().await;
     modem.shutdown().await;
 }
+
+/// A probe of a modem that stopped answering: its commands' timeouts are
+/// the modem's, so the usual recovery follows (degraded, then the port
+/// reopened after three in a row), the probe answers what it found, and
+/// the modem comes back and sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_times_out_leaves_the_modem_to_the_usual_recovery() {
+    let dir = store_dir("probe-hung");
+    let modem = sim(Personality::Ec25, "probe-hung", "+15550004000");
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+    gw.wait_ready().await;
+    let app = api(&gw);
+    modem
+        .fault(Fault::StopAnswering { duration: None })
+        .unwrap();
+    let (status, report) = call(&app, "POST", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["responding"], false, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["checks"][0]["name"], "AT", "{report}");
+    assert_eq!(report["checks"][0]["ok"], false, "{report}");
+    let mut rx = gw.statuses[0].clone();
+    let offline = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| s.state == ModemState::Offline && s.counters.reconnects >= 1),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert!(
+        offline
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("timeouts in a row"),
+        "{offline:?}"
+    );
+    modem.fault(Fault::Clear).unwrap();
+    gw.wait_ready().await;
+    let m = gw.send("+15550004001", "back after the probe", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    drop(app);
+    gw.stop().await;
+    modem.shutdown().await;
+}
