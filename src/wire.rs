@@ -35,6 +35,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::modem::identity::Identity as StoredIdentity;
+use crate::modem::probe::ProbeResult as StoredProbe;
 use crate::modem::status::{self as modem_status, ModemState as StoredModemState};
 use crate::store::{self, ConsentStatus as StoredConsentStatus};
 
@@ -560,6 +561,114 @@ impl From<&modem_status::ModemStatus> for ModemStatus {
             counters: Counters::from(&s.counters),
             last_error: s.last_error.clone(),
             updated_at: s.updated_at,
+        }
+    }
+}
+
+/// The technician's probe, run by the daemon over a modem's own connection
+/// (`POST /v1/modems/{id}/probe`), or the last one (`GET`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ModemProbe {
+    pub modem: String,
+    pub probed_at: DateTime<Utc>,
+    /// No check failed with a hint: ready to send and receive SMS (the
+    /// CLI's exit status 0).
+    pub ok: bool,
+    /// The port as the modem's actor holds it.
+    pub port: String,
+    pub baud: u32,
+    /// The modem answered `AT`.
+    pub responding: bool,
+    pub identity: Identity,
+    /// "ready", "SIM PIN", "SIM PUK", "not inserted", ...
+    #[schema(required = true)]
+    pub sim: Option<String>,
+    #[schema(required = true)]
+    pub operator: Option<String>,
+    /// "home", "roaming", "searching", "denied", "not registered", ...
+    #[schema(required = true)]
+    pub registration: Option<String>,
+    /// `AT+CSQ` RSSI, 0-31, 99 unknown (27.007 §8.5).
+    #[schema(required = true)]
+    pub signal_csq: Option<u8>,
+    #[schema(required = true)]
+    pub signal_dbm: Option<i16>,
+    #[schema(required = true)]
+    pub smsc: Option<String>,
+    pub storage: Vec<ProbeStorage>,
+    /// `AT+CMGF=0` accepted.
+    pub pdu_mode: bool,
+    /// The `AT+CNMI` setting accepted ("2,1,0,1,0"), null if none.
+    #[schema(required = true)]
+    pub cnmi: Option<String>,
+    /// What is wrong, most important first, as `smsgate modem probe`
+    /// prints it; empty when all is well.
+    pub diagnosis: Vec<String>,
+    /// Each check, in the order run.
+    pub checks: Vec<ProbeCheck>,
+}
+
+/// One SMS storage as `AT+CPMS?` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ProbeStorage {
+    /// "SM", "ME", "MT", ...
+    pub storage: String,
+    pub used: u32,
+    pub total: u32,
+}
+
+/// One check of a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ProbeCheck {
+    /// "AT", "SIM", "identity", "signal", "registration", "operator",
+    /// "SMSC", "SMS storage", "PDU mode", "CNMI" ("port" for the CLI).
+    pub name: String,
+    pub ok: bool,
+    /// What the modem said, in a few words.
+    pub detail: String,
+    /// What to do about a failure, as the CLI's diagnosis says it.
+    pub hints: Vec<String>,
+}
+
+impl From<&StoredProbe> for ModemProbe {
+    fn from(p: &StoredProbe) -> Self {
+        let r = &p.report;
+        ModemProbe {
+            modem: p.modem.clone(),
+            probed_at: p.probed_at,
+            ok: r.diagnosis.is_empty(),
+            port: r.port.clone(),
+            baud: r.baud,
+            responding: r.responding,
+            identity: Identity::from(&r.identity),
+            sim: r.sim.clone(),
+            operator: r.operator.clone(),
+            registration: r.registration.clone(),
+            signal_csq: r.signal_csq,
+            signal_dbm: r.signal_dbm,
+            smsc: r.smsc.clone(),
+            storage: r
+                .storage
+                .iter()
+                .map(|s| ProbeStorage {
+                    storage: s.storage.clone(),
+                    used: s.used,
+                    total: s.total,
+                })
+                .collect(),
+            pdu_mode: r.pdu_mode,
+            cnmi: r.cnmi.clone(),
+            diagnosis: r.diagnosis.clone(),
+            checks: p
+                .checks
+                .iter()
+                .map(|c| ProbeCheck {
+                    name: c.name.clone(),
+                    ok: c.ok,
+                    detail: c.detail.clone(),
+                    hints: c.hints.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -739,3 +739,227 @@ async fn failed_sends_and_a_modem_going_offline_are_warnings() {
     assert!(stopped[0].contains("INFO"), "{}", stopped[0]);
     modem.shutdown().await;
 }
+
+/// The API over the engine rig's store and dispatcher (the daemon's
+/// wiring), with one `read` token.
+fn api(gw: &Gateway) -> axum::Router {
+    let config = smsgate::config::Config::default();
+    let policy = Arc::new(smsgate::policy::Policy::from_config(&config));
+    let token = smsgate::api::ApiToken::from_secret(
+        "tech",
+        "probe-secret",
+        vec![smsgate::api::Scope::Read],
+    );
+    let state = smsgate::api::ApiState::new(
+        gw.store.clone(),
+        gw.dispatcher.clone(),
+        policy,
+        &config,
+        vec![token],
+    );
+    smsgate::api::router(state)
+}
+
+/// One request to `app` with the `read` token: status and JSON body.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", "Bearer probe-secret")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `POST /v1/modems/{id}/probe` runs the technician's checks over the
+/// actor's own connection (the port is open once, by the actor) and answers
+/// what the simulated modem is; `GET` answers the same last result, and it
+/// is still there after the store is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_through_the_daemon_reports_the_modem_and_is_kept() {
+    let dir = store_dir("probe");
+    let mut c = SimConfig::new(Personality::Ec25);
+    c.link = Some(temp_path("probe.tty"));
+    c.own_number = "+15550002000".into();
+    c.noise_interval = Some(Duration::ZERO);
+    c.imei = Some("861234050012345".into());
+    let modem = Simulator::start(c).unwrap();
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+    gw.wait_ready().await;
+    let app = api(&gw);
+
+    let (status, none) = call(&app, "GET", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 404, "{none}");
+
+    let (status, report) = call(&app, "POST", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["modem"], "m1");
+    assert_eq!(report["identity"]["imei"], "861234050012345");
+    assert_eq!(report["identity"]["model"], Personality::Ec25.model());
+    assert_eq!(report["registration"], "home");
+    assert_eq!(report["sim"], "ready");
+    assert_eq!(report["pdu_mode"], true);
+    // The daemon's own order: status reports routed directly, as init set
+    // them (the probe leaves the modem's settings as they were).
+    assert_eq!(report["cnmi"], "2,1,0,1,0");
+    assert_eq!(report["ok"], true, "{report}");
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.len() >= 10, "{report}");
+    assert!(checks.iter().all(|c| c["ok"] == true), "{report}");
+    assert_eq!(gw.status("m1").state, ModemState::Ready);
+
+    let (status, last) = call(&app, "GET", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 200);
+    assert_eq!(last, report);
+
+    for method in ["POST", "GET"] {
+        let (status, body) = call(&app, method, "/v1/modems/nope/probe").await;
+        assert_eq!(status, 404, "{method}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+
+    // The actor still sends after the probe.
+    let m = gw.send("+15550002001", "after the probe", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+
+    // Every handle of the store goes (the router holds one) before it is
+    // opened again.
+    drop(app);
+    gw.stop().await;
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+    let (status, kept) = call(&api(&gw), "GET", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 200);
+    assert_eq!(kept, report);
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A modem whose port cannot be opened is not probed: 409 says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modem_that_is_not_connected_is_not_probed() {
+    let dir = store_dir("probe-offline");
+    let settings = smsgate::modem::ModemSettings {
+        id: "m1".into(),
+        port: temp_path("no-such-port").to_string_lossy().into_owned(),
+        baud: 115_200,
+        pin: None,
+        storage: None,
+        own_number: None,
+        sends_per_minute: None,
+        daily_limit: None,
+        rest_after_failures: None,
+        resolver: None,
+    };
+    let gw = Gateway::start(&dir.0, &[settings], engine());
+    let mut rx = gw.statuses[0].clone();
+    tokio::time::timeout(WAIT, rx.wait_for(|s| s.state == ModemState::Offline))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = call(&api(&gw), "POST", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "modem_not_connected");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot open port"),
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+/// A probe asked for while sends are queued runs between them: every
+/// message goes out exactly once, and the probe answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_during_queued_sends_loses_none_and_sends_none_twice() {
+    let dir = store_dir("probe-sends");
+    let modem = sim(Personality::Sim800, "probe-sends", "+15550003000");
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+    gw.wait_ready().await;
+    let app = api(&gw);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let m = gw
+            .send(&format!("+155500031{i:02}"), &format!("queued {i}"), false)
+            .await;
+        ids.push(m.id);
+        if i == 3 {
+            // Asked while the first are going out and the rest wait.
+            let (status, report) = call(&app, "POST", "/v1/modems/m1/probe").await;
+            assert_eq!(status, 200, "{report}");
+            assert_eq!(report["ok"], true, "{report}");
+        }
+    }
+    let (status, report) = call(&app, "POST", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 200, "{report}");
+    for id in &ids {
+        gw.wait_status(id, MessageStatus::Sent).await;
+    }
+    let received = modem.received();
+    for i in 0..12 {
+        let text = format!("queued {i}");
+        let copies = received.iter().filter(|r| r.text == text).count();
+        assert_eq!(copies, 1, "{text}: {received:?}");
+    }
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
+/// A probe of a modem that stopped answering: its commands' timeouts are
+/// the modem's, so the usual recovery follows (degraded, then the port
+/// reopened after three in a row), the probe answers what it found, and
+/// the modem comes back and sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_times_out_leaves_the_modem_to_the_usual_recovery() {
+    let dir = store_dir("probe-hung");
+    let modem = sim(Personality::Ec25, "probe-hung", "+15550004000");
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+    gw.wait_ready().await;
+    let app = api(&gw);
+    modem
+        .fault(Fault::StopAnswering { duration: None })
+        .unwrap();
+    let (status, report) = call(&app, "POST", "/v1/modems/m1/probe").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["responding"], false, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["checks"][0]["name"], "AT", "{report}");
+    assert_eq!(report["checks"][0]["ok"], false, "{report}");
+    let mut rx = gw.statuses[0].clone();
+    let offline = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| s.state == ModemState::Offline && s.counters.reconnects >= 1),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert!(
+        offline
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("timeouts in a row"),
+        "{offline:?}"
+    );
+    modem.fault(Fault::Clear).unwrap();
+    gw.wait_ready().await;
+    let m = gw.send("+15550004001", "back after the probe", false).await;
+    gw.wait_status(&m.id, MessageStatus::Sent).await;
+    drop(app);
+    gw.stop().await;
+    modem.shutdown().await;
+}

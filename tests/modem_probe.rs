@@ -60,6 +60,29 @@ async fn every_personality_probes_healthy() {
         assert!(!report.storage.is_empty());
         assert!(report.pdu_mode);
         assert_eq!(report.cnmi.as_deref(), Some("2,1,0,2,0"));
+        // Each check is listed, in order, and each passed.
+        let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "port",
+                "AT",
+                "SIM",
+                "identity",
+                "signal",
+                "registration",
+                "operator",
+                "SMSC",
+                "SMS storage",
+                "PDU mode",
+                "CNMI"
+            ]
+        );
+        assert!(
+            report.checks.iter().all(|c| c.ok && c.hints.is_empty()),
+            "{personality:?}: {:?}",
+            report.checks
+        );
         s.shutdown().await;
     }
 }
@@ -99,6 +122,10 @@ async fn a_silent_port_and_a_missing_one_are_diagnosed() {
     for hint in ["is this the AT port?", "115200 baud", "ModemManager"] {
         assert!(said.contains(hint), "no {hint:?} in: {said}");
     }
+    // The failed check carries the same hint the diagnosis prints.
+    let at = report.checks.iter().find(|c| c.name == "AT").unwrap();
+    assert!(!at.ok);
+    assert_eq!(at.hints, report.diagnosis);
     s.fault(Fault::Clear).unwrap();
     s.shutdown().await;
 
@@ -133,6 +160,8 @@ async fn the_cli_prints_json_and_exits_by_health() {
     assert_eq!(v["responding"], true);
     assert_eq!(v["pdu_mode"], true);
     assert!(v["diagnosis"].as_array().unwrap().is_empty());
+    // The CLI's JSON keeps its form: the checks are the daemon's to store.
+    assert!(v.get("checks").is_none(), "{v}");
     s.shutdown().await;
 }
 

@@ -756,3 +756,99 @@ async fn an_agent_asking_for_an_admin_page_gets_a_plain_403_page() {
         assert_eq!(g.get(path, &agent).await.status, StatusCode::OK, "{path}");
     }
 }
+
+/// The Modems page shows the last probe the gateway ran and its "Run
+/// probe" form, which runs it over the modem actor's own connection (a real
+/// actor on the simulator, on the rig's store and dispatcher) and comes
+/// back to the page; without the session's CSRF token it is refused and
+/// nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_probe_form_probes_the_modem_and_the_page_shows_the_result() {
+    use smsgate::modem::probe::ProbeResults;
+    use smsgate::modem::{spawn_modem, EngineSettings};
+    use smsgate::sim::{Personality, SimConfig, Simulator};
+
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link =
+        Some(std::env::temp_dir().join(format!("smsgate-web-probe-{}.tty", std::process::id())));
+    c.noise_interval = Some(std::time::Duration::ZERO);
+    c.imei = Some("869170031234567".into());
+    let sim = Simulator::start(c).unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut actor = None;
+    let g = Web::with(|rig| {
+        actor = Some(spawn_modem(
+            common::engine_rig::modem("m1", &sim),
+            Arc::new(EngineSettings::default()),
+            rig.store.clone(),
+            rig.state.dispatcher.clone(),
+            stop_rx,
+        ));
+    });
+    let (handle, mut status) = actor.unwrap();
+    tokio::time::timeout(
+        common::engine_rig::WAIT,
+        status.wait_for(|s| s.state == ModemState::Ready),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    g.add_user("ana", Role::Agent).await;
+    let cookie = g.sign_in("ana").await;
+
+    let page = g.get("/modems", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.has("Not probed by the gateway yet."), "{}", page.body);
+    assert!(page.has("action=\"/modems/m1/probe\""));
+    assert!(page.has("Run probe"));
+    // The diagnosis the daemon makes of itself stays.
+    assert!(page.has("OK: ready to send and receive SMS."));
+
+    let refused = g.post("/modems/m1/probe", &cookie, &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.has("Form refused"));
+    let wrong = g
+        .post("/modems/m1/probe", &cookie, &[("csrf", "not-the-token")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let results = ProbeResults::open(&g.api.store).unwrap();
+    assert!(results.get("m1").unwrap().is_none(), "refused, yet probed");
+
+    let ran = g
+        .post("/modems/m1/probe", &cookie, &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(ran.status, StatusCode::SEE_OTHER, "{}", ran.body);
+    assert_eq!(ran.location(), "/modems#modem-m1");
+    assert!(results.get("m1").unwrap().is_some());
+
+    let page = g.get("/modems", &cookie).await;
+    let card = page.body.split("id=\"probe-m1\"").nth(1).unwrap();
+    let card = card.split("</section>").next().unwrap();
+    for text in [
+        "Last run ",
+        "OK: ready to send and receive SMS.",
+        "<th scope=\"row\">SIM</th>",
+        "<th scope=\"row\">registration</th>",
+        "<th scope=\"row\">CNMI</th>",
+        "IMEI 869170031234567",
+        "<span class=\"badge ok\">OK</span>",
+    ] {
+        assert!(card.contains(text), "{text} in {card}");
+    }
+    assert!(!card.contains("Failed"), "{card}");
+    assert!(!card.contains("Not probed"), "{card}");
+
+    // An unknown modem: a plain 404 page.
+    let unknown = g
+        .post("/modems/nope/probe", &cookie, &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.is_html());
+
+    let _ = stop.send(true);
+    tokio::time::timeout(common::engine_rig::WAIT, handle)
+        .await
+        .unwrap()
+        .unwrap();
+    sim.shutdown().await;
+}

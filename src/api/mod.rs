@@ -145,6 +145,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/inbox", Some(Scope::Read)),
     route("GET", "/v1/modems", Some(Scope::Read)),
     route("GET", "/v1/modems/{id}", Some(Scope::Read)),
+    route("POST", "/v1/modems/{id}/probe", Some(Scope::Read)),
+    route("GET", "/v1/modems/{id}/probe", Some(Scope::Read)),
     route("GET", "/v1/webhooks", Some(Scope::Read)),
     route("GET", "/v1/webhooks/deliveries", Some(Scope::Read)),
     route(
@@ -199,6 +201,8 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         get(inbox::list),
         get(modems::list),
         get(modems::get_one),
+        post(modems::probe),
+        get(modems::last_probe),
         get(webhooks::list),
         get(webhooks::deliveries),
         post(webhooks::retry),

@@ -32,6 +32,7 @@ use crate::wire;
     wire::ThreadSummary,
     wire::ReadMark,
     wire::ModemStatus,
+    wire::ModemProbe,
     wire::Health,
     wire::Readiness,
     wire::WebhookEndpoint,
@@ -863,6 +864,24 @@ fn base_document() -> Value {
                 "get": secured("read", "One modem's status", json!({
                     "parameters": [modem_id],
                     "responses": { "200": ok("The modem.", schema("ModemStatus")), "404": problem("`not_found`.") }
+                }))
+            },
+            "/v1/modems/{id}/probe": {
+                "post": secured("read", "Run the technician's probe on a modem the gateway holds", json!({
+                    "description": "The modem's actor runs the checks of `smsgate modem probe` over its own connection, between its commands (sends queued meanwhile go after it; a command that times out counts as any other), keeps the result as the modem's last, and answers it. A probe not finished within 25 s is answered 503 `probe_timeout` (its result is kept when it finishes).",
+                    "parameters": [modem_id],
+                    "responses": {
+                        "200": ok("The probe's result.", schema("ModemProbe")),
+                        "404": problem("`not_found`."),
+                        "409": problem("`modem_not_connected` (offline or starting: the probe needs its connection), `probe_busy`.")
+                    }
+                })),
+                "get": secured("read", "The last probe the gateway ran on a modem", json!({
+                    "parameters": [modem_id],
+                    "responses": {
+                        "200": ok("The last probe, with its time (kept across restarts).", schema("ModemProbe")),
+                        "404": problem("`not_found`: no such modem, or never probed.")
+                    }
                 }))
             }
         },

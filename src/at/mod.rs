@@ -37,5 +37,5 @@ pub use command::AtCommand;
 pub use digest::{Digester, FinalResult, Frame, Response};
 pub use error::{AtError, CmeError, CmsError};
 pub use serial::open_serial;
-pub use transport::{spawn, AtClient, TransportConfig};
+pub use transport::{spawn, AtClient, AtLink, TransportConfig};
 pub use urc::Urc;

@@ -130,6 +130,27 @@ where
     )
 }
 
+/// What typed commands are sent through: a transport of its own
+/// ([`AtClient`]), or a modem actor's session, which also decides what a
+/// command's error means for the modem (the technician's probe runs over
+/// either).
+pub trait AtLink {
+    /// Runs `cmd` as [`AtClient::send`] does.
+    fn send<C: AtCommand>(
+        &mut self,
+        cmd: &C,
+    ) -> impl std::future::Future<Output = Result<C::Response, AtError>>;
+}
+
+impl AtLink for AtClient {
+    fn send<C: AtCommand>(
+        &mut self,
+        cmd: &C,
+    ) -> impl std::future::Future<Output = Result<C::Response, AtError>> {
+        AtClient::send(self, cmd)
+    }
+}
+
 impl AtClient {
     /// Runs a typed command: writes it, waits for its final result within
     /// `C::TIMEOUT` (and the prompt, for two-phase commands), and parses the

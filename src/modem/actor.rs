@@ -16,7 +16,10 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use super::dispatch::{Budget, Dispatcher};
 use super::identity::read_identity;
 use super::pool::{local_day, next_day_start, DailyCounts, FailureRun};
-use super::probe::CNMI_FALLBACKS;
+use super::probe::{
+    probe_client, ProbeRefused, ProbeReport, ProbeRequest, ProbeResult, ProbeResults,
+    CNMI_DAEMON_ORDER,
+};
 use super::quirks;
 use super::status::{ModemState, ModemStatus};
 use super::{EngineSettings, Gate, ModemSettings};
@@ -25,7 +28,7 @@ use crate::at::command::{
     Echo, RegistrationQuery,
 };
 use crate::at::parse::{Domain, MessageStatus as ListStatus, PinState, Registration};
-use crate::at::{open_serial, spawn, AtClient, AtError, FinalResult, TransportConfig, Urc};
+use crate::at::{open_serial, spawn, AtClient, AtError, AtLink, FinalResult, TransportConfig, Urc};
 use crate::liveness::Heart;
 use crate::pdu::{self, Body, StatusClass, Tpdu};
 use crate::store::{
@@ -76,6 +79,9 @@ pub fn spawn_modem(
 ) -> (JoinHandle<()>, watch::Receiver<ModemStatus>) {
     let (status, status_rx) = watch::channel(ModemStatus::new(&settings.id, &settings.port));
     dispatcher.register(&settings.id, status_rx.clone());
+    // A probe or two may wait while one runs; more are refused (busy).
+    let (probe_tx, probes) = mpsc::channel(2);
+    dispatcher.register_probes(&settings.id, probe_tx);
     let heart = engine
         .liveness
         .as_ref()
@@ -104,6 +110,7 @@ pub fn spawn_modem(
         daily,
         received_daily,
         failures: FailureRun::default(),
+        probes,
         settings,
         engine,
         store,
@@ -136,6 +143,9 @@ struct Actor {
     /// Failed sends in a row and the rest they earned (kept across
     /// reopens of the port: a reopen is no success).
     failures: FailureRun,
+    /// Probes asked for (`POST /v1/modems/{id}/probe`): run by the session
+    /// between commands, refused while there is none.
+    probes: mpsc::Receiver<ProbeRequest>,
 }
 
 impl Actor {
@@ -188,6 +198,13 @@ impl Actor {
             if let Err(e) = self.store.emit("modem.status", data).await {
                 tracing::error!(modem = %self.settings.id, error = %e, "cannot record modem.status");
             }
+        }
+    }
+
+    /// Refuse the probes waiting: no session runs them (`why`).
+    fn refuse_probes(&mut self, why: &str) {
+        while let Ok(request) = self.probes.try_recv() {
+            let _ = request.reply.send(Err(ProbeRefused(why.to_string())));
         }
     }
 
@@ -282,6 +299,16 @@ impl Actor {
             if !client.close(CLOSE_WAIT).await {
                 tracing::warn!(modem = %self.settings.id, "the old port handle is still open after {CLOSE_WAIT:?}");
             }
+            let why = match &end {
+                End::Shutdown => "the gateway is stopping".to_string(),
+                End::DeviceGone(r)
+                | End::Unresponsive(r)
+                | End::Reinitialize(r)
+                | End::Fatal(r) => {
+                    format!("the connection ended: {r}")
+                }
+            };
+            self.refuse_probes(&why);
             match end {
                 End::Shutdown => break,
                 End::Fatal(reason) => {
@@ -645,7 +672,7 @@ impl<'a> Session<'a> {
         if self.send(&Cmgf).await?.is_err() {
             return Err(End::Fatal("the modem refuses PDU mode (AT+CMGF=0)".into()));
         }
-        let identity = beating(&mut self.actor.heart, read_identity(&self.client)).await;
+        let identity = beating(&mut self.actor.heart, read_identity(&mut self.client)).await;
         for line in quirks::extra_init(identity.manufacturer.as_deref()) {
             let _ = self.raw(line).await?;
         }
@@ -665,8 +692,7 @@ impl<'a> Session<'a> {
         // (`+CDSI`, ds=2) costs an `AT+CMGR` and an `AT+CMGD` on the line
         // ahead of the next send (issue 15 measured 129-190 msg/s against
         // 418 without reports), a routed one only its own bytes.
-        let [stored, direct, none] = CNMI_FALLBACKS;
-        for cnmi in [direct, stored, none] {
+        for cnmi in CNMI_DAEMON_ORDER {
             if self.send(&cnmi).await?.is_ok() {
                 cnmi_ok = true;
                 break;
@@ -847,6 +873,8 @@ impl<'a> Session<'a> {
                 },
                 _ = health.tick() => self.health().await?,
                 _ = sweep.tick() => self.sweep().await?,
+                // Before the next send: sends wait and go after it.
+                Some(request) = self.actor.probes.recv() => self.probe(request).await?,
                 // Back in the pool after a rest, a new day, a rate-limit slot.
                 _ = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {}
                 message = dispatcher.next_for(&id, budget, &mut work_stop), if ready => {
@@ -860,6 +888,52 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// The technician's probe over this session's connection (its commands
+    /// are this session's: their timeouts count as any other's, and one
+    /// that ends the session ends it after the probe). The result is stored,
+    /// then answered.
+    async fn probe(&mut self, request: ProbeRequest) -> Result<(), End> {
+        let mut report = ProbeReport {
+            port: self.actor.status.borrow().port.clone(),
+            baud: self.actor.settings.baud,
+            ..ProbeReport::default()
+        };
+        let mut link = SessionLink {
+            session: self,
+            end: None,
+        };
+        // No PIN: this session unlocked the SIM, and a SIM asking again
+        // restarts the session.
+        probe_client(
+            &mut link,
+            None,
+            &CNMI_DAEMON_ORDER,
+            &mut report,
+            &mut |_| {},
+        )
+        .await;
+        let end = link.end;
+        let result = ProbeResult::new(self.id(), Utc::now(), report);
+        let stored = ProbeResults::open(&self.actor.store).and_then(|r| r.put(&result));
+        let stored = match stored {
+            Ok(()) => self.actor.store.sync().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::error!(modem = %self.id(), error = %e, "cannot store the probe result");
+        }
+        tracing::info!(
+            modem = %self.id(),
+            problems = result.report.diagnosis.len(),
+            "probe run over the modem's connection"
+        );
+        let _ = request.reply.send(Ok(result));
+        match end {
+            Some(end) => Err(end),
+            None => Ok(()),
         }
     }
 
@@ -1460,6 +1534,29 @@ impl<'a> Session<'a> {
                 true
             })
             .await;
+    }
+}
+
+/// A session as the probe's link: each command through `Session::send`, so
+/// a timeout counts as any other; once one ends the session, the probe's
+/// remaining commands fail at once and the session ends after it.
+struct SessionLink<'s, 'a> {
+    session: &'s mut Session<'a>,
+    end: Option<End>,
+}
+
+impl AtLink for SessionLink<'_, '_> {
+    async fn send<C: crate::at::AtCommand>(&mut self, cmd: &C) -> Result<C::Response, AtError> {
+        if self.end.is_some() {
+            return Err(AtError::Closed);
+        }
+        match self.session.send(cmd).await {
+            Ok(result) => result,
+            Err(end) => {
+                self.end = Some(end);
+                Err(AtError::Closed)
+            }
+        }
     }
 }
 

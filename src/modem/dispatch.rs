@@ -15,8 +15,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
+use super::probe::ProbeRequest;
 use super::status::{ModemState, ModemStatus};
 use crate::store::{Message, Store};
 
@@ -62,6 +63,9 @@ pub struct Dispatcher {
     /// contacts' messages go to the others meanwhile.
     away: Mutex<HashSet<String>>,
     wake: Notify,
+    /// Each actor's mailbox for probes (`POST /v1/modems/{id}/probe`): the
+    /// actor runs them over its own connection, between its commands.
+    probes: RwLock<HashMap<String, mpsc::Sender<ProbeRequest>>>,
 }
 
 impl Dispatcher {
@@ -72,6 +76,7 @@ impl Dispatcher {
             claimed: Mutex::new(HashSet::new()),
             away: Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            probes: RwLock::new(HashMap::new()),
         }
     }
 
@@ -79,6 +84,19 @@ impl Dispatcher {
         if let Ok(mut modems) = self.modems.write() {
             modems.insert(id.to_string(), status);
         }
+    }
+
+    /// Where modem `id`'s actor takes probe requests.
+    pub fn register_probes(&self, id: &str, mailbox: mpsc::Sender<ProbeRequest>) {
+        if let Ok(mut probes) = self.probes.write() {
+            probes.insert(id.to_string(), mailbox);
+        }
+    }
+
+    /// Modem `id`'s probe mailbox (None: no actor runs it, e.g. a test's
+    /// fake modem).
+    pub fn probe_mailbox(&self, id: &str) -> Option<mpsc::Sender<ProbeRequest>> {
+        self.probes.read().ok().and_then(|p| p.get(id).cloned())
     }
 
     pub fn is_known(&self, id: &str) -> bool {

@@ -1,12 +1,12 @@
 //! Who a modem is: manufacturer, model, firmware, IMEI, IMSI, ICCID, own
 //! number. Read at init by the engine and by `smsgate modem probe`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::at::command::{Cgmi, Cgmm, Cgmr, Cgsn, Cimi, Cnum, IccidCommand};
-use crate::at::AtClient;
+use crate::at::AtLink;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub manufacturer: Option<String>,
     pub model: Option<String>,
@@ -54,7 +54,7 @@ fn iccid_order(manufacturer: Option<&str>) -> [IccidCommand; 4] {
 }
 
 /// Read what the modem will tell; a field it refuses stays `None`.
-pub async fn read_identity(client: &AtClient) -> Identity {
+pub async fn read_identity(client: &mut impl AtLink) -> Identity {
     let manufacturer = client.send(&Cgmi).await.ok();
     let mut iccid = None;
     for cmd in iccid_order(manufacturer.as_deref()) {

@@ -193,6 +193,7 @@ pub fn router(state: WebState) -> Router {
         .route("/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/dashboard", get(dashboard::page))
         .route("/modems", get(modems::page))
+        .route("/modems/{id}/probe", post(modems::run_probe))
         .route(
             CSS_PATH,
             get(|| async { asset("text/css; charset=utf-8", CSS) }),

@@ -4,24 +4,28 @@
 //! registration, signal, a diagnosis in plain words), with the outbox's
 //! depth (`smsgate_outbox_messages` of `/metrics`).
 //!
-//! The API has no probe to run: `smsgate modem probe PORT` opens the serial
-//! port itself, and the running daemon holds it, so the page says how to
-//! run it rather than offering a button. Nothing here changes a modem (the
-//! API has no modem settings to change at runtime), so the page is for
-//! agents and admins alike.
+//! Each modem's card also shows the technician's probe (`smsgate modem
+//! probe`'s checks) as the gateway last ran it over the modem's own
+//! connection (`GET /v1/modems/{id}/probe`: its time, each check with what
+//! it found and the CLI's hint for a failure), and a "Run probe" button
+//! (`POST /v1/modems/{id}/probe`, then back to the page). A probe changes
+//! nothing on the modem (the actor runs it between sends, with its own
+//! settings), so the page and the button are for agents and admins alike.
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
 use maud::{html, Markup};
 
-use super::pages::{Nav, Shell};
-use super::session::Person;
+use super::pages::{self, Nav, Shell};
+use super::session::{CsrfForm, Person};
 use super::thread::time;
-use super::WebState;
-use crate::api::modems;
+use super::{escape, WebState};
+use crate::api::{modems, ApiError};
 use crate::modem::pool::{local_day, DailyCounts};
-use crate::wire::{ModemState, ModemStatus};
+use crate::wire::{ModemProbe, ModemState, ModemStatus};
 
 fn state_words(state: ModemState) -> &'static str {
     match state {
@@ -114,7 +118,80 @@ impl Today {
     }
 }
 
-fn modem_card(m: &ModemStatus, today: &Today) -> Markup {
+/// The page of modems, at modem `id`'s card.
+fn card_url(id: &str) -> String {
+    format!("/modems#modem-{}", escape(id))
+}
+
+/// The last probe the gateway ran on a modem: None when there is none;
+/// an error the store gave, in words.
+type LastProbe = Result<Option<ModemProbe>, String>;
+
+async fn last_probe(state: &WebState, id: &str) -> LastProbe {
+    match modems::last_probe(State(state.api.clone()), Ok(Path(id.to_string()))).await {
+        Ok(Json(probe)) => Ok(Some(probe)),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(None),
+        Err(e) => Err(pages::plain(&e)),
+    }
+}
+
+/// The probe's result: its time, each check, the hints of failures.
+fn probe_result(last: &LastProbe) -> Markup {
+    html! {
+            @match last {
+                Ok(Some(p)) => {
+                    p {
+                        "Last run " (time(p.probed_at)) ": "
+                        @if p.ok {
+                            strong { "OK: ready to send and receive SMS." }
+                        } @else {
+                            strong { (p.diagnosis.len()) " problem" @if p.diagnosis.len() != 1 { "s" } " found." }
+                        }
+                    }
+                    div.table-scroll {
+                        table.counts.probe-checks {
+                            thead { tr { th scope="col" { "Check" } th scope="col" { "Result" } th scope="col" { "What it found" } } }
+                            tbody {
+                                @for c in &p.checks {
+                                    tr {
+                                        th scope="row" { (c.name) }
+                                        td {
+                                            @if c.ok { span.badge.ok { "OK" } } @else { span.badge.bad { "Failed" } }
+                                        }
+                                        td {
+                                            (c.detail)
+                                            @for hint in &c.hints { p.hint { (hint) } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(None) => { p.empty { "Not probed by the gateway yet." } }
+                Err(e) => { p.error role="alert" { (e) } }
+            }
+    }
+}
+
+/// The probe's result and the button that runs it again.
+fn probe_section(m: &ModemStatus, last: &LastProbe, person: &Person) -> Markup {
+    let heading = format!("probe-{}", m.id);
+    html! {
+        section.probe-result aria-labelledby=(heading) {
+            h3 id=(heading) { "Technician's probe" }
+            (probe_result(last))
+            form.run-probe method="post" action={ "/modems/" (escape(&m.id)) "/probe" } {
+                input type="hidden" name="csrf" value=(person.csrf());
+                button type="submit" { "Run probe" }
+                " "
+                span.hint { "Runs between the modem's sends, over the gateway's own connection; takes a few seconds." }
+            }
+        }
+    }
+}
+
+fn modem_card(m: &ModemStatus, today: &Today, last: &LastProbe, person: &Person) -> Markup {
     let heading = format!("modem-{}", m.id);
     html! {
         section.modem aria-labelledby=(heading) {
@@ -151,6 +228,7 @@ fn modem_card(m: &ModemStatus, today: &Today) -> Markup {
                     dt { "Status reports since start" } dd { (m.counters.status_reports) }
                 }
             }
+            (probe_section(m, last, person))
         }
     }
 }
@@ -160,6 +238,10 @@ pub async fn page(State(state): State<WebState>, person: Person) -> Response {
     let Json(list) = modems::list(State(state.api.clone())).await;
     let waiting = state.api.store.outbox_len();
     let today = Today::of(&state);
+    let mut probes = Vec::with_capacity(list.items.len());
+    for m in &list.items {
+        probes.push(last_probe(&state, &m.id).await);
+    }
     let body = html! {
         p #outbox {
             "Texts waiting for a modem or their time: " strong { (waiting) } "."
@@ -168,22 +250,42 @@ pub async fn page(State(state): State<WebState>, person: Person) -> Response {
             p.empty { "No modem is configured. Add one under [[modem]] in the gateway's config." }
         }
         div.modems {
-            @for m in &list.items { (modem_card(m, &today)) }
+            @for (m, last) in list.items.iter().zip(&probes) { (modem_card(m, &today, last, &person)) }
         }
         section.probe-help aria-labelledby="probe-heading" {
-            h2 #probe-heading { "The full probe" }
+            h2 #probe-heading { "Probing a modem the gateway does not use" }
             p {
-                "The SIM, SMS storage, PDU mode and message routing are checked by "
-                code { "smsgate modem probe PORT" } " on the gateway machine. It needs the port "
-                "to itself: stop the gateway first (the running gateway holds its modems' ports), "
-                "or probe a modem the config does not use. " code { "smsgate modem list" }
-                " finds and probes every serial port."
+                "\"Run probe\" checks a modem of the gateway over its own connection. A modem the "
+                "config does not use is checked by " code { "smsgate modem probe PORT" }
+                " on the gateway machine (the same checks; it opens the port itself). "
+                code { "smsgate modem list" } " finds and probes every serial port."
             }
         }
     };
     Shell::signed_in("Modems", &person, Some(Nav::Modems))
         .render(body)
         .into_response()
+}
+
+/// `POST /modems/{id}/probe`: `POST /v1/modems/{id}/probe`, then back to
+/// the modem's card on the page.
+pub async fn run_probe(
+    State(state): State<WebState>,
+    person: Person,
+    path: Result<Path<String>, PathRejection>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if let Err(refused) = person.check_csrf(&csrf) {
+        return refused.into_response();
+    }
+    let Ok(Path(id)) = path else {
+        return pages::api_error_page(&person, &ApiError::not_found("no such modem"));
+    };
+    match modems::probe(State(state.api.clone()), Ok(Path(id.clone()))).await {
+        Ok(_) => Redirect::to(&card_url(&id)).into_response(),
+        Err(e) => pages::api_error_page(&person, &e),
+    }
 }
 
 #[cfg(test)]
@@ -213,5 +315,43 @@ mod tests {
         );
         let gone = status(Stored::Offline, None, Some("port gone"));
         assert!(diagnosis(&gone).starts_with("Offline: port gone."));
+    }
+
+    #[test]
+    fn a_failed_check_shows_the_hint_the_cli_prints() {
+        use crate::modem::probe::{ProbeCheck, ProbeReport, ProbeResult};
+        let hint = "no usable signal: check the antenna and coverage".to_string();
+        let report = ProbeReport {
+            responding: true,
+            diagnosis: vec![hint.clone()],
+            checks: vec![
+                ProbeCheck {
+                    name: "AT".into(),
+                    ok: true,
+                    detail: "answered".into(),
+                    hints: Vec::new(),
+                },
+                ProbeCheck {
+                    name: "signal".into(),
+                    ok: false,
+                    detail: "CSQ 99 (unknown)".into(),
+                    hints: vec![hint.clone()],
+                },
+            ],
+            ..ProbeReport::default()
+        };
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-04T09:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let probe = ModemProbe::from(&ProbeResult::new("m1", at, report));
+        let html = probe_result(&Ok(Some(probe))).into_string();
+        assert!(html.contains("1 problem found."), "{html}");
+        assert!(html.contains("<th scope=\"row\">signal</th><td><span class=\"badge bad\">Failed</span></td><td>CSQ 99 (unknown)<p class=\"hint\">no usable signal: check the antenna and coverage</p></td>"), "{html}");
+        assert!(
+            html.contains("<span class=\"badge ok\">OK</span>"),
+            "{html}"
+        );
+        let none = probe_result(&Ok(None)).into_string();
+        assert!(none.contains("Not probed by the gateway yet."));
     }
 }
