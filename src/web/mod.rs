@@ -18,7 +18,7 @@
 //! - `pages`: the shell every page shares (navigation, sign-out), error
 //!   pages, plain words for the API's problems.
 //! - `inbox`, `thread`, `users`, `contacts`, `campaigns`, `modems`: the
-//!   pages; `counter`: the GSM 7-bit table
+//!   pages; `rules` (admins): the routing rules in effect, edited live; `counter`: the GSM 7-bit table
 //!   and part sizes the reply box's counter reads, taken from `pdu`.
 //! - `dashboard`: the five metrics and their charts (`chart`: bar charts
 //!   as SVG written on the server).
@@ -32,6 +32,7 @@ mod dashboard;
 mod inbox;
 mod modems;
 mod pages;
+mod rules;
 mod session;
 mod thread;
 mod users;
@@ -181,6 +182,8 @@ pub fn router(state: WebState) -> Router {
         .route("/threads/{contact}/outcome", post(thread::outcome))
         .route("/users", get(users::page).post(users::add))
         .route("/users/{name}/remove", post(users::remove))
+        .route("/rules", get(rules::page).post(rules::save))
+        .route("/rules/revert", post(rules::revert))
         .route("/contacts", get(contacts::list))
         // The import reads its body itself, up to the API's import limit.
         .route("/contacts/import", post(contacts::import))
