@@ -702,23 +702,15 @@ impl Config {
                     report(format!("{key}.own_number"), e.to_string());
                 }
             }
-            if m.sends_per_minute == Some(0) {
-                report(
-                    format!("{key}.sends_per_minute"),
-                    "must be at least 1 (omit it for no limit)".into(),
-                );
-            }
-            if m.daily_limit == Some(0) {
-                report(
-                    format!("{key}.daily_limit"),
-                    "must be at least 1 (omit it for no limit)".into(),
-                );
-            }
-            if m.rest_after_failures == Some(0) {
-                report(
-                    format!("{key}.rest_after_failures"),
-                    "must be at least 1 (the default is 3)".into(),
-                );
+            let limits = [
+                ("sends_per_minute", m.sends_per_minute),
+                ("daily_limit", m.daily_limit),
+                ("rest_after_failures", m.rest_after_failures),
+            ];
+            for (name, value) in limits {
+                if let Some(Err(e)) = value.map(|v| crate::modem::overrides::check_limit(name, v)) {
+                    report(format!("{key}.{name}"), e);
+                }
             }
             // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
             // (src/modem/discovery.rs).

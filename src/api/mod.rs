@@ -20,6 +20,7 @@
 //! - `messages`, `campaigns`, `threads`, `modems`, `webhooks`, `events`, `health`,
 //!   `summary` (the conversation metrics), `users` (the web inbox's people),
 //!   `rules` (the routing rules in effect, changed while the daemon runs),
+//!   `modem_settings` (a modem's pool settings, changed while it runs),
 //!   `openapi`: the handlers.
 
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod inbox;
 pub mod json;
 pub mod messages;
 pub mod metrics;
+pub mod modem_settings;
 pub mod modems;
 pub mod openapi;
 pub mod params;
@@ -186,6 +188,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/rules", Some(Scope::Admin)),
     route("PUT", "/v1/rules", Some(Scope::Admin)),
     route("DELETE", "/v1/rules", Some(Scope::Admin)),
+    route("GET", "/v1/modems/{id}/settings", Some(Scope::Admin)),
+    route("PUT", "/v1/modems/{id}/settings", Some(Scope::Admin)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -240,6 +244,8 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         get(rules::get),
         put(rules::put),
         delete(rules::delete),
+        get(modem_settings::get),
+        put(modem_settings::put),
     ]
 }
 
@@ -534,7 +540,8 @@ mod tests {
             let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
                 || (r.method == "POST" && r.path.starts_with("/v1/webhooks"))
                 || r.path.starts_with("/v1/users")
-                || r.path.starts_with("/v1/rules");
+                || r.path.starts_with("/v1/rules")
+                || r.path.ends_with("/settings");
             let want = if admin {
                 Scope::Admin
             } else if writes && r.method != "GET" {

@@ -171,6 +171,7 @@ pub fn document() -> Value {
         .into_iter()
         .chain(super::users::paths())
         .chain(super::rules::paths())
+        .chain(super::modem_settings::paths())
     {
         doc["paths"][path] = item;
     }

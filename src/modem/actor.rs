@@ -76,6 +76,7 @@ pub fn spawn_modem(
 ) -> (JoinHandle<()>, watch::Receiver<ModemStatus>) {
     let (status, status_rx) = watch::channel(ModemStatus::new(&settings.id, &settings.port));
     dispatcher.register(&settings.id, status_rx.clone());
+    dispatcher.set_defaults(&settings.id, super::overrides::Defaults::from(&settings));
     let heart = engine
         .liveness
         .as_ref()
@@ -139,10 +140,15 @@ struct Actor {
 }
 
 impl Actor {
-    /// The engine's rest policy with this modem's `rest_after_failures`.
+    /// The engine's rest policy with this modem's `rest_after_failures`
+    /// (changed at run time, else the config's).
     fn rest_policy(&self) -> super::pool::RestPolicy {
         let mut policy = self.engine.rest;
-        if let Some(n) = self.settings.rest_after_failures {
+        let set = self
+            .dispatcher
+            .overrides(&self.settings.id)
+            .rest_after_failures;
+        if let Some(n) = set.or(self.settings.rest_after_failures) {
             policy.failures = n.max(1);
         }
         policy
@@ -448,7 +454,12 @@ impl<'a> Session<'a> {
     /// Today's budget under `daily_limit` (None: no limit); `left` 0 when the
     /// counts cannot be read.
     fn budget(&self) -> Option<Budget> {
-        let per_day = self.actor.settings.daily_limit?;
+        let per_day = self
+            .actor
+            .dispatcher
+            .overrides(self.id())
+            .daily_limit
+            .or(self.actor.settings.daily_limit)?;
         let left = match &self.actor.daily {
             Some(counts) => {
                 let day = local_day(Utc::now(), self.actor.engine.day_zone);
@@ -480,11 +491,12 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
+        let paused = self.actor.dispatcher.is_paused(self.id());
         self.actor
             .dispatcher
-            .set_away(self.id(), resting.is_some() || spent.is_some());
+            .set_away(self.id(), resting.is_some() || spent.is_some() || paused);
         let rate = Some(self.next_send)
-            .filter(|n| *n > now && self.actor.settings.sends_per_minute.is_some_and(|n| n > 0));
+            .filter(|n| *n > now && self.sends_per_minute().is_some_and(|n| n > 0));
         [resting, spent, rate].into_iter().flatten().max()
     }
 
@@ -814,6 +826,7 @@ impl<'a> Session<'a> {
         let mut stop = self.actor.stop.clone();
         let mut work_stop = self.actor.stop.clone();
         let dispatcher = self.actor.dispatcher.clone();
+        let mut settings_changed = dispatcher.changes();
         let id = self.id().to_string();
         while let Some(urc) = self.pending.pop_front() {
             self.on_urc(urc).await?;
@@ -847,6 +860,9 @@ impl<'a> Session<'a> {
                 },
                 _ = health.tick() => self.health().await?,
                 _ = sweep.tick() => self.sweep().await?,
+                // An administrator changed a modem's settings: decide again
+                // (a paused modem stops taking work, a raised limit frees it).
+                Ok(()) = settings_changed.changed() => {}
                 // Back in the pool after a rest, a new day, a rate-limit slot.
                 _ = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {}
                 message = dispatcher.next_for(&id, budget, &mut work_stop), if ready => {
@@ -1079,9 +1095,18 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// `sends_per_minute`, changed at run time or the config's.
+    fn sends_per_minute(&self) -> Option<u32> {
+        self.actor
+            .dispatcher
+            .overrides(self.id())
+            .sends_per_minute
+            .or(self.actor.settings.sends_per_minute)
+    }
+
     /// How long until the per-modem rate limit lets the next part go.
     fn rate_wait(&self) -> Duration {
-        match self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+        match self.sends_per_minute().filter(|n| *n > 0) {
             Some(_) => self.next_send.saturating_duration_since(Instant::now()),
             None => Duration::ZERO,
         }
@@ -1089,7 +1114,7 @@ impl<'a> Session<'a> {
 
     /// Take the rate limit's next slot (waiting for it if need be).
     async fn rate_limit(&mut self) {
-        if let Some(per_minute) = self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+        if let Some(per_minute) = self.sends_per_minute().filter(|n| *n > 0) {
             let gap = Duration::from_secs(60) / per_minute;
             let now = Instant::now();
             if self.next_send > now {
@@ -1151,7 +1176,7 @@ impl<'a> Session<'a> {
             let wait = self.rate_wait();
             if first && wait > Duration::from_secs(5) {
                 let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                let per_minute = self.actor.settings.sends_per_minute.unwrap_or(0);
+                let per_minute = self.sends_per_minute().unwrap_or(0);
                 self.defer(
                     &message.id,
                     until,

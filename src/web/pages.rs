@@ -21,6 +21,7 @@ pub enum Nav {
     Modems,
     Users,
     Rules,
+    ModemSettings,
 }
 
 const NAV: [(Nav, &str, &str); 5] = [
@@ -32,9 +33,10 @@ const NAV: [(Nav, &str, &str); 5] = [
 ];
 
 /// The entries only administrators see.
-const ADMIN_NAV: [(Nav, &str, &str); 2] = [
+const ADMIN_NAV: [(Nav, &str, &str); 3] = [
     (Nav::Users, "/users", "Users"),
     (Nav::Rules, "/rules", "Rules"),
+    (Nav::ModemSettings, "/settings/modems", "Modem settings"),
 ];
 
 /// A page's frame.
