@@ -178,6 +178,10 @@ fn main() {
             extra_metrics: None,
             compat: Default::default(),
             conversation: Default::default(),
+            rules: Arc::new(smsgate::conversation::rulebook::RuleBook::open(
+                &store,
+                &Default::default(),
+            )),
         };
         let web = smsgate::web::WebState::new(
             state.clone(),

@@ -702,23 +702,15 @@ impl Config {
                     report(format!("{key}.own_number"), e.to_string());
                 }
             }
-            if m.sends_per_minute == Some(0) {
-                report(
-                    format!("{key}.sends_per_minute"),
-                    "must be at least 1 (omit it for no limit)".into(),
-                );
-            }
-            if m.daily_limit == Some(0) {
-                report(
-                    format!("{key}.daily_limit"),
-                    "must be at least 1 (omit it for no limit)".into(),
-                );
-            }
-            if m.rest_after_failures == Some(0) {
-                report(
-                    format!("{key}.rest_after_failures"),
-                    "must be at least 1 (the default is 3)".into(),
-                );
+            let limits = [
+                ("sends_per_minute", m.sends_per_minute),
+                ("daily_limit", m.daily_limit),
+                ("rest_after_failures", m.rest_after_failures),
+            ];
+            for (name, value) in limits {
+                if let Some(Err(e)) = value.map(|v| crate::modem::overrides::check_limit(name, v)) {
+                    report(format!("{key}.{name}"), e);
+                }
             }
             // `port = "auto"`: udev's /dev/smsgate/*-at links, bound by IMEI
             // (src/modem/discovery.rs).
@@ -774,22 +766,11 @@ impl Config {
                 );
             }
         }
-        // With teams configured, a rule that routes to no team of them is a
-        // typo that would leave its threads with no SLA and no team's view.
-        if !self.conversation.team.is_empty() {
-            for (i, rule) in self.conversation.rule.iter().enumerate() {
-                if let Some(team) = &rule.then.route {
-                    if !team_ids.contains(team.as_str()) {
-                        report(
-                            format!("conversation.rule[{i}].then.route"),
-                            format!(
-                                "{team:?} is not a [[conversation.team]] id (known: {})",
-                                self.team_list()
-                            ),
-                        );
-                    }
-                }
-            }
+        for (key, message) in crate::conversation::rules::unknown_routes(
+            &self.conversation.rule,
+            &self.conversation.team,
+        ) {
+            report(key, message);
         }
         let currency = &self.conversation.currency;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -940,6 +921,74 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A list of rules from outside the file (`PUT /v1/rules`, the rules
+/// page), as a table `{ rule = [...] }`: read and checked exactly as
+/// `[[conversation.rule]]` is at load (every problem at once, the checks
+/// beyond types of `Config::check`, the routes against `conversation`'s
+/// teams), and compiled with its `default_rules`. Problems are keyed
+/// `rule[N]...`, in the list's numbering.
+pub fn check_rules(
+    root: config::Value,
+    conversation: &crate::conversation::settings::ConversationConfig,
+) -> Result<
+    (
+        Vec<crate::conversation::rules::RuleConfig>,
+        crate::conversation::rules::RuleSet,
+    ),
+    Vec<Problem>,
+> {
+    use crate::conversation::rules::{unknown_routes, RuleConfig, RuleSet};
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RuleList {
+        #[serde(default)]
+        rule: Vec<RuleConfig>,
+    }
+    let mut problems = Vec::new();
+    let list = deserialize_all::<RuleList>(root, &mut problems);
+    let Some(list) = list else {
+        return Err(problems);
+    };
+    let ours = |key: String| key.replacen("conversation.rule[", "rule[", 1);
+    let built = RuleSet::from_config(&list.rule, conversation.default_rules);
+    if let Err(found) = &built {
+        for (key, message) in found {
+            let key = ours(key.clone());
+            let inner = format!("{key}.");
+            // As in `Config::check`: a value already reported as bad was
+            // taken out; its rule is not reported again as empty.
+            if !problems.iter().any(|p| p.key.starts_with(&inner)) {
+                problems.push(problem(key, message.clone()));
+            }
+        }
+    }
+    for (key, message) in unknown_routes(&list.rule, &conversation.team) {
+        problems.push(problem(ours(key), message));
+    }
+    // By rule, in the list's order.
+    let index = |key: &str| -> usize {
+        key.strip_prefix("rule[")
+            .and_then(|rest| rest.split(']').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    problems.sort_by(|a, b| (index(&a.key), &a.key).cmp(&(index(&b.key), &b.key)));
+    match built {
+        Ok(set) if problems.is_empty() => Ok((list.rule, set)),
+        _ => Err(problems),
+    }
+}
+
+/// TOML text holding `[[rule]]` tables (the rules page's form), as the
+/// value [`check_rules`] reads; a syntax error is one problem with its line.
+pub fn rules_toml(text: &str) -> Result<config::Value, Vec<Problem>> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|raw| raw.try_deserialize())
+        .map_err(|e| vec![problem("rules", e.to_string())])
 }
 
 /// One step of a key path.

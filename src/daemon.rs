@@ -113,7 +113,7 @@ pub async fn run(
         })?;
     // The rules were checked with the config (`Config::check`); a problem
     // here is one that check missed, so it stops the start the same way.
-    let rules = crate::conversation::rules::RuleSet::from_config(
+    crate::conversation::rules::RuleSet::from_config(
         &config.conversation.rule,
         config.conversation.default_rules,
     )
@@ -126,6 +126,12 @@ pub async fn run(
                 .collect(),
         })
     })?;
+    // The rules in effect: the file's, or the list stored through
+    // `/v1/rules`, which replaces them; the API swaps it live.
+    let rule_book = Arc::new(crate::conversation::rulebook::RuleBook::open(
+        &store,
+        &config.conversation,
+    ));
     // The conversation engine reads the event log beside the webhook
     // workers (its own cursor), before the modems deliver anything.
     let conversation = tokio::spawn(
@@ -135,7 +141,11 @@ pub async fn run(
             Some(dispatcher.clone()),
             sms.clone(),
         )
-        .with_conversation(&config.conversation, rules, config.cost_per_part())
+        .with_conversation(
+            &config.conversation,
+            rule_book.live(),
+            config.cost_per_part(),
+        )
         .run(stop_rx.clone()),
     );
     let engine = Arc::new(EngineSettings {
@@ -209,6 +219,7 @@ pub async fn run(
 
     let state = ApiState {
         sms,
+        rules: rule_book,
         extra_metrics: {
             let store = store.clone();
             Some(Arc::new(move |out: &mut String| {

@@ -1027,3 +1027,65 @@ async fn conversational_answers_from_an_app_or_a_webhook_move_the_thread_once() 
         ]
     );
 }
+
+#[tokio::test]
+async fn rules_stored_through_the_api_decide_the_next_inbound_without_a_restart() {
+    // The daemon's wiring: the decider reads the rule book the API changes.
+    let probe = inbox(nothing());
+    let live = probe.rig.state.rules.live();
+    let decider = smsgate::conversation::engine::rules_decider(
+        probe.store.clone(),
+        live,
+        Arc::new(Vec::new()),
+    );
+    let Inbox { rig, store, .. } = probe;
+    let policy = rig.state.policy.clone();
+    let engine = Engine::new(
+        store.clone(),
+        policy,
+        Some(rig.state.dispatcher.clone()),
+        rig.state.sms.clone(),
+    )
+    .with_decider(decider);
+    let g = Inbox {
+        rig,
+        store,
+        engine,
+        clock: Arc::new(TestClock::at(Utc::now())),
+    };
+
+    // The config's rules (none, and the shipped defaults): nothing routes a
+    // text about an invoice to billing.
+    let before = "+15550007001";
+    g.inbound(before, "question about my invoice").await;
+    assert_ne!(g.thread(before).await["thread"]["team"], "billing");
+
+    let (status, body) = g
+        .call(
+            Method::PUT,
+            "/v1/rules",
+            Some(json!({"rules": [{
+                "name": "billing-words",
+                "when": {"keywords": ["invoice"]},
+                "then": {"route": "billing", "tag": "billing"}
+            }]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "store");
+
+    let after = "+15550007002";
+    g.inbound(after, "question about my invoice").await;
+    let thread = g.thread(after).await;
+    assert_eq!(thread["thread"]["team"], "billing", "{thread}");
+    // The first thread was decided by the rules of its time.
+    assert_ne!(g.thread(before).await["thread"]["team"], "billing");
+
+    // Back to the config's: the next text is not routed by the stored rule.
+    let (status, body) = g.call(Method::DELETE, "/v1/rules", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "config");
+    let reverted = "+15550007003";
+    g.inbound(reverted, "question about my invoice").await;
+    assert_ne!(g.thread(reverted).await["thread"]["team"], "billing");
+}

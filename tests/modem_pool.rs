@@ -370,3 +370,122 @@ async fn status_reports_settle_sends_routed_as_cds_or_stored_as_cdsi() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_modem_sends_nothing_its_queue_goes_to_the_others_and_it_still_receives() {
+    use smsgate::modem::overrides::Overrides;
+    let dir = store_dir("paused");
+    let (a, b) = (
+        sim("paused-a", "+15550810000"),
+        sim("paused-b", "+15550820000"),
+    );
+    let pool = Gateway::pool(&dir.0, &[member("a", &a), member("b", &b)]);
+    pool.wait_ready().await;
+    pool.make_sticky(&a, "+15550819999").await;
+    let paused = Overrides {
+        paused: true,
+        ..Overrides::default()
+    };
+    pool.dispatcher.set_overrides("a", paused).await.unwrap();
+    pool.wait_until("a away while paused", |p| p.dispatcher.is_away("a"))
+        .await;
+    // Named for a: it waits for a (never dropped, never sent by another).
+    let named = pool.send("+15550811111", "named for a", Some("a")).await;
+    // A's sticky contact and everyone else: b sends them.
+    let sticky = pool.send("+15550819999", "sticky to a", None).await;
+    assert_eq!(pool.wait_sent(&sticky.id).await.modem.as_deref(), Some("b"));
+    for n in 0..4 {
+        let m = pool
+            .send(&format!("+155508{n:05}"), &format!("pool {n}"), None)
+            .await;
+        assert_eq!(pool.wait_sent(&m.id).await.modem.as_deref(), Some("b"));
+    }
+    // Receiving goes on while paused.
+    pool.make_sticky(&a, "+15550817777").await;
+    assert_eq!(
+        pool.store.get(&named.id).unwrap().unwrap().status,
+        MessageStatus::Queued
+    );
+    assert!(a.received().is_empty());
+    // Unpaused: the named message goes, through a.
+    pool.dispatcher
+        .set_overrides("a", Overrides::default())
+        .await
+        .unwrap();
+    assert_eq!(pool.wait_sent(&named.id).await.modem.as_deref(), Some("a"));
+    assert_eq!(received_once(&[&a, &b]), vec![1, 5]);
+    pool.stop().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_limit_set_while_running_applies_at_once_and_is_kept_after_a_restart() {
+    use smsgate::modem::overrides::Overrides;
+    let dir = store_dir("live-limit");
+    let (a, b) = (
+        sim("live-limit-a", "+15550830000"),
+        sim("live-limit-b", "+15550840000"),
+    );
+    // No limit in the config.
+    let pool = Gateway::pool(&dir.0, &[member("a", &a), member("b", &b)]);
+    pool.wait_ready().await;
+    let two = Overrides {
+        daily_limit: Some(2),
+        ..Overrides::default()
+    };
+    pool.dispatcher.set_overrides("a", two).await.unwrap();
+    let mut named = Vec::new();
+    for n in 0..4 {
+        named.push(
+            pool.send(&format!("+155508{n:05}"), &format!("live {n}"), Some("a"))
+                .await
+                .id,
+        );
+    }
+    pool.wait_until("a's budget of 2 spent", |p| p.dispatcher.is_away("a"))
+        .await;
+    let sent = |p: &Gateway| {
+        named
+            .iter()
+            .filter(|id| p.store.get(id).unwrap().unwrap().status == MessageStatus::Sent)
+            .count()
+    };
+    assert_eq!(sent(&pool), 2);
+    assert_eq!(a.received().len(), 2);
+    // Raised while a waits for tomorrow: the rest go now.
+    let four = Overrides {
+        daily_limit: Some(4),
+        ..Overrides::default()
+    };
+    pool.dispatcher
+        .set_overrides("a", four.clone())
+        .await
+        .unwrap();
+    for id in &named {
+        assert_eq!(pool.wait_sent(id).await.modem.as_deref(), Some("a"));
+    }
+    pool.stop().await;
+
+    // Restarted with the same config: the stored limit still applies.
+    let pool = Gateway::pool(&dir.0, &[member("a", &a), member("b", &b)]);
+    assert_eq!(pool.dispatcher.overrides("a"), four);
+    pool.wait_ready().await;
+    pool.wait_until("a away after the restart (4 of 4 sent)", |p| {
+        p.dispatcher.is_away("a")
+    })
+    .await;
+    let after = pool
+        .send("+15550838888", "after the restart", Some("a"))
+        .await;
+    let other = pool.send("+15550837777", "to anyone", None).await;
+    assert_eq!(pool.wait_sent(&other.id).await.modem.as_deref(), Some("b"));
+    assert_eq!(
+        pool.store.get(&after.id).unwrap().unwrap().status,
+        MessageStatus::Queued
+    );
+    assert_eq!(a.received().len(), 4);
+    pool.stop().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -57,6 +57,10 @@ fn rig() -> Rig {
         extra_metrics: None,
         compat: Default::default(),
         conversation: Default::default(),
+        rules: Arc::new(smsgate::conversation::rulebook::RuleBook::open(
+            &store,
+            &Default::default(),
+        )),
     };
     Rig { state, store, dir }
 }

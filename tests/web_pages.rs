@@ -852,3 +852,401 @@ async fn the_run_probe_form_probes_the_modem_and_the_page_shows_the_result() {
         .unwrap();
     sim.shutdown().await;
 }
+
+const ADMIN_TOKEN: &str = "rules-admin-token";
+const SEND_TOKEN: &str = "rules-send-token";
+
+/// A gateway whose API also takes an admin token and a send-and-read one.
+fn with_tokens() -> Web {
+    use smsgate::api::{ApiToken, Scope};
+    Web::with(|rig| {
+        rig.state.tokens = Arc::new(vec![
+            ApiToken::from_secret("ops", ADMIN_TOKEN, vec![Scope::Admin]),
+            ApiToken::from_secret("crm", SEND_TOKEN, vec![Scope::Send, Scope::Read]),
+        ]);
+    })
+}
+
+const BILLING_RULE: &str = "[[rule]]\nname = \"billing-words\"\nwhen = { keywords = [\"invoice\", \"bill\"] }\nthen = { route = \"billing\", tag = \"billing\" }\n";
+
+#[tokio::test]
+async fn an_admin_saves_rules_on_the_page_and_the_api_serves_them() {
+    let g = with_tokens();
+    g.add_user("root", Role::Admin).await;
+    let admin = g.sign_in("root").await;
+    let page = g.get("/rules", &admin).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.has("come from the config file"));
+    assert!(page.has("href=\"/rules\" aria-current=\"page\""));
+    assert!(!page.has("Revert to the config"));
+
+    let saved = g
+        .post(
+            "/rules",
+            &admin,
+            &[("csrf", &page.csrf()), ("rules", BILLING_RULE)],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(saved.location(), "/rules");
+    let page = g.get("/rules", &admin).await;
+    assert!(page.has("were saved here"));
+    assert!(page.has("<td>billing-words</td>"));
+    assert!(page.has("keywords: &quot;invoice&quot;, &quot;bill&quot;"));
+    assert!(page.has("route: &quot;billing&quot;"));
+    assert!(page.has("Revert to the config"));
+
+    let api = g
+        .api
+        .call(Method::GET, "/v1/rules", Some(ADMIN_TOKEN), None, &[])
+        .await;
+    assert_eq!(api.status, StatusCode::OK);
+    let body = api.json();
+    assert_eq!(body["source"], "store");
+    assert_eq!(body["rules"][0]["name"], "billing-words");
+    assert_eq!(
+        body["rules"][0]["when"]["keywords"],
+        serde_json::json!(["invoice", "bill"])
+    );
+    // What GET answers, PUT takes back as it is.
+    let again = g
+        .api
+        .call(
+            Method::PUT,
+            "/v1/rules",
+            Some(ADMIN_TOKEN),
+            Some(&body),
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(again.json(), body);
+
+    let reverted = g
+        .post("/rules/revert", &admin, &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(reverted.status, StatusCode::SEE_OTHER, "{}", reverted.body);
+    let page = g.get("/rules", &admin).await;
+    assert!(page.has("come from the config file"));
+    assert!(page.has("No rules."));
+}
+
+#[tokio::test]
+async fn agents_get_403_on_the_rules_page_and_api_and_posts_need_the_csrf_token() {
+    let g = with_tokens();
+    g.add_user("ana", Role::Agent).await;
+    g.add_user("root", Role::Admin).await;
+    let agent = g.sign_in("ana").await;
+    let page = g.get("/rules", &agent).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.has("<h1>For administrators only</h1>"));
+    let inbox = g.get("/inbox", &agent).await;
+    assert!(!inbox.has("href=\"/rules\""));
+    let posted = g
+        .post(
+            "/rules",
+            &agent,
+            &[("csrf", &inbox.csrf()), ("rules", BILLING_RULE)],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN);
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let body = serde_json::json!({"rules": []});
+        let api = g
+            .api
+            .call(
+                method.clone(),
+                "/v1/rules",
+                Some(SEND_TOKEN),
+                Some(&body),
+                &[],
+            )
+            .await;
+        assert_eq!(api.status, StatusCode::FORBIDDEN, "{method}");
+    }
+
+    let admin = g.sign_in("root").await;
+    assert!(g.get("/inbox", &admin).await.has("href=\"/rules\""));
+    let no_token = g.post("/rules", &admin, &[("rules", BILLING_RULE)]).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let wrong = g
+        .post(
+            "/rules",
+            &admin,
+            &[("csrf", "wrong"), ("rules", BILLING_RULE)],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let revert = g.post("/rules/revert", &admin, &[]).await;
+    assert_eq!(revert.status, StatusCode::FORBIDDEN);
+    assert_eq!(g.api.state.rules.in_effect().rules.len(), 0);
+    assert!(g
+        .get("/rules", &admin)
+        .await
+        .has("come from the config file"));
+}
+
+#[tokio::test]
+async fn refused_rules_are_explained_beside_the_form_with_the_text_kept_and_nothing_changes() {
+    let g = with_tokens();
+    g.add_user("root", Role::Admin).await;
+    let admin = g.sign_in("root").await;
+    let page = g.get("/rules", &admin).await;
+    let text = "[[rule]]\nname = \"odd\"\nwhen = { regex = \"(unclosed\" }\nthen = { tag = \"x\" }\n\n[[rule]]\nname = \"late\"\nwhen = { flow_state = \"nosuchflow\" }\nthen = { close = true }\n";
+    let refused = g
+        .post("/rules", &admin, &[("csrf", &page.csrf()), ("rules", text)])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.is_html());
+    assert!(refused.has("Nothing was saved"));
+    assert!(
+        refused.has("<code>rule[0].when.regex</code>"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.has("<code>rule[1].when.flow_state</code>"));
+    // The text as typed, to fix.
+    assert!(refused.has("name = &quot;late&quot;"));
+    assert!(refused.has("nosuchflow"));
+    assert_eq!(
+        g.api.state.rules.in_effect().source,
+        smsgate::conversation::rulebook::RulesSource::Config
+    );
+
+    // The API refuses the same way, every problem by key.
+    let body = serde_json::json!({"rules": [
+        {"when": {"keywords": ["ok"]}, "then": {"tag": "fine"}},
+        {"when": {"regex": "("}, "then": {"tag": "x"}},
+        {"when": {"keywords": ["hi"]}, "then": {}},
+    ]});
+    let api = g
+        .api
+        .call(
+            Method::PUT,
+            "/v1/rules",
+            Some(ADMIN_TOKEN),
+            Some(&body),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        api.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        api.text()
+    );
+    assert_eq!(
+        api.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    let problem = api.json();
+    assert_eq!(problem["code"], "invalid_rules");
+    let keys: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["rule[1].when.regex", "rule[2].then"], "{problem}");
+    let now = g
+        .api
+        .call(Method::GET, "/v1/rules", Some(ADMIN_TOKEN), None, &[])
+        .await
+        .json();
+    assert_eq!(now["source"], "config");
+    assert_eq!(now["rules"], serde_json::json!([]));
+}
+
+/// With tokens, and two modems.
+fn with_modems() -> Web {
+    use smsgate::api::{ApiToken, Scope};
+    Web::with(|rig| {
+        rig.state.tokens = Arc::new(vec![
+            ApiToken::from_secret("ops", ADMIN_TOKEN, vec![Scope::Admin]),
+            ApiToken::from_secret("crm", SEND_TOKEN, vec![Scope::Send, Scope::Read]),
+        ]);
+        rig.add_modem("m1", ModemState::Ready, "+15550900001");
+        rig.add_modem("m2", ModemState::Ready, "+15550900002");
+    })
+}
+
+#[tokio::test]
+async fn an_admin_changes_a_modems_settings_on_the_page_and_through_the_api() {
+    let g = with_modems();
+    g.add_user("root", Role::Admin).await;
+    let admin = g.sign_in("root").await;
+    let page = g.get("/settings/modems", &admin).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.has("href=\"/settings/modems\" aria-current=\"page\""));
+    assert!(page.has("action=\"/settings/modems/m1\""));
+    assert!(page.has("action=\"/settings/modems/m2\""));
+
+    let saved = g
+        .post(
+            "/settings/modems/m1",
+            &admin,
+            &[
+                ("csrf", &page.csrf()),
+                ("daily_limit", "250"),
+                ("sends_per_minute", ""),
+                ("rest_after_failures", "4"),
+                ("paused", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert!(g.api.state.dispatcher.is_paused("m1"));
+    assert!(!g.api.state.dispatcher.is_paused("m2"));
+    let page = g.get("/settings/modems", &admin).await;
+    assert!(page.has("name=\"daily_limit\" value=\"250\""));
+
+    let api = g
+        .api
+        .call(
+            Method::GET,
+            "/v1/modems/m1/settings",
+            Some(ADMIN_TOKEN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK);
+    let body = api.json();
+    assert_eq!(body["paused"], true);
+    assert_eq!(body["daily_limit"], 250);
+    assert_eq!(body["rest_after_failures"], 4);
+    assert_eq!(body["sends_per_minute"], serde_json::Value::Null);
+    // Partial: only what is given changes; null is the config's value again.
+    let put = g
+        .api
+        .call(
+            Method::PUT,
+            "/v1/modems/m1/settings",
+            Some(ADMIN_TOKEN),
+            Some(&serde_json::json!({"paused": false, "daily_limit": null})),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    let body = put.json();
+    assert_eq!(body["paused"], false);
+    assert_eq!(body["daily_limit"], serde_json::Value::Null);
+    assert_eq!(body["rest_after_failures"], 4);
+    assert!(!g.api.state.dispatcher.is_paused("m1"));
+
+    let unknown = g
+        .api
+        .call(
+            Method::PUT,
+            "/v1/modems/nope/settings",
+            Some(ADMIN_TOKEN),
+            Some(&serde_json::json!({"paused": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    for bad in [
+        serde_json::json!({"daily_limit": 0}),
+        serde_json::json!({"daily_limit": -3}),
+        serde_json::json!({"sends_per_minute": "many"}),
+        serde_json::json!({"paused": "yes"}),
+        serde_json::json!({"colour": 1}),
+    ] {
+        let refused = g
+            .api
+            .call(
+                Method::PUT,
+                "/v1/modems/m2/settings",
+                Some(ADMIN_TOKEN),
+                Some(&bad),
+                &[],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        let field = bad.as_object().unwrap().keys().next().unwrap().clone();
+        assert!(
+            refused.json()["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&field),
+            "{}",
+            refused.text()
+        );
+    }
+    assert_eq!(
+        g.api.state.dispatcher.overrides("m2"),
+        smsgate::modem::overrides::Overrides::default()
+    );
+}
+
+#[tokio::test]
+async fn modem_settings_are_for_admins_need_the_csrf_token_and_explain_a_bad_value() {
+    let g = with_modems();
+    g.add_user("ana", Role::Agent).await;
+    g.add_user("root", Role::Admin).await;
+    let agent = g.sign_in("ana").await;
+    let page = g.get("/settings/modems", &agent).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.has("<h1>For administrators only</h1>"));
+    let inbox = g.get("/inbox", &agent).await;
+    assert!(!inbox.has("href=\"/settings/modems\""));
+    let posted = g
+        .post(
+            "/settings/modems/m1",
+            &agent,
+            &[("csrf", &inbox.csrf()), ("paused", "on")],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN);
+    for method in [Method::GET, Method::PUT] {
+        let api = g
+            .api
+            .call(
+                method.clone(),
+                "/v1/modems/m1/settings",
+                Some(SEND_TOKEN),
+                Some(&serde_json::json!({"paused": true})),
+                &[],
+            )
+            .await;
+        assert_eq!(api.status, StatusCode::FORBIDDEN, "{method}");
+    }
+
+    let admin = g.sign_in("root").await;
+    let page = g.get("/settings/modems", &admin).await;
+    assert!(g
+        .get("/inbox", &admin)
+        .await
+        .has("href=\"/settings/modems\""));
+    let no_token = g
+        .post("/settings/modems/m1", &admin, &[("paused", "on")])
+        .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    assert!(!g.api.state.dispatcher.is_paused("m1"));
+
+    let refused = g
+        .post(
+            "/settings/modems/m1",
+            &admin,
+            &[
+                ("csrf", &page.csrf()),
+                ("daily_limit", "lots"),
+                ("sends_per_minute", "12"),
+                ("paused", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.is_html());
+    assert!(
+        refused.has("Daily_limit: must be a whole number"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.has("name=\"daily_limit\" value=\"lots\""));
+    assert!(refused.has("name=\"sends_per_minute\" value=\"12\""));
+    assert_eq!(
+        g.api.state.dispatcher.overrides("m1"),
+        smsgate::modem::overrides::Overrides::default()
+    );
+}

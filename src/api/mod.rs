@@ -19,6 +19,8 @@
 //!   document's schemas from it.
 //! - `messages`, `campaigns`, `threads`, `modems`, `webhooks`, `events`, `health`,
 //!   `summary` (the conversation metrics), `users` (the web inbox's people),
+//!   `rules` (the routing rules in effect, changed while the daemon runs),
+//!   `modem_settings` (a modem's pool settings, changed while it runs),
 //!   `openapi`: the handlers.
 
 pub mod auth;
@@ -32,10 +34,12 @@ pub mod inbox;
 pub mod json;
 pub mod messages;
 pub mod metrics;
+pub mod modem_settings;
 pub mod modems;
 pub mod openapi;
 pub mod params;
 pub mod problem;
+pub mod rules;
 pub mod summary;
 pub mod threads;
 pub mod users;
@@ -74,6 +78,9 @@ pub struct ApiState {
     pub compat: Arc<compat::CompatConfig>,
     /// `[conversation]`: the metrics summary's currency.
     pub conversation: Arc<crate::conversation::settings::ConversationConfig>,
+    /// The routing rules in effect (`/v1/rules`): the file's or a stored
+    /// list; the engine's decider reads the same book's live set.
+    pub rules: Arc<crate::conversation::rulebook::RuleBook>,
 }
 
 impl ApiState {
@@ -88,7 +95,7 @@ impl ApiState {
         tokens: Vec<ApiToken>,
     ) -> ApiState {
         ApiState {
-            store,
+            store: store.clone(),
             dispatcher,
             tokens: Arc::new(tokens),
             sms: Arc::new(config.sms_policy()),
@@ -96,6 +103,10 @@ impl ApiState {
             extra_metrics: None,
             compat: Arc::new(config.compat_settings()),
             conversation: Arc::new(config.conversation.clone()),
+            rules: Arc::new(crate::conversation::rulebook::RuleBook::open(
+                &store,
+                &config.conversation,
+            )),
         }
     }
 }
@@ -176,6 +187,11 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/users", Some(Scope::Admin)),
     route("PUT", "/v1/users/{name}", Some(Scope::Admin)),
     route("DELETE", "/v1/users/{name}", Some(Scope::Admin)),
+    route("GET", "/v1/rules", Some(Scope::Admin)),
+    route("PUT", "/v1/rules", Some(Scope::Admin)),
+    route("DELETE", "/v1/rules", Some(Scope::Admin)),
+    route("GET", "/v1/modems/{id}/settings", Some(Scope::Admin)),
+    route("PUT", "/v1/modems/{id}/settings", Some(Scope::Admin)),
 ];
 
 /// The handler of each route in [`ROUTES`], in the same order.
@@ -229,6 +245,11 @@ fn table() -> Vec<MethodRouter<ApiState>> {
         get(users::list),
         put(users::put),
         delete(users::delete),
+        get(rules::get),
+        put(rules::put),
+        delete(rules::delete),
+        get(modem_settings::get),
+        put(modem_settings::put),
     ]
 }
 
@@ -522,7 +543,9 @@ mod tests {
                 || (r.path.starts_with("/v1/threads/") && !r.path.ends_with("/read"));
             let admin = (r.method == "DELETE" && r.path.starts_with("/v1/contacts"))
                 || (r.method == "POST" && r.path.starts_with("/v1/webhooks"))
-                || r.path.starts_with("/v1/users");
+                || r.path.starts_with("/v1/users")
+                || r.path.starts_with("/v1/rules")
+                || r.path.ends_with("/settings");
             let want = if admin {
                 Scope::Admin
             } else if writes && r.method != "GET" {

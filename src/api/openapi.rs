@@ -168,7 +168,12 @@ pub fn document() -> Value {
     for (name, schema) in timeline_schemas(&doc["components"]["schemas"]["Message"]) {
         doc["components"]["schemas"][name] = schema;
     }
-    for (path, item) in thread_paths().into_iter().chain(super::users::paths()) {
+    for (path, item) in thread_paths()
+        .into_iter()
+        .chain(super::users::paths())
+        .chain(super::rules::paths())
+        .chain(super::modem_settings::paths())
+    {
         doc["paths"][path] = item;
     }
     name_operations(&mut doc);

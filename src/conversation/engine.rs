@@ -48,7 +48,7 @@ use std::collections::HashMap;
 
 use super::hours::TeamConfig;
 use super::metrics::{Counting, Fact};
-use super::rules::{Inbound, RuleSet};
+use super::rules::{Inbound, LiveRules};
 use super::settings::ConversationConfig;
 use super::{Action, FlowState, ThreadState};
 use crate::compose::{self, Draft, SmsPolicy};
@@ -206,18 +206,19 @@ impl Engine {
         }
     }
 
-    /// Wired to `[conversation]`: the rules and flows decide
-    /// ([`rules_decider`]), the teams' hours keep the SLA ([`team_sla`]),
+    /// Wired to `[conversation]`: the rules in effect (`rules`, swapped
+    /// while the daemon runs: [`super::rulebook::RuleBook::live`]) and the
+    /// flows decide ([`rules_decider`]), the teams' hours keep the SLA ([`team_sla`]),
     /// and the metrics are counted (`costs`: `Config::cost_per_part`).
     pub fn with_conversation(
         self,
         config: &ConversationConfig,
-        rules: RuleSet,
+        rules: Arc<LiveRules>,
         costs: HashMap<String, f64>,
     ) -> Engine {
         let teams = Arc::new(config.team.clone());
         let store = self.store.clone();
-        self.with_decider(rules_decider(store, Arc::new(rules), teams.clone()))
+        self.with_decider(rules_decider(store, rules, teams.clone()))
             .with_sla(team_sla(teams))
             .with_metrics(MetricsWiring {
                 counting: Counting::from_config(config),
@@ -616,8 +617,9 @@ impl Engine {
 
 /// The rules and flows as the engine's [`Decider`]: the contact's profile
 /// (tags, name and fields for templates) read from the store, business
-/// hours from the thread's team.
-pub fn rules_decider(store: Store, rules: Arc<RuleSet>, teams: Arc<Vec<TeamConfig>>) -> Decider {
+/// hours from the thread's team. Each text is decided by the rule set in
+/// effect when it is read.
+pub fn rules_decider(store: Store, rules: Arc<LiveRules>, teams: Arc<Vec<TeamConfig>>) -> Decider {
     Arc::new(move |input: &DecideInput| {
         let profile = match store.profile(input.contact) {
             Ok(p) => p,
@@ -631,7 +633,7 @@ pub fn rules_decider(store: Store, rules: Arc<RuleSet>, teams: Arc<Vec<TeamConfi
         let fields = |key: &str| profile.value(input.contact, key);
         let business_hours =
             team_of(&teams, input.team).is_none_or(|t| t.business_hours.contains(input.now));
-        let decision = rules.decide(&Inbound {
+        let decision = rules.current().decide(&Inbound {
             text: input.text,
             thread_state: input.state,
             flow: input.flow,
@@ -1214,11 +1216,11 @@ mod tests {
         let store = &t.store;
         let start = Utc::now();
         let clock = Arc::new(ManualClock(Mutex::new(start)));
-        let rules = RuleSet::from_config(&[], true).unwrap();
+        let rules = crate::conversation::rules::RuleSet::from_config(&[], true).unwrap();
         let engine = Engine::new(store.clone(), policy(store), None, sms())
             .with_decider(rules_decider(
                 store.clone(),
-                Arc::new(rules),
+                Arc::new(LiveRules::new(rules)),
                 Arc::new(Vec::new()),
             ))
             .with_clock(clock.clone());

@@ -7,6 +7,8 @@
 //! applies is split by file:
 //! - [`rules`], [`flows`], [`template`]: pure decisions on an inbound text
 //!   (no I/O): the configured rules in order, the shipped flows, templates;
+//! - [`rulebook`]: the rules in effect, the file's or a stored list that
+//!   replaces them while the daemon runs;
 //! - [`hours`]: business hours and SLA due times (pure, clock passed in);
 //! - [`metrics`]: the five metrics from the store's incremental counters;
 //! - [`campaigns`]: one text or A/B variants to many recipients, accepted
@@ -19,6 +21,7 @@ pub mod engine;
 pub mod flows;
 pub mod hours;
 pub mod metrics;
+pub mod rulebook;
 pub mod rules;
 pub mod settings;
 pub mod template;

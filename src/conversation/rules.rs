@@ -70,6 +70,125 @@ pub struct When {
     pub business_hours: Option<bool>,
 }
 
+impl RuleConfig {
+    /// The rule as it is written (`[[conversation.rule]]`, `PUT /v1/rules`):
+    /// read back, it is the same rule.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let w = &self.when;
+        let mut when = Map::new();
+        if let Some(k) = &w.keywords {
+            when.insert("keywords".into(), json!(k.source()));
+        }
+        if let Some(r) = &w.regex {
+            when.insert("regex".into(), json!(r.as_str()));
+        }
+        if let Some(f) = &w.flow_state {
+            let text = match &f.step {
+                Some(step) => format!("{}:{step}", f.flow),
+                None => f.flow.clone(),
+            };
+            when.insert("flow_state".into(), json!(text));
+        }
+        if let Some(s) = w.thread_state {
+            when.insert("thread_state".into(), json!(s.as_str()));
+        }
+        if let Some(t) = &w.contact_tag {
+            when.insert("contact_tag".into(), json!(t));
+        }
+        if let Some(b) = w.business_hours {
+            when.insert("business_hours".into(), json!(b));
+        }
+        let t = &self.then;
+        let mut then = Map::new();
+        let texts = [
+            ("reply", &t.reply),
+            ("route", &t.route),
+            ("assign", &t.assign),
+            ("outcome", &t.outcome),
+            ("tag", &t.tag),
+        ];
+        for (key, value) in texts {
+            if let Some(v) = value {
+                then.insert(key.into(), json!(v));
+            }
+        }
+        if let Some(p) = t.priority {
+            then.insert("priority".into(), json!(p.as_str()));
+        }
+        if t.close {
+            then.insert("close".into(), json!(true));
+        }
+        let mut rule = Map::new();
+        if let Some(name) = &self.name {
+            rule.insert("name".into(), json!(name));
+        }
+        rule.insert("when".into(), Value::Object(when));
+        rule.insert("then".into(), Value::Object(then));
+        Value::Object(rule)
+    }
+}
+
+/// With teams configured, a rule that routes to no team of them is a typo
+/// that would leave its threads with no SLA and no team's view: one
+/// (`conversation.rule[N].then.route`, message) per such rule.
+pub fn unknown_routes(
+    rules: &[RuleConfig],
+    teams: &[super::hours::TeamConfig],
+) -> Vec<(String, String)> {
+    if teams.is_empty() {
+        return Vec::new();
+    }
+    let known: Vec<&str> = teams.iter().map(|t| t.id.as_str()).collect();
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(team) = &rule.then.route {
+            if !known.contains(&team.as_str()) {
+                out.push((
+                    format!("conversation.rule[{i}].then.route"),
+                    format!(
+                        "{team:?} is not a [[conversation.team]] id (known: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The rule set in effect, swapped whole while the daemon runs (`PUT
+/// /v1/rules`): the engine's decider reads it for each inbound text, so a
+/// new list applies from the next one, and a decision in progress keeps the
+/// set it started with.
+#[derive(Debug, Default)]
+pub struct LiveRules(std::sync::RwLock<std::sync::Arc<RuleSet>>);
+
+impl LiveRules {
+    pub fn new(rules: RuleSet) -> LiveRules {
+        LiveRules(std::sync::RwLock::new(std::sync::Arc::new(rules)))
+    }
+
+    /// The set in effect now.
+    pub fn current(&self) -> std::sync::Arc<RuleSet> {
+        // A writer never panics while holding the lock (it only assigns),
+        // so a poisoned lock still holds a whole set.
+        match self.0.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Put `rules` in effect for the next decision.
+    pub fn replace(&self, rules: RuleSet) {
+        let rules = std::sync::Arc::new(rules);
+        match self.0.write() {
+            Ok(mut set) => *set = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
+        }
+    }
+}
+
 impl When {
     fn check(&self) -> Result<(), String> {
         let any = self.keywords.is_some()
@@ -275,7 +394,7 @@ pub fn words(text: &str) -> Vec<String> {
 /// A list of words and phrases, normalised like the texts they are looked
 /// for in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Phrases(Vec<Vec<String>>);
+pub struct Phrases(Vec<Vec<String>>, Vec<String>);
 
 impl Phrases {
     pub fn new<S: AsRef<str>>(list: &[S]) -> Phrases {
@@ -284,7 +403,14 @@ impl Phrases {
                 .map(|p| words(p.as_ref()))
                 .filter(|p| !p.is_empty())
                 .collect(),
+            // As written, so a rule is shown and stored as it was given.
+            list.iter().map(|p| p.as_ref().to_string()).collect(),
         )
+    }
+
+    /// The words and phrases as they were written.
+    pub fn source(&self) -> &[String] {
+        &self.1
     }
 
     /// Where the earliest phrase occurs in `text` as whole words: (start,

@@ -82,6 +82,7 @@ pub fn spawn_modem(
     // A probe or two may wait while one runs; more are refused (busy).
     let (probe_tx, probes) = mpsc::channel(2);
     dispatcher.register_probes(&settings.id, probe_tx);
+    dispatcher.set_defaults(&settings.id, super::overrides::Defaults::from(&settings));
     let heart = engine
         .liveness
         .as_ref()
@@ -149,10 +150,15 @@ struct Actor {
 }
 
 impl Actor {
-    /// The engine's rest policy with this modem's `rest_after_failures`.
+    /// The engine's rest policy with this modem's `rest_after_failures`
+    /// (changed at run time, else the config's).
     fn rest_policy(&self) -> super::pool::RestPolicy {
         let mut policy = self.engine.rest;
-        if let Some(n) = self.settings.rest_after_failures {
+        let set = self
+            .dispatcher
+            .overrides(&self.settings.id)
+            .rest_after_failures;
+        if let Some(n) = set.or(self.settings.rest_after_failures) {
             policy.failures = n.max(1);
         }
         policy
@@ -475,7 +481,12 @@ impl<'a> Session<'a> {
     /// Today's budget under `daily_limit` (None: no limit); `left` 0 when the
     /// counts cannot be read.
     fn budget(&self) -> Option<Budget> {
-        let per_day = self.actor.settings.daily_limit?;
+        let per_day = self
+            .actor
+            .dispatcher
+            .overrides(self.id())
+            .daily_limit
+            .or(self.actor.settings.daily_limit)?;
         let left = match &self.actor.daily {
             Some(counts) => {
                 let day = local_day(Utc::now(), self.actor.engine.day_zone);
@@ -507,11 +518,12 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
+        let paused = self.actor.dispatcher.is_paused(self.id());
         self.actor
             .dispatcher
-            .set_away(self.id(), resting.is_some() || spent.is_some());
+            .set_away(self.id(), resting.is_some() || spent.is_some() || paused);
         let rate = Some(self.next_send)
-            .filter(|n| *n > now && self.actor.settings.sends_per_minute.is_some_and(|n| n > 0));
+            .filter(|n| *n > now && self.sends_per_minute().is_some_and(|n| n > 0));
         [resting, spent, rate].into_iter().flatten().max()
     }
 
@@ -840,6 +852,7 @@ impl<'a> Session<'a> {
         let mut stop = self.actor.stop.clone();
         let mut work_stop = self.actor.stop.clone();
         let dispatcher = self.actor.dispatcher.clone();
+        let mut settings_changed = dispatcher.changes();
         let id = self.id().to_string();
         while let Some(urc) = self.pending.pop_front() {
             self.on_urc(urc).await?;
@@ -875,6 +888,9 @@ impl<'a> Session<'a> {
                 _ = sweep.tick() => self.sweep().await?,
                 // Before the next send: sends wait and go after it.
                 Some(request) = self.actor.probes.recv() => self.probe(request).await?,
+                // An administrator changed a modem's settings: decide again
+                // (a paused modem stops taking work, a raised limit frees it).
+                Ok(()) = settings_changed.changed() => {}
                 // Back in the pool after a rest, a new day, a rate-limit slot.
                 _ = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {}
                 message = dispatcher.next_for(&id, budget, &mut work_stop), if ready => {
@@ -1153,9 +1169,18 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// `sends_per_minute`, changed at run time or the config's.
+    fn sends_per_minute(&self) -> Option<u32> {
+        self.actor
+            .dispatcher
+            .overrides(self.id())
+            .sends_per_minute
+            .or(self.actor.settings.sends_per_minute)
+    }
+
     /// How long until the per-modem rate limit lets the next part go.
     fn rate_wait(&self) -> Duration {
-        match self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+        match self.sends_per_minute().filter(|n| *n > 0) {
             Some(_) => self.next_send.saturating_duration_since(Instant::now()),
             None => Duration::ZERO,
         }
@@ -1163,7 +1188,7 @@ impl<'a> Session<'a> {
 
     /// Take the rate limit's next slot (waiting for it if need be).
     async fn rate_limit(&mut self) {
-        if let Some(per_minute) = self.actor.settings.sends_per_minute.filter(|n| *n > 0) {
+        if let Some(per_minute) = self.sends_per_minute().filter(|n| *n > 0) {
             let gap = Duration::from_secs(60) / per_minute;
             let now = Instant::now();
             if self.next_send > now {
@@ -1225,7 +1250,7 @@ impl<'a> Session<'a> {
             let wait = self.rate_wait();
             if first && wait > Duration::from_secs(5) {
                 let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                let per_minute = self.actor.settings.sends_per_minute.unwrap_or(0);
+                let per_minute = self.sends_per_minute().unwrap_or(0);
                 self.defer(
                     &message.id,
                     until,

@@ -17,9 +17,39 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::overrides::{Defaults, Overrides, TREE};
 use super::probe::ProbeRequest;
 use super::status::{ModemState, ModemStatus};
-use crate::store::{Message, Store};
+use crate::store::{Message, Store, StoreError};
+
+/// The overrides kept in the store; one unreadable is logged and left out
+/// (that modem runs on its config's values).
+fn stored_overrides(store: &Store) -> HashMap<String, Overrides> {
+    let tree = match store.aux_tree(TREE) {
+        Ok(tree) => tree,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the modems' stored settings; the config's apply");
+            return HashMap::new();
+        }
+    };
+    let mut out = HashMap::new();
+    for entry in tree.iter() {
+        let parsed = entry.map_err(|e| e.to_string()).and_then(|(key, raw)| {
+            let id = String::from_utf8(key.to_vec()).map_err(|e| e.to_string())?;
+            let value: Overrides = serde_json::from_slice(&raw).map_err(|e| e.to_string())?;
+            Ok((id, value))
+        });
+        match parsed {
+            Ok((id, value)) => {
+                out.insert(id, value);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a modem's stored settings are unreadable; its config's apply")
+            }
+        }
+    }
+    out
+}
 
 /// How many due messages not claimed by another modem one look at the
 /// outbox reads (claimed ones are skipped by key, unread).
@@ -66,18 +96,84 @@ pub struct Dispatcher {
     /// Each actor's mailbox for probes (`POST /v1/modems/{id}/probe`): the
     /// actor runs them over its own connection, between its commands.
     probes: RwLock<HashMap<String, mpsc::Sender<ProbeRequest>>>,
+    /// Settings changed at run time, by modem (`overrides`), kept in the
+    /// store; a paused modem takes no work and is away from the pool.
+    overrides: RwLock<HashMap<String, Overrides>>,
+    /// Each modem's config values, what its overrides fall back to.
+    defaults: RwLock<HashMap<String, Defaults>>,
+    /// Counts changes of `overrides`: actors waiting (for work, for a new
+    /// day) look again at once.
+    changes: watch::Sender<u64>,
 }
 
 impl Dispatcher {
     pub fn new(store: Store) -> Dispatcher {
         Dispatcher {
-            store,
             modems: RwLock::new(HashMap::new()),
             claimed: Mutex::new(HashSet::new()),
             away: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             probes: RwLock::new(HashMap::new()),
+            overrides: RwLock::new(stored_overrides(&store)),
+            defaults: RwLock::new(HashMap::new()),
+            changes: watch::channel(0).0,
+            store,
         }
+    }
+
+    /// `id`'s config values (its actor says them when it starts).
+    pub fn set_defaults(&self, id: &str, defaults: Defaults) {
+        if let Ok(mut all) = self.defaults.write() {
+            all.insert(id.to_string(), defaults);
+        }
+    }
+
+    pub fn defaults(&self, id: &str) -> Defaults {
+        self.defaults
+            .read()
+            .ok()
+            .and_then(|all| all.get(id).copied())
+            .unwrap_or_default()
+    }
+
+    /// What was changed at run time for `id`.
+    pub fn overrides(&self, id: &str) -> Overrides {
+        self.overrides
+            .read()
+            .ok()
+            .and_then(|all| all.get(id).cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn is_paused(&self, id: &str) -> bool {
+        self.overrides(id).paused
+    }
+
+    /// Store `overrides` for `id` (durable when it returns), then apply them:
+    /// idle modems look again, a paused one's queue goes to the others.
+    pub async fn set_overrides(&self, id: &str, overrides: Overrides) -> Result<(), StoreError> {
+        let tree = self.store.aux_tree(TREE)?;
+        if overrides == Overrides::default() {
+            tree.remove(id.as_bytes())?;
+        } else {
+            let value = serde_json::to_vec(&overrides).map_err(|e| StoreError::Corrupt {
+                key: id.to_string(),
+                reason: e.to_string(),
+            })?;
+            tree.insert(id.as_bytes(), value)?;
+        }
+        self.store.sync().await?;
+        if let Ok(mut all) = self.overrides.write() {
+            all.insert(id.to_string(), overrides);
+        }
+        self.changes.send_modify(|n| *n += 1);
+        self.notify();
+        Ok(())
+    }
+
+    /// Turns when any modem's overrides change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn register(&self, id: &str, status: watch::Receiver<ModemStatus>) {
@@ -150,6 +246,9 @@ impl Dispatcher {
     /// May `modem` send `message`, with `budget` parts left of its daily
     /// limit (None: no limit)?
     fn assignable(&self, message: &Message, modem: &str, budget: Option<Budget>) -> bool {
+        if self.is_paused(modem) {
+            return false;
+        }
         if let Some(budget) = budget {
             if !budget.fits(message) {
                 return false;
@@ -170,6 +269,7 @@ impl Dispatcher {
                 // Sticky unless that modem is gone from the config, offline or
                 // away from the pool.
                 self.is_away(&sticky)
+                    || self.is_paused(&sticky)
                     || !matches!(self.state_of(&sticky), Some(s) if s != ModemState::Offline)
             }
             _ => true,

@@ -1,12 +1,14 @@
 //! Modems: one actor per modem ([`actor`]), the dispatcher that hands them
 //! work ([`dispatch`]), what each publishes ([`status`]), identity, vendor
-//! quirks, the technician's probe, and `port = "auto"` ([`discovery`]).
+//! quirks, the technician's probe, and `port = "auto"` ([`discovery`]);
+//! settings an administrator changes while the daemon runs ([`overrides`]).
 
 pub mod actor;
 pub mod discovery;
 pub mod dispatch;
 pub mod expiry;
 pub mod identity;
+pub mod overrides;
 pub mod pool;
 pub mod probe;
 pub mod quirks;

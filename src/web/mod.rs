@@ -18,7 +18,8 @@
 //! - `pages`: the shell every page shares (navigation, sign-out), error
 //!   pages, plain words for the API's problems.
 //! - `inbox`, `thread`, `users`, `contacts`, `campaigns`, `modems`: the
-//!   pages; `counter`: the GSM 7-bit table
+//!   pages; `rules` and `modem_settings` (admins): the routing rules in
+//!   effect and the modems' pool settings, changed while the daemon runs; `counter`: the GSM 7-bit table
 //!   and part sizes the reply box's counter reads, taken from `pdu`.
 //! - `dashboard`: the five metrics and their charts (`chart`: bar charts
 //!   as SVG written on the server).
@@ -30,8 +31,10 @@ mod contacts;
 mod counter;
 mod dashboard;
 mod inbox;
+mod modem_settings;
 mod modems;
 mod pages;
+mod rules;
 mod session;
 mod thread;
 mod users;
@@ -181,6 +184,10 @@ pub fn router(state: WebState) -> Router {
         .route("/threads/{contact}/outcome", post(thread::outcome))
         .route("/users", get(users::page).post(users::add))
         .route("/users/{name}/remove", post(users::remove))
+        .route("/rules", get(rules::page).post(rules::save))
+        .route("/rules/revert", post(rules::revert))
+        .route("/settings/modems", get(modem_settings::page))
+        .route("/settings/modems/{id}", post(modem_settings::save))
         .route("/contacts", get(contacts::list))
         // The import reads its body itself, up to the API's import limit.
         .route("/contacts/import", post(contacts::import))

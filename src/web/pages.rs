@@ -20,6 +20,8 @@ pub enum Nav {
     Dashboard,
     Modems,
     Users,
+    Rules,
+    ModemSettings,
 }
 
 const NAV: [(Nav, &str, &str); 5] = [
@@ -28,6 +30,13 @@ const NAV: [(Nav, &str, &str); 5] = [
     (Nav::Campaigns, "/campaigns", "Campaigns"),
     (Nav::Dashboard, "/dashboard", "Dashboard"),
     (Nav::Modems, "/modems", "Modems"),
+];
+
+/// The entries only administrators see.
+const ADMIN_NAV: [(Nav, &str, &str); 3] = [
+    (Nav::Users, "/users", "Users"),
+    (Nav::Rules, "/rules", "Rules"),
+    (Nav::ModemSettings, "/settings/modems", "Modem settings"),
 ];
 
 /// A page's frame.
@@ -79,7 +88,9 @@ impl<'a> Shell<'a> {
                                         li { a href=(href) aria-current=[current(nav)] { (label) } }
                                     }
                                     @if person.is_admin() {
-                                        li { a href="/users" aria-current=[current(Nav::Users)] { "Users" } }
+                                        @for (nav, href, label) in ADMIN_NAV {
+                                            li { a href=(href) aria-current=[current(nav)] { (label) } }
+                                        }
                                     }
                                 }
                             }
