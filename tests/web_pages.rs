@@ -1099,6 +1099,23 @@ async fn an_admin_changes_a_modems_settings_on_the_page_and_through_the_api() {
     assert!(!g.api.state.dispatcher.is_paused("m2"));
     let page = g.get("/settings/modems", &admin).await;
     assert!(page.has("name=\"daily_limit\" value=\"250\""));
+    // The Modems page says which modem is out of the pool.
+    let modems = g.get("/modems", &admin).await;
+    let card = |id: &str| {
+        modems
+            .body
+            .split(&format!("id=\"modem-{id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</section>").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        card("m1").contains("Paused by an administrator"),
+        "{}",
+        modems.body
+    );
+    assert!(!card("m2").contains("Paused by an administrator"));
 
     let api = g
         .api

@@ -191,7 +191,13 @@ fn probe_section(m: &ModemStatus, last: &LastProbe, person: &Person) -> Markup {
     }
 }
 
-fn modem_card(m: &ModemStatus, today: &Today, last: &LastProbe, person: &Person) -> Markup {
+fn modem_card(
+    m: &ModemStatus,
+    paused: bool,
+    today: &Today,
+    last: &LastProbe,
+    person: &Person,
+) -> Markup {
     let heading = format!("modem-{}", m.id);
     html! {
         section.modem aria-labelledby=(heading) {
@@ -203,6 +209,10 @@ fn modem_card(m: &ModemStatus, today: &Today, last: &LastProbe, person: &Person)
                 dt { "State" } dd { (state_words(m.state)) @if let Some(r) = &m.reason { " — " (r) } }
                 dt { "Operator" } dd { (or_dash(&m.operator)) }
                 dt { "Signal" } dd { (signal_words(m)) }
+                dt { "In the pool" } dd {
+                    @if paused { "Paused by an administrator: takes no new sends; receiving goes on." }
+                    @else { "Yes" }
+                }
                 dt { "Sending now" } dd { (m.queue_depth) }
                 dt { "Sent today" } dd { (Today::count(&today.sent, &m.id, today.day)) " parts" }
                 dt { "Received today" } dd { (Today::count(&today.received, &m.id, today.day)) }
@@ -250,7 +260,7 @@ pub async fn page(State(state): State<WebState>, person: Person) -> Response {
             p.empty { "No modem is configured. Add one under [[modem]] in the gateway's config." }
         }
         div.modems {
-            @for (m, last) in list.items.iter().zip(&probes) { (modem_card(m, &today, last, &person)) }
+            @for (m, last) in list.items.iter().zip(&probes) { (modem_card(m, state.api.dispatcher.is_paused(&m.id), &today, last, &person)) }
         }
         section.probe-help aria-labelledby="probe-heading" {
             h2 #probe-heading { "Probing a modem the gateway does not use" }

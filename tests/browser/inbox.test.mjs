@@ -376,6 +376,20 @@ test('a form posted from another site is refused and changes nothing', TIMEOUT, 
   assert.notEqual(thread.thread.state, 'closed');
 });
 
+test('the Modems page runs the technician\'s probe over the gateway\'s connection and shows the result', TIMEOUT, async (t) => {
+  const page = await pageFor(t);
+  await page.goto('/modems');
+  await page.getByRole('button', { name: 'Run probe' }).first().click();
+  await page.waitForURL(/\/modems/);
+  const card = page.locator('[id^="probe-"]').first();
+  await card.getByText('Last run').waitFor();
+  const text = await card.innerText();
+  assert.match(text, /IMEI \d{15}/);
+  assert.match(text, /OK: ready to send and receive SMS\./);
+  await screenshot(page, 'modems-probed');
+  assert.deepEqual(page.scriptErrors, []);
+});
+
 test('every page at 1280 and 360 px: a screenshot each, no horizontal scroll at 360 px', TIMEOUT, async (t) => {
   const pages = [
     ['inbox', '/inbox'],
@@ -387,6 +401,8 @@ test('every page at 1280 and 360 px: a screenshot each, no horizontal scroll at 
     ['dashboard', '/dashboard'],
     ['modems', '/modems'],
     ['users', '/users'],
+    ['rules', '/rules'],
+    ['modem-settings', '/settings/modems'],
   ];
   const overflowing = [];
   for (const viewport of [DESKTOP, PHONE]) {
