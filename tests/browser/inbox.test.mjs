@@ -381,7 +381,7 @@ test('the Modems page runs the technician\'s probe over the gateway\'s connectio
   await page.goto('/modems');
   await page.getByRole('button', { name: 'Run probe' }).first().click();
   await page.waitForURL(/\/modems/);
-  const card = page.locator('[id^="probe-"]').first();
+  const card = page.getByRole('region', { name: "Technician's probe" }).first();
   await card.getByText('Last run').waitFor();
   const text = await card.innerText();
   assert.match(text, /IMEI \d{15}/);
