@@ -121,17 +121,10 @@ pub async fn save(
     if let Err(refused) = require_admin(&person) {
         return refused.into_response();
     }
-    let Ok(Form(form)) = form else {
-        return pages::problem_page(
-            StatusCode::BAD_REQUEST,
-            Some(&person),
-            "Form not read",
-            "The form could not be read. Go back, reload the page and try again.",
-        );
+    let form = match pages::read_form(&person, form, |f| &f.csrf) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
     };
-    if let Err(refused) = person.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let Ok(Path(id)) = path else {
         return pages::problem_page(
             StatusCode::NOT_FOUND,

@@ -121,6 +121,25 @@ impl From<Response> for Refused {
     }
 }
 
+/// A posted form, read and checked against the person's CSRF token (`csrf`
+/// picks the token out of the form): the form, or the page refusing it.
+pub fn read_form<T>(
+    person: &Person,
+    form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
+    csrf: impl Fn(&T) -> &str,
+) -> Result<T, Refused> {
+    let Ok(axum::extract::Form(form)) = form else {
+        return Err(Refused::from(problem_page(
+            StatusCode::BAD_REQUEST,
+            Some(person),
+            "Form not read",
+            "The form could not be read. Go back, reload the page and try again.",
+        )));
+    };
+    person.check_csrf(csrf(&form))?;
+    Ok(form)
+}
+
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         *self.0

@@ -140,17 +140,10 @@ pub async fn save(
     if let Err(refused) = require_admin(&person) {
         return refused.into_response();
     }
-    let Ok(Form(form)) = form else {
-        return pages::problem_page(
-            StatusCode::BAD_REQUEST,
-            Some(&person),
-            "Form not read",
-            "The form could not be read. Go back, reload the page and try again.",
-        );
+    let form = match pages::read_form(&person, form, |f| &f.csrf) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
     };
-    if let Err(refused) = person.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     match state.api.rules.set_toml(&form.rules).await {
         Ok(_) => Redirect::to("/rules").into_response(),
         Err(RulesError::Invalid(problems)) => {

@@ -586,16 +586,7 @@ fn start<T>(
     csrf: impl Fn(&T) -> &str,
 ) -> Result<(String, T), Refused> {
     let raw = raw_contact(path).map_err(|e| Refused::from(pages::api_error_page(person, &e)))?;
-    let Ok(Form(form)) = form else {
-        return Err(Refused::from(pages::problem_page(
-            StatusCode::BAD_REQUEST,
-            Some(person),
-            "Form not read",
-            "The form could not be read. Go back, reload the page and try again.",
-        )));
-    };
-    person.check_csrf(csrf(&form))?;
-    Ok((raw, form))
+    Ok((raw, pages::read_form(person, form, csrf)?))
 }
 
 #[derive(Debug, Deserialize)]
