@@ -213,41 +213,12 @@ fn main() {
     // Long enough for the posting to end first (about 600 accepts/s under load).
     let lead = Duration::from_secs_f64(3.0 + count as f64 / 400.0);
     let send_at = (chrono::Utc::now() + chrono::Duration::from_std(lead).unwrap()).to_rfc3339();
-    let ids: Vec<String> = rt.block_on(async {
-        let per = count / POSTERS;
-        let tasks: Vec<_> = (0..POSTERS)
-            .map(|p| {
-                let send_at = send_at.clone();
-                tokio::spawn(async move {
-                    let mut c = Client::connect(addr).await;
-                    let mut ids = Vec::new();
-                    let end = if p == POSTERS - 1 {
-                        count
-                    } else {
-                        (p + 1) * per
-                    };
-                    for n in p * per..end {
-                        let body = serde_json::json!({
-                            "to": to(n), "body": text(n), "status_report": false,
-                            "send_at": send_at
-                        })
-                        .to_string();
-                        let (status, answer) =
-                            c.request("POST", "/v1/messages", body.as_bytes()).await;
-                        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
-                        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-                        ids.push(v["id"].as_str().unwrap().to_string());
-                    }
-                    ids
-                })
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for t in tasks {
-            ids.extend(t.await.unwrap());
-        }
-        ids
-    });
+    let ids: Vec<String> = rt.block_on(harness::post_messages(addr, POSTERS, count, move |n| {
+        serde_json::json!({
+            "to": to(n), "body": text(n), "status_report": false, "send_at": send_at
+        })
+        .to_string()
+    }));
     let posted = start.elapsed();
     assert!(
         posted < lead,

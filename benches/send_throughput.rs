@@ -22,7 +22,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{Client, DaemonThread};
+use harness::DaemonThread;
 use smsgate::pdu::{self, Address, SubmitOptions};
 use smsgate::sim::{Personality, SimConfig, Simulator};
 use smsgate::store::MessageStatus;
@@ -112,39 +112,9 @@ fn run(rt: &tokio::runtime::Runtime, count: usize, reports: bool, personality: P
     println!("load before: {}", harness::load());
     let (rx0, tx0) = sim.wire_bytes();
     let start = Instant::now();
-    let ids: Vec<String> = rt.block_on(async {
-        let per = count / POSTERS;
-        let tasks: Vec<_> = (0..POSTERS)
-            .map(|p| {
-                tokio::spawn(async move {
-                    let mut c = Client::connect(addr).await;
-                    let mut ids = Vec::new();
-                    let end = if p == POSTERS - 1 {
-                        count
-                    } else {
-                        (p + 1) * per
-                    };
-                    for n in p * per..end {
-                        let body = serde_json::json!({
-                            "to": to(n), "body": text(n), "status_report": reports
-                        })
-                        .to_string();
-                        let (status, answer) =
-                            c.request("POST", "/v1/messages", body.as_bytes()).await;
-                        assert_eq!(status, 202);
-                        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-                        ids.push(v["id"].as_str().unwrap().to_string());
-                    }
-                    ids
-                })
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for t in tasks {
-            ids.extend(t.await.unwrap());
-        }
-        ids
-    });
+    let ids: Vec<String> = rt.block_on(harness::post_messages(addr, POSTERS, count, move |n| {
+        serde_json::json!({"to": to(n), "body": text(n), "status_report": reports}).to_string()
+    }));
     let posted = start.elapsed();
     rt.block_on(sim.wait_received(count, Duration::from_secs(600)))
         .unwrap();

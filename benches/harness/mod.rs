@@ -127,6 +127,49 @@ impl Client {
     }
 }
 
+/// `POST /v1/messages` for messages 0..`count`, split in order over
+/// `connections` keep-alive connections, message `n`'s JSON from `body(n)`;
+/// every answer must be a 202. The ids, in message order.
+pub async fn post_messages<F>(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    count: usize,
+    body: F,
+) -> Vec<String>
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
+    let body = std::sync::Arc::new(body);
+    let per = count / connections;
+    let tasks: Vec<_> = (0..connections)
+        .map(|p| {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                let mut ids = Vec::new();
+                let end = if p == connections - 1 {
+                    count
+                } else {
+                    (p + 1) * per
+                };
+                for n in p * per..end {
+                    let (status, answer) =
+                        c.request("POST", "/v1/messages", body(n).as_bytes()).await;
+                    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+                    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+                    ids.push(v["id"].as_str().unwrap().to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    ids
+}
+
 /// The `p`-th percentile (0-100) of sorted durations, nearest rank.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
