@@ -124,6 +124,10 @@ pub struct Config {
     /// `[web]`: the web inbox's sessions and reply templates.
     #[serde(default)]
     pub web: crate::web::WebConfig,
+    /// `[cluster]`: this gateway in a fleet on NATS JetStream (absent: one
+    /// gateway alone, no broker).
+    #[serde(default)]
+    pub cluster: Option<crate::fleet::ClusterConfig>,
 }
 
 /// `[discovery]`: where `port = "auto"` modems are looked for.
@@ -615,6 +619,11 @@ impl Config {
             }
         }
         let mut report = |key: String, message: String| problems.push(problem(key, message));
+        if let Some(cluster) = &self.cluster {
+            for (key, message) in cluster.problems() {
+                report(key, message);
+            }
+        }
         for (i, t) in self.api.tokens.iter().enumerate() {
             let key = format!("api.tokens[{i}]");
             if t.name.trim().is_empty() {

@@ -33,6 +33,9 @@ pub enum DaemonError {
     },
     #[error("API server: {0}")]
     Serve(std::io::Error),
+    #[cfg(feature = "fleet")]
+    #[error("fleet: {0}")]
+    Fleet(crate::fleet::nats::FleetError),
 }
 
 /// How long shutdown may take in all (the issue: exit within 10 s).
@@ -93,7 +96,26 @@ pub async fn run(
     ));
     // Consent: inbound STOP/START/HELP act inside the store's transaction; every
     // send passes the policy right before AT+CMGS.
-    let policy = Arc::new(Policy::from_config(&config));
+    let policy = Policy::from_config(&config);
+    // In a fleet: consent changes go to and come from the other gateways,
+    // and sends wait while the replica is older than its staleness.
+    #[cfg(feature = "fleet")]
+    let (policy, fleet_tasks) = match &config.cluster {
+        Some(cluster) => {
+            let fleet = crate::fleet::nats::start(
+                cluster,
+                store.clone(),
+                policy.per_number(),
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(DaemonError::Fleet)?;
+            tracing::info!(site = %cluster.site, servers = ?cluster.nats_url, "fleet: consent shared through NATS JetStream");
+            (policy.with_freshness(fleet.freshness), fleet.tasks)
+        }
+        None => (policy, Vec::new()),
+    };
+    let policy = Arc::new(policy);
     store.set_reactor(policy.reactor(), policy.per_number());
     store.set_retention_days(config.store.retention_days);
     // The watchdog pings every worker; WATCHDOG=1 only when all answer.
@@ -291,6 +313,10 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, worker).await;
     }
     let _ = tokio::time::timeout_at(deadline, conversation).await;
+    #[cfg(feature = "fleet")]
+    for task in fleet_tasks {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
     let _ = tokio::time::timeout_at(deadline, supervisor).await;
     if let Some(task) = discovery_task {
         let _ = tokio::time::timeout_at(deadline, task).await;

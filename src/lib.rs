@@ -52,6 +52,7 @@ pub mod conversation;
 pub mod daemon;
 pub mod demo;
 pub mod duration;
+pub mod fleet;
 pub mod liveness;
 pub mod modem;
 pub mod notify;

@@ -704,6 +704,24 @@ pub struct Readiness {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub modems: Option<Vec<ModemReadiness>>,
+    /// In a fleet (`[cluster]`): the broker link and the consent replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub fleet: Option<FleetReadiness>,
+}
+
+/// A fleet gateway's link: while `consent_current` is false (the broker
+/// lost for longer than `consent_staleness`), sends wait unless the
+/// contact's consent changed here within it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FleetReadiness {
+    /// Connected to a NATS server now.
+    pub connected: bool,
+    /// The replica of the fleet's consent is within `consent_staleness`.
+    pub consent_current: bool,
+    /// When the replica was last current (null: never).
+    #[schema(required = true)]
+    pub consent_synced_at: Option<DateTime<Utc>>,
 }
 
 /// One modem's readiness.
@@ -1011,6 +1029,11 @@ pub struct LedgerEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub evidence: Option<Evidence>,
+    /// The fleet site where the change was made, when another gateway of
+    /// the fleet made it (`[cluster]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub site: Option<String>,
 }
 
 impl From<store::LedgerEntry> for LedgerEntry {
@@ -1027,6 +1050,7 @@ impl From<store::LedgerEntry> for LedgerEntry {
             matched: e.matched,
             gateway_number: e.gateway_number,
             reason: e.reason,
+            site: e.site,
         }
     }
 }

@@ -11,14 +11,15 @@ use axum::Json;
 use super::auth::{self, Scope};
 use super::ApiState;
 use crate::modem::status::ModemState;
-use crate::wire::{Health, ModemReadiness, Readiness, ReadinessStatus};
+use crate::wire::{FleetReadiness, Health, ModemReadiness, Readiness, ReadinessStatus};
 
 /// `GET /healthz`: the process is up and serving.
 pub async fn healthz() -> Response {
     Json(Health::ok()).into_response()
 }
 
-/// `GET /readyz`: at least one modem can send. A token with the `read`
+/// `GET /readyz`: at least one modem can send. In a fleet it also says
+/// whether the broker is connected and the consent replica current. A token with the `read`
 /// scope also gets each modem's state and reason; a missing or wrong token
 /// is not refused (probes carry none), it only gets the short answer.
 pub async fn readyz(State(state): State<ApiState>, headers: HeaderMap) -> Response {
@@ -43,5 +44,18 @@ pub async fn readyz(State(state): State<ApiState>, headers: HeaderMap) -> Respon
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, ReadinessStatus::NotReady)
     };
-    (code, Json(Readiness { status, modems })).into_response()
+    let fleet = state.policy.freshness().map(|f| FleetReadiness {
+        connected: f.connected(),
+        consent_current: f.fresh(chrono::Utc::now()),
+        consent_synced_at: f.last_sync(),
+    });
+    (
+        code,
+        Json(Readiness {
+            status,
+            modems,
+            fleet,
+        }),
+    )
+        .into_response()
 }

@@ -235,6 +235,41 @@ pub async fn serve(State(state): State<ApiState>) -> impl IntoResponse {
         "smsgate_housekeeping_errors_total {}",
         state.store.housekeeping_errors()
     );
+    if let Some(fleet) = state.policy.freshness() {
+        family(
+            &mut out,
+            "smsgate_fleet_connected",
+            "gauge",
+            "1 while this gateway holds a connection to a NATS server of its fleet.",
+        );
+        let _ = writeln!(
+            out,
+            "smsgate_fleet_connected {}",
+            u8::from(fleet.connected())
+        );
+        let now = chrono::Utc::now();
+        family(
+            &mut out,
+            "smsgate_fleet_consent_age_seconds",
+            "gauge",
+            "How old this gateway's replica of the fleet's consent is (-1: never synced); beyond cluster.consent_staleness sends wait.",
+        );
+        let age = fleet
+            .age(now)
+            .map_or(-1.0, |a| a.num_milliseconds() as f64 / 1e3);
+        let _ = writeln!(out, "smsgate_fleet_consent_age_seconds {age:.3}");
+        family(
+            &mut out,
+            "smsgate_fleet_consent_current",
+            "gauge",
+            "1 while the consent replica is within cluster.consent_staleness.",
+        );
+        let _ = writeln!(
+            out,
+            "smsgate_fleet_consent_current {}",
+            u8::from(fleet.fresh(now))
+        );
+    }
     if let Some(extra) = &state.extra_metrics {
         extra(&mut out);
     }

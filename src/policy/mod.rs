@@ -116,6 +116,8 @@ pub struct Policy {
     quiet_categories: HashSet<Category>,
     marketing_per_day: u32,
     per_hour: u32,
+    /// In a fleet: how current the replica of the fleet's consent is.
+    freshness: Option<Arc<crate::fleet::Freshness>>,
 }
 
 impl Policy {
@@ -162,6 +164,7 @@ impl Policy {
             quiet_categories,
             marketing_per_day: rates.marketing_per_day,
             per_hour: rates.per_contact_per_hour,
+            freshness: None,
         }
     }
 
@@ -171,6 +174,18 @@ impl Policy {
 
     pub fn help_text(&self) -> &str {
         &self.help_text
+    }
+
+    /// In a fleet (`[cluster]`): sends wait for contacts whose consent was
+    /// not seen within the staleness (the broker lost for longer).
+    pub fn with_freshness(mut self, freshness: Arc<crate::fleet::Freshness>) -> Policy {
+        self.freshness = Some(freshness);
+        self
+    }
+
+    /// The fleet's consent replica, when in a fleet.
+    pub fn freshness(&self) -> Option<&Arc<crate::fleet::Freshness>> {
+        self.freshness.as_ref()
     }
 
     pub fn per_number(&self) -> bool {
@@ -380,6 +395,17 @@ impl Policy {
     pub fn hold(&self, store: &Store, message: &Message, now: DateTime<Utc>) -> Option<Hold> {
         if message.exempt.is_some() {
             return None;
+        }
+        if let Some(freshness) = &self.freshness {
+            // A change recorded for the contact (here, or applied from the
+            // replica) is consent seen at that time at the latest.
+            let changed = store
+                .consent(&message.contact, None)
+                .ok()
+                .and_then(|r| r.updated_at);
+            if let Some((until, reason)) = freshness.hold(changed, now) {
+                return Some(Hold { until, reason });
+            }
         }
         if self.quiet_categories.contains(&message.category) {
             let zone = self.zone_for(store, &message.contact);

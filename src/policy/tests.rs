@@ -435,3 +435,71 @@ fn help_is_answered_once_per_window() {
     // A STOP right after a HELP is still confirmed.
     assert!(p.react(&inbound("STOP"), &answered(0)).reply.is_some());
 }
+
+#[tokio::test]
+async fn in_a_fleet_a_stale_replica_defers_all_but_contacts_seen_here() {
+    let t = TempStore::new();
+    let freshness = Arc::new(crate::fleet::Freshness::new(
+        std::time::Duration::from_secs(600),
+    ));
+    let p = Arc::new(policy().with_freshness(freshness.clone()));
+    // Before any date the tests run at (libfaketime), so that a change
+    // recorded now is always later than the sync.
+    let t0 = utc("2025-01-10T09:00:00Z");
+    let m = t
+        .store
+        .new_outbound("", "+15551230020", "hi", 1, "gsm7", false, None, t0);
+    // Never synced: the gate defers, with the reason.
+    match p.check(&t.store, &m, None, t0) {
+        Gate::Defer { until, reason } => {
+            assert_eq!(until, t0 + Duration::seconds(30));
+            assert!(reason.contains("never synced"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    freshness.synced(t0);
+    assert_eq!(
+        p.check(&t.store, &m, None, t0 + Duration::minutes(10)),
+        Gate::Send
+    );
+    // The replica 11 minutes old: deferred again ...
+    let later = t0 + Duration::minutes(11);
+    assert!(matches!(
+        p.check(&t.store, &m, None, later),
+        Gate::Defer { .. }
+    ));
+    // ... but not a contact whose consent was just recorded (the API's
+    // clock is the system's: `later` is taken from the change).
+    let (record, _) = t
+        .store
+        .change_consent(ConsentChange {
+            contact: "+15551230021".into(),
+            status: ConsentStatus::OptedIn,
+            action: "opt_in".into(),
+            reason: None,
+            evidence: Some(crate::store::Evidence {
+                source: "paper".into(),
+                evidence: "form 7".into(),
+                captured_at: t0,
+            }),
+            number: None,
+        })
+        .await
+        .unwrap();
+    let changed = record.updated_at.unwrap();
+    let seen = t
+        .store
+        .new_outbound("", "+15551230021", "hi", 1, "gsm7", false, None, changed);
+    assert_eq!(
+        p.check(&t.store, &seen, None, changed + Duration::minutes(1)),
+        Gate::Send
+    );
+    assert!(matches!(
+        p.check(&t.store, &m, None, changed + Duration::minutes(1)),
+        Gate::Defer { .. }
+    ));
+    // An opt-out confirmation is never held.
+    let mut exempt = m.clone();
+    exempt.exempt = Some("opt_out_confirmation".into());
+    assert_eq!(p.check(&t.store, &exempt, None, later), Gate::Send);
+}

@@ -91,6 +91,10 @@ pub struct LedgerEntry {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub evidence: Option<Evidence>,
+    /// The fleet site where the change was made, for an entry that came from
+    /// another gateway of the fleet (`[cluster]`); absent: made here.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub site: Option<String>,
 }
 
 /// What a contact record keeps besides consent: the CRM's view of the
@@ -568,6 +572,7 @@ impl Store {
                     gateway_number: change.number.clone(),
                     reason: change.reason.clone(),
                     evidence: change.evidence.clone(),
+                    site: None,
                 };
                 let trees = ConsentTrees {
                     consent,
@@ -590,6 +595,55 @@ impl Store {
             self.events_committed(&[event]);
         }
         Ok((record, entry))
+    }
+
+    /// Apply a consent change made at another gateway of the fleet (`entry`
+    /// with its `site`; `number`: its per-number scope): written with its
+    /// ledger entry and `consent.changed` event like a change made here,
+    /// unless this store already holds a change as recent or more (the
+    /// same entry delivered again, or a later change here); then messages
+    /// waiting for a contact who opted out are cancelled
+    /// (`recipient_opted_out`). Returns the new record, or None when
+    /// nothing changed.
+    pub async fn apply_remote_consent(
+        &self,
+        entry: LedgerEntry,
+        number: Option<&str>,
+    ) -> Result<Option<ConsentRecord>> {
+        let i = &self.inner;
+        let out = (&i.consent, &i.ledger, &i.tombstones, &i.events)
+            .transaction(|(consent, ledger, tombstones, events)| {
+                let previous = read_record(consent, tombstones, &entry.contact, number)?;
+                if previous.updated_at.is_some_and(|at| at >= entry.at) {
+                    return Ok(None);
+                }
+                let trees = ConsentTrees {
+                    consent,
+                    ledger,
+                    tombstones,
+                    events,
+                };
+                let (record, _, event) =
+                    trees.change(&previous, entry.clone(), entry.evidence.clone(), number)?;
+                Ok(Some((record, event)))
+            })
+            .map_err(unwrap_tx)?;
+        let Some((record, event)) = out else {
+            return Ok(None);
+        };
+        self.sync().await?;
+        if let Some(event) = event {
+            self.events_committed(&[event]);
+        }
+        if record.status == ConsentStatus::OptedOut {
+            self.fail_waiting_to(
+                &record.contact,
+                "recipient_opted_out",
+                "the recipient opted out (STOP) at another gateway of the fleet",
+            )
+            .await?;
+        }
+        Ok(Some(record))
     }
 
     /// Fail every waiting (queued, scheduled, deferred) outbound message to

@@ -154,6 +154,7 @@ impl InboundTrees<'_> {
                 gateway_number: (!message.to.is_empty()).then(|| message.to.clone()),
                 reason: None,
                 evidence: evidence.clone(),
+                site: None,
             };
             let trees = ConsentTrees {
                 consent: self.consent,

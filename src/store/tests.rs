@@ -698,3 +698,75 @@ fn a_read_that_keeps_overlapping_moves_runs_once_more_with_moves_held_off() {
         (0, 1)
     );
 }
+
+/// A consent change from another gateway of the fleet is stored like one
+/// made here (record, ledger entry with its site, event), cancels what
+/// waits for the contact, and is applied once: again, or older than what
+/// the store holds, it changes nothing.
+#[tokio::test]
+async fn a_consent_change_from_another_site_is_applied_once() {
+    let t = TempStore::new();
+    let contact = "+15551239000";
+    let waiting = outbound(&t.store, contact, "reminder");
+    t.store.accept(waiting.clone(), None).await.unwrap();
+    let at = Utc::now();
+    let entry = LedgerEntry {
+        id: "led_remote".into(),
+        at,
+        contact: contact.into(),
+        action: "opt_out".into(),
+        status: ConsentStatus::OptedOut,
+        source: "sms".into(),
+        inbound_message_id: Some("msg_at_the_other_site".into()),
+        matched: Some("stop".into()),
+        gateway_number: Some("+15550001111".into()),
+        reason: None,
+        evidence: None,
+        site: Some("north".into()),
+    };
+    let record = t
+        .store
+        .apply_remote_consent(entry.clone(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, ConsentStatus::OptedOut);
+    assert_eq!(record.updated_at, Some(at));
+    let ledger = t.store.ledger(contact).unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].site.as_deref(), Some("north"));
+    assert_eq!(ledger[0].matched.as_deref(), Some("stop"));
+    let events = t.store.events_after(None, 100).unwrap();
+    let changed = events
+        .iter()
+        .find(|e| e.kind == "consent.changed")
+        .expect("a consent.changed event");
+    assert_eq!(changed.data["ledger_entry"]["site"], "north");
+    let m = t.store.get(&waiting.id).unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Failed);
+    assert_eq!(m.error.unwrap().code, "recipient_opted_out");
+    // The same entry again (a watch delivers it after a reconnect), and an
+    // older one: nothing changes.
+    assert_eq!(
+        t.store
+            .apply_remote_consent(entry.clone(), None)
+            .await
+            .unwrap(),
+        None
+    );
+    let older = LedgerEntry {
+        at: at - Duration::minutes(5),
+        status: ConsentStatus::OptedIn,
+        action: "opt_in".into(),
+        ..entry
+    };
+    assert_eq!(
+        t.store.apply_remote_consent(older, None).await.unwrap(),
+        None
+    );
+    assert_eq!(t.store.ledger(contact).unwrap().len(), 1);
+    assert_eq!(
+        t.store.consent(contact, None).unwrap().status,
+        ConsentStatus::OptedOut
+    );
+}

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod engine_rig;
+#[cfg(feature = "fleet")]
+pub mod nats;
 pub mod rig;
 pub mod web;
 

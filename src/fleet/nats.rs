@@ -1,0 +1,410 @@
+//! The fleet's link to NATS JetStream (feature `fleet`): the connection,
+//! the consent ledger stream and bucket, the publisher of this site's
+//! consent changes and the watcher that applies the other sites'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{ClusterConfig, Freshness, CONSENT_BUCKET, CONSENT_STREAM, CONSENT_SUBJECTS};
+use crate::store::{LedgerEntry, Store};
+
+/// Events read per pass of the publisher.
+const BATCH: usize = 256;
+
+/// How long to wait before trying the broker again after an error.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// How often the watcher checks the connection (the replica's sync time
+/// moves on while connected and caught up).
+const TICK: Duration = Duration::from_millis(200);
+
+/// The store's aux tree of the fleet's cursors.
+const AUX: &str = "fleet";
+/// The publisher's cursor: the sequence of the next event to read.
+const CONSENT_CURSOR: &[u8] = b"consent_cursor";
+
+/// Why the fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("cluster.nats_url: {0}")]
+    Url(String),
+    #[error("cluster.credentials: {0}")]
+    Credentials(String),
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What a gateway puts in the consent bucket: the change and where it was
+/// made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConsentValue {
+    site: String,
+    /// The per-number scope (a gateway number), when consent is per number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    number: Option<String>,
+    entry: LedgerEntry,
+}
+
+/// The running fleet link of one gateway.
+pub struct Fleet {
+    pub freshness: Arc<Freshness>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Connect (in the background: a broker that is down at start is retried
+/// while the gateway runs) and start the publisher and the watcher.
+/// `per_number`: consent is kept per gateway number (the policy's setting;
+/// the same on every gateway of a fleet).
+pub async fn start(
+    config: &ClusterConfig,
+    store: Store,
+    per_number: bool,
+    stop: watch::Receiver<bool>,
+) -> Result<Fleet, FleetError> {
+    let freshness = Arc::new(Freshness::new(config.consent_staleness));
+    let client = connect(config).await?;
+    let js = jetstream::new(client.clone());
+    let link = Link {
+        client,
+        js,
+        site: config.site.clone(),
+        replicas: config.replicas,
+        store,
+        per_number,
+        freshness: freshness.clone(),
+    };
+    let publisher = tokio::spawn(link.clone().publish(stop.clone()));
+    let watcher = tokio::spawn(link.watch(stop));
+    Ok(Fleet {
+        freshness,
+        tasks: vec![publisher, watcher],
+    })
+}
+
+async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, FleetError> {
+    let mut addrs = Vec::new();
+    for url in &config.nats_url {
+        let addr: async_nats::ServerAddr = url
+            .parse()
+            .map_err(|e| FleetError::Url(format!("{url:?}: {e}")))?;
+        addrs.push(addr);
+    }
+    let c = &config.credentials;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("smsgate {}", config.site))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(token) = &c.token {
+        options = options.token(token.clone());
+    }
+    if let (Some(user), Some(password)) = (&c.user, &c.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(path) = &c.nkey {
+        let seed = std::fs::read_to_string(path)
+            .map_err(|e| FleetError::Credentials(format!("nkey {}: {e}", path.display())))?;
+        options = options.nkey(seed.trim().to_string());
+    }
+    if let Some(path) = &c.creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| FleetError::Credentials(format!("creds {}: {e}", path.display())))?;
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if config.nats_url.iter().any(|u| u.starts_with("tls://")) {
+        options = options.require_tls(true);
+    }
+    async_nats::connect_with_options(addrs, options)
+        .await
+        .map_err(|e| FleetError::Connect(e.to_string()))
+}
+
+#[derive(Clone)]
+struct Link {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    site: String,
+    replicas: usize,
+    store: Store,
+    per_number: bool,
+    freshness: Arc<Freshness>,
+}
+
+/// A step that failed: logged, retried after [`RETRY`].
+fn failed(what: &str, error: &dyn std::fmt::Display) {
+    tracing::warn!(error = %error, "fleet: {what} failed; retrying");
+}
+
+impl Link {
+    /// The ledger stream and the consent bucket, created when missing.
+    async fn consent_bucket(&self) -> Result<kv::Store, String> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: CONSENT_STREAM.into(),
+                subjects: vec![CONSENT_SUBJECTS.into()],
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| format!("the ledger stream: {e}"))?;
+        if let Ok(bucket) = self.js.get_key_value(CONSENT_BUCKET).await {
+            return Ok(bucket);
+        }
+        // The bucket's stream as the KV convention has it (what the
+        // client's `create_key_value` derives), created directly: that call
+        // first reads the account's info, which the client cannot parse
+        // from a 2.9 server.
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{CONSENT_BUCKET}"),
+                description: Some("smsgate: each contact's consent".into()),
+                subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
+                max_messages_per_subject: 5,
+                max_bytes: -1,
+                max_message_size: -1,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                deny_purge: false,
+                allow_direct: true,
+                num_replicas: self.replicas,
+                discard: stream::DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(120),
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| format!("the consent bucket: {e}"))?;
+        self.js
+            .get_key_value(CONSENT_BUCKET)
+            .await
+            .map_err(|e| format!("the consent bucket: {e}"))
+    }
+
+    fn scope<'a>(&self, entry: &'a LedgerEntry) -> Option<&'a str> {
+        if self.per_number {
+            entry.gateway_number.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Publish this site's consent changes, in the order of the event log,
+    /// from a durable cursor: each to the ledger stream (deduplicated by its
+    /// entry id) and the bucket, both acknowledged, then the cursor moves.
+    async fn publish(self, mut stop: watch::Receiver<bool>) {
+        let mut events = self.store.event_notifier();
+        let mut bucket = None;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let pass = async {
+                if bucket.is_none() {
+                    bucket = Some(self.consent_bucket().await?);
+                }
+                match &bucket {
+                    Some(b) => self.publish_pending(b).await,
+                    None => Ok(()),
+                }
+            };
+            let wait = match pass.await {
+                Ok(()) => None,
+                Err(e) => {
+                    failed("publishing consent changes", &e);
+                    Some(RETRY)
+                }
+            };
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                _ = events.changed(), if wait.is_none() => {}
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
+            }
+        }
+    }
+
+    async fn publish_pending(&self, bucket: &kv::Store) -> Result<(), String> {
+        let aux = self.store.aux_tree(AUX).map_err(|e| e.to_string())?;
+        loop {
+            let from = aux
+                .get(CONSENT_CURSOR)
+                .map_err(|e| e.to_string())?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map_or(0, u64::from_be_bytes);
+            let batch = self
+                .store
+                .events_from(from, BATCH)
+                .map_err(|e| e.to_string())?;
+            let Some(&(last, _)) = batch.last() else {
+                return Ok(());
+            };
+            for (_, event) in &batch {
+                if event.kind != "consent.changed" {
+                    continue;
+                }
+                let Some(entry) = event.data.get("ledger_entry") else {
+                    continue;
+                };
+                let entry: LedgerEntry = match serde_json::from_value(entry.clone()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(event = %event.id, error = %e, "fleet: a consent event without a readable ledger entry; not published");
+                        continue;
+                    }
+                };
+                if entry.site.is_some() {
+                    // Applied from another site: that site published it.
+                    continue;
+                }
+                self.publish_one(bucket, entry).await?;
+            }
+            aux.insert(CONSENT_CURSOR, &(last + 1).to_be_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    async fn publish_one(&self, bucket: &kv::Store, mut entry: LedgerEntry) -> Result<(), String> {
+        entry.site = Some(self.site.clone());
+        let value = ConsentValue {
+            site: self.site.clone(),
+            number: self.scope(&entry).map(str::to_string),
+            entry,
+        };
+        let payload = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("{}.{}", self.site, value.entry.id).as_str(),
+        );
+        self.js
+            .publish_with_headers(
+                format!("smsgate.consent.{}", self.site),
+                headers,
+                payload.clone().into(),
+            )
+            .await
+            .map_err(|e| format!("the ledger stream: {e}"))?
+            .await
+            .map_err(|e| format!("the ledger stream's acknowledgement: {e}"))?;
+        let key = super::consent_key(&value.entry.contact, value.number.as_deref());
+        bucket
+            .put(&key, payload.into())
+            .await
+            .map_err(|e| format!("the consent bucket: {e}"))?;
+        tracing::debug!(contact = %value.entry.contact, status = value.entry.status.as_str(), "fleet: consent change published");
+        Ok(())
+    }
+
+    /// Watch the bucket: apply the other sites' changes to the store, and
+    /// keep the replica's sync time while connected and caught up.
+    async fn watch(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.watch_once(&mut stop).await {
+                self.freshness.set_connected(false);
+                failed("watching the consent bucket", &e);
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+
+    /// One watch, until the stream of changes ends or fails (Ok on stop).
+    async fn watch_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let bucket = self.consent_bucket().await?;
+        // Caught up once the change that was last when the watch began has
+        // been seen (at once for an empty bucket).
+        let mut stream = self
+            .js
+            .get_stream(format!("KV_{CONSENT_BUCKET}"))
+            .await
+            .map_err(|e| format!("the consent bucket's stream: {e}"))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| format!("the consent bucket's stream: {e}"))?
+            .state
+            .last_sequence;
+        let mut changes = bucket
+            .watch_all()
+            .await
+            .map_err(|e| format!("the consent bucket's watch: {e}"))?;
+        let mut caught_up = last == 0;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let connected =
+                self.client.connection_state() == async_nats::connection::State::Connected;
+            self.freshness.set_connected(connected);
+            if connected && caught_up {
+                self.freshness.synced(Utc::now());
+            }
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                change = changes.next() => {
+                    let entry = match change {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return Err(format!("the consent bucket's watch: {e}")),
+                        None => return Err("the consent bucket's watch ended".into()),
+                    };
+                    if entry.revision >= last || entry.delta == 0 {
+                        caught_up = true;
+                    }
+                    if entry.operation == kv::Operation::Put {
+                        self.apply(&entry.key, &entry.value).await?;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Apply one value of the bucket (a change of another site).
+    async fn apply(&self, key: &str, raw: &[u8]) -> Result<(), String> {
+        let value: ConsentValue = match serde_json::from_slice(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(key, error = %e, "fleet: an unreadable consent value; skipped");
+                return Ok(());
+            }
+        };
+        if value.site == self.site {
+            return Ok(());
+        }
+        let mut entry = value.entry;
+        entry.site = Some(value.site.clone());
+        let contact = entry.contact.clone();
+        let status = entry.status;
+        match self
+            .store
+            .apply_remote_consent(entry, value.number.as_deref())
+            .await
+        {
+            Ok(Some(_)) => {
+                tracing::info!(%contact, status = status.as_str(), site = %value.site, "fleet: consent change from another site applied");
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("storing a consent change from {}: {e}", value.site)),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Debian's `nats-server` for the fleet tests: started on loopback with
+//! JetStream and a temporary store directory, killed on drop. `.ci/run`
+//! installs it; with the `fleet` feature on, a missing binary fails the test
+//! by name.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server binary: `SMSGATE_NATS_SERVER`, else `nats-server` on PATH or
+/// in /usr/sbin (Debian's package puts it there).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SMSGATE_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")]);
+    for dir in candidates {
+        let path = dir.join("nats-server");
+        if path.is_file() {
+            return path;
+        }
+    }
+    panic!("nats-server not found: install Debian's nats-server (apt-get install nats-server) or set SMSGATE_NATS_SERVER");
+}
+
+/// One nats-server with JetStream on 127.0.0.1.
+pub struct NatsServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Start on a free port with its store under `dir` (removed first).
+    pub fn start(dir: PathBuf) -> NatsServer {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = NatsServer {
+            port: super::free_port(),
+            dir,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Start again (same port, same store) after [`NatsServer::kill`].
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = Command::new(binary())
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.dir.join("js"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {} (log: {})",
+                self.port,
+                self.dir.join("server.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

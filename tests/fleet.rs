@@ -1,0 +1,256 @@
+//! The fleet on NATS JetStream (feature `fleet`; `.ci/run` installs
+//! Debian's nats-server): gateways in this process, each with its own
+//! store and simulated modem, sharing one broker on loopback.
+//!
+//! - A STOP at gateway A reaches gateway C: C's ledger has A's entry, what
+//!   waited at C for the contact is cancelled, C refuses a new send, and C's
+//!   modem never texts the contact; an opt-in at C reaches A the same way.
+//! - Without the broker for longer than `consent_staleness`, a gateway
+//!   defers sends (never drops them), says so on `/readyz` and `/metrics`,
+//!   and sends them once the broker is back.
+
+#![cfg(feature = "fleet")]
+
+mod common;
+#[path = "common/compat_receiver.rs"]
+mod compat_receiver;
+
+use std::time::{Duration, Instant};
+
+use common::nats::NatsServer;
+use common::{http, wait_until};
+use serde_json::{json, Value};
+use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
+
+const TOKEN: &str = "fleet-token";
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("smsgate-fleet-{}-{name}", std::process::id()))
+}
+
+fn sim(name: &str, own: &str) -> SimHandle {
+    let mut c = SimConfig::new(Personality::Sim800);
+    c.link = Some(temp(&format!("{name}.tty")));
+    c.own_number = own.into();
+    c.status_report_delay = Duration::from_millis(30);
+    c.noise_interval = Some(Duration::ZERO);
+    Simulator::start(c).unwrap()
+}
+
+/// A gateway of site `site` in this process, ready, with `modem`.
+async fn gateway(
+    name: &str,
+    site: &str,
+    nats: &str,
+    staleness: &str,
+    modem: &SimHandle,
+) -> common::InProcessDaemon {
+    let db = temp(&format!("{name}.db"));
+    let _ = std::fs::remove_dir_all(&db);
+    let text = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+         [consent]\nprogram_name = \"Acme Dental\"\n\
+         [cluster]\nnats_url = [\"{nats}\"]\nsite = \"{site}\"\nconsent_staleness = \"{staleness}\"\n\
+         [[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        db.display(),
+        modem.link().display()
+    );
+    let daemon = common::InProcessDaemon::start(&text, TOKEN).await;
+    daemon.wait_ready().await;
+    daemon
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn post(addr: &str, body: Value) -> (u16, Value) {
+    http("POST", addr, "/v1/messages", Some(TOKEN), Some(&body))
+}
+
+fn consent(addr: &str, contact: &str) -> Value {
+    let path = format!("/v1/contacts/{}/consent", contact.replace('+', "%2B"));
+    let (status, v) = http("GET", addr, &path, Some(TOKEN), None);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn texts_to(sim: &SimHandle, to: &str) -> Vec<String> {
+    sim.received()
+        .into_iter()
+        .filter(|r| r.to == to)
+        .map(|r| r.text)
+        .collect()
+}
+
+/// `/metrics` as text.
+fn metrics(addr: &str) -> String {
+    let auth = format!("Bearer {TOKEN}");
+    compat_receiver::http_text("GET", addr, "/metrics", &[("Authorization", &auth)], "").2
+}
+
+fn readyz(addr: &str) -> Value {
+    http("GET", addr, "/readyz", None, None).1
+}
+
+/// Wait until the gateway's consent replica is current (connected to the
+/// broker and caught up with the bucket).
+fn wait_current(addr: &str) {
+    wait_until(Duration::from_secs(20), "the consent replica", || {
+        (readyz(addr)["fleet"]["consent_current"] == true).then_some(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_at_one_gateway_holds_at_every_other() {
+    let nats = NatsServer::start(temp("nats-stop"));
+    let (sa, sc) = (sim("stop-a", "+15550600000"), sim("stop-c", "+15550700000"));
+    let a = gateway("stop-a", "a", &nats.url(), "10m", &sa).await;
+    let c = gateway("stop-c", "c", &nats.url(), "10m", &sc).await;
+    let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
+    let (sa2, sc2) = (sa.clone(), sc.clone());
+    blocking(move || {
+        wait_current(&addr_a);
+        wait_current(&addr_c);
+        let customer = "+15550600001";
+        // Waiting at C: a reminder for tomorrow.
+        let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let (status, waiting) = post(
+            &addr_c,
+            json!({"to": customer, "body": "See you tomorrow", "send_at": tomorrow}),
+        );
+        assert_eq!(status, 202, "{waiting}");
+        // The customer texts STOP to A's number.
+        let start = Instant::now();
+        sa2.inject(customer, "STOP").unwrap();
+        let seen = wait_until(Duration::from_secs(20), "the STOP at C", || {
+            let v = consent(&addr_c, customer);
+            (v["status"] == "opted_out").then_some(v)
+        });
+        println!("STOP at A -> opted out at C: {:?}", start.elapsed());
+        let entry = &seen["ledger"][0];
+        assert_eq!(entry["site"], "a", "{seen}");
+        assert_eq!(entry["action"], "opt_out");
+        assert_eq!(entry["source"], "sms");
+        // What waited at C is cancelled, a new send refused.
+        let id = waiting["id"].as_str().unwrap().to_string();
+        let m = wait_until(Duration::from_secs(20), "the reminder cancelled", || {
+            let m = common::message(&addr_c, TOKEN, &id);
+            (m["status"] == "failed").then_some(m)
+        });
+        assert_eq!(m["error"]["code"], "recipient_opted_out");
+        let (status, refused) = post(&addr_c, json!({"to": customer, "body": "One more"}));
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(refused["code"], "recipient_opted_out");
+        // A answered with its one confirmation; C never texted the customer.
+        wait_until(Duration::from_secs(20), "A's confirmation", || {
+            texts_to(&sa2, customer)
+                .into_iter()
+                .find(|t| t.contains("unsubscribed"))
+        });
+        // A's own ledger has no site (made there); one entry at each.
+        let at_a = consent(&addr_a, customer);
+        assert_eq!(at_a["ledger"].as_array().unwrap().len(), 1, "{at_a}");
+        assert!(at_a["ledger"][0].get("site").is_none(), "{at_a}");
+
+        // An opt-in with evidence at C reaches A, and A sends again.
+        let path = format!("/v1/contacts/{}/consent", customer.replace('+', "%2B"));
+        let (status, v) = http(
+            "PUT",
+            &addr_c,
+            &path,
+            Some(TOKEN),
+            Some(&json!({"status": "opted_in", "source": "paper", "evidence": "form 12"})),
+        );
+        assert_eq!(status, 200, "{v}");
+        let back = wait_until(Duration::from_secs(20), "the opt-in at A", || {
+            let v = consent(&addr_a, customer);
+            (v["status"] == "opted_in").then_some(v)
+        });
+        assert_eq!(back["ledger"][1]["site"], "c", "{back}");
+        assert_eq!(back["evidence"]["evidence"], "form 12", "{back}");
+        let (status, v) = post(&addr_a, json!({"to": customer, "body": "Welcome back"}));
+        assert_eq!(status, 202, "{v}");
+        wait_until(Duration::from_secs(20), "sent from A", || {
+            texts_to(&sa2, customer)
+                .into_iter()
+                .find(|t| t == "Welcome back")
+        });
+        // Each change crossed once: no echo back to where it was made.
+        assert_eq!(
+            consent(&addr_a, customer)["ledger"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            consent(&addr_c, customer)["ledger"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(texts_to(&sc2, customer).is_empty());
+    })
+    .await;
+    a.stop().await;
+    c.stop().await;
+    sa.shutdown().await;
+    sc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_broker_sends_wait_once_consent_is_stale() {
+    let mut nats = NatsServer::start(temp("nats-stale"));
+    let modem = sim("stale", "+15550800000");
+    let gw = gateway("stale", "solo", &nats.url(), "2s", &modem).await;
+    let addr = gw.addr.clone();
+    let m = modem.clone();
+    let nats = blocking(move || {
+        wait_current(&addr);
+        let text = metrics(&addr);
+        assert!(text.contains("smsgate_fleet_connected 1"), "{text}");
+        assert!(text.contains("smsgate_fleet_consent_current 1"), "{text}");
+        // Sent at once while current.
+        assert_eq!(
+            post(&addr, json!({"to": "+15550800001", "body": "first"})).0,
+            202
+        );
+        wait_until(Duration::from_secs(20), "the first send", || {
+            texts_to(&m, "+15550800001").into_iter().next()
+        });
+        nats.kill();
+        let ready = wait_until(Duration::from_secs(20), "the replica stale", || {
+            let r = readyz(&addr);
+            (r["fleet"]["consent_current"] == false).then_some(r)
+        });
+        assert_eq!(ready["fleet"]["connected"], false, "{ready}");
+        assert_eq!(ready["status"], "ready", "receiving goes on: {ready}");
+        let text = metrics(&addr);
+        assert!(text.contains("smsgate_fleet_consent_current 0"), "{text}");
+        // A new send waits, with the reason.
+        let (status, v) = post(&addr, json!({"to": "+15550800002", "body": "second"}));
+        assert_eq!(status, 202, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let waiting = common::message(&addr, TOKEN, &id);
+        assert_eq!(waiting["status"], "deferred", "{waiting}");
+        assert!(
+            waiting
+                .to_string()
+                .contains("the fleet's consent is not current"),
+            "{waiting}"
+        );
+        // The broker back: the replica syncs and the message goes.
+        nats.restart();
+        wait_current(&addr);
+        wait_until(Duration::from_secs(30), "the deferred send", || {
+            texts_to(&m, "+15550800002").into_iter().next()
+        });
+        nats
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+    drop(nats);
+}
