@@ -156,6 +156,13 @@ fn run(
 /// its periods, so that sled's delayed reclamation is done as well.
 fn rss_after_housekeeping() -> u64 {
     std::thread::sleep(smsgate::modem::expiry::PERIOD * 2 + Duration::from_secs(1));
+    if let Some((used, free)) = smsgate::modem::expiry::heap_bytes() {
+        println!(
+            "  heap: {} KiB in use, {} KiB free",
+            used / 1024,
+            free / 1024
+        );
+    }
     harness::rss_kib("self")
 }
 
@@ -244,10 +251,24 @@ fn main() {
     let mut rss = rss_full;
     let mut settled_rounds = vec![settled];
     for round in 1..=rounds() {
+        let live = store.live_messages();
         let (id, _, _) = run(&rt, &store, addr, baseline, small + full * round, full);
         if let (true, Some(id)) = (settle, id) {
             let took = rt.block_on(cancel(&store, addr, &id, full));
             println!("  cancelled in {:.2} s", took.as_secs_f64());
+            // Housekeeping moves them to the history files.
+            let start = Instant::now();
+            while store.live_messages() > live {
+                assert!(
+                    start.elapsed() < Duration::from_secs(600),
+                    "not archived after 10 minutes"
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            println!(
+                "  moved to the history files {:.0} s after the cancel",
+                start.elapsed().as_secs_f64()
+            );
         }
         let now = harness::rss_kib("self");
         let settled = rss_after_housekeeping();

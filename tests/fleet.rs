@@ -28,6 +28,23 @@ fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("smsgate-fleet-{}-{name}", std::process::id()))
 }
 
+/// Removes what a test left under the temp dir (stores, configs, logs)
+/// when dropped, unless the test failed (then they say what happened).
+struct Leftovers(&'static [&'static str]);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for name in self.0 {
+            let path = temp(name);
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 fn sim(name: &str, own: &str) -> SimHandle {
     let mut c = SimConfig::new(Personality::Sim800);
     c.link = Some(temp(&format!("{name}.tty")));
@@ -103,6 +120,7 @@ fn wait_current(addr: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_at_one_gateway_holds_at_every_other() {
+    let _leftovers = Leftovers(&["stop-a.db", "stop-b.db", "stop-c.db"]);
     let nats = NatsServer::start(temp("nats-stop"));
     let (sa, sc) = (sim("stop-a", "+15550600000"), sim("stop-c", "+15550700000"));
     let a = gateway("stop-a", "a", &nats.url(), "10m", &sa).await;
@@ -194,6 +212,19 @@ async fn a_stop_at_one_gateway_holds_at_every_other() {
         assert!(texts_to(&sc2, customer).is_empty());
     })
     .await;
+    // A gateway that joins later gets each contact's latest consent.
+    let sb = sim("stop-b", "+15550650000");
+    let b = gateway("stop-b", "b", &nats.url(), "10m", &sb).await;
+    let addr_b = b.addr.clone();
+    blocking(move || {
+        wait_current(&addr_b);
+        let v = consent(&addr_b, "+15550600001");
+        assert_eq!(v["status"], "opted_in", "{v}");
+        assert_eq!(v["ledger"][0]["site"], "c", "{v}");
+    })
+    .await;
+    b.stop().await;
+    sb.shutdown().await;
     a.stop().await;
     c.stop().await;
     sa.shutdown().await;
@@ -202,6 +233,7 @@ async fn a_stop_at_one_gateway_holds_at_every_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_broker_sends_wait_once_consent_is_stale() {
+    let _leftovers = Leftovers(&["stale.db"]);
     let mut nats = NatsServer::start(temp("nats-stale"));
     let modem = sim("stale", "+15550800000");
     let gw = gateway("stale", "solo", &nats.url(), "2s", &modem).await;
@@ -253,4 +285,165 @@ async fn without_the_broker_sends_wait_once_consent_is_stale() {
     gw.stop().await;
     modem.shutdown().await;
     drop(nats);
+}
+
+/// The commented `[cluster]` example of config/smsgate.toml, uncommented,
+/// is a valid configuration of what it describes.
+#[test]
+fn the_documented_example_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/smsgate.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("\n# [cluster]\n").unwrap();
+    let example: String = text[start + 1..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.starts_with("# #"))
+        .filter_map(|l| l.strip_prefix("# "))
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    let config = smsgate::config::Config::from_toml(&example, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}\n{example}"));
+    let cluster = config.cluster.expect("[cluster]");
+    assert_eq!(cluster.site, "north");
+    assert_eq!(cluster.consent_staleness, Duration::from_secs(600));
+    assert_eq!(cluster.credentials.token.as_deref(), Some("..."));
+}
+
+/// `smsgate run` as a child process (so it can be SIGKILLed), site `site`,
+/// its store at `db` (kept across restarts), no modems; ready once its
+/// consent replica is current.
+fn child_gateway(
+    name: &str,
+    site: &str,
+    urls: &[String],
+    db: &std::path::Path,
+    port: u16,
+) -> common::ChildDaemon {
+    let config = temp(&format!("{name}.toml"));
+    let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nbind = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+             [cluster]\nnats_url = [{}]\nsite = \"{site}\"\nreplicas = 3\n",
+            db.display(),
+            urls.join(", ")
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("SMSGATE_API_TOKEN", TOKEN)
+        .env("SMSGATE_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(temp(&format!("{name}.log")))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let daemon = common::ChildDaemon(child);
+    let addr = format!("127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the child gateway's API", || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+    wait_current(&addr);
+    daemon
+}
+
+fn opt_out(addr: &str, contact: &str) {
+    let path = format!("/v1/contacts/{}/consent", contact.replace('+', "%2B"));
+    let (status, v) = http(
+        "PUT",
+        addr,
+        &path,
+        Some(TOKEN),
+        Some(&json!({"status": "opted_out", "reason": "asked by phone"})),
+    );
+    assert_eq!(status, 200, "{v}");
+}
+
+/// Three NATS servers as one JetStream cluster with replicated (R3)
+/// streams; gateway A a child process, C in this process, on different
+/// servers. With one server killed, a STOP at A still holds at C; an
+/// opt-out answered by A just before A is SIGKILLed reaches C, from A's
+/// event log once A is back if it had not gone out before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_survives_a_dead_server_and_a_killed_gateway() {
+    let _leftovers = Leftovers(&["r3-a.db", "r3-c.db", "r3-a.toml", "r3-a.log", "nats-r3"]);
+    let mut servers = common::nats::cluster(temp("nats-r3"), 3);
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    let db_a = temp("r3-a.db");
+    let _ = std::fs::remove_dir_all(&db_a);
+    let port_a = common::free_port();
+    let addr_a = format!("127.0.0.1:{port_a}");
+    let urls_a = urls.clone();
+    let db = db_a.clone();
+    let a = blocking(move || child_gateway("r3-a", "a", &urls_a, &db, port_a)).await;
+    // C on the third server first, with the others to fail over to.
+    let modem = sim("r3-c", "+15550900000");
+    let c_db = temp("r3-c.db");
+    let _ = std::fs::remove_dir_all(&c_db);
+    let c = common::InProcessDaemon::start(
+        &format!(
+            "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+             [cluster]\nnats_url = [\"{}\", \"{}\", \"{}\"]\nsite = \"c\"\nreplicas = 3\n\
+             [[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+            c_db.display(),
+            urls[2],
+            urls[0],
+            urls[1],
+            modem.link().display()
+        ),
+        TOKEN,
+    )
+    .await;
+    c.wait_ready().await;
+    let addr_c = c.addr.clone();
+    let (a, servers) = blocking(move || {
+        wait_current(&addr_c);
+        // One server of three down: the streams keep a quorum.
+        servers[1].kill();
+        let x = "+15550900001";
+        opt_out(&addr_a, x);
+        let seen = wait_until(Duration::from_secs(30), "A's opt-out at C", || {
+            let v = consent(&addr_c, x);
+            (v["status"] == "opted_out").then_some(v)
+        });
+        assert_eq!(seen["ledger"][0]["site"], "a", "{seen}");
+        // An opt-out answered by A, then A killed at once.
+        let y = "+15550900002";
+        opt_out(&addr_a, y);
+        let mut a = a;
+        let _ = a.0.kill();
+        let _ = a.0.wait();
+        drop(a);
+        // A back on its store: what it had not published goes now.
+        let a = child_gateway("r3-a", "a", &urls, &db_a, port_a);
+        let seen = wait_until(
+            Duration::from_secs(30),
+            "the killed gateway's opt-out at C",
+            || {
+                let v = consent(&addr_c, y);
+                (v["status"] == "opted_out").then_some(v)
+            },
+        );
+        assert_eq!(seen["ledger"].as_array().unwrap().len(), 1, "{seen}");
+        assert_eq!(consent(&addr_a, y)["ledger"].as_array().unwrap().len(), 1);
+        // And C refuses to text either.
+        for contact in [x, y] {
+            let (status, v) = post(&addr_c, json!({"to": contact, "body": "hello"}));
+            assert_eq!(status, 409, "{v}");
+        }
+        assert!(modem.received().is_empty());
+        (a, servers)
+    })
+    .await;
+    c.stop().await;
+    drop(a);
+    drop(servers);
 }

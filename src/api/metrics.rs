@@ -235,6 +235,16 @@ pub async fn serve(State(state): State<ApiState>) -> impl IntoResponse {
         "smsgate_housekeeping_errors_total {}",
         state.store.housekeeping_errors()
     );
+    if let Some((used, free)) = crate::modem::expiry::heap_bytes() {
+        family(
+            &mut out,
+            "smsgate_heap_bytes",
+            "gauge",
+            "The allocator's heap: in use by the daemon, and freed but still held (housekeeping gives it back above 8 MiB).",
+        );
+        let _ = writeln!(out, "smsgate_heap_bytes{{kind=\"in_use\"}} {used}");
+        let _ = writeln!(out, "smsgate_heap_bytes{{kind=\"free\"}} {free}");
+    }
     if let Some(fleet) = state.policy.freshness() {
         family(
             &mut out,

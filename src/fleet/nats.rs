@@ -18,6 +18,9 @@ use crate::store::{LedgerEntry, Store};
 /// Events read per pass of the publisher.
 const BATCH: usize = 256;
 
+/// Compare-and-set attempts on one key before the pass fails (and is retried).
+const CAS_TRIES: usize = 5;
+
 /// How long to wait before trying the broker again after an error.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -301,12 +304,37 @@ impl Link {
             .await
             .map_err(|e| format!("the ledger stream's acknowledgement: {e}"))?;
         let key = super::consent_key(&value.entry.contact, value.number.as_deref());
-        bucket
-            .put(&key, payload.into())
-            .await
-            .map_err(|e| format!("the consent bucket: {e}"))?;
-        tracing::debug!(contact = %value.entry.contact, status = value.entry.status.as_str(), "fleet: consent change published");
-        Ok(())
+        // The bucket keeps the newest change by its time: a change made here
+        // while the broker was away, published later, does not replace a
+        // newer one from another site (compare and set on the revision).
+        for _ in 0..CAS_TRIES {
+            let current = bucket
+                .entry(&key)
+                .await
+                .map_err(|e| format!("the consent bucket: {e}"))?;
+            let written = match current {
+                Some(current) if current.operation == kv::Operation::Put => {
+                    let newer = serde_json::from_slice::<ConsentValue>(&current.value)
+                        .is_ok_and(|held| held.entry.at >= value.entry.at);
+                    if newer {
+                        tracing::info!(contact = %value.entry.contact, "fleet: a newer consent change is in the bucket; this one only goes to the ledger");
+                        return Ok(());
+                    }
+                    bucket
+                        .update(&key, payload.clone().into(), current.revision)
+                        .await
+                        .is_ok()
+                }
+                _ => bucket.create(&key, payload.clone().into()).await.is_ok(),
+            };
+            if written {
+                tracing::debug!(contact = %value.entry.contact, status = value.entry.status.as_str(), "fleet: consent change published");
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "the consent bucket: {key} changed {CAS_TRIES} times while it was written"
+        ))
     }
 
     /// Watch the bucket: apply the other sites' changes to the store, and
@@ -343,8 +371,10 @@ impl Link {
             .map_err(|e| format!("the consent bucket's stream: {e}"))?
             .state
             .last_sequence;
+        // Each key's latest value first (what changed while this gateway
+        // was away), then every change as it comes.
         let mut changes = bucket
-            .watch_all()
+            .watch_with_history(">")
             .await
             .map_err(|e| format!("the consent bucket's watch: {e}"))?;
         let mut caught_up = last == 0;

@@ -143,6 +143,20 @@ pub fn give_back_freed_memory(above: usize) -> Option<usize> {
     Some(free)
 }
 
+/// The allocator's heap: (bytes in use by the program, bytes free but held),
+/// for `/metrics`; None on a libc without `mallinfo2`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_bytes() -> Option<(usize, usize)> {
+    // SAFETY: as in `give_back_freed_memory`: no pointers, read only.
+    let info = unsafe { nix::libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd, info.fordblks))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_bytes() -> Option<(usize, usize)> {
+    None
+}
+
 /// Elsewhere (musl, other systems) the allocator's own policy stands.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn give_back_freed_memory(_above: usize) -> Option<usize> {

@@ -761,6 +761,12 @@ impl Store {
         self.inner.outbox.len()
     }
 
+    /// Messages kept live in sled (not yet moved to the history files); a
+    /// full scan, for benchmarks and checks, not for request paths.
+    pub fn live_messages(&self) -> usize {
+        self.inner.messages.len()
+    }
+
     /// Messages whose status-report deadline has passed by `now`.
     pub fn past_deadline(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
         let end = keys::time_key(now);

@@ -1,7 +1,8 @@
 //! Debian's `nats-server` for the fleet tests: started on loopback with
 //! JetStream and a temporary store directory, killed on drop. `.ci/run`
 //! installs it; with the `fleet` feature on, a missing binary fails the test
-//! by name.
+//! by name. Shared by tests/fleet.rs and benches/fleet.rs.
+#![allow(dead_code)]
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -28,11 +29,48 @@ pub fn binary() -> PathBuf {
     panic!("nats-server not found: install Debian's nats-server (apt-get install nats-server) or set SMSGATE_NATS_SERVER");
 }
 
+/// A free TCP port on loopback (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+}
+
 /// One nats-server with JetStream on 127.0.0.1.
 pub struct NatsServer {
     pub port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// In a cluster: its name, its route port and the others' route URLs.
+    cluster: Option<(String, u16, String)>,
+}
+
+/// Servers routed to each other as one JetStream cluster (`smsgate`).
+pub fn cluster(dir: PathBuf, size: usize) -> Vec<NatsServer> {
+    let _ = std::fs::remove_dir_all(&dir);
+    let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
+    let urls = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers: Vec<NatsServer> = (0..size)
+        .map(|i| {
+            let dir = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            NatsServer {
+                port: free_port(),
+                dir,
+                child: None,
+                cluster: Some((format!("n{i}"), routes[i], urls.clone())),
+            }
+        })
+        .collect();
+    for server in &mut servers {
+        server.restart();
+    }
+    servers
 }
 
 impl NatsServer {
@@ -41,9 +79,10 @@ impl NatsServer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = NatsServer {
-            port: super::free_port(),
+            port: free_port(),
             dir,
             child: None,
+            cluster: None,
         };
         server.restart();
         server
@@ -57,11 +96,20 @@ impl NatsServer {
     /// Start again (same port, same store) after [`NatsServer::kill`].
     pub fn restart(&mut self) {
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
-            .arg(self.dir.join("js"))
+            .arg(self.dir.join("js"));
+        if let Some((name, route, routes)) = &self.cluster {
+            command
+                .args(["--name", name, "--cluster_name", "smsgate", "--cluster"])
+                .arg(format!("nats://127.0.0.1:{route}"))
+                .arg("--routes")
+                .arg(routes);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -91,6 +139,9 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Kept after a failure: its server.log says why.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
