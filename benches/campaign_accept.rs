@@ -152,11 +152,11 @@ fn run(
 }
 
 /// The RSS once the daemon's housekeeping has run after the accept (it
-/// gives back freed memory, `expiry::give_back_freed_memory`): waits two of
+/// gives back freed memory, `memory::give_back_freed_memory`): waits two of
 /// its periods, so that sled's delayed reclamation is done as well.
 fn rss_after_housekeeping() -> u64 {
     std::thread::sleep(smsgate::modem::expiry::PERIOD * 2 + Duration::from_secs(1));
-    if let Some((used, free)) = smsgate::modem::expiry::heap_bytes() {
+    if let Some((used, free)) = smsgate::memory::heap_bytes() {
         println!(
             "  heap: {} KiB in use, {} KiB free",
             used / 1024,

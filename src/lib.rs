@@ -54,6 +54,7 @@ pub mod demo;
 pub mod duration;
 pub mod fleet;
 pub mod liveness;
+pub mod memory;
 pub mod modem;
 pub mod notify;
 pub mod pdu;

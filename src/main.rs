@@ -3,5 +3,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    smsgate::memory::limit_arenas();
     smsgate::cli::run(smsgate::cli::Cli::parse())
 }

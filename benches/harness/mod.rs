@@ -283,6 +283,8 @@ pub struct DaemonThread {
 
 impl DaemonThread {
     pub fn start(config: Config) -> DaemonThread {
+        // As the binary's main does, before the daemon's threads start.
+        smsgate::memory::limit_arenas();
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

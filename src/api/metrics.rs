@@ -235,7 +235,7 @@ pub async fn serve(State(state): State<ApiState>) -> impl IntoResponse {
         "smsgate_housekeeping_errors_total {}",
         state.store.housekeeping_errors()
     );
-    if let Some((used, free)) = crate::modem::expiry::heap_bytes() {
+    if let Some((used, free)) = crate::memory::heap_bytes() {
         family(
             &mut out,
             "smsgate_heap_bytes",

@@ -110,57 +110,13 @@ pub async fn run(
                 }
                 // Last: what this tick, a burst before it and sled's
                 // delayed reclamation freed.
-                if let Some(freed) = give_back_freed_memory(TRIM_ABOVE) {
+                if let Some(freed) = crate::memory::give_back_freed_memory(crate::memory::TRIM_ABOVE) {
                     tracing::debug!(freed, "freed memory given back to the system");
                 }
             }
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }
     }
-}
-
-/// Free heap memory above which housekeeping gives it back.
-pub const TRIM_ABOVE: usize = 8 << 20;
-
-/// Give freed heap memory back to the system when more than `above` bytes
-/// of it are held: glibc's allocator keeps what is freed inside its heaps
-/// (a 100,000-recipient campaign accept left 137 of the 175 MB it added
-/// freed but held, see BENCHMARKS.md), and sled frees replaced pages some
-/// time after a burst, so a trim at the end of the burst comes too early;
-/// housekeeping's period catches both. Returns the bytes that were free
-/// when it trimmed, `None` when there was too little to bother (or on a
-/// libc without these calls).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn give_back_freed_memory(above: usize) -> Option<usize> {
-    // SAFETY: mallinfo2 (glibc 2.33+) and malloc_trim take no pointers and
-    // only read or release the allocator's own free lists, under its locks.
-    let free = unsafe { nix::libc::mallinfo2() }.fordblks;
-    if free <= above {
-        return None;
-    }
-    // SAFETY: as above; 0 keeps no padding at the top of the heap.
-    unsafe { nix::libc::malloc_trim(0) };
-    Some(free)
-}
-
-/// The allocator's heap: (bytes in use by the program, bytes free but held),
-/// for `/metrics`; None on a libc without `mallinfo2`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn heap_bytes() -> Option<(usize, usize)> {
-    // SAFETY: as in `give_back_freed_memory`: no pointers, read only.
-    let info = unsafe { nix::libc::mallinfo2() };
-    Some((info.uordblks + info.hblkhd, info.fordblks))
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn heap_bytes() -> Option<(usize, usize)> {
-    None
-}
-
-/// Elsewhere (musl, other systems) the allocator's own policy stands.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn give_back_freed_memory(_above: usize) -> Option<usize> {
-    None
 }
 
 /// The hourly steps: retention, index and event pruning, compaction.
@@ -223,28 +179,6 @@ mod tests {
             .await
             .unwrap();
         m
-    }
-
-    /// Freed heap memory over the threshold is given back, and a heap with
-    /// little free is left alone.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn freed_memory_over_the_threshold_is_given_back() {
-        // 128 MiB in blocks below the mmap threshold (so they live in a
-        // heap), then every other one freed: 64 MiB free in holes between
-        // blocks still used, which free() cannot give back by shrinking
-        // the heap's top.
-        let mut blocks: Vec<Vec<u8>> = (0..32_768).map(|i| vec![i as u8; 4096]).collect();
-        for (i, block) in blocks.iter_mut().enumerate() {
-            if i % 2 == 1 {
-                *block = Vec::new();
-            }
-        }
-        let freed = give_back_freed_memory(32 << 20);
-        assert!(freed.is_some_and(|f| f >= 32 << 20), "{freed:?}");
-        // Nothing over an unreachable threshold: no trim.
-        assert_eq!(give_back_freed_memory(usize::MAX), None);
-        assert_eq!(blocks[32_766][0], 254);
     }
 
     #[tokio::test]
