@@ -244,6 +244,7 @@ fn main() {
     };
 
     let start = Instant::now();
+    let posting_cpu = Cpu::now(&child);
     // Long enough for the posting to end first (about 600 accepts/s under load).
     let lead = Duration::from_secs_f64(3.0 + count as f64 / 400.0);
     let send_at = (chrono::Utc::now() + chrono::Duration::from_std(lead).unwrap()).to_rfc3339();
@@ -254,6 +255,13 @@ fn main() {
         .to_string()
     }));
     let posted = start.elapsed();
+    let posting_cpu = Cpu::now(&child).since(&posting_cpu);
+    println!(
+        "posting: {count} accepted in {:.2} s; the daemon's CPU {:.2} s = {:.3} ms an accept (the API, and {MODEMS} idle modems told of each)",
+        posted.as_secs_f64(),
+        posting_cpu.daemon.as_secs_f64(),
+        posting_cpu.daemon.as_secs_f64() * 1000.0 / count as f64
+    );
     assert!(
         posted < lead,
         "posting took {posted:?}, longer than the lead {lead:?}"

@@ -190,7 +190,7 @@ impl Actor {
                 tracing::info!(modem = %self.settings.id, state = state.as_str(), reason, "modem state")
             }
         }
-        self.dispatcher.notify();
+        self.dispatcher.notify_all();
         if state != ModemState::Initializing && self.last_event != Some(state) {
             self.last_event = Some(state);
             let data = serde_json::json!({

@@ -773,32 +773,26 @@ impl Store {
         Ok(out)
     }
 
-    /// The ids of waiting messages due by `now` (their `send_at` or
-    /// `not_before` has come), oldest first, for which `wanted` holds: keys
-    /// only, so the dispatcher skips messages already claimed by a modem
-    /// without reading their records (64 modems look at the same outbox head).
-    pub fn due_ids(
+    /// Visit the ids of waiting messages due by `now`, oldest first, until
+    /// `visit` breaks: keys only, so the dispatcher skips messages already
+    /// claimed by a modem without reading their records (64 modems look at
+    /// the same outbox head) and stops at the first it can take.
+    pub fn visit_due(
         &self,
         now: DateTime<Utc>,
-        limit: usize,
-        mut wanted: impl FnMut(&str) -> bool,
-    ) -> Result<Vec<String>> {
+        mut visit: impl FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
         let end = keys::time_key(now);
-        let mut out = Vec::new();
-        for entry in self.inner.outbox.iter() {
-            let (key, _) = entry?;
+        for entry in self.inner.outbox.iter().keys() {
+            let key = entry?;
             if key.len() < 8 || key[..8] > end[..] {
                 break;
             }
-            let id = String::from_utf8_lossy(&key[8..]);
-            if wanted(&id) {
-                out.push(id.into_owned());
-                if out.len() >= limit {
-                    break;
-                }
+            if visit(&String::from_utf8_lossy(&key[8..])).is_break() {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// When the next waiting message becomes due (None: the outbox is empty).
