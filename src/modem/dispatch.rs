@@ -323,7 +323,7 @@ impl Dispatcher {
                     if more {
                         self.notify();
                     }
-                    return Some(message);
+                    return Some(*message);
                 }
                 Look::NotOurs if for_work => self.notify_all(),
                 Look::NotOurs | Look::Nothing => {}
@@ -397,7 +397,10 @@ impl Dispatcher {
             tracing::warn!(modem, error = %e, "cannot read the outbox; looking again later");
         }
         match took {
-            Some(message) => Look::Took { message, more },
+            Some(message) => Look::Took {
+                message: Box::new(message),
+                more,
+            },
             None if broken => Look::Broken,
             None if not_ours => Look::NotOurs,
             None => Look::Nothing,
@@ -417,7 +420,7 @@ impl Dispatcher {
 /// What one look at the outbox found.
 enum Look {
     /// A message claimed for the modem; `more`: another is due, unclaimed.
-    Took { message: Message, more: bool },
+    Took { message: Box<Message>, more: bool },
     /// Due messages, none the modem may send.
     NotOurs,
     /// Nothing due and unclaimed.
