@@ -8,6 +8,8 @@
 //! transaction over all the trees it touches, and the async operations return
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
+//! The modem actors' marks share their transactions with each other's
+//! (`grouped.rs`).
 
 mod campaigns;
 mod compact;
