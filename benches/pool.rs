@@ -64,6 +64,40 @@ fn to(n: usize) -> String {
     format!("+1555{:07}", 2_000_000 + n)
 }
 
+/// CPU time of the parts of the bench: the daemon's threads (its runtime,
+/// the store's), the client runtime's (posting, probes, the 4 local
+/// simulators), this main thread (waiting for the sends) and the child.
+struct Cpu {
+    daemon: Duration,
+    clients: Duration,
+    main: Duration,
+    child: Duration,
+}
+
+impl Cpu {
+    fn now(child: &SimChild) -> Cpu {
+        let main = harness::cpu_time(&format!("self/task/{}", std::process::id()));
+        let (clients, _) = harness::thread_cpu(harness::CLIENT_THREADS);
+        // The whole process's (it keeps the time of threads that ended)
+        // less the others'.
+        Cpu {
+            daemon: harness::cpu_time("self").saturating_sub(clients + main),
+            clients,
+            main,
+            child: harness::cpu_time(&child.pid()),
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            daemon: self.daemon.saturating_sub(before.daemon),
+            clients: self.clients.saturating_sub(before.clients),
+            main: self.main.saturating_sub(before.main),
+            child: self.child.saturating_sub(before.child),
+        }
+    }
+}
+
 fn main() {
     harness::run_sim_child_if_asked();
     let quick = harness::quick();
@@ -210,6 +244,7 @@ fn main() {
     };
 
     let start = Instant::now();
+    let posting_cpu = Cpu::now(&child);
     // Long enough for the posting to end first (about 600 accepts/s under load).
     let lead = Duration::from_secs_f64(3.0 + count as f64 / 400.0);
     let send_at = (chrono::Utc::now() + chrono::Duration::from_std(lead).unwrap()).to_rfc3339();
@@ -220,6 +255,13 @@ fn main() {
         .to_string()
     }));
     let posted = start.elapsed();
+    let posting_cpu = Cpu::now(&child).since(&posting_cpu);
+    println!(
+        "posting: {count} accepted in {:.2} s; the daemon's CPU {:.2} s = {:.3} ms an accept (the API, and {MODEMS} idle modems told of each)",
+        posted.as_secs_f64(),
+        posting_cpu.daemon.as_secs_f64(),
+        posting_cpu.daemon.as_secs_f64() * 1000.0 / count as f64
+    );
     assert!(
         posted < lead,
         "posting took {posted:?}, longer than the lead {lead:?}"
@@ -247,24 +289,35 @@ fn main() {
     while Instant::now() < start {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let cpu0 = (harness::cpu_time("self"), harness::cpu_time(&child.pid()));
-    let mut remaining: Vec<&String> = ids.iter().collect();
+    println!("sends start (process {})", std::process::id());
+    let cpu0 = Cpu::now(&child);
+    // Waited for in posting order, the first unsent one at a time: the
+    // modems take them in about that order, so each look reads a record or
+    // two (reading every unsent record each time cost this thread most of
+    // a core, counted as the daemon's before 2026-12-04 session 7).
+    let mut remaining = ids.iter().peekable();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !remaining.is_empty() {
-        remaining.retain(|id| store.get(id).unwrap().unwrap().status != MessageStatus::Sent);
-        assert!(Instant::now() < deadline, "{} not sent", remaining.len());
-        if !remaining.is_empty() {
-            std::thread::sleep(Duration::from_millis(5));
+    while let Some(id) = remaining.peek() {
+        if store.get(id).unwrap().unwrap().status == MessageStatus::Sent {
+            remaining.next();
+            continue;
         }
+        assert!(Instant::now() < deadline, "{} not sent", remaining.len());
+        std::thread::sleep(Duration::from_millis(5));
     }
     let elapsed = start.elapsed();
     let end = Instant::now();
-    let cpu1 = (harness::cpu_time("self"), harness::cpu_time(&child.pid()));
+    let cpu = Cpu::now(&child).since(&cpu0);
     println!(
-        "CPU while sending ({:.2} s of wall, 2 cores): this process {:.2} s, the simulator child {:.2} s",
+        "CPU while sending ({:.2} s of wall, 2 cores): the daemon {:.2} s = {:.3} ms a send ({:.2} cores); \
+         the bench's clients and 4 simulators {:.2} s, its wait for the sends {:.2} s; the simulator child {:.2} s",
         elapsed.as_secs_f64(),
-        (cpu1.0 - cpu0.0).as_secs_f64(),
-        (cpu1.1 - cpu0.1).as_secs_f64()
+        cpu.daemon.as_secs_f64(),
+        cpu.daemon.as_secs_f64() * 1000.0 / count as f64,
+        cpu.daemon.as_secs_f64() / elapsed.as_secs_f64(),
+        cpu.clients.as_secs_f64(),
+        cpu.main.as_secs_f64(),
+        cpu.child.as_secs_f64()
     );
     sending.store(false, Ordering::Relaxed);
     let probes = rt.block_on(inbound).unwrap();

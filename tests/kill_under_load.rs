@@ -146,6 +146,15 @@ async fn kill_9_during_load_on_a_pool_of_16_loses_nothing_and_sends_nothing_twic
     kill_rounds(16, 8, 4).await;
 }
 
+/// The pool of issue 15 at its full size: 64 modems, 16 clients. Heavy (64
+/// simulators in this process beside the daemon): by hand, `cargo test
+/// --test kill_under_load -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "heavy: 64 simulated modems; run by hand"]
+async fn kill_9_during_load_on_a_pool_of_64_loses_nothing_and_sends_nothing_twice() {
+    kill_rounds(64, 16, 4).await;
+}
+
 /// Every text the simulators' network received, in no order.
 fn network(sims: &[SimHandle]) -> Vec<String> {
     sims.iter()

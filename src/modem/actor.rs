@@ -190,7 +190,7 @@ impl Actor {
                 tracing::info!(modem = %self.settings.id, state = state.as_str(), reason, "modem state")
             }
         }
-        self.dispatcher.notify();
+        self.dispatcher.notify_all();
         if state != ModemState::Initializing && self.last_event != Some(state) {
             self.last_event = Some(state);
             let data = serde_json::json!({
@@ -1292,15 +1292,18 @@ impl<'a> Session<'a> {
             // count to disk: a part that went out is never missing from it.
             self.count_part(1);
             let now = Utc::now();
-            let marked = self
+            // Grouped with the other modems' marks into one transaction;
+            // durable before the AT+CMGS all the same.
+            let (sender, own) = (modem.clone(), own_number.clone());
+            let marked = match self
                 .actor
                 .store
-                .update(&message.id, |m| {
+                .update_grouped(&message.id, move |m| {
                     if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
                         return false;
                     }
-                    m.modem = Some(modem.clone());
-                    if let Some(own) = &own_number {
+                    m.modem = Some(sender.clone());
+                    if let Some(own) = &own {
                         m.from = own.clone();
                     }
                     if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
@@ -1311,7 +1314,11 @@ impl<'a> Session<'a> {
                     }
                     true
                 })
-                .await;
+                .await
+            {
+                Ok((marked, durability)) => durability.wait().await.map(|()| marked),
+                Err(e) => Err(e),
+            };
             match marked {
                 Ok(Some((m, _))) if m.status == MessageStatus::Sending => {}
                 // Cancelled meanwhile, or the store failed: do not send.
@@ -1353,21 +1360,25 @@ impl<'a> Session<'a> {
                     // still `sending` on disk and becomes `unknown` at restart,
                     // never a resend. When no part follows soon, a flush after
                     // SENT_FLUSH_DELAY makes it durable anyway.
-                    let deferred = self.actor.store.update_deferred(&message.id, |m| {
-                        if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
-                            p.status = PartStatus::Sent;
-                            p.mr = Some(mr);
-                        }
-                        if last && m.status == MessageStatus::Sending {
-                            if m.status_report {
-                                let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
-                                m.report_deadline = Some(now + chrono::Duration::seconds(secs));
+                    let deferred = self
+                        .actor
+                        .store
+                        .update_grouped(&message.id, move |m| {
+                            if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                                p.status = PartStatus::Sent;
+                                p.mr = Some(mr);
                             }
-                            let parts = m.part_status.clone();
-                            m.transition(now, MessageStatus::Sent).parts = parts;
-                        }
-                        true
-                    });
+                            if last && m.status == MessageStatus::Sending {
+                                if m.status_report {
+                                    let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
+                                    m.report_deadline = Some(now + chrono::Duration::seconds(secs));
+                                }
+                                let parts = m.part_status.clone();
+                                m.transition(now, MessageStatus::Sent).parts = parts;
+                            }
+                            true
+                        })
+                        .await;
                     match deferred {
                         Ok((_, durability)) => {
                             let id = message.id.clone();

@@ -11,6 +11,7 @@
 //! so nothing goes out twice.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ fn stored_overrides(store: &Store) -> HashMap<String, Overrides> {
 }
 
 /// How many due messages not claimed by another modem one look at the
-/// outbox reads (claimed ones are skipped by key, unread).
+/// outbox reads at most (claimed ones are skipped by key, unread; the look
+/// ends at the first it can take).
 const SCAN: usize = 64;
 /// The longest an idle modem sleeps before looking again (a backstop: new
 /// work and state changes wake it at once).
@@ -92,6 +94,13 @@ pub struct Dispatcher {
     /// Modems away from the pool (resting, daily limit spent): their sticky
     /// contacts' messages go to the others meanwhile.
     away: Mutex<HashSet<String>>,
+    /// New work (a message accepted, or put back): one idle modem looks. It
+    /// wakes the next when it took one and more is due, and all of them when
+    /// what is due is not its to take (a contact sticky to another modem, a
+    /// modem named by the caller). Waking all 64 for every message cost each
+    /// of them a look at the outbox and a read of the same record.
+    work: Notify,
+    /// A modem's state or settings changed: every idle modem looks again.
     wake: Notify,
     /// Each actor's mailbox for probes (`POST /v1/modems/{id}/probe`): the
     /// actor runs them over its own connection, between its commands.
@@ -112,6 +121,7 @@ impl Dispatcher {
             modems: RwLock::new(HashMap::new()),
             claimed: Mutex::new(HashSet::new()),
             away: Mutex::new(HashSet::new()),
+            work: Notify::new(),
             wake: Notify::new(),
             probes: RwLock::new(HashMap::new()),
             overrides: RwLock::new(stored_overrides(&store)),
@@ -167,7 +177,7 @@ impl Dispatcher {
             all.insert(id.to_string(), overrides);
         }
         self.changes.send_modify(|n| *n += 1);
-        self.notify();
+        self.notify_all();
         Ok(())
     }
 
@@ -229,7 +239,7 @@ impl Dispatcher {
             Err(_) => false,
         };
         if changed {
-            self.notify();
+            self.notify_all();
         }
     }
 
@@ -238,8 +248,14 @@ impl Dispatcher {
         self.away.lock().map(|s| s.contains(modem)).unwrap_or(false)
     }
 
-    /// New work or a modem changed: idle modems look again.
+    /// New work: an idle modem looks (and passes it on, see `work`).
     pub fn notify(&self) {
+        self.work.notify_one();
+    }
+
+    /// A modem changed (its state, its settings, in or out of the pool):
+    /// every idle modem looks again.
+    pub fn notify_all(&self) {
         self.wake.notify_waiters();
     }
 
@@ -284,31 +300,34 @@ impl Dispatcher {
         budget: Option<Budget>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Message> {
+        // Woken for new work: what it finds due and cannot take, the others
+        // may (so they are woken; a modem woken by them does not wake them
+        // again).
+        let mut for_work = false;
         loop {
             if *stop.borrow() {
                 return None;
             }
-            // Register interest before looking, so a notify in between is not lost.
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Register interest before looking, so a notify in between is not
+            // lost (one for `work` that this modem does not take goes on to
+            // another when this future is dropped).
+            let work = self.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            let changed = self.wake.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let now = Utc::now();
-            let unclaimed = |id: &str| self.claimed.lock().is_ok_and(|c| !c.contains(id));
-            if let Ok(due) = self.store.due_ids(now, SCAN, unclaimed) {
-                for id in due {
-                    let Ok(Some(message)) = self.store.get(&id) else {
-                        continue;
-                    };
-                    if !message.status.is_waiting() || !self.assignable(&message, modem, budget) {
-                        continue;
+            match self.look(modem, budget, now) {
+                Look::Took { message, more } => {
+                    if more {
+                        self.notify();
                     }
-                    let Ok(mut claimed) = self.claimed.lock() else {
-                        return None;
-                    };
-                    if claimed.insert(message.id.clone()) {
-                        return Some(message);
-                    }
+                    return Some(*message);
                 }
+                Look::NotOurs if for_work => self.notify_all(),
+                Look::NotOurs | Look::Nothing => {}
+                Look::Broken => return None,
             }
             let wait = match self.store.next_due().ok().flatten() {
                 Some(at) if at > now => (at - now)
@@ -318,11 +337,73 @@ impl Dispatcher {
                 // Due now but not for us (or claimed): wait for a change.
                 _ => IDLE_RECHECK,
             };
+            for_work = false;
             tokio::select! {
-                _ = &mut notified => {}
+                _ = &mut work => for_work = true,
+                _ = &mut changed => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
+        }
+    }
+
+    /// One look at the outbox for `modem`: claim the oldest due message it
+    /// may send, reading at most [`SCAN`] records.
+    fn look(&self, modem: &str, budget: Option<Budget>, now: chrono::DateTime<Utc>) -> Look {
+        let mut took: Option<Message> = None;
+        let (mut more, mut not_ours, mut broken) = (false, false, false);
+        let mut reads = 0;
+        let visited = self.store.visit_due(now, |id| {
+            let Ok(claimed) = self.claimed.lock() else {
+                broken = true;
+                return ControlFlow::Break(());
+            };
+            if claimed.contains(id) {
+                return ControlFlow::Continue(());
+            }
+            drop(claimed);
+            if took.is_some() {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            if reads == SCAN {
+                return ControlFlow::Break(());
+            }
+            reads += 1;
+            let Ok(Some(message)) = self.store.get(id) else {
+                return ControlFlow::Continue(());
+            };
+            if !message.status.is_waiting() {
+                return ControlFlow::Continue(());
+            }
+            if !self.assignable(&message, modem, budget) {
+                not_ours = true;
+                return ControlFlow::Continue(());
+            }
+            match self.claimed.lock() {
+                Ok(mut claimed) => {
+                    if claimed.insert(message.id.clone()) {
+                        took = Some(message);
+                    }
+                    ControlFlow::Continue(())
+                }
+                Err(_) => {
+                    broken = true;
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        if let Err(e) = visited {
+            tracing::warn!(modem, error = %e, "cannot read the outbox; looking again later");
+        }
+        match took {
+            Some(message) => Look::Took {
+                message: Box::new(message),
+                more,
+            },
+            None if broken => Look::Broken,
+            None if not_ours => Look::NotOurs,
+            None => Look::Nothing,
         }
     }
 
@@ -331,6 +412,128 @@ impl Dispatcher {
         if let Ok(mut claimed) = self.claimed.lock() {
             claimed.remove(id);
         }
+        // Put back (a retry), it is new work for the others.
         self.notify();
+    }
+}
+
+/// What one look at the outbox found.
+enum Look {
+    /// A message claimed for the modem; `more`: another is due, unclaimed.
+    Took { message: Box<Message>, more: bool },
+    /// Due messages, none the modem may send.
+    NotOurs,
+    /// Nothing due and unclaimed.
+    Nothing,
+    /// The claims' lock is poisoned (a modem panicked holding it).
+    Broken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::TempStore;
+    use crate::store::{Accepted, MessageStatus};
+    use std::sync::Arc;
+
+    /// A dispatcher with `modems` registered as ready (no actors: the test
+    /// asks for work in their place).
+    fn pool(store: &Store, modems: &[&str]) -> (Arc<Dispatcher>, Vec<watch::Sender<ModemStatus>>) {
+        let dispatcher = Arc::new(Dispatcher::new(store.clone()));
+        let mut senders = Vec::new();
+        for id in modems {
+            let mut status = ModemStatus::new(id, "/dev/null");
+            status.state = ModemState::Ready;
+            let (tx, rx) = watch::channel(status);
+            dispatcher.register(id, rx);
+            senders.push(tx);
+        }
+        (dispatcher, senders)
+    }
+
+    /// Queue a message to `to`, not waiting for the flush: that wait is on
+    /// the store's thread, and the paused clock would run ahead meanwhile
+    /// (the modems' idle rechecks with it).
+    fn queue(store: &Store, to: &str) -> Message {
+        let m = store.new_outbound("", to, "hi", 1, "gsm7", false, None, Utc::now());
+        let (Accepted::New(m), _not_waited) = store.accept_deferred(m, None).unwrap() else {
+            panic!("not accepted")
+        };
+        m
+    }
+
+    /// `modem` waits for work on a task of its own (started now, so it waits
+    /// before any started later).
+    async fn idle(
+        dispatcher: &Arc<Dispatcher>,
+        modem: &'static str,
+        stop: &watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<Option<Message>> {
+        let (dispatcher, mut stop) = (dispatcher.clone(), stop.clone());
+        let task = tokio::spawn(async move { dispatcher.next_for(modem, None, &mut stop).await });
+        // Until it looked at the (empty) outbox and waits.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        task
+    }
+
+    /// New work wakes one idle modem; a message sticky to another idle
+    /// modem still reaches that one at once (the first wakes them all), not
+    /// after the idle recheck.
+    #[tokio::test(start_paused = true)]
+    async fn a_message_sticky_to_an_idle_modem_reaches_it_at_once() {
+        let t = TempStore::new();
+        let (dispatcher, _modems) = pool(&t.store, &["a", "b"]);
+        // The contact last talked with b.
+        let earlier = queue(&t.store, "+15551239000");
+        t.store
+            .update(&earlier.id, |m| {
+                m.modem = Some("b".into());
+                m.transition(Utc::now(), MessageStatus::Sent);
+                true
+            })
+            .await
+            .unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = idle(&dispatcher, "a", &stop).await;
+        let b = idle(&dispatcher, "b", &stop).await;
+        let started = tokio::time::Instant::now();
+        let m = queue(&t.store, "+15551239000");
+        dispatcher.notify();
+        let took = b.await.unwrap().unwrap();
+        assert_eq!(took.id, m.id);
+        assert!(
+            started.elapsed() < IDLE_RECHECK,
+            "b waited {:?} for its contact's message",
+            started.elapsed()
+        );
+        assert!(!a.is_finished(), "a took nothing");
+        a.abort();
+    }
+
+    /// Several messages and one notice (a campaign's batch): each idle
+    /// modem woken wakes the next while work is due, so all of them start.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_work_wakes_one_idle_modem_after_another() {
+        let t = TempStore::new();
+        let (dispatcher, _modems) = pool(&t.store, &["a", "b", "c"]);
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut waiting = Vec::new();
+        for modem in ["a", "b", "c"] {
+            waiting.push(idle(&dispatcher, modem, &stop).await);
+        }
+        let started = tokio::time::Instant::now();
+        let mut queued = HashSet::new();
+        for n in 0..3 {
+            queued.insert(queue(&t.store, &format!("+1555123910{n}")).id);
+        }
+        dispatcher.notify();
+        let mut took = HashSet::new();
+        for task in waiting {
+            took.insert(task.await.unwrap().unwrap().id);
+        }
+        assert_eq!(took, queued, "each modem took one of them");
+        assert!(started.elapsed() < IDLE_RECHECK, "{:?}", started.elapsed());
     }
 }

@@ -8,6 +8,8 @@
 //! transaction over all the trees it touches, and the async operations return
 //! only once a flush has made the change durable (group commit, see
 //! `durability.rs`), so an API 202 or an `AT+CMGD` never runs ahead of the disk.
+//! The modem actors' marks share their transactions with each other's
+//! (`grouped.rs`).
 
 mod campaigns;
 mod compact;
@@ -16,6 +18,7 @@ mod contacts;
 mod conversation;
 mod deliveries;
 mod durability;
+mod grouped;
 mod history;
 mod history_log;
 mod inbound;
@@ -181,6 +184,13 @@ struct Inner {
     /// ([`Store::wait_for_engine`]).
     engine_moved: watch::Sender<()>,
     commit: GroupCommit,
+    /// The trees a message's state change touches (the same handles as the
+    /// fields above), for [`outbound::UpdateTrees::apply`].
+    updates: outbound::UpdateTrees,
+    /// The thread that applies the modem actors' marks together
+    /// (`grouped.rs`), started with the first; None: it could not start
+    /// (each mark is then a transaction of its own).
+    grouped: std::sync::OnceLock<Option<grouped::GroupedUpdates>>,
     /// Housekeeping steps that failed since open (`/metrics`).
     housekeeping_errors: std::sync::atomic::AtomicU64,
     id_seed: u32,
@@ -189,6 +199,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(Some(grouped)) = self.grouped.take() {
+            grouped.close();
+        }
         self.commit.close();
     }
 }
@@ -269,26 +282,36 @@ impl Store {
         let seed = std::collections::hash_map::RandomState::new();
         // Below 2^31: room for the counter to grow without wrapping (`new_id`).
         let id_seed = (std::hash::BuildHasher::hash_one(&seed, std::process::id()) as u32) >> 1;
-        let inner = Inner {
+        let updates = outbound::UpdateTrees {
             messages: db.open_tree("messages")?,
-            threads: db.open_tree("threads")?,
             outbox: db.open_tree("outbox")?,
+            active: db.open_tree("active")?,
+            deadlines: db.open_tree("deadlines")?,
+            mrs: db.open_tree("mrs")?,
+            sticky: db.open_tree("sticky")?,
+            events: db.open_tree("events")?,
+            sends: db.open_tree("sends")?,
+        };
+        let inner = Inner {
+            messages: updates.messages.clone(),
+            threads: db.open_tree("threads")?,
+            outbox: updates.outbox.clone(),
             contacts: db.open_tree("contacts")?,
             recent: db.open_tree("recent")?,
             parts: db.open_tree("parts")?,
             dedupe: db.open_tree("dedupe")?,
-            mrs: db.open_tree("mrs")?,
-            sticky: db.open_tree("sticky")?,
+            mrs: updates.mrs.clone(),
+            sticky: updates.sticky.clone(),
             idempotency: db.open_tree("idempotency")?,
-            active: db.open_tree("active")?,
+            active: updates.active.clone(),
             consent: db.open_tree("consent")?,
-            sends: db.open_tree("sends")?,
+            sends: updates.sends.clone(),
             ledger: db.open_tree("ledger")?,
             tombstones: db.open_tree("tombstones")?,
             profiles: db.open_tree("profiles")?,
             reactor: std::sync::RwLock::new(None),
-            deadlines: db.open_tree("deadlines")?,
-            events: db.open_tree("events")?,
+            deadlines: updates.deadlines.clone(),
+            events: updates.events.clone(),
             history: db.open_tree("history")?,
             history_files: db.open_tree("history_files")?,
             history_log: history_log::HistoryLog::open(
@@ -309,6 +332,8 @@ impl Store {
             commit: GroupCommit::start(db.clone()).map_err(|e| {
                 StoreError::Durability(format!("cannot start the store's flush thread: {e}"))
             })?,
+            updates,
+            grouped: std::sync::OnceLock::new(),
             housekeeping_errors: std::sync::atomic::AtomicU64::new(0),
             db,
             id_seed,
@@ -355,6 +380,23 @@ impl Store {
             .durable(ticket)
             .await
             .map_err(StoreError::Durability)
+    }
+
+    /// The grouped writer, started on first use (None: its thread could not
+    /// start; logged once).
+    fn grouped(&self) -> Option<&grouped::GroupedUpdates> {
+        self.inner
+            .grouped
+            .get_or_init(
+                || match grouped::GroupedUpdates::start(self.inner.updates.clone()) {
+                    Ok(grouped) => Some(grouped),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the store's grouped writer; each change is written alone");
+                        None
+                    }
+                },
+            )
+            .as_ref()
     }
 
     /// Run blocking store work (file I/O, fsyncs, long scans) on tokio's

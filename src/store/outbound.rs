@@ -293,6 +293,87 @@ impl Changed<'_> {
     }
 }
 
+impl Changed<'_> {
+    /// Change message `id` (see [`Store::update`]) and everything that
+    /// follows from it; None: no such message in the live tree.
+    fn change(
+        &self,
+        id: &str,
+        change: &dyn Fn(&mut Message) -> bool,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Option<Updated>, TxError> {
+        let Some(raw) = self.messages.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let old: Message = from_json_tx(id.as_bytes(), &raw)?;
+        let mut new = old.clone();
+        if !change(&mut new) {
+            return Ok(Some((old, Vec::new())));
+        }
+        let events = self.apply(&old, &new, now)?;
+        Ok(Some((new, events)))
+    }
+}
+
+/// The trees a message's state change touches ([`Changed`]), as handles
+/// that can leave the store's side: the grouped writer's thread holds a
+/// copy (`grouped.rs`).
+#[derive(Clone)]
+pub(super) struct UpdateTrees {
+    pub(super) messages: sled::Tree,
+    pub(super) outbox: sled::Tree,
+    pub(super) active: sled::Tree,
+    pub(super) deadlines: sled::Tree,
+    pub(super) mrs: sled::Tree,
+    pub(super) sticky: sled::Tree,
+    pub(super) events: sled::Tree,
+    pub(super) sends: sled::Tree,
+}
+
+/// A change to one message, as [`Store::update`] takes it.
+pub(super) type Change<'a> = (&'a str, &'a dyn Fn(&mut Message) -> bool);
+
+impl UpdateTrees {
+    /// Apply `changes` in order, in one transaction, at `now`: each one's
+    /// outcome (None: no such message in the live tree). A later change of
+    /// the same message sees the earlier one.
+    pub(super) fn apply(
+        &self,
+        changes: &[Change<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<Updated>>> {
+        (
+            &self.messages,
+            &self.outbox,
+            &self.active,
+            &self.deadlines,
+            &self.mrs,
+            &self.sticky,
+            &self.events,
+            &self.sends,
+        )
+            .transaction(
+                |(messages, outbox, active, deadlines, mrs, sticky, events, sends)| {
+                    let trees = Changed {
+                        messages,
+                        sends,
+                        outbox,
+                        active,
+                        deadlines,
+                        mrs,
+                        sticky,
+                        events,
+                    };
+                    changes
+                        .iter()
+                        .map(|(id, change)| trees.change(id, *change, now))
+                        .collect()
+                },
+            )
+            .map_err(unwrap_tx)
+    }
+}
+
 /// A new outbound message on its way into the store ([`Store::accept`]).
 struct NewMessage<'a> {
     message: &'a Message,
@@ -610,43 +691,44 @@ impl Store {
     where
         F: Fn(&mut Message) -> bool,
     {
-        let i = &self.inner;
-        let now = Utc::now();
-        let outcome = (
-            &i.messages,
-            &i.outbox,
-            &i.active,
-            &i.deadlines,
-            &i.mrs,
-            &i.sticky,
-            &i.events,
-            &i.sends,
-        )
-            .transaction(
-                |(messages, outbox, active, deadlines, mrs, sticky, events, sends)| {
-                    let Some(raw) = messages.get(id.as_bytes())? else {
-                        return Ok(None);
-                    };
-                    let old: Message = from_json_tx(id.as_bytes(), &raw)?;
-                    let mut new = old.clone();
-                    if !change(&mut new) {
-                        return Ok(Some((old, Vec::new())));
-                    }
-                    let trees = Changed {
-                        messages,
-                        sends,
-                        outbox,
-                        active,
-                        deadlines,
-                        mrs,
-                        sticky,
-                        events,
-                    };
-                    let events = trees.apply(&old, &new, now)?;
-                    Ok(Some((new, events)))
-                },
-            )
-            .map_err(unwrap_tx)?;
+        let outcome = self
+            .inner
+            .updates
+            .apply(&[(id, &change)], Utc::now())?
+            .pop()
+            .flatten();
+        self.updated(id, outcome)
+    }
+
+    /// [`Store::update_deferred`] in one transaction with other callers'
+    /// changes waiting at the same time (the modem actors' "sending" and
+    /// "sent" marks: every sled transaction writes the log out twice, so 64
+    /// modems paid two log writes a send). The change is applied when this
+    /// returns, and durable once the returned [`Durability`] is waited for.
+    pub async fn update_grouped<F>(
+        &self,
+        id: &str,
+        change: F,
+    ) -> Result<(Option<Updated>, Durability)>
+    where
+        F: Fn(&mut Message) -> bool + Send + 'static,
+    {
+        let Some(grouped) = self.grouped() else {
+            return self.update_deferred(id, change);
+        };
+        let outcome = match grouped.submit(id, Box::new(change)) {
+            Ok(reply) => reply.await.map_err(|_| {
+                StoreError::Durability("the store's grouped writer stopped".into())
+            })??,
+            // The writer is gone (the store is closing): on its own.
+            Err(change) => return self.update_deferred(id, change),
+        };
+        self.updated(id, outcome)
+    }
+
+    /// After a change of `id` was applied (`outcome`; None: not in the live
+    /// tree): the message, and its durability to wait for.
+    fn updated(&self, id: &str, outcome: Option<Updated>) -> Result<(Option<Updated>, Durability)> {
         let wrote = outcome.is_some();
         // A message in the history is settled: nothing changes it any more
         // (read marks and retention have their own ways), so it is returned
@@ -655,7 +737,7 @@ impl Store {
             None => self.archived_message(id)?.map(|m| (m, Vec::new())),
             some => some,
         };
-        let ticket = wrote.then(|| i.commit.ticket());
+        let ticket = wrote.then(|| self.inner.commit.ticket());
         let events = outcome
             .as_ref()
             .map(|(_, events)| events.clone())
@@ -691,32 +773,26 @@ impl Store {
         Ok(out)
     }
 
-    /// The ids of waiting messages due by `now` (their `send_at` or
-    /// `not_before` has come), oldest first, for which `wanted` holds: keys
-    /// only, so the dispatcher skips messages already claimed by a modem
-    /// without reading their records (64 modems look at the same outbox head).
-    pub fn due_ids(
+    /// Visit the ids of waiting messages due by `now`, oldest first, until
+    /// `visit` breaks: keys only, so the dispatcher skips messages already
+    /// claimed by a modem without reading their records (64 modems look at
+    /// the same outbox head) and stops at the first it can take.
+    pub fn visit_due(
         &self,
         now: DateTime<Utc>,
-        limit: usize,
-        mut wanted: impl FnMut(&str) -> bool,
-    ) -> Result<Vec<String>> {
+        mut visit: impl FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
         let end = keys::time_key(now);
-        let mut out = Vec::new();
-        for entry in self.inner.outbox.iter() {
-            let (key, _) = entry?;
+        for entry in self.inner.outbox.iter().keys() {
+            let key = entry?;
             if key.len() < 8 || key[..8] > end[..] {
                 break;
             }
-            let id = String::from_utf8_lossy(&key[8..]);
-            if wanted(&id) {
-                out.push(id.into_owned());
-                if out.len() >= limit {
-                    break;
-                }
+            if visit(&String::from_utf8_lossy(&key[8..])).is_break() {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// When the next waiting message becomes due (None: the outbox is empty).

@@ -770,3 +770,84 @@ async fn a_consent_change_from_another_site_is_applied_once() {
         ConsentStatus::OptedOut
     );
 }
+
+/// Changes handed to the grouped writer at the same time (the modem actors'
+/// marks) are applied each once, in their callers' order for one message,
+/// with their indexes and events, as one by one; an unreadable record fails
+/// its own change only.
+#[tokio::test]
+async fn grouped_updates_apply_each_change_and_fail_only_the_unreadable() {
+    let t = TempStore::new();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let m = outbound(&t.store, &format!("+155512340{n:02}"), "hi");
+        t.store.accept(m.clone(), None).await.unwrap();
+        ids.push(m.id);
+    }
+    t.store
+        .corrupt_for_test("broken", Utc::now() + Duration::hours(1));
+    let now = Utc::now();
+    let sending = |modem: &'static str| {
+        move |m: &mut Message| {
+            m.modem = Some(modem.into());
+            m.part_status[0].status = PartStatus::Sending;
+            m.transition(now, MessageStatus::Sending);
+            true
+        }
+    };
+    let sent = move |m: &mut Message| {
+        m.part_status[0].status = PartStatus::Sent;
+        m.part_status[0].mr = Some(9);
+        m.transition(now, MessageStatus::Sent);
+        true
+    };
+    // All at once: the writer takes what is waiting together.
+    let marks = futures_util::future::join_all(
+        ids.iter()
+            .map(|id| t.store.update_grouped(id, sending("m1"))),
+    );
+    let broken = t.store.update_grouped("broken", sending("m1"));
+    let missing = t.store.update_grouped("no-such-message", sending("m1"));
+    let (marks, broken, missing) = tokio::join!(marks, broken, missing);
+    assert!(
+        matches!(broken, Err(StoreError::Corrupt { .. })),
+        "{:?}",
+        broken.map(|(m, _)| m)
+    );
+    assert!(missing.unwrap().0.is_none());
+    for mark in marks {
+        let (marked, durability) = mark.unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(marked.unwrap().0.status, MessageStatus::Sending);
+    }
+    assert_eq!(t.store.outbox_len(), 0, "every one left the outbox");
+    let sent_marks =
+        futures_util::future::join_all(ids.iter().map(|id| t.store.update_grouped(id, sent)));
+    for mark in sent_marks.await {
+        let ((m, events), durability) = mark.map(|(m, d)| (m.unwrap(), d)).unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(m.status, MessageStatus::Sent);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "message.sent");
+        assert_eq!(events[0].data["id"], m.id.as_str());
+        assert_eq!(
+            t.store.sticky_modem(&m.contact).unwrap().as_deref(),
+            Some("m1")
+        );
+    }
+    // Two changes of one message, in their order.
+    let id = &ids[0];
+    let first = t.store.update_grouped(id, |m: &mut Message| {
+        m.error = None;
+        m.attempts = 5;
+        true
+    });
+    let second = t.store.update_grouped(id, |m: &mut Message| {
+        m.attempts += 1;
+        true
+    });
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap().0.unwrap().0.attempts, 5);
+    assert_eq!(second.unwrap().0.unwrap().0.attempts, 6);
+    assert_eq!(t.store.get(id).unwrap().unwrap().attempts, 6);
+}
