@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::nats::NatsServer;
 use common::{http, wait_until};
 use serde_json::{json, Value};
-use smsgate::sim::{Personality, SimConfig, SimHandle, Simulator};
+use smsgate::sim::SimHandle;
 
 const TOKEN: &str = "fleet-token";
 
@@ -46,12 +46,7 @@ impl Drop for Leftovers {
 }
 
 fn sim(name: &str, own: &str) -> SimHandle {
-    let mut c = SimConfig::new(Personality::Sim800);
-    c.link = Some(temp(&format!("{name}.tty")));
-    c.own_number = own.into();
-    c.status_report_delay = Duration::from_millis(30);
-    c.noise_interval = Some(Duration::ZERO);
-    Simulator::start(c).unwrap()
+    common::sim800(temp(&format!("{name}.tty")), own)
 }
 
 /// A gateway of site `site` in this process, ready, with `modem`.

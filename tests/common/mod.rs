@@ -126,6 +126,18 @@ pub fn wait_ready(addr: &str) {
     });
 }
 
+/// A simulated SIM800 on a pty linked at `link`, with number `own`, quick
+/// status reports (30 ms) and no line noise: the customer's side of most
+/// daemon tests.
+pub fn sim800(link: std::path::PathBuf, own: &str) -> smsgate::sim::SimHandle {
+    let mut c = smsgate::sim::SimConfig::new(smsgate::sim::Personality::Sim800);
+    c.link = Some(link);
+    c.own_number = own.into();
+    c.status_report_delay = Duration::from_millis(30);
+    c.noise_interval = Some(Duration::ZERO);
+    smsgate::sim::Simulator::start(c).unwrap()
+}
+
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
