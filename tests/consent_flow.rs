@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http, wait_until};
+use common::{http, texts_to, wait_until};
 use serde_json::{json, Value};
 use smsgate::sim::SimHandle;
 
@@ -51,14 +51,6 @@ fn post(addr: &str, to: &str, body: &str) -> (u16, Value) {
         Some(TOKEN),
         Some(&json!({"to": to, "body": body})),
     )
-}
-
-fn texts_to(sim: &SimHandle, to: &str) -> Vec<String> {
-    sim.received()
-        .into_iter()
-        .filter(|r| r.to == to)
-        .map(|r| r.text)
-        .collect()
 }
 
 /// Outbound messages in the contact's thread whose body contains `needle`.

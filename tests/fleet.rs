@@ -18,7 +18,7 @@ mod compat_receiver;
 use std::time::{Duration, Instant};
 
 use common::nats::NatsServer;
-use common::{http, wait_until};
+use common::{http, texts_to, wait_until};
 use serde_json::{json, Value};
 use smsgate::sim::SimHandle;
 
@@ -85,14 +85,6 @@ fn consent(addr: &str, contact: &str) -> Value {
     let (status, v) = http("GET", addr, &path, Some(TOKEN), None);
     assert_eq!(status, 200, "{v}");
     v
-}
-
-fn texts_to(sim: &SimHandle, to: &str) -> Vec<String> {
-    sim.received()
-        .into_iter()
-        .filter(|r| r.to == to)
-        .map(|r| r.text)
-        .collect()
 }
 
 /// `/metrics` as text.

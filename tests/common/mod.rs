@@ -138,6 +138,15 @@ pub fn sim800(link: std::path::PathBuf, own: &str) -> smsgate::sim::SimHandle {
     smsgate::sim::Simulator::start(c).unwrap()
 }
 
+/// The texts a simulator's network carried to `to`, in order.
+pub fn texts_to(sim: &smsgate::sim::SimHandle, to: &str) -> Vec<String> {
+    sim.received()
+        .into_iter()
+        .filter(|r| r.to == to)
+        .map(|r| r.text)
+        .collect()
+}
+
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
