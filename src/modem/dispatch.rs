@@ -329,13 +329,15 @@ impl Dispatcher {
                 Look::NotOurs | Look::Nothing => {}
                 Look::Broken => return None,
             }
-            let wait = match self.store.next_due().ok().flatten() {
-                Some(at) if at > now => (at - now)
+            // What is due now but not for us (or claimed) waits for a
+            // change; a message that becomes due later wakes us then, even
+            // behind one that is due (no other modem wakes us for it).
+            let wait = match self.store.next_due_after(now).ok().flatten() {
+                Some(at) => (at - now)
                     .to_std()
                     .unwrap_or(IDLE_RECHECK)
                     .min(IDLE_RECHECK),
-                // Due now but not for us (or claimed): wait for a change.
-                _ => IDLE_RECHECK,
+                None => IDLE_RECHECK,
             };
             for_work = false;
             tokio::select! {

@@ -795,6 +795,19 @@ impl Store {
         Ok(())
     }
 
+    /// When the first message that is not due yet at `now` becomes due
+    /// (None: every waiting message is due already, or none waits).
+    pub fn next_due_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let after = now + chrono::Duration::microseconds(1);
+        Ok(self
+            .inner
+            .outbox
+            .range(keys::time_key(after).to_vec()..)
+            .next()
+            .transpose()?
+            .and_then(|(key, _)| keys::time_of(&key)))
+    }
+
     /// When the next waiting message becomes due (None: the outbox is empty).
     pub fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(self
