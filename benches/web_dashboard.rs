@@ -182,6 +182,7 @@ fn main() {
                 &store,
                 &Default::default(),
             )),
+            fleet: None,
         };
         let web = smsgate::web::WebState::new(
             state.clone(),

@@ -151,6 +151,7 @@ fn main() {
                 &store,
                 &Default::default(),
             )),
+            fleet: None,
         };
         let web = smsgate::web::WebState::new(
             state.clone(),

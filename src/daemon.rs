@@ -100,21 +100,30 @@ pub async fn run(
     // In a fleet: consent changes go to and come from the other gateways,
     // and sends wait while the replica is older than its staleness.
     #[cfg(feature = "fleet")]
-    let (policy, fleet_tasks) = match &config.cluster {
+    let (policy, fleet_tasks, fleet_link) = match &config.cluster {
         Some(cluster) => {
             let fleet = crate::fleet::nats::start(
                 cluster,
                 store.clone(),
                 policy.per_number(),
+                dispatcher.clone(),
+                config.modem.len(),
                 stop_rx.clone(),
             )
             .await
             .map_err(DaemonError::Fleet)?;
-            tracing::info!(site = %cluster.site, servers = ?cluster.nats_url, "fleet: consent shared through NATS JetStream");
-            (policy.with_freshness(fleet.freshness), fleet.tasks)
+            tracing::info!(site = %cluster.site, servers = ?cluster.nats_url, "fleet: outbound, message events and consent shared through NATS JetStream");
+            let link: Arc<dyn crate::fleet::FleetLink> = fleet.link;
+            (
+                policy.with_freshness(fleet.freshness),
+                fleet.tasks,
+                Some(link),
+            )
         }
-        None => (policy, Vec::new()),
+        None => (policy, Vec::new(), None),
     };
+    #[cfg(not(feature = "fleet"))]
+    let fleet_link: Option<Arc<dyn crate::fleet::FleetLink>> = None;
     let policy = Arc::new(policy);
     store.set_reactor(policy.reactor(), policy.per_number());
     store.set_retention_days(config.store.retention_days);
@@ -172,6 +181,7 @@ pub async fn run(
     );
     let engine = Arc::new(EngineSettings {
         gate: Some(policy.clone()),
+        fleet: fleet_link.clone(),
         liveness: watchdog.map(|_| liveness.clone()),
         validity: config.validity_seconds(),
         day_zone: config.quiet_hours.default_time_zone,
@@ -242,6 +252,7 @@ pub async fn run(
     let state = ApiState {
         sms,
         rules: rule_book,
+        fleet: fleet_link,
         extra_metrics: {
             let store = store.clone();
             Some(Arc::new(move |out: &mut String| {

@@ -5,6 +5,10 @@
 //! - A STOP at gateway A reaches gateway C: C's ledger has A's entry, what
 //!   waited at C for the contact is cancelled, C refuses a new send, and C's
 //!   modem never texts the contact; an opt-in at C reaches A the same way.
+//! - Outbound through the work queue: what three gateways accept goes out
+//!   once, from whichever gateway took it; every gateway reads each
+//!   message's final state; a contact keeps the site that texted it; a
+//!   cancel at the accepting gateway wins over every other.
 //! - Without the broker for longer than `consent_staleness`, a gateway
 //!   defers sends (never drops them), says so on `/readyz` and `/metrics`,
 //!   and sends them once the broker is back.
@@ -433,4 +437,143 @@ async fn consent_survives_a_dead_server_and_a_killed_gateway() {
     c.stop().await;
     drop(a);
     drop(servers);
+}
+
+/// Messages accepted by three gateways (one simulated modem each) go out
+/// through the work queue: each exactly once (the simulators' received
+/// lists), many from a gateway other than the one that accepted them; every
+/// gateway answers the same final state for each; a contact texted again
+/// is texted from the same site; a scheduled message cancelled where it was
+/// accepted is cancelled for the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_goes_through_the_work_queue_once() {
+    let _leftovers = Leftovers(&["wq-a.db", "wq-b.db", "wq-c.db", "nats-wq"]);
+    let nats = NatsServer::start(temp("nats-wq"));
+    let sims = [
+        sim("wq-a", "+15551100000"),
+        sim("wq-b", "+15551200000"),
+        sim("wq-c", "+15551300000"),
+    ];
+    let mut gateways = Vec::new();
+    for (site, modem) in ["a", "b", "c"].iter().zip(&sims) {
+        gateways.push(gateway(&format!("wq-{site}"), site, &nats.url(), "10m", modem).await);
+    }
+    let addrs: Vec<String> = gateways.iter().map(|g| g.addr.clone()).collect();
+    let sims2 = sims.clone();
+    blocking(move || {
+        for addr in &addrs {
+            wait_current(addr);
+        }
+        const N: usize = 150;
+        // Three clients, one per gateway, each its own contacts.
+        let clients: Vec<_> = addrs
+            .iter()
+            .enumerate()
+            .map(|(g, addr)| {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    (0..N / 3)
+                        .map(|i| {
+                            let to = format!("+1555140{g}{i:03}");
+                            let (status, v) =
+                                post(&addr, json!({"to": to, "body": format!("hello {g}-{i}")}));
+                            assert_eq!(status, 202, "{v}");
+                            assert_eq!(v["status"], "queued", "{v}");
+                            (g, to, v["id"].as_str().unwrap().to_string())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let sent: Vec<(usize, String, String)> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        assert_eq!(sent.len(), N);
+        wait_until(Duration::from_secs(60), "every message on the air", || {
+            let total: usize = sims2.iter().map(|s| s.received().len()).sum();
+            (total >= N).then_some(())
+        });
+        // Each once, from one modem of the fleet.
+        let mut from_other = 0;
+        for (g, to, _) in &sent {
+            let by: Vec<usize> = (0..3)
+                .flat_map(|s| std::iter::repeat_n(s, texts_to(&sims2[s], to).len()))
+                .collect();
+            assert_eq!(by.len(), 1, "{to} texted by simulators {by:?}");
+            if by[0] != *g {
+                from_other += 1;
+            }
+        }
+        let total: usize = sims2.iter().map(|s| s.received().len()).sum();
+        assert_eq!(total, N, "nothing sent twice");
+        println!("{from_other} of {N} sent by a gateway other than the one that accepted them");
+        assert!(
+            from_other > 0,
+            "the work queue spreads messages over the fleet"
+        );
+        // Every gateway reads the same final state of every message.
+        for (_, _, id) in &sent {
+            // The simulated network reports delivery: final is `delivered`.
+            for addr in &addrs {
+                wait_until(
+                    Duration::from_secs(20),
+                    "the message's state everywhere",
+                    || {
+                        let m = common::message(addr, TOKEN, id);
+                        (m["status"] == "delivered").then_some(())
+                    },
+                );
+            }
+        }
+        // A contact texted again is texted from the same site.
+        for (g, to, _) in sent.iter().step_by(10) {
+            let before: Vec<usize> = (0..3)
+                .filter(|s| !texts_to(&sims2[*s], to).is_empty())
+                .collect();
+            let other = &addrs[(g + 1) % 3];
+            let (status, v) = post(other, json!({"to": to, "body": "again"}));
+            assert_eq!(status, 202, "{v}");
+            let now: Vec<usize> = wait_until(Duration::from_secs(20), "the second text", || {
+                let now: Vec<usize> = (0..3)
+                    .filter(|s| texts_to(&sims2[*s], to).iter().any(|t| t == "again"))
+                    .collect();
+                (!now.is_empty()).then_some(now)
+            });
+            assert_eq!(now, before, "{to} keeps its site");
+        }
+        // A scheduled message cancelled where it was accepted: the fence
+        // holds it for the fleet, and every gateway reads it cancelled.
+        let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let (status, v) = post(
+            &addrs[0],
+            json!({"to": "+15551499999", "body": "later", "send_at": later}),
+        );
+        assert_eq!(status, 202, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let (status, v) = http(
+            "DELETE",
+            &addrs[0],
+            &format!("/v1/messages/{id}"),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["status"], "cancelled", "{v}");
+        for addr in &addrs[1..] {
+            wait_until(Duration::from_secs(20), "the cancel everywhere", || {
+                let m = common::message(addr, TOKEN, &id);
+                (m["status"] == "cancelled").then_some(())
+            });
+        }
+        let text = metrics(&addrs[1]);
+        assert!(text.contains("smsgate_fleet_events_pending "), "{text}");
+    })
+    .await;
+    for g in gateways {
+        g.stop().await;
+    }
+    for s in sims {
+        s.shutdown().await;
+    }
 }

@@ -61,6 +61,7 @@ fn rig() -> Rig {
             &store,
             &Default::default(),
         )),
+        fleet: None,
     };
     Rig { state, store, dir }
 }

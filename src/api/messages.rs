@@ -25,9 +25,12 @@ use super::problem::ApiError;
 use super::ApiState;
 use crate::compose::{self, Draft};
 use crate::conversation::engine;
+use crate::fleet::{Claim, ClaimFor};
 use crate::pdu::{self, ValidityPeriod};
 use crate::policy::Refusal;
-use crate::store::{Accepted, Category, IdempotencyKey, Message, MessageStatus, Part, PartStatus};
+use crate::store::{
+    Accepted, Category, FleetLeg, IdempotencyKey, Message, MessageStatus, Part, PartStatus,
+};
 use crate::wire;
 
 /// `POST /v1/messages`.
@@ -390,12 +393,31 @@ pub(crate) async fn admit_and_accept(
             _ => ApiError::conflict(refusal.code(), refusal.text()),
         })?;
     before_accept(&mut message)?;
+    match &state.fleet {
+        // Sent by whichever gateway takes it from the fleet's work queue.
+        Some(fleet) if fleet.connected() => message.fleet = Some(FleetLeg::Handed),
+        // Without the broker, this gateway's modems send it (the consent
+        // replica's staleness applies as to every send).
+        Some(_) => {
+            tracing::warn!(message_id = %message.id, "fleet: the broker is away; kept for this gateway's modems");
+        }
+        None => {}
+    }
     match state.store.accept(message, key).await? {
         Accepted::New(message) => {
-            state.dispatcher.notify();
+            hand_to_fleet(state, &message).await?;
+            if message.fleet.is_none() {
+                state.dispatcher.notify();
+            }
             Ok((message, true))
         }
-        Accepted::Replay(message) => Ok((message, false)),
+        Accepted::Replay(message) => {
+            // A replay of a message whose publication was not acknowledged
+            // (the broker was away) publishes it again: the work queue
+            // drops a copy within its duplicate window, the fence any later.
+            hand_to_fleet(state, &message).await?;
+            Ok((message, false))
+        }
         Accepted::KeyReused => Err(ApiError::unprocessable(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",
@@ -405,6 +427,28 @@ pub(crate) async fn admit_and_accept(
             format!("this Idempotency-Key made message {id}, since erased with its contact; nothing was sent again"),
         )),
     }
+}
+
+/// Publish a message accepted here as handed to the fleet (and still
+/// waiting) to the work queue; the caller answers only after this.
+async fn hand_to_fleet(state: &ApiState, message: &Message) -> Result<(), ApiError> {
+    let (Some(fleet), Some(FleetLeg::Handed)) = (&state.fleet, message.fleet) else {
+        return Ok(());
+    };
+    if !message.status.is_waiting() {
+        return Ok(());
+    }
+    fleet.hand(message).await.map_err(|e| {
+        tracing::warn!(message_id = %message.id, error = %e, "fleet: a message could not be handed to the work queue");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleet_unavailable",
+            format!(
+                "message {} is stored but the fleet's broker did not acknowledge it ({e}); retry with the same Idempotency-Key",
+                message.id
+            ),
+        )
+    })
 }
 
 fn message_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -456,6 +500,7 @@ pub async fn cancel(
 /// Cancel `id` if no part has reached a modem (`not_cancellable` otherwise);
 /// the one cancel of every API (the rule itself is `Store::cancel_waiting`).
 pub(crate) async fn cancel_message(state: &ApiState, id: &str) -> Result<Message, ApiError> {
+    fence_cancel(state, id).await?;
     let Some((message, cancelled)) = state
         .store
         .cancel_waiting(id, Utc::now(), "cancelled by API")
@@ -475,6 +520,33 @@ pub(crate) async fn cancel_message(state: &ApiState, id: &str) -> Result<Message
     Ok(message)
 }
 
+/// In a fleet, a waiting message may be in another gateway's outbox: the
+/// cancel claims it in the fleet's fence first, so that no gateway sends it
+/// after; one that another gateway has claimed is past cancelling.
+async fn fence_cancel(state: &ApiState, id: &str) -> Result<(), ApiError> {
+    let Some(fleet) = &state.fleet else {
+        return Ok(());
+    };
+    let Some(message) = state.store.get(id)? else {
+        return Ok(());
+    };
+    if message.fleet.is_none() || !message.status.is_waiting() {
+        return Ok(());
+    }
+    match fleet.claim(id, ClaimFor::Cancel).await {
+        Ok(Claim::Mine) => Ok(()),
+        Ok(Claim::Theirs(site)) => Err(ApiError::conflict(
+            "not_cancellable",
+            format!("message {id} is being sent by the fleet's site {site:?}: it cannot be cancelled"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleet_unavailable",
+            format!("the fleet's broker could not be asked whether message {id} is still waiting ({e}); try again"),
+        )),
+    }
+}
+
 /// `POST /v1/messages/{id}/resend`: the only way out of `unknown`, where the
 /// gateway cannot tell whether the network took the message; resending is
 /// the caller's decision because the recipient may get it twice.
@@ -483,6 +555,17 @@ pub async fn resend(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<wire::Message>, ApiError> {
     let id = message_id(path)?;
+    if let Some(m) = state.store.get(&id)? {
+        if m.fleet == Some(FleetLeg::Handed) {
+            return Err(ApiError::conflict(
+                "not_resendable_here",
+                format!(
+                    "message {id} was sent by another gateway of the fleet (modem {}): resend it there",
+                    m.modem.as_deref().unwrap_or("unknown")
+                ),
+            ));
+        }
+    }
     let now = Utc::now();
     let resent = AtomicBool::new(false);
     let outcome = state

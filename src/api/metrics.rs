@@ -279,6 +279,15 @@ pub async fn serve(State(state): State<ApiState>) -> impl IntoResponse {
             "smsgate_fleet_consent_current {}",
             u8::from(fleet.fresh(now))
         );
+        if let Some(pending) = fleet.events_pending() {
+            family(
+                &mut out,
+                "smsgate_fleet_events_pending",
+                "gauge",
+                "The events stream's lag: other gateways' message events not applied here yet.",
+            );
+            let _ = writeln!(out, "smsgate_fleet_events_pending {pending}");
+        }
     }
     if let Some(extra) = &state.extra_metrics {
         extra(&mut out);

@@ -81,6 +81,8 @@ pub struct ApiState {
     /// The routing rules in effect (`/v1/rules`): the file's or a stored
     /// list; the engine's decider reads the same book's live set.
     pub rules: Arc<crate::conversation::rulebook::RuleBook>,
+    /// `[cluster]`: accepted messages go to the fleet's work queue.
+    pub fleet: Option<Arc<dyn crate::fleet::FleetLink>>,
 }
 
 impl ApiState {
@@ -107,6 +109,7 @@ impl ApiState {
                 &store,
                 &config.conversation,
             )),
+            fleet: None,
         }
     }
 }

@@ -16,12 +16,26 @@
 //! others ([`Freshness`], checked by the policy with quiet hours and rate
 //! limits); `/readyz` and `/metrics` say so.
 //!
-//! The rest of the fleet (outbound through a work queue, the events stream,
-//! the sticky-sender bucket) is not built yet: each gateway sends what its
-//! own API accepted.
+//! Outbound: a message accepted by any gateway's API is stored there as
+//! [`crate::store::FleetLeg::Handed`] (never in its outbox) and published
+//! to the work-queue stream `SMSGATE_OUTBOUND`, on the subject of the site
+//! that must send it (`smsgate.out.<site>`: an explicit modem, a contact's
+//! sticky sender) or of any site (`smsgate.out.any`); the 202 comes after
+//! JetStream's acknowledgement. Each gateway pulls what its modems can send
+//! soon, stores it as [`crate::store::FleetLeg::Taken`] and, right before the
+//! first `AT+CMGS`, claims it in the fence bucket `smsgate_sent` (a create:
+//! one gateway wins, whatever JetStream redelivered to whom). The work
+//! queue's message is acknowledged once the result is stored. Each gateway
+//! publishes the state changes of what it sent to `SMSGATE_EVENTS`; the
+//! others apply them, so a message reads the same on every gateway.
 
 #[cfg(feature = "fleet")]
 pub mod nats;
+#[cfg(feature = "fleet")]
+pub mod work;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -160,6 +174,43 @@ impl ClusterConfig {
     }
 }
 
+/// A future of the fleet link (object-safe: the API and the modems hold
+/// the link as a trait object, so that a build without the feature has none).
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who holds a message of the fleet, as the fence bucket says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This gateway: it sends (or cancelled) the message.
+    Mine,
+    /// Another gateway (its site), or a cancel: this one must not send it.
+    Theirs(String),
+}
+
+/// Why a gateway claims a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimFor {
+    /// Right before its first `AT+CMGS`.
+    Send,
+    /// `DELETE /v1/messages/{id}` at the gateway that accepted it.
+    Cancel,
+}
+
+/// The fleet as the API and the modem actors use it.
+pub trait FleetLink: Send + Sync {
+    /// This gateway's site.
+    fn site(&self) -> &str;
+    /// Whether the broker is reachable now: while it is not, the API keeps
+    /// what it accepts for this gateway's own modems (nothing was
+    /// published, so nothing can be sent twice).
+    fn connected(&self) -> bool;
+    /// Publish an accepted message (stored here as handed) to the work
+    /// queue; Ok once JetStream has acknowledged it.
+    fn hand(&self, message: &crate::store::Message) -> Pending<'_, Result<(), String>>;
+    /// Claim message `id` in the fence bucket.
+    fn claim(&self, id: &str, why: ClaimFor) -> Pending<'_, Result<Claim, String>>;
+}
+
 /// How long a deferred send waits before the replica is asked again (or
 /// the staleness, when shorter).
 pub const STALE_RECHECK: Duration = Duration::from_secs(30);
@@ -173,6 +224,8 @@ pub struct Freshness {
     /// Milliseconds since the epoch of the last sync; 0: never synced.
     synced_ms: AtomicI64,
     connected: AtomicBool,
+    /// Other sites' message events not applied here yet (-1: not known).
+    events_pending: AtomicI64,
 }
 
 impl Freshness {
@@ -181,6 +234,7 @@ impl Freshness {
             staleness: chrono::Duration::from_std(staleness).unwrap_or(chrono::Duration::MAX),
             synced_ms: AtomicI64::new(0),
             connected: AtomicBool::new(false),
+            events_pending: AtomicI64::new(-1),
         }
     }
 
@@ -193,6 +247,19 @@ impl Freshness {
     /// Whether the gateway holds a connection to the broker now.
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// The events stream's lag: other sites' events not applied here yet.
+    pub fn set_events_pending(&self, pending: u64) {
+        self.events_pending.store(
+            i64::try_from(pending).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// None until the events stream was first read.
+    pub fn events_pending(&self) -> Option<u64> {
+        u64::try_from(self.events_pending.load(Ordering::Relaxed)).ok()
     }
 
     pub fn connected(&self) -> bool {

@@ -60,6 +60,8 @@ struct ConsentValue {
 /// The running fleet link of one gateway.
 pub struct Fleet {
     pub freshness: Arc<Freshness>,
+    /// The work queue and fence, for the API and the modem actors.
+    pub link: Arc<super::work::Work>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -71,11 +73,22 @@ pub async fn start(
     config: &ClusterConfig,
     store: Store,
     per_number: bool,
+    dispatcher: Arc<crate::modem::Dispatcher>,
+    modems: usize,
     stop: watch::Receiver<bool>,
 ) -> Result<Fleet, FleetError> {
     let freshness = Arc::new(Freshness::new(config.consent_staleness));
     let client = connect(config).await?;
     let js = jetstream::new(client.clone());
+    let work = Arc::new(super::work::Work::new(
+        js.clone(),
+        config.site.clone(),
+        config.replicas,
+        store.clone(),
+        dispatcher,
+        modems,
+        freshness.clone(),
+    ));
     let link = Link {
         client,
         js,
@@ -86,10 +99,25 @@ pub async fn start(
         freshness: freshness.clone(),
     };
     let publisher = tokio::spawn(link.clone().publish(stop.clone()));
-    let watcher = tokio::spawn(link.watch(stop));
+    let watcher = tokio::spawn(link.watch(stop.clone()));
+    let mut tasks = vec![
+        publisher,
+        watcher,
+        tokio::spawn(work.clone().publish_events(stop.clone())),
+        tokio::spawn(work.clone().consume_events(stop.clone())),
+    ];
+    // A gateway without modems sends nothing: it takes nothing.
+    if modems > 0 {
+        tasks.push(tokio::spawn(
+            work.clone().pull(config.site.clone(), stop.clone()),
+        ));
+        tasks.push(tokio::spawn(work.clone().pull("any".into(), stop.clone())));
+        tasks.push(tokio::spawn(work.clone().hold(stop)));
+    }
     Ok(Fleet {
         freshness,
-        tasks: vec![publisher, watcher],
+        link: work,
+        tasks,
     })
 }
 
@@ -145,6 +173,44 @@ struct Link {
     freshness: Arc<Freshness>,
 }
 
+/// A KV bucket, created when missing: its stream as the KV convention has
+/// it (what the client's `create_key_value` derives), created directly:
+/// that call first reads the account's info, which the client cannot parse
+/// from a 2.9 server.
+pub(super) async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    history: i64,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    if let Ok(bucket) = js.get_key_value(name).await {
+        return Ok(bucket);
+    }
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: history,
+        max_bytes: -1,
+        max_message_size: -1,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        num_replicas: replicas,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(120),
+        ..stream::Config::default()
+    })
+    .await
+    .map_err(|e| format!("the bucket {name}: {e}"))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| format!("the bucket {name}: {e}"))
+}
+
 /// A step that failed: logged, retried after [`RETRY`].
 fn failed(what: &str, error: &dyn std::fmt::Display) {
     tracing::warn!(error = %error, "fleet: {what} failed; retrying");
@@ -164,37 +230,15 @@ impl Link {
             })
             .await
             .map_err(|e| format!("the ledger stream: {e}"))?;
-        if let Ok(bucket) = self.js.get_key_value(CONSENT_BUCKET).await {
-            return Ok(bucket);
-        }
-        // The bucket's stream as the KV convention has it (what the
-        // client's `create_key_value` derives), created directly: that call
-        // first reads the account's info, which the client cannot parse
-        // from a 2.9 server.
-        self.js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{CONSENT_BUCKET}"),
-                description: Some("smsgate: each contact's consent".into()),
-                subjects: vec![format!("$KV.{CONSENT_BUCKET}.>")],
-                max_messages_per_subject: 5,
-                max_bytes: -1,
-                max_message_size: -1,
-                storage: stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                deny_purge: false,
-                allow_direct: true,
-                num_replicas: self.replicas,
-                discard: stream::DiscardPolicy::New,
-                duplicate_window: Duration::from_secs(120),
-                ..stream::Config::default()
-            })
-            .await
-            .map_err(|e| format!("the consent bucket: {e}"))?;
-        self.js
-            .get_key_value(CONSENT_BUCKET)
-            .await
-            .map_err(|e| format!("the consent bucket: {e}"))
+        bucket(
+            &self.js,
+            CONSENT_BUCKET,
+            "smsgate: each contact's consent",
+            5,
+            self.replicas,
+        )
+        .await
+        .map_err(|e| format!("the consent bucket: {e}"))
     }
 
     fn scope<'a>(&self, entry: &'a LedgerEntry) -> Option<&'a str> {

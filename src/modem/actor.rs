@@ -29,10 +29,12 @@ use crate::at::command::{
 };
 use crate::at::parse::{Domain, MessageStatus as ListStatus, PinState, Registration};
 use crate::at::{open_serial, spawn, AtClient, AtError, AtLink, FinalResult, TransportConfig, Urc};
+use crate::fleet::{Claim, ClaimFor};
 use crate::liveness::Heart;
 use crate::pdu::{self, Body, StatusClass, Tpdu};
 use crate::store::{
-    ErrorInfo, InboundPart, Message, MessageStatus, PartStatus, ReadFrom, ReceiveOutcome, Store,
+    ErrorInfo, FleetLeg, InboundPart, Message, MessageStatus, PartStatus, ReadFrom, ReceiveOutcome,
+    Store,
 };
 
 /// How a session with the port ended.
@@ -68,6 +70,9 @@ const ESC_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a part's "sent" mark may wait for the next part's "sending" mark
 /// to carry it to disk before it is flushed on its own.
 const SENT_FLUSH_DELAY: Duration = Duration::from_millis(5);
+
+/// Seconds a message of the fleet waits when the fence cannot be asked.
+const FLEET_RETRY_SECS: i64 = 5;
 
 /// Start the actor for one modem.
 pub fn spawn_modem(
@@ -1285,6 +1290,33 @@ impl<'a> Session<'a> {
                     Gate::Refuse(error) => {
                         self.fail(&message.id, &error.code, &error.text).await;
                         return Ok(());
+                    }
+                }
+            }
+            // Taken from the fleet's work queue: claimed in the fleet's
+            // fence before anything of it reaches a modem, so that one
+            // gateway sends it whoever else the work queue gave it to.
+            if first && message.fleet == Some(FleetLeg::Taken) {
+                if let Some(fleet) = &engine.fleet {
+                    match fleet.claim(&message.id, ClaimFor::Send).await {
+                        Ok(Claim::Mine) => {}
+                        Ok(Claim::Theirs(holder)) => {
+                            tracing::info!(message_id = %message.id, %holder, "fleet: claimed elsewhere; not sent here");
+                            if let Err(e) = self.actor.store.give_back_to_fleet(&message.id).await {
+                                tracing::error!(message_id = %message.id, error = %e, "fleet: cannot give a message back");
+                            }
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            let until = Utc::now() + chrono::Duration::seconds(FLEET_RETRY_SECS);
+                            self.defer(
+                                &message.id,
+                                until,
+                                format!("waiting for the fleet's broker to claim it: {e}"),
+                            )
+                            .await;
+                            return Ok(());
+                        }
                     }
                 }
             }

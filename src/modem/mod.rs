@@ -80,6 +80,9 @@ pub trait SendGate: Send + Sync {
 pub struct EngineSettings {
     /// The policy's check before each send (None: send everything).
     pub gate: Option<Arc<dyn SendGate>>,
+    /// `[cluster]`: the fence a message taken from the fleet's work queue
+    /// is claimed in before its first `AT+CMGS`.
+    pub fleet: Option<Arc<dyn crate::fleet::FleetLink>>,
     /// The watchdog's liveness registry (None: no watchdog).
     pub liveness: Option<crate::liveness::Liveness>,
     /// Default validity period in seconds (None: the network's default).
@@ -118,6 +121,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             gate: None,
+            fleet: None,
             liveness: None,
             validity: Some(24 * 3600),
             health_interval: Duration::from_secs(30),

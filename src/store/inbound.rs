@@ -232,6 +232,7 @@ impl Store {
             flow: None,
             context: None,
             callback: None,
+            fleet: None,
         };
         let step = message.transition(now, MessageStatus::Received);
         if incomplete {

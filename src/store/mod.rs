@@ -18,6 +18,7 @@ mod contacts;
 mod conversation;
 mod deliveries;
 mod durability;
+mod fleet;
 mod grouped;
 mod history;
 mod history_log;
@@ -63,14 +64,15 @@ pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
+pub use fleet::Taken;
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
 pub use prune::{Pruned, DEDUPE_KEEP, EVENTS_KEEP, IDEMPOTENCY_KEEP, SEND_LOG_KEEP};
 pub use query::{MessageFilter, Page, ThreadSummary};
 pub use records::{
-    Callback, Category, Direction, ErrorInfo, Event, Message, MessageStatus, Part, PartStatus,
-    Transition, CALLBACK_EVENTS,
+    Callback, Category, Direction, ErrorInfo, Event, FleetLeg, Message, MessageStatus, Part,
+    PartStatus, Transition, CALLBACK_EVENTS,
 };
 
 use durability::GroupCommit;

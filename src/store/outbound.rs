@@ -8,7 +8,7 @@ use sled::Transactional;
 
 use super::keys;
 use super::query::touch_contact;
-use super::records::{Category, Direction, Event, Message, MessageStatus, PartStatus};
+use super::records::{Category, Direction, Event, FleetLeg, Message, MessageStatus, PartStatus};
 use super::{
     from_json, from_json_tx, push_event, to_json, unwrap_tx, Durability, Result, Store, StoreError,
     TxError,
@@ -132,8 +132,10 @@ fn cancel_if_waiting(m: &mut Message, now: DateTime<Utc>, note: &str) -> bool {
 }
 
 /// The outbox key of a message, when it waits there.
-fn outbox_key(message: &Message) -> Option<Vec<u8>> {
-    message.status.is_waiting().then(|| {
+pub(super) fn outbox_key(message: &Message) -> Option<Vec<u8>> {
+    // A message handed to the fleet waits in the fleet's work queue, not here.
+    let here = message.fleet != Some(FleetLeg::Handed);
+    (here && message.status.is_waiting()).then(|| {
         keys::outbox(
             message.not_before.unwrap_or(message.created_at),
             &message.id,
@@ -152,7 +154,10 @@ fn deadline_key(message: &Message) -> Option<Vec<u8>> {
 /// "Events"); the other steps only for a message whose callback asks for
 /// every status ([`super::CALLBACK_EVENTS`]).
 fn event_kind(message: &Message) -> Option<&'static str> {
-    let every = message.callback.as_ref().is_some_and(|c| c.every_status);
+    // A fleet's message: every step, for the other gateways (the fleet's
+    // events stream carries them; webhooks leave these kinds out).
+    let every =
+        message.callback.as_ref().is_some_and(|c| c.every_status) || message.fleet.is_some();
     Some(match message.status {
         MessageStatus::Sent => "message.sent",
         MessageStatus::Delivered => "message.delivered",
@@ -1013,6 +1018,7 @@ impl Store {
             flow: None,
             context: None,
             callback: None,
+            fleet: None,
         };
         message.set_parts(parts, alphabet);
         message.transition(now, status);

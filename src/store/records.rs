@@ -270,6 +270,24 @@ pub struct Message {
     /// lives and goes with the message and every event carries it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub callback: Option<Callback>,
+    /// Outbound, in a fleet (`[cluster]`): this record's part in the
+    /// fleet's work queue (None: a message of this gateway alone).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fleet: Option<FleetLeg>,
+}
+
+/// Where a fleet's outbound message is sent from, as one gateway's record
+/// says (`[cluster]`, feature `fleet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetLeg {
+    /// Accepted here (or seen on the events stream) and sent by whichever
+    /// gateway takes it from the work queue: never in this gateway's
+    /// outbox; its state follows what the sending gateway publishes.
+    Handed,
+    /// Taken from the work queue here: this gateway's modems send it once
+    /// the fleet's fence says no other gateway has.
+    Taken,
 }
 
 /// A per-message callback of an API adapter (`api::compat`). The store reads

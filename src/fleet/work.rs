@@ -1,0 +1,668 @@
+//! The fleet's outbound work queue and events stream (feature `fleet`).
+//!
+//! - `hand`: a message accepted here goes to `SMSGATE_OUTBOUND` (work-queue
+//!   retention) on `smsgate.out.<site>` (a requested modem, or a contact
+//!   whose sticky sender is at that site) or `smsgate.out.any`.
+//! - The puller takes what this gateway's modems can send soon (its own
+//!   site's subject and `any`), stores it as taken and holds the JetStream
+//!   message (progress acknowledgements keep it) until the local record is
+//!   settled and durable, then acknowledges it. A gateway that dies holding
+//!   messages stops acknowledging them: JetStream gives them to another.
+//! - The fence bucket `smsgate_sent`: one key per message, created by the
+//!   gateway about to send it (or cancelling it); a create fails for every
+//!   other, so a message redelivered to two gateways goes out once, and one
+//!   a gateway began sending before it died stays that gateway's (`unknown`
+//!   at its restart, as on a single gateway).
+//! - The sticky bucket `smsgate_sticky`: contact -> the site that last sent
+//!   to it, so a contact keeps the number it knows across the fleet.
+//! - Events: the state changes of the fleet's messages this gateway holds
+//!   go to `SMSGATE_EVENTS` on `smsgate.events.<site>`; every gateway
+//!   applies the other sites' (the message reads the same everywhere; no
+//!   webhook fires for them: the sending gateway's did).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream, AckKind};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::{Claim, ClaimFor, FleetLink, Pending};
+use crate::modem::Dispatcher;
+use crate::store::{FleetLeg, Message, MessageStatus, Store, Taken};
+
+pub const OUTBOUND_STREAM: &str = "SMSGATE_OUTBOUND";
+pub const EVENTS_STREAM: &str = "SMSGATE_EVENTS";
+pub const FENCE_BUCKET: &str = "smsgate_sent";
+pub const STICKY_BUCKET: &str = "smsgate_sticky";
+
+/// The subject of messages any site may send.
+const ANY: &str = "any";
+
+/// How long JetStream waits for an acknowledgement before it gives a
+/// message to another gateway; a held message is kept with progress
+/// acknowledgements at a third of it.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Messages held per modem (what the modems send in a few hundred ms).
+const HELD_PER_MODEM: usize = 8;
+
+/// How often the holder looks at what it holds.
+const HOLD_TICK: Duration = Duration::from_millis(100);
+
+/// How long a pull waits for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The store's aux tree of the fleet's cursors, and the events cursor.
+const AUX: &str = "fleet";
+const EVENTS_CURSOR: &[u8] = b"events_cursor";
+const EVENTS_BATCH: usize = 256;
+
+/// What the fence bucket holds for a message.
+#[derive(Debug, Serialize, Deserialize)]
+struct Fence {
+    site: String,
+    /// "send" or "cancel".
+    #[serde(rename = "for")]
+    purpose: String,
+}
+
+/// What the sticky bucket holds for a contact.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sticky {
+    site: String,
+}
+
+/// A message of the work queue this gateway holds.
+struct Held {
+    message: jetstream::Message,
+    /// Room taken while it is due soon (given back while it waits longer).
+    permit: Option<OwnedSemaphorePermit>,
+    progressed: Instant,
+}
+
+/// A message not due within this long does not take room (scheduled,
+/// deferred by quiet hours or a rate limit).
+const SOON: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// A message of the work queue not due for longer than [`SOON`] is given
+/// back to JetStream to deliver again then (at most this much later).
+const LATER_MAX: Duration = Duration::from_secs(600);
+
+struct Buckets {
+    fence: kv::Store,
+    sticky: kv::Store,
+    outbound: stream::Stream,
+    events: stream::Stream,
+}
+
+/// The work queue's side of one gateway.
+pub struct Work {
+    js: jetstream::Context,
+    site: String,
+    replicas: usize,
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    buckets: tokio::sync::OnceCell<Buckets>,
+    held: Mutex<HashMap<String, Held>>,
+    room: Arc<Semaphore>,
+    /// Where the events stream's lag is shown.
+    freshness: Arc<super::Freshness>,
+}
+
+fn failed(what: &str, error: &dyn std::fmt::Display) {
+    tracing::warn!(error = %error, "fleet: {what} failed; retrying");
+}
+
+impl Work {
+    pub fn new(
+        js: jetstream::Context,
+        site: String,
+        replicas: usize,
+        store: Store,
+        dispatcher: Arc<Dispatcher>,
+        modems: usize,
+        freshness: Arc<super::Freshness>,
+    ) -> Work {
+        Work {
+            js,
+            site,
+            replicas,
+            store,
+            dispatcher,
+            buckets: tokio::sync::OnceCell::new(),
+            held: Mutex::new(HashMap::new()),
+            room: Arc::new(Semaphore::new(HELD_PER_MODEM * modems.max(1))),
+            freshness,
+        }
+    }
+
+    /// The streams and buckets, created when missing.
+    async fn buckets(&self) -> Result<&Buckets, String> {
+        self.buckets
+            .get_or_try_init(|| async {
+                let outbound = self
+                    .js
+                    .get_or_create_stream(stream::Config {
+                        name: OUTBOUND_STREAM.into(),
+                        subjects: vec!["smsgate.out.>".into()],
+                        retention: stream::RetentionPolicy::WorkQueue,
+                        num_replicas: self.replicas,
+                        storage: stream::StorageType::File,
+                        duplicate_window: Duration::from_secs(120),
+                        ..stream::Config::default()
+                    })
+                    .await
+                    .map_err(|e| format!("the work queue: {e}"))?;
+                let events = self
+                    .js
+                    .get_or_create_stream(stream::Config {
+                        name: EVENTS_STREAM.into(),
+                        subjects: vec!["smsgate.events.>".into()],
+                        num_replicas: self.replicas,
+                        storage: stream::StorageType::File,
+                        duplicate_window: Duration::from_secs(120),
+                        max_age: Duration::from_secs(7 * 24 * 3600),
+                        ..stream::Config::default()
+                    })
+                    .await
+                    .map_err(|e| format!("the events stream: {e}"))?;
+                let fence = super::nats::bucket(
+                    &self.js,
+                    FENCE_BUCKET,
+                    "smsgate: which gateway sends each message",
+                    1,
+                    self.replicas,
+                )
+                .await?;
+                let sticky = super::nats::bucket(
+                    &self.js,
+                    STICKY_BUCKET,
+                    "smsgate: the site each contact was last texted from",
+                    1,
+                    self.replicas,
+                )
+                .await?;
+                Ok(Buckets {
+                    fence,
+                    sticky,
+                    outbound,
+                    events,
+                })
+            })
+            .await
+    }
+
+    /// The work queue's subject for `message`: a requested modem is one of
+    /// this site's (the API checked it); a contact texted before keeps the
+    /// site (this gateway's own sticky map first, then the fleet's).
+    async fn subject(&self, message: &Message) -> Result<String, String> {
+        if message.requested_modem.is_some() {
+            return Ok(format!("smsgate.out.{}", self.site));
+        }
+        if let Ok(Some(_)) = self.store.sticky_modem(&message.contact) {
+            return Ok(format!("smsgate.out.{}", self.site));
+        }
+        let buckets = self.buckets().await?;
+        let key = super::consent_key(&message.contact, None);
+        let site = match buckets.sticky.get(&key).await {
+            Ok(Some(raw)) => serde_json::from_slice::<Sticky>(&raw)
+                .map(|s| s.site)
+                .unwrap_or_else(|_| ANY.into()),
+            Ok(None) => ANY.into(),
+            Err(e) => return Err(format!("the sticky bucket: {e}")),
+        };
+        Ok(format!("smsgate.out.{site}"))
+    }
+
+    async fn hand_one(&self, message: &Message) -> Result<(), String> {
+        let subject = self.subject(message).await?;
+        let mut taken = message.clone();
+        taken.fleet = None;
+        let payload = serde_json::to_vec(&taken).map_err(|e| e.to_string())?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.as_str());
+        self.js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| format!("the work queue: {e}"))?
+            .await
+            .map_err(|e| format!("the work queue's acknowledgement: {e}"))?;
+        Ok(())
+    }
+
+    async fn claim_one(&self, id: &str, why: ClaimFor) -> Result<Claim, String> {
+        let buckets = self.buckets().await?;
+        let purpose = match why {
+            ClaimFor::Send => "send",
+            ClaimFor::Cancel => "cancel",
+        };
+        let value = serde_json::to_vec(&Fence {
+            site: self.site.clone(),
+            purpose: purpose.into(),
+        })
+        .map_err(|e| e.to_string())?;
+        match buckets.fence.create(id, value.into()).await {
+            Ok(_) => return Ok(Claim::Mine),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("the fence bucket: {e}")),
+        }
+        let held = buckets
+            .fence
+            .get(id)
+            .await
+            .map_err(|e| format!("the fence bucket: {e}"))?;
+        let held: Option<Fence> = held.and_then(|raw| serde_json::from_slice(&raw).ok());
+        Ok(match held {
+            // Claimed here before (a restart between the claim and the
+            // "sending" mark): still this gateway's.
+            Some(f) if f.site == self.site && f.purpose == purpose => Claim::Mine,
+            Some(f) if f.purpose == "cancel" => Claim::Theirs(format!("cancelled at {}", f.site)),
+            Some(f) => Claim::Theirs(f.site),
+            None => Claim::Theirs("unknown".into()),
+        })
+    }
+
+    /// Pull from `subject`'s durable consumer while there is room.
+    pub async fn pull(self: Arc<Self>, target: String, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.pull_once(&target, &mut stop).await {
+                failed(&format!("pulling {target}"), &e);
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+
+    async fn pull_once(
+        &self,
+        target: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let buckets = self.buckets().await?;
+        let name = format!("out-{target}");
+        let consumer: consumer::PullConsumer = buckets
+            .outbound
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("smsgate.out.{target}"),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("the consumer {name}: {e}"))?;
+        loop {
+            // Wait for room: what the modems send soon.
+            let first = tokio::select! {
+                biased;
+                r = stop.changed() => {
+                    if r.is_err() || *stop.borrow() { return Ok(()) }
+                    continue;
+                }
+                p = self.room.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
+            };
+            let room = 1 + self.room.available_permits();
+            let mut permits = vec![first];
+            let mut batch = consumer
+                .fetch()
+                .max_messages(room)
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await
+                .map_err(|e| format!("a pull from {name}: {e}"))?;
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    r = stop.changed() => {
+                        if r.is_err() || *stop.borrow() { return Ok(()) }
+                        continue;
+                    }
+                    next = batch.next() => next,
+                };
+                let Some(next) = next else { break };
+                let message = next.map_err(|e| format!("a pull from {name}: {e}"))?;
+                let permit = match permits.pop() {
+                    Some(p) => p,
+                    None => match self.room.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        // The room was taken meanwhile: JetStream gives it
+                        // out again (to this gateway or another).
+                        Err(_) => {
+                            let _ = message.ack_with(AckKind::Nak(None)).await;
+                            continue;
+                        }
+                    },
+                };
+                self.take(message, permit).await;
+            }
+        }
+    }
+
+    /// Store one message of the work queue here and hold it.
+    async fn take(&self, js_message: jetstream::Message, permit: OwnedSemaphorePermit) {
+        let message: Message = match serde_json::from_slice(&js_message.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(subject = %js_message.subject, error = %e, "fleet: an unreadable message in the work queue; dropped");
+                let _ = js_message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let id = message.id.clone();
+        let now = chrono::Utc::now();
+        if let Some(due) = message.not_before.filter(|t| *t > now + SOON) {
+            // Not due yet: JetStream keeps it and delivers it again nearer
+            // the time (to whichever gateway has room then).
+            let wait = (due - now).to_std().unwrap_or(RETRY).min(LATER_MAX);
+            let _ = js_message.ack_with(AckKind::Nak(Some(wait))).await;
+            return;
+        }
+        match self.store.take_from_fleet(message) {
+            Ok(Taken::Queued) | Ok(Taken::Held) => {
+                if let Ok(mut held) = self.held.lock() {
+                    held.insert(
+                        id,
+                        Held {
+                            message: js_message,
+                            permit: Some(permit),
+                            progressed: Instant::now(),
+                        },
+                    );
+                }
+                self.dispatcher.notify();
+            }
+            Ok(Taken::Done) => {
+                let _ = js_message.ack().await;
+            }
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "fleet: cannot store a message of the work queue; it goes back");
+                let _ = js_message.ack_with(AckKind::Nak(Some(RETRY))).await;
+            }
+        }
+    }
+
+    /// Acknowledge what is settled here (durable first), keep the rest.
+    pub async fn hold(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(HOLD_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                _ = tick.tick() => {}
+            }
+            self.hold_pass().await;
+        }
+    }
+
+    async fn hold_pass(&self) {
+        let ids: Vec<String> = match self.held.lock() {
+            Ok(held) => held.keys().cloned().collect(),
+            Err(_) => return,
+        };
+        let mut settled = Vec::new();
+        let mut sent = Vec::new();
+        let mut waiting_long = Vec::new();
+        let later = chrono::Utc::now() + SOON;
+        for id in ids {
+            let record = match self.store.get(&id) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %e, "fleet: cannot read a held message");
+                    continue;
+                }
+            };
+            let done = match &record {
+                None => true,
+                Some(m) if m.fleet != Some(FleetLeg::Taken) => true,
+                Some(m) => !(m.status.is_waiting() || m.status == MessageStatus::Sending),
+            };
+            if let Some(m) = record.as_ref().filter(|m| m.status.is_waiting()) {
+                if m.not_before.is_some_and(|t| t > later) {
+                    waiting_long.push(id.clone());
+                }
+            }
+            if done {
+                if let Some(m) = record.filter(|m| {
+                    m.fleet == Some(FleetLeg::Taken)
+                        && matches!(m.status, MessageStatus::Sent | MessageStatus::Delivered)
+                }) {
+                    sent.push(m.contact);
+                }
+                settled.push(id);
+            }
+        }
+        if !settled.is_empty() {
+            // The result is durable before the work queue forgets the message.
+            if let Err(e) = self.store.sync().await {
+                tracing::error!(error = %e, "fleet: cannot make results durable; acknowledging later");
+                return;
+            }
+        }
+        let mut acks = Vec::new();
+        let mut progress = Vec::new();
+        if let Ok(mut held) = self.held.lock() {
+            for id in &settled {
+                if let Some(h) = held.remove(id) {
+                    acks.push(h.message);
+                }
+            }
+            for id in &waiting_long {
+                if let Some(h) = held.get_mut(id) {
+                    h.permit = None;
+                }
+            }
+            let now = Instant::now();
+            for h in held.values_mut() {
+                if now.duration_since(h.progressed) >= PROGRESS_EVERY {
+                    h.progressed = now;
+                    progress.push(h.message.clone());
+                }
+            }
+        }
+        for m in acks {
+            if let Err(e) = m.ack().await {
+                tracing::warn!(error = %e, "fleet: an acknowledgement was not sent; JetStream will give the message again (the fence stops a second send)");
+            }
+        }
+        for m in progress {
+            let _ = m.ack_with(AckKind::Progress).await;
+        }
+        if !sent.is_empty() {
+            if let Ok(buckets) = self.buckets().await {
+                let value = serde_json::to_vec(&Sticky {
+                    site: self.site.clone(),
+                })
+                .unwrap_or_default();
+                for contact in sent {
+                    let key = super::consent_key(&contact, None);
+                    if let Err(e) = buckets.sticky.put(&key, value.clone().into()).await {
+                        tracing::warn!(%contact, error = %e, "fleet: the sticky sender was not shared");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publish the state changes of the fleet's messages recorded here, in
+    /// the order of the event log, from a durable cursor.
+    pub async fn publish_events(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut events = self.store.event_notifier();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = match self.publish_pending().await {
+                Ok(()) => None,
+                Err(e) => {
+                    failed("publishing message events", &e);
+                    Some(RETRY)
+                }
+            };
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                _ = events.changed(), if wait.is_none() => {}
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
+            }
+        }
+    }
+
+    async fn publish_pending(&self) -> Result<(), String> {
+        self.buckets().await?;
+        let aux = self.store.aux_tree(AUX).map_err(|e| e.to_string())?;
+        loop {
+            let from = aux
+                .get(EVENTS_CURSOR)
+                .map_err(|e| e.to_string())?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map_or(0, u64::from_be_bytes);
+            let batch = self
+                .store
+                .events_from(from, EVENTS_BATCH)
+                .map_err(|e| e.to_string())?;
+            let Some(&(last, _)) = batch.last() else {
+                return Ok(());
+            };
+            let mut acks = Vec::new();
+            for (_, event) in &batch {
+                if !event.kind.starts_with("message.") || event.data.get("fleet").is_none() {
+                    continue;
+                }
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    format!("{}.{}", self.site, event.id).as_str(),
+                );
+                let payload = serde_json::to_vec(&event.data).map_err(|e| e.to_string())?;
+                let ack = self
+                    .js
+                    .publish_with_headers(
+                        format!("smsgate.events.{}", self.site),
+                        headers,
+                        payload.into(),
+                    )
+                    .await
+                    .map_err(|e| format!("the events stream: {e}"))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                ack.await
+                    .map_err(|e| format!("the events stream's acknowledgement: {e}"))?;
+            }
+            aux.insert(EVENTS_CURSOR, &(last + 1).to_be_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    /// Apply the other sites' events to this gateway's records.
+    pub async fn consume_events(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.consume_once(&mut stop).await {
+                failed("reading the events stream", &e);
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+
+    async fn consume_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let buckets = self.buckets().await?;
+        let name = format!("events-{}", self.site);
+        let mut consumer: consumer::PullConsumer = buckets
+            .events
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("the consumer {name}: {e}"))?;
+        let own = format!("smsgate.events.{}", self.site);
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| format!("the consumer {name}: {e}"))?;
+        let mut lag = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                _ = lag.tick() => {
+                    if let Ok(info) = consumer.info().await {
+                        let pending = info.num_pending + info.num_ack_pending as u64;
+                        self.freshness.set_events_pending(pending);
+                    }
+                }
+                next = messages.next() => {
+                    let message = match next {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => return Err(format!("the events stream: {e}")),
+                        None => return Err("the events stream ended".into()),
+                    };
+                    if message.subject.as_str() != own {
+                        match serde_json::from_slice::<Message>(&message.payload) {
+                            Ok(record) => {
+                                let id = record.id.clone();
+                                if let Err(e) = self.store.apply_remote_message(record) {
+                                    tracing::error!(message_id = %id, error = %e, "fleet: cannot apply another site's message event");
+                                    let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+                                    continue;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(subject = %message.subject, error = %e, "fleet: an unreadable message event; skipped");
+                            }
+                        }
+                    }
+                    let _ = message.ack().await;
+                }
+            }
+        }
+    }
+}
+
+impl FleetLink for Work {
+    fn site(&self) -> &str {
+        &self.site
+    }
+
+    fn connected(&self) -> bool {
+        self.js.client().connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn hand(&self, message: &Message) -> Pending<'_, Result<(), String>> {
+        let message = message.clone();
+        Box::pin(async move { self.hand_one(&message).await })
+    }
+
+    fn claim(&self, id: &str, why: ClaimFor) -> Pending<'_, Result<Claim, String>> {
+        let id = id.to_string();
+        Box::pin(async move { self.claim_one(&id, why).await })
+    }
+}
