@@ -84,6 +84,23 @@ fn post(addr: &str, body: Value) -> (u16, Value) {
     http("POST", addr, "/v1/messages", Some(TOKEN), Some(&body))
 }
 
+/// `POST /v1/messages` with an Idempotency-Key.
+fn idempotent_post(addr: &str, key: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _, text) = compat_receiver::http_text(
+        "POST",
+        addr,
+        "/v1/messages",
+        &[
+            ("Authorization", &auth),
+            ("Idempotency-Key", key),
+            ("Content-Type", "application/json"),
+        ],
+        &body.to_string(),
+    );
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 fn consent(addr: &str, contact: &str) -> Value {
     let path = format!("/v1/contacts/{}/consent", contact.replace('+', "%2B"));
     let (status, v) = http("GET", addr, &path, Some(TOKEN), None);
@@ -310,18 +327,35 @@ fn child_gateway(
     db: &std::path::Path,
     port: u16,
 ) -> common::ChildDaemon {
+    child_gateway_with(name, site, urls, db, port, &[])
+}
+
+/// [`child_gateway`] with simulated modems (`m1`, `m2`, ... on their links).
+fn child_gateway_with(
+    name: &str,
+    site: &str,
+    urls: &[String],
+    db: &std::path::Path,
+    port: u16,
+    modems: &[std::path::PathBuf],
+) -> common::ChildDaemon {
     let config = temp(&format!("{name}.toml"));
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "[api]\nbind = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
-             [cluster]\nnats_url = [{}]\nsite = \"{site}\"\nreplicas = 3\n",
-            db.display(),
-            urls.join(", ")
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "[api]\nbind = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+         [consent]\nprogram_name = \"Acme Dental\"\n\
+         [cluster]\nnats_url = [{}]\nsite = \"{site}\"\nreplicas = 3\n",
+        db.display(),
+        urls.join(", ")
+    );
+    for (i, link) in modems.iter().enumerate() {
+        text.push_str(&format!(
+            "[[modem]]\nid = \"m{}\"\nport = \"{}\"\n",
+            i + 1,
+            link.display()
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"))
         .args(["run", "--config"])
         .arg(&config)
@@ -575,5 +609,207 @@ async fn outbound_goes_through_the_work_queue_once() {
     }
     for s in sims {
         s.shutdown().await;
+    }
+}
+
+/// The fleet under load and failure: a 3-server NATS cluster (R3 streams)
+/// and 3 gateways (child processes) with 2 simulated modems each; 4
+/// clients send 3,000 messages through all three APIs while one gateway is
+/// SIGKILLed and restarted and one NATS server is killed. Every
+/// acknowledged message ends final (or `unknown`, counted) on the gateway
+/// that accepted it, none goes out twice, and a STOP texted to A cancels
+/// what waits for the contact at C and blocks C's later sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_messages_through_a_fleet_with_failures() {
+    let names = [
+        "load-a.db",
+        "load-b.db",
+        "load-c.db",
+        "load-a.toml",
+        "load-b.toml",
+        "load-c.toml",
+        "load-a.log",
+        "load-b.log",
+        "load-c.log",
+        "nats-load",
+    ];
+    let _leftovers = Leftovers(Box::leak(Box::new(names)));
+    let servers = common::nats::cluster(temp("nats-load"), 3);
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    let sites = ["a", "b", "c"];
+    let sims: Vec<Vec<SimHandle>> = sites
+        .iter()
+        .enumerate()
+        .map(|(g, site)| {
+            (0..2)
+                .map(|m| sim(&format!("load-{site}{m}"), &format!("+155516{g}{m}0000")))
+                .collect()
+        })
+        .collect();
+    let ports: Vec<u16> = sites.iter().map(|_| common::free_port()).collect();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let links: Vec<Vec<std::path::PathBuf>> = sims
+        .iter()
+        .map(|ms| ms.iter().map(|m| m.link()).collect())
+        .collect();
+    let start = {
+        let urls = urls.clone();
+        move |g: usize, links: &[std::path::PathBuf], port: u16| {
+            // Each gateway on its own server first.
+            let mut order = urls.clone();
+            order.rotate_left(g);
+            let site = ["a", "b", "c"][g];
+            let db = temp(&format!("load-{site}.db"));
+            child_gateway_with(&format!("load-{site}"), site, &order, &db, port, links)
+        }
+    };
+    for site in sites {
+        let _ = std::fs::remove_dir_all(temp(&format!("load-{site}.db")));
+    }
+    let sims2 = sims.clone();
+    let (servers, gateways) = blocking(move || {
+        let mut gateways: Vec<common::ChildDaemon> =
+            (0..3).map(|g| start(g, &links[g], ports[g])).collect();
+        // Waiting at C for a contact who will text STOP to A.
+        let stopper = "+15551690000";
+        let later = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+        // The streams' leaders are still being elected: a 503 is retried
+        // with the same Idempotency-Key, as the answer says.
+        let waiting = wait_until(Duration::from_secs(30), "the first accept", || {
+            let (status, v) = idempotent_post(
+                &addrs[2],
+                "first",
+                json!({"to": stopper, "body": "Your visit in two hours", "send_at": later}),
+            );
+            assert!(status == 202 || status == 503, "{status} {v}");
+            (status == 202).then_some(v)
+        });
+        let waiting = waiting["id"].as_str().unwrap().to_string();
+
+        const TOTAL: usize = 3000;
+        const CLIENTS: usize = 4;
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let addrs = addrs.clone();
+                let acked = acked.clone();
+                std::thread::spawn(move || {
+                    let mut refused = 0;
+                    for i in 0..TOTAL / CLIENTS {
+                        let g = (c + i) % 3;
+                        // 600 contacts: texted several times each.
+                        let to = format!("+1555170{:04}", (c * 997 + i * 13) % 600);
+                        let body = format!("m{c}-{i}");
+                        let (status, v) = common::try_http(
+                            "POST",
+                            &addrs[g],
+                            "/v1/messages",
+                            Some(TOKEN),
+                            Some(&json!({"to": to, "body": body})),
+                        );
+                        if status == 202 {
+                            let id = v["id"].as_str().unwrap_or_default().to_string();
+                            acked.lock().unwrap().push((g, to, body, id));
+                        } else {
+                            // The killed gateway, or its broker's answer not
+                            // acknowledged: not accepted, not counted.
+                            refused += 1;
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        // A third of the way: SIGKILL gateway B, kill one NATS server,
+        // start B again on the same store.
+        wait_until(Duration::from_secs(120), "a third accepted", || {
+            (acked.lock().unwrap().len() >= TOTAL / 3).then_some(())
+        });
+        let _ = gateways[1].0.kill();
+        let _ = gateways[1].0.wait();
+        let mut servers = servers;
+        servers[1].kill();
+        std::thread::sleep(Duration::from_millis(500));
+        gateways[1] = start(1, &links[1], ports[1]);
+        let refused: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        let acked = acked.lock().unwrap().clone();
+        println!(
+            "{} accepted, {refused} refused while B was down",
+            acked.len()
+        );
+        assert!(acked.len() >= TOTAL * 2 / 3, "{} accepted", acked.len());
+
+        // Every acknowledged message final (or unknown) where it was accepted.
+        let mut unknown = 0;
+        for (g, _, _, id) in &acked {
+            let m = wait_until(Duration::from_secs(120), "every message settled", || {
+                let m = common::message(&addrs[*g], TOKEN, id);
+                let s = m["status"].as_str().unwrap_or_default();
+                matches!(s, "sent" | "delivered" | "failed" | "unknown").then_some(m)
+            });
+            if m["status"] == "unknown" {
+                unknown += 1;
+            }
+            assert_ne!(m["status"], "failed", "{m}");
+        }
+        // None twice: each body at most once on the air; every one not
+        // unknown exactly once.
+        let mut on_air = std::collections::HashMap::new();
+        for ms in &sims2 {
+            for s in ms {
+                for r in s.received() {
+                    *on_air.entry(r.text).or_insert(0usize) += 1;
+                }
+            }
+        }
+        let twice: Vec<_> = on_air.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "sent twice: {twice:?}");
+        let missing = acked
+            .iter()
+            .filter(|(_, _, body, _)| !on_air.contains_key(body))
+            .count();
+        assert!(
+            missing <= unknown,
+            "{missing} never sent, {unknown} unknown"
+        );
+        println!(
+            "{} acknowledged, {unknown} unknown, {missing} not on the air",
+            acked.len()
+        );
+
+        // A STOP texted to A's first modem: C's waiting message is cancelled,
+        // C refuses a new one, and no modem of the fleet texts the contact.
+        sims2[0][0].inject(stopper, "STOP").unwrap();
+        let m = wait_until(
+            Duration::from_secs(30),
+            "C's waiting message cancelled",
+            || {
+                let m = common::message(&addrs[2], TOKEN, &waiting);
+                (m["status"] == "failed").then_some(m)
+            },
+        );
+        assert_eq!(m["error"]["code"], "recipient_opted_out", "{m}");
+        let (status, v) = post(&addrs[2], json!({"to": stopper, "body": "one more"}));
+        assert_eq!(status, 409, "{v}");
+        for ms in &sims2 {
+            for s in ms {
+                assert!(
+                    texts_to(s, stopper)
+                        .iter()
+                        .all(|t| t.contains("unsubscribed")),
+                    "{:?}",
+                    texts_to(s, stopper)
+                );
+            }
+        }
+        (servers, gateways)
+    })
+    .await;
+    drop(gateways);
+    drop(servers);
+    for ms in sims {
+        for s in ms {
+            s.shutdown().await;
+        }
     }
 }

@@ -216,7 +216,11 @@ impl Work {
                 .map(|s| s.site)
                 .unwrap_or_else(|_| ANY.into()),
             Ok(None) => ANY.into(),
-            Err(e) => return Err(format!("the sticky bucket: {e}")),
+            // The sticky site is a preference: without it, any site sends.
+            Err(e) => {
+                tracing::warn!(contact = %message.contact, error = %e, "fleet: the sticky bucket did not answer; any site may send");
+                ANY.into()
+            }
         };
         Ok(format!("smsgate.out.{site}"))
     }

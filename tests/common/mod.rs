@@ -67,10 +67,44 @@ pub fn http_raw(
     content_type: &str,
     body: &[u8],
 ) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    match exchange(method, addr, path, token, content_type, body) {
+        Ok(answer) => answer,
+        Err(e) => panic!("{method} {path} at {addr}: {e}"),
+    }
+}
+
+/// `http` for a server that may be gone (killed in the test): status 0
+/// when it could not be asked or did not answer.
+pub fn try_http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    exchange(
+        method,
+        addr,
+        path,
+        token,
+        "application/json",
+        body.as_bytes(),
+    )
+    .unwrap_or((0, Value::Null))
+}
+
+fn exchange(
+    method: &str,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Value)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -78,13 +112,19 @@ pub fn http_raw(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no HTTP head"))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no HTTP status"))?;
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -93,7 +133,7 @@ pub fn http_raw(
         let mut rest = body;
         while let Some((size, tail)) = rest.split_once("\r\n") {
             let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
+            if n == 0 || n > tail.len() {
                 break;
             }
             out.push_str(&tail[..n]);
@@ -103,7 +143,7 @@ pub fn http_raw(
     } else {
         body.to_string()
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 /// Poll `f` every 20 ms until it returns `Some`, or panic after `limit`.
