@@ -104,6 +104,7 @@ pub async fn start(
         publisher,
         watcher,
         tokio::spawn(work.clone().publish_events(stop.clone())),
+        tokio::spawn(work.clone().watch_sticky(stop.clone())),
         tokio::spawn(work.clone().consume_events(stop.clone())),
     ];
     // A gateway without modems sends nothing: it takes nothing.

@@ -114,6 +114,8 @@ pub struct Work {
     room: Arc<Semaphore>,
     /// Where the events stream's lag is shown.
     freshness: Arc<super::Freshness>,
+    /// The sticky bucket as last seen: contact key -> site.
+    sticky: std::sync::RwLock<HashMap<String, String>>,
 }
 
 fn failed(what: &str, error: &dyn std::fmt::Display) {
@@ -140,6 +142,7 @@ impl Work {
             held: Mutex::new(HashMap::new()),
             room: Arc::new(Semaphore::new(HELD_PER_MODEM * modems.max(1))),
             freshness,
+            sticky: std::sync::RwLock::new(HashMap::new()),
         }
     }
 
@@ -202,31 +205,28 @@ impl Work {
     /// The work queue's subject for `message`: a requested modem is one of
     /// this site's (the API checked it); a contact texted before keeps the
     /// site (this gateway's own sticky map first, then the fleet's).
-    async fn subject(&self, message: &Message) -> Result<String, String> {
+    fn subject(&self, message: &Message) -> String {
         if message.requested_modem.is_some() {
-            return Ok(format!("smsgate.out.{}", self.site));
+            return format!("smsgate.out.{}", self.site);
         }
         if let Ok(Some(_)) = self.store.sticky_modem(&message.contact) {
-            return Ok(format!("smsgate.out.{}", self.site));
+            return format!("smsgate.out.{}", self.site);
         }
-        let buckets = self.buckets().await?;
+        // The replica of the sticky bucket (a preference: a contact not in
+        // it yet goes to any site).
         let key = super::consent_key(&message.contact, None);
-        let site = match buckets.sticky.get(&key).await {
-            Ok(Some(raw)) => serde_json::from_slice::<Sticky>(&raw)
-                .map(|s| s.site)
-                .unwrap_or_else(|_| ANY.into()),
-            Ok(None) => ANY.into(),
-            // The sticky site is a preference: without it, any site sends.
-            Err(e) => {
-                tracing::warn!(contact = %message.contact, error = %e, "fleet: the sticky bucket did not answer; any site may send");
-                ANY.into()
-            }
-        };
-        Ok(format!("smsgate.out.{site}"))
+        let site = self
+            .sticky
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+            .unwrap_or_else(|| ANY.into());
+        format!("smsgate.out.{site}")
     }
 
     async fn hand_one(&self, message: &Message) -> Result<(), String> {
-        let subject = self.subject(message).await?;
+        self.buckets().await?;
+        let subject = self.subject(message);
         let mut taken = message.clone();
         taken.fleet = None;
         let payload = serde_json::to_vec(&taken).map_err(|e| e.to_string())?;
@@ -498,6 +498,54 @@ impl Work {
                     let key = super::consent_key(&contact, None);
                     if let Err(e) = buckets.sticky.put(&key, value.clone().into()).await {
                         tracing::warn!(%contact, error = %e, "fleet: the sticky sender was not shared");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keep the replica of the sticky bucket: each contact's latest site.
+    pub async fn watch_sticky(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.watch_sticky_once(&mut stop).await {
+                failed("watching the sticky bucket", &e);
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+
+    async fn watch_sticky_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let buckets = self.buckets().await?;
+        let mut changes = buckets
+            .sticky
+            .watch_with_history(">")
+            .await
+            .map_err(|e| format!("the sticky bucket's watch: {e}"))?;
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                change = changes.next() => {
+                    let entry = match change {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return Err(format!("the sticky bucket's watch: {e}")),
+                        None => return Err("the sticky bucket's watch ended".into()),
+                    };
+                    let site = (entry.operation == kv::Operation::Put)
+                        .then(|| serde_json::from_slice::<Sticky>(&entry.value).ok())
+                        .flatten()
+                        .map(|s| s.site);
+                    if let Ok(mut map) = self.sticky.write() {
+                        match site {
+                            Some(site) => map.insert(entry.key, site),
+                            None => map.remove(&entry.key),
+                        };
                     }
                 }
             }

@@ -475,7 +475,10 @@ impl Store {
         if answers_a_thread(&message) {
             announce.push(("message.accepted", message.created_at));
         }
-        if let Some(kind) = event_kind(&message) {
+        // A message handed to the fleet is announced by the gateway that
+        // takes it (each step from there on).
+        if let Some(kind) = event_kind(&message).filter(|_| message.fleet != Some(FleetLeg::Handed))
+        {
             announce.push((kind, Utc::now()));
         }
         let new = NewMessage {
