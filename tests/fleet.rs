@@ -8,7 +8,9 @@
 //! - Outbound through the work queue: what three gateways accept goes out
 //!   once, from whichever gateway took it; every gateway reads each
 //!   message's final state; a contact keeps the site that texted it; a
-//!   cancel at the accepting gateway wins over every other.
+//!   cancel at the accepting gateway wins over every other; every inbox
+//!   shows the same threads, and a reply written anywhere goes from the
+//!   number the customer texted.
 //! - Without the broker for longer than `consent_staleness`, a gateway
 //!   defers sends (never drops them), says so on `/readyz` and `/metrics`,
 //!   and sends them once the broker is back.
@@ -121,7 +123,9 @@ fn readyz(addr: &str) -> Value {
 /// Wait until the gateway's consent replica is current (connected to the
 /// broker and caught up with the bucket).
 fn wait_current(addr: &str) {
-    wait_until(Duration::from_secs(20), "the consent replica", || {
+    // A JetStream cluster that has just formed (or lost a server) elects
+    // its leaders first: the gateway's first requests can time out (10 s).
+    wait_until(Duration::from_secs(60), "the consent replica", || {
         (readyz(addr)["fleet"]["consent_current"] == true).then_some(())
     });
 }
@@ -602,6 +606,100 @@ async fn outbound_goes_through_the_work_queue_once() {
         }
         let text = metrics(&addrs[1]);
         assert!(text.contains("smsgate_fleet_events_pending "), "{text}");
+
+        // Customers text the three numbers: every gateway's inbox shows
+        // every thread, the same.
+        let askers: Vec<String> = (0..6).map(|i| format!("+155514800{i:02}")).collect();
+        for (i, who) in askers.iter().enumerate() {
+            sims2[i % 3].inject(who, "Is there parking?").unwrap();
+        }
+        let inbox = |addr: &str, query: &str| -> Vec<(String, String)> {
+            let (status, v) = http(
+                "GET",
+                addr,
+                &format!("/v1/inbox?limit=100{query}"),
+                Some(TOKEN),
+                None,
+            );
+            assert_eq!(status, 200, "{v}");
+            let mut out: Vec<(String, String)> = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| askers.iter().any(|a| t["contact"] == a.as_str()))
+                .map(|t| {
+                    (
+                        t["contact"].as_str().unwrap().to_string(),
+                        t["state"].to_string(),
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        wait_until(
+            Duration::from_secs(20),
+            "the same threads in every inbox",
+            || {
+                let first = inbox(&addrs[0], "");
+                (first.len() == askers.len() && addrs.iter().all(|a| inbox(a, "") == first))
+                    .then_some(())
+            },
+        );
+        // A reply written at another gateway goes from the number the
+        // customer texted.
+        for (i, who) in askers.iter().enumerate() {
+            let at = &addrs[(i + 1) % 3];
+            let path = format!("/v1/threads/{}/reply", who.replace('+', "%2B"));
+            let (status, v) = http(
+                "POST",
+                at,
+                &path,
+                Some(TOKEN),
+                Some(&json!({"body": "Yes, behind the building.", "author": "ana"})),
+            );
+            assert_eq!(status, 202, "{v}");
+            wait_until(
+                Duration::from_secs(20),
+                "the reply from the texted number",
+                || {
+                    texts_to(&sims2[i % 3], who)
+                        .iter()
+                        .any(|t| t == "Yes, behind the building.")
+                        .then_some(())
+                },
+            );
+            for other in (0..3).filter(|s| *s != i % 3) {
+                assert!(
+                    !texts_to(&sims2[other], who)
+                        .iter()
+                        .any(|t| t == "Yes, behind the building."),
+                    "{who} answered from simulator {other}"
+                );
+            }
+        }
+        // Closed at one gateway: closed in every inbox.
+        let path = format!("/v1/threads/{}/state", askers[0].replace('+', "%2B"));
+        let (status, v) = http(
+            "PUT",
+            &addrs[2],
+            &path,
+            Some(TOKEN),
+            Some(&json!({"state": "closed"})),
+        );
+        assert_eq!(status, 200, "{v}");
+        for addr in &addrs {
+            wait_until(
+                Duration::from_secs(20),
+                "the thread closed everywhere",
+                || {
+                    inbox(addr, "&state=closed")
+                        .iter()
+                        .any(|(c, _)| c == &askers[0])
+                        .then_some(())
+                },
+            );
+        }
     })
     .await;
     for g in gateways {
@@ -791,6 +889,33 @@ async fn three_thousand_messages_through_a_fleet_with_failures() {
         assert_eq!(m["error"]["code"], "recipient_opted_out", "{m}");
         let (status, v) = post(&addrs[2], json!({"to": stopper, "body": "one more"}));
         assert_eq!(status, 409, "{v}");
+        // Every gateway's inbox shows the same threads (the STOP's among them).
+        let inbox = |addr: &str| -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            for query in ["", "&state=closed"] {
+                let path = format!("/v1/inbox?limit=200{query}");
+                let (status, v) = http("GET", addr, &path, Some(TOKEN), None);
+                assert_eq!(status, 200, "{v}");
+                out.extend(v["items"].as_array().unwrap().iter().map(|t| {
+                    (
+                        t["contact"].as_str().unwrap().to_string(),
+                        t["state"].to_string(),
+                    )
+                }));
+            }
+            out.sort();
+            out
+        };
+        let threads = wait_until(
+            Duration::from_secs(30),
+            "the same inbox on every gateway",
+            || {
+                let first = inbox(&addrs[0]);
+                (first.iter().any(|(c, _)| c == stopper) && addrs.iter().all(|a| inbox(a) == first))
+                    .then_some(first)
+            },
+        );
+        println!("{} threads in every inbox", threads.len());
         for ms in &sims2 {
             for s in ms {
                 assert!(

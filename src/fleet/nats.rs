@@ -78,6 +78,7 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> Result<Fleet, FleetError> {
     let freshness = Arc::new(Freshness::new(config.consent_staleness));
+    store.set_fleet_threads(true);
     let client = connect(config).await?;
     let js = jetstream::new(client.clone());
     let work = Arc::new(super::work::Work::new(

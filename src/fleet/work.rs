@@ -488,18 +488,30 @@ impl Work {
         for m in progress {
             let _ = m.ack_with(AckKind::Progress).await;
         }
-        if !sent.is_empty() {
-            if let Ok(buckets) = self.buckets().await {
-                let value = serde_json::to_vec(&Sticky {
-                    site: self.site.clone(),
-                })
-                .unwrap_or_default();
-                for contact in sent {
-                    let key = super::consent_key(&contact, None);
-                    if let Err(e) = buckets.sticky.put(&key, value.clone().into()).await {
-                        tracing::warn!(%contact, error = %e, "fleet: the sticky sender was not shared");
-                    }
-                }
+        self.stick(sent).await;
+    }
+
+    /// These contacts talk with this site now (texted from, or texted to,
+    /// its modems): the fleet's sticky bucket says so, unless it already does.
+    async fn stick(&self, contacts: Vec<String>) {
+        if contacts.is_empty() {
+            return;
+        }
+        let Ok(buckets) = self.buckets().await else {
+            return;
+        };
+        let value = serde_json::to_vec(&Sticky {
+            site: self.site.clone(),
+        })
+        .unwrap_or_default();
+        for contact in contacts {
+            let key = super::consent_key(&contact, None);
+            let known = self.sticky.read().ok().and_then(|m| m.get(&key).cloned());
+            if known.as_deref() == Some(self.site.as_str()) {
+                continue;
+            }
+            if let Err(e) = buckets.sticky.put(&key, value.clone().into()).await {
+                tracing::warn!(%contact, error = %e, "fleet: the sticky sender was not shared");
             }
         }
     }
@@ -593,8 +605,22 @@ impl Work {
                 return Ok(());
             };
             let mut acks = Vec::new();
+            let mut received = Vec::new();
             for (_, event) in &batch {
-                if !event.kind.starts_with("message.") || event.data.get("fleet").is_none() {
+                let shared = match event.kind.as_str() {
+                    // Received here: every gateway's inbox shows it, and the
+                    // contact is answered from this site.
+                    "message.received" => {
+                        if let Some(contact) = event.data["contact"].as_str() {
+                            received.push(contact.to_string());
+                        }
+                        true
+                    }
+                    // A fleet's message this gateway holds or changed.
+                    k if k.starts_with("message.") => event.data.get("fleet").is_some(),
+                    k => k.starts_with("thread."),
+                };
+                if !shared {
                     continue;
                 }
                 let mut headers = async_nats::HeaderMap::new();
@@ -602,7 +628,11 @@ impl Work {
                     async_nats::header::NATS_MESSAGE_ID,
                     format!("{}.{}", self.site, event.id).as_str(),
                 );
-                let payload = serde_json::to_vec(&event.data).map_err(|e| e.to_string())?;
+                let payload = serde_json::to_vec(&serde_json::json!({
+                    "kind": event.kind,
+                    "data": event.data,
+                }))
+                .map_err(|e| e.to_string())?;
                 let ack = self
                     .js
                     .publish_with_headers(
@@ -618,6 +648,7 @@ impl Work {
                 ack.await
                     .map_err(|e| format!("the events stream's acknowledgement: {e}"))?;
             }
+            self.stick(received).await;
             aux.insert(EVENTS_CURSOR, &(last + 1).to_be_bytes())
                 .map_err(|e| e.to_string())?;
         }
@@ -678,21 +709,57 @@ impl Work {
                         None => return Err("the events stream ended".into()),
                     };
                     if message.subject.as_str() != own {
-                        match serde_json::from_slice::<Message>(&message.payload) {
-                            Ok(record) => {
-                                let id = record.id.clone();
-                                if let Err(e) = self.store.apply_remote_message(record) {
-                                    tracing::error!(message_id = %id, error = %e, "fleet: cannot apply another site's message event");
-                                    let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
-                                    continue;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::error!(subject = %message.subject, error = %e, "fleet: an unreadable message event; skipped");
-                            }
+                        if let Err(e) = self.apply_event(&message.payload) {
+                            tracing::error!(subject = %message.subject, error = %e, "fleet: cannot apply another site's event; it comes again");
+                            let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
+                            continue;
                         }
                     }
                     let _ = message.ack().await;
+                }
+            }
+        }
+    }
+}
+
+impl Work {
+    /// Apply one event of another site: a message's record or a thread's.
+    /// An unreadable one is logged and skipped (Ok); a store error is Err.
+    fn apply_event(&self, payload: &[u8]) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            kind: String,
+            data: serde_json::Value,
+        }
+        let envelope: Envelope = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "fleet: an unreadable event; skipped");
+                return Ok(());
+            }
+        };
+        if envelope.kind.starts_with("thread.") {
+            match serde_json::from_value::<crate::store::Thread>(envelope.data) {
+                Ok(thread) => self
+                    .store
+                    .apply_remote_thread(&thread)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => {
+                    tracing::error!(kind = %envelope.kind, error = %e, "fleet: an unreadable thread event; skipped");
+                    Ok(())
+                }
+            }
+        } else {
+            match serde_json::from_value::<Message>(envelope.data) {
+                Ok(record) => self
+                    .store
+                    .apply_remote_message(record)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => {
+                    tracing::error!(kind = %envelope.kind, error = %e, "fleet: an unreadable message event; skipped");
+                    Ok(())
                 }
             }
         }

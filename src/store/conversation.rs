@@ -62,6 +62,10 @@ const SNOOZE: u8 = b'S';
 const FLOW_EXPIRY: u8 = b'F';
 const CURSOR: &[u8] = b"C";
 
+/// The event of a thread change that has none of its own, written only in
+/// a fleet (for the events stream; webhooks are not sent it).
+pub const FLEET_THREAD_EVENT: &str = "thread.synced";
+
 /// An outcome recorded on a thread, linked to the message that led to it
 /// and that message's campaign and variant (the metrics count by them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -733,6 +737,15 @@ impl Tx<'_> {
         }
         self.threads.insert(contact.as_bytes(), to_json(&thread)?)?;
         let mut events = Vec::new();
+        if pending.is_empty() && store.fleet_threads() {
+            // Every other gateway's inbox learns of it (not a webhook kind).
+            events.push(push_event(
+                self.events,
+                FLEET_THREAD_EVENT,
+                at,
+                json_of(&thread)?,
+            )?);
+        }
         if !pending.is_empty() {
             let base = json_of(&thread)?;
             for (kind, detail) in pending {
@@ -850,6 +863,50 @@ impl Store {
             self.inner.engine_moved.send_replace(());
         }
         Ok(changed)
+    }
+
+    /// Apply another gateway's record of a thread (the fleet's events
+    /// stream) when it is newer than this gateway's: the record and its
+    /// places in the inboxes, without events or timers (the SLA, snooze
+    /// and flow timers run where the thread's conversation happens, so a
+    /// breach is reported once for the fleet). Whether anything changed.
+    pub fn apply_remote_thread(&self, remote: &Thread) -> Result<bool> {
+        let t = self.conv();
+        let contact = remote.contact.clone();
+        let record = serde_json::to_vec(remote).map_err(|e| StoreError::Corrupt {
+            key: contact.clone(),
+            reason: e.to_string(),
+        })?;
+        let listed = |thread: &Thread| -> Vec<Vec<u8>> {
+            index_keys(thread)
+                .into_iter()
+                .filter(|k| matches!(k.first(), Some(&INBOX | &TEAM | &ASSIGNEE)))
+                .collect()
+        };
+        (&t.threads, &t.index)
+            .transaction(|(threads, index)| {
+                let old = match threads.get(contact.as_bytes())? {
+                    Some(raw) => Some(from_json_tx::<Thread>(contact.as_bytes(), &raw)?),
+                    None => None,
+                };
+                if old
+                    .as_ref()
+                    .is_some_and(|o| o.updated_at >= remote.updated_at)
+                {
+                    return Ok(false);
+                }
+                let old_keys = old.as_ref().map(index_keys).unwrap_or_default();
+                let new_keys = listed(remote);
+                for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+                    index.remove(k.as_slice())?;
+                }
+                for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+                    index.insert(k.as_slice(), contact.as_bytes())?;
+                }
+                threads.insert(contact.as_bytes(), record.as_slice())?;
+                Ok(true)
+            })
+            .map_err(unwrap_tx)
     }
 
     /// The engine's cursor: the sequence of the next event to read.

@@ -92,10 +92,11 @@ impl Store {
     }
 
     /// Apply another gateway's record of a message (the fleet's events
-    /// stream): kept as a [`FleetLeg::Handed`] record (never sent from
-    /// here, no event, no webhook: the sending gateway announced it), when
-    /// it is newer than what is here. A message this gateway holds itself
-    /// (taken here, or its own) is left alone. Whether anything changed.
+    /// stream), outbound or received there: kept as a [`FleetLeg::Handed`]
+    /// record (never sent from here, no event, no webhook, no automation:
+    /// the gateway where it happened did those), when it is newer than what
+    /// is here. A message this gateway holds itself (taken here, or its
+    /// own) is left alone. Whether anything changed.
     pub fn apply_remote_message(&self, mut remote: Message) -> Result<bool> {
         remote.fleet = Some(FleetLeg::Handed);
         let i = &self.inner;
@@ -111,15 +112,16 @@ impl Store {
                 reason: e.to_string(),
             }
         })?);
-        (&i.messages, &i.threads)
-            .transaction(
-                |(messages, threads)| match messages.get(remote.id.as_bytes())? {
+        (&i.messages, &i.threads, &i.contacts, &i.recent)
+            .transaction(|(messages, threads, contacts, recent)| {
+                match messages.get(remote.id.as_bytes())? {
                     None => {
                         messages.insert(remote.id.as_bytes(), record.clone())?;
                         threads.insert(
                             keys::thread(&remote.contact, remote.created_at, &remote.id),
                             &[],
                         )?;
+                        touch_contact(contacts, recent, &remote)?;
                         Ok(true)
                     }
                     Some(raw) => {
@@ -133,8 +135,8 @@ impl Store {
                         messages.insert(remote.id.as_bytes(), record.clone())?;
                         Ok(true)
                     }
-                },
-            )
+                }
+            })
             .map_err(unwrap_tx)
     }
 }

@@ -58,7 +58,7 @@ pub use consent::{
 pub use contacts::{ContactQuery, NumberedProfile, IMPORT_BATCH};
 pub use conversation::{
     Entry as TimelineEntry, InboxFilter, ItemKind, OutcomeRecord, Sequenced, Thread, ThreadChange,
-    ThreadChanged, TimelineItem,
+    ThreadChanged, TimelineItem, FLEET_THREAD_EVENT,
 };
 pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
@@ -167,6 +167,9 @@ struct Inner {
     history_moves: std::sync::atomic::AtomicU64,
     /// `[store] retention_days` (0: none), for messages moving to the history.
     retention_days: AtomicU32,
+    /// In a fleet: every thread change is an event (`thread.synced` when it
+    /// has no event of its own), for the other gateways' inboxes.
+    fleet_threads: std::sync::atomic::AtomicBool,
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
     /// Contact fields' indexes: tags, external ids, search (`contacts.rs`).
@@ -323,6 +326,7 @@ impl Store {
             history_lock: std::sync::Mutex::new(()),
             history_moves: std::sync::atomic::AtomicU64::new(0),
             retention_days: AtomicU32::new(0),
+            fleet_threads: std::sync::atomic::AtomicBool::new(false),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             contact_index: contacts::Trees::open(&db)?,
             conversations: conversation::Trees::open(&db)?,
@@ -361,6 +365,20 @@ impl Store {
         let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
         let salt = self.inner.id_seed.wrapping_add(n);
         keys::message_id(at, contact, salt)
+    }
+
+    /// In a fleet (`[cluster]`): thread changes without an event of their
+    /// own are announced as `thread.synced` (for the events stream).
+    pub fn set_fleet_threads(&self, on: bool) {
+        self.inner
+            .fleet_threads
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn fleet_threads(&self) -> bool {
+        self.inner
+            .fleet_threads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A tree of the database for a module outside the store (the compat

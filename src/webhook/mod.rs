@@ -72,7 +72,11 @@ impl Endpoint {
     pub fn partition(&self, event: &Event) -> Option<String> {
         match &self.foreign {
             Some(foreign) => foreign.partition(event),
-            None if crate::store::CALLBACK_EVENTS.contains(&event.kind.as_str()) => None,
+            None if crate::store::CALLBACK_EVENTS.contains(&event.kind.as_str())
+                || event.kind == crate::store::FLEET_THREAD_EVENT =>
+            {
+                None
+            }
             None => self.wants(&event.kind).then(|| partition_of(event)),
         }
     }
