@@ -535,6 +535,8 @@ async fn fence_cancel(state: &ApiState, id: &str) -> Result<(), ApiError> {
     }
     match fleet.claim(id, ClaimFor::Cancel).await {
         Ok(Claim::Mine) => Ok(()),
+        // Cancelled already (at another gateway): cancelled here too.
+        Ok(Claim::Cancelled(_)) => Ok(()),
         Ok(Claim::Theirs(site)) => Err(ApiError::conflict(
             "not_cancellable",
             format!("message {id} is being sent by the fleet's site {site:?}: it cannot be cancelled"),

@@ -183,8 +183,10 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum Claim {
     /// This gateway: it sends (or cancelled) the message.
     Mine,
-    /// Another gateway (its site), or a cancel: this one must not send it.
+    /// Another gateway (its site): this one must not send it.
     Theirs(String),
+    /// Cancelled at the gateway that accepted it (its site).
+    Cancelled(String),
 }
 
 /// Why a gateway claims a message.

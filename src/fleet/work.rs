@@ -267,7 +267,7 @@ impl Work {
             // Claimed here before (a restart between the claim and the
             // "sending" mark): still this gateway's.
             Some(f) if f.site == self.site && f.purpose == purpose => Claim::Mine,
-            Some(f) if f.purpose == "cancel" => Claim::Theirs(format!("cancelled at {}", f.site)),
+            Some(f) if f.purpose == "cancel" => Claim::Cancelled(f.site),
             Some(f) => Claim::Theirs(f.site),
             None => Claim::Theirs("unknown".into()),
         })

@@ -1307,6 +1307,18 @@ impl<'a> Session<'a> {
                             }
                             return Ok(());
                         }
+                        Ok(Claim::Cancelled(site)) => {
+                            let note = format!("cancelled at the fleet's site {site}");
+                            if let Err(e) = self
+                                .actor
+                                .store
+                                .cancel_waiting(&message.id, Utc::now(), &note)
+                                .await
+                            {
+                                tracing::error!(message_id = %message.id, error = %e, "fleet: cannot record a cancel");
+                            }
+                            return Ok(());
+                        }
                         Err(e) => {
                             let until = Utc::now() + chrono::Duration::seconds(FLEET_RETRY_SECS);
                             self.defer(

@@ -79,16 +79,18 @@ impl Store {
     /// gateway publishes. Whether it was given back (it was taken here and
     /// still waiting).
     pub async fn give_back_to_fleet(&self, id: &str) -> Result<bool> {
-        let changed = self
-            .update(id, |m| {
-                if m.fleet != Some(FleetLeg::Taken) || !m.status.is_waiting() {
-                    return false;
-                }
+        // The closure may run again on a conflict: its last verdict counts.
+        let given = std::sync::atomic::AtomicBool::new(false);
+        self.update(id, |m| {
+            let ok = m.fleet == Some(FleetLeg::Taken) && m.status.is_waiting();
+            given.store(ok, std::sync::atomic::Ordering::Relaxed);
+            if ok {
                 m.fleet = Some(FleetLeg::Handed);
-                true
-            })
-            .await?;
-        Ok(changed.is_some_and(|(m, _)| m.fleet == Some(FleetLeg::Handed)))
+            }
+            ok
+        })
+        .await?;
+        Ok(given.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Apply another gateway's record of a message (the fleet's events
@@ -138,5 +140,136 @@ impl Store {
                 }
             })
             .map_err(unwrap_tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::TempStore;
+    use crate::store::{Accepted, MessageStatus, Thread};
+    use chrono::Utc;
+
+    fn message(store: &Store, to: &str) -> Message {
+        store.new_outbound("", to, "hello", 1, "gsm7", false, None, Utc::now())
+    }
+
+    fn outbox_has(store: &Store, id: &str) -> bool {
+        store
+            .due(Utc::now() + chrono::Duration::days(1), 100)
+            .unwrap()
+            .iter()
+            .any(|m| m.id == id)
+    }
+
+    #[tokio::test]
+    async fn a_handed_message_waits_in_the_fleet_and_a_taken_one_here() {
+        let t = TempStore::new();
+        let mut handed = message(&t.store, "+15550001");
+        handed.fleet = Some(FleetLeg::Handed);
+        let id = handed.id.clone();
+        assert!(matches!(
+            t.store.accept(handed.clone(), None).await.unwrap(),
+            Accepted::New(_)
+        ));
+        assert!(
+            !outbox_has(&t.store, &id),
+            "a handed message is not in this outbox"
+        );
+        // Taken here after all: into the outbox; again: held.
+        assert_eq!(
+            t.store.take_from_fleet(handed.clone()).unwrap(),
+            Taken::Queued
+        );
+        assert!(outbox_has(&t.store, &id));
+        assert_eq!(
+            t.store.get(&id).unwrap().unwrap().fleet,
+            Some(FleetLeg::Taken)
+        );
+        assert_eq!(
+            t.store.take_from_fleet(handed.clone()).unwrap(),
+            Taken::Held
+        );
+        // Claimed elsewhere: given back, out of the outbox.
+        assert!(t.store.give_back_to_fleet(&id).await.unwrap());
+        assert!(!outbox_has(&t.store, &id));
+        assert!(!t.store.give_back_to_fleet(&id).await.unwrap());
+        // A message new here: queued; once past waiting, the queue's copy is done.
+        let other = message(&t.store, "+15550002");
+        assert_eq!(
+            t.store.take_from_fleet(other.clone()).unwrap(),
+            Taken::Queued
+        );
+        assert!(outbox_has(&t.store, &other.id));
+        t.store
+            .update(&other.id, |m| {
+                m.transition(Utc::now(), MessageStatus::Failed);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(t.store.take_from_fleet(other).unwrap(), Taken::Done);
+    }
+
+    #[tokio::test]
+    async fn another_sites_record_applies_when_newer_and_never_over_ones_own() {
+        let t = TempStore::new();
+        // Unknown here: stored as handed, with no event.
+        let mut remote = message(&t.store, "+15550003");
+        let id = remote.id.clone();
+        let events = t.store.events_from(0, 100).unwrap().len();
+        assert!(t.store.apply_remote_message(remote.clone()).unwrap());
+        assert_eq!(t.store.events_from(0, 100).unwrap().len(), events);
+        assert!(!outbox_has(&t.store, &id));
+        // Newer (a longer history) applies; the same again or older does not.
+        remote.transition(Utc::now(), MessageStatus::Sending);
+        remote.transition(Utc::now(), MessageStatus::Sent);
+        assert!(t.store.apply_remote_message(remote.clone()).unwrap());
+        assert_eq!(
+            t.store.get(&id).unwrap().unwrap().status,
+            MessageStatus::Sent
+        );
+        assert!(!t.store.apply_remote_message(remote.clone()).unwrap());
+        let mut older = remote.clone();
+        older.history.truncate(1);
+        older.status = MessageStatus::Queued;
+        assert!(!t.store.apply_remote_message(older).unwrap());
+        // A message of this gateway's own is never overwritten.
+        let own = message(&t.store, "+15550004");
+        t.store.accept(own.clone(), None).await.unwrap();
+        let mut theirs = own.clone();
+        theirs.transition(Utc::now(), MessageStatus::Failed);
+        assert!(!t.store.apply_remote_message(theirs).unwrap());
+        assert_eq!(
+            t.store.get(&own.id).unwrap().unwrap().status,
+            MessageStatus::Queued
+        );
+    }
+
+    #[tokio::test]
+    async fn another_sites_thread_lists_in_the_inbox_without_timers() {
+        let t = TempStore::new();
+        let now = Utc::now();
+        let mut thread = Thread::new("+15550005", crate::conversation::ThreadState::Open, now);
+        thread.waiting_since = Some(now);
+        thread.sla_due = Some(now - chrono::Duration::minutes(1));
+        assert!(t.store.apply_remote_thread(&thread).unwrap());
+        let inbox = t.store.inbox(&Default::default(), now, None, 10).unwrap();
+        assert_eq!(inbox.items.len(), 1);
+        // Its SLA runs where the conversation is: no breach comes due here.
+        assert!(t.store.sla_due_by(now, 10).unwrap().is_empty());
+        // Older: ignored; newer: applied.
+        let mut older = thread.clone();
+        older.updated_at = now - chrono::Duration::hours(1);
+        older.state = crate::conversation::ThreadState::Closed;
+        assert!(!t.store.apply_remote_thread(&older).unwrap());
+        let mut newer = thread.clone();
+        newer.updated_at = now + chrono::Duration::seconds(1);
+        newer.state = crate::conversation::ThreadState::Closed;
+        assert!(t.store.apply_remote_thread(&newer).unwrap());
+        assert_eq!(
+            t.store.thread_record("+15550005").unwrap().unwrap().state,
+            crate::conversation::ThreadState::Closed
+        );
     }
 }
