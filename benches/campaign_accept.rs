@@ -156,7 +156,7 @@ fn run(
 /// its periods, so that sled's delayed reclamation is done as well.
 fn rss_after_housekeeping() -> u64 {
     std::thread::sleep(smsgate::modem::expiry::PERIOD * 2 + Duration::from_secs(1));
-    if let Some((used, free)) = smsgate::memory::heap_bytes() {
+    if let Some((used, free)) = smsgate::memory::measure_heap() {
         println!(
             "  heap: {} KiB in use, {} KiB free",
             used / 1024,

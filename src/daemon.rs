@@ -281,7 +281,12 @@ pub async fn run(
     });
     tracing::info!(api = %api_addr, modems = config.modem.len(), "smsgate running");
     let modem_count = config.modem.len();
-    crate::notify::ready(&crate::notify::summary(0, modem_count, store.outbox_len()));
+    crate::notify::ready(&crate::notify::summary(
+        0,
+        modem_count,
+        store.outbox_gauge(),
+    ));
+    let outbox_counter = tokio::spawn(count_outbox(store.clone(), stop_rx.clone()));
     let supervisor = tokio::spawn(supervise(
         dispatcher.clone(),
         store.clone(),
@@ -329,6 +334,7 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, task).await;
     }
     let _ = tokio::time::timeout_at(deadline, supervisor).await;
+    let _ = tokio::time::timeout_at(deadline, outbox_counter).await;
     if let Some(task) = discovery_task {
         let _ = tokio::time::timeout_at(deadline, task).await;
     }
@@ -341,6 +347,22 @@ pub async fn run(
 
 /// STATUS= every few seconds, and WATCHDOG=1 while every worker answers a
 /// liveness ping within half of `WatchdogSec`.
+/// Count the outbox every [`crate::store::OUTBOX_GAUGE_PERIOD`] off the
+/// async workers (sled counts by walking the tree: O(queue)), so that
+/// `/metrics`, the Modems page and the service status read a number.
+async fn count_outbox(store: Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || s.count_outbox()).await {
+            tracing::error!(error = %e, "counting the outbox failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::store::OUTBOX_GAUGE_PERIOD) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
 async fn supervise(
     dispatcher: Arc<Dispatcher>,
     store: Store,
@@ -359,7 +381,7 @@ async fn supervise(
             .iter()
             .filter(|s| s.state == crate::modem::ModemState::Ready)
             .count();
-        let line = crate::notify::summary(ready, modems, store.outbox_len());
+        let line = crate::notify::summary(ready, modems, store.outbox_gauge());
         if line != last_status {
             crate::notify::status(&line);
             last_status = line;

@@ -9,6 +9,8 @@
 //! what it actually used stayed at 100-172 MB; with two arenas it stayed at
 //! 167-207 MB. A trim from housekeeping gives back the freed pages.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// Free heap memory above which housekeeping gives it back.
 pub const TRIM_ABOVE: usize = 8 << 20;
 
@@ -33,17 +35,44 @@ pub fn give_back_freed_memory(above: usize) -> Option<usize> {
     Some(free)
 }
 
-/// The allocator's heap: (bytes in use by the program, bytes free but held),
+/// The heap as last measured ([`measure_heap`]): in use, free; the first
+/// is usize::MAX until measured.
+static HEAP_IN_USE: AtomicUsize = AtomicUsize::new(usize::MAX);
+static HEAP_FREE: AtomicUsize = AtomicUsize::new(0);
+
+/// Measure the allocator's heap now and keep it for [`heap_bytes`]:
+/// `mallinfo2` walks every free chunk of every arena under the arena's
+/// lock (milliseconds on a fragmented heap, stalling allocations
+/// meanwhile), so housekeeping measures it once a period and `/metrics`
+/// reads the result.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn measure_heap() -> Option<(usize, usize)> {
+    // SAFETY: as in `give_back_freed_memory`: no pointers, read only.
+    let info = unsafe { nix::libc::mallinfo2() };
+    let (used, free) = (info.uordblks + info.hblkhd, info.fordblks);
+    HEAP_FREE.store(free, Ordering::Relaxed);
+    HEAP_IN_USE.store(used, Ordering::Relaxed);
+    Some((used, free))
+}
+
+/// The allocator's heap: (bytes in use by the program, bytes free but
+/// held) as housekeeping last measured it (measured now the first time),
 /// for `/metrics`; None on a libc without `mallinfo2`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn heap_bytes() -> Option<(usize, usize)> {
-    // SAFETY: as in `give_back_freed_memory`: no pointers, read only.
-    let info = unsafe { nix::libc::mallinfo2() };
-    Some((info.uordblks + info.hblkhd, info.fordblks))
+    match HEAP_IN_USE.load(Ordering::Relaxed) {
+        usize::MAX => measure_heap(),
+        used => Some((used, HEAP_FREE.load(Ordering::Relaxed))),
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn heap_bytes() -> Option<(usize, usize)> {
+    None
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn measure_heap() -> Option<(usize, usize)> {
     None
 }
 

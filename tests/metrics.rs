@@ -92,18 +92,13 @@ async fn metrics_describe_the_modems_and_the_queue() {
             );
             (m["status"] == "delivered").then_some(())
         });
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        use std::io::{Read, Write};
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "no token needed");
-        assert!(out.contains("text/plain; version=0.0.4"));
-        out.split_once("\r\n\r\n").unwrap().1.to_string()
+        // The outbox is counted every second: once this count has caught
+        // up with the delivery, it reads 0.
+        wait_until(Duration::from_secs(10), "the outbox counted empty", || {
+            let text = scrape(&addr);
+            text.contains("\nsmsgate_outbox_messages 0\n")
+                .then_some(text)
+        })
     })
     .await
     .unwrap();
@@ -153,4 +148,20 @@ async fn metrics_describe_the_modems_and_the_queue() {
     assert!(count > 10.0, "init, health checks and the send were timed");
     daemon.stop().await;
     sim.shutdown().await;
+}
+
+/// `GET /metrics` without a token; the body.
+fn scrape(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "no token needed");
+    assert!(out.contains("text/plain; version=0.0.4"));
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
 }

@@ -210,9 +210,13 @@ pub async fn serve(State(state): State<ApiState>) -> impl IntoResponse {
         &mut out,
         "smsgate_outbox_messages",
         "gauge",
-        "Outbound messages waiting (queued, scheduled, deferred).",
+        "Outbound messages waiting (queued, scheduled, deferred), as counted within the last second.",
     );
-    let _ = writeln!(out, "smsgate_outbox_messages {}", state.store.outbox_len());
+    let _ = writeln!(
+        out,
+        "smsgate_outbox_messages {}",
+        state.store.outbox_gauge()
+    );
     family(
         &mut out,
         "smsgate_store_size_bytes",

@@ -113,6 +113,8 @@ pub async fn run(
                 if let Some(freed) = crate::memory::give_back_freed_memory(crate::memory::TRIM_ABOVE) {
                     tracing::debug!(freed, "freed memory given back to the system");
                 }
+                // For /metrics, which reads it rather than walk the heap.
+                crate::memory::measure_heap();
             }
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }

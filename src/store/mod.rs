@@ -77,6 +77,9 @@ pub use records::{
 
 use durability::GroupCommit;
 
+/// How often the daemon counts the outbox for [`Store::outbox_gauge`].
+pub const OUTBOX_GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The schema this build writes; a store written by a newer one is refused.
 /// 2: message ids carry the contact's hash; final messages move to the
 /// history files (`history.rs`).
@@ -170,6 +173,8 @@ struct Inner {
     /// In a fleet: every thread change is an event (`thread.synced` when it
     /// has no event of its own), for the other gateways' inboxes.
     fleet_threads: std::sync::atomic::AtomicBool,
+    /// The outbox's depth as last counted (u64::MAX: not yet).
+    outbox_gauge: std::sync::atomic::AtomicU64,
     /// Webhook endpoints, cursors and deliveries (`deliveries.rs`).
     deliveries: deliveries::DeliveryTrees,
     /// Contact fields' indexes: tags, external ids, search (`contacts.rs`).
@@ -327,6 +332,7 @@ impl Store {
             history_moves: std::sync::atomic::AtomicU64::new(0),
             retention_days: AtomicU32::new(0),
             fleet_threads: std::sync::atomic::AtomicBool::new(false),
+            outbox_gauge: std::sync::atomic::AtomicU64::new(u64::MAX),
             deliveries: deliveries::DeliveryTrees::open(&db)?,
             contact_index: contacts::Trees::open(&db)?,
             conversations: conversation::Trees::open(&db)?,

@@ -853,9 +853,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Outbound messages waiting in the outbox (queue depth).
+    /// Outbound messages waiting in the outbox (queue depth): a full scan
+    /// (sled counts by walking the tree), for checks and for
+    /// [`Store::count_outbox`]; request paths read [`Store::outbox_gauge`].
     pub fn outbox_len(&self) -> usize {
         self.inner.outbox.len()
+    }
+
+    /// Count the outbox (a full scan, blocking: run it off the async
+    /// workers) and keep the count for [`Store::outbox_gauge`].
+    pub fn count_outbox(&self) -> usize {
+        let n = self.outbox_len();
+        self.inner
+            .outbox_gauge
+            .store(n as u64, std::sync::atomic::Ordering::Relaxed);
+        n
+    }
+
+    /// The outbox's depth as last counted (the daemon counts it every
+    /// second, [`OUTBOX_GAUGE_PERIOD`]): what `/metrics`, the Modems page and
+    /// the service status show, at no cost to the request that reads it.
+    /// Counted now if never counted yet.
+    pub fn outbox_gauge(&self) -> usize {
+        match self
+            .inner
+            .outbox_gauge
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            u64::MAX => self.count_outbox(),
+            n => n as usize,
+        }
     }
 
     /// Messages kept live in sled (not yet moved to the history files); a

@@ -246,7 +246,7 @@ fn modem_card(
 /// `GET /modems`.
 pub async fn page(State(state): State<WebState>, person: Person) -> Response {
     let Json(list) = modems::list(State(state.api.clone())).await;
-    let waiting = state.api.store.outbox_len();
+    let waiting = state.api.store.outbox_gauge();
     let today = Today::of(&state);
     let mut probes = Vec::with_capacity(list.items.len());
     for m in &list.items {
