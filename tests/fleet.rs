@@ -840,11 +840,24 @@ async fn three_thousand_messages_through_a_fleet_with_failures() {
         // Every acknowledged message final (or unknown) where it was accepted.
         let mut unknown = 0;
         for (g, _, _, id) in &acked {
-            let m = wait_until(Duration::from_secs(120), "every message settled", || {
-                let m = common::message(&addrs[*g], TOKEN, id);
+            let settled = |m: &Value| {
                 let s = m["status"].as_str().unwrap_or_default();
-                matches!(s, "sent" | "delivered" | "failed" | "unknown").then_some(m)
-            });
+                matches!(s, "sent" | "delivered" | "failed" | "unknown")
+            };
+            let start = Instant::now();
+            let m = loop {
+                let m = common::message(&addrs[*g], TOKEN, id);
+                if settled(&m) {
+                    break m;
+                }
+                if start.elapsed() > Duration::from_secs(120) {
+                    for a in &addrs {
+                        eprintln!("{a}: {}", common::message(a, TOKEN, id));
+                    }
+                    panic!("message {id} accepted at {} not settled", addrs[*g]);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
             if m["status"] == "unknown" {
                 unknown += 1;
             }

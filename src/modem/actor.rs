@@ -1298,6 +1298,13 @@ impl<'a> Session<'a> {
             // gateway sends it whoever else the work queue gave it to.
             if first && message.fleet == Some(FleetLeg::Taken) {
                 if let Some(fleet) = &engine.fleet {
+                    // The record is durable before the claim: a gateway
+                    // that claims, dies and comes back still has the
+                    // message (the others see the claim and leave it).
+                    if let Err(e) = self.actor.store.sync().await {
+                        tracing::error!(message_id = %message.id, error = %e, "fleet: cannot make a taken message durable; not claimed");
+                        return Ok(());
+                    }
                     match fleet.claim(&message.id, ClaimFor::Send).await {
                         Ok(Claim::Mine) => {}
                         Ok(Claim::Theirs(holder)) => {
