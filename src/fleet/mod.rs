@@ -130,7 +130,12 @@ impl ClusterConfig {
                 .site
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !site_ok {
+        if self.site == "any" {
+            out.push((
+                "cluster.site".into(),
+                "\"any\" names the work queue's subject for every site: choose another name".into(),
+            ));
+        } else if !site_ok {
             out.push((
                 "cluster.site".into(),
                 format!("{:?}: use 1-64 letters, digits, - or _", self.site),
@@ -410,6 +415,14 @@ mod tests {
             "{:?}",
             good.problems()
         );
+        let any = ClusterConfig {
+            site: "any".into(),
+            ..good.clone()
+        };
+        assert!(any
+            .problems()
+            .iter()
+            .any(|(k, m)| k == "cluster.site" && m.contains("any")));
         let bad = ClusterConfig {
             nats_url: vec!["http://x".into()],
             site: "north.1".into(),

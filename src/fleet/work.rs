@@ -616,8 +616,17 @@ impl Work {
                         }
                         true
                     }
-                    // A fleet's message this gateway holds or changed.
-                    k if k.starts_with("message.") => event.data.get("fleet").is_some(),
+                    // A fleet's message this gateway holds or changed (a
+                    // copy taken here is news once a modem has it: while it
+                    // waits, another gateway may be the one that sends it).
+                    k if k.starts_with("message.") => {
+                        let waiting_here = event.data["fleet"] == "taken"
+                            && event.data["status"]
+                                .as_str()
+                                .and_then(MessageStatus::parse)
+                                .is_some_and(MessageStatus::is_waiting);
+                        event.data.get("fleet").is_some() && !waiting_here
+                    }
                     k => k.starts_with("thread."),
                 };
                 if !shared {

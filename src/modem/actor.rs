@@ -1229,7 +1229,23 @@ impl<'a> Session<'a> {
         if !(message.status.is_waiting() || message.status == MessageStatus::Sending) {
             return Ok(());
         }
+        // Handed to the fleet: another gateway sends it.
+        if message.fleet == Some(FleetLeg::Handed) {
+            return Ok(());
+        }
         let engine = self.actor.engine.clone();
+        if message.fleet == Some(FleetLeg::Taken) && engine.fleet.is_none() {
+            // Taken from a fleet's work queue by this store, now running
+            // without [cluster]: it cannot be claimed, so it is not sent.
+            let until = Utc::now() + chrono::Duration::hours(1);
+            self.defer(
+                &message.id,
+                until,
+                "taken from the fleet's work queue: needs [cluster] to be claimed before it is sent".into(),
+            )
+            .await;
+            return Ok(());
+        }
         let encoded = crate::compose::encode(&message, message.validity.or(engine.validity), 0);
         let encoded = match encoded {
             Ok(e) => e,
@@ -1350,7 +1366,9 @@ impl<'a> Session<'a> {
                 .actor
                 .store
                 .update_grouped(&message.id, move |m| {
-                    if !(m.status.is_waiting() || m.status == MessageStatus::Sending) {
+                    if !(m.status.is_waiting() || m.status == MessageStatus::Sending)
+                        || m.fleet == Some(FleetLeg::Handed)
+                    {
                         return false;
                     }
                     m.modem = Some(sender.clone());

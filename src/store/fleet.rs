@@ -23,6 +23,18 @@ pub enum Taken {
     Done,
 }
 
+/// How far a message has gone, for ordering two gateways' records of it:
+/// waiting, then on a modem, then sent or unknown, then settled for good.
+fn progress(m: &Message) -> u8 {
+    use super::records::MessageStatus as S;
+    match m.status {
+        S::Scheduled | S::Queued | S::Deferred | S::Received => 0,
+        S::Sending => 1,
+        S::Sent | S::Unknown => 2,
+        S::Delivered | S::Failed | S::Cancelled | S::Expired => 3,
+    }
+}
+
 impl Store {
     /// Take `message` from the fleet's work queue: store it as this
     /// gateway's to send (in the outbox, [`FleetLeg::Taken`]), unless it
@@ -97,8 +109,11 @@ impl Store {
     /// stream), outbound or received there: kept as a [`FleetLeg::Handed`]
     /// record (never sent from here, no event, no webhook, no automation:
     /// the gateway where it happened did those), when it is newer than what
-    /// is here. A message this gateway holds itself (taken here, or its
-    /// own) is left alone. Whether anything changed.
+    /// is here (further along: waiting < on a modem < sent < settled; then
+    /// the longer history, then the later change). A message of this
+    /// gateway's own is left alone, and so is one taken here, unless no
+    /// modem has touched it yet and the other gateway's has. Whether
+    /// anything changed.
     pub fn apply_remote_message(&self, mut remote: Message) -> Result<bool> {
         remote.fleet = Some(FleetLeg::Handed);
         let i = &self.inner;
@@ -114,8 +129,8 @@ impl Store {
                 reason: e.to_string(),
             }
         })?);
-        (&i.messages, &i.threads, &i.contacts, &i.recent)
-            .transaction(|(messages, threads, contacts, recent)| {
+        (&i.messages, &i.threads, &i.contacts, &i.recent, &i.outbox)
+            .transaction(|(messages, threads, contacts, recent, outbox)| {
                 match messages.get(remote.id.as_bytes())? {
                     None => {
                         messages.insert(remote.id.as_bytes(), record.clone())?;
@@ -128,11 +143,19 @@ impl Store {
                     }
                     Some(raw) => {
                         let known: Message = from_json_tx(remote.id.as_bytes(), &raw)?;
-                        let newer = remote.history.len() > known.history.len()
-                            || (remote.history.len() == known.history.len()
-                                && remote.updated_at > known.updated_at);
-                        if known.fleet != Some(FleetLeg::Handed) || !newer {
+                        let newer = (progress(&remote), remote.history.len(), remote.updated_at)
+                            > (progress(&known), known.history.len(), known.updated_at);
+                        // A copy taken here that no modem has touched yet
+                        // yields to a gateway that went further with it
+                        // (this one's claim will fail: it is given back).
+                        let yields = known.fleet == Some(FleetLeg::Taken)
+                            && known.status.is_waiting()
+                            && progress(&remote) > 0;
+                        if !(known.fleet == Some(FleetLeg::Handed) || yields) || !newer {
                             return Ok(false);
+                        }
+                        if let Some(key) = outbox_key(&known) {
+                            outbox.remove(key)?;
                         }
                         messages.insert(remote.id.as_bytes(), record.clone())?;
                         Ok(true)
@@ -243,6 +266,37 @@ mod tests {
         assert_eq!(
             t.store.get(&own.id).unwrap().unwrap().status,
             MessageStatus::Queued
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_further_along_wins_and_a_waiting_taken_copy_yields_to_it() {
+        let t = TempStore::new();
+        // Taken here, still waiting: in the outbox.
+        let m = message(&t.store, "+15550006");
+        assert_eq!(t.store.take_from_fleet(m.clone()).unwrap(), Taken::Queued);
+        // Another gateway's long history of deferrals is not news...
+        let mut deferred = m.clone();
+        for _ in 0..10 {
+            deferred.transition(Utc::now(), MessageStatus::Deferred);
+        }
+        assert!(!t.store.apply_remote_message(deferred.clone()).unwrap());
+        // ...but one whose modem sent it is: the copy here leaves the outbox.
+        let mut sent = m.clone();
+        sent.transition(Utc::now(), MessageStatus::Sending);
+        sent.transition(Utc::now(), MessageStatus::Sent);
+        assert!(t.store.apply_remote_message(sent.clone()).unwrap());
+        let here = t.store.get(&m.id).unwrap().unwrap();
+        assert_eq!(
+            (here.status, here.fleet),
+            (MessageStatus::Sent, Some(FleetLeg::Handed))
+        );
+        assert!(!outbox_has(&t.store, &m.id));
+        // A longer history that is still waiting never undoes "sent".
+        assert!(!t.store.apply_remote_message(deferred).unwrap());
+        assert_eq!(
+            t.store.get(&m.id).unwrap().unwrap().status,
+            MessageStatus::Sent
         );
     }
 

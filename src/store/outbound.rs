@@ -477,7 +477,10 @@ impl Store {
         }
         // A message handed to the fleet is announced by the gateway that
         // takes it (each step from there on).
-        if let Some(kind) = event_kind(&message).filter(|_| message.fleet != Some(FleetLeg::Handed))
+        // (A callback that hears every status still hears "queued" here.)
+        let callback_every = message.callback.as_ref().is_some_and(|c| c.every_status);
+        if let Some(kind) = event_kind(&message)
+            .filter(|_| message.fleet != Some(FleetLeg::Handed) || callback_every)
         {
             announce.push((kind, Utc::now()));
         }
