@@ -106,6 +106,7 @@ pub async fn start(
         watcher,
         tokio::spawn(work.clone().publish_events(stop.clone())),
         tokio::spawn(work.clone().watch_sticky(stop.clone())),
+        tokio::spawn(work.clone().republish_handed(stop.clone())),
         tokio::spawn(work.clone().consume_events(stop.clone())),
     ];
     // A gateway without modems sends nothing: it takes nothing.

@@ -312,6 +312,16 @@ impl Work {
             .await
             .map_err(|e| format!("the consumer {name}: {e}"))?;
         loop {
+            // No ready modem (unplugged, resting, paused by the SIM's
+            // limits): take nothing, the other gateways send it.
+            if !self.can_send() {
+                tokio::select! {
+                    biased;
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+                continue;
+            }
             // Wait for room: what the modems send soon.
             let first = tokio::select! {
                 biased;
@@ -354,6 +364,51 @@ impl Work {
                     },
                 };
                 self.take(message, permit).await;
+            }
+        }
+    }
+
+    /// Whether a modem of this gateway is ready to send.
+    fn can_send(&self) -> bool {
+        self.dispatcher
+            .statuses()
+            .iter()
+            .any(|m| m.state == crate::modem::ModemState::Ready)
+    }
+
+    /// Publish again what this gateway accepted and handed to the fleet
+    /// that is still waiting here: a gateway killed between its durable
+    /// accept and the publication (or one whose publication was not
+    /// acknowledged) has such records. Once, when the streams are there; a
+    /// message that was published after all is dropped as a duplicate by
+    /// JetStream or, later, stopped by the fence.
+    pub async fn republish_handed(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let pass = async {
+                self.buckets().await?;
+                let store = self.store.clone();
+                let waiting = tokio::task::spawn_blocking(move || store.handed_waiting())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                for message in &waiting {
+                    self.hand_one(message).await?;
+                }
+                if !waiting.is_empty() {
+                    tracing::info!(
+                        count = waiting.len(),
+                        "fleet: waiting messages accepted here published again"
+                    );
+                }
+                Ok::<(), String>(())
+            };
+            match pass.await {
+                Ok(()) => return,
+                Err(e) => failed("publishing waiting messages again", &e),
+            }
+            tokio::select! {
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                _ = tokio::time::sleep(RETRY) => {}
             }
         }
     }

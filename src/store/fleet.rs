@@ -86,6 +86,22 @@ impl Store {
         Ok(taken)
     }
 
+    /// Messages handed to the fleet that are still waiting here (a full
+    /// scan of the live messages: once, at start).
+    pub fn handed_waiting(&self) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
+        for item in self.inner.messages.iter() {
+            let (id, raw) = item?;
+            let Ok(m) = super::from_json::<Message>(&id, &raw) else {
+                continue;
+            };
+            if m.fleet == Some(FleetLeg::Handed) && m.status.is_waiting() {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Give message `id` back: another gateway of the fleet claimed it
     /// first, so this one's copy leaves the outbox and follows what that
     /// gateway publishes. Whether it was given back (it was taken here and
@@ -214,8 +230,18 @@ mod tests {
             Taken::Held
         );
         // Claimed elsewhere: given back, out of the outbox.
+        assert!(t.store.handed_waiting().unwrap().is_empty());
         assert!(t.store.give_back_to_fleet(&id).await.unwrap());
         assert!(!outbox_has(&t.store, &id));
+        // Handed and waiting: what a restart publishes again.
+        let again: Vec<String> = t
+            .store
+            .handed_waiting()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(again, vec![id.clone()]);
         assert!(!t.store.give_back_to_fleet(&id).await.unwrap());
         // A message new here: queued; once past waiting, the queue's copy is done.
         let other = message(&t.store, "+15550002");
