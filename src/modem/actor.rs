@@ -1323,22 +1323,13 @@ impl<'a> Session<'a> {
                     }
                     match fleet.claim(&message.id, ClaimFor::Send).await {
                         Ok(Claim::Mine) => {}
-                        Ok(Claim::Theirs(holder)) => {
+                        // Sent by another gateway, or cancelled where it was
+                        // accepted: that gateway's events bring its state
+                        // (and its webhooks fired there, once).
+                        Ok(Claim::Theirs(holder) | Claim::Cancelled(holder)) => {
                             tracing::info!(message_id = %message.id, %holder, "fleet: claimed elsewhere; not sent here");
                             if let Err(e) = self.actor.store.give_back_to_fleet(&message.id).await {
                                 tracing::error!(message_id = %message.id, error = %e, "fleet: cannot give a message back");
-                            }
-                            return Ok(());
-                        }
-                        Ok(Claim::Cancelled(site)) => {
-                            let note = format!("cancelled at the fleet's site {site}");
-                            if let Err(e) = self
-                                .actor
-                                .store
-                                .cancel_waiting(&message.id, Utc::now(), &note)
-                                .await
-                            {
-                                tracing::error!(message_id = %message.id, error = %e, "fleet: cannot record a cancel");
                             }
                             return Ok(());
                         }
