@@ -22,7 +22,7 @@ const BATCH: usize = 256;
 const CAS_TRIES: usize = 5;
 
 /// How long to wait before trying the broker again after an error.
-const RETRY: Duration = Duration::from_secs(1);
+pub(super) const RETRY: Duration = Duration::from_secs(1);
 
 /// How often the watcher checks the connection (the replica's sync time
 /// moves on while connected and caught up).
@@ -215,7 +215,7 @@ pub(super) async fn bucket(
 }
 
 /// A step that failed: logged, retried after [`RETRY`].
-fn failed(what: &str, error: &dyn std::fmt::Display) {
+pub(super) fn failed(what: &str, error: &dyn std::fmt::Display) {
     tracing::warn!(error = %error, "fleet: {what} failed; retrying");
 }
 

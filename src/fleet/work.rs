@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::nats::{failed, RETRY};
 use super::{Claim, ClaimFor, FleetLink, Pending};
 use crate::modem::Dispatcher;
 use crate::store::{FleetLeg, Message, MessageStatus, Store, Taken};
@@ -56,8 +57,6 @@ const HOLD_TICK: Duration = Duration::from_millis(100);
 
 /// How long a pull waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
-
-const RETRY: Duration = Duration::from_secs(1);
 
 /// The store's aux tree of the fleet's cursors, and the events cursor.
 const AUX: &str = "fleet";
@@ -116,10 +115,6 @@ pub struct Work {
     freshness: Arc<super::Freshness>,
     /// The sticky bucket as last seen: contact key -> site.
     sticky: std::sync::RwLock<HashMap<String, String>>,
-}
-
-fn failed(what: &str, error: &dyn std::fmt::Display) {
-    tracing::warn!(error = %error, "fleet: {what} failed; retrying");
 }
 
 impl Work {
