@@ -11,31 +11,10 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{ms, percentile, Client};
+use harness::{ms, percentile};
 use smsgate::store::{MessageStatus, Store};
 
 const CLIENTS: usize = 64;
-
-/// Post `count` messages on one connection; the latency and id of each 202.
-async fn client(addr: std::net::SocketAddr, index: usize, count: usize) -> Vec<(Duration, String)> {
-    let mut c = Client::connect(addr).await;
-    let mut out = Vec::with_capacity(count);
-    for n in 0..count {
-        // 100 contacts per client: contacts repeat, as threads do.
-        let body = format!(
-            r#"{{"to": "+1555{:03}{:04}", "body": "Your appointment is on Tuesday at 10:30. Reply C to confirm, R to reschedule. ({n})"}}"#,
-            index,
-            n % 100
-        );
-        let start = Instant::now();
-        let (status, answer) = c.request("POST", "/v1/messages", body.as_bytes()).await;
-        let took = start.elapsed();
-        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-        out.push((took, answer["id"].as_str().unwrap().to_string()));
-    }
-    out
-}
 
 /// Every client posts `per_client`; returns (elapsed, latencies and ids).
 async fn round(
@@ -44,7 +23,7 @@ async fn round(
 ) -> (Duration, Vec<(Duration, String)>) {
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
-        .map(|i| tokio::spawn(client(addr, i, per_client)))
+        .map(|i| tokio::spawn(harness::timed_posts(addr, i, per_client)))
         .collect();
     let mut all = Vec::with_capacity(CLIENTS * per_client);
     for t in tasks {

@@ -135,25 +135,6 @@ fn main() {
 
 const CLIENTS: usize = 64;
 
-/// Post `count` messages on one connection to `addr`; each 202's latency.
-async fn client(addr: std::net::SocketAddr, index: usize, count: usize) -> Vec<Duration> {
-    let mut c = Client::connect(addr).await;
-    let mut out = Vec::with_capacity(count);
-    for n in 0..count {
-        let body = format!(
-            r#"{{"to": "+1555{:03}{:04}", "body": "Your appointment is on Tuesday at 10:30. Reply C to confirm. ({n})"}}"#,
-            index,
-            n % 100
-        );
-        let start = Instant::now();
-        let (status, answer) = c.request("POST", "/v1/messages", body.as_bytes()).await;
-        let took = start.elapsed();
-        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
-        out.push(took);
-    }
-    out
-}
-
 /// 64 clients, round-robin over `gateways`, `per_client` accepts each.
 fn accepts(
     rt: &tokio::runtime::Runtime,
@@ -166,11 +147,11 @@ fn accepts(
         rt.block_on(async {
             let start = Instant::now();
             let tasks: Vec<_> = (0..CLIENTS)
-                .map(|i| tokio::spawn(client(addrs[i % addrs.len()], i, per_client)))
+                .map(|i| tokio::spawn(harness::timed_posts(addrs[i % addrs.len()], i, per_client)))
                 .collect();
             let mut all = Vec::with_capacity(CLIENTS * per_client);
             for t in tasks {
-                all.extend(t.await.unwrap());
+                all.extend(t.await.unwrap().into_iter().map(|(took, _)| took));
             }
             (start.elapsed(), all)
         })

@@ -127,6 +127,33 @@ impl Client {
     }
 }
 
+/// Post `count` messages on one keep-alive connection as client `index`
+/// (100 contacts of its own, texted in turn); the latency and id of each
+/// 202 (`api_accept`, and the fleet's accepts).
+pub async fn timed_posts(
+    addr: std::net::SocketAddr,
+    index: usize,
+    count: usize,
+) -> Vec<(Duration, String)> {
+    let mut c = Client::connect(addr).await;
+    let mut out = Vec::with_capacity(count);
+    for n in 0..count {
+        // 100 contacts per client: contacts repeat, as threads do.
+        let body = format!(
+            r#"{{"to": "+1555{:03}{:04}", "body": "Your appointment is on Tuesday at 10:30. Reply C to confirm, R to reschedule. ({n})"}}"#,
+            index,
+            n % 100
+        );
+        let start = std::time::Instant::now();
+        let (status, answer) = c.request("POST", "/v1/messages", body.as_bytes()).await;
+        let took = start.elapsed();
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        out.push((took, answer["id"].as_str().unwrap().to_string()));
+    }
+    out
+}
+
 /// `POST /v1/messages` for messages 0..`count`, split in order over
 /// `connections` keep-alive connections, message `n`'s JSON from `body(n)`;
 /// every answer must be a 202. The ids, in message order.
