@@ -145,6 +145,57 @@ async fn cmgs_two_phases_with_echo_and_urc() {
     assert_eq!(log_of(&log), vec!["AT+CMGS=13".to_string(), hex]);
 }
 
+/// A modem that announces an SMS between the command and its prompt.
+fn announcing_modem(dev: DuplexStream) -> Log {
+    modem(dev, |unit| match unit {
+        "AT+CMGS=3" => Some(b"\r\n+CMTI: \"SM\",4\r\n> ".to_vec()),
+        // ESC: the send is dropped, the modem answers OK.
+        "" => None,
+        "AT" => Some(b"\r\nOK\r\n".to_vec()),
+        _ => Some(b"\r\n+CMGS: 7\r\n\r\nOK\r\n".to_vec()),
+    })
+}
+
+#[tokio::test]
+async fn cmgs_gives_way_to_an_sms_announced_before_its_prompt() {
+    let (host, dev) = tokio::io::duplex(4096);
+    let log = announcing_modem(dev);
+    let (client, mut urcs) = spawn(host, TransportConfig::default());
+    let cmd = Cmgs::new(&[0x00, 0x01, 0x00, 0x00]).unwrap();
+    let seen = client.announced();
+    assert_eq!(seen, 0);
+    match client.send_unless_announced(&cmd, seen).await {
+        Err(AtError::GaveWay { command }) => assert_eq!(command, "AT+CMGS=3"),
+        other => panic!("{other:?}"),
+    }
+    // ESC instead of the PDU: nothing was sent; then the link is resynced.
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3", "<ESC>", "AT"]);
+    assert_eq!(
+        urcs.recv().await,
+        Some(Urc::NewMessage {
+            storage: "SM".into(),
+            index: 4
+        })
+    );
+    assert_eq!(client.announced(), 1);
+}
+
+#[tokio::test]
+async fn cmgs_goes_when_the_announced_sms_was_already_seen() {
+    let (host, dev) = tokio::io::duplex(4096);
+    let log = announcing_modem(dev);
+    let (client, mut urcs) = spawn(host, TransportConfig::default());
+    let cmd = Cmgs::new(&[0x00, 0x01, 0x00, 0x00]).unwrap();
+    // The same modem, but the caller counts one announcement as read
+    // (the first +CMTI arrives with this command's prompt: 1 > 0 gives way;
+    // told it has seen 1, it sends).
+    assert_eq!(client.send_unless_announced(&cmd, 1).await.unwrap(), 7);
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3", "00010000"]);
+    assert!(urcs.recv().await.is_some());
+    // Plain `send` never gives way.
+    assert_eq!(client.send(&cmd).await.unwrap(), 7);
+}
+
 #[tokio::test]
 async fn cms_error_instead_of_prompt() {
     let (host, dev) = tokio::io::duplex(4096);

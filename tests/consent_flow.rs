@@ -206,6 +206,65 @@ async fn stop_cancels_waiting_messages_and_one_waiting_in_the_actor() {
     other.shutdown().await;
 }
 
+/// A modem announces the customer's STOP between `AT+CMGS` and its prompt
+/// (the send was already marked `sending`): the STOP is read first, the
+/// part is not sent (ESC), the message fails as opted out, and the
+/// confirmation is the only text the customer gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_announced_before_the_prompt_stops_that_send() {
+    let modem = sim("prompt", "+15550600000");
+    let gw = daemon("prompt", &[("m1", &modem, None)]).await;
+    let customer = "+15550600001";
+    modem
+        .fault(smsgate::sim::Fault::SmsBeforePrompt {
+            from: customer.into(),
+            text: "STOP".into(),
+        })
+        .unwrap();
+    let m = modem.clone();
+    let addr = gw.addr.clone();
+    blocking(move || {
+        let (status, accepted) = post(&addr, customer, "Your appointment is Tue 10:30");
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap().to_string();
+        let failed = wait_until(Duration::from_secs(20), "the send stopped", || {
+            let (_, m) = http(
+                "GET",
+                &addr,
+                &format!("/v1/messages/{id}"),
+                Some(TOKEN),
+                None,
+            );
+            (m["status"] == "failed").then_some(m)
+        });
+        assert_eq!(failed["error"]["code"], "recipient_opted_out", "{failed}");
+        let steps: Vec<&str> = failed["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["status"].as_str())
+            .collect();
+        assert!(
+            steps.contains(&"sending"),
+            "marked before the prompt: {steps:?}"
+        );
+        wait_until(Duration::from_secs(20), "the confirmation", || {
+            texts_to(&m, customer)
+                .into_iter()
+                .find(|t| t.contains("unsubscribed"))
+        });
+        assert_eq!(
+            texts_to(&m, customer).len(),
+            1,
+            "only the confirmation: {:?}",
+            texts_to(&m, customer)
+        );
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketing_needs_evidence_and_manual_opt_outs_hold() {
     let modem = sim("marketing", "+15550600000");

@@ -285,6 +285,35 @@ async fn a_contact_is_texted_from_the_modem_it_last_talked_with() {
     b.shutdown().await;
 }
 
+/// An SMS announced between `AT+CMGS` and its prompt is read first (the
+/// modem gives way with ESC); the message then goes, once, and no attempt
+/// is counted against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_gives_way_to_an_sms_announced_before_its_prompt() {
+    let dir = store_dir("give-way");
+    let modem = sim(Personality::Sim800, "give-way", "+15550007500");
+    let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+    gw.wait_ready().await;
+    modem
+        .fault(Fault::SmsBeforePrompt {
+            from: "+15550007502".into(),
+            text: "C".into(),
+        })
+        .unwrap();
+    let m = gw.send("+15550007501", "Reminder: Tue 10:30", false).await;
+    let sent = gw.wait_status(&m.id, MessageStatus::Sent).await;
+    let inbound = gw.wait_inbound("+15550007502", 1).await;
+    assert_eq!(inbound[0].body, "C");
+    assert!(
+        inbound[0].created_at < sent.updated_at,
+        "the SMS was stored before the send went"
+    );
+    assert_eq!(sent.attempts, 0);
+    assert_eq!(modem.received().len(), 1, "sent once");
+    gw.stop().await;
+    modem.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_retry_and_permanent_ones_fail() {
     let dir = store_dir("errors");

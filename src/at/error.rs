@@ -265,6 +265,16 @@ pub enum AtError {
         /// The command line, for logs.
         command: String,
     },
+    /// A two-phase command given way to an SMS the modem announced before
+    /// its prompt (see [`AtClient::send_unless_announced`]): ESC was written
+    /// instead of the PDU, so nothing was sent.
+    ///
+    /// [`AtClient::send_unless_announced`]: super::AtClient::send_unless_announced
+    #[error("{command}: gave way to an SMS announced before the prompt; nothing sent")]
+    GaveWay {
+        /// The command line, for logs.
+        command: String,
+    },
     /// The port is gone (USB unplugged, EOF, EIO/ENXIO/ENODEV, broken pipe):
     /// distinct from a timeout because the engine must reopen, not retry.
     #[error("device gone: {reason}")]
@@ -314,7 +324,7 @@ impl AtError {
         match self {
             AtError::Cme(e) => e.is_transient(),
             AtError::Cms(e) => e.is_transient(),
-            AtError::NoPrompt { .. } => true,
+            AtError::NoPrompt { .. } | AtError::GaveWay { .. } => true,
             _ => false,
         }
     }

@@ -60,6 +60,9 @@ struct Request {
     payload: Option<Vec<u8>>,
     /// The command's own timeout.
     timeout: Duration,
+    /// For a two-phase command: give way (ESC, [`AtError::GaveWay`]) when
+    /// an SMS was announced after the caller saw this many announcements.
+    give_way_after: Option<u64>,
     /// Where the raw response goes.
     reply: oneshot::Sender<Result<Response, AtError>>,
 }
@@ -72,6 +75,8 @@ pub struct AtClient {
     requests: mpsc::Sender<Request>,
     /// URCs lost to a full channel.
     dropped_urcs: Arc<AtomicU64>,
+    /// Inbound SMS announced so far (`+CMTI`, `+CMT`), counted as forwarded.
+    announced: Arc<AtomicU64>,
     /// Why the task stopped, once it has.
     gone: Arc<Mutex<Option<String>>>,
     /// Turns true once the task has ended and dropped the port: a reopen of
@@ -98,6 +103,7 @@ where
     let (req_tx, req_rx) = mpsc::channel(16);
     let (urc_tx, urc_rx) = mpsc::channel(config.urc_capacity.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
+    let announced = Arc::new(AtomicU64::new(0));
     let gone = Arc::new(Mutex::new(None));
     let task = Task {
         port,
@@ -105,6 +111,7 @@ where
         buf: Vec::with_capacity(1024),
         urcs: urc_tx,
         dropped: dropped.clone(),
+        announced: announced.clone(),
         needs_resync: false,
         config,
     };
@@ -123,6 +130,7 @@ where
         AtClient {
             requests: req_tx,
             dropped_urcs: dropped,
+            announced,
             gone,
             closed,
         },
@@ -158,9 +166,37 @@ impl AtClient {
     pub async fn send<C: AtCommand>(&self, cmd: &C) -> Result<C::Response, AtError> {
         let mut line = Vec::new();
         cmd.write(&mut line);
-        let response = self.exchange(line, cmd.payload(), C::TIMEOUT).await?;
+        let response = self.exchange(line, cmd.payload(), C::TIMEOUT, None).await?;
         let lines = response.into_lines()?;
         cmd.parse(&lines)
+    }
+
+    /// As [`AtClient::send`], but a two-phase command (`AT+CMGS`) whose
+    /// modem announces an SMS after the caller had seen `seen`
+    /// announcements ([`AtClient::announced`]) and before the `> ` prompt
+    /// is abandoned with ESC instead of its PDU: [`AtError::GaveWay`],
+    /// nothing sent. The caller reads the SMS and sends again, so an answer
+    /// from a customer does not wait behind a send (a modem announces
+    /// between commands only).
+    pub async fn send_unless_announced<C: AtCommand>(
+        &self,
+        cmd: &C,
+        seen: u64,
+    ) -> Result<C::Response, AtError> {
+        let mut line = Vec::new();
+        cmd.write(&mut line);
+        let response = self
+            .exchange(line, cmd.payload(), C::TIMEOUT, Some(seen))
+            .await?;
+        let lines = response.into_lines()?;
+        cmd.parse(&lines)
+    }
+
+    /// How many inbound SMS the modem has announced (`+CMTI`, `+CMT`) on
+    /// this transport: read before draining the URC channel, then given to
+    /// [`AtClient::send_unless_announced`].
+    pub fn announced(&self) -> u64 {
+        self.announced.load(Ordering::Acquire)
     }
 
     /// Runs a raw command line (no `\r`) and returns the response unparsed,
@@ -169,7 +205,7 @@ impl AtClient {
     pub async fn raw(&self, line: &str, timeout: Duration) -> Result<Response, AtError> {
         let mut bytes = line.trim_end().as_bytes().to_vec();
         bytes.push(b'\r');
-        self.exchange(bytes, None, timeout).await
+        self.exchange(bytes, None, timeout, None).await
     }
 
     /// Sends `AT` until `OK` (bounded by [`TransportConfig::resync_attempts`]).
@@ -203,12 +239,14 @@ impl AtClient {
         line: Vec<u8>,
         payload: Option<Vec<u8>>,
         timeout: Duration,
+        give_way_after: Option<u64>,
     ) -> Result<Response, AtError> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             line,
             payload,
             timeout,
+            give_way_after,
             reply,
         };
         self.requests
@@ -256,6 +294,8 @@ struct Task<P> {
     urcs: mpsc::Sender<Urc>,
     /// Count of URCs lost to a full channel (shared with the clients).
     dropped: Arc<AtomicU64>,
+    /// Count of inbound SMS announced (shared with the clients).
+    announced: Arc<AtomicU64>,
     /// Set after garbage (an overflowing line) or a failed resync: the next
     /// command resyncs first.
     needs_resync: bool,
@@ -331,6 +371,13 @@ where
                     self.abandon().await?;
                     return Err(AtError::NoPrompt { command });
                 }
+            }
+            let announced = self.announced.load(Ordering::Acquire);
+            if request.give_way_after.is_some_and(|seen| announced > seen) {
+                // 27.005 §3.5.1: ESC at the prompt sends nothing.
+                self.write(&[ESC]).await?;
+                self.abandon().await?;
+                return Err(AtError::GaveWay { command });
             }
             let echo = String::from_utf8_lossy(payload)
                 .trim_end_matches(char::from(CTRL_Z))
@@ -454,8 +501,14 @@ where
     }
 
     fn forward(&self, urc: Urc) {
+        let sms = matches!(urc, Urc::NewMessage { .. } | Urc::Deliver { .. });
         if let Err(mpsc::error::TrySendError::Full(_)) = self.urcs.try_send(urc) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // Counted once in the channel: a client that reads the count, then
+        // drains the channel, has seen every SMS counted.
+        if sms {
+            self.announced.fetch_add(1, Ordering::AcqRel);
         }
     }
 

@@ -74,6 +74,10 @@ const SENT_FLUSH_DELAY: Duration = Duration::from_millis(5);
 /// Seconds a message of the fleet waits when the fence cannot be asked.
 const FLEET_RETRY_SECS: i64 = 5;
 
+/// How many times one part's AT+CMGS gives way to an SMS announced before
+/// its prompt; after that it goes whatever comes in.
+const GIVE_WAY_MAX: u32 = 3;
+
 /// Start the actor for one modem.
 pub fn spawn_modem(
     settings: ModemSettings,
@@ -393,6 +397,9 @@ struct Session<'a> {
     pending: VecDeque<Urc>,
     /// Earliest moment the next part may go (per-modem rate limit).
     next_send: Instant,
+    /// The transport's count of announced SMS when the URC channel was
+    /// last drained before a send ([`AtClient::announced`]).
+    seen_announced: u64,
     /// The task settling `+CDS` reports in order, started by the first.
     reports: Option<mpsc::UnboundedSender<pdu::SmsStatusReport>>,
 }
@@ -410,6 +417,7 @@ impl<'a> Session<'a> {
             unanswered: false,
             pending: VecDeque::new(),
             next_send: Instant::now(),
+            seen_announced: 0,
             reports: None,
         }
     }
@@ -1203,6 +1211,106 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Handle what the modem announced and is already waiting in the
+    /// channel (an inbound SMS is read and stored), without waiting for more.
+    async fn read_announced(&mut self) -> Result<(), End> {
+        // Read before draining: every SMS counted so far is in the channel.
+        self.seen_announced = self.client.announced();
+        while let Ok(urc) = self.urcs.try_recv() {
+            self.on_urc(urc).await?;
+        }
+        Ok(())
+    }
+
+    /// Right before an AT+CMGS whose part is marked `sending`: read what
+    /// the modem announced (nothing of the part reached it yet). If that
+    /// ends the session, or it was a STOP from this recipient, the part
+    /// goes back to the queue unsent (`false`: do not send).
+    async fn read_before_cmgs(
+        &mut self,
+        message: &Message,
+        seq: u8,
+        own: Option<&str>,
+    ) -> Result<bool, End> {
+        let received = self.actor.status.borrow().counters.received;
+        if let Err(end) = self.read_announced().await {
+            self.count_part(-1);
+            self.put_back(&message.id, seq, "the modem's session ended before AT+CMGS")
+                .await;
+            return Err(end);
+        }
+        if self.actor.status.borrow().counters.received != received {
+            let latest = self.actor.store.get(&message.id).ok().flatten();
+            let latest = latest.unwrap_or_else(|| message.clone());
+            if !self.gate_says_send(&latest, own) {
+                self.count_part(-1);
+                self.put_back(&message.id, seq, "checked again after an inbound SMS")
+                    .await;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The policy's verdict on `message` right before its AT+CMGS, acted
+    /// on: `false` when it was deferred or failed and must not be sent.
+    async fn passes_gate(&mut self, message: &Message, first: bool, own: Option<&str>) -> bool {
+        let Some(gate) = self.actor.engine.gate.clone() else {
+            return true;
+        };
+        let latest = self.actor.store.get(&message.id).ok().flatten();
+        let latest = latest.unwrap_or_else(|| message.clone());
+        match gate.check(&self.actor.store, &latest, own, Utc::now()) {
+            Gate::Send => true,
+            Gate::Defer { until, reason } if first => {
+                self.defer(&message.id, until, reason).await;
+                false
+            }
+            // A later part of a message already under way goes.
+            Gate::Defer { .. } => true,
+            Gate::Refuse(error) => {
+                self.fail(&message.id, &error.code, &error.text).await;
+                false
+            }
+        }
+    }
+
+    /// Whether the policy lets `message` go now (no action taken).
+    fn gate_says_send(&self, message: &Message, own: Option<&str>) -> bool {
+        match &self.actor.engine.gate {
+            Some(gate) => matches!(
+                gate.check(&self.actor.store, message, own, Utc::now()),
+                Gate::Send
+            ),
+            None => true,
+        }
+    }
+
+    /// A part marked `sending` that never reached the modem goes back to
+    /// the queue at once (no attempt spent); its parts already sent stay.
+    async fn put_back(&mut self, id: &str, seq: u8, note: &str) {
+        let now = Utc::now();
+        let result = self
+            .actor
+            .store
+            .update(id, |m| {
+                if m.status != MessageStatus::Sending {
+                    return false;
+                }
+                if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                    p.status = PartStatus::Pending;
+                }
+                m.not_before = Some(now);
+                m.transition(now, MessageStatus::Queued).note = Some(note.to_string());
+                true
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(message_id = %id, error = %e, "cannot put an unsent part back in the queue");
+        }
+        self.actor.dispatcher.notify();
+    }
+
     /// Put a message back as `deferred` until `until`, saying why.
     async fn defer(&mut self, id: &str, until: chrono::DateTime<Utc>, reason: String) {
         let now = Utc::now();
@@ -1281,33 +1389,17 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
             self.rate_limit().await;
+            // An SMS the modem announced meanwhile is read first: its
+            // AT+CMGR is short, and the customer's answer should not wait
+            // behind this send.
+            self.read_announced().await?;
             // The policy, right before AT+CMGS: a STOP that arrived while this
             // message waited here stops it.
-            if let Some(gate) = &engine.gate {
-                let latest = self
-                    .actor
-                    .store
-                    .get(&message.id)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| message.clone());
-                match gate.check(
-                    &self.actor.store,
-                    &latest,
-                    own_number.as_deref(),
-                    Utc::now(),
-                ) {
-                    Gate::Send => {}
-                    Gate::Defer { until, reason } if first => {
-                        self.defer(&message.id, until, reason).await;
-                        return Ok(());
-                    }
-                    Gate::Defer { .. } => {}
-                    Gate::Refuse(error) => {
-                        self.fail(&message.id, &error.code, &error.text).await;
-                        return Ok(());
-                    }
-                }
+            if !self
+                .passes_gate(&message, first, own_number.as_deref())
+                .await
+            {
+                return Ok(());
             }
             // Taken from the fleet's work queue: claimed in the fleet's
             // fence before anything of it reaches a modem, so that one
@@ -1387,6 +1479,13 @@ impl<'a> Session<'a> {
                     return Ok(());
                 }
             }
+            // An SMS announced while the mark was flushed is read now too.
+            if !self
+                .read_before_cmgs(&message, seq, own_number.as_deref())
+                .await?
+            {
+                return Ok(());
+            }
             let cmd = match Cmgs::new(&part.pdu) {
                 Ok(cmd) => cmd,
                 Err(e) => {
@@ -1397,7 +1496,26 @@ impl<'a> Session<'a> {
                     return Ok(());
                 }
             };
-            let result = self.cmgs_with_grace(&cmd).await;
+            // An SMS announced before the prompt makes the modem give way
+            // (ESC, nothing sent): it is read, then the part goes (a few
+            // times at most, so that a flood of SMS cannot stall sends).
+            let mut gave_way = 0;
+            let result = loop {
+                let give_way = gave_way < GIVE_WAY_MAX;
+                match self.cmgs_with_grace(&cmd, give_way).await {
+                    Some(Err(AtError::GaveWay { .. })) => {
+                        gave_way += 1;
+                        self.answered().await;
+                        if !self
+                            .read_before_cmgs(&message, seq, own_number.as_deref())
+                            .await?
+                        {
+                            return Ok(());
+                        }
+                    }
+                    result => break result,
+                }
+            };
             let Some(result) = result else {
                 self.unknown(&message.id, "shutdown while AT+CMGS was in flight")
                     .await;
@@ -1462,12 +1580,23 @@ impl<'a> Session<'a> {
 
     /// `AT+CMGS`, but if shutdown is asked meanwhile, wait at most the grace
     /// period (`None`: gave up waiting).
-    async fn cmgs_with_grace(&mut self, cmd: &Cmgs) -> Option<Result<u8, AtError>> {
+    ///
+    /// With `give_way`, an SMS announced after the last [`read_announced`]
+    /// and before the prompt ends it with [`AtError::GaveWay`], nothing sent.
+    ///
+    /// [`read_announced`]: Session::read_announced
+    async fn cmgs_with_grace(&mut self, cmd: &Cmgs, give_way: bool) -> Option<Result<u8, AtError>> {
         let mut stop = self.actor.stop.clone();
         let started = Instant::now();
         let client = self.client.clone();
+        let seen = give_way.then_some(self.seen_announced);
         let result = beating(&mut self.actor.heart, async move {
-            let send = client.send(cmd);
+            let send = async {
+                match seen {
+                    Some(seen) => client.send_unless_announced(cmd, seen).await,
+                    None => client.send(cmd).await,
+                }
+            };
             tokio::pin!(send);
             tokio::select! {
                 r = &mut send => return Some(r),
@@ -1670,6 +1799,7 @@ fn error_code(e: &AtError) -> (String, String) {
             cme.meaning().to_string(),
         ),
         AtError::NoPrompt { .. } => ("no_prompt".into(), e.to_string()),
+        AtError::GaveWay { .. } => ("gave_way".into(), e.to_string()),
         other => ("modem_error".into(), other.to_string()),
     }
 }

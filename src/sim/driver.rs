@@ -6,6 +6,7 @@
 //! network model is shared with [`super::SimHandle`] behind a mutex held only
 //! for short, non-async sections.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,12 +57,16 @@ pub(crate) struct Driver {
     tasks: JoinSet<()>,
     /// Bytes waiting for the pty.
     out: Vec<u8>,
+    /// URCs in `out`: where each ends in it, and its line.
+    urc_ends: VecDeque<(usize, String)>,
     /// Throttling: the next byte may not leave before this.
     next_write: Instant,
     stopped: bool,
     fault_token: u64,
     /// Status reports that came while unplugged.
     held_reports: Vec<PendingReport>,
+    /// [`Fault::SmsBeforePrompt`] waiting for the next `AT+CMGS`.
+    sms_before_prompt: Option<(String, String)>,
 }
 
 impl Driver {
@@ -83,10 +88,12 @@ impl Driver {
             timers_rx,
             tasks: JoinSet::new(),
             out: Vec::new(),
+            urc_ends: VecDeque::new(),
             next_write: Instant::now(),
             stopped: false,
             fault_token: 0,
             held_reports: Vec::new(),
+            sms_before_prompt: None,
         }
     }
 
@@ -125,8 +132,7 @@ impl Driver {
             self.pump_inbound();
             if self.pty.is_some() && !self.stopped && self.modem.is_idle() && self.modem.has_urcs()
             {
-                let urcs = self.modem.take_urcs();
-                self.out.extend_from_slice(&urcs);
+                self.queue_urcs();
             }
             let chunk = match self.byte_rate() {
                 // Small chunks keep the pacing smooth: about 10 ms of wire each.
@@ -161,7 +167,9 @@ impl Driver {
                 }, if writing && pty.is_some() => {
                     if let Some(n) = written {
                         self.shared.wire_tx.fetch_add(n as u64, Ordering::Relaxed);
-                        self.out.drain(..n.min(self.out.len()));
+                        let n = n.min(self.out.len());
+                        self.out.drain(..n);
+                        self.urcs_left(n);
                         self.next_write = Instant::now() + self.wire_time(n);
                     }
                 }
@@ -171,6 +179,40 @@ impl Driver {
                         None => std::future::pending::<()>().await,
                     }
                 } => self.modem.push_noise(),
+            }
+        }
+    }
+
+    /// An SMS delivered and announced at once, whatever the modem is doing.
+    fn announce_now(&mut self, from: &str, text: &str) {
+        let injected = self
+            .shared
+            .network
+            .lock()
+            .map(|mut n| n.inject(from, text).is_ok());
+        if injected.unwrap_or(false) {
+            self.pump_inbound();
+            self.queue_urcs();
+        }
+    }
+
+    /// The modem's pending URCs into `out`, each logged when written.
+    fn queue_urcs(&mut self) {
+        for urc in self.modem.take_urc_frames() {
+            self.out.extend_from_slice(&urc);
+            let line = String::from_utf8_lossy(&urc).trim().to_string();
+            self.urc_ends.push_back((self.out.len(), line));
+        }
+    }
+
+    /// `n` bytes of `out` were written: the URCs among them are logged.
+    fn urcs_left(&mut self, n: usize) {
+        for end in self.urc_ends.iter_mut() {
+            end.0 = end.0.saturating_sub(n);
+        }
+        while self.urc_ends.front().is_some_and(|(end, _)| *end == 0) {
+            if let Some((_, line)) = self.urc_ends.pop_front() {
+                self.shared.urc_written(line);
             }
         }
     }
@@ -187,6 +229,11 @@ impl Driver {
         let inbound = self.wire_time(bytes.len());
         if !inbound.is_zero() {
             sleep(inbound).await;
+        }
+        if bytes.windows(8).any(|w| w == b"AT+CMGS=") {
+            if let Some((from, text)) = self.sms_before_prompt.take() {
+                self.announce_now(&from, &text);
+            }
         }
         let before = self.modem.lines_run();
         let mut out = Vec::new();
@@ -294,11 +341,14 @@ impl Driver {
             Fault::Unplug { duration } => {
                 if self.pty.take().is_some() {
                     self.out.clear();
+                    self.urc_ends.clear();
                     self.after(duration, Timer::PlugBackIn);
                 }
             }
+            Fault::SmsBeforePrompt { from, text } => self.sms_before_prompt = Some((from, text)),
             Fault::Reboot => {
                 self.out.clear();
+                self.urc_ends.clear();
                 self.modem.reboot();
             }
             Fault::Clear => {
@@ -306,6 +356,7 @@ impl Driver {
                 self.stopped = false;
                 self.modem.set_cms_fault(None);
                 self.modem.set_storage_full(false);
+                self.sms_before_prompt = None;
             }
         }
     }

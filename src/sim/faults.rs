@@ -23,6 +23,10 @@ pub enum Fault {
     Unplug { duration: Duration },
     /// The modem restarts: boot URCs, volatile settings lost.
     Reboot,
+    /// An SMS from `from` reaches the modem as it reads the next `AT+CMGS`,
+    /// and its `+CMTI` goes out before the `> ` prompt (a modem that does
+    /// not hold URCs back while a command runs).
+    SmsBeforePrompt { from: String, text: String },
     /// End every fault in force.
     Clear,
 }
@@ -32,7 +36,7 @@ pub enum Fault {
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     /// `stop_answering`, `garbage`, `cms_error`, `storage_full`, `unplug`,
-    /// `reboot` or `clear`.
+    /// `reboot`, `sms_before_prompt` or `clear`.
     pub kind: String,
     /// `cms_error`: the `+CMS ERROR` code (default 500, unknown error).
     #[serde(default)]
@@ -45,6 +49,12 @@ pub struct FaultRequest {
     /// `unplug`: how long the device is away (default 1000).
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// `sms_before_prompt`: the sender.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `sms_before_prompt`: the text.
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 impl TryFrom<FaultRequest> for Fault {
@@ -66,6 +76,10 @@ impl TryFrom<FaultRequest> for Fault {
                 duration: duration.unwrap_or(Duration::from_secs(1)),
             },
             "reboot" => Fault::Reboot,
+            "sms_before_prompt" => Fault::SmsBeforePrompt {
+                from: r.from.ok_or("sms_before_prompt needs \"from\"")?,
+                text: r.text.ok_or("sms_before_prompt needs \"text\"")?,
+            },
             "clear" => Fault::Clear,
             other => return Err(format!("unknown fault kind {other:?}")),
         })
@@ -111,6 +125,14 @@ mod tests {
                 duration: Duration::from_millis(300)
             })
         );
+        assert_eq!(
+            parse(r#"{"kind":"sms_before_prompt","from":"+15550001111","text":"C"}"#),
+            Ok(Fault::SmsBeforePrompt {
+                from: "+15550001111".into(),
+                text: "C".into()
+            })
+        );
+        assert!(parse(r#"{"kind":"sms_before_prompt","from":"+15550001111"}"#).is_err());
         assert!(parse(r#"{"kind":"melt"}"#).is_err());
         assert!(parse(r#"{"kind":"reboot","colour":1}"#).is_err());
         assert_eq!(garbage(8).len(), 8);

@@ -48,7 +48,7 @@
 //! | `POST /inject` | `{"from": "+15550100", "text": "C"}` | 202 `{"parts": 1}` |
 //! | `GET /received` | | 200 `[{"to", "text", "parts", "status_report_requested", "received_at"}]`, oldest first, multipart messages joined |
 //! | `POST /handsets` | `{"number": "+15550100", "reply": "R", "then": ["2"], "delay_ms": 2000}` (`then`: the answers to the following messages, then quiet; `"once": true`: answer the first only) | 204 |
-//! | `POST /faults` | `{"kind": "stop_answering" \| "garbage" \| "cms_error" \| "storage_full" \| "unplug" \| "reboot" \| "clear", "code": 500, "count": 2, "duration_ms": 3000}` | 204 |
+//! | `POST /faults` | `{"kind": "stop_answering" \| "garbage" \| "cms_error" \| "storage_full" \| "unplug" \| "reboot" \| "sms_before_prompt" \| "clear", "code": 500, "count": 2, "duration_ms": 3000, "from": "+15550001111", "text": "C"}` | 204 |
 //!
 //! Errors are 400 (bad JSON, bad number) or 503 (the simulator stopped) with a
 //! one-line body `{"error": "..."}`. See `docs/simulator.md`.
@@ -63,10 +63,11 @@ pub mod personality;
 pub mod pty;
 pub mod storage;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -168,9 +169,24 @@ pub(crate) struct Shared {
     wire_rx: AtomicU64,
     /// Bytes the modem has written to the client (echo, prompts, answers, URCs).
     wire_tx: AtomicU64,
+    /// When each of the latest URCs left for the client (its last byte
+    /// accepted by the pty), with its line: what a benchmark times from.
+    urcs_written: Mutex<VecDeque<(Instant, String)>>,
 }
 
+/// How many written URCs [`SimHandle::urcs_written`] remembers.
+const URC_LOG: usize = 256;
+
 impl Shared {
+    fn urc_written(&self, line: String) {
+        if let Ok(mut log) = self.urcs_written.lock() {
+            if log.len() == URC_LOG {
+                log.pop_front();
+            }
+            log.push_back((Instant::now(), line));
+        }
+    }
+
     fn notify_received(&self) {
         let count = self.network.lock().map(|n| n.received.len()).unwrap_or(0);
         self.received.send_replace(count);
@@ -214,6 +230,7 @@ impl Simulator {
             link: config.link.clone(),
             wire_rx: AtomicU64::new(0),
             wire_tx: AtomicU64::new(0),
+            urcs_written: Mutex::new(VecDeque::new()),
         });
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let driver = Driver::new(config, shared.clone(), Modem::new(id), pty, control_rx);
@@ -369,6 +386,18 @@ impl SimHandle {
             self.shared.wire_rx.load(Ordering::Relaxed),
             self.shared.wire_tx.load(Ordering::Relaxed),
         )
+    }
+
+    /// The URCs written to the client at or after `since` (the latest
+    /// 256 are kept), oldest first, each with the moment its last byte was
+    /// accepted by the pty: the modem's announcement, for timing what the
+    /// client does after it (e.g. `+CMTI` -> stored).
+    pub fn urcs_written(&self, since: Instant) -> Vec<(Instant, String)> {
+        self.shared
+            .urcs_written
+            .lock()
+            .map(|log| log.iter().filter(|(at, _)| *at >= since).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Inbound parts still waiting in the network for room in the modem.

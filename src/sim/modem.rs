@@ -257,7 +257,12 @@ impl Modem {
 
     /// URCs ready to go out, framed.
     pub fn take_urcs(&mut self) -> Vec<u8> {
-        self.urcs.drain(..).flatten().collect()
+        self.take_urc_frames().into_iter().flatten().collect()
+    }
+
+    /// The same, one framed URC each.
+    pub fn take_urc_frames(&mut self) -> Vec<Vec<u8>> {
+        self.urcs.drain(..).collect()
     }
 
     pub fn has_urcs(&self) -> bool {
