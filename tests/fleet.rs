@@ -700,6 +700,46 @@ async fn outbound_goes_through_the_work_queue_once() {
                 },
             );
         }
+        // A note written at one gateway: in the thread's timeline at every
+        // gateway, once, beside the close's activity from another.
+        let contact = askers[0].replace('+', "%2B");
+        let (status, note) = http(
+            "POST",
+            &addrs[1],
+            &format!("/v1/threads/{contact}/notes"),
+            Some(TOKEN),
+            Some(&json!({"author": "ana", "text": "Called back: parking is fine."})),
+        );
+        assert_eq!(status, 201, "{note}");
+        for addr in &addrs {
+            let items = wait_until(
+                Duration::from_secs(20),
+                "the note in every timeline",
+                || {
+                    let (status, v) = http(
+                        "GET",
+                        addr,
+                        &format!("/v1/threads/{contact}?limit=100"),
+                        Some(TOKEN),
+                        None,
+                    );
+                    assert_eq!(status, 200, "{v}");
+                    let items = v["items"].as_array()?.clone();
+                    items.iter().any(|i| i["kind"] == "note").then_some(items)
+                },
+            );
+            let notes: Vec<_> = items.iter().filter(|i| i["kind"] == "note").collect();
+            assert_eq!(notes.len(), 1, "{addr}: {notes:?}");
+            assert_eq!(notes[0]["id"], note["id"]);
+            assert_eq!(notes[0]["text"], "Called back: parking is fine.");
+            assert_eq!(notes[0]["author"], "ana");
+            assert!(
+                items.iter().any(|i| i["kind"] == "activity"
+                    && i["activity"] == "state_changed"
+                    && i["detail"]["to"] == "closed"),
+                "{addr}: the close made at another gateway: {items:?}"
+            );
+        }
     })
     .await;
     for g in gateways {

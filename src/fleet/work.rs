@@ -677,7 +677,8 @@ impl Work {
                                 .is_some_and(MessageStatus::is_waiting);
                         event.data.get("fleet").is_some() && !waiting_here
                     }
-                    k => k.starts_with("thread."),
+                    // Every thread change has one (with its timeline items).
+                    k => k == crate::store::FLEET_THREAD_EVENT,
                 };
                 if !shared {
                     continue;
@@ -798,10 +799,23 @@ impl Work {
             }
         };
         if envelope.kind.starts_with("thread.") {
+            let items = envelope
+                .data
+                .get("items")
+                .cloned()
+                .map(serde_json::from_value::<Vec<crate::store::TimelineItem>>)
+                .transpose();
+            let items = match items {
+                Ok(items) => items.unwrap_or_default(),
+                Err(e) => {
+                    tracing::error!(kind = %envelope.kind, error = %e, "fleet: a thread event's unreadable timeline items; the record alone is applied");
+                    Vec::new()
+                }
+            };
             match serde_json::from_value::<crate::store::Thread>(envelope.data) {
                 Ok(thread) => self
                     .store
-                    .apply_remote_thread(&thread)
+                    .apply_remote_thread(&thread, &items)
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 Err(e) => {

@@ -737,14 +737,15 @@ impl Tx<'_> {
         }
         self.threads.insert(contact.as_bytes(), to_json(&thread)?)?;
         let mut events = Vec::new();
-        if pending.is_empty() && store.fleet_threads() {
-            // Every other gateway's inbox learns of it (not a webhook kind).
-            events.push(push_event(
-                self.events,
-                FLEET_THREAD_EVENT,
-                at,
-                json_of(&thread)?,
-            )?);
+        if store.fleet_threads() {
+            // Every other gateway's inbox and timeline learn of it: the
+            // record and the items this change made (not a webhook kind;
+            // the fleet shares this one, not the thread.* kinds).
+            let mut data = json_of(&thread)?;
+            if !items.is_empty() {
+                data["items"] = json_of(&items)?;
+            }
+            events.push(push_event(self.events, FLEET_THREAD_EVENT, at, data)?);
         }
         if !pending.is_empty() {
             let base = json_of(&thread)?;
@@ -869,8 +870,10 @@ impl Store {
     /// stream) when it is newer than this gateway's: the record and its
     /// places in the inboxes, without events or timers (the SLA, snooze
     /// and flow timers run where the thread's conversation happens, so a
-    /// breach is reported once for the fleet). Whether anything changed.
-    pub fn apply_remote_thread(&self, remote: &Thread) -> Result<bool> {
+    /// breach is reported once for the fleet); and the timeline `items`
+    /// that change made (notes, activities: kept whatever the record's
+    /// age, each once). Whether anything changed.
+    pub fn apply_remote_thread(&self, remote: &Thread, items: &[TimelineItem]) -> Result<bool> {
         let t = self.conv();
         let contact = remote.contact.clone();
         let record = serde_json::to_vec(remote).map_err(|e| StoreError::Corrupt {
@@ -883,8 +886,25 @@ impl Store {
                 .filter(|k| matches!(k.first(), Some(&INBOX | &TEAM | &ASSIGNEE)))
                 .collect()
         };
-        (&t.threads, &t.index)
-            .transaction(|(threads, index)| {
+        let items: Vec<(Vec<u8>, Vec<u8>)> = items
+            .iter()
+            .map(|item| {
+                let raw = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt {
+                    key: item.id.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok((item_key(&contact, item), raw))
+            })
+            .collect::<Result<_>>()?;
+        (&t.threads, &t.index, &t.items)
+            .transaction(|(threads, index, timeline)| {
+                let mut added = false;
+                for (key, raw) in &items {
+                    if timeline.get(key.as_slice())?.is_none() {
+                        timeline.insert(key.as_slice(), raw.as_slice())?;
+                        added = true;
+                    }
+                }
                 let old = match threads.get(contact.as_bytes())? {
                     Some(raw) => Some(from_json_tx::<Thread>(contact.as_bytes(), &raw)?),
                     None => None,
@@ -893,7 +913,7 @@ impl Store {
                     .as_ref()
                     .is_some_and(|o| o.updated_at >= remote.updated_at)
                 {
-                    return Ok(false);
+                    return Ok(added);
                 }
                 let old_keys = old.as_ref().map(index_keys).unwrap_or_default();
                 let new_keys = listed(remote);

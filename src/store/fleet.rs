@@ -333,7 +333,7 @@ mod tests {
         let mut thread = Thread::new("+15550005", crate::conversation::ThreadState::Open, now);
         thread.waiting_since = Some(now);
         thread.sla_due = Some(now - chrono::Duration::minutes(1));
-        assert!(t.store.apply_remote_thread(&thread).unwrap());
+        assert!(t.store.apply_remote_thread(&thread, &[]).unwrap());
         let inbox = t.store.inbox(&Default::default(), now, None, 10).unwrap();
         assert_eq!(inbox.items.len(), 1);
         // Its SLA runs where the conversation is: no breach comes due here.
@@ -342,14 +342,69 @@ mod tests {
         let mut older = thread.clone();
         older.updated_at = now - chrono::Duration::hours(1);
         older.state = crate::conversation::ThreadState::Closed;
-        assert!(!t.store.apply_remote_thread(&older).unwrap());
+        assert!(!t.store.apply_remote_thread(&older, &[]).unwrap());
         let mut newer = thread.clone();
         newer.updated_at = now + chrono::Duration::seconds(1);
         newer.state = crate::conversation::ThreadState::Closed;
-        assert!(t.store.apply_remote_thread(&newer).unwrap());
+        assert!(t.store.apply_remote_thread(&newer, &[]).unwrap());
         assert_eq!(
             t.store.thread_record("+15550005").unwrap().unwrap().state,
             crate::conversation::ThreadState::Closed
+        );
+        // A note made there: in the timeline here, once, even when it came
+        // with a record older than the one here.
+        let note = crate::store::TimelineItem {
+            id: "itm_0000000001_remote".into(),
+            at: now,
+            author: Some("ana".into()),
+            kind: crate::store::ItemKind::Note {
+                text: "Called back".into(),
+            },
+        };
+        assert!(t
+            .store
+            .apply_remote_thread(&older, std::slice::from_ref(&note))
+            .unwrap());
+        assert!(!t
+            .store
+            .apply_remote_thread(&older, std::slice::from_ref(&note))
+            .unwrap());
+        let timeline = t.store.timeline("+15550005", None, 10).unwrap();
+        let notes: Vec<_> = timeline
+            .items
+            .iter()
+            .filter(|e| matches!(e, crate::store::TimelineEntry::Item(i) if i.id == note.id))
+            .collect();
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn in_a_fleet_every_thread_change_carries_its_record_and_items() {
+        let t = TempStore::new();
+        t.store.set_fleet_threads(true);
+        let now = Utc::now();
+        let changed = t
+            .store
+            .change_thread(
+                "+15550007",
+                crate::conversation::ThreadState::Open,
+                &[crate::store::ThreadChange::Note("on it".into())],
+                Some("ana"),
+                now,
+            )
+            .await
+            .unwrap();
+        let synced: Vec<_> = changed
+            .events
+            .iter()
+            .filter(|e| e.kind == crate::store::FLEET_THREAD_EVENT)
+            .collect();
+        assert_eq!(synced.len(), 1);
+        assert_eq!(synced[0].data["contact"], "+15550007");
+        assert_eq!(synced[0].data["items"][0]["text"], "on it");
+        assert_eq!(
+            synced[0].data["items"][0]["id"],
+            changed.items[0].id.as_str()
         );
     }
 }
