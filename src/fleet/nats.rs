@@ -219,6 +219,77 @@ pub(super) fn failed(what: &str, error: &dyn std::fmt::Display) {
     tracing::warn!(error = %error, "fleet: {what} failed; retrying");
 }
 
+/// Whether a fleet task runs its pass again after one that succeeded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Repeat {
+    /// A pass ends when its watch or pull ends: run it again.
+    UntilStopped,
+    /// One pass that succeeds is the whole task.
+    UntilDone,
+}
+
+/// A fleet task: `pass` (given its own receiver of `stop`) runs until the
+/// daemon stops; one that fails is logged as `what` and runs again after
+/// [`RETRY`].
+pub(super) async fn run_task<F, Fut>(
+    what: &str,
+    repeat: Repeat,
+    mut stop: watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match pass(stop.clone()).await {
+            Ok(()) if repeat == Repeat::UntilDone => return,
+            Ok(()) => continue,
+            Err(e) => failed(what, &e),
+        }
+        tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+/// A fleet task that publishes what the store's event log holds: `pass`
+/// runs at start and each time events are written, until the daemon
+/// stops; one that fails is logged as `what` and runs again after
+/// [`RETRY`].
+pub(super) async fn publish_task<F, Fut>(
+    what: &str,
+    store: &Store,
+    mut stop: watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut events = store.event_notifier();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wait = match pass().await {
+            Ok(()) => None,
+            Err(e) => {
+                failed(what, &e);
+                Some(RETRY)
+            }
+        };
+        tokio::select! {
+            biased;
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            _ = events.changed(), if wait.is_none() => {}
+            _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
+        }
+    }
+}
+
 impl Link {
     /// The ledger stream and the consent bucket, created when missing.
     async fn consent_bucket(&self) -> Result<kv::Store, String> {
@@ -255,36 +326,17 @@ impl Link {
     /// Publish this site's consent changes, in the order of the event log,
     /// from a durable cursor: each to the ledger stream (deduplicated by its
     /// entry id) and the bucket, both acknowledged, then the cursor moves.
-    async fn publish(self, mut stop: watch::Receiver<bool>) {
-        let mut events = self.store.event_notifier();
-        let mut bucket = None;
-        loop {
-            if *stop.borrow() {
-                return;
+    async fn publish(self, stop: watch::Receiver<bool>) {
+        let bucket = tokio::sync::OnceCell::new();
+        let store = self.store.clone();
+        publish_task("publishing consent changes", &store, stop, || {
+            let (this, bucket) = (&self, &bucket);
+            async move {
+                let b = bucket.get_or_try_init(|| this.consent_bucket()).await?;
+                this.publish_pending(b).await
             }
-            let pass = async {
-                if bucket.is_none() {
-                    bucket = Some(self.consent_bucket().await?);
-                }
-                match &bucket {
-                    Some(b) => self.publish_pending(b).await,
-                    None => Ok(()),
-                }
-            };
-            let wait = match pass.await {
-                Ok(()) => None,
-                Err(e) => {
-                    failed("publishing consent changes", &e);
-                    Some(RETRY)
-                }
-            };
-            tokio::select! {
-                biased;
-                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                _ = events.changed(), if wait.is_none() => {}
-                _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
-            }
-        }
+        })
+        .await;
     }
 
     async fn publish_pending(&self, bucket: &kv::Store) -> Result<(), String> {
@@ -386,20 +438,19 @@ impl Link {
 
     /// Watch the bucket: apply the other sites' changes to the store, and
     /// keep the replica's sync time while connected and caught up.
-    async fn watch(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.watch_once(&mut stop).await {
-                self.freshness.set_connected(false);
-                failed("watching the consent bucket", &e);
-                tokio::select! {
-                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                    _ = tokio::time::sleep(RETRY) => {}
+    async fn watch(self, stop: watch::Receiver<bool>) {
+        let what = "watching the consent bucket";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let this = &self;
+            async move {
+                let watched = this.watch_once(&mut stop).await;
+                if watched.is_err() {
+                    this.freshness.set_connected(false);
                 }
+                watched
             }
-        }
+        })
+        .await;
     }
 
     /// One watch, until the stream of changes ends or fails (Ok on stop).

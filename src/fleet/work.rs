@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::nats::{failed, RETRY};
+use super::nats::{publish_task, run_task, Repeat, RETRY};
 use super::{Claim, ClaimFor, FleetLink, Pending};
 use crate::modem::Dispatcher;
 use crate::store::{FleetLeg, Message, MessageStatus, Store, Taken};
@@ -269,19 +269,13 @@ impl Work {
     }
 
     /// Pull from `subject`'s durable consumer while there is room.
-    pub async fn pull(self: Arc<Self>, target: String, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.pull_once(&target, &mut stop).await {
-                failed(&format!("pulling {target}"), &e);
-                tokio::select! {
-                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            }
-        }
+    pub async fn pull(self: Arc<Self>, target: String, stop: watch::Receiver<bool>) {
+        let what = format!("pulling {target}");
+        run_task(&what, Repeat::UntilStopped, stop, |mut stop| {
+            let (this, target) = (&self, &target);
+            async move { this.pull_once(target, &mut stop).await }
+        })
+        .await;
     }
 
     async fn pull_once(
@@ -377,17 +371,19 @@ impl Work {
     /// acknowledged) has such records. Once, when the streams are there; a
     /// message that was published after all is dropped as a duplicate by
     /// JetStream or, later, stopped by the fence.
-    pub async fn republish_handed(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            let pass = async {
-                self.buckets().await?;
-                let store = self.store.clone();
+    pub async fn republish_handed(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "publishing waiting messages again";
+        run_task(what, Repeat::UntilDone, stop, |_| {
+            let this = &self;
+            async move {
+                this.buckets().await?;
+                let store = this.store.clone();
                 let waiting = tokio::task::spawn_blocking(move || store.handed_waiting())
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
                 for message in &waiting {
-                    self.hand_one(message).await?;
+                    this.hand_one(message).await?;
                 }
                 if !waiting.is_empty() {
                     tracing::info!(
@@ -395,17 +391,10 @@ impl Work {
                         "fleet: waiting messages accepted here published again"
                     );
                 }
-                Ok::<(), String>(())
-            };
-            match pass.await {
-                Ok(()) => return,
-                Err(e) => failed("publishing waiting messages again", &e),
+                Ok(())
             }
-            tokio::select! {
-                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                _ = tokio::time::sleep(RETRY) => {}
-            }
-        }
+        })
+        .await;
     }
 
     /// Store one message of the work queue here and hold it.
@@ -567,19 +556,13 @@ impl Work {
     }
 
     /// Keep the replica of the sticky bucket: each contact's latest site.
-    pub async fn watch_sticky(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.watch_sticky_once(&mut stop).await {
-                failed("watching the sticky bucket", &e);
-                tokio::select! {
-                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            }
-        }
+    pub async fn watch_sticky(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "watching the sticky bucket";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let this = &self;
+            async move { this.watch_sticky_once(&mut stop).await }
+        })
+        .await;
     }
 
     async fn watch_sticky_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
@@ -616,26 +599,9 @@ impl Work {
 
     /// Publish the state changes of the fleet's messages recorded here, in
     /// the order of the event log, from a durable cursor.
-    pub async fn publish_events(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut events = self.store.event_notifier();
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let wait = match self.publish_pending().await {
-                Ok(()) => None,
-                Err(e) => {
-                    failed("publishing message events", &e);
-                    Some(RETRY)
-                }
-            };
-            tokio::select! {
-                biased;
-                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                _ = events.changed(), if wait.is_none() => {}
-                _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {}
-            }
-        }
+    pub async fn publish_events(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "publishing message events";
+        publish_task(what, &self.store, stop, || self.publish_pending()).await;
     }
 
     async fn publish_pending(&self) -> Result<(), String> {
@@ -715,19 +681,13 @@ impl Work {
     }
 
     /// Apply the other sites' events to this gateway's records.
-    pub async fn consume_events(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.consume_once(&mut stop).await {
-                failed("reading the events stream", &e);
-                tokio::select! {
-                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            }
-        }
+    pub async fn consume_events(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "reading the events stream";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let this = &self;
+            async move { this.consume_once(&mut stop).await }
+        })
+        .await;
     }
 
     async fn consume_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
