@@ -1268,6 +1268,19 @@ impl<'a> Session<'a> {
             }
             // A later part of a message already under way goes.
             Gate::Defer { .. } => true,
+            // The fleet's copy of a message another gateway accepted goes
+            // back when its recipient opted out: that gateway fails its
+            // record and reports it (once for the fleet).
+            Gate::Refuse(error)
+                if error.code == crate::policy::Refusal::OptedOut.code()
+                    && latest.fleet_copy
+                    && latest.fleet == Some(FleetLeg::Taken) =>
+            {
+                if let Err(e) = self.actor.store.give_back_to_fleet(&message.id).await {
+                    tracing::error!(message_id = %message.id, error = %e, "fleet: cannot give a message back");
+                }
+                false
+            }
             Gate::Refuse(error) => {
                 self.fail(&message.id, &error.code, &error.text).await;
                 false

@@ -647,7 +647,10 @@ impl Store {
     }
 
     /// Fail every waiting (queued, scheduled, deferred) outbound message to
-    /// `contact` with `code`; returns their ids.
+    /// `contact` with `code`; returns their ids. A copy another gateway
+    /// accepted and this one took from the fleet's work queue goes back to
+    /// the fleet instead (never sent here, no event): the accepting gateway
+    /// fails its own record and reports it, so the fleet reports it once.
     pub async fn fail_waiting_to(
         &self,
         contact: &str,
@@ -667,6 +670,10 @@ impl Store {
                 .update(&id, |m| {
                     if !m.status.is_waiting() || m.exempt.is_some() {
                         return false;
+                    }
+                    if m.fleet_copy && m.fleet == Some(super::FleetLeg::Taken) {
+                        m.fleet = Some(super::FleetLeg::Handed);
+                        return true;
                     }
                     m.settle_with_error(now, MessageStatus::Failed, code, text);
                     true

@@ -42,6 +42,9 @@ impl Store {
     /// accepted it announced it.
     pub fn take_from_fleet(&self, mut message: Message) -> Result<Taken> {
         message.fleet = Some(FleetLeg::Taken);
+        // Unknown here: accepted by another gateway (a record of this
+        // store's own is taken as it is, below).
+        message.fleet_copy = true;
         let i = &self.inner;
         if let Some(known) = self.get(&message.id)? {
             if !known.status.is_waiting() {
@@ -132,6 +135,8 @@ impl Store {
     /// anything changed.
     pub fn apply_remote_message(&self, mut remote: Message) -> Result<bool> {
         remote.fleet = Some(FleetLeg::Handed);
+        // Accepted elsewhere, unless the record here says otherwise.
+        remote.fleet_copy = true;
         let i = &self.inner;
         if self.inner.messages.get(remote.id.as_bytes())?.is_none()
             && self.archived_message(&remote.id)?.is_some()
@@ -173,7 +178,14 @@ impl Store {
                         if let Some(key) = outbox_key(&known) {
                             outbox.remove(key)?;
                         }
-                        messages.insert(remote.id.as_bytes(), record.clone())?;
+                        if known.fleet_copy {
+                            messages.insert(remote.id.as_bytes(), record.clone())?;
+                        } else {
+                            // Accepted here: it stays this gateway's own.
+                            let mut own = remote.clone();
+                            own.fleet_copy = false;
+                            messages.insert(remote.id.as_bytes(), to_json(&own)?)?;
+                        }
                         Ok(true)
                     }
                 }
@@ -376,6 +388,73 @@ mod tests {
             .filter(|e| matches!(e, crate::store::TimelineEntry::Item(i) if i.id == note.id))
             .collect();
         assert_eq!(notes.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_opt_out_fails_the_accepting_gateways_record_and_gives_copies_back() {
+        let t = TempStore::new();
+        let contact = "+15550008";
+        // Accepted by another gateway, taken here.
+        let copy = message(&t.store, contact);
+        assert_eq!(
+            t.store.take_from_fleet(copy.clone()).unwrap(),
+            Taken::Queued
+        );
+        assert!(t.store.get(&copy.id).unwrap().unwrap().fleet_copy);
+        // Accepted here, handed to the fleet, taken here after all.
+        let mut own = message(&t.store, contact);
+        own.fleet = Some(FleetLeg::Handed);
+        t.store.accept(own.clone(), None).await.unwrap();
+        assert_eq!(t.store.take_from_fleet(own.clone()).unwrap(), Taken::Queued);
+        let here = t.store.get(&own.id).unwrap().unwrap();
+        assert_eq!(
+            (here.fleet, here.fleet_copy),
+            (Some(FleetLeg::Taken), false)
+        );
+        let events_before = t.store.events_from(0, 1000).unwrap().len();
+        let failed = t
+            .store
+            .fail_waiting_to(contact, "recipient_opted_out", "opted out")
+            .await
+            .unwrap();
+        // Only this gateway's own message fails here (and is reported here).
+        assert_eq!(failed, vec![own.id.clone()]);
+        let events: Vec<_> = t.store.events_from(0, 1000).unwrap();
+        let new: Vec<_> = events[events_before..].iter().map(|(_, e)| e).collect();
+        assert!(!new.is_empty());
+        assert!(
+            new.iter().all(|e| e.data["id"] == own.id.as_str()),
+            "{new:?}"
+        );
+        // The copy went back to the fleet: waiting, never sent here, out of
+        // the outbox; the accepting gateway's failed record comes later.
+        let back = t.store.get(&copy.id).unwrap().unwrap();
+        assert_eq!(back.fleet, Some(FleetLeg::Handed));
+        assert!(back.status.is_waiting());
+        assert!(!outbox_has(&t.store, &copy.id));
+        let mut theirs = back.clone();
+        theirs.settle_with_error(
+            Utc::now(),
+            MessageStatus::Failed,
+            "recipient_opted_out",
+            "x",
+        );
+        assert!(t.store.apply_remote_message(theirs).unwrap());
+        assert_eq!(
+            t.store.get(&copy.id).unwrap().unwrap().status,
+            MessageStatus::Failed
+        );
+        // Another gateway's record of this gateway's own message keeps it
+        // this gateway's own.
+        let mut sent_elsewhere = message(&t.store, "+15550009");
+        sent_elsewhere.fleet = Some(FleetLeg::Handed);
+        t.store.accept(sent_elsewhere.clone(), None).await.unwrap();
+        let mut remote = sent_elsewhere.clone();
+        remote.fleet_copy = true;
+        remote.transition(Utc::now(), MessageStatus::Sending);
+        remote.transition(Utc::now(), MessageStatus::Sent);
+        assert!(t.store.apply_remote_message(remote).unwrap());
+        assert!(!t.store.get(&sent_elsewhere.id).unwrap().unwrap().fleet_copy);
     }
 
     #[tokio::test]

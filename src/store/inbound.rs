@@ -233,6 +233,7 @@ impl Store {
             context: None,
             callback: None,
             fleet: None,
+            fleet_copy: false,
         };
         let step = message.transition(now, MessageStatus::Received);
         if incomplete {

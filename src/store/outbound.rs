@@ -1052,6 +1052,7 @@ impl Store {
             context: None,
             callback: None,
             fleet: None,
+            fleet_copy: false,
         };
         message.set_parts(parts, alphabet);
         message.transition(now, status);

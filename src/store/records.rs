@@ -274,6 +274,11 @@ pub struct Message {
     /// fleet's work queue (None: a message of this gateway alone).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fleet: Option<FleetLeg>,
+    /// A copy taken here from the fleet's work queue of a message another
+    /// gateway accepted: an opt-out makes it go back to the fleet quietly
+    /// (the accepting gateway fails its record and reports that, once).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub fleet_copy: bool,
 }
 
 /// Where a fleet's outbound message is sent from, as one gateway's record
