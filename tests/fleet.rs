@@ -750,6 +750,132 @@ async fn outbound_goes_through_the_work_queue_once() {
     }
 }
 
+/// Every `message.failed` event of message `id` in a gateway's event log
+/// (what its webhooks deliver).
+fn failed_events(addr: &str, id: &str) -> usize {
+    let mut after = String::new();
+    let mut count = 0;
+    loop {
+        let path = format!("/v1/events?limit=100{after}");
+        let (status, page) = http("GET", addr, &path, Some(TOKEN), None);
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        count += items
+            .iter()
+            .filter(|e| e["type"] == "message.failed" && e["data"]["id"] == id)
+            .count();
+        match page["next_cursor"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return count,
+        }
+    }
+}
+
+/// A message accepted at A (no modems: it only accepts) and taken at C,
+/// waiting there for its `send_at`, when the customer texts STOP to C:
+/// the fleet reports its failure once, from A; C gives its copy back,
+/// never sends it, and ends with A's failed record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_is_reported_once_for_the_fleet() {
+    let _leftovers = Leftovers(&["once-a.db", "once-c.db"]);
+    let nats = NatsServer::start(temp("nats-once"));
+    let sc = sim("once-c", "+15550800000");
+    let (hooks, hook) = compat_receiver::App::start().await;
+    let webhook = |path: &str| {
+        format!(
+            "[[webhook]]\nid = \"w\"\nurl = \"http://{hook}/{path}\"\n\
+             secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nevents = [\"message.failed\"]\n"
+        )
+    };
+    let config = |name: &str, site: &str, rest: &str| {
+        let db = temp(&format!("{name}.db"));
+        let _ = std::fs::remove_dir_all(&db);
+        format!(
+            "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+             [consent]\nprogram_name = \"Acme Dental\"\n\
+             [cluster]\nnats_url = [\"{}\"]\nsite = \"{site}\"\n{rest}",
+            db.display(),
+            nats.url()
+        )
+    };
+    // Not ready without a modem (`/readyz` says so): it only accepts.
+    let a = common::InProcessDaemon::start(&config("once-a", "a", &webhook("a")), TOKEN).await;
+    let modem = format!(
+        "[[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        sc.link().display()
+    );
+    let c_text = config("once-c", "c", &format!("{}{modem}", webhook("c")));
+    let c = common::InProcessDaemon::start(&c_text, TOKEN).await;
+    c.wait_ready().await;
+    let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
+    let sim_c = sc.clone();
+    let hooks2 = hooks.clone();
+    blocking(move || {
+        wait_current(&addr_a);
+        wait_current(&addr_c);
+        let customer = "+15550800001";
+        let send_at = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
+        let (status, accepted) = post(
+            &addr_a,
+            json!({"to": customer, "body": "See you at 10:30", "send_at": send_at}),
+        );
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap().to_string();
+        // C takes it (A has no modem) and holds it until its send_at.
+        wait_until(Duration::from_secs(20), "the copy taken at C", || {
+            let (status, m) = http(
+                "GET",
+                &addr_c,
+                &format!("/v1/messages/{id}"),
+                Some(TOKEN),
+                None,
+            );
+            let waiting = m["status"] == "scheduled" || m["status"] == "queued";
+            (status == 200 && waiting).then_some(())
+        });
+        sim_c.inject(customer, "STOP").unwrap();
+        for addr in [&addr_a, &addr_c] {
+            let m = wait_until(Duration::from_secs(20), "failed everywhere", || {
+                let (_, m) = http(
+                    "GET",
+                    addr,
+                    &format!("/v1/messages/{id}"),
+                    Some(TOKEN),
+                    None,
+                );
+                (m["status"] == "failed").then_some(m)
+            });
+            assert_eq!(m["error"]["code"], "recipient_opted_out", "{m}");
+        }
+        // One failure in the fleet's event logs, A's, and its webhook once.
+        assert_eq!(failed_events(&addr_a, &id), 1);
+        assert_eq!(failed_events(&addr_c, &id), 0);
+        wait_until(Duration::from_secs(20), "A's webhook", || {
+            hooks2
+                .requests()
+                .iter()
+                .any(|r| r.uri == "/a" && r.body.contains(&id))
+                .then_some(())
+        });
+        assert!(
+            !hooks2
+                .requests()
+                .iter()
+                .any(|r| r.uri == "/c" && r.body.contains(&id)),
+            "C reported it too"
+        );
+        // Past its send_at: never on the air.
+        assert!(texts_to(&sim_c, customer)
+            .iter()
+            .all(|t| t != "See you at 10:30"));
+    })
+    .await;
+    drop(hooks);
+    a.stop().await;
+    c.stop().await;
+    sc.shutdown().await;
+}
+
 /// The fleet under load and failure: a 3-server NATS cluster (R3 streams)
 /// and 3 gateways (child processes) with 2 simulated modems each; 4
 /// clients send 3,000 messages through all three APIs while one gateway is
