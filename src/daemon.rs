@@ -108,6 +108,15 @@ pub async fn run(
                 policy.per_number(),
                 dispatcher.clone(),
                 config.modem.len(),
+                // The other sites' events count in this gateway's
+                // conversation metrics as the engine counts its own.
+                Some(crate::fleet::work::RemoteMetrics {
+                    policy: Arc::new(Policy::from_config(&config)),
+                    wiring: Arc::new(crate::conversation::engine::MetricsWiring::from_config(
+                        &config.conversation,
+                        config.cost_per_part(),
+                    )),
+                }),
                 stop_rx.clone(),
             )
             .await

@@ -740,6 +740,31 @@ async fn outbound_goes_through_the_work_queue_once() {
                 "{addr}: the close made at another gateway: {items:?}"
             );
         }
+        // The conversation metrics count every gateway's sends and first
+        // responses (each gateway sent about a third of them, and the
+        // replies were written at gateways other than the receiving one):
+        // the same summary everywhere.
+        let summary = |addr: &str| {
+            let (status, v) = http("GET", addr, "/v1/metrics/summary", Some(TOKEN), None);
+            assert_eq!(status, 200, "{v}");
+            v
+        };
+        let first = wait_until(
+            Duration::from_secs(30),
+            "the same metrics everywhere",
+            || {
+                let first = summary(&addrs[0]);
+                addrs.iter().all(|a| summary(a) == first).then_some(first)
+            },
+        );
+        assert!(first["messages_sent"].as_u64().unwrap() >= 150, "{first}");
+        assert!(
+            first["time_to_first_response"]["overall"]["count"]
+                .as_u64()
+                .unwrap()
+                >= askers.len() as u64,
+            "{first}"
+        );
     })
     .await;
     for g in gateways {

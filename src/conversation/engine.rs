@@ -185,6 +185,18 @@ pub struct MetricsWiring {
     pub teams: Vec<TeamConfig>,
 }
 
+impl MetricsWiring {
+    /// The metrics as `[conversation]` counts them (`costs`:
+    /// `Config::cost_per_part`).
+    pub fn from_config(config: &ConversationConfig, costs: HashMap<String, f64>) -> MetricsWiring {
+        MetricsWiring {
+            counting: Counting::from_config(config),
+            costs,
+            teams: config.team.clone(),
+        }
+    }
+}
+
 impl Engine {
     /// An engine that decides nothing and keeps no SLA until wired
     /// ([`Engine::with_decider`], [`Engine::with_sla`]), on the system clock.
@@ -220,11 +232,7 @@ impl Engine {
         let store = self.store.clone();
         self.with_decider(rules_decider(store, rules, teams.clone()))
             .with_sla(team_sla(teams))
-            .with_metrics(MetricsWiring {
-                counting: Counting::from_config(config),
-                costs,
-                teams: config.team.clone(),
-            })
+            .with_metrics(MetricsWiring::from_config(config, costs))
     }
 
     pub fn with_metrics(mut self, metrics: MetricsWiring) -> Engine {
@@ -483,31 +491,8 @@ impl Engine {
         Ok(true)
     }
 
-    /// The consent state a keyword in `message` moved to (the policy handled
-    /// it in the message's own transaction: its ledger entry names the
-    /// message), or for a HELP the current one; None: not a keyword.
     fn consent_keyword(&self, message: &Message) -> Result<Option<ConsentStatus>, StoreError> {
-        let entry = self
-            .store
-            .ledger(&message.contact)?
-            .into_iter()
-            .rev()
-            .find(|e| e.inbound_message_id.as_deref() == Some(message.id.as_str()));
-        if let Some(entry) = entry {
-            return Ok(Some(entry.status));
-        }
-        // HELP (and a keyword whose reactor was not installed) leaves no
-        // ledger entry: the policy's own reading of the text says.
-        let fresh = ConsentRecord {
-            contact: message.contact.clone(),
-            ..ConsentRecord::default()
-        };
-        let decision = self.policy.react(message, &fresh);
-        Ok(match (decision.consent, decision.reply) {
-            (Some((status, _)), _) => Some(status),
-            (None, Some(_)) => Some(fresh.status),
-            (None, None) => None,
-        })
+        consent_keyword(&self.store, &self.policy, message)
     }
 
     /// The campaign and variant of the message that started `flow`.
@@ -682,101 +667,143 @@ impl Engine {
     }
 
     fn fact_of(&self, wiring: &MetricsWiring, event: &Event) -> Result<Option<Fact>, StoreError> {
-        let data = &event.data;
-        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
-        let contact = match data.get("contact").and_then(|c| c.as_str()) {
-            Some(c) => c.to_string(),
-            None => return Ok(None),
-        };
-        Ok(match event.kind.as_str() {
-            "message.received" | "message.sent" => {
-                let Ok(message) = serde_json::from_value::<Message>(data.clone()) else {
-                    return Ok(None);
-                };
-                if event.kind == "message.received" {
-                    let opt_out = self.consent_keyword(&message)? == Some(ConsentStatus::OptedOut);
-                    Some(Fact::Inbound {
-                        contact,
-                        at: message.created_at,
-                        opt_out,
-                    })
-                } else {
-                    let team = self.store.thread_record(&contact)?.and_then(|t| t.team);
-                    let cost = message
-                        .modem
-                        .as_ref()
-                        .and_then(|m| wiring.costs.get(m))
-                        .map(|price| price * f64::from(message.parts));
-                    Some(Fact::Sent {
-                        contact,
-                        at: event.created_at,
-                        message_id: message.id,
-                        campaign: message.campaign,
-                        variant: message.variant,
-                        team,
-                        parts: u32::from(message.parts),
-                        cost,
-                    })
-                }
-            }
-            "thread.state_changed" | "thread.responded" => {
-                let change = &data["change"];
-                let time = |v: &serde_json::Value| {
-                    v.as_str()
-                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&Utc))
-                };
-                // The waits this answer ended: the contact's, and a
-                // person's (which automation's answers do not end). An
-                // event from before the person's clock (no `by_person`)
-                // ended both when its author was a person.
-                let waited_from = time(&change["waited_from"]);
-                let person_waited_from = if change.get("by_person").is_some() {
-                    time(&change["person_waited_from"])
-                } else {
-                    waited_from.filter(|_| data["author"].as_str().is_some_and(by_person))
-                };
-                if waited_from.is_none() && person_waited_from.is_none() {
-                    return Ok(None);
-                }
-                let team = text(&data["team"]);
-                let hours = team_of(&wiring.teams, team.as_deref()).map(|t| &t.business_hours);
-                let business = |from: Option<DateTime<Utc>>| {
-                    from.map(|from| match hours {
-                        Some(hours) => hours.business_duration(from, event.created_at),
-                        None => (event.created_at - from).to_std().unwrap_or_default(),
-                    })
-                    .unwrap_or_default()
-                    .as_secs()
-                };
-                Some(Fact::FirstResponse {
-                    contact,
-                    at: event.created_at,
-                    team,
-                    waited_from,
-                    business_seconds: business(waited_from),
-                    person_waited_from,
-                    person_business_seconds: business(person_waited_from),
-                })
-            }
-            "thread.outcome" => {
-                let change = &data["change"];
-                let Some(name) = text(&change["name"]) else {
-                    return Ok(None);
-                };
-                Some(Fact::Outcome {
-                    contact,
-                    at: event.created_at,
-                    name,
-                    campaign: text(&change["campaign"]),
-                    variant: text(&change["variant"]),
-                    team: text(&data["team"]),
-                    message_id: text(&change["message_id"]),
-                })
-            }
-            _ => None,
-        })
+        metric_fact(&self.store, &self.policy, wiring, event)
     }
+}
+
+/// The metric fact an event is, if any: what the engine counts from its
+/// own event log, and a fleet's gateway from another site's events.
+pub fn metric_fact(
+    store: &Store,
+    policy: &Policy,
+    wiring: &MetricsWiring,
+    event: &Event,
+) -> Result<Option<Fact>, StoreError> {
+    let data = &event.data;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let contact = match data.get("contact").and_then(|c| c.as_str()) {
+        Some(c) => c.to_string(),
+        None => return Ok(None),
+    };
+    Ok(match event.kind.as_str() {
+        "message.received" | "message.sent" => {
+            let Ok(message) = serde_json::from_value::<Message>(data.clone()) else {
+                return Ok(None);
+            };
+            if event.kind == "message.received" {
+                let opt_out =
+                    consent_keyword(store, policy, &message)? == Some(ConsentStatus::OptedOut);
+                Some(Fact::Inbound {
+                    contact,
+                    at: message.created_at,
+                    opt_out,
+                })
+            } else {
+                let team = store.thread_record(&contact)?.and_then(|t| t.team);
+                let cost = message
+                    .modem
+                    .as_ref()
+                    .and_then(|m| wiring.costs.get(m))
+                    .map(|price| price * f64::from(message.parts));
+                Some(Fact::Sent {
+                    contact,
+                    at: event.created_at,
+                    message_id: message.id,
+                    campaign: message.campaign,
+                    variant: message.variant,
+                    team,
+                    parts: u32::from(message.parts),
+                    cost,
+                })
+            }
+        }
+        "thread.state_changed" | "thread.responded" => {
+            let change = &data["change"];
+            let time = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            // The waits this answer ended: the contact's, and a
+            // person's (which automation's answers do not end). An
+            // event from before the person's clock (no `by_person`)
+            // ended both when its author was a person.
+            let waited_from = time(&change["waited_from"]);
+            let person_waited_from = if change.get("by_person").is_some() {
+                time(&change["person_waited_from"])
+            } else {
+                waited_from.filter(|_| data["author"].as_str().is_some_and(by_person))
+            };
+            if waited_from.is_none() && person_waited_from.is_none() {
+                return Ok(None);
+            }
+            let team = text(&data["team"]);
+            let hours = team_of(&wiring.teams, team.as_deref()).map(|t| &t.business_hours);
+            let business = |from: Option<DateTime<Utc>>| {
+                from.map(|from| match hours {
+                    Some(hours) => hours.business_duration(from, event.created_at),
+                    None => (event.created_at - from).to_std().unwrap_or_default(),
+                })
+                .unwrap_or_default()
+                .as_secs()
+            };
+            Some(Fact::FirstResponse {
+                contact,
+                at: event.created_at,
+                team,
+                waited_from,
+                business_seconds: business(waited_from),
+                person_waited_from,
+                person_business_seconds: business(person_waited_from),
+            })
+        }
+        "thread.outcome" => {
+            let change = &data["change"];
+            let Some(name) = text(&change["name"]) else {
+                return Ok(None);
+            };
+            Some(Fact::Outcome {
+                contact,
+                at: event.created_at,
+                name,
+                campaign: text(&change["campaign"]),
+                variant: text(&change["variant"]),
+                team: text(&data["team"]),
+                message_id: text(&change["message_id"]),
+            })
+        }
+        _ => None,
+    })
+}
+
+/// The consent state a keyword in `message` moved to (the policy handled
+/// it in the message's own transaction: its ledger entry names the
+/// message), or for a HELP the current one; None: not a keyword.
+fn consent_keyword(
+    store: &Store,
+    policy: &Policy,
+    message: &Message,
+) -> Result<Option<ConsentStatus>, StoreError> {
+    let entry = store
+        .ledger(&message.contact)?
+        .into_iter()
+        .rev()
+        .find(|e| e.inbound_message_id.as_deref() == Some(message.id.as_str()));
+    if let Some(entry) = entry {
+        return Ok(Some(entry.status));
+    }
+    // HELP (and a keyword whose reactor was not installed) leaves no
+    // ledger entry: the policy's own reading of the text says.
+    let fresh = ConsentRecord {
+        contact: message.contact.clone(),
+        ..ConsentRecord::default()
+    };
+    let decision = policy.react(message, &fresh);
+    Ok(match (decision.consent, decision.reply) {
+        (Some((status, _)), _) => Some(status),
+        (None, Some(_)) => Some(fresh.status),
+        (None, None) => None,
+    })
 }
 
 #[cfg(test)]

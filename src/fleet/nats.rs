@@ -75,21 +75,25 @@ pub async fn start(
     per_number: bool,
     dispatcher: Arc<crate::modem::Dispatcher>,
     modems: usize,
+    metrics: Option<super::work::RemoteMetrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<Fleet, FleetError> {
     let freshness = Arc::new(Freshness::new(config.consent_staleness));
     store.set_fleet_threads(true);
     let client = connect(config).await?;
     let js = jetstream::new(client.clone());
-    let work = Arc::new(super::work::Work::new(
-        js.clone(),
-        config.site.clone(),
-        config.replicas,
-        store.clone(),
-        dispatcher,
-        modems,
-        freshness.clone(),
-    ));
+    let work = Arc::new(
+        super::work::Work::new(
+            js.clone(),
+            config.site.clone(),
+            config.replicas,
+            store.clone(),
+            dispatcher,
+            modems,
+            freshness.clone(),
+        )
+        .with_metrics(metrics),
+    );
     let link = Link {
         client,
         js,

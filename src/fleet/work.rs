@@ -115,6 +115,17 @@ pub struct Work {
     freshness: Arc<super::Freshness>,
     /// The sticky bucket as last seen: contact key -> site.
     sticky: std::sync::RwLock<HashMap<String, String>>,
+    /// How the other sites' events count in this gateway's conversation
+    /// metrics (None: not counted).
+    metrics: Option<RemoteMetrics>,
+}
+
+/// What reading another site's event as a metric fact needs: the policy
+/// (a received keyword) and the metrics' wiring, as the conversation
+/// engine counts this gateway's own events.
+pub struct RemoteMetrics {
+    pub policy: Arc<crate::policy::Policy>,
+    pub wiring: Arc<crate::conversation::engine::MetricsWiring>,
 }
 
 impl Work {
@@ -138,7 +149,14 @@ impl Work {
             room: Arc::new(Semaphore::new(HELD_PER_MODEM * modems.max(1))),
             freshness,
             sticky: std::sync::RwLock::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// The other sites' events count in this gateway's conversation metrics.
+    pub fn with_metrics(mut self, metrics: Option<RemoteMetrics>) -> Work {
+        self.metrics = metrics;
+        self
     }
 
     /// The streams and buckets, created when missing.
@@ -643,8 +661,10 @@ impl Work {
                                 .is_some_and(MessageStatus::is_waiting);
                         event.data.get("fleet").is_some() && !waiting_here
                     }
-                    // Every thread change has one (with its timeline items).
-                    k => k == crate::store::FLEET_THREAD_EVENT,
+                    // Every thread change has thread.synced (the record
+                    // and its timeline items); the others say what changed
+                    // (a first response, an outcome: the metrics' facts).
+                    k => k.starts_with("thread."),
                 };
                 if !shared {
                     continue;
@@ -656,6 +676,7 @@ impl Work {
                 );
                 let payload = serde_json::to_vec(&serde_json::json!({
                     "kind": event.kind,
+                    "created_at": event.created_at,
                     "data": event.data,
                 }))
                 .map_err(|e| e.to_string())?;
@@ -729,7 +750,8 @@ impl Work {
                         None => return Err("the events stream ended".into()),
                     };
                     if message.subject.as_str() != own {
-                        if let Err(e) = self.apply_event(&message.payload) {
+                        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        if let Err(e) = self.apply_event(&message.payload, seq) {
                             tracing::error!(subject = %message.subject, error = %e, "fleet: cannot apply another site's event; it comes again");
                             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
                             continue;
@@ -743,12 +765,16 @@ impl Work {
 }
 
 impl Work {
-    /// Apply one event of another site: a message's record or a thread's.
-    /// An unreadable one is logged and skipped (Ok); a store error is Err.
-    fn apply_event(&self, payload: &[u8]) -> Result<(), String> {
+    /// Apply one event of another site (`seq`: its place in the events
+    /// stream): a message's record or a thread's, and the metric fact it
+    /// is. An unreadable one is logged and skipped (Ok); a store error is
+    /// Err.
+    fn apply_event(&self, payload: &[u8], seq: u64) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Envelope {
             kind: String,
+            #[serde(default)]
+            created_at: Option<chrono::DateTime<chrono::Utc>>,
             data: serde_json::Value,
         }
         let envelope: Envelope = match serde_json::from_slice(payload) {
@@ -758,6 +784,26 @@ impl Work {
                 return Ok(());
             }
         };
+        if let (Some(metrics), Some(created_at)) = (&self.metrics, envelope.created_at) {
+            let event = crate::store::Event {
+                id: String::new(),
+                kind: envelope.kind.clone(),
+                created_at,
+                data: envelope.data.clone(),
+            };
+            let fact = crate::conversation::engine::metric_fact(
+                &self.store,
+                &metrics.policy,
+                &metrics.wiring,
+                &event,
+            )
+            .map_err(|e| e.to_string())?;
+            if let Some(fact) = fact {
+                self.store
+                    .record_remote_metrics(&[fact], seq, &metrics.wiring.counting)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         if envelope.kind.starts_with("thread.") {
             let items = envelope
                 .data

@@ -117,6 +117,9 @@ const LAYOUT: &[u8] = b"V";
 
 /// The metrics cursor's key in `facts` (no other key starts with `C`).
 const CURSOR: &[u8] = b"C";
+/// The fleet's events stream: the sequence of the first event of another
+/// gateway not counted here (no other key starts with `R`).
+const REMOTE_CURSOR: &[u8] = b"R";
 
 impl Trees {
     pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
@@ -1265,12 +1268,18 @@ impl<'a> Batch<'a> {
     /// Write every changed key and the cursor (`next`: the first event not
     /// counted) in one transaction over both trees.
     fn commit(self, trees: &Trees, next: u64) -> Result<()> {
+        self.commit_at(trees, CURSOR, next)
+    }
+
+    /// [`Batch::commit`] with the cursor at `cursor` (the local event log's,
+    /// or the fleet's events stream's).
+    fn commit_at(self, trees: &Trees, cursor: &[u8], next: u64) -> Result<()> {
         let (mut facts, mut counters) = (sled::Batch::default(), sled::Batch::default());
         self.cells.write_into(&mut counters)?;
         self.sums.write_into(&mut counters)?;
         self.histograms.write_into(&mut counters)?;
         self.contacts.write_into(&mut facts)?;
-        facts.insert(CURSOR, &next.to_be_bytes());
+        facts.insert(cursor, &next.to_be_bytes());
         (&trees.facts, &trees.counters)
             .transaction(|(f, c)| {
                 f.apply_batch(&facts)?;
@@ -1323,6 +1332,33 @@ impl Store {
             batch.commit(trees, next)?;
         }
         Ok(counted)
+    }
+
+    /// Count the facts of another gateway's event (a fleet's events stream,
+    /// sequence `seq`) in one transaction with the stream's cursor: an event
+    /// delivered again (after a crash before its acknowledgement) is
+    /// counted once. How many facts were counted.
+    pub fn record_remote_metrics(
+        &self,
+        facts: &[Fact],
+        seq: u64,
+        counting: &Counting,
+    ) -> Result<usize> {
+        let trees = &self.inner.metric_counters;
+        let _writer = trees.writer();
+        let from = match trees.facts.get(REMOTE_CURSOR)? {
+            Some(raw) => u64_of(REMOTE_CURSOR, &raw)?,
+            None => 0,
+        };
+        if seq < from || facts.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Batch::new(trees);
+        for fact in facts {
+            batch.record(fact, counting)?;
+        }
+        batch.commit_at(trees, REMOTE_CURSOR, seq.saturating_add(1))?;
+        Ok(facts.len())
     }
 
     /// The metrics cursor: the sequence of the first event not counted
@@ -1624,6 +1660,40 @@ mod tests {
                     .unwrap()
             })
             .sum()
+    }
+
+    #[test]
+    fn another_gateways_facts_count_once_and_beside_the_local_ones() {
+        let t = TempStore::new();
+        let counting = Counting::default();
+        let here = sent("+15550000001", at(1, 9, 0), "msg_here", ("", "", ""), 1);
+        let there = sent("+15550000002", at(1, 9, 5), "msg_there", ("", "", ""), 1);
+        t.store.record_metrics(&[(0, here)], 0, &counting).unwrap();
+        assert_eq!(
+            t.store
+                .record_remote_metrics(std::slice::from_ref(&there), 7, &counting)
+                .unwrap(),
+            1
+        );
+        // Delivered again (a crash before its acknowledgement), and an
+        // older one: not counted again.
+        for seq in [7, 3] {
+            assert_eq!(
+                t.store
+                    .record_remote_metrics(std::slice::from_ref(&there), seq, &counting)
+                    .unwrap(),
+                0
+            );
+        }
+        let all = t.store.metrics_summary(&query(1, 1, ("", "", ""))).unwrap();
+        assert_eq!(all.messages_sent, 2);
+        assert_eq!(all.reply_rate.denominator, 2);
+        // The local cursor is its own: the local log's next event counts.
+        let next = sent("+15550000003", at(1, 9, 9), "msg_next", ("", "", ""), 1);
+        assert_eq!(
+            t.store.record_metrics(&[(1, next)], 1, &counting).unwrap(),
+            1
+        );
     }
 
     #[test]
