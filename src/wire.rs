@@ -911,6 +911,8 @@ pub struct Event {
     /// thread.outcome, thread.sla_breached; for a message with a Twilio or
     /// Kannel callback that hears every status also message.scheduled,
     /// .queued, .deferred, .sending, .cancelled and .buffered (not sent to
+    /// webhooks); in a fleet (`[cluster]`) those for every fleet message,
+    /// and thread.synced and message.given_back (the fleet's, not sent to
     /// webhooks).
     #[serde(rename = "type")]
     pub kind: String,

@@ -889,7 +889,8 @@ async fn an_opt_out_is_reported_once_for_the_fleet() {
                 .any(|r| r.uri == "/c" && r.body.contains(&id)),
             "C reported it too"
         );
-        // Past its send_at: never on the air.
+        // Not on the air: C's copy went back before its send_at, and A's
+        // record is failed.
         assert!(texts_to(&sim_c, customer)
             .iter()
             .all(|t| t != "See you at 10:30"));

@@ -751,7 +751,7 @@ impl Work {
                     };
                     if message.subject.as_str() != own {
                         let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                        if let Err(e) = self.apply_event(&message.payload, seq) {
+                        if let Err(e) = self.apply_event(&message.payload, seq).await {
                             tracing::error!(subject = %message.subject, error = %e, "fleet: cannot apply another site's event; it comes again");
                             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
                             continue;
@@ -769,7 +769,7 @@ impl Work {
     /// stream): a message's record or a thread's, and the metric fact it
     /// is. An unreadable one is logged and skipped (Ok); a store error is
     /// Err.
-    fn apply_event(&self, payload: &[u8], seq: u64) -> Result<(), String> {
+    async fn apply_event(&self, payload: &[u8], seq: u64) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Envelope {
             kind: String,
@@ -803,6 +803,18 @@ impl Work {
                     .record_remote_metrics(&[fact], seq, &metrics.wiring.counting)
                     .map_err(|e| e.to_string())?;
             }
+        }
+        if envelope.kind == crate::store::FLEET_GIVEN_BACK {
+            // Another gateway gave back its copy of a message because the
+            // recipient opted out: the accepting gateway (this one, if the
+            // message is its own) fails it and reports it.
+            if let Some(id) = envelope.data["id"].as_str() {
+                self.store
+                    .fail_given_back(id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok(());
         }
         if envelope.kind.starts_with("thread.") {
             let items = envelope

@@ -1214,12 +1214,17 @@ impl<'a> Session<'a> {
     /// Handle what the modem announced and is already waiting in the
     /// channel (an inbound SMS is read and stored), without waiting for more.
     async fn read_announced(&mut self) -> Result<(), End> {
-        // Read before draining: every SMS counted so far is in the channel.
-        self.seen_announced = self.client.announced();
-        while let Ok(urc) = self.urcs.try_recv() {
-            self.on_urc(urc).await?;
+        loop {
+            // Read before draining: every SMS counted so far is in the
+            // channel. One announced while these were read: drain again.
+            self.seen_announced = self.client.announced();
+            while let Ok(urc) = self.urcs.try_recv() {
+                self.on_urc(urc).await?;
+            }
+            if self.client.announced() == self.seen_announced {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Right before an AT+CMGS whose part is marked `sending`: read what
@@ -1274,10 +1279,16 @@ impl<'a> Session<'a> {
             Gate::Refuse(error)
                 if error.code == crate::policy::Refusal::OptedOut.code()
                     && latest.fleet_copy
-                    && latest.fleet == Some(FleetLeg::Taken) =>
+                    && latest.fleet == Some(FleetLeg::Taken)
+                    && latest.status.is_waiting() =>
             {
-                if let Err(e) = self.actor.store.give_back_to_fleet(&message.id).await {
-                    tracing::error!(message_id = %message.id, error = %e, "fleet: cannot give a message back");
+                match self.actor.store.give_back_opted_out(&message.id).await {
+                    Ok(true) => {}
+                    // Changed meanwhile (no longer waiting): failed here.
+                    Ok(false) => self.fail(&message.id, &error.code, &error.text).await,
+                    Err(e) => {
+                        tracing::error!(message_id = %message.id, error = %e, "fleet: cannot give a message back");
+                    }
                 }
                 false
             }
@@ -1404,8 +1415,13 @@ impl<'a> Session<'a> {
             self.rate_limit().await;
             // An SMS the modem announced meanwhile is read first: its
             // AT+CMGR is short, and the customer's answer should not wait
-            // behind this send.
-            self.read_announced().await?;
+            // behind this send. A later part's message is `sending`: if that
+            // ends the session, it goes back to the queue.
+            if let Err(end) = self.read_announced().await {
+                self.put_back(&message.id, seq, "the modem's session ended before AT+CMGS")
+                    .await;
+                return Err(end);
+            }
             // The policy, right before AT+CMGS: a STOP that arrived while this
             // message waited here stops it.
             if !self

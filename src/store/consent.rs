@@ -666,14 +666,17 @@ impl Store {
         let now = Utc::now();
         let mut failed = Vec::new();
         for id in ids {
+            // Another gateway's message: a copy taken here goes back (that
+            // gateway fails it and reports it), any other copy is left for
+            // that gateway's record to settle.
+            if self.get(&id)?.is_some_and(|m| m.fleet_copy) {
+                self.give_back_opted_out(&id).await?;
+                continue;
+            }
             let changed = self
                 .update(&id, |m| {
-                    if !m.status.is_waiting() || m.exempt.is_some() {
+                    if !m.status.is_waiting() || m.exempt.is_some() || m.fleet_copy {
                         return false;
-                    }
-                    if m.fleet_copy && m.fleet == Some(super::FleetLeg::Taken) {
-                        m.fleet = Some(super::FleetLeg::Handed);
-                        return true;
                     }
                     m.settle_with_error(now, MessageStatus::Failed, code, text);
                     true

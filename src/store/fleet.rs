@@ -7,8 +7,17 @@ use sled::Transactional;
 use super::keys;
 use super::outbound::{outbox_key, queue_message};
 use super::query::touch_contact;
-use super::records::{FleetLeg, Message};
+use super::records::{FleetLeg, Message, MessageStatus};
 use super::{from_json_tx, to_json, unwrap_tx, Result, Store};
+
+/// The event a gateway writes when it gives back its copy of another
+/// gateway's message after an opt-out ([`Store::give_back_opted_out`]): for
+/// the fleet's events stream only (webhooks leave it out); its data is the
+/// copy's record.
+pub const FLEET_GIVEN_BACK: &str = "message.given_back";
+
+/// The code of a message an opt-out stopped.
+const OPTED_OUT: &str = "recipient_opted_out";
 
 /// What taking a message from the work queue did here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +107,9 @@ impl Store {
             let Ok(m) = super::from_json::<Message>(&id, &raw) else {
                 continue;
             };
-            if m.fleet == Some(FleetLeg::Handed) && m.status.is_waiting() {
+            // Not a copy of another gateway's (given back after an opt-out):
+            // that gateway publishes its own.
+            if m.fleet == Some(FleetLeg::Handed) && m.status.is_waiting() && !m.fleet_copy {
                 out.push(m);
             }
         }
@@ -122,6 +133,61 @@ impl Store {
         })
         .await?;
         Ok(given.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A copy of another gateway's message whose recipient opted out goes
+    /// back to the fleet instead of failing here: never sent from here, no
+    /// event of its own, and [`FLEET_GIVEN_BACK`] tells the accepting
+    /// gateway, which fails its record and reports it (once for the fleet;
+    /// it also does when the consent reaches it). A copy no longer waiting
+    /// (a part on a modem) is left alone: the caller fails it. Whether it
+    /// went back.
+    pub async fn give_back_opted_out(&self, id: &str) -> Result<bool> {
+        let given = std::sync::atomic::AtomicBool::new(false);
+        let outcome = self
+            .update(id, |m| {
+                let ok = m.fleet_copy && m.fleet == Some(FleetLeg::Taken) && m.status.is_waiting();
+                given.store(ok, std::sync::atomic::Ordering::Relaxed);
+                if ok {
+                    m.fleet = Some(FleetLeg::Handed);
+                }
+                ok
+            })
+            .await?;
+        let given = given.load(std::sync::atomic::Ordering::Relaxed);
+        if let (true, Some((m, _))) = (given, outcome) {
+            let data = serde_json::to_value(&m).map_err(|e| super::StoreError::Corrupt {
+                key: m.id.clone(),
+                reason: e.to_string(),
+            })?;
+            self.emit(FLEET_GIVEN_BACK, data).await?;
+        }
+        Ok(given)
+    }
+
+    /// Another gateway gave back its copy of message `id` because the
+    /// recipient opted out ([`FLEET_GIVEN_BACK`]): if the message is this
+    /// gateway's own and still waits, it fails here, with its event and
+    /// webhooks. Whether it failed.
+    pub async fn fail_given_back(&self, id: &str) -> Result<bool> {
+        let now = chrono::Utc::now();
+        // The closure may run again on a conflict: its last verdict counts.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        self.update(id, |m| {
+            let ok = !m.fleet_copy && m.fleet.is_some() && m.status.is_waiting();
+            failed.store(ok, std::sync::atomic::Ordering::Relaxed);
+            if ok {
+                m.settle_with_error(
+                    now,
+                    MessageStatus::Failed,
+                    OPTED_OUT,
+                    "cancelled: the recipient opted out (STOP)",
+                );
+            }
+            ok
+        })
+        .await?;
+        Ok(failed.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Apply another gateway's record of a message (the fleet's events
@@ -421,10 +487,25 @@ mod tests {
         assert_eq!(failed, vec![own.id.clone()]);
         let events: Vec<_> = t.store.events_from(0, 1000).unwrap();
         let new: Vec<_> = events[events_before..].iter().map(|(_, e)| e).collect();
-        assert!(!new.is_empty());
+        // Its own failure, and the signal that the copy went back (for the
+        // fleet's events stream, not a webhook kind).
+        let kinds: Vec<(&str, &str)> = new
+            .iter()
+            .map(|e| (e.kind.as_str(), e.data["id"].as_str().unwrap_or("")))
+            .collect();
         assert!(
-            new.iter().all(|e| e.data["id"] == own.id.as_str()),
-            "{new:?}"
+            kinds.contains(&("message.failed", own.id.as_str())),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&(FLEET_GIVEN_BACK, copy.id.as_str())),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .all(|(k, id)| *id == own.id || *k == FLEET_GIVEN_BACK),
+            "{kinds:?}"
         );
         // The copy went back to the fleet: waiting, never sent here, out of
         // the outbox; the accepting gateway's failed record comes later.
@@ -455,6 +536,33 @@ mod tests {
         remote.transition(Utc::now(), MessageStatus::Sent);
         assert!(t.store.apply_remote_message(remote).unwrap());
         assert!(!t.store.get(&sent_elsewhere.id).unwrap().unwrap().fleet_copy);
+    }
+
+    #[tokio::test]
+    async fn a_copy_given_back_elsewhere_fails_the_accepting_gateways_record_once() {
+        let t = TempStore::new();
+        let mut own = message(&t.store, "+15550010");
+        own.fleet = Some(FleetLeg::Handed);
+        t.store.accept(own.clone(), None).await.unwrap();
+        assert!(t.store.fail_given_back(&own.id).await.unwrap());
+        let failed = t.store.get(&own.id).unwrap().unwrap();
+        assert_eq!(failed.status, MessageStatus::Failed);
+        assert_eq!(failed.error.unwrap().code, "recipient_opted_out");
+        let failures = t
+            .store
+            .events_from(0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == "message.failed" && e.data["id"] == own.id.as_str())
+            .count();
+        assert_eq!(failures, 1);
+        // Again (the consent reached it too): nothing more.
+        assert!(!t.store.fail_given_back(&own.id).await.unwrap());
+        // A copy of another gateway's message is not this gateway's to fail.
+        let copy = message(&t.store, "+15550011");
+        t.store.take_from_fleet(copy.clone()).unwrap();
+        assert!(!t.store.fail_given_back(&copy.id).await.unwrap());
+        assert!(t.store.get(&copy.id).unwrap().unwrap().status.is_waiting());
     }
 
     #[tokio::test]

@@ -64,7 +64,7 @@ pub use deliveries::{
     Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
-pub use fleet::Taken;
+pub use fleet::{Taken, FLEET_GIVEN_BACK};
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
 pub use outbound::{Accepted, IdempotencyKey};
@@ -170,8 +170,8 @@ struct Inner {
     history_moves: std::sync::atomic::AtomicU64,
     /// `[store] retention_days` (0: none), for messages moving to the history.
     retention_days: AtomicU32,
-    /// In a fleet: every thread change is an event (`thread.synced` when it
-    /// has no event of its own), for the other gateways' inboxes.
+    /// In a fleet: every thread change also writes `thread.synced` (the
+    /// record and its timeline items), for the other gateways' inboxes.
     fleet_threads: std::sync::atomic::AtomicBool,
     /// The outbox's depth as last counted (u64::MAX: not yet).
     outbox_gauge: std::sync::atomic::AtomicU64,
@@ -373,8 +373,8 @@ impl Store {
         keys::message_id(at, contact, salt)
     }
 
-    /// In a fleet (`[cluster]`): thread changes without an event of their
-    /// own are announced as `thread.synced` (for the events stream).
+    /// In a fleet (`[cluster]`): every thread change also writes
+    /// `thread.synced` (for the events stream).
     pub fn set_fleet_threads(&self, on: bool) {
         self.inner
             .fleet_threads
