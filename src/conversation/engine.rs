@@ -360,7 +360,7 @@ impl Engine {
             .store
             .thread_record(contact)?
             .unwrap_or_else(|| Thread::new(contact, ThreadState::Open, now));
-        let consent = self.consent_keyword(&message)?;
+        let consent = consent_keyword(&self.store, &self.policy, &message)?;
         // The rules decide first, so that the wait's SLA is the team's the
         // text is routed to.
         let actions = match consent {
@@ -489,10 +489,6 @@ impl Engine {
             .await?;
         on_applied(&self.store, &changed);
         Ok(true)
-    }
-
-    fn consent_keyword(&self, message: &Message) -> Result<Option<ConsentStatus>, StoreError> {
-        consent_keyword(&self.store, &self.policy, message)
     }
 
     /// The campaign and variant of the message that started `flow`.
@@ -661,13 +657,9 @@ impl Engine {
     /// wired); counted by `catch_up` with its batch.
     fn fact(&self, event: &Event) -> Result<Option<Fact>, StoreError> {
         match &self.metrics {
-            Some(wiring) => self.fact_of(wiring, event),
+            Some(wiring) => metric_fact(&self.store, &self.policy, wiring, event),
             None => Ok(None),
         }
-    }
-
-    fn fact_of(&self, wiring: &MetricsWiring, event: &Event) -> Result<Option<Fact>, StoreError> {
-        metric_fact(&self.store, &self.policy, wiring, event)
     }
 }
 

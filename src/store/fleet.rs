@@ -143,26 +143,18 @@ impl Store {
     /// (a part on a modem) is left alone: the caller fails it. Whether it
     /// went back.
     pub async fn give_back_opted_out(&self, id: &str) -> Result<bool> {
-        let given = std::sync::atomic::AtomicBool::new(false);
-        let outcome = self
-            .update(id, |m| {
-                let ok = m.fleet_copy && m.fleet == Some(FleetLeg::Taken) && m.status.is_waiting();
-                given.store(ok, std::sync::atomic::Ordering::Relaxed);
-                if ok {
-                    m.fleet = Some(FleetLeg::Handed);
-                }
-                ok
-            })
-            .await?;
-        let given = given.load(std::sync::atomic::Ordering::Relaxed);
-        if let (true, Some((m, _))) = (given, outcome) {
+        // `fleet_copy` is set when the record is made and kept after.
+        if !self.get(id)?.is_some_and(|m| m.fleet_copy) || !self.give_back_to_fleet(id).await? {
+            return Ok(false);
+        }
+        if let Some(m) = self.get(id)? {
             let data = serde_json::to_value(&m).map_err(|e| super::StoreError::Corrupt {
                 key: m.id.clone(),
                 reason: e.to_string(),
             })?;
             self.emit(FLEET_GIVEN_BACK, data).await?;
         }
-        Ok(given)
+        Ok(true)
     }
 
     /// Another gateway gave back its copy of message `id` because the
