@@ -258,14 +258,16 @@ impl Driver {
                     Ok(mut network) => network.submit(&pdu, message_reference),
                     Err(_) => return,
                 };
-                let mut delay = self.config.status_report_delay;
-                if let Some(interim) = submission.interim {
-                    self.after(delay, Timer::Report(interim));
-                    delay *= 2;
-                }
-                if let Some(report) = submission.report {
-                    self.after(delay, Timer::Report(report));
-                }
+                // The interim report, then the final one a delay later, in
+                // that order even on a machine too busy to wake the two
+                // timers apart (one task sends both).
+                let delay = self.config.status_report_delay;
+                let reports: Vec<Timer> = [submission.interim, submission.report]
+                    .into_iter()
+                    .flatten()
+                    .map(Timer::Report)
+                    .collect();
+                self.after_each(delay, reports);
                 if let Some(message) = submission.completed {
                     self.shared.notify_received();
                     let answer = self
@@ -287,12 +289,24 @@ impl Driver {
         }
     }
 
-    fn after(&mut self, delay: Duration, timer: Timer) {
+    /// `timers` in order, `delay` apart (the first after `delay`).
+    fn after_each(&mut self, delay: Duration, timers: Vec<Timer>) {
+        if timers.is_empty() {
+            return;
+        }
         let tx = self.timers_tx.clone();
         self.tasks.spawn(async move {
-            sleep(delay).await;
-            let _ = tx.send(timer);
+            for timer in timers {
+                sleep(delay).await;
+                if tx.send(timer).is_err() {
+                    return;
+                }
+            }
         });
+    }
+
+    fn after(&mut self, delay: Duration, timer: Timer) {
+        self.after_each(delay, vec![timer]);
     }
 
     fn timer(&mut self, timer: Timer) {
