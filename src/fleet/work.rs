@@ -62,6 +62,10 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 const AUX: &str = "fleet";
 const EVENTS_CURSOR: &[u8] = b"events_cursor";
 const EVENTS_BATCH: usize = 256;
+/// Applied events are acknowledged after a flush: at the latest this long
+/// after they were applied, or once this many wait.
+const ACK_FLUSH: Duration = Duration::from_millis(20);
+const ACK_BATCH: usize = 256;
 
 /// What the fence bucket holds for a message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -674,10 +678,20 @@ impl Work {
                     async_nats::header::NATS_MESSAGE_ID,
                     format!("{}.{}", self.site, event.id).as_str(),
                 );
+                // The price of a part where it was sent (the other gateways
+                // do not know this one's modems).
+                let price = (event.kind == "message.sent")
+                    .then(|| {
+                        let modem = event.data["modem"].as_str()?;
+                        self.metrics.as_ref()?.wiring.costs.get(modem).copied()
+                    })
+                    .flatten();
                 let payload = serde_json::to_vec(&serde_json::json!({
+                    "id": event.id,
                     "kind": event.kind,
                     "created_at": event.created_at,
                     "data": event.data,
+                    "price": price,
                 }))
                 .map_err(|e| e.to_string())?;
                 let ack = self
@@ -727,12 +741,17 @@ impl Work {
             )
             .await
             .map_err(|e| format!("the consumer {name}: {e}"))?;
-        let own = format!("smsgate.events.{}", self.site);
+        let prefix = "smsgate.events.";
         let mut messages = consumer
             .messages()
             .await
             .map_err(|e| format!("the consumer {name}: {e}"))?;
         let mut lag = tokio::time::interval(Duration::from_secs(1));
+        // Applied, acknowledged once the store has them on disk (one flush
+        // for many events): a crash before loses no acknowledged event.
+        let mut applied: Vec<jetstream::Message> = Vec::new();
+        let mut flush = tokio::time::interval(ACK_FLUSH);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -743,39 +762,62 @@ impl Work {
                         self.freshness.set_events_pending(pending);
                     }
                 }
+                _ = flush.tick(), if !applied.is_empty() => {
+                    self.acknowledge(&mut applied).await?;
+                }
                 next = messages.next() => {
                     let message = match next {
                         Some(Ok(m)) => m,
                         Some(Err(e)) => return Err(format!("the events stream: {e}")),
                         None => return Err("the events stream ended".into()),
                     };
-                    if message.subject.as_str() != own {
-                        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                        if let Err(e) = self.apply_event(&message.payload, seq).await {
+                    let site = message.subject.as_str().strip_prefix(prefix).unwrap_or_default();
+                    if site != self.site {
+                        if let Err(e) = self.apply_event(&message.payload, site).await {
                             tracing::error!(subject = %message.subject, error = %e, "fleet: cannot apply another site's event; it comes again");
                             let _ = message.ack_with(AckKind::Nak(Some(RETRY))).await;
                             continue;
                         }
                     }
-                    let _ = message.ack().await;
+                    applied.push(message);
+                    if applied.len() >= ACK_BATCH {
+                        self.acknowledge(&mut applied).await?;
+                    }
                 }
             }
         }
     }
+
+    /// Make what `applied` changed durable, then acknowledge them.
+    async fn acknowledge(&self, applied: &mut Vec<jetstream::Message>) -> Result<(), String> {
+        self.store
+            .sync()
+            .await
+            .map_err(|e| format!("cannot make applied events durable: {e}"))?;
+        for message in applied.drain(..) {
+            let _ = message.ack().await;
+        }
+        Ok(())
+    }
 }
 
 impl Work {
-    /// Apply one event of another site (`seq`: its place in the events
-    /// stream): a message's record or a thread's, and the metric fact it
-    /// is. An unreadable one is logged and skipped (Ok); a store error is
-    /// Err.
-    async fn apply_event(&self, payload: &[u8], seq: u64) -> Result<(), String> {
+    /// Apply one event of another site (`site`): a message's record or a
+    /// thread's, and the metric fact it is. An unreadable one is logged and
+    /// skipped (Ok); a store error is Err.
+    async fn apply_event(&self, payload: &[u8], site: &str) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Envelope {
+            /// The event's id in its gateway's log.
+            #[serde(default)]
+            id: String,
             kind: String,
             #[serde(default)]
             created_at: Option<chrono::DateTime<chrono::Utc>>,
             data: serde_json::Value,
+            /// A sent message's price of a part, where it was sent.
+            #[serde(default)]
+            price: Option<f64>,
         }
         let envelope: Envelope = match serde_json::from_slice(payload) {
             Ok(e) => e,
@@ -784,9 +826,12 @@ impl Work {
                 return Ok(());
             }
         };
-        if let (Some(metrics), Some(created_at)) = (&self.metrics, envelope.created_at) {
+        let origin = crate::store::event_seq(&envelope.id).map(|seq| (site, seq));
+        if let (Some(metrics), Some(created_at), Some(origin)) =
+            (&self.metrics, envelope.created_at, origin)
+        {
             let event = crate::store::Event {
-                id: String::new(),
+                id: envelope.id.clone(),
                 kind: envelope.kind.clone(),
                 created_at,
                 data: envelope.data.clone(),
@@ -798,9 +843,12 @@ impl Work {
                 &event,
             )
             .map_err(|e| e.to_string())?;
-            if let Some(fact) = fact {
+            if let Some(mut fact) = fact {
+                if let crate::conversation::metrics::Fact::Sent { cost, parts, .. } = &mut fact {
+                    *cost = envelope.price.map(|p| p * f64::from(*parts));
+                }
                 self.store
-                    .record_remote_metrics(&[fact], seq, &metrics.wiring.counting)
+                    .record_remote_metrics(&[fact], origin, created_at, &metrics.wiring.counting)
                     .map_err(|e| e.to_string())?;
             }
         }

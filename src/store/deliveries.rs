@@ -189,7 +189,7 @@ fn seq_of_key(key: &[u8]) -> Option<u64> {
 }
 
 /// The event sequence behind an `evt_` id.
-pub(crate) fn event_seq(id: &str) -> Option<u64> {
+pub fn event_seq(id: &str) -> Option<u64> {
     let hex = id.strip_prefix("evt_")?;
     (hex.len() == 16)
         .then(|| u64::from_str_radix(hex, 16).ok())

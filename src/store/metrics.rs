@@ -117,9 +117,18 @@ const LAYOUT: &[u8] = b"V";
 
 /// The metrics cursor's key in `facts` (no other key starts with `C`).
 const CURSOR: &[u8] = b"C";
-/// The fleet's events stream: the sequence of the first event of another
-/// gateway not counted here (no other key starts with `R`).
-const REMOTE_CURSOR: &[u8] = b"R";
+/// Another gateway's event counted here: `r`, the day of the event, the
+/// gateway's site, 0, the event's sequence in that gateway's log (no other
+/// key starts with `r`).
+const REMOTE_MARK: u8 = b'r';
+
+fn remote_mark(day: u32, site: &str, seq: u64) -> Vec<u8> {
+    let mut key = prefixed(REMOTE_MARK, &day.to_be_bytes());
+    key.extend_from_slice(site.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
 
 impl Trees {
     pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
@@ -1268,18 +1277,18 @@ impl<'a> Batch<'a> {
     /// Write every changed key and the cursor (`next`: the first event not
     /// counted) in one transaction over both trees.
     fn commit(self, trees: &Trees, next: u64) -> Result<()> {
-        self.commit_at(trees, CURSOR, next)
+        self.commit_with(trees, CURSOR, &next.to_be_bytes())
     }
 
-    /// [`Batch::commit`] with the cursor at `cursor` (the local event log's,
-    /// or the fleet's events stream's).
-    fn commit_at(self, trees: &Trees, cursor: &[u8], next: u64) -> Result<()> {
+    /// [`Batch::commit`] with `key` set to `value` in `facts` (the local
+    /// log's cursor, or the mark of another gateway's event).
+    fn commit_with(self, trees: &Trees, key: &[u8], value: &[u8]) -> Result<()> {
         let (mut facts, mut counters) = (sled::Batch::default(), sled::Batch::default());
         self.cells.write_into(&mut counters)?;
         self.sums.write_into(&mut counters)?;
         self.histograms.write_into(&mut counters)?;
         self.contacts.write_into(&mut facts)?;
-        facts.insert(cursor, &next.to_be_bytes());
+        facts.insert(key, value);
         (&trees.facts, &trees.counters)
             .transaction(|(f, c)| {
                 f.apply_batch(&facts)?;
@@ -1334,31 +1343,46 @@ impl Store {
         Ok(counted)
     }
 
-    /// Count the facts of another gateway's event (a fleet's events stream,
-    /// sequence `seq`) in one transaction with the stream's cursor: an event
-    /// delivered again (after a crash before its acknowledgement) is
-    /// counted once. How many facts were counted.
+    /// Count the facts of another gateway's event in one transaction with
+    /// a mark of that event (`origin`: its site and its sequence in that
+    /// gateway's log; `at`: its time): an event delivered again (a crash
+    /// before its acknowledgement, a retry after an error, a republication
+    /// by its gateway) is counted once, in whatever order the events come.
+    /// How many facts were counted.
     pub fn record_remote_metrics(
         &self,
         facts: &[Fact],
-        seq: u64,
+        origin: (&str, u64),
+        at: DateTime<Utc>,
         counting: &Counting,
     ) -> Result<usize> {
         let trees = &self.inner.metric_counters;
         let _writer = trees.writer();
-        let from = match trees.facts.get(REMOTE_CURSOR)? {
-            Some(raw) => u64_of(REMOTE_CURSOR, &raw)?,
-            None => 0,
-        };
-        if seq < from || facts.is_empty() {
+        let mark = remote_mark(day_of(at), origin.0, origin.1);
+        if facts.is_empty() || trees.facts.contains_key(&mark)? {
             return Ok(0);
         }
         let mut batch = Batch::new(trees);
         for fact in facts {
             batch.record(fact, counting)?;
         }
-        batch.commit_at(trees, REMOTE_CURSOR, seq.saturating_add(1))?;
+        batch.commit_with(trees, &mark, &[])?;
         Ok(facts.len())
+    }
+
+    /// Remove the marks of other gateways' events counted before `before`
+    /// (their gateways keep their events for [`super::prune::EVENTS_KEEP`]:
+    /// none older comes again). How many went.
+    pub(crate) fn prune_remote_marks(&self, before: DateTime<Utc>) -> Result<usize> {
+        let facts = &self.inner.metric_counters.facts;
+        let end = prefixed(REMOTE_MARK, &day_of(before).to_be_bytes());
+        let mut removed = 0;
+        for entry in facts.range(vec![REMOTE_MARK]..end) {
+            let (key, _) = entry?;
+            facts.remove(key)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// The metrics cursor: the sequence of the first event not counted
@@ -1668,32 +1692,37 @@ mod tests {
         let counting = Counting::default();
         let here = sent("+15550000001", at(1, 9, 0), "msg_here", ("", "", ""), 1);
         let there = sent("+15550000002", at(1, 9, 5), "msg_there", ("", "", ""), 1);
-        t.store.record_metrics(&[(0, here)], 0, &counting).unwrap();
-        assert_eq!(
+        let later = sent("+15550000004", at(1, 9, 6), "msg_later", ("", "", ""), 1);
+        let remote = |fact: &Fact, origin: (&str, u64)| {
             t.store
-                .record_remote_metrics(std::slice::from_ref(&there), 7, &counting)
-                .unwrap(),
-            1
-        );
-        // Delivered again (a crash before its acknowledgement), and an
-        // older one: not counted again.
-        for seq in [7, 3] {
-            assert_eq!(
-                t.store
-                    .record_remote_metrics(std::slice::from_ref(&there), seq, &counting)
-                    .unwrap(),
-                0
-            );
-        }
+                .record_remote_metrics(std::slice::from_ref(fact), origin, fact.at(), &counting)
+                .unwrap()
+        };
+        t.store.record_metrics(&[(0, here)], 0, &counting).unwrap();
+        // Site north's event 7 is retried after an error, by which time its
+        // event 9 was counted: both count, once.
+        assert_eq!(remote(&later, ("north", 9)), 1);
+        assert_eq!(remote(&there, ("north", 7)), 1);
+        // Delivered again, or published again by its gateway: not counted.
+        assert_eq!(remote(&there, ("north", 7)), 0);
+        assert_eq!(remote(&later, ("north", 9)), 0);
+        // The same sequence at another site is another event.
+        let south = sent("+15550000005", at(1, 9, 7), "msg_south", ("", "", ""), 1);
+        assert_eq!(remote(&south, ("south", 7)), 1);
         let all = t.store.metrics_summary(&query(1, 1, ("", "", ""))).unwrap();
-        assert_eq!(all.messages_sent, 2);
-        assert_eq!(all.reply_rate.denominator, 2);
+        assert_eq!(all.messages_sent, 4);
+        assert_eq!(all.reply_rate.denominator, 4);
         // The local cursor is its own: the local log's next event counts.
         let next = sent("+15550000003", at(1, 9, 9), "msg_next", ("", "", ""), 1);
         assert_eq!(
             t.store.record_metrics(&[(1, next)], 1, &counting).unwrap(),
             1
         );
+        // The marks go with their day; the counts stay.
+        assert_eq!(t.store.prune_remote_marks(at(2, 0, 0)).unwrap(), 3);
+        assert_eq!(t.store.prune_remote_marks(at(2, 0, 0)).unwrap(), 0);
+        let all = t.store.metrics_summary(&query(1, 1, ("", "", ""))).unwrap();
+        assert_eq!(all.messages_sent, 5);
     }
 
     #[test]

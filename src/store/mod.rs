@@ -61,7 +61,7 @@ pub use conversation::{
     ThreadChanged, TimelineItem, FLEET_THREAD_EVENT,
 };
 pub use deliveries::{
-    Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
+    event_seq, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
 pub use fleet::{Taken, FLEET_GIVEN_BACK};

@@ -29,11 +29,13 @@ pub struct Pruned {
     pub sends: usize,
     pub dedupe: usize,
     pub idempotency: usize,
+    /// Marks of other gateways' events counted in the metrics (a fleet).
+    pub remote_marks: usize,
 }
 
 impl Pruned {
     pub fn total(&self) -> usize {
-        self.sends + self.dedupe + self.idempotency
+        self.sends + self.dedupe + self.idempotency + self.remote_marks
     }
 }
 
@@ -99,6 +101,10 @@ impl Store {
                 pruned.idempotency += 1;
             }
         }
+
+        // Marks of other gateways' events: their logs keep events as long
+        // as this one does, a day more for their clocks.
+        pruned.remote_marks = self.prune_remote_marks(now - EVENTS_KEEP - Duration::days(1))?;
 
         if pruned.total() > 0 {
             self.sync().await?;
