@@ -243,7 +243,8 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    // Campaigns: accept recipients in batches, resume unfinished ones, cancel.
+    // Campaigns: accept recipients in batches, resume unfinished ones, cancel;
+    // in a fleet, through its work queue and fence as every API send.
     let campaigns = tokio::spawn(
         crate::conversation::campaigns::CampaignTask {
             store: store.clone(),
@@ -254,6 +255,7 @@ pub async fn run(
                 Arc::new(move || dispatcher.notify())
             },
             clock: Arc::new(crate::webhook::clock::SystemClock),
+            fleet: fleet_link.clone(),
         }
         .run(stop_rx.clone()),
     );

@@ -1143,3 +1143,155 @@ async fn three_thousand_messages_through_a_fleet_with_failures() {
         }
     }
 }
+
+/// A campaign's `GET /v1/campaigns/{id}` at `addr`.
+fn campaign(addr: &str, id: &str) -> Value {
+    let (status, v) = http(
+        "GET",
+        addr,
+        &format!("/v1/campaigns/{id}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// A campaign created at one gateway goes through the fleet's work queue
+/// as every API send does: each recipient is texted once in the whole
+/// fleet, the other gateways' modems send a share, and the creating
+/// gateway's counts follow the messages the others sent to their final
+/// state. A scheduled campaign cancelled there is cancelled for the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_goes_through_the_work_queue_once() {
+    let _leftovers = Leftovers(&["cmp-a.db", "cmp-b.db", "cmp-c.db", "nats-cmp"]);
+    let nats = NatsServer::start(temp("nats-cmp"));
+    let sims = [
+        sim("cmp-a", "+15551800000"),
+        sim("cmp-b", "+15551810000"),
+        sim("cmp-c", "+15551820000"),
+    ];
+    let mut gateways = Vec::new();
+    for (site, modem) in ["a", "b", "c"].iter().zip(&sims) {
+        gateways.push(gateway(&format!("cmp-{site}"), site, &nats.url(), "10m", modem).await);
+    }
+    let addrs: Vec<String> = gateways.iter().map(|g| g.addr.clone()).collect();
+    let sims2 = sims.clone();
+    blocking(move || {
+        for addr in &addrs {
+            wait_current(addr);
+        }
+        const N: usize = 60;
+        let to: Vec<String> = (0..N).map(|i| format!("+155518300{i:02}")).collect();
+        let (status, created) = http(
+            "POST",
+            &addrs[0],
+            "/v1/campaigns",
+            Some(TOKEN),
+            Some(&json!({
+                "name": "Check-up reminder",
+                "recipients": {"numbers": to},
+                "template": "Your check-up is on {{time}}",
+                "category": "transactional",
+                "context": {"time": "Tue 10:30"}
+            })),
+        );
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let done = wait_until(
+            Duration::from_secs(30),
+            "every message delivered, counted where the campaign was created",
+            || {
+                let c = campaign(&addrs[0], &id);
+                (c["messages"]["delivered"] == N).then_some(c)
+            },
+        );
+        assert_eq!(done["state"], "accepted", "{done}");
+        assert_eq!(done["recipients"]["accepted"], N, "{done}");
+        for status in ["queued", "sent", "failed", "unknown", "cancelled"] {
+            assert_eq!(done["messages"][status], 0, "{status}: {done}");
+        }
+        // Each recipient once, from one modem of the fleet.
+        let mut by_sim = [0usize; 3];
+        for number in &to {
+            let by: Vec<usize> = (0..3)
+                .flat_map(|s| std::iter::repeat_n(s, texts_to(&sims2[s], number).len()))
+                .collect();
+            assert_eq!(by.len(), 1, "{number} texted by simulators {by:?}");
+            assert_eq!(
+                texts_to(&sims2[by[0]], number),
+                ["Your check-up is on Tue 10:30"]
+            );
+            by_sim[by[0]] += 1;
+        }
+        let total: usize = sims2.iter().map(|s| s.received().len()).sum();
+        assert_eq!(total, N, "nothing sent twice");
+        println!("campaign texts sent by gateways a, b, c: {by_sim:?}");
+        assert!(
+            by_sim[1] + by_sim[2] > 0,
+            "the work queue spreads a campaign over the fleet: {by_sim:?}"
+        );
+
+        // A campaign for later, cancelled where it was created: its
+        // messages are claimed in the fence and cancelled, for the fleet.
+        let later_to: Vec<String> = (0..10).map(|i| format!("+155518400{i:02}")).collect();
+        let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let (status, created) = http(
+            "POST",
+            &addrs[0],
+            "/v1/campaigns",
+            Some(TOKEN),
+            Some(&json!({
+                "name": "Next week",
+                "recipients": {"numbers": later_to},
+                "template": "See you next week",
+                "category": "transactional",
+                "send_at": later
+            })),
+        );
+        assert_eq!(status, 202, "{created}");
+        let later_id = created["id"].as_str().unwrap().to_string();
+        wait_until(
+            Duration::from_secs(20),
+            "the later campaign accepted",
+            || (campaign(&addrs[0], &later_id)["state"] == "accepted").then_some(()),
+        );
+        let (status, v) = http(
+            "POST",
+            &addrs[0],
+            &format!("/v1/campaigns/{later_id}/cancel"),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(status, 202, "{v}");
+        let cancelled = wait_until(Duration::from_secs(20), "the campaign cancelled", || {
+            let c = campaign(&addrs[0], &later_id);
+            (c["state"] == "cancelled").then_some(c)
+        });
+        assert_eq!(cancelled["messages"]["cancelled"], 10, "{cancelled}");
+        assert_eq!(cancelled["messages"]["queued"], 0, "{cancelled}");
+        // Every gateway reads each of its messages cancelled.
+        let (status, page) = http(
+            "GET",
+            &addrs[0],
+            &format!("/v1/messages?contact={}", later_to[0].replace('+', "%2B")),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+        let message = page["items"][0]["id"].as_str().unwrap().to_string();
+        for addr in &addrs[1..] {
+            wait_until(Duration::from_secs(20), "the cancel everywhere", || {
+                let m = common::message(addr, TOKEN, &message);
+                (m["status"] == "cancelled").then_some(())
+            });
+        }
+    })
+    .await;
+    for g in gateways {
+        g.stop().await;
+    }
+    for s in sims {
+        s.shutdown().await;
+    }
+}

@@ -170,6 +170,7 @@ impl Web {
             // As the daemon runs it (the API stamps campaigns with the real
             // time too).
             clock: Arc::new(smsgate::webhook::clock::SystemClock),
+            fleet: None,
         };
         for _ in 0..100 {
             if !task.step().await.unwrap() {

@@ -24,8 +24,8 @@ use super::params;
 use super::problem::ApiError;
 use super::ApiState;
 use crate::compose::{self, Draft};
+use crate::conversation::campaigns::{claim_for_cancel, CancelClaim};
 use crate::conversation::engine;
-use crate::fleet::{Claim, ClaimFor};
 use crate::pdu::{self, ValidityPeriod};
 use crate::policy::Refusal;
 use crate::store::{
@@ -522,7 +522,8 @@ pub(crate) async fn cancel_message(state: &ApiState, id: &str) -> Result<Message
 
 /// In a fleet, a waiting message may be in another gateway's outbox: the
 /// cancel claims it in the fleet's fence first, so that no gateway sends it
-/// after; one that another gateway has claimed is past cancelling.
+/// after; one that another gateway has claimed is past cancelling (the
+/// decision is [`claim_for_cancel`], a campaign's cancel's too).
 async fn fence_cancel(state: &ApiState, id: &str) -> Result<(), ApiError> {
     let Some(fleet) = &state.fleet else {
         return Ok(());
@@ -530,14 +531,9 @@ async fn fence_cancel(state: &ApiState, id: &str) -> Result<(), ApiError> {
     let Some(message) = state.store.get(id)? else {
         return Ok(());
     };
-    if message.fleet.is_none() || !message.status.is_waiting() {
-        return Ok(());
-    }
-    match fleet.claim(id, ClaimFor::Cancel).await {
-        Ok(Claim::Mine) => Ok(()),
-        // Cancelled already (at another gateway): cancelled here too.
-        Ok(Claim::Cancelled(_)) => Ok(()),
-        Ok(Claim::Theirs(site)) => Err(ApiError::conflict(
+    match claim_for_cancel(fleet.as_ref(), &message).await {
+        Ok(CancelClaim::Cancel) => Ok(()),
+        Ok(CancelClaim::Theirs(site)) => Err(ApiError::conflict(
             "not_cancellable",
             format!("message {id} is being sent by the fleet's site {site:?}: it cannot be cancelled"),
         )),

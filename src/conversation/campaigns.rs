@@ -17,6 +17,11 @@
 //!   not begun and a resume, however late, sends nobody a second message),
 //!   resumes unfinished campaigns at start, carries out cancels a page at a
 //!   time, and keeps each campaign's status counters from the event log.
+//!   In a fleet (`[cluster]`, connected) its messages go through the fleet's
+//!   work queue as every API send does: stored as handed, published once
+//!   the batch is durable (retried until the broker takes them), sent by
+//!   whichever gateway takes them; a cancel claims each waiting one in the
+//!   fleet's fence first ([`claim_for_cancel`], the API's cancel too).
 //!
 //! Recipients by tag come from the contacts' tag index
 //! ([`recipients_with_tag`]); templates read the contact's profile
@@ -32,10 +37,11 @@ use tokio::sync::watch;
 use super::flows;
 use super::template::{self, TemplateError};
 use crate::compose::{self, Draft, SmsPolicy};
+use crate::fleet::{Claim, ClaimFor, FleetLink};
 use crate::policy::{Policy, Refusal};
 use crate::store::{
-    BatchOutcome, CampaignRecord, CampaignState, Category, ContactProfile, Message, MessageStatus,
-    Progress, RecipientError, Store, StoreError, VariantCounts, VariantRecord,
+    BatchOutcome, CampaignRecord, CampaignState, Category, ContactProfile, FleetLeg, Message,
+    MessageStatus, Progress, RecipientError, Store, StoreError, VariantCounts, VariantRecord,
 };
 use crate::webhook::clock::Clock;
 
@@ -358,10 +364,66 @@ const BATCHES_PER_TURN: usize = 8;
 /// Messages a cancel changes per transaction.
 const CANCEL_PAGE: usize = 500;
 
+/// The first wait before a batch's messages that the fleet's broker did not
+/// take are published again; it doubles up to [`HAND_RETRY_MAX`].
+const HAND_RETRY_FIRST: Duration = Duration::from_secs(1);
+const HAND_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// A batch being composed: the batch and the time it was admitted at.
 type Composing = tokio::task::JoinHandle<Result<(BatchOutcome, DateTime<Utc>), StoreError>>;
-/// A stored batch being made durable: how many messages it stored.
-type Flushing = tokio::task::JoinHandle<Result<usize, StoreError>>;
+/// A stored batch being made durable: what it released once it is.
+type Flushing = tokio::task::JoinHandle<Result<Released, StoreError>>;
+
+/// What a stored batch releases once it is durable: how many messages it
+/// queued for this gateway's modems, and those it handed to the fleet.
+#[derive(Default)]
+struct Released {
+    local: usize,
+    handed: Vec<Message>,
+}
+
+/// Why a turn of the campaign task stopped short (it tries again in 5 s).
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The fleet's broker could not be asked (a cancel's claims).
+    #[error("the fleet's broker could not be asked: {0}")]
+    Fleet(String),
+}
+
+/// What the fleet's fence says about cancelling a waiting message here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelClaim {
+    /// Cancel it here: it is not the fleet's (or no longer waiting), this
+    /// gateway claimed it for the cancel, or it was cancelled at another
+    /// gateway already. A gateway that took it finds the claim before its
+    /// first `AT+CMGS` and gives its copy back.
+    Cancel,
+    /// Another gateway (its site) claimed it to send it: past cancelling;
+    /// its events bring its final state.
+    Theirs(String),
+}
+
+/// The one cancel of a message in a fleet (the API's and a campaign's):
+/// a waiting message of the fleet may be in another gateway's outbox, so
+/// it is claimed in the fleet's fence for the cancel (`ClaimFor::Cancel`)
+/// before it is cancelled here, and no gateway sends it after. Err: the
+/// broker could not be asked (nothing is cancelled; ask again later).
+pub async fn claim_for_cancel(
+    fleet: &dyn FleetLink,
+    message: &Message,
+) -> Result<CancelClaim, String> {
+    if message.fleet.is_none() || !message.status.is_waiting() {
+        return Ok(CancelClaim::Cancel);
+    }
+    match fleet.claim(&message.id, ClaimFor::Cancel).await? {
+        Claim::Mine => Ok(CancelClaim::Cancel),
+        // Cancelled already (at another gateway): cancelled here too.
+        Claim::Cancelled(_) => Ok(CancelClaim::Cancel),
+        Claim::Theirs(site) => Ok(CancelClaim::Theirs(site)),
+    }
+}
 
 /// The daemon's campaign worker (see the module's documentation).
 #[derive(Clone)]
@@ -369,11 +431,16 @@ pub struct CampaignTask {
     pub store: Store,
     pub policy: Arc<Policy>,
     pub sms: Arc<SmsPolicy>,
-    /// Called after messages were queued (the dispatcher's wake-up).
+    /// Called after messages were queued for this gateway's modems (the
+    /// dispatcher's wake-up).
     pub wake: Arc<dyn Fn() + Send + Sync>,
     /// Now, for admission (quiet hours, rate limits) and the messages'
     /// times; injected by tests.
     pub clock: Arc<dyn Clock>,
+    /// The fleet (`[cluster]`): while its broker is connected, messages are
+    /// handed to its work queue, and a cancel claims them in its fence.
+    /// None: this gateway's modems send every message.
+    pub fleet: Option<Arc<dyn FleetLink>>,
 }
 
 impl CampaignTask {
@@ -388,8 +455,8 @@ impl CampaignTask {
             }
             events.borrow_and_update();
             changes.borrow_and_update();
-            let counted = self.count_events();
-            let worked = self.step().await;
+            let counted = self.count_events().map_err(TaskError::from);
+            let worked = self.step_until(&stop).await;
             if let Err(e) = counted.as_ref().and(worked.as_ref()) {
                 tracing::error!(error = %e, "campaigns: retrying in 5 s");
                 tokio::select! {
@@ -420,7 +487,17 @@ impl CampaignTask {
     }
 
     /// One batch of every campaign with work left; whether any was done.
-    pub async fn step(&self) -> Result<bool, StoreError> {
+    /// (A publication to the fleet's work queue is retried until it is
+    /// taken: without a stop, as long as that takes.)
+    pub async fn step(&self) -> Result<bool, TaskError> {
+        let (_running, never) = watch::channel(false);
+        self.step_until(&never).await
+    }
+
+    /// [`CampaignTask::step`], giving up on a publication to the fleet
+    /// that waits for its broker when `stop` says so (what it leaves waiting
+    /// is published again at the next start: `Work::republish_handed`).
+    async fn step_until(&self, stop: &watch::Receiver<bool>) -> Result<bool, TaskError> {
         let mut worked = false;
         for id in self.store.active_campaigns()? {
             let Some(record) = self.store.campaign(&id)? else {
@@ -428,7 +505,7 @@ impl CampaignTask {
             };
             match record.state {
                 CampaignState::Accepting => {
-                    self.accept_batches(&record).await?;
+                    self.accept_batches(&record, stop).await?;
                     worked = true;
                 }
                 CampaignState::Cancelling => {
@@ -450,6 +527,7 @@ impl CampaignTask {
         record: &CampaignRecord,
         number: &str,
         now: DateTime<Utc>,
+        fleet: Option<FleetLeg>,
     ) -> Result<Prepared, StoreError> {
         let weights: Vec<u32> = record.variants.iter().map(|v| v.weight).collect();
         let index = choose_variant(&record.id, number, &weights);
@@ -508,7 +586,22 @@ impl CampaignTask {
         if let Err(refusal) = self.policy.admit(&self.store, &mut message, None, now) {
             return Ok(Prepared::Skip(skip_reason(&refusal)));
         }
+        // As every API send (`admit_and_accept`): sent by whichever gateway
+        // takes it from the fleet's work queue; with the broker away, by
+        // this gateway's modems (nothing is published, nothing goes twice).
+        message.fleet = fleet;
         Ok(Prepared::Message(Box::new(message), index))
+    }
+
+    /// The part in the fleet of the messages composed now: handed while
+    /// the fleet's broker is connected, else none (this gateway's modems).
+    fn fleet_leg(&self, campaign: &str) -> Option<FleetLeg> {
+        let fleet = self.fleet.as_ref()?;
+        if fleet.connected() {
+            return Some(FleetLeg::Handed);
+        }
+        tracing::warn!(%campaign, "fleet: the broker is away; this batch is kept for this gateway's modems");
+        None
     }
 
     /// Accept up to [`BATCHES_PER_TURN`] batches of `record`'s recipients,
@@ -519,23 +612,35 @@ impl CampaignTask {
     /// recipient is another contact). A batch is flushed while the next is
     /// stored (the log is ordered: a later batch is never on disk without
     /// the earlier ones, and a crash loses a tail of batches that the
-    /// resume cursor has not passed either); the dispatcher is woken for a
-    /// batch once it is durable, and the turn ends only when every stored
-    /// batch is. A batch that finds the campaign no longer accepting (a
-    /// cancel) or its cursor moved stores nothing and ends the turn.
-    async fn accept_batches(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+    /// resume cursor has not passed either); once a batch is durable, the
+    /// dispatcher is woken for its messages and the fleet's are handed to
+    /// the work queue ([`CampaignTask::release_when_durable`]), and the
+    /// turn ends only when every stored batch is released. A batch that
+    /// finds the campaign no longer accepting (a cancel) or its cursor moved
+    /// stores nothing and ends the turn.
+    async fn accept_batches(
+        &self,
+        record: &CampaignRecord,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
         let record = Arc::new(record.clone());
         let listed = record.progress.listed;
         let mut from = record.progress.processed;
         let mut composing = Some(self.compose_batch(&record, from));
         let mut flushing: Option<Flushing> = None;
         let result = self
-            .store_batches(&record, listed, &mut from, &mut composing, &mut flushing)
+            .store_batches(
+                &record,
+                listed,
+                &mut from,
+                (&mut composing, &mut flushing),
+                stop,
+            )
             .await;
         // The last batch stored (or the one before an error) is made durable
         // before the turn ends.
         if let Some(last) = flushing.take() {
-            self.woken_when_durable(last).await?;
+            self.release_when_durable(last, stop).await?;
         }
         result
     }
@@ -547,31 +652,44 @@ impl CampaignTask {
         record: &Arc<CampaignRecord>,
         listed: u64,
         from: &mut u64,
-        composing: &mut Option<Composing>,
-        flushing: &mut Option<Flushing>,
+        (composing, flushing): (&mut Option<Composing>, &mut Option<Flushing>),
+        stop: &watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         for turn in 1..=BATCHES_PER_TURN {
             let Some(this) = composing.take() else { break };
             let (batch, now) = joined(this.await)??;
             let next = *from + batch.processed;
-            let more = turn < BATCHES_PER_TURN && next < listed;
+            let more = turn < BATCHES_PER_TURN && next < listed && !*stop.borrow();
             if more {
                 *composing = Some(self.compose_batch(record, next));
             }
             let store = self.store.clone();
             let id = record.id.clone();
             let at = *from;
-            let (after, stored, durability) = joined(
+            let (after, stored, durability, batch) = joined(
                 tokio::task::spawn_blocking(move || {
-                    store.accept_campaign_batch(&id, at, &batch, now)
+                    store
+                        .accept_campaign_batch(&id, at, &batch, now)
+                        .map(|(after, stored, durability)| (after, stored, durability, batch))
                 })
                 .await,
             )??;
             if let Some(previous) = flushing.take() {
-                self.woken_when_durable(previous).await?;
+                self.release_when_durable(previous, stop).await?;
+            }
+            // Only what this batch stored (a batch run again stores nothing).
+            let mut released = Released::default();
+            if stored > 0 {
+                for (message, _) in batch.messages {
+                    if message.fleet == Some(FleetLeg::Handed) {
+                        released.handed.push(message);
+                    } else {
+                        released.local += 1;
+                    }
+                }
             }
             *flushing = Some(tokio::spawn(async move {
-                durability.wait().await.map(|()| stored)
+                durability.wait().await.map(|()| released)
             }));
             let moved_on = after.is_some_and(|r| {
                 r.state == CampaignState::Accepting && r.progress.processed == next
@@ -585,12 +703,81 @@ impl CampaignTask {
     }
 
     /// Wait for a stored batch to be durable, then wake the dispatcher if
-    /// it stored messages.
-    async fn woken_when_durable(&self, flush: Flushing) -> Result<(), StoreError> {
-        if joined(flush.await)?? > 0 {
+    /// it queued messages for this gateway's modems, and publish those it
+    /// handed to the fleet (they need no wake-up here: the gateway that
+    /// takes one from the work queue wakes its own).
+    async fn release_when_durable(
+        &self,
+        flush: Flushing,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let released = joined(flush.await)??;
+        if released.local > 0 {
             (self.wake)();
         }
+        self.hand(released.handed, stop).await;
         Ok(())
+    }
+
+    /// Publish `messages` (durable here as handed) to the fleet's work
+    /// queue, concurrently; what the broker did not take is published again
+    /// after 1 s, then 2 s, ... up to 30 s, until it is taken or `stop`.
+    /// Never sent here meanwhile: a handed message waits for the fleet (and
+    /// a message left waiting at a stop is published again at the next
+    /// start). Publishing one twice is harmless: the work queue drops a copy
+    /// within its duplicate window, the fence any later one.
+    async fn hand(&self, mut messages: Vec<Message>, stop: &watch::Receiver<bool>) {
+        let Some(fleet) = &self.fleet else { return };
+        let mut stop = stop.clone();
+        let mut wait = HAND_RETRY_FIRST;
+        loop {
+            let mut publishing = tokio::task::JoinSet::new();
+            for message in messages {
+                let fleet = fleet.clone();
+                publishing.spawn(async move {
+                    let result = fleet.hand(&message).await;
+                    (message, result)
+                });
+            }
+            let mut failed = Vec::new();
+            let mut error = String::new();
+            while let Some(done) = publishing.join_next().await {
+                match done {
+                    Ok((_, Ok(()))) => {}
+                    Ok((message, Err(e))) => {
+                        error = e;
+                        failed.push(message);
+                    }
+                    // A publication that panicked: its message is not known
+                    // here any more; the next start publishes it again.
+                    Err(e) => error = e.to_string(),
+                }
+            }
+            if failed.is_empty() {
+                return;
+            }
+            tracing::warn!(count = failed.len(), %error, retry_in = ?wait, "fleet: campaign messages not taken by the work queue; publishing them again");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            }
+            if *stop.borrow() {
+                return;
+            }
+            wait = (wait * 2).min(HAND_RETRY_MAX);
+            // What is still the fleet's to send: a message cancelled or
+            // failed meanwhile (an opt-out) is not published.
+            messages = failed
+                .into_iter()
+                .filter_map(|m| match self.store.get(&m.id) {
+                    Ok(Some(now)) => (now.fleet == Some(FleetLeg::Handed)
+                        && now.status.is_waiting())
+                    .then_some(now),
+                    Ok(None) => None,
+                    Err(_) => Some(m),
+                })
+                .collect();
+        }
     }
 
     /// Start composing the batch from recipient `from` on a blocking thread;
@@ -623,8 +810,9 @@ impl CampaignTask {
             tracing::error!(campaign = %record.id, from, listed = record.progress.listed, "campaign recipient list ends early");
             batch.processed = record.progress.listed.saturating_sub(from).max(1);
         }
+        let fleet = self.fleet_leg(&record.id);
         for number in &numbers {
-            match self.prepare(record, number, now)? {
+            match self.prepare(record, number, now, fleet)? {
                 Prepared::Skip(reason) => batch.skipped.push(reason),
                 Prepared::Error(e) => batch.errors.push(e),
                 Prepared::Message(message, variant) => batch.messages.push((*message, variant)),
@@ -636,12 +824,20 @@ impl CampaignTask {
     /// Cancel every message of `record` that has not reached a modem, a
     /// page per transaction, then mark the campaign cancelled. Run again
     /// after a crash, it finds the cancelled ones settled and counts them.
-    async fn cancel(&self, record: &CampaignRecord) -> Result<(), StoreError> {
+    /// In a fleet each waiting message is claimed in the fence first
+    /// ([`claim_for_cancel`]): one another gateway claimed to send is left
+    /// to it (its events bring its final state and count it here); when
+    /// the broker cannot be asked, what could be claimed is cancelled and
+    /// the cancel is tried again later (Err).
+    async fn cancel(&self, record: &CampaignRecord) -> Result<(), TaskError> {
         let mut after: Option<String> = None;
+        let mut unasked = None;
         loop {
             let (waiting, next) =
                 self.store
                     .campaign_waiting(&record.id, after.as_deref(), CANCEL_PAGE)?;
+            let (waiting, error) = self.fence_for_cancel(waiting).await?;
+            unasked = unasked.or(error);
             if !waiting.is_empty() {
                 let changed = self
                     .store
@@ -658,8 +854,52 @@ impl CampaignTask {
                 None => break,
             }
         }
+        if let Some(e) = unasked {
+            return Err(TaskError::Fleet(e));
+        }
         self.store.finish_campaign_cancel(&record.id).await?;
         Ok(())
+    }
+
+    /// Of a page of waiting messages, those to cancel here (all of them
+    /// outside a fleet), claimed in the fleet's fence concurrently, and an
+    /// error if the broker could not be asked about some (they are not
+    /// among those to cancel).
+    async fn fence_for_cancel(
+        &self,
+        waiting: Vec<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let Some(fleet) = &self.fleet else {
+            return Ok((waiting, None));
+        };
+        let mut cancel = Vec::with_capacity(waiting.len());
+        let mut claiming = tokio::task::JoinSet::new();
+        for id in waiting {
+            match self.store.get(&id)? {
+                Some(message) if message.fleet.is_some() && message.status.is_waiting() => {
+                    let fleet = fleet.clone();
+                    claiming.spawn(async move {
+                        let claim = claim_for_cancel(fleet.as_ref(), &message).await;
+                        (message.id, claim)
+                    });
+                }
+                // Not the fleet's (kept for this gateway's modems) or past
+                // waiting: the cancel here decides.
+                _ => cancel.push(id),
+            }
+        }
+        let mut error = None;
+        while let Some(done) = claiming.join_next().await {
+            match done {
+                Ok((id, Ok(CancelClaim::Cancel))) => cancel.push(id),
+                Ok((id, Ok(CancelClaim::Theirs(site)))) => {
+                    tracing::info!(message_id = %id, %site, "campaign cancel: another gateway of the fleet is sending it");
+                }
+                Ok((_, Err(e))) => error = Some(e),
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        Ok((cancel, error))
     }
 }
 
@@ -873,6 +1113,7 @@ mod tests {
             sms: Arc::new(SmsPolicy::default()),
             wake: Arc::new(|| {}),
             clock: clock.clone(),
+            fleet: None,
         }
     }
 
@@ -1101,6 +1342,238 @@ mod tests {
                 (later, Some("campaign cancelled"))
             );
         }
+    }
+
+    /// A fleet's link for the tests: records each publication, fails the
+    /// next `failing` of them, answers claims as scripted (default: this
+    /// gateway's), and can be cut off.
+    #[derive(Default)]
+    struct FakeFleet {
+        connected: std::sync::atomic::AtomicBool,
+        failing: std::sync::atomic::AtomicUsize,
+        /// Every publication asked for, by message id, failed ones too.
+        tries: std::sync::Mutex<Vec<String>>,
+        /// The publications the broker took.
+        handed: std::sync::Mutex<Vec<String>>,
+        /// Scripted answers by message id (None: the broker is away).
+        answers: std::sync::Mutex<HashMap<String, Option<Claim>>>,
+        claims: std::sync::Mutex<Vec<(String, ClaimFor)>>,
+    }
+
+    impl FakeFleet {
+        fn connected(connected: bool) -> Arc<FakeFleet> {
+            let fleet = FakeFleet::default();
+            fleet
+                .connected
+                .store(connected, std::sync::atomic::Ordering::SeqCst);
+            Arc::new(fleet)
+        }
+
+        fn handed(&self) -> Vec<String> {
+            self.handed.lock().unwrap().clone()
+        }
+    }
+
+    impl FleetLink for FakeFleet {
+        fn site(&self) -> &str {
+            "here"
+        }
+
+        fn connected(&self) -> bool {
+            self.connected.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn hand(&self, message: &Message) -> crate::fleet::Pending<'_, Result<(), String>> {
+            let id = message.id.clone();
+            Box::pin(async move {
+                self.tries.lock().unwrap().push(id.clone());
+                let fail = self
+                    .failing
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok();
+                if fail {
+                    return Err("no responders".into());
+                }
+                self.handed.lock().unwrap().push(id);
+                Ok(())
+            })
+        }
+
+        fn claim(
+            &self,
+            id: &str,
+            why: ClaimFor,
+        ) -> crate::fleet::Pending<'_, Result<Claim, String>> {
+            let id = id.to_string();
+            Box::pin(async move {
+                self.claims.lock().unwrap().push((id.clone(), why));
+                match self.answers.lock().unwrap().get(&id) {
+                    Some(Some(claim)) => Ok(claim.clone()),
+                    Some(None) => Err("the broker is away".into()),
+                    None => Ok(Claim::Mine),
+                }
+            })
+        }
+    }
+
+    /// The task of [`task`] in a fleet, counting its wake-ups.
+    fn fleet_task(
+        store: &Store,
+        clock: &Arc<ManualClock>,
+        fleet: &Arc<FakeFleet>,
+    ) -> (CampaignTask, Arc<std::sync::atomic::AtomicUsize>) {
+        let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = wakes.clone();
+        let task = CampaignTask {
+            wake: Arc::new(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+            fleet: Some(fleet.clone()),
+            ..task(store, clock)
+        };
+        (task, wakes)
+    }
+
+    /// In a connected fleet a campaign's messages go to the fleet's work
+    /// queue as every API send does: stored handed (never in this
+    /// gateway's outbox, no wake-up here) and each published once its batch
+    /// is durable; publications the broker refused are published again
+    /// (the clock of the backoff is tokio's, paused: it runs at once).
+    #[tokio::test(start_paused = true)]
+    async fn in_a_connected_fleet_every_message_is_handed_and_published() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let fleet = FakeFleet::connected(true);
+        // The broker refuses the first three publications.
+        fleet.failing.store(3, std::sync::atomic::Ordering::SeqCst);
+        let (task, wakes) = fleet_task(store, &clock, &fleet);
+        let n = BATCH + 20;
+        let (record, numbers) = campaign(store, n, now).await;
+        while task.step().await.unwrap() {}
+
+        let by_recipient = stored(store, &record.id);
+        assert_eq!(by_recipient.len(), n);
+        let ids: Vec<String> = numbers
+            .iter()
+            .map(|n| by_recipient[n][0].id.clone())
+            .collect();
+        assert!(by_recipient
+            .values()
+            .all(|m| m.len() == 1 && m[0].fleet == Some(FleetLeg::Handed)));
+        assert_eq!(store.outbox_len(), 0);
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Each published: every one taken by the broker, once here (the
+        // three refused were tried again).
+        let mut handed = fleet.handed();
+        handed.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(handed, expected);
+        assert_eq!(fleet.tries.lock().unwrap().len(), n + 3);
+        let done = store.campaign(&record.id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Accepted);
+        assert_eq!(done.messages().queued, n as u64);
+        // Nothing is claimed to accept.
+        assert!(fleet.claims.lock().unwrap().is_empty());
+    }
+
+    /// With the fleet's broker away, a campaign's messages stay with this
+    /// gateway's modems (as an API send does): queued here, the dispatcher
+    /// woken, nothing published; and their cancel asks no broker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_the_broker_a_campaign_stays_local() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let fleet = FakeFleet::connected(false);
+        let (task, wakes) = fleet_task(store, &clock, &fleet);
+        let n = BATCH + 20;
+        let (record, _) = campaign(store, n, now).await;
+        while task.step().await.unwrap() {}
+        let by_recipient = stored(store, &record.id);
+        assert_eq!(by_recipient.len(), n);
+        assert!(by_recipient.values().all(|m| m[0].fleet.is_none()));
+        assert_eq!(store.outbox_len(), n);
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(fleet.tries.lock().unwrap().is_empty());
+
+        store.request_campaign_cancel(&record.id).await.unwrap();
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&record.id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Cancelled);
+        assert_eq!(done.messages().cancelled, n as u64);
+        assert!(fleet.claims.lock().unwrap().is_empty());
+    }
+
+    /// A campaign's cancel in a fleet claims each waiting message in the
+    /// fence first, as the API's cancel does: claimed here or cancelled
+    /// elsewhere already -> cancelled here; claimed by another gateway to
+    /// send -> left to it, and counted when its record comes; the broker
+    /// away -> what could be claimed is cancelled and the cancel is tried
+    /// again, the campaign still cancelling.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_in_a_fleet_claims_first_and_leaves_what_another_gateway_sends() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let fleet = FakeFleet::connected(true);
+        let (task, _) = fleet_task(store, &clock, &fleet);
+        let (record, numbers) = campaign(store, 4, now).await;
+        let id = record.id.clone();
+        while task.step().await.unwrap() {}
+        let by_recipient = stored(store, &id);
+        let m: Vec<Message> = numbers.iter().map(|n| by_recipient[n][0].clone()).collect();
+        {
+            let mut answers = fleet.answers.lock().unwrap();
+            answers.insert(m[1].id.clone(), Some(Claim::Theirs("north".into())));
+            answers.insert(m[2].id.clone(), Some(Claim::Cancelled("south".into())));
+            answers.insert(m[3].id.clone(), None);
+        }
+        store.request_campaign_cancel(&id).await.unwrap();
+        let e = task.step().await.unwrap_err();
+        assert!(matches!(e, TaskError::Fleet(_)), "{e}");
+        let status = |m: &Message| store.get(&m.id).unwrap().unwrap().status;
+        assert_eq!(
+            [&m[0], &m[1], &m[2], &m[3]].map(status),
+            [
+                MessageStatus::Cancelled,
+                MessageStatus::Queued,
+                MessageStatus::Cancelled,
+                MessageStatus::Queued
+            ]
+        );
+        let cancelling = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(cancelling.state, CampaignState::Cancelling);
+        let counted = cancelling.messages();
+        assert_eq!((counted.cancelled, counted.queued), (2, 2));
+        // The broker back: the rest is claimed and cancelled; the one
+        // another gateway sends is left to it.
+        fleet.answers.lock().unwrap().remove(&m[3].id);
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Cancelled);
+        assert_eq!((done.messages().cancelled, done.messages().queued), (3, 1));
+        assert_eq!(status(&m[1]), MessageStatus::Queued);
+        let claims = fleet.claims.lock().unwrap().clone();
+        assert!(claims.iter().all(|(_, why)| *why == ClaimFor::Cancel));
+        for message in &m {
+            assert!(claims.iter().any(|(id, _)| *id == message.id));
+        }
+        // Its record from the gateway that sent it counts it here.
+        let mut sent = m[1].clone();
+        sent.transition(now, MessageStatus::Sending);
+        sent.transition(now, MessageStatus::Sent);
+        assert!(store.apply_remote_message(sent).unwrap());
+        let counted = store.campaign(&id).unwrap().unwrap().messages();
+        assert_eq!((counted.queued, counted.sent, counted.cancelled), (0, 1, 3));
     }
 
     #[test]

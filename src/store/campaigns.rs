@@ -22,6 +22,11 @@
 //!   and moves each campaign message between status counters
 //!   ([`Store::apply_campaign_events`]), the event cursor in the same
 //!   transaction, so a crash replays exactly the events not yet counted;
+//! - in a fleet, another gateway's record of a campaign message (it sent
+//!   it: no event here) moves the counter in the transaction that applies
+//!   it (`Store::apply_remote_message`, [`count_message_tx`]). Both ways
+//!   put the message in the counter of its status as the record here says
+//!   now, so a late event never moves a count back behind a newer record;
 //! - a cancel changes a page of waiting messages in one transaction
 //!   ([`Store::cancel_waiting_many`]) and then moves their counters.
 
@@ -65,6 +70,13 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
+    /// The campaign records and the member counters, for a transaction of
+    /// another file of the store that changes a campaign message
+    /// ([`count_message_tx`]).
+    pub(super) fn counters(&self) -> (&Tree, &Tree) {
+        (&self.records, &self.members)
+    }
+
     pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
         Ok(Trees {
             records: db.open_tree("campaigns")?,
@@ -758,10 +770,16 @@ impl Store {
             .map(|seq| format!("evt_{:016x}", u64::from_be_bytes(seq))))
     }
 
-    /// Move the campaign messages among `events` to the counter of their new
-    /// status, and the cursor past the last event, in one transaction. Not
-    /// waited for: lost in a crash, the cursor is lost with it and the same
-    /// events are counted again.
+    /// Move the campaign messages among `events` to the counter of their
+    /// status, and the cursor past the last event, in one transaction. The
+    /// status is the message's record's as it is now (the event's when the
+    /// record is gone: archived, erased): in a fleet, another gateway's
+    /// newer record may have been applied since the event was written, and
+    /// counted then ([`count_message_tx`]); the event must not move it back.
+    /// A campaign unknown here (a message of another gateway's campaign
+    /// sent by this one's modems) is skipped. Not waited for: lost in a
+    /// crash, the cursor is lost with it and the same events are counted
+    /// again.
     pub fn apply_campaign_events(&self, events: &[Event]) -> Result<()> {
         let Some(last) = events.last() else {
             return Ok(());
@@ -787,10 +805,10 @@ impl Store {
             t.meta.insert(EVENTS_CURSOR, &last_seq.to_be_bytes())?;
             return Ok(());
         }
-        (&t.records, &t.members, &t.meta)
-            .transaction(|(records, members, meta)| {
+        (&t.records, &t.members, &t.meta, &self.inner.messages)
+            .transaction(|(records, members, meta, messages)| {
                 let mut touched: HashMap<&str, CampaignRecord> = HashMap::new();
-                for (campaign, message, new) in &moves {
+                for (campaign, message, said) in &moves {
                     let record = match touched.get_mut(campaign.as_str()) {
                         Some(r) => r,
                         None => {
@@ -800,7 +818,14 @@ impl Store {
                             touched.entry(campaign.as_str()).or_insert(r)
                         }
                     };
-                    move_member(record, members, campaign, message, *new)?;
+                    let now = match messages.get(message.as_bytes())? {
+                        Some(raw) => {
+                            let m: Message = from_json_tx(message.as_bytes(), &raw)?;
+                            bucket(m.status).unwrap_or(*said)
+                        }
+                        None => *said,
+                    };
+                    move_member(record, members, campaign, message, now)?;
                 }
                 for (id, record) in &touched {
                     records.insert(id.as_bytes(), to_json(record)?)?;
@@ -810,6 +835,28 @@ impl Store {
             })
             .map_err(unwrap_tx)
     }
+}
+
+/// In a transaction of another file of the store that has just written
+/// `message`'s record (another gateway's record applied here): move the
+/// campaign message to the counter of its status, at the gateway that has
+/// its campaign (`counters` are [`Trees::counters`]); a message of no
+/// campaign, or of one unknown here, moves nothing. Whether a count moved.
+pub(super) fn count_message_tx(
+    (records, members): (&TransactionalTree, &TransactionalTree),
+    message: &Message,
+) -> std::result::Result<bool, TxError> {
+    let (Some(campaign), Some(new)) = (message.campaign.as_deref(), bucket(message.status)) else {
+        return Ok(false);
+    };
+    let Some(mut record) = read_record_tx(records, campaign)? else {
+        return Ok(false);
+    };
+    let moved = move_member(&mut record, members, campaign, &message.id, new)?;
+    if moved {
+        records.insert(campaign.as_bytes(), to_json(&record)?)?;
+    }
+    Ok(moved)
 }
 
 /// Move one campaign message to the counter `new`; a message no batch has

@@ -1,9 +1,11 @@
 //! Outbound messages of a fleet (`[cluster]`): a message taken from the
 //! fleet's work queue, one given back to it, and another gateway's record of
-//! a message applied here (the events stream).
+//! a message applied here (the events stream; a campaign's message moves
+//! its campaign's counter with it, at the gateway that has the campaign).
 
 use sled::Transactional;
 
+use super::campaigns::count_message_tx;
 use super::keys;
 use super::outbound::{outbox_key, queue_message};
 use super::query::touch_contact;
@@ -189,8 +191,11 @@ impl Store {
     /// is here (further along: waiting < on a modem < sent < settled; then
     /// the longer history, then the later change). A message of this
     /// gateway's own is left alone, and so is one taken here, unless no
-    /// modem has touched it yet and the other gateway's has. Whether
-    /// anything changed.
+    /// modem has touched it yet and the other gateway's has. A record
+    /// applied of a campaign's message moves the campaign's counter in the
+    /// same transaction, where the campaign is (the gateway that created
+    /// it: the other sites' modems write no event there). Whether anything
+    /// changed.
     pub fn apply_remote_message(&self, mut remote: Message) -> Result<bool> {
         remote.fleet = Some(FleetLeg::Handed);
         // Accepted elsewhere, unless the record here says otherwise.
@@ -208,46 +213,60 @@ impl Store {
                 reason: e.to_string(),
             }
         })?);
-        (&i.messages, &i.threads, &i.contacts, &i.recent, &i.outbox)
-            .transaction(|(messages, threads, contacts, recent, outbox)| {
-                match messages.get(remote.id.as_bytes())? {
-                    None => {
-                        messages.insert(remote.id.as_bytes(), record.clone())?;
-                        threads.insert(
-                            keys::thread(&remote.contact, remote.created_at, &remote.id),
-                            &[],
-                        )?;
-                        touch_contact(contacts, recent, &remote)?;
-                        Ok(true)
-                    }
-                    Some(raw) => {
-                        let known: Message = from_json_tx(remote.id.as_bytes(), &raw)?;
-                        let newer = (progress(&remote), remote.history.len(), remote.updated_at)
-                            > (progress(&known), known.history.len(), known.updated_at);
-                        // A copy taken here that no modem has touched yet
-                        // yields to a gateway that went further with it
-                        // (this one's claim will fail: it is given back).
-                        let yields = known.fleet == Some(FleetLeg::Taken)
-                            && known.status.is_waiting()
-                            && progress(&remote) > 0;
-                        if !(known.fleet == Some(FleetLeg::Handed) || yields) || !newer {
-                            return Ok(false);
-                        }
-                        if let Some(key) = outbox_key(&known) {
-                            outbox.remove(key)?;
-                        }
-                        if known.fleet_copy {
+        let (campaigns, members) = i.campaigns.counters();
+        (
+            &i.messages,
+            &i.threads,
+            &i.contacts,
+            &i.recent,
+            &i.outbox,
+            campaigns,
+            members,
+        )
+            .transaction(
+                |(messages, threads, contacts, recent, outbox, campaigns, members)| {
+                    match messages.get(remote.id.as_bytes())? {
+                        None => {
                             messages.insert(remote.id.as_bytes(), record.clone())?;
-                        } else {
-                            // Accepted here: it stays this gateway's own.
-                            let mut own = remote.clone();
-                            own.fleet_copy = false;
-                            messages.insert(remote.id.as_bytes(), to_json(&own)?)?;
+                            threads.insert(
+                                keys::thread(&remote.contact, remote.created_at, &remote.id),
+                                &[],
+                            )?;
+                            touch_contact(contacts, recent, &remote)?;
+                            count_message_tx((campaigns, members), &remote)?;
+                            Ok(true)
                         }
-                        Ok(true)
+                        Some(raw) => {
+                            let known: Message = from_json_tx(remote.id.as_bytes(), &raw)?;
+                            let newer =
+                                (progress(&remote), remote.history.len(), remote.updated_at)
+                                    > (progress(&known), known.history.len(), known.updated_at);
+                            // A copy taken here that no modem has touched yet
+                            // yields to a gateway that went further with it
+                            // (this one's claim will fail: it is given back).
+                            let yields = known.fleet == Some(FleetLeg::Taken)
+                                && known.status.is_waiting()
+                                && progress(&remote) > 0;
+                            if !(known.fleet == Some(FleetLeg::Handed) || yields) || !newer {
+                                return Ok(false);
+                            }
+                            if let Some(key) = outbox_key(&known) {
+                                outbox.remove(key)?;
+                            }
+                            if known.fleet_copy {
+                                messages.insert(remote.id.as_bytes(), record.clone())?;
+                            } else {
+                                // Accepted here: it stays this gateway's own.
+                                let mut own = remote.clone();
+                                own.fleet_copy = false;
+                                messages.insert(remote.id.as_bytes(), to_json(&own)?)?;
+                            }
+                            count_message_tx((campaigns, members), &remote)?;
+                            Ok(true)
+                        }
                     }
-                }
-            })
+                },
+            )
             .map_err(unwrap_tx)
     }
 }
@@ -555,6 +574,153 @@ mod tests {
         t.store.take_from_fleet(copy.clone()).unwrap();
         assert!(!t.store.fail_given_back(&copy.id).await.unwrap());
         assert!(t.store.get(&copy.id).unwrap().unwrap().status.is_waiting());
+    }
+
+    /// A campaign of this store whose one batch is `messages` (each of the
+    /// campaign `id`, variant `a`), stored as the campaign task stores it.
+    async fn campaign_with(store: &Store, id: &str, messages: &[Message]) {
+        use crate::store::{
+            BatchOutcome, CampaignRecord, CampaignState, Category, Progress, VariantCounts,
+            VariantRecord,
+        };
+        let now = Utc::now();
+        let n = messages.len() as u64;
+        let record = CampaignRecord {
+            id: id.to_string(),
+            name: "Spring".into(),
+            category: Category::Transactional,
+            variants: vec![VariantRecord {
+                id: "a".into(),
+                template: "hello".into(),
+                weight: 1,
+            }],
+            flow: None,
+            context: None,
+            send_at: None,
+            created_at: now,
+            updated_at: now,
+            state: CampaignState::Accepting,
+            progress: Progress {
+                total: n,
+                listed: n,
+                ..Progress::default()
+            },
+            counts: vec![VariantCounts::default()],
+        };
+        let numbers: Vec<String> = messages.iter().map(|m| m.to.clone()).collect();
+        store
+            .create_campaign(&record, &numbers, &[], None)
+            .await
+            .unwrap();
+        let batch = BatchOutcome {
+            processed: n,
+            messages: messages.iter().map(|m| (m.clone(), 0)).collect(),
+            ..BatchOutcome::default()
+        };
+        let (_, stored, durability) = store.accept_campaign_batch(id, 0, &batch, now).unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(stored, messages.len());
+    }
+
+    /// The campaign's counts: (queued, sent, delivered).
+    fn counted(store: &Store, id: &str) -> (u64, u64, u64) {
+        let c = store.campaign(id).unwrap().unwrap().messages();
+        (c.queued, c.sent, c.delivered)
+    }
+
+    #[tokio::test]
+    async fn another_sites_record_of_a_campaign_message_moves_its_counter_once() {
+        let t = TempStore::new();
+        let now = Utc::now();
+        let id = t.store.new_campaign_id(now);
+        // Accepted here in a fleet: handed to the work queue.
+        let mut m = message(&t.store, "+15550012");
+        m.fleet = Some(FleetLeg::Handed);
+        m.campaign = Some(id.clone());
+        m.variant = Some("a".into());
+        campaign_with(&t.store, &id, std::slice::from_ref(&m)).await;
+        assert_eq!(counted(&t.store, &id), (1, 0, 0));
+        // Sent by another gateway's modem: its record, applied here, moves
+        // the counter (no event is written here); the same record again
+        // moves nothing.
+        let mut remote = m.clone();
+        remote.fleet = Some(FleetLeg::Taken);
+        remote.fleet_copy = true;
+        remote.transition(now, MessageStatus::Sending);
+        remote.transition(now, MessageStatus::Sent);
+        let events = t.store.events_from(0, 100).unwrap().len();
+        assert!(t.store.apply_remote_message(remote.clone()).unwrap());
+        assert_eq!(t.store.events_from(0, 100).unwrap().len(), events);
+        assert_eq!(counted(&t.store, &id), (0, 1, 0));
+        assert!(!t.store.apply_remote_message(remote.clone()).unwrap());
+        assert_eq!(counted(&t.store, &id), (0, 1, 0));
+        // An older record (still waiting, however long its history) does
+        // not move it back...
+        let mut older = m.clone();
+        for _ in 0..5 {
+            older.transition(now, MessageStatus::Deferred);
+        }
+        assert!(!t.store.apply_remote_message(older.clone()).unwrap());
+        assert_eq!(counted(&t.store, &id), (0, 1, 0));
+        // ...nor does an event of this gateway's written before the record
+        // came and counted after it: the counter follows the record.
+        let late = t
+            .store
+            .emit("message.deferred", serde_json::to_value(&older).unwrap())
+            .await
+            .unwrap();
+        t.store.apply_campaign_events(&[late]).unwrap();
+        assert_eq!(counted(&t.store, &id), (0, 1, 0));
+        // Delivered there: delivered here, in the variant's counts too.
+        remote.transition(now, MessageStatus::Delivered);
+        assert!(t.store.apply_remote_message(remote).unwrap());
+        assert_eq!(counted(&t.store, &id), (0, 0, 1));
+        let record = t.store.campaign(&id).unwrap().unwrap();
+        assert_eq!(record.counts[0].messages.delivered, 1);
+        assert_eq!(record.counts[0].accepted, 1);
+        // The record here stays this gateway's own.
+        let here = t.store.get(&m.id).unwrap().unwrap();
+        assert_eq!(
+            (here.status, here.fleet, here.fleet_copy),
+            (MessageStatus::Delivered, Some(FleetLeg::Handed), false)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_of_a_campaign_unknown_here_counts_nowhere_and_fails_nothing() {
+        // Another gateway's campaign: its messages, taken and sent by this
+        // gateway's modems or recorded from the events stream, are known
+        // here without the campaign.
+        let t = TempStore::new();
+        let campaign = "cmp_0000000000000001_elsewhere";
+        let mut taken = message(&t.store, "+15550013");
+        taken.campaign = Some(campaign.into());
+        assert_eq!(
+            t.store.take_from_fleet(taken.clone()).unwrap(),
+            Taken::Queued
+        );
+        taken.transition(Utc::now(), MessageStatus::Sending);
+        taken.transition(Utc::now(), MessageStatus::Sent);
+        let sent = t
+            .store
+            .emit("message.sent", serde_json::to_value(&taken).unwrap())
+            .await
+            .unwrap();
+        t.store
+            .apply_campaign_events(std::slice::from_ref(&sent))
+            .unwrap();
+        // The events were counted (the cursor moved past them), for nobody.
+        assert_eq!(t.store.campaign_events_cursor().unwrap(), Some(sent.id));
+        let mut remote = message(&t.store, "+15550014");
+        remote.campaign = Some(campaign.into());
+        remote.transition(Utc::now(), MessageStatus::Sending);
+        remote.transition(Utc::now(), MessageStatus::Sent);
+        assert!(t.store.apply_remote_message(remote).unwrap());
+        assert!(t.store.campaign(campaign).unwrap().is_none());
+        assert_eq!(
+            t.store.campaign_waiting(campaign, None, 10).unwrap(),
+            (vec![], None)
+        );
     }
 
     #[tokio::test]
