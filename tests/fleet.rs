@@ -318,6 +318,7 @@ fn the_documented_example_loads() {
     let cluster = config.cluster.expect("[cluster]");
     assert_eq!(cluster.site, "north");
     assert_eq!(cluster.consent_staleness, Duration::from_secs(600));
+    assert_eq!(cluster.gone_after, Duration::from_secs(900));
     assert_eq!(cluster.credentials.token.as_deref(), Some("..."));
 }
 
@@ -331,10 +332,11 @@ fn child_gateway(
     db: &std::path::Path,
     port: u16,
 ) -> common::ChildDaemon {
-    child_gateway_with(name, site, urls, db, port, &[])
+    child_gateway_with(name, site, urls, db, port, &[], "replicas = 3\n")
 }
 
-/// [`child_gateway`] with simulated modems (`m1`, `m2`, ... on their links).
+/// [`child_gateway`] with simulated modems (`m1`, `m2`, ... on their links)
+/// and `cluster`'s lines in its `[cluster]`.
 fn child_gateway_with(
     name: &str,
     site: &str,
@@ -342,13 +344,14 @@ fn child_gateway_with(
     db: &std::path::Path,
     port: u16,
     modems: &[std::path::PathBuf],
+    cluster: &str,
 ) -> common::ChildDaemon {
     let config = temp(&format!("{name}.toml"));
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
     let mut text = format!(
         "[api]\nbind = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
          [consent]\nprogram_name = \"Acme Dental\"\n\
-         [cluster]\nnats_url = [{}]\nsite = \"{site}\"\nreplicas = 3\n",
+         [cluster]\nnats_url = [{}]\nsite = \"{site}\"\n{cluster}",
         db.display(),
         urls.join(", ")
     );
@@ -902,6 +905,111 @@ async fn an_opt_out_is_reported_once_for_the_fleet() {
     sc.shutdown().await;
 }
 
+/// A message accepted at A (no modems) and claimed by B, whose modem hangs
+/// in `AT+CMGS` when B is SIGKILLed and never comes back: once B has not
+/// been heard from for `gone_after`, A's record is `unknown` (reported
+/// once, by A), and no gateway sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_claimed_by_a_gateway_that_is_gone_is_unknown_where_it_was_accepted() {
+    let _leftovers = Leftovers(&["gone-a.db", "gone-b.db", "gone-b.toml", "gone-b.log"]);
+    let nats = NatsServer::start(temp("nats-gone"));
+    let sb = sim("gone-b", "+15551100000");
+    let db_a = temp("gone-a.db");
+    let _ = std::fs::remove_dir_all(&db_a);
+    let a = common::InProcessDaemon::start(
+        &format!(
+            "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+             [consent]\nprogram_name = \"Acme Dental\"\n\
+             [cluster]\nnats_url = [\"{}\"]\nsite = \"a\"\ngone_after = \"3s\"\n",
+            db_a.display(),
+            nats.url()
+        ),
+        TOKEN,
+    )
+    .await;
+    let db_b = temp("gone-b.db");
+    let _ = std::fs::remove_dir_all(&db_b);
+    let (urls, link, port_b) = (vec![nats.url()], sb.link(), common::free_port());
+    let b = blocking(move || {
+        child_gateway_with(
+            "gone-b",
+            "b",
+            &urls,
+            &db_b,
+            port_b,
+            &[link],
+            "gone_after = \"3s\"\n",
+        )
+    })
+    .await;
+    let addr_a = a.addr.clone();
+    let sim_b = sb.clone();
+    blocking(move || {
+        let mut b = b;
+        wait_current(&addr_a);
+        let addr_b = format!("127.0.0.1:{port_b}");
+        wait_until(Duration::from_secs(20), "B's modem ready", || {
+            let (_, modems) = http("GET", &addr_b, "/v1/modems", Some(TOKEN), None);
+            (modems.to_string().contains("\"ready\"")).then_some(())
+        });
+        // B's modem takes the command and never answers.
+        sim_b
+            .fault(smsgate::sim::Fault::StopAnswering { duration: None })
+            .unwrap();
+        let customer = "+15551100001";
+        let (status, accepted) = post(
+            &addr_a,
+            json!({"to": customer, "body": "Your order shipped"}),
+        );
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap().to_string();
+        let read = |id: &str| {
+            let (status, m) = http(
+                "GET",
+                &addr_a,
+                &format!("/v1/messages/{id}"),
+                Some(TOKEN),
+                None,
+            );
+            assert_eq!(status, 200, "{m}");
+            m
+        };
+        wait_until(
+            Duration::from_secs(20),
+            "B sending it, as A reads it",
+            || (read(&id)["status"] == "sending").then_some(()),
+        );
+        b.0.kill().unwrap();
+        b.0.wait().unwrap();
+        let m = wait_until(Duration::from_secs(20), "unknown at A", || {
+            let m = read(&id);
+            (m["status"] == "unknown").then_some(m)
+        });
+        assert_eq!(m["error"]["code"], "sender_gone", "{m}");
+        assert!(
+            m["error"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"b\""),
+            "{m}"
+        );
+        // Reported once, by A; never on the air (B's modem swallowed it).
+        let (status, page) = http("GET", &addr_a, "/v1/events?limit=100", Some(TOKEN), None);
+        assert_eq!(status, 200, "{page}");
+        let unknown = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "message.unknown" && e["data"]["id"] == id.as_str())
+            .count();
+        assert_eq!(unknown, 1, "{page}");
+        assert!(texts_to(&sim_b, customer).is_empty());
+    })
+    .await;
+    a.stop().await;
+    sb.shutdown().await;
+}
+
 /// The fleet under load and failure: a 3-server NATS cluster (R3 streams)
 /// and 3 gateways (child processes) with 2 simulated modems each; 4
 /// clients send 3,000 messages through all three APIs while one gateway is
@@ -950,7 +1058,15 @@ async fn three_thousand_messages_through_a_fleet_with_failures() {
             order.rotate_left(g);
             let site = ["a", "b", "c"][g];
             let db = temp(&format!("load-{site}.db"));
-            child_gateway_with(&format!("load-{site}"), site, &order, &db, port, links)
+            child_gateway_with(
+                &format!("load-{site}"),
+                site,
+                &order,
+                &db,
+                port,
+                links,
+                "replicas = 3\n",
+            )
         }
     };
     for site in sites {

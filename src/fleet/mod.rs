@@ -74,6 +74,18 @@ pub struct ClusterConfig {
     /// Replicas of the fleet's streams and buckets (3 on a 3-server cluster).
     #[serde(default = "default_replicas")]
     pub replicas: usize,
+    /// A gateway not heard from for this long is gone: a message it claimed
+    /// to send and never finished becomes `unknown` at the gateway that
+    /// accepted it (never sent again by another).
+    #[serde(
+        default = "default_gone_after",
+        deserialize_with = "crate::config::duration_value"
+    )]
+    pub gone_after: Duration,
+}
+
+fn default_gone_after() -> Duration {
+    Duration::from_secs(900)
 }
 
 fn default_staleness() -> Duration {
@@ -168,6 +180,9 @@ impl ClusterConfig {
                 "cluster.consent_staleness".into(),
                 "at least 1s, e.g. 10m".into(),
             ));
+        }
+        if self.gone_after < Duration::from_secs(1) {
+            out.push(("cluster.gone_after".into(), "must be at least 1s".into()));
         }
         if !(1..=5).contains(&self.replicas) {
             out.push((
@@ -407,6 +422,7 @@ mod tests {
             tls_ca: None,
             consent_staleness: Duration::from_secs(600),
             replicas: 3,
+            gone_after: Duration::from_secs(900),
         };
         let fleet_problem = usize::from(!cfg!(feature = "fleet"));
         assert_eq!(
@@ -433,6 +449,7 @@ mod tests {
             },
             consent_staleness: Duration::ZERO,
             replicas: 7,
+            gone_after: Duration::from_millis(10),
             ..good
         };
         let keys: Vec<String> = bad.problems().into_iter().map(|(k, _)| k).collect();
@@ -442,6 +459,7 @@ mod tests {
             "cluster.credentials",
             "cluster.consent_staleness",
             "cluster.replicas",
+            "cluster.gone_after",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
         }

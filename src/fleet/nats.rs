@@ -92,7 +92,8 @@ pub async fn start(
             modems,
             freshness.clone(),
         )
-        .with_metrics(metrics),
+        .with_metrics(metrics)
+        .with_gone_after(config.gone_after),
     );
     let link = Link {
         client,
@@ -112,6 +113,7 @@ pub async fn start(
         tokio::spawn(work.clone().watch_sticky(stop.clone())),
         tokio::spawn(work.clone().republish_handed(stop.clone())),
         tokio::spawn(work.clone().consume_events(stop.clone())),
+        tokio::spawn(work.clone().watch_sites(stop.clone())),
     ];
     // A gateway without modems sends nothing: it takes nothing.
     if modems > 0 {

@@ -39,6 +39,11 @@ pub const OUTBOUND_STREAM: &str = "SMSGATE_OUTBOUND";
 pub const EVENTS_STREAM: &str = "SMSGATE_EVENTS";
 pub const FENCE_BUCKET: &str = "smsgate_sent";
 pub const STICKY_BUCKET: &str = "smsgate_sticky";
+pub const SITES_BUCKET: &str = "smsgate_sites";
+
+/// How often a gateway says it is there, at most (a third of `gone_after`
+/// when that is shorter).
+const HEARTBEAT_MAX: Duration = Duration::from_secs(10);
 
 /// The subject of messages any site may send.
 const ANY: &str = "any";
@@ -101,6 +106,8 @@ const LATER_MAX: Duration = Duration::from_secs(600);
 struct Buckets {
     fence: kv::Store,
     sticky: kv::Store,
+    /// site -> [`Heard`]: when each gateway last said it is there.
+    sites: kv::Store,
     outbound: stream::Stream,
     events: stream::Stream,
 }
@@ -122,6 +129,15 @@ pub struct Work {
     /// How the other sites' events count in this gateway's conversation
     /// metrics (None: not counted).
     metrics: Option<RemoteMetrics>,
+    /// A gateway not heard from for this long is gone (`[cluster]
+    /// gone_after`).
+    gone_after: Duration,
+}
+
+/// A gateway's heartbeat in [`SITES_BUCKET`].
+#[derive(Serialize, Deserialize)]
+struct Heard {
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What reading another site's event as a metric fact needs: the policy
@@ -154,7 +170,14 @@ impl Work {
             freshness,
             sticky: std::sync::RwLock::new(HashMap::new()),
             metrics: None,
+            gone_after: Duration::from_secs(900),
         }
+    }
+
+    /// When another gateway counts as gone (`[cluster] gone_after`).
+    pub fn with_gone_after(mut self, gone_after: Duration) -> Work {
+        self.gone_after = gone_after;
+        self
     }
 
     /// The other sites' events count in this gateway's conversation metrics.
@@ -209,9 +232,18 @@ impl Work {
                     self.replicas,
                 )
                 .await?;
+                let sites = super::nats::bucket(
+                    &self.js,
+                    SITES_BUCKET,
+                    "smsgate: when each gateway was last heard from",
+                    1,
+                    self.replicas,
+                )
+                .await?;
                 Ok(Buckets {
                     fence,
                     sticky,
+                    sites,
                     outbound,
                     events,
                 })
@@ -617,6 +649,123 @@ impl Work {
                 }
             }
         }
+    }
+
+    /// Say that this gateway is there, watch when the others last did, and
+    /// settle what a gateway that is gone claimed: a message accepted here
+    /// that it claimed to send and never finished becomes `unknown` here
+    /// (it may have reached the network; nobody sends it again).
+    pub async fn watch_sites(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "watching the fleet's gateways";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let this = &self;
+            async move { this.watch_sites_once(&mut stop).await }
+        })
+        .await;
+    }
+
+    async fn watch_sites_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let buckets = self.buckets().await?;
+        let every = (self.gone_after / 3).clamp(Duration::from_millis(100), HEARTBEAT_MAX);
+        let gone_after = chrono::Duration::from_std(self.gone_after).map_err(|e| e.to_string())?;
+        let mut changes = buckets
+            .sites
+            .watch_with_history(">")
+            .await
+            .map_err(|e| format!("the sites bucket's watch: {e}"))?;
+        let mut beat = tokio::time::interval(every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // site -> when it was last heard from; the sites settled since.
+        let mut heard: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        let mut settled: std::collections::HashSet<String> = Default::default();
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                _ = beat.tick() => {
+                    let now = chrono::Utc::now();
+                    let value = serde_json::to_vec(&Heard { at: now }).map_err(|e| e.to_string())?;
+                    buckets
+                        .sites
+                        .put(&self.site, value.into())
+                        .await
+                        .map_err(|e| format!("the sites bucket: {e}"))?;
+                    // Judged only on a current replica: this gateway's own
+                    // beat of the round before came back through the watch.
+                    let current = heard
+                        .get(&self.site)
+                        .is_some_and(|at| now - *at < chrono::Duration::from_std(every * 3).unwrap_or(gone_after));
+                    if !current {
+                        continue;
+                    }
+                    let gone: Vec<(String, chrono::DateTime<chrono::Utc>)> = heard
+                        .iter()
+                        .filter(|(site, at)| {
+                            **site != self.site && now - **at > gone_after && !settled.contains(*site)
+                        })
+                        .map(|(site, at)| (site.clone(), *at))
+                        .collect();
+                    for (site, at) in gone {
+                        self.settle_gone(buckets, &site, at).await?;
+                        settled.insert(site);
+                    }
+                }
+                change = changes.next() => {
+                    let entry = match change {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return Err(format!("the sites bucket's watch: {e}")),
+                        None => return Err("the sites bucket's watch ended".into()),
+                    };
+                    let at = (entry.operation == kv::Operation::Put)
+                        .then(|| serde_json::from_slice::<Heard>(&entry.value).ok())
+                        .flatten();
+                    match at {
+                        Some(h) => {
+                            settled.remove(&entry.key);
+                            heard.insert(entry.key, h.at);
+                        }
+                        None => {
+                            heard.remove(&entry.key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settle what gateway `site` (last heard from `at`) claimed to send of
+    /// the messages accepted here.
+    async fn settle_gone(
+        &self,
+        buckets: &Buckets,
+        site: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), String> {
+        let store = self.store.clone();
+        let open = tokio::task::spawn_blocking(move || store.handed_open())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut settled = 0;
+        for message in &open {
+            let claim = buckets
+                .fence
+                .get(&message.id)
+                .await
+                .map_err(|e| format!("the fence bucket: {e}"))?
+                .and_then(|raw| serde_json::from_slice::<Fence>(&raw).ok());
+            if claim.is_some_and(|f| f.site == site && f.purpose == "send")
+                && self
+                    .store
+                    .sender_gone(&message.id, site, at)
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                settled += 1;
+            }
+        }
+        tracing::warn!(%site, last_heard = %at, unknown = settled, "fleet: a gateway is gone; what it claimed to send and never finished is unknown here");
+        Ok(())
     }
 
     /// Publish the state changes of the fleet's messages recorded here, in

@@ -238,8 +238,14 @@ impl Store {
                         }
                         Some(raw) => {
                             let known: Message = from_json_tx(remote.id.as_bytes(), &raw)?;
-                            let newer =
-                                (progress(&remote), remote.history.len(), remote.updated_at)
+                            // `unknown` here because its sender was gone: what
+                            // that gateway says it did, once it is back, is
+                            // what happened.
+                            let told = known.error.as_ref().is_some_and(|e| e.code == SENDER_GONE)
+                                && progress(&remote) >= 2
+                                && remote.status != MessageStatus::Unknown;
+                            let newer = told
+                                || (progress(&remote), remote.history.len(), remote.updated_at)
                                     > (progress(&known), known.history.len(), known.updated_at);
                             // A copy taken here that no modem has touched yet
                             // yields to a gateway that went further with it
@@ -269,6 +275,64 @@ impl Store {
             )
             .map_err(unwrap_tx)
     }
+}
+
+/// The code of a message whose sending gateway is gone.
+const SENDER_GONE: &str = "sender_gone";
+
+impl Store {
+    /// Messages accepted here and handed to the fleet that no gateway has
+    /// finished: waiting, or on another gateway's modem as far as this one
+    /// knows (a full scan of the live messages: when a gateway is gone).
+    pub fn handed_open(&self) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
+        for item in self.inner.messages.iter() {
+            let (id, raw) = item?;
+            let Ok(m) = super::from_json::<Message>(&id, &raw) else {
+                continue;
+            };
+            if is_open_here(&m) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gateway `site`, last heard from `since`, claimed message `id` (one
+    /// accepted here) to send and is gone: the message is `unknown` here,
+    /// with its event and webhooks (a part may have reached the network;
+    /// nobody sends it again). Whether it changed.
+    pub async fn sender_gone(
+        &self,
+        id: &str,
+        site: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
+        let now = chrono::Utc::now();
+        let text = format!(
+            "gateway {site:?} claimed it to send and has not been heard from since {}: it may or may not have been sent",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        // The closure may run again on a conflict: its last verdict counts.
+        let changed = std::sync::atomic::AtomicBool::new(false);
+        self.update(id, |m| {
+            let ok = is_open_here(m);
+            changed.store(ok, std::sync::atomic::Ordering::Relaxed);
+            if ok {
+                m.settle_with_error(now, MessageStatus::Unknown, SENDER_GONE, &text);
+            }
+            ok
+        })
+        .await?;
+        Ok(changed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Accepted here, handed to the fleet, and not finished by any gateway.
+fn is_open_here(m: &Message) -> bool {
+    m.fleet == Some(FleetLeg::Handed)
+        && !m.fleet_copy
+        && (m.status.is_waiting() || m.status == MessageStatus::Sending)
 }
 
 #[cfg(test)]
@@ -574,6 +638,70 @@ mod tests {
         t.store.take_from_fleet(copy.clone()).unwrap();
         assert!(!t.store.fail_given_back(&copy.id).await.unwrap());
         assert!(t.store.get(&copy.id).unwrap().unwrap().status.is_waiting());
+    }
+
+    #[tokio::test]
+    async fn a_message_whose_sender_is_gone_is_unknown_once_where_it_was_accepted() {
+        let t = TempStore::new();
+        let since = Utc::now() - chrono::Duration::hours(1);
+        // Accepted here, handed; another site's "sending" record applied.
+        let mut own = message(&t.store, "+15550020");
+        own.fleet = Some(FleetLeg::Handed);
+        t.store.accept(own.clone(), None).await.unwrap();
+        let mut remote = t.store.get(&own.id).unwrap().unwrap();
+        remote.transition(Utc::now(), MessageStatus::Sending);
+        assert!(t.store.apply_remote_message(remote).unwrap());
+        // Accepted here, still waiting as far as this gateway knows.
+        let mut waiting = message(&t.store, "+15550021");
+        waiting.fleet = Some(FleetLeg::Handed);
+        t.store.accept(waiting.clone(), None).await.unwrap();
+        // Another gateway's copy, and a message of this gateway's modems.
+        let copy = message(&t.store, "+15550022");
+        t.store.take_from_fleet(copy.clone()).unwrap();
+        let local = message(&t.store, "+15550023");
+        t.store.accept(local.clone(), None).await.unwrap();
+        let open: Vec<String> = t
+            .store
+            .handed_open()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(open.len(), 2);
+        assert!(open.contains(&own.id) && open.contains(&waiting.id));
+
+        assert!(t.store.sender_gone(&own.id, "north", since).await.unwrap());
+        let unknown = t.store.get(&own.id).unwrap().unwrap();
+        assert_eq!(unknown.status, MessageStatus::Unknown);
+        let error = unknown.error.unwrap();
+        assert_eq!(error.code, "sender_gone");
+        assert!(error.text.contains("\"north\""), "{}", error.text);
+        // Once: settled now, and never for a copy or a local message.
+        assert!(!t.store.sender_gone(&own.id, "north", since).await.unwrap());
+        assert!(!t.store.sender_gone(&copy.id, "north", since).await.unwrap());
+        assert!(!t
+            .store
+            .sender_gone(&local.id, "north", since)
+            .await
+            .unwrap());
+        let events = t
+            .store
+            .events_from(0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == "message.unknown" && e.data["id"] == own.id.as_str())
+            .count();
+        assert_eq!(events, 1);
+        assert_eq!(t.store.handed_open().unwrap().len(), 1);
+        // The gateway was not gone for good: what it says it did wins.
+        let mut back = t.store.get(&own.id).unwrap().unwrap();
+        back.error = None;
+        back.history.truncate(2);
+        back.transition(since, MessageStatus::Sent);
+        assert!(t.store.apply_remote_message(back).unwrap());
+        let sent = t.store.get(&own.id).unwrap().unwrap();
+        assert_eq!(sent.status, MessageStatus::Sent);
+        assert!(!sent.fleet_copy);
     }
 
     /// A campaign of this store whose one batch is `messages` (each of the
