@@ -233,6 +233,22 @@ pub trait FleetLink: Send + Sync {
     fn claim(&self, id: &str, why: ClaimFor) -> Pending<'_, Result<Claim, String>>;
 }
 
+/// How long the fence bucket keeps a claim (its keys expire then, so it
+/// does not grow for ever).
+pub const FENCE_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A message of the fleet whose time (its `send_at`, else its accept) is
+/// older than this is past what the fence remembers (two days short of
+/// [`FENCE_KEEP`]): a claim made for it may have expired, so no gateway
+/// claims it any more. Its work-queue copies are dropped, and the gateway
+/// that accepted it settles it `unknown` (`fleet_expired`).
+pub const FENCE_SAFE: chrono::TimeDelta = chrono::TimeDelta::days(28);
+
+/// Whether `message` is past what the fence remembers ([`FENCE_SAFE`]).
+pub fn past_the_fence(message: &crate::store::Message, now: DateTime<Utc>) -> bool {
+    message.not_before.unwrap_or(message.created_at) < now - FENCE_SAFE
+}
+
 /// How long a deferred send waits before the replica is asked again (or
 /// the staleness, when shorter).
 pub const STALE_RECHECK: Duration = Duration::from_secs(30);
@@ -411,6 +427,33 @@ mod tests {
         // Syncs only move forward.
         f.synced(now - chrono::Duration::hours(1));
         assert_eq!(f.last_sync(), Some(now - chrono::Duration::minutes(10)));
+    }
+
+    #[test]
+    fn a_message_is_past_the_fence_four_weeks_after_its_time() {
+        let t = crate::store::test_support::TempStore::new();
+        let now = Utc::now();
+        let at = |days: i64| now - chrono::Duration::days(days);
+        let message = |created: i64, send_at: Option<i64>| {
+            let mut m = t.store.new_outbound(
+                "",
+                "+15550000001",
+                "hi",
+                1,
+                "gsm7",
+                false,
+                None,
+                at(created),
+            );
+            m.not_before = send_at.map(at);
+            m
+        };
+        assert!(!past_the_fence(&message(27, None), now));
+        assert!(past_the_fence(&message(29, None), now));
+        // Its time is its send_at: accepted long ago, due yesterday.
+        assert!(!past_the_fence(&message(40, Some(1)), now));
+        assert!(past_the_fence(&message(40, Some(29)), now));
+        const { assert!(FENCE_SAFE.num_days() + 2 == (FENCE_KEEP.as_secs() / 86_400) as i64) };
     }
 
     #[test]

@@ -186,14 +186,29 @@ struct Link {
 /// it (what the client's `create_key_value` derives), created directly:
 /// that call first reads the account's info, which the client cannot parse
 /// from a 2.9 server.
+/// `max_age`: how long a key is kept after its last change (ZERO: for
+/// ever); a bucket made without it by an older version gets it.
 pub(super) async fn bucket(
     js: &jetstream::Context,
     name: &str,
     description: &str,
     history: i64,
     replicas: usize,
+    max_age: Duration,
 ) -> Result<kv::Store, String> {
     if let Ok(bucket) = js.get_key_value(name).await {
+        let stream = js
+            .get_stream(format!("KV_{name}"))
+            .await
+            .map_err(|e| format!("the bucket {name}: {e}"))?;
+        let config = &stream.cached_info().config;
+        if config.max_age != max_age {
+            let mut config = config.clone();
+            config.max_age = max_age;
+            js.update_stream(config)
+                .await
+                .map_err(|e| format!("the bucket {name}'s max age: {e}"))?;
+        }
         return Ok(bucket);
     }
     js.get_or_create_stream(stream::Config {
@@ -211,6 +226,7 @@ pub(super) async fn bucket(
         num_replicas: replicas,
         discard: stream::DiscardPolicy::New,
         duplicate_window: Duration::from_secs(120),
+        max_age,
         ..stream::Config::default()
     })
     .await
@@ -316,6 +332,7 @@ impl Link {
             "smsgate: each contact's consent",
             5,
             self.replicas,
+            Duration::ZERO,
         )
         .await
         .map_err(|e| format!("the consent bucket: {e}"))

@@ -44,6 +44,9 @@ pub const SITES_BUCKET: &str = "smsgate_sites";
 /// How often a gateway says it is there, at most (a third of `gone_after`
 /// when that is shorter).
 const HEARTBEAT_MAX: Duration = Duration::from_secs(10);
+/// How often the messages accepted here are checked against the fence's
+/// memory ([`super::FENCE_SAFE`]).
+const EXPIRY_SWEEP: Duration = Duration::from_secs(3600);
 
 /// The subject of messages any site may send.
 const ANY: &str = "any";
@@ -222,6 +225,7 @@ impl Work {
                     "smsgate: which gateway sends each message",
                     1,
                     self.replicas,
+                    super::FENCE_KEEP,
                 )
                 .await?;
                 let sticky = super::nats::bucket(
@@ -230,6 +234,7 @@ impl Work {
                     "smsgate: the site each contact was last texted from",
                     1,
                     self.replicas,
+                    Duration::ZERO,
                 )
                 .await?;
                 let sites = super::nats::bucket(
@@ -238,6 +243,7 @@ impl Work {
                     "smsgate: when each gateway was last heard from",
                     1,
                     self.replicas,
+                    Duration::ZERO,
                 )
                 .await?;
                 Ok(Buckets {
@@ -320,6 +326,15 @@ impl Work {
             Some(f) => Claim::Theirs(f.site),
             None => Claim::Theirs("unknown".into()),
         })
+    }
+
+    /// Whether the fence holds a claim for message `id` (a broker that
+    /// cannot be asked: no).
+    async fn claimed(&self, id: &str) -> bool {
+        let Ok(buckets) = self.buckets().await else {
+            return false;
+        };
+        matches!(buckets.fence.get(id).await, Ok(Some(_)))
     }
 
     /// Pull from `subject`'s durable consumer while there is room.
@@ -436,6 +451,13 @@ impl Work {
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
+                let now = chrono::Utc::now();
+                // One past the fence's memory is settled by the sweep of
+                // `watch_sites`, never published again.
+                let waiting: Vec<&Message> = waiting
+                    .iter()
+                    .filter(|m| !super::past_the_fence(m, now))
+                    .collect();
                 for message in &waiting {
                     this.hand_one(message).await?;
                 }
@@ -465,9 +487,23 @@ impl Work {
         let now = chrono::Utc::now();
         if let Some(due) = message.not_before.filter(|t| *t > now + SOON) {
             // Not due yet: JetStream keeps it and delivers it again nearer
-            // the time (to whichever gateway has room then).
+            // the time (to whichever gateway has room then), unless it was
+            // claimed meanwhile (a cancel, or a copy another gateway holds):
+            // then this copy is done with, long before the claim expires.
+            if self.claimed(&id).await {
+                tracing::info!(message_id = %id, "fleet: a scheduled message claimed already (cancelled, or held elsewhere); its copy in the work queue is dropped");
+                let _ = js_message.ack_with(AckKind::Term).await;
+                return;
+            }
             let wait = (due - now).to_std().unwrap_or(RETRY).min(LATER_MAX);
             let _ = js_message.ack_with(AckKind::Nak(Some(wait))).await;
+            return;
+        }
+        if super::past_the_fence(&message, now) {
+            // A claim made for it may have expired: nobody may claim it.
+            // The gateway that accepted it settles it.
+            tracing::warn!(message_id = %id, "fleet: a message past the fence's memory in the work queue; dropped (it is unknown where it was accepted)");
+            let _ = js_message.ack_with(AckKind::Term).await;
             return;
         }
         match self.store.take_from_fleet(message) {
@@ -678,6 +714,7 @@ impl Work {
         // site -> when it was last heard from; the sites settled since.
         let mut heard: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
         let mut settled: std::collections::HashSet<String> = Default::default();
+        let mut expired_swept: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -709,6 +746,13 @@ impl Work {
                         self.settle_gone(buckets, &site, at).await?;
                         settled.insert(site);
                     }
+                    if expired_swept.is_none_or(|at: Instant| at.elapsed() >= EXPIRY_SWEEP) {
+                        let alive = |site: &str| {
+                            heard.get(site).is_some_and(|at| now - *at <= gone_after)
+                        };
+                        self.settle_past_fence(buckets, alive).await?;
+                        expired_swept = Some(Instant::now());
+                    }
                 }
                 change = changes.next() => {
                     let entry = match change {
@@ -731,6 +775,48 @@ impl Work {
                 }
             }
         }
+    }
+
+    /// Settle the messages accepted here that are past the fence's memory
+    /// ([`super::FENCE_SAFE`]) and that no gateway still alive holds: they
+    /// are `unknown` (nobody may claim them now; one may have been sent
+    /// under a claim that expired).
+    async fn settle_past_fence(
+        &self,
+        buckets: &Buckets,
+        alive: impl Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        let store = self.store.clone();
+        let now = chrono::Utc::now();
+        let open = tokio::task::spawn_blocking(move || store.handed_open())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut settled = 0;
+        for message in open.iter().filter(|m| super::past_the_fence(m, now)) {
+            let claim = buckets
+                .fence
+                .get(&message.id)
+                .await
+                .map_err(|e| format!("the fence bucket: {e}"))?
+                .and_then(|raw| serde_json::from_slice::<Fence>(&raw).ok());
+            // Still held by a gateway that is there: it finishes it.
+            if claim.is_some_and(|f| f.purpose == "send" && alive(&f.site)) {
+                continue;
+            }
+            if self
+                .store
+                .fleet_expired(&message.id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                settled += 1;
+            }
+        }
+        if settled > 0 {
+            tracing::warn!(unknown = settled, "fleet: messages accepted here and not finished within the fence's memory are unknown");
+        }
+        Ok(())
     }
 
     /// Settle what gateway `site` (last heard from `at`) claimed to send of

@@ -1435,6 +1435,15 @@ impl<'a> Session<'a> {
             // gateway sends it whoever else the work queue gave it to.
             if first && message.fleet == Some(FleetLeg::Taken) {
                 if let Some(fleet) = &engine.fleet {
+                    // A claim made for it may have expired: not claimed
+                    // (the gateway that accepted it settles it `unknown`).
+                    if crate::fleet::past_the_fence(&message, Utc::now()) {
+                        tracing::warn!(message_id = %message.id, "fleet: past the fence's memory; not claimed, given back");
+                        if let Err(e) = self.actor.store.give_back_to_fleet(&message.id).await {
+                            tracing::error!(message_id = %message.id, error = %e, "fleet: cannot give a message back");
+                        }
+                        return Ok(());
+                    }
                     // The record is durable before the claim: a gateway
                     // that claims, dies and comes back still has the
                     // message (the others see the claim and leave it).

@@ -241,8 +241,9 @@ impl Store {
                             // `unknown` here because its sender was gone: what
                             // that gateway says it did, once it is back, is
                             // what happened.
-                            let told = known.error.as_ref().is_some_and(|e| e.code == SENDER_GONE)
-                                && progress(&remote) >= 2
+                            let told = known.error.as_ref().is_some_and(|e| {
+                                [SENDER_GONE, FLEET_EXPIRED].contains(&e.code.as_str())
+                            }) && progress(&remote) >= 2
                                 && remote.status != MessageStatus::Unknown;
                             let newer = told
                                 || (progress(&remote), remote.history.len(), remote.updated_at)
@@ -279,6 +280,8 @@ impl Store {
 
 /// The code of a message whose sending gateway is gone.
 const SENDER_GONE: &str = "sender_gone";
+/// The code of a message past what the fleet's fence remembers.
+const FLEET_EXPIRED: &str = "fleet_expired";
 
 impl Store {
     /// Messages accepted here and handed to the fleet that no gateway has
@@ -308,18 +311,30 @@ impl Store {
         site: &str,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool> {
-        let now = chrono::Utc::now();
         let text = format!(
             "gateway {site:?} claimed it to send and has not been heard from since {}: it may or may not have been sent",
             since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
+        self.unknown_in_fleet(id, SENDER_GONE, &text).await
+    }
+
+    /// Message `id` (one accepted here) is past what the fleet's fence
+    /// remembers and no gateway that is there holds it: `unknown` here, as
+    /// [`Store::sender_gone`]. Whether it changed.
+    pub async fn fleet_expired(&self, id: &str) -> Result<bool> {
+        let text = "not finished by the fleet within 28 days of its time: a claim to send it may have expired, so nobody sends it now, and it may or may not have been sent";
+        self.unknown_in_fleet(id, FLEET_EXPIRED, text).await
+    }
+
+    async fn unknown_in_fleet(&self, id: &str, code: &str, text: &str) -> Result<bool> {
+        let now = chrono::Utc::now();
         // The closure may run again on a conflict: its last verdict counts.
         let changed = std::sync::atomic::AtomicBool::new(false);
         self.update(id, |m| {
             let ok = is_open_here(m);
             changed.store(ok, std::sync::atomic::Ordering::Relaxed);
             if ok {
-                m.settle_with_error(now, MessageStatus::Unknown, SENDER_GONE, &text);
+                m.settle_with_error(now, MessageStatus::Unknown, code, text);
             }
             ok
         })
@@ -702,6 +717,13 @@ mod tests {
         let sent = t.store.get(&own.id).unwrap().unwrap();
         assert_eq!(sent.status, MessageStatus::Sent);
         assert!(!sent.fleet_copy);
+        // Past the fence's memory: unknown as well, with its own code.
+        assert!(t.store.fleet_expired(&waiting.id).await.unwrap());
+        let expired = t.store.get(&waiting.id).unwrap().unwrap();
+        assert_eq!(expired.status, MessageStatus::Unknown);
+        assert_eq!(expired.error.unwrap().code, "fleet_expired");
+        assert!(!t.store.fleet_expired(&waiting.id).await.unwrap());
+        assert!(t.store.handed_open().unwrap().is_empty());
     }
 
     /// A campaign of this store whose one batch is `messages` (each of the
