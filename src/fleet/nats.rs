@@ -91,7 +91,7 @@ pub async fn start(
             dispatcher,
             modems,
             freshness.clone(),
-        )
+        )?
         .with_metrics(metrics)
         .with_gone_after(config.gone_after),
     );

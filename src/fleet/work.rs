@@ -127,8 +127,10 @@ pub struct Work {
     room: Arc<Semaphore>,
     /// Where the events stream's lag is shown.
     freshness: Arc<super::Freshness>,
-    /// The sticky bucket as last seen: contact key -> site.
-    sticky: std::sync::RwLock<HashMap<String, String>>,
+    /// The sticky bucket as last seen: contact key -> site (a tree of the
+    /// store, `aux_fleet_sticky`, not memory: one key per contact the fleet
+    /// has talked with; rebuilt by the watch at each start).
+    sticky: sled::Tree,
     /// How the other sites' events count in this gateway's conversation
     /// metrics (None: not counted).
     metrics: Option<RemoteMetrics>,
@@ -160,8 +162,9 @@ impl Work {
         dispatcher: Arc<Dispatcher>,
         modems: usize,
         freshness: Arc<super::Freshness>,
-    ) -> Work {
-        Work {
+    ) -> Result<Work, crate::store::StoreError> {
+        let sticky = store.aux_tree("fleet_sticky")?;
+        Ok(Work {
             js,
             site,
             replicas,
@@ -171,10 +174,10 @@ impl Work {
             held: Mutex::new(HashMap::new()),
             room: Arc::new(Semaphore::new(HELD_PER_MODEM * modems.max(1))),
             freshness,
-            sticky: std::sync::RwLock::new(HashMap::new()),
+            sticky,
             metrics: None,
             gone_after: Duration::from_secs(900),
-        }
+        })
     }
 
     /// When another gateway counts as gone (`[cluster] gone_after`).
@@ -270,12 +273,7 @@ impl Work {
         // The replica of the sticky bucket (a preference: a contact not in
         // it yet goes to any site).
         let key = super::consent_key(&message.contact, None);
-        let site = self
-            .sticky
-            .read()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-            .unwrap_or_else(|| ANY.into());
+        let site = self.sticky_site(&key).unwrap_or_else(|| ANY.into());
         format!("smsgate.out.{site}")
     }
 
@@ -635,7 +633,7 @@ impl Work {
         .unwrap_or_default();
         for contact in contacts {
             let key = super::consent_key(&contact, None);
-            let known = self.sticky.read().ok().and_then(|m| m.get(&key).cloned());
+            let known = self.sticky_site(&key);
             if known.as_deref() == Some(self.site.as_str()) {
                 continue;
             }
@@ -643,6 +641,13 @@ impl Work {
                 tracing::warn!(%contact, error = %e, "fleet: the sticky sender was not shared");
             }
         }
+    }
+
+    /// The replica's site for contact key `key` (a preference: unreadable
+    /// is none).
+    fn sticky_site(&self, key: &str) -> Option<String> {
+        let raw = self.sticky.get(key.as_bytes()).ok()??;
+        String::from_utf8(raw.to_vec()).ok()
     }
 
     /// Keep the replica of the sticky bucket: each contact's latest site.
@@ -676,12 +681,11 @@ impl Work {
                         .then(|| serde_json::from_slice::<Sticky>(&entry.value).ok())
                         .flatten()
                         .map(|s| s.site);
-                    if let Ok(mut map) = self.sticky.write() {
-                        match site {
-                            Some(site) => map.insert(entry.key, site),
-                            None => map.remove(&entry.key),
-                        };
-                    }
+                    let kept = match site {
+                        Some(site) => self.sticky.insert(entry.key.as_bytes(), site.as_bytes()).map(|_| ()),
+                        None => self.sticky.remove(entry.key.as_bytes()).map(|_| ()),
+                    };
+                    kept.map_err(|e| format!("the sticky replica: {e}"))?;
                 }
             }
         }
