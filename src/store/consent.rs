@@ -472,10 +472,15 @@ impl ConsentTrees<'_> {
         };
         self.consent
             .insert(consent_key(&entry.contact, number), to_json(&record)?)?;
-        if entry.status == ConsentStatus::OptedOut {
-            self.tombstones.insert(tombstone_key(&entry.contact), &[])?;
-        } else {
-            self.tombstones.remove(tombstone_key(&entry.contact))?;
+        // The contact's tombstone stands for an opt-out of every number (it
+        // is read for a number without a record of its own): a per-number
+        // change leaves it alone (an erasure keeps one for it instead).
+        if number.is_none() {
+            if entry.status == ConsentStatus::OptedOut {
+                self.tombstones.insert(tombstone_key(&entry.contact), &[])?;
+            } else {
+                self.tombstones.remove(tombstone_key(&entry.contact))?;
+            }
         }
         let event = if previous.status != record.status {
             let data = serde_json::json!({
@@ -717,7 +722,12 @@ impl Store {
                 Ok((k.to_vec(), from_json(&k, &v)?))
             })
             .collect::<Result<_>>()?;
-        let opted_out = self.consent(contact, None)?.status == ConsentStatus::OptedOut;
+        // Opted out of every number, or (per-number scope) of one.
+        let mut opted_out = self.consent(contact, None)?.status == ConsentStatus::OptedOut;
+        for entry in self.inner.consent.scan_prefix(&prefix) {
+            let (key, raw) = entry?;
+            opted_out |= from_json::<ConsentRecord>(&key, &raw)?.status == ConsentStatus::OptedOut;
+        }
         let i = &self.inner;
         for key in &message_keys {
             let id = &key[prefix.len() + 8..];

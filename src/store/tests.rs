@@ -699,6 +699,34 @@ fn a_read_that_keeps_overlapping_moves_runs_once_more_with_moves_held_off() {
     );
 }
 
+/// With consent kept per gateway number, a STOP texted to one number opts
+/// the contact out of that number only: the others, and the contact's
+/// consent for every number, are untouched. Erased, the contact keeps the
+/// opt-out (a tombstone), as for an opt-out of every number.
+#[tokio::test]
+async fn a_stop_to_one_number_opts_out_of_that_number_only() {
+    let t = TempStore::new();
+    let mut config = crate::config::Config::default();
+    config.consent.scope = crate::config::ConsentScope::Number;
+    let policy = std::sync::Arc::new(crate::policy::Policy::from_config(&config));
+    assert!(policy.per_number());
+    t.store.set_reactor(policy.reactor(), policy.per_number());
+    let contact = "+15551238000";
+    let outcome = t
+        .store
+        .receive(part(b"stop-one-number", contact, "STOP", None))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, ReceiveOutcome::Complete(..)));
+    let status = |number: Option<&str>| t.store.consent(contact, number).unwrap().status;
+    assert_eq!(status(Some("+15550000000")), ConsentStatus::OptedOut);
+    assert_eq!(status(Some("+15550009999")), ConsentStatus::Unknown);
+    assert_eq!(status(None), ConsentStatus::Unknown);
+    t.store.erase_contact(contact).await.unwrap();
+    assert_eq!(status(Some("+15550009999")), ConsentStatus::OptedOut);
+    assert_eq!(status(None), ConsentStatus::OptedOut);
+}
+
 /// A consent change from another gateway of the fleet is stored like one
 /// made here (record, ledger entry with its site, event), cancels what
 /// waits for the contact, and is applied once: again, or older than what
