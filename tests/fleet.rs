@@ -11,6 +11,10 @@
 //!   cancel at the accepting gateway wins over every other; every inbox
 //!   shows the same threads, and a reply written anywhere goes from the
 //!   number the customer texted.
+//! - Every gateway's metrics summary is the same, a send's cost at the
+//!   price of a part where it was sent; consent kept per gateway number
+//!   holds per number across the fleet; an opt-out between the parts of a
+//!   message taken elsewhere stops it there, reported once.
 //! - Without the broker for longer than `consent_staleness`, a gateway
 //!   defers sends (never drops them), says so on `/readyz` and `/metrics`,
 //!   and sends them once the broker is back.
@@ -63,13 +67,27 @@ async fn gateway(
     staleness: &str,
     modem: &SimHandle,
 ) -> common::InProcessDaemon {
+    gateway_with(name, site, nats, staleness, modem, "", "").await
+}
+
+/// [`gateway`] with `consent`'s lines in its `[consent]` and `modem_lines`
+/// in its `[[modem]]` (`m1`).
+async fn gateway_with(
+    name: &str,
+    site: &str,
+    nats: &str,
+    staleness: &str,
+    modem: &SimHandle,
+    consent: &str,
+    modem_lines: &str,
+) -> common::InProcessDaemon {
     let db = temp(&format!("{name}.db"));
     let _ = std::fs::remove_dir_all(&db);
     let text = format!(
         "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
-         [consent]\nprogram_name = \"Acme Dental\"\n\
+         [consent]\nprogram_name = \"Acme Dental\"\n{consent}\
          [cluster]\nnats_url = [\"{nats}\"]\nsite = \"{site}\"\nconsent_staleness = \"{staleness}\"\n\
-         [[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+         [[modem]]\nid = \"m1\"\nport = \"{}\"\n{modem_lines}",
         db.display(),
         modem.link().display()
     );
@@ -1410,4 +1428,459 @@ async fn a_campaign_goes_through_the_work_queue_once() {
     for s in sims {
         s.shutdown().await;
     }
+}
+
+/// Wait until message `id` at `addr` is `status`; its record. On a
+/// timeout, the panic says where the record was left.
+fn message_in(addr: &str, id: &str, status: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let m = common::message(addr, TOKEN, id);
+        if m["status"] == status {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message {id} at {addr} not {status} after {limit:?}: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET /v1/metrics/summary` at `addr`.
+fn summary(addr: &str) -> Value {
+    let (status, v) = http("GET", addr, "/v1/metrics/summary", Some(TOKEN), None);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// A summary with its cost total rounded to a millionth (a sum of floats
+/// counted in another order may differ in its last bits).
+fn rounded_cost(mut v: Value) -> Value {
+    let cost = &mut v["cost_per_outcome"]["numerator"];
+    if let Some(x) = cost.as_f64() {
+        *cost = json!((x * 1e6).round() as i64);
+    }
+    v
+}
+
+/// Three sites each call their modem `m1`, at a different price a part
+/// (0.01, 0.02, 0.03). Messages accepted at every gateway go out from every
+/// site (some name the site's modem, the rest go to whichever gateway takes
+/// them); once every gateway reads each one delivered, the metrics summary
+/// is the same at every gateway, and its cost is each message's parts at
+/// the price of the site that sent it, not the reading gateway's price of
+/// its own `m1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gateway_counts_a_send_at_the_price_where_it_was_sent() {
+    let _leftovers = Leftovers(&["price-a.db", "price-b.db", "price-c.db", "nats-price"]);
+    let nats = NatsServer::start(temp("nats-price"));
+    let numbers = ["+15551900000", "+15551910000", "+15551920000"];
+    let prices = [0.01, 0.02, 0.03];
+    let sites = ["a", "b", "c"];
+    let sims: Vec<SimHandle> = sites
+        .iter()
+        .zip(numbers)
+        .map(|(site, number)| sim(&format!("price-{site}"), number))
+        .collect();
+    let mut gateways = Vec::new();
+    for ((site, modem), price) in sites.iter().zip(&sims).zip(prices) {
+        let name = format!("price-{site}");
+        let line = format!("cost_per_part = {price}\n");
+        gateways.push(gateway_with(&name, site, &nats.url(), "10m", modem, "", &line).await);
+    }
+    let addrs: Vec<String> = gateways.iter().map(|g| g.addr.clone()).collect();
+    let sims2 = sims.clone();
+    blocking(move || {
+        for addr in &addrs {
+            wait_current(addr);
+        }
+        // 10 at each gateway: 3 for its own modem (so that every site
+        // sends), 7 for any site; every third one two parts long.
+        let mut sent: Vec<(usize, String, String, String)> = Vec::new();
+        for (g, addr) in addrs.iter().enumerate() {
+            for i in 0..10 {
+                let to = format!("+155519300{g}{i}");
+                let mut body = format!("Reminder {g}-{i}");
+                if i % 3 == 0 {
+                    while body.len() < 200 {
+                        body.push_str(" and more");
+                    }
+                }
+                let mut request = json!({"to": to, "body": body});
+                if i < 3 {
+                    request["modem"] = json!("m1");
+                }
+                let (status, v) = post(addr, request);
+                assert_eq!(status, 202, "{v}");
+                let parts = v["parts"].as_u64().unwrap();
+                assert_eq!(parts, if i % 3 == 0 { 2 } else { 1 }, "{v}");
+                sent.push((g, to, body, v["id"].as_str().unwrap().to_string()));
+            }
+        }
+        // Every message delivered, as every gateway reads it.
+        for (_, _, _, id) in &sent {
+            for addr in &addrs {
+                wait_until(Duration::from_secs(30), "delivered everywhere", || {
+                    let m = common::message(addr, TOKEN, id);
+                    (m["status"] == "delivered").then_some(())
+                });
+            }
+        }
+        // Who sent each: once on the air, from the simulator of one site,
+        // whose number the record's `from` is at every gateway.
+        let mut expected = 0.0;
+        let mut parts_total = 0;
+        let mut by_site = [0usize; 3];
+        for (g, to, body, id) in &sent {
+            let by: Vec<usize> = (0..3)
+                .filter(|s| texts_to(&sims2[*s], to).iter().any(|t| t == body))
+                .collect();
+            assert_eq!(by.len(), 1, "{to} texted by simulators {by:?}");
+            assert_eq!(texts_to(&sims2[by[0]], to).len(), 1, "{to} texted twice");
+            let m = common::message(&addrs[*g], TOKEN, id);
+            assert_eq!(m["from"], numbers[by[0]], "{m}");
+            let parts = m["parts"].as_u64().unwrap();
+            expected += prices[by[0]] * parts as f64;
+            parts_total += parts;
+            by_site[by[0]] += 1;
+        }
+        println!("sent by sites a, b, c: {by_site:?}; cost {expected:.2} for {parts_total} parts");
+        assert!(by_site.iter().all(|n| *n >= 3), "{by_site:?}");
+        // The same summary everywhere, the cost where each part was sent.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = loop {
+            let all: Vec<Value> = addrs.iter().map(|a| summary(a)).collect();
+            let first = rounded_cost(all[0].clone());
+            let same = all[1..].iter().all(|s| rounded_cost(s.clone()) == first);
+            if same && all[0]["messages_sent"] == sent.len() {
+                break all;
+            }
+            let seen: Vec<Value> = all
+                .iter()
+                .map(|s| json!([s["messages_sent"], s["cost_per_outcome"]]))
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "not the same metrics everywhere (expected {} sent, cost {expected}): {}",
+                sent.len(),
+                Value::from(seen)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !first.iter().all(|s| *s == first[0]) {
+            println!("the cost totals differ in their last bits: {first:?}");
+        }
+        let cost = &first[0]["cost_per_outcome"];
+        assert_eq!(cost["parts"], parts_total, "{cost}");
+        let numerator = cost["numerator"].as_f64().unwrap();
+        assert!(
+            (numerator - expected).abs() < 1e-9,
+            "cost {numerator}, expected {expected}: {cost}"
+        );
+        // No conversions: no cost per outcome.
+        assert_eq!(cost["denominator"], 0, "{cost}");
+        assert!(cost["value"].is_null(), "{cost}");
+    })
+    .await;
+    for g in gateways {
+        g.stop().await;
+    }
+    for s in sims {
+        s.shutdown().await;
+    }
+}
+
+/// Wait until the fleet's sticky bucket says `contact` talks with `site`
+/// (what each gateway's replica of the bucket follows).
+fn wait_sticky(nats: &str, contact: &str, site: &str) {
+    let handle = tokio::runtime::Handle::current();
+    let key = smsgate::fleet::consent_key(contact, None);
+    let kv = handle.block_on(async {
+        let client = async_nats::connect(nats).await.unwrap();
+        async_nats::jetstream::new(client)
+            .get_key_value(smsgate::fleet::work::STICKY_BUCKET)
+            .await
+            .unwrap()
+    });
+    wait_until(Duration::from_secs(20), "the sticky site", || {
+        let value = handle.block_on(kv.get(&key)).ok().flatten()?;
+        let v: Value = serde_json::from_slice(&value).ok()?;
+        (v["site"] == site).then_some(())
+    });
+}
+
+/// A gateway's consent view of `contact` without what differs by design
+/// between gateways: the ledger entries' `site` (where a change came from:
+/// absent where it was made) and `id` (each store numbers its ledger).
+fn consent_here(addr: &str, contact: &str) -> Value {
+    let mut v = consent(addr, contact);
+    for entry in v["ledger"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("site");
+        entry.as_object_mut().unwrap().remove("id");
+    }
+    v
+}
+
+/// With `[consent] scope = "number"` on every gateway, a STOP texted to
+/// A's number opts the customer out of A's number only, for the fleet:
+/// every gateway shows the same consent (A's ledger entry, with A's
+/// number); a send that must go from A's number is refused at A's accept
+/// (naming A's modem) or, accepted elsewhere for the site the customer
+/// talks with (A), failed `recipient_opted_out` and never sent, reported
+/// once by the gateway that accepted it; a send from B's or C's number
+/// goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_per_number_holds_across_the_fleet() {
+    let _leftovers = Leftovers(&["pn-a.db", "pn-b.db", "pn-c.db", "nats-pn"]);
+    let nats = NatsServer::start(temp("nats-pn"));
+    let numbers = ["+15552000000", "+15552010000", "+15552020000"];
+    let sites = ["a", "b", "c"];
+    let sims: Vec<SimHandle> = sites
+        .iter()
+        .zip(numbers)
+        .map(|(site, number)| sim(&format!("pn-{site}"), number))
+        .collect();
+    let mut gateways = Vec::new();
+    for (site, modem) in sites.iter().zip(&sims) {
+        let name = format!("pn-{site}");
+        let scope = "scope = \"number\"\n";
+        gateways.push(gateway_with(&name, site, &nats.url(), "10m", modem, scope, "").await);
+    }
+    let addrs: Vec<String> = gateways.iter().map(|g| g.addr.clone()).collect();
+    let sims2 = sims.clone();
+    let url = nats.url();
+    blocking(move || {
+        for addr in &addrs {
+            wait_current(addr);
+        }
+        let customer = "+15552030001";
+        sims2[0].inject(customer, "STOP").unwrap();
+        // The same consent at every gateway: one opt-out, for A's number.
+        let at_a = wait_until(Duration::from_secs(20), "the STOP everywhere", || {
+            let views: Vec<Value> = addrs.iter().map(|a| consent_here(a, customer)).collect();
+            let done = views
+                .iter()
+                .all(|v| v["ledger"].as_array().unwrap().len() == 1);
+            (done && views.iter().all(|v| *v == views[0])).then(|| views[0].clone())
+        });
+        let entry = &at_a["ledger"][0];
+        assert_eq!(entry["action"], "opt_out", "{at_a}");
+        assert_eq!(entry["status"], "opted_out", "{at_a}");
+        assert_eq!(entry["gateway_number"], numbers[0], "{at_a}");
+        assert!(consent(&addrs[0], customer)["ledger"][0]
+            .get("site")
+            .is_none());
+        for addr in &addrs[1..] {
+            assert_eq!(consent(addr, customer)["ledger"][0]["site"], "a");
+        }
+
+        // From A's number, named at A: refused at accept.
+        let (status, v) = post(
+            &addrs[0],
+            json!({"to": customer, "body": "From A's m1", "modem": "m1"}),
+        );
+        assert_eq!(status, 409, "{v}");
+        assert_eq!(v["code"], "recipient_opted_out", "{v}");
+        // Without a modem named, the customer is texted from the number
+        // they texted (A's, the fleet's sticky site): at every gateway that
+        // is accepted (the contact is not opted out of every number), and
+        // failed before it reaches a modem.
+        wait_sticky(&url, customer, "a");
+        let mut ids = Vec::new();
+        for (g, addr) in addrs.iter().enumerate() {
+            let body = format!("Sticky from {}", sites[g]);
+            let (status, v) = post(addr, json!({"to": customer, "body": body}));
+            assert_eq!(status, 202, "{v}");
+            ids.push((g, body, v["id"].as_str().unwrap().to_string()));
+        }
+        for (g, body, id) in &ids {
+            for addr in &addrs {
+                let m = wait_until(Duration::from_secs(20), "failed everywhere", || {
+                    let m = common::message(addr, TOKEN, id);
+                    (m["status"] == "failed").then_some(m)
+                });
+                assert_eq!(m["error"]["code"], "recipient_opted_out", "{m}");
+                assert!(
+                    m["part_status"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .all(|p| p["mr"].is_null()),
+                    "{m}"
+                );
+            }
+            // Reported once: by the gateway that accepted it.
+            for (h, addr) in addrs.iter().enumerate() {
+                let n = failed_events(addr, id);
+                assert_eq!(n, usize::from(h == *g), "{body}: {n} at {}", sites[h]);
+            }
+            for s in &sims2 {
+                assert!(!texts_to(s, customer).contains(body), "{body} sent");
+            }
+        }
+        // From B's and C's numbers: sent.
+        for g in [1, 2] {
+            let body = format!("From {}'s m1", sites[g]);
+            let (status, v) = post(
+                &addrs[g],
+                json!({"to": customer, "body": body, "modem": "m1"}),
+            );
+            assert_eq!(status, 202, "{v}");
+            let id = v["id"].as_str().unwrap().to_string();
+            wait_until(Duration::from_secs(20), "sent from that number", || {
+                texts_to(&sims2[g], customer).contains(&body).then_some(())
+            });
+            let m = wait_until(Duration::from_secs(20), "delivered", || {
+                let m = common::message(&addrs[g], TOKEN, &id);
+                (m["status"] == "delivered").then_some(m)
+            });
+            assert_eq!(m["from"], numbers[g], "{m}");
+        }
+        // So the contact's consent for every number (the view's status) is
+        // not an opt-out, at any gateway.
+        for addr in &addrs {
+            let v = consent(addr, customer);
+            assert_ne!(v["status"], "opted_out", "{v}");
+        }
+        // A texted its confirmation, and nothing else went from A's number.
+        assert!(
+            texts_to(&sims2[0], customer)
+                .iter()
+                .all(|t| t.contains("unsubscribed")),
+            "{:?}",
+            texts_to(&sims2[0], customer)
+        );
+    })
+    .await;
+    for g in gateways {
+        g.stop().await;
+    }
+    for s in sims {
+        s.shutdown().await;
+    }
+}
+
+/// A 3-part message accepted at A (no modems) and taken by C, whose modem
+/// sends a part every 3 s (`sends_per_minute = 20`): once part 1 is sent,
+/// the customer's STOP reaches C's modem as it reads part 2's `AT+CMGS`
+/// (its `+CMTI` before the prompt). Part 2 goes back unsent, and the copy,
+/// already on its way (a part on the air), fails where it is: `failed`
+/// with `recipient_opted_out` at C and, from C's record, at A; part 1 sent,
+/// parts 2 and 3 never; one `message.failed` in the fleet (C's event log
+/// and C's webhook, none at A).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_taken_elsewhere_stops_between_parts_at_an_opt_out() {
+    let _leftovers = Leftovers(&["parts-a.db", "parts-c.db", "nats-parts"]);
+    let nats = NatsServer::start(temp("nats-parts"));
+    let sc = sim("parts-c", "+15552100000");
+    let (hooks, hook) = compat_receiver::App::start().await;
+    let webhook = |path: &str| {
+        format!(
+            "[[webhook]]\nid = \"w\"\nurl = \"http://{hook}/{path}\"\n\
+             secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nevents = [\"message.failed\"]\n"
+        )
+    };
+    let config = |name: &str, site: &str, rest: &str| {
+        let db = temp(&format!("{name}.db"));
+        let _ = std::fs::remove_dir_all(&db);
+        format!(
+            "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+             [consent]\nprogram_name = \"Acme Dental\"\n\
+             [cluster]\nnats_url = [\"{}\"]\nsite = \"{site}\"\n{rest}",
+            db.display(),
+            nats.url()
+        )
+    };
+    // A only accepts (no modem: it takes nothing from the work queue).
+    let a = common::InProcessDaemon::start(&config("parts-a", "a", &webhook("a")), TOKEN).await;
+    let modem = format!(
+        "[[modem]]\nid = \"m1\"\nport = \"{}\"\nsends_per_minute = 20\n",
+        sc.link().display()
+    );
+    let c_text = config("parts-c", "c", &format!("{}{modem}", webhook("c")));
+    let c = common::InProcessDaemon::start(&c_text, TOKEN).await;
+    c.wait_ready().await;
+    let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
+    let sim_c = sc.clone();
+    let hooks2 = hooks.clone();
+    blocking(move || {
+        wait_current(&addr_a);
+        wait_current(&addr_c);
+        let customer = "+15552100001";
+        let mut body = String::from("Your appointment:");
+        while body.len() < 400 {
+            body.push_str(" please bring your insurance card and arrive early.");
+        }
+        body.truncate(400);
+        let (status, accepted) = post(&addr_a, json!({"to": customer, "body": body}));
+        assert_eq!(status, 202, "{accepted}");
+        assert_eq!(accepted["parts"], 3, "{accepted}");
+        let id = accepted["id"].as_str().unwrap().to_string();
+        // Part 1 sent at C; part 2 waits for the modem's rate limit.
+        let first = wait_until(Duration::from_secs(20), "part 1 sent at C", || {
+            let m = common::message(&addr_c, TOKEN, &id);
+            (m["part_status"][0]["mr"].is_number()).then_some(m)
+        });
+        assert_eq!(first["status"], "sending", "{first}");
+        sim_c
+            .fault(smsgate::sim::Fault::SmsBeforePrompt {
+                from: customer.into(),
+                text: "STOP".into(),
+            })
+            .unwrap();
+        // Failed at C, and at A once C's record reaches it.
+        for addr in [&addr_c, &addr_a] {
+            let m = message_in(addr, &id, "failed", Duration::from_secs(20));
+            assert_eq!(m["error"]["code"], "recipient_opted_out", "{m}");
+        }
+        // The STOP came between parts 1 and 2: at C, and for the fleet.
+        let at_c = consent(&addr_c, customer);
+        assert_eq!(at_c["status"], "opted_out", "{at_c}");
+        // Part 1 went out, parts 2 and 3 never did; the same record at
+        // both gateways (once C's last change has reached A).
+        let m = wait_until(Duration::from_secs(20), "the same record", || {
+            let c = common::message(&addr_c, TOKEN, &id);
+            (c == common::message(&addr_a, TOKEN, &id)).then_some(c)
+        });
+        let parts = m["part_status"].as_array().unwrap();
+        assert!(parts[0]["mr"].is_number(), "{m}");
+        assert!(
+            parts[1..]
+                .iter()
+                .all(|p| p["mr"].is_null() && p["status"] == "pending"),
+            "{m}"
+        );
+        assert_eq!(m["modem"], "m1", "{m}");
+        assert_eq!(m["from"], "+15552100000", "{m}");
+        // Never complete on the air: only C's confirmation reached the customer.
+        assert!(
+            texts_to(&sim_c, customer)
+                .iter()
+                .all(|t| t.contains("unsubscribed")),
+            "{:?}",
+            texts_to(&sim_c, customer)
+        );
+        // Reported once for the fleet: where it failed (C).
+        wait_until(Duration::from_secs(20), "C's webhook", || {
+            hooks2
+                .requests()
+                .iter()
+                .any(|r| r.uri == "/c" && r.body.contains(&id))
+                .then_some(())
+        });
+        assert_eq!(failed_events(&addr_c, &id), 1);
+        assert_eq!(failed_events(&addr_a, &id), 0);
+        let reported = hooks2
+            .requests()
+            .iter()
+            .filter(|r| r.body.contains(&id))
+            .count();
+        assert_eq!(reported, 1, "{:?}", hooks2.requests());
+    })
+    .await;
+    drop(hooks);
+    a.stop().await;
+    c.stop().await;
+    sc.shutdown().await;
 }

@@ -1275,9 +1275,12 @@ impl<'a> Session<'a> {
             Gate::Defer { .. } => true,
             // The fleet's copy of a message another gateway accepted goes
             // back when its recipient opted out: that gateway fails its
-            // record and reports it (once for the fleet).
+            // record and reports it (once for the fleet). Not once a part
+            // is on the air (a later part put back before its AT+CMGS):
+            // it fails here, where it was sent.
             Gate::Refuse(error)
                 if error.code == crate::policy::Refusal::OptedOut.code()
+                    && first
                     && latest.fleet_copy
                     && latest.fleet == Some(FleetLeg::Taken)
                     && latest.status.is_waiting() =>

@@ -126,7 +126,10 @@ impl Store {
         // The closure may run again on a conflict: its last verdict counts.
         let given = std::sync::atomic::AtomicBool::new(false);
         self.update(id, |m| {
-            let ok = m.fleet == Some(FleetLeg::Taken) && m.status.is_waiting();
+            // Never one with a part on the air: that gateway finishes it.
+            let ok = m.fleet == Some(FleetLeg::Taken)
+                && m.status.is_waiting()
+                && m.part_status.iter().all(|p| p.mr.is_none());
             given.store(ok, std::sync::atomic::Ordering::Relaxed);
             if ok {
                 m.fleet = Some(FleetLeg::Handed);
@@ -367,6 +370,30 @@ mod tests {
             .unwrap()
             .iter()
             .any(|m| m.id == id)
+    }
+
+    #[tokio::test]
+    async fn a_copy_with_a_part_on_the_air_is_never_given_back() {
+        let t = TempStore::new();
+        let mut long = message(&t.store, "+15550009");
+        long.set_parts(3, "gsm7");
+        t.store.take_from_fleet(long.clone()).unwrap();
+        // Part 1 went out; part 2 was put back before its AT+CMGS.
+        t.store
+            .update(&long.id, |m| {
+                m.part_status[0].status = crate::store::PartStatus::Sent;
+                m.part_status[0].mr = Some(7);
+                true
+            })
+            .await
+            .unwrap();
+        assert!(t.store.get(&long.id).unwrap().unwrap().status.is_waiting());
+        assert!(!t.store.give_back_to_fleet(&long.id).await.unwrap());
+        assert!(!t.store.give_back_opted_out(&long.id).await.unwrap());
+        assert_eq!(
+            t.store.get(&long.id).unwrap().unwrap().fleet,
+            Some(FleetLeg::Taken)
+        );
     }
 
     #[tokio::test]
