@@ -421,6 +421,16 @@ pub async fn claim_for_cancel(
         Claim::Mine => Ok(CancelClaim::Cancel),
         // Cancelled already (at another gateway): cancelled here too.
         Claim::Cancelled(_) => Ok(CancelClaim::Cancel),
+        // Claimed by this gateway's own modem, which has not sent any of it
+        // yet (a failed attempt put it back): cancelled here (the "sending"
+        // mark refuses a record that no longer waits).
+        Claim::Theirs(site)
+            if site == fleet.site()
+                && message.fleet == Some(FleetLeg::Taken)
+                && message.part_status.iter().all(|p| p.mr.is_none()) =>
+        {
+            Ok(CancelClaim::Cancel)
+        }
         Claim::Theirs(site) => Ok(CancelClaim::Theirs(site)),
     }
 }
@@ -1510,6 +1520,43 @@ mod tests {
         assert_eq!(done.state, CampaignState::Cancelled);
         assert_eq!(done.messages().cancelled, n as u64);
         assert!(fleet.claims.lock().unwrap().is_empty());
+    }
+
+    /// This gateway's own modem claimed a message to send and a failed
+    /// attempt put it back (nothing sent): a cancel cancels it; once a part
+    /// is on the air, or when another site holds it, it does not.
+    #[tokio::test]
+    async fn a_cancel_takes_back_this_gateways_own_unsent_claim() {
+        let temp = crate::store::test_support::TempStore::new();
+        let fleet = FakeFleet::connected(true);
+        let mut m = temp
+            .store
+            .new_outbound("", "+15550000077", "hi", 1, "gsm7", false, None, t0());
+        m.fleet = Some(FleetLeg::Taken);
+        fleet
+            .answers
+            .lock()
+            .unwrap()
+            .insert(m.id.clone(), Some(Claim::Theirs("here".into())));
+        assert_eq!(
+            claim_for_cancel(fleet.as_ref(), &m).await,
+            Ok(CancelClaim::Cancel)
+        );
+        let mut part_sent = m.clone();
+        part_sent.part_status[0].mr = Some(3);
+        assert_eq!(
+            claim_for_cancel(fleet.as_ref(), &part_sent).await,
+            Ok(CancelClaim::Theirs("here".into()))
+        );
+        fleet
+            .answers
+            .lock()
+            .unwrap()
+            .insert(m.id.clone(), Some(Claim::Theirs("north".into())));
+        assert_eq!(
+            claim_for_cancel(fleet.as_ref(), &m).await,
+            Ok(CancelClaim::Theirs("north".into()))
+        );
     }
 
     /// A campaign's cancel in a fleet claims each waiting message in the

@@ -187,7 +187,8 @@ struct Link {
 /// that call first reads the account's info, which the client cannot parse
 /// from a 2.9 server.
 /// `max_age`: how long a key is kept after its last change (ZERO: for
-/// ever); a bucket made without it by an older version gets it.
+/// ever); a bucket made without it by an older version gets it (a bucket
+/// asked for with ZERO is left as its operator set it).
 pub(super) async fn bucket(
     js: &jetstream::Context,
     name: &str,
@@ -197,6 +198,9 @@ pub(super) async fn bucket(
     max_age: Duration,
 ) -> Result<kv::Store, String> {
     if let Ok(bucket) = js.get_key_value(name).await {
+        if max_age.is_zero() {
+            return Ok(bucket);
+        }
         let stream = js
             .get_stream(format!("KV_{name}"))
             .await

@@ -139,6 +139,22 @@ pub struct Work {
     gone_after: Duration,
 }
 
+/// What a settling pass of [`Work::watch_sites`] did.
+#[derive(Default)]
+struct Settled {
+    /// The gone sites whose claims were settled.
+    sites: Vec<String>,
+    /// Whether the pass past the fence's memory ran through.
+    expiry: bool,
+    /// Why it stopped short.
+    error: Option<String>,
+}
+
+/// The wall-clock time `at` was, by this gateway's clock.
+fn since(at: Instant) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(at.elapsed()).unwrap_or_default()
+}
+
 /// A gateway's heartbeat in [`SITES_BUCKET`].
 #[derive(Serialize, Deserialize)]
 struct Heard {
@@ -163,7 +179,7 @@ impl Work {
         modems: usize,
         freshness: Arc<super::Freshness>,
     ) -> Result<Work, crate::store::StoreError> {
-        let sticky = store.aux_tree("fleet_sticky")?;
+        let sticky = store.aux_tree(Store::FLEET_STICKY)?;
         Ok(Work {
             js,
             site,
@@ -662,6 +678,11 @@ impl Work {
 
     async fn watch_sticky_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
         let buckets = self.buckets().await?;
+        // Rebuilt from the bucket's history: a key purged meanwhile (or a
+        // bucket made anew) leaves nothing behind.
+        self.sticky
+            .clear()
+            .map_err(|e| format!("the sticky replica: {e}"))?;
         let mut changes = buckets
             .sticky
             .watch_with_history(">")
@@ -704,10 +725,12 @@ impl Work {
         .await;
     }
 
-    async fn watch_sites_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+    async fn watch_sites_once(
+        self: &Arc<Self>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
         let buckets = self.buckets().await?;
         let every = (self.gone_after / 3).clamp(Duration::from_millis(100), HEARTBEAT_MAX);
-        let gone_after = chrono::Duration::from_std(self.gone_after).map_err(|e| e.to_string())?;
         let mut changes = buckets
             .sites
             .watch_with_history(">")
@@ -715,48 +738,71 @@ impl Work {
             .map_err(|e| format!("the sites bucket's watch: {e}"))?;
         let mut beat = tokio::time::interval(every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // site -> when it was last heard from; the sites settled since.
-        let mut heard: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        // site -> when this gateway last heard from it (its own clock: the
+        // other gateways' clocks may be off; a site in the history at start
+        // counts as heard then); the sites settled since.
+        let mut heard: HashMap<String, Instant> = HashMap::new();
         let mut settled: std::collections::HashSet<String> = Default::default();
         let mut expired_swept: Option<Instant> = None;
+        // A pass that settles what gone gateways held runs apart, so that
+        // the beat goes on however long it takes.
+        let mut settling: Option<tokio::task::JoinHandle<Settled>> = None;
         loop {
             tokio::select! {
                 biased;
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
                 _ = beat.tick() => {
-                    let now = chrono::Utc::now();
-                    let value = serde_json::to_vec(&Heard { at: now }).map_err(|e| e.to_string())?;
+                    let value = serde_json::to_vec(&Heard { at: chrono::Utc::now() })
+                        .map_err(|e| e.to_string())?;
                     buckets
                         .sites
                         .put(&self.site, value.into())
                         .await
                         .map_err(|e| format!("the sites bucket: {e}"))?;
-                    // Judged only on a current replica: this gateway's own
-                    // beat of the round before came back through the watch.
-                    let current = heard
-                        .get(&self.site)
-                        .is_some_and(|at| now - *at < chrono::Duration::from_std(every * 3).unwrap_or(gone_after));
-                    if !current {
+                    if let Some(pass) = settling.take_if(|p| p.is_finished()) {
+                        match pass.await {
+                            Ok(done) => {
+                                settled.extend(done.sites);
+                                if done.expiry {
+                                    expired_swept = Some(Instant::now());
+                                }
+                                if let Some(e) = done.error {
+                                    tracing::warn!(error = %e, "fleet: settling what gone gateways held stopped; tried again");
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "fleet: settling what gone gateways held failed"),
+                        }
+                    }
+                    // Judged only on a current view: this gateway's own beat
+                    // of the round before came back through the watch, and
+                    // the other sites' events are applied (a gateway that
+                    // finished its work and left must not look as if it held
+                    // messages whose events are still on their way).
+                    let current = heard.get(&self.site).is_some_and(|at| at.elapsed() < every * 3)
+                        && self.freshness.events_pending().is_some_and(|n| n < ACK_BATCH as u64);
+                    if !current || settling.is_some() {
                         continue;
                     }
                     let gone: Vec<(String, chrono::DateTime<chrono::Utc>)> = heard
                         .iter()
                         .filter(|(site, at)| {
-                            **site != self.site && now - **at > gone_after && !settled.contains(*site)
+                            **site != self.site && at.elapsed() > self.gone_after && !settled.contains(*site)
                         })
-                        .map(|(site, at)| (site.clone(), *at))
+                        .map(|(site, at)| (site.clone(), since(*at)))
                         .collect();
-                    for (site, at) in gone {
-                        self.settle_gone(buckets, &site, at).await?;
-                        settled.insert(site);
+                    let expiry = expired_swept.is_none_or(|at: Instant| at.elapsed() >= EXPIRY_SWEEP);
+                    if gone.is_empty() && !expiry {
+                        continue;
                     }
-                    if expired_swept.is_none_or(|at: Instant| at.elapsed() >= EXPIRY_SWEEP) {
-                        let alive = |site: &str| {
-                            heard.get(site).is_some_and(|at| now - *at <= gone_after)
-                        };
-                        self.settle_past_fence(buckets, alive).await?;
-                        expired_swept = Some(Instant::now());
-                    }
+                    let alive: std::collections::HashSet<String> = heard
+                        .iter()
+                        .filter(|(_, at)| at.elapsed() <= self.gone_after)
+                        .map(|(site, _)| site.clone())
+                        .collect();
+                    let this = self.clone();
+                    settling = Some(tokio::spawn(async move {
+                        this.settle(gone, expiry.then_some(alive)).await
+                    }));
                 }
                 change = changes.next() => {
                     let entry = match change {
@@ -764,32 +810,50 @@ impl Work {
                         Some(Err(e)) => return Err(format!("the sites bucket's watch: {e}")),
                         None => return Err("the sites bucket's watch ended".into()),
                     };
-                    let at = (entry.operation == kv::Operation::Put)
-                        .then(|| serde_json::from_slice::<Heard>(&entry.value).ok())
-                        .flatten();
-                    match at {
-                        Some(h) => {
-                            settled.remove(&entry.key);
-                            heard.insert(entry.key, h.at);
-                        }
-                        None => {
-                            heard.remove(&entry.key);
-                        }
+                    if entry.operation == kv::Operation::Put {
+                        settled.remove(&entry.key);
+                        heard.insert(entry.key, Instant::now());
+                    } else {
+                        heard.remove(&entry.key);
                     }
                 }
             }
         }
     }
 
+    /// One settling pass: what each gone site (with when it was last
+    /// heard from) claimed, then, with the sites alive, what is past the
+    /// fence's memory.
+    async fn settle(
+        &self,
+        gone: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+        alive: Option<std::collections::HashSet<String>>,
+    ) -> Settled {
+        let mut done = Settled::default();
+        for (site, at) in gone {
+            match self.settle_gone(&site, at).await {
+                Ok(()) => done.sites.push(site),
+                Err(e) => {
+                    done.error = Some(e);
+                    return done;
+                }
+            }
+        }
+        if let Some(alive) = alive {
+            match self.settle_past_fence(|site| alive.contains(site)).await {
+                Ok(()) => done.expiry = true,
+                Err(e) => done.error = Some(e),
+            }
+        }
+        done
+    }
+
     /// Settle the messages accepted here that are past the fence's memory
     /// ([`super::FENCE_SAFE`]) and that no gateway still alive holds: they
     /// are `unknown` (nobody may claim them now; one may have been sent
     /// under a claim that expired).
-    async fn settle_past_fence(
-        &self,
-        buckets: &Buckets,
-        alive: impl Fn(&str) -> bool,
-    ) -> Result<(), String> {
+    async fn settle_past_fence(&self, alive: impl Fn(&str) -> bool) -> Result<(), String> {
+        let buckets = self.buckets().await?;
         let store = self.store.clone();
         let now = chrono::Utc::now();
         let open = tokio::task::spawn_blocking(move || store.handed_open())
@@ -827,10 +891,10 @@ impl Work {
     /// the messages accepted here.
     async fn settle_gone(
         &self,
-        buckets: &Buckets,
         site: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), String> {
+        let buckets = self.buckets().await?;
         let store = self.store.clone();
         let open = tokio::task::spawn_blocking(move || store.handed_open())
             .await
@@ -1087,7 +1151,12 @@ impl Work {
                     *cost = envelope.price.map(|p| p * f64::from(*parts));
                 }
                 self.store
-                    .record_remote_metrics(&[fact], origin, created_at, &metrics.wiring.counting)
+                    .record_remote_metrics(
+                        &[fact],
+                        origin,
+                        chrono::Utc::now(),
+                        &metrics.wiring.counting,
+                    )
                     .map_err(|e| e.to_string())?;
             }
         }

@@ -765,6 +765,9 @@ impl Store {
         }
         self.remove_profile(contact)?;
         i.sticky.remove(contact.as_bytes())?;
+        // The replica of the fleet's sticky bucket (empty without a fleet).
+        self.aux_tree(Store::FLEET_STICKY)?
+            .remove(crate::fleet::consent_key(contact, None))?;
         i.consent.remove(consent_key(contact, None))?;
         for entry in i.consent.scan_prefix(&prefix) {
             let (key, _) = entry?;

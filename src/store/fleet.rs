@@ -256,6 +256,7 @@ impl Store {
                             // (this one's claim will fail: it is given back).
                             let yields = known.fleet == Some(FleetLeg::Taken)
                                 && known.status.is_waiting()
+                                && known.part_status.iter().all(|p| p.mr.is_none())
                                 && progress(&remote) > 0;
                             if !(known.fleet == Some(FleetLeg::Handed) || yields) || !newer {
                                 return Ok(false);
@@ -394,6 +395,14 @@ mod tests {
             t.store.get(&long.id).unwrap().unwrap().fleet,
             Some(FleetLeg::Taken)
         );
+        // Nor does it yield to another gateway's record further along (the
+        // accepting gateway's `unknown` while this one was cut off).
+        let mut unknown = long.clone();
+        unknown.transition(Utc::now(), MessageStatus::Unknown);
+        assert!(!t.store.apply_remote_message(unknown).unwrap());
+        let kept = t.store.get(&long.id).unwrap().unwrap();
+        assert_eq!(kept.part_status[0].mr, Some(7));
+        assert_eq!(kept.fleet, Some(FleetLeg::Taken));
     }
 
     #[tokio::test]

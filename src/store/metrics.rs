@@ -117,14 +117,13 @@ const LAYOUT: &[u8] = b"V";
 
 /// The metrics cursor's key in `facts` (no other key starts with `C`).
 const CURSOR: &[u8] = b"C";
-/// Another gateway's event counted here: `r`, the day of the event, the
-/// gateway's site, 0, the event's sequence in that gateway's log (no other
-/// key starts with `r`).
+/// Another gateway's event counted here: `r`, the gateway's site, 0, the
+/// event's sequence in that gateway's log -> the day it was counted here
+/// (no other key starts with `r`).
 const REMOTE_MARK: u8 = b'r';
 
-fn remote_mark(day: u32, site: &str, seq: u64) -> Vec<u8> {
-    let mut key = prefixed(REMOTE_MARK, &day.to_be_bytes());
-    key.extend_from_slice(site.as_bytes());
+fn remote_mark(site: &str, seq: u64) -> Vec<u8> {
+    let mut key = prefixed(REMOTE_MARK, site.as_bytes());
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());
     key
@@ -1345,20 +1344,20 @@ impl Store {
 
     /// Count the facts of another gateway's event in one transaction with
     /// a mark of that event (`origin`: its site and its sequence in that
-    /// gateway's log; `at`: its time): an event delivered again (a crash
-    /// before its acknowledgement, a retry after an error, a republication
-    /// by its gateway) is counted once, in whatever order the events come.
-    /// How many facts were counted.
+    /// gateway's log; `now`: the day the mark is kept from): an event
+    /// delivered again (a crash before its acknowledgement, a retry after an
+    /// error, a republication by its gateway) is counted once, in whatever
+    /// order the events come. How many facts were counted.
     pub fn record_remote_metrics(
         &self,
         facts: &[Fact],
         origin: (&str, u64),
-        at: DateTime<Utc>,
+        now: DateTime<Utc>,
         counting: &Counting,
     ) -> Result<usize> {
         let trees = &self.inner.metric_counters;
         let _writer = trees.writer();
-        let mark = remote_mark(day_of(at), origin.0, origin.1);
+        let mark = remote_mark(origin.0, origin.1);
         if facts.is_empty() || trees.facts.contains_key(&mark)? {
             return Ok(0);
         }
@@ -1366,21 +1365,26 @@ impl Store {
         for fact in facts {
             batch.record(fact, counting)?;
         }
-        batch.commit_with(trees, &mark, &[])?;
+        batch.commit_with(trees, &mark, &day_of(now).to_be_bytes())?;
         Ok(facts.len())
     }
 
-    /// Remove the marks of other gateways' events counted before `before`
-    /// (their gateways keep their events for [`super::prune::EVENTS_KEEP`]:
-    /// none older comes again). How many went.
+    /// Remove the marks of other gateways' events counted before `before`:
+    /// an event is redelivered or republished only while the events stream
+    /// and its gateway's log keep it ([`super::prune::EVENTS_KEEP`] from
+    /// its publication), and it was counted once it was published. How many
+    /// went (a scan of the marks).
     pub(crate) fn prune_remote_marks(&self, before: DateTime<Utc>) -> Result<usize> {
         let facts = &self.inner.metric_counters.facts;
-        let end = prefixed(REMOTE_MARK, &day_of(before).to_be_bytes());
+        let before = day_of(before);
         let mut removed = 0;
-        for entry in facts.range(vec![REMOTE_MARK]..end) {
-            let (key, _) = entry?;
-            facts.remove(key)?;
-            removed += 1;
+        for entry in facts.scan_prefix([REMOTE_MARK]) {
+            let (key, raw) = entry?;
+            let counted = <[u8; 4]>::try_from(raw.as_ref()).map(u32::from_be_bytes);
+            if counted.is_ok_and(|day| day < before) {
+                facts.remove(key)?;
+                removed += 1;
+            }
         }
         Ok(removed)
     }

@@ -387,6 +387,10 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The aux tree of the fleet's sticky replica (contact key -> site),
+    /// named here because an erasure clears the contact from it too.
+    pub const FLEET_STICKY: &'static str = "fleet_sticky";
+
     /// A tree of the database for a module outside the store (the compat
     /// APIs' per-message callbacks), named `aux_<name>`: written with the
     /// store's own durability ([`Store::sync`]), kept by the same files.
