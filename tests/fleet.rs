@@ -817,15 +817,25 @@ fn failed_events(addr: &str, id: &str) -> usize {
     }
 }
 
-/// A message accepted at A (no modems: it only accepts) and taken at C,
-/// waiting there for its `send_at`, when the customer texts STOP to C:
-/// the fleet reports its failure once, from A; C gives its copy back,
-/// never sends it, and ends with A's failed record.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_opt_out_is_reported_once_for_the_fleet() {
-    let _leftovers = Leftovers(&["once-a.db", "once-c.db"]);
-    let nats = NatsServer::start(temp("nats-once"));
-    let sc = sim("once-c", "+15550800000");
+/// Two gateways on one nats-server for the opt-out tests: A (site `a`,
+/// no modem: it only accepts and takes nothing from the work queue) and C
+/// (site `c`, ready, with a simulated modem owning `own`, its `[[modem]]`
+/// lines followed by `modem_extra`); each with a webhook for
+/// `message.failed` to the receiver, at `/a` and `/c`. Stores
+/// `<prefix>-a.db`, `<prefix>-c.db`.
+async fn accepting_and_sending(
+    prefix: &str,
+    own: &str,
+    modem_extra: &str,
+) -> (
+    NatsServer,
+    SimHandle,
+    std::sync::Arc<compat_receiver::App>,
+    common::InProcessDaemon,
+    common::InProcessDaemon,
+) {
+    let nats = NatsServer::start(temp(&format!("nats-{prefix}")));
+    let sc = sim(&format!("{prefix}-c"), own);
     let (hooks, hook) = compat_receiver::App::start().await;
     let webhook = |path: &str| {
         format!(
@@ -833,8 +843,8 @@ async fn an_opt_out_is_reported_once_for_the_fleet() {
              secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nevents = [\"message.failed\"]\n"
         )
     };
-    let config = |name: &str, site: &str, rest: &str| {
-        let db = temp(&format!("{name}.db"));
+    let config = |site: &str, rest: &str| {
+        let db = temp(&format!("{prefix}-{site}.db"));
         let _ = std::fs::remove_dir_all(&db);
         format!(
             "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
@@ -845,14 +855,26 @@ async fn an_opt_out_is_reported_once_for_the_fleet() {
         )
     };
     // Not ready without a modem (`/readyz` says so): it only accepts.
-    let a = common::InProcessDaemon::start(&config("once-a", "a", &webhook("a")), TOKEN).await;
+    let a = common::InProcessDaemon::start(&config("a", &webhook("a")), TOKEN).await;
     let modem = format!(
-        "[[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        "[[modem]]\nid = \"m1\"\nport = \"{}\"\n{modem_extra}",
         sc.link().display()
     );
-    let c_text = config("once-c", "c", &format!("{}{modem}", webhook("c")));
-    let c = common::InProcessDaemon::start(&c_text, TOKEN).await;
+    let c =
+        common::InProcessDaemon::start(&config("c", &format!("{}{modem}", webhook("c"))), TOKEN)
+            .await;
     c.wait_ready().await;
+    (nats, sc, hooks, a, c)
+}
+
+/// A message accepted at A (no modems: it only accepts) and taken at C,
+/// waiting there for its `send_at`, when the customer texts STOP to C:
+/// the fleet reports its failure once, from A; C gives its copy back,
+/// never sends it, and ends with A's failed record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_is_reported_once_for_the_fleet() {
+    let _leftovers = Leftovers(&["once-a.db", "once-c.db"]);
+    let (_nats, sc, hooks, a, c) = accepting_and_sending("once", "+15550800000", "").await;
     let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
     let sim_c = sc.clone();
     let hooks2 = hooks.clone();
@@ -1772,35 +1794,8 @@ async fn consent_per_number_holds_across_the_fleet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_message_taken_elsewhere_stops_between_parts_at_an_opt_out() {
     let _leftovers = Leftovers(&["parts-a.db", "parts-c.db", "nats-parts"]);
-    let nats = NatsServer::start(temp("nats-parts"));
-    let sc = sim("parts-c", "+15552100000");
-    let (hooks, hook) = compat_receiver::App::start().await;
-    let webhook = |path: &str| {
-        format!(
-            "[[webhook]]\nid = \"w\"\nurl = \"http://{hook}/{path}\"\n\
-             secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nevents = [\"message.failed\"]\n"
-        )
-    };
-    let config = |name: &str, site: &str, rest: &str| {
-        let db = temp(&format!("{name}.db"));
-        let _ = std::fs::remove_dir_all(&db);
-        format!(
-            "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
-             [consent]\nprogram_name = \"Acme Dental\"\n\
-             [cluster]\nnats_url = [\"{}\"]\nsite = \"{site}\"\n{rest}",
-            db.display(),
-            nats.url()
-        )
-    };
-    // A only accepts (no modem: it takes nothing from the work queue).
-    let a = common::InProcessDaemon::start(&config("parts-a", "a", &webhook("a")), TOKEN).await;
-    let modem = format!(
-        "[[modem]]\nid = \"m1\"\nport = \"{}\"\nsends_per_minute = 20\n",
-        sc.link().display()
-    );
-    let c_text = config("parts-c", "c", &format!("{}{modem}", webhook("c")));
-    let c = common::InProcessDaemon::start(&c_text, TOKEN).await;
-    c.wait_ready().await;
+    let (_nats, sc, hooks, a, c) =
+        accepting_and_sending("parts", "+15552100000", "sends_per_minute = 20\n").await;
     let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
     let sim_c = sc.clone();
     let hooks2 = hooks.clone();
