@@ -256,6 +256,7 @@ pub async fn run(
             },
             clock: Arc::new(crate::webhook::clock::SystemClock),
             fleet: fleet_link.clone(),
+            unpublished: Default::default(),
         }
         .run(stop_rx.clone()),
     );

@@ -171,6 +171,7 @@ impl Web {
             // time too).
             clock: Arc::new(smsgate::webhook::clock::SystemClock),
             fleet: None,
+            unpublished: Default::default(),
         };
         for _ in 0..100 {
             if !task.step().await.unwrap() {

@@ -364,8 +364,9 @@ const BATCHES_PER_TURN: usize = 8;
 /// Messages a cancel changes per transaction.
 const CANCEL_PAGE: usize = 500;
 
-/// The first wait before a batch's messages that the fleet's broker did not
-/// take are published again; it doubles up to [`HAND_RETRY_MAX`].
+/// The first wait before messages that the fleet's broker did not take are
+/// published again; it doubles up to [`HAND_RETRY_MAX`] while publications
+/// keep failing.
 const HAND_RETRY_FIRST: Duration = Duration::from_secs(1);
 const HAND_RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -380,6 +381,34 @@ type Flushing = tokio::task::JoinHandle<Result<Released, StoreError>>;
 struct Released {
     local: usize,
     handed: Vec<Message>,
+}
+
+/// Publish `messages` to the fleet's work queue concurrently: the ids the
+/// broker did not take, and the last error.
+async fn publish(fleet: &Arc<dyn FleetLink>, messages: Vec<Message>) -> (Vec<String>, String) {
+    let mut publishing = tokio::task::JoinSet::new();
+    for message in messages {
+        let fleet = fleet.clone();
+        publishing.spawn(async move {
+            let result = fleet.hand(&message).await;
+            (message.id, result)
+        });
+    }
+    let mut failed = Vec::new();
+    let mut error = String::new();
+    while let Some(done) = publishing.join_next().await {
+        match done {
+            Ok((_, Ok(()))) => {}
+            Ok((id, Err(e))) => {
+                error = e;
+                failed.push(id);
+            }
+            // A publication that panicked: its message is not known here
+            // any more; the next start publishes it again.
+            Err(e) => error = e.to_string(),
+        }
+    }
+    (failed, error)
 }
 
 /// Why a turn of the campaign task stopped short (it tries again in 5 s).
@@ -451,12 +480,59 @@ pub struct CampaignTask {
     /// handed to its work queue, and a cancel claims them in its fence.
     /// None: this gateway's modems send every message.
     pub fleet: Option<Arc<dyn FleetLink>>,
+    /// Handed messages whose publication failed, published again by
+    /// [`CampaignTask::republish`] beside the task's other work.
+    pub unpublished: Arc<Unpublished>,
+}
+
+/// The ids of handed messages that the fleet's work queue has not taken
+/// (kept as ids: each is read again before it is published, so one
+/// cancelled or failed meanwhile is not). Shared by a task's clones.
+#[derive(Default)]
+pub struct Unpublished {
+    ids: std::sync::Mutex<Vec<String>>,
+    added: tokio::sync::Notify,
+}
+
+impl Unpublished {
+    fn add(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Ok(mut queue) = self.ids.lock() {
+            queue.extend(ids);
+        }
+        self.added.notify_one();
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.ids
+            .lock()
+            .map(|mut queue| std::mem::take(&mut *queue))
+            .unwrap_or_default()
+    }
+
+    /// How many wait to be published again.
+    pub fn len(&self) -> usize {
+        self.ids.lock().map(|queue| queue.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl CampaignTask {
     /// Work until `stop`: count events, accept a batch of each unfinished
     /// campaign in turn, carry out cancels; sleep when there is nothing to do.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Beside it, publish again what the fleet's broker did not take (a
+    /// broker that refuses publications holds up no other campaign's work,
+    /// nor a cancel).
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        tokio::join!(self.work(stop.clone()), self.republish(stop));
+    }
+
+    async fn work(&self, mut stop: watch::Receiver<bool>) {
         let mut events = self.store.event_notifier();
         let mut changes = self.store.campaign_changes();
         loop {
@@ -497,16 +573,15 @@ impl CampaignTask {
     }
 
     /// One batch of every campaign with work left; whether any was done.
-    /// (A publication to the fleet's work queue is retried until it is
-    /// taken: without a stop, as long as that takes.)
+    /// (A publication to the fleet's work queue that fails is left to
+    /// [`CampaignTask::republish`].)
     pub async fn step(&self) -> Result<bool, TaskError> {
         let (_running, never) = watch::channel(false);
         self.step_until(&never).await
     }
 
-    /// [`CampaignTask::step`], giving up on a publication to the fleet
-    /// that waits for its broker when `stop` says so (what it leaves waiting
-    /// is published again at the next start: `Work::republish_handed`).
+    /// [`CampaignTask::step`], ending a turn's batches early when `stop`
+    /// says so.
     async fn step_until(&self, stop: &watch::Receiver<bool>) -> Result<bool, TaskError> {
         let mut worked = false;
         for id in self.store.active_campaigns()? {
@@ -650,7 +725,7 @@ impl CampaignTask {
         // The last batch stored (or the one before an error) is made durable
         // before the turn ends.
         if let Some(last) = flushing.take() {
-            self.release_when_durable(last, stop).await?;
+            self.release_when_durable(last).await?;
         }
         result
     }
@@ -685,7 +760,7 @@ impl CampaignTask {
                 .await,
             )??;
             if let Some(previous) = flushing.take() {
-                self.release_when_durable(previous, stop).await?;
+                self.release_when_durable(previous).await?;
             }
             // Only what this batch stored (a batch run again stores nothing).
             let mut released = Released::default();
@@ -716,77 +791,75 @@ impl CampaignTask {
     /// it queued messages for this gateway's modems, and publish those it
     /// handed to the fleet (they need no wake-up here: the gateway that
     /// takes one from the work queue wakes its own).
-    async fn release_when_durable(
-        &self,
-        flush: Flushing,
-        stop: &watch::Receiver<bool>,
-    ) -> Result<(), StoreError> {
+    async fn release_when_durable(&self, flush: Flushing) -> Result<(), StoreError> {
         let released = joined(flush.await)??;
         if released.local > 0 {
             (self.wake)();
         }
-        self.hand(released.handed, stop).await;
+        self.hand(released.handed).await;
         Ok(())
     }
 
     /// Publish `messages` (durable here as handed) to the fleet's work
-    /// queue, concurrently; what the broker did not take is published again
-    /// after 1 s, then 2 s, ... up to 30 s, until it is taken or `stop`.
-    /// Never sent here meanwhile: a handed message waits for the fleet (and
-    /// a message left waiting at a stop is published again at the next
-    /// start). Publishing one twice is harmless: the work queue drops a copy
-    /// within its duplicate window, the fence any later one.
-    async fn hand(&self, mut messages: Vec<Message>, stop: &watch::Receiver<bool>) {
+    /// queue, concurrently, once; what the broker did not take goes to
+    /// [`CampaignTask::republish`]. Never sent here meanwhile: a handed
+    /// message waits for the fleet (and one left waiting at a stop is
+    /// published again at the next start: `Work::republish_handed`).
+    /// Publishing one twice is harmless: the work queue drops a copy within
+    /// its duplicate window, the fence any later one.
+    async fn hand(&self, messages: Vec<Message>) {
         let Some(fleet) = &self.fleet else { return };
-        let mut stop = stop.clone();
+        let (failed, error) = publish(fleet, messages).await;
+        if !failed.is_empty() {
+            tracing::warn!(count = failed.len(), %error, "fleet: campaign messages not taken by the work queue; publishing them again");
+            self.unpublished.add(failed);
+        }
+    }
+
+    /// Until `stop`: publish again the messages that the broker did not
+    /// take, each read again first (one cancelled or failed meanwhile, an
+    /// opt-out, is not published); while publications keep failing, after
+    /// 1 s, then 2 s, ... up to 30 s.
+    async fn republish(&self, mut stop: watch::Receiver<bool>) {
+        let Some(fleet) = &self.fleet else { return };
         let mut wait = HAND_RETRY_FIRST;
         loop {
-            let mut publishing = tokio::task::JoinSet::new();
-            for message in messages {
-                let fleet = fleet.clone();
-                publishing.spawn(async move {
-                    let result = fleet.hand(&message).await;
-                    (message, result)
-                });
-            }
-            let mut failed = Vec::new();
-            let mut error = String::new();
-            while let Some(done) = publishing.join_next().await {
-                match done {
-                    Ok((_, Ok(()))) => {}
-                    Ok((message, Err(e))) => {
-                        error = e;
-                        failed.push(message);
-                    }
-                    // A publication that panicked: its message is not known
-                    // here any more; the next start publishes it again.
-                    Err(e) => error = e.to_string(),
+            if self.unpublished.is_empty() {
+                tokio::select! {
+                    _ = self.unpublished.added.notified() => {}
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
                 }
-            }
-            if failed.is_empty() {
-                return;
-            }
-            tracing::warn!(count = failed.len(), %error, retry_in = ?wait, "fleet: campaign messages not taken by the work queue; publishing them again");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                continue;
             }
             if *stop.borrow() {
                 return;
             }
+            let mut messages = Vec::new();
+            let mut unread = Vec::new();
+            for id in self.unpublished.take() {
+                match self.store.get(&id) {
+                    Ok(Some(now)) => {
+                        if now.fleet == Some(FleetLeg::Handed) && now.status.is_waiting() {
+                            messages.push(now);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => unread.push(id),
+                }
+            }
+            let (mut failed, error) = publish(fleet, messages).await;
+            failed.extend(unread);
+            if failed.is_empty() {
+                wait = HAND_RETRY_FIRST;
+                continue;
+            }
+            tracing::warn!(count = failed.len(), %error, retry_in = ?wait, "fleet: campaign messages still not taken by the work queue");
+            self.unpublished.add(failed);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            }
             wait = (wait * 2).min(HAND_RETRY_MAX);
-            // What is still the fleet's to send: a message cancelled or
-            // failed meanwhile (an opt-out) is not published.
-            messages = failed
-                .into_iter()
-                .filter_map(|m| match self.store.get(&m.id) {
-                    Ok(Some(now)) => (now.fleet == Some(FleetLeg::Handed)
-                        && now.status.is_waiting())
-                    .then_some(now),
-                    Ok(None) => None,
-                    Err(_) => Some(m),
-                })
-                .collect();
         }
     }
 
@@ -1124,6 +1197,7 @@ mod tests {
             wake: Arc::new(|| {}),
             clock: clock.clone(),
             fleet: None,
+            unpublished: Default::default(),
         }
     }
 
@@ -1154,6 +1228,16 @@ mod tests {
     /// A stored two-variant campaign to `n` numbers, created at `at`.
     async fn campaign(store: &Store, n: usize, at: DateTime<Utc>) -> (CampaignRecord, Vec<String>) {
         let numbers: Vec<String> = (0..n).map(|i| format!("+1555060{i:04}")).collect();
+        campaign_to(store, numbers, at).await
+    }
+
+    /// A campaign to `numbers` (two variants), created at `at`.
+    async fn campaign_to(
+        store: &Store,
+        numbers: Vec<String>,
+        at: DateTime<Utc>,
+    ) -> (CampaignRecord, Vec<String>) {
+        let n = numbers.len();
         let plan = plan(CampaignSpec {
             variants: Some(vec![
                 VariantSpec {
@@ -1466,6 +1550,7 @@ mod tests {
         let n = BATCH + 20;
         let (record, numbers) = campaign(store, n, now).await;
         while task.step().await.unwrap() {}
+        republished(&task, &fleet, n).await;
 
         let by_recipient = stored(store, &record.id);
         assert_eq!(by_recipient.len(), n);
@@ -1491,6 +1576,70 @@ mod tests {
         assert_eq!(done.messages().queued, n as u64);
         // Nothing is claimed to accept.
         assert!(fleet.claims.lock().unwrap().is_empty());
+    }
+
+    /// [`CampaignTask::republish`] until the broker has taken `n`
+    /// publications (tokio's clock, paused, runs through the backoff).
+    async fn republished(task: &CampaignTask, fleet: &FakeFleet, n: usize) {
+        let (_stop_tx, stop) = watch::channel(false);
+        let taken = async {
+            while fleet.handed().len() < n {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            _ = task.republish(stop) => panic!("republish ended without a stop"),
+            _ = tokio::time::timeout(Duration::from_secs(600), taken) => {}
+        }
+        assert_eq!(fleet.handed().len(), n);
+    }
+
+    /// A broker that refuses every publication holds up neither the next
+    /// campaign nor a cancel: the refused messages wait, still handed, for
+    /// [`CampaignTask::republish`], which publishes what is still waiting
+    /// once the broker takes them again (not the cancelled ones).
+    #[tokio::test(start_paused = true)]
+    async fn a_refusing_broker_holds_up_no_other_campaign_nor_a_cancel() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let fleet = FakeFleet::connected(true);
+        fleet
+            .failing
+            .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+        let (task, _) = fleet_task(store, &clock, &fleet);
+        let n = BATCH + 20;
+        let (first, _) = campaign(store, n, now).await;
+        let others: Vec<String> = (0..30).map(|i| format!("+1555070{i:04}")).collect();
+        let (second, _) = campaign_to(store, others, now).await;
+        while task.step().await.unwrap() {}
+        for id in [&first.id, &second.id] {
+            let record = store.campaign(id).unwrap().unwrap();
+            assert_eq!(record.state, CampaignState::Accepted);
+        }
+        assert_eq!(task.unpublished.len(), n + 30);
+        assert!(fleet.handed().is_empty());
+
+        store.request_campaign_cancel(&second.id).await.unwrap();
+        while task.step().await.unwrap() {}
+        let cancelled = store.campaign(&second.id).unwrap().unwrap();
+        assert_eq!(cancelled.state, CampaignState::Cancelled);
+        assert_eq!(cancelled.messages().cancelled, 30);
+
+        // The broker takes publications again: the first campaign's
+        // messages, each once, and none of the cancelled ones.
+        fleet.failing.store(0, std::sync::atomic::Ordering::SeqCst);
+        republished(&task, &fleet, n).await;
+        let mut handed = fleet.handed();
+        handed.sort();
+        let mut expected: Vec<String> = stored(store, &first.id)
+            .values()
+            .map(|m| m[0].id.clone())
+            .collect();
+        expected.sort();
+        assert_eq!(handed, expected);
+        assert!(task.unpublished.is_empty());
     }
 
     /// With the fleet's broker away, a campaign's messages stay with this
