@@ -672,9 +672,11 @@ impl CampaignTask {
             return Ok(Prepared::Skip(skip_reason(&refusal)));
         }
         // As every API send (`admit_and_accept`): sent by whichever gateway
-        // takes it from the fleet's work queue; with the broker away, by
-        // this gateway's modems (nothing is published, nothing goes twice).
-        message.fleet = fleet;
+        // takes it from the fleet's work queue; with the broker away, or
+        // when it is due further ahead than the fence remembers a cancel,
+        // by this gateway's modems (nothing is published, nothing goes
+        // twice).
+        message.fleet = fleet.filter(|_| !crate::fleet::beyond_the_fence(message.not_before, now));
         Ok(Prepared::Message(Box::new(message), index))
     }
 
@@ -1640,6 +1642,48 @@ mod tests {
         expected.sort();
         assert_eq!(handed, expected);
         assert!(task.unpublished.is_empty());
+    }
+
+    /// A campaign due more than four weeks ahead stays with this gateway's
+    /// modems, broker or not (a cancel's claim in the fleet's fence could
+    /// expire before its time): queued here, nothing published, and its
+    /// cancel asks no broker.
+    #[tokio::test(start_paused = true)]
+    async fn a_campaign_due_beyond_the_fence_stays_local() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let fleet = FakeFleet::connected(true);
+        let (task, wakes) = fleet_task(store, &clock, &fleet);
+        let numbers: Vec<String> = (0..30).map(|i| format!("+1555080{i:04}")).collect();
+        let plan = plan(CampaignSpec {
+            send_at: Some(now + chrono::Duration::days(40)),
+            ..spec()
+        })
+        .unwrap();
+        let record = plan.record(store.new_campaign_id(now), 30, 30, now);
+        store
+            .create_campaign(&record, &numbers, &[], None)
+            .await
+            .unwrap();
+        while task.step().await.unwrap() {}
+        let by_recipient = stored(store, &record.id);
+        assert_eq!(by_recipient.len(), 30);
+        assert!(by_recipient
+            .values()
+            .all(|m| m[0].fleet.is_none()
+                && m[0].not_before == Some(now + chrono::Duration::days(40))));
+        assert_eq!(store.outbox_len(), 30);
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(fleet.tries.lock().unwrap().is_empty());
+
+        store.request_campaign_cancel(&record.id).await.unwrap();
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&record.id).unwrap().unwrap();
+        assert_eq!(done.state, CampaignState::Cancelled);
+        assert_eq!(done.messages().cancelled, 30);
+        assert!(fleet.claims.lock().unwrap().is_empty());
     }
 
     /// With the fleet's broker away, a campaign's messages stay with this

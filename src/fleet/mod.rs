@@ -249,6 +249,16 @@ pub fn past_the_fence(message: &crate::store::Message, now: DateTime<Utc>) -> bo
     message.not_before.unwrap_or(message.created_at) < now - FENCE_SAFE
 }
 
+/// Whether a message due at `not_before` is further ahead of `now` than
+/// the fence remembers ([`FENCE_SAFE`]). Such a message is not handed to
+/// the fleet when it is accepted: a cancel's claim in the fence could
+/// expire before its time, and a gateway that took its copy then would
+/// send it. It stays with the accepting gateway's modems, and a cancel
+/// needs no broker.
+pub fn beyond_the_fence(not_before: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    not_before.is_some_and(|at| at > now + FENCE_SAFE)
+}
+
 /// How long a deferred send waits before the replica is asked again (or
 /// the staleness, when shorter).
 pub const STALE_RECHECK: Duration = Duration::from_secs(30);
@@ -454,6 +464,17 @@ mod tests {
         assert!(!past_the_fence(&message(40, Some(1)), now));
         assert!(past_the_fence(&message(40, Some(29)), now));
         const { assert!(FENCE_SAFE.num_days() + 2 == (FENCE_KEEP.as_secs() / 86_400) as i64) };
+    }
+
+    #[test]
+    fn a_message_due_more_than_four_weeks_ahead_is_beyond_the_fence() {
+        let now = Utc::now();
+        let ahead = |days: i64| Some(now + chrono::Duration::days(days));
+        assert!(!beyond_the_fence(None, now));
+        assert!(!beyond_the_fence(ahead(-3), now));
+        assert!(!beyond_the_fence(ahead(27), now));
+        assert!(!beyond_the_fence(Some(now + FENCE_SAFE), now));
+        assert!(beyond_the_fence(ahead(29), now));
     }
 
     #[test]
