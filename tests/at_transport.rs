@@ -196,6 +196,101 @@ async fn cmgs_goes_when_the_announced_sms_was_already_seen() {
     assert_eq!(client.send(&cmd).await.unwrap(), 7);
 }
 
+/// A modem that prompts at once and accepts any PDU.
+fn prompting_modem(dev: DuplexStream) -> Log {
+    modem(dev, |unit| match unit {
+        "AT+CMGS=3" => Some(b"\r\n> ".to_vec()),
+        "AT" => Some(b"\r\nOK\r\n".to_vec()),
+        _ => Some(b"\r\n+CMGS: 9\r\n\r\nOK\r\n".to_vec()),
+    })
+}
+
+/// The command line goes at once; the PDU waits at the prompt for the
+/// caller's word, which comes after the prompt arrived.
+#[tokio::test]
+async fn the_payload_waits_at_the_prompt_for_go() {
+    let (host, dev) = tokio::io::duplex(4096);
+    let log = prompting_modem(dev);
+    let (client, _urcs) = spawn(host, TransportConfig::default());
+    let cmd = Cmgs::new(&[0x00, 0x01, 0x00, 0x00]).unwrap();
+    let (go, go_rx) = tokio::sync::oneshot::channel();
+    let send = tokio::spawn({
+        let client = client.clone();
+        async move { client.send_when(&cmd, None, go_rx).await }
+    });
+    // The modem has the command (and has prompted) before the word is given.
+    while log_of(&log).is_empty() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3"]);
+    go.send(true).unwrap();
+    assert_eq!(send.await.unwrap().unwrap(), 9);
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3", "00010000"]);
+}
+
+/// `false`, or a caller that dropped its word: ESC at the prompt, nothing
+/// sent, the link resynced, and the next command runs as usual.
+#[tokio::test]
+async fn a_withheld_payload_is_never_written() {
+    let (host, dev) = tokio::io::duplex(4096);
+    let log = prompting_modem(dev);
+    let (client, _urcs) = spawn(host, TransportConfig::default());
+    let cmd = Cmgs::new(&[0x00, 0x01, 0x00, 0x00]).unwrap();
+    let (go, go_rx) = tokio::sync::oneshot::channel();
+    go.send(false).unwrap();
+    match client.send_when(&cmd, None, go_rx).await {
+        Err(AtError::Withheld { command }) => assert_eq!(command, "AT+CMGS=3"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3", "<ESC>", "AT"]);
+    let (go, go_rx) = tokio::sync::oneshot::channel::<bool>();
+    drop(go);
+    assert!(matches!(
+        client.send_when(&cmd, None, go_rx).await,
+        Err(AtError::Withheld { .. })
+    ));
+    assert_eq!(
+        log_of(&log),
+        vec!["AT+CMGS=3", "<ESC>", "AT", "AT+CMGS=3", "<ESC>", "AT"]
+    );
+    assert_eq!(client.send(&cmd).await.unwrap(), 9);
+}
+
+/// No word within the prompt's bound (a store that cannot flush): the
+/// modem is not left at its prompt; ESC, nothing sent.
+#[tokio::test(start_paused = true)]
+async fn no_word_at_the_prompt_withholds_the_payload() {
+    let (host, dev) = tokio::io::duplex(4096);
+    let log = prompting_modem(dev);
+    let (client, _urcs) = spawn(host, TransportConfig::default());
+    let cmd = Cmgs::new(&[0x00, 0x01, 0x00, 0x00]).unwrap();
+    let (_go, go_rx) = tokio::sync::oneshot::channel::<bool>();
+    let started = Instant::now();
+    assert!(matches!(
+        client.send_when(&cmd, None, go_rx).await,
+        Err(AtError::Withheld { .. })
+    ));
+    assert!(started.elapsed() >= smsgate::at::command::PROMPT_TIMEOUT);
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3", "<ESC>", "AT"]);
+}
+
+/// An SMS announced before the prompt still makes the command give way,
+/// whatever the word.
+#[tokio::test]
+async fn a_gated_send_gives_way_to_an_announced_sms() {
+    let (host, dev) = tokio::io::duplex(4096);
+    let log = announcing_modem(dev);
+    let (client, _urcs) = spawn(host, TransportConfig::default());
+    let cmd = Cmgs::new(&[0x00, 0x01, 0x00, 0x00]).unwrap();
+    let (go, go_rx) = tokio::sync::oneshot::channel();
+    go.send(true).unwrap();
+    assert!(matches!(
+        client.send_when(&cmd, Some(0), go_rx).await,
+        Err(AtError::GaveWay { .. })
+    ));
+    assert_eq!(log_of(&log), vec!["AT+CMGS=3", "<ESC>", "AT"]);
+}
+
 #[tokio::test]
 async fn cms_error_instead_of_prompt() {
     let (host, dev) = tokio::io::duplex(4096);

@@ -275,6 +275,16 @@ pub enum AtError {
         /// The command line, for logs.
         command: String,
     },
+    /// A two-phase command whose caller withheld its payload at the prompt
+    /// (see [`AtClient::send_when`]): ESC was written instead, so nothing
+    /// was sent.
+    ///
+    /// [`AtClient::send_when`]: super::AtClient::send_when
+    #[error("{command}: payload withheld at the prompt; nothing sent")]
+    Withheld {
+        /// The command line, for logs.
+        command: String,
+    },
     /// The port is gone (USB unplugged, EOF, EIO/ENXIO/ENODEV, broken pipe):
     /// distinct from a timeout because the engine must reopen, not retry.
     #[error("device gone: {reason}")]
@@ -324,7 +334,7 @@ impl AtError {
         match self {
             AtError::Cme(e) => e.is_transient(),
             AtError::Cms(e) => e.is_transient(),
-            AtError::NoPrompt { .. } | AtError::GaveWay { .. } => true,
+            AtError::NoPrompt { .. } | AtError::GaveWay { .. } | AtError::Withheld { .. } => true,
             _ => false,
         }
     }

@@ -63,6 +63,10 @@ struct Request {
     /// For a two-phase command: give way (ESC, [`AtError::GaveWay`]) when
     /// an SMS was announced after the caller saw this many announcements.
     give_way_after: Option<u64>,
+    /// For a two-phase command: the payload waits at the prompt for this
+    /// to say `true`; `false`, a dropped sender or no word within
+    /// [`PROMPT_TIMEOUT`] withholds it (ESC, [`AtError::Withheld`]).
+    go: Option<oneshot::Receiver<bool>>,
     /// Where the raw response goes.
     reply: oneshot::Sender<Result<Response, AtError>>,
 }
@@ -166,7 +170,9 @@ impl AtClient {
     pub async fn send<C: AtCommand>(&self, cmd: &C) -> Result<C::Response, AtError> {
         let mut line = Vec::new();
         cmd.write(&mut line);
-        let response = self.exchange(line, cmd.payload(), C::TIMEOUT, None).await?;
+        let response = self
+            .exchange(line, cmd.payload(), C::TIMEOUT, None, None)
+            .await?;
         let lines = response.into_lines()?;
         cmd.parse(&lines)
     }
@@ -186,7 +192,29 @@ impl AtClient {
         let mut line = Vec::new();
         cmd.write(&mut line);
         let response = self
-            .exchange(line, cmd.payload(), C::TIMEOUT, Some(seen))
+            .exchange(line, cmd.payload(), C::TIMEOUT, Some(seen), None)
+            .await?;
+        let lines = response.into_lines()?;
+        cmd.parse(&lines)
+    }
+
+    /// As [`AtClient::send_unless_announced`] (or [`AtClient::send`] without
+    /// `seen`), but the payload waits at the `> ` prompt until `go` says
+    /// `true`: the caller prepares what must be done before anything
+    /// reaches the network (the "sending" mark) while the command line and
+    /// its prompt cross the wire. `false`, a dropped sender, a caller that
+    /// gave up, or no word within [`PROMPT_TIMEOUT`] end it with ESC
+    /// instead: [`AtError::Withheld`], nothing sent.
+    pub async fn send_when<C: AtCommand>(
+        &self,
+        cmd: &C,
+        seen: Option<u64>,
+        go: oneshot::Receiver<bool>,
+    ) -> Result<C::Response, AtError> {
+        let mut line = Vec::new();
+        cmd.write(&mut line);
+        let response = self
+            .exchange(line, cmd.payload(), C::TIMEOUT, seen, Some(go))
             .await?;
         let lines = response.into_lines()?;
         cmd.parse(&lines)
@@ -205,7 +233,7 @@ impl AtClient {
     pub async fn raw(&self, line: &str, timeout: Duration) -> Result<Response, AtError> {
         let mut bytes = line.trim_end().as_bytes().to_vec();
         bytes.push(b'\r');
-        self.exchange(bytes, None, timeout, None).await
+        self.exchange(bytes, None, timeout, None, None).await
     }
 
     /// Sends `AT` until `OK` (bounded by [`TransportConfig::resync_attempts`]).
@@ -240,6 +268,7 @@ impl AtClient {
         payload: Option<Vec<u8>>,
         timeout: Duration,
         give_way_after: Option<u64>,
+        go: Option<oneshot::Receiver<bool>>,
     ) -> Result<Response, AtError> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
@@ -247,6 +276,7 @@ impl AtClient {
             payload,
             timeout,
             give_way_after,
+            go,
             reply,
         };
         self.requests
@@ -320,8 +350,8 @@ where
             let mut chunk = [0u8; 512];
             tokio::select! {
                 request = requests.recv() => {
-                    let Some(request) = request else { return Ok(()) };
-                    let result = self.execute(&request).await;
+                    let Some(mut request) = request else { return Ok(()) };
+                    let result = self.execute(&mut request).await;
                     let gone = match &result {
                         Err(AtError::DeviceGone { reason }) => Some(reason.clone()),
                         _ => None,
@@ -348,7 +378,7 @@ where
         }
     }
 
-    async fn execute(&mut self, request: &Request) -> Result<Response, AtError> {
+    async fn execute(&mut self, request: &mut Request) -> Result<Response, AtError> {
         self.settle().await?;
         if self.needs_resync {
             self.resync().await?;
@@ -378,6 +408,15 @@ where
                 self.write(&[ESC]).await?;
                 self.abandon().await?;
                 return Err(AtError::GaveWay { command });
+            }
+            if let Some(go) = request.go.take() {
+                let go = tokio::time::timeout(PROMPT_TIMEOUT, go).await;
+                if !matches!(go, Ok(Ok(true))) || request.reply.is_closed() {
+                    // 27.005 §3.5.1: ESC at the prompt sends nothing.
+                    self.write(&[ESC]).await?;
+                    self.abandon().await?;
+                    return Err(AtError::Withheld { command });
+                }
             }
             let echo = String::from_utf8_lossy(payload)
                 .trim_end_matches(char::from(CTRL_Z))

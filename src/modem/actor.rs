@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
@@ -1479,71 +1479,82 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            // Counted before the "sending" mark, whose flush carries the
-            // count to disk: a part that went out is never missing from it.
-            self.count_part(1);
-            let now = Utc::now();
-            // Grouped with the other modems' marks into one transaction;
-            // durable before the AT+CMGS all the same.
-            let (sender, own) = (modem.clone(), own_number.clone());
-            let marked = match self
-                .actor
-                .store
-                .update_grouped(&message.id, move |m| {
-                    if !(m.status.is_waiting() || m.status == MessageStatus::Sending)
-                        || m.fleet == Some(FleetLeg::Handed)
-                    {
-                        return false;
-                    }
-                    m.modem = Some(sender.clone());
-                    if let Some(own) = &own {
-                        m.from = own.clone();
-                    }
-                    if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
-                        p.status = PartStatus::Sending;
-                    }
-                    if m.status != MessageStatus::Sending {
-                        m.transition(now, MessageStatus::Sending);
-                    }
-                    true
-                })
-                .await
-            {
-                Ok((marked, durability)) => durability.wait().await.map(|()| marked),
-                Err(e) => Err(e),
-            };
-            match marked {
-                Ok(Some((m, _))) if m.status == MessageStatus::Sending => {}
-                // Cancelled meanwhile, or the store failed: do not send.
-                _ => {
-                    self.count_part(-1);
-                    return Ok(());
-                }
-            }
-            // An SMS announced while the mark was flushed is read now too.
-            if !self
-                .read_before_cmgs(&message, seq, own_number.as_deref())
-                .await?
-            {
-                return Ok(());
-            }
             let cmd = match Cmgs::new(&part.pdu) {
                 Ok(cmd) => cmd,
                 Err(e) => {
-                    // Never reached the modem: not a part of today's budget.
-                    self.count_part(-1);
                     self.fail(&message.id, "encoding_failed", &e.to_string())
                         .await;
                     return Ok(());
                 }
             };
+            // Counted before the "sending" mark, whose flush carries the
+            // count to disk: a part that went out is never missing from it.
+            self.count_part(1);
+            let now = Utc::now();
+            // Grouped with the other modems' marks into one transaction, and
+            // made while `AT+CMGS=<length>` and its prompt cross the wire:
+            // the PDU, the only thing that reaches the network, waits at
+            // the prompt until the mark is durable (or is withheld with ESC
+            // when the message was cancelled meanwhile or the store failed).
+            let (sender, own) = (modem.clone(), own_number.clone());
+            let store = self.actor.store.clone();
+            let id = message.id.clone();
+            let (go, go_rx) = oneshot::channel();
+            let mark = async move {
+                let marked = match store
+                    .update_grouped(&id, move |m| {
+                        if !(m.status.is_waiting() || m.status == MessageStatus::Sending)
+                            || m.fleet == Some(FleetLeg::Handed)
+                        {
+                            return false;
+                        }
+                        m.modem = Some(sender.clone());
+                        if let Some(own) = &own {
+                            m.from = own.clone();
+                        }
+                        if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                            p.status = PartStatus::Sending;
+                        }
+                        if m.status != MessageStatus::Sending {
+                            m.transition(now, MessageStatus::Sending);
+                        }
+                        true
+                    })
+                    .await
+                {
+                    Ok((marked, durability)) => durability.wait().await.map(|()| marked),
+                    Err(e) => Err(e),
+                };
+                let sending =
+                    matches!(&marked, Ok(Some((m, _))) if m.status == MessageStatus::Sending);
+                let _ = go.send(sending);
+                sending
+            };
+            let (sending, first_try) =
+                tokio::join!(mark, self.cmgs_with_grace(&cmd, true, Some(go_rx)));
+            if !sending {
+                // Cancelled meanwhile, or the store failed: nothing was
+                // sent (the PDU waited for the mark).
+                self.count_part(-1);
+                if let Some(Err(AtError::Withheld { .. } | AtError::GaveWay { .. })) = first_try {
+                    self.answered().await;
+                }
+                return Ok(());
+            }
             // An SMS announced before the prompt makes the modem give way
             // (ESC, nothing sent): it is read, then the part goes (a few
             // times at most, so that a flood of SMS cannot stall sends).
             let mut gave_way = 0;
+            let mut attempt = Some(first_try);
             let result = loop {
-                let give_way = gave_way < GIVE_WAY_MAX;
-                match self.cmgs_with_grace(&cmd, give_way).await {
+                let result = match attempt.take() {
+                    Some(first) => first,
+                    None => {
+                        self.cmgs_with_grace(&cmd, gave_way < GIVE_WAY_MAX, None)
+                            .await
+                    }
+                };
+                match result {
                     Some(Err(AtError::GaveWay { .. })) => {
                         gave_way += 1;
                         self.answered().await;
@@ -1553,6 +1564,19 @@ impl<'a> Session<'a> {
                         {
                             return Ok(());
                         }
+                    }
+                    // The mark took longer than the modem's prompt may
+                    // wait: nothing was sent, the part goes back.
+                    Some(Err(AtError::Withheld { .. })) => {
+                        self.answered().await;
+                        self.count_part(-1);
+                        self.put_back(
+                            &message.id,
+                            seq,
+                            "the \"sending\" mark outlasted the prompt",
+                        )
+                        .await;
+                        return Ok(());
                     }
                     result => break result,
                 }
@@ -1624,18 +1648,26 @@ impl<'a> Session<'a> {
     ///
     /// With `give_way`, an SMS announced after the last [`read_announced`]
     /// and before the prompt ends it with [`AtError::GaveWay`], nothing sent.
+    /// With `go`, the PDU waits at the prompt for its word
+    /// ([`AtClient::send_when`]).
     ///
     /// [`read_announced`]: Session::read_announced
-    async fn cmgs_with_grace(&mut self, cmd: &Cmgs, give_way: bool) -> Option<Result<u8, AtError>> {
+    async fn cmgs_with_grace(
+        &mut self,
+        cmd: &Cmgs,
+        give_way: bool,
+        go: Option<oneshot::Receiver<bool>>,
+    ) -> Option<Result<u8, AtError>> {
         let mut stop = self.actor.stop.clone();
         let started = Instant::now();
         let client = self.client.clone();
         let seen = give_way.then_some(self.seen_announced);
         let result = beating(&mut self.actor.heart, async move {
             let send = async {
-                match seen {
-                    Some(seen) => client.send_unless_announced(cmd, seen).await,
-                    None => client.send(cmd).await,
+                match (seen, go) {
+                    (seen, Some(go)) => client.send_when(cmd, seen, go).await,
+                    (Some(seen), None) => client.send_unless_announced(cmd, seen).await,
+                    (None, None) => client.send(cmd).await,
                 }
             };
             tokio::pin!(send);
@@ -1841,6 +1873,7 @@ fn error_code(e: &AtError) -> (String, String) {
         ),
         AtError::NoPrompt { .. } => ("no_prompt".into(), e.to_string()),
         AtError::GaveWay { .. } => ("gave_way".into(), e.to_string()),
+        AtError::Withheld { .. } => ("withheld".into(), e.to_string()),
         other => ("modem_error".into(), other.to_string()),
     }
 }
