@@ -154,6 +154,60 @@ async fn sends_single_and_multipart_gsm7_and_ucs2_with_delivery_reports() {
     modem.shutdown().await;
 }
 
+/// A status report right behind its `+CMGS` (no network delay at all),
+/// routed as `+CDS` (SIM800) or stored and announced as `+CDSI` (EC25):
+/// the part's "sent" mark, which records its message reference, is
+/// applied while the modem goes on, and the report waits for it instead of
+/// finding no part to settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_right_behind_its_send_settles_the_part() {
+    for (personality, name) in [(Personality::Sim800, "cds"), (Personality::Ec25, "cdsi")] {
+        let dir = store_dir(&format!("report-at-once-{name}"));
+        let mut c = SimConfig::new(personality);
+        c.link = Some(temp_path(&format!("report-at-once-{name}.tty")));
+        c.own_number = "+15550003000".into();
+        c.status_report_delay = Duration::ZERO;
+        c.noise_interval = Some(Duration::ZERO);
+        let modem = Simulator::start(c).unwrap();
+        let gw = Gateway::start(&dir.0, &[engine_rig::modem("m1", &modem)], engine());
+        gw.wait_ready().await;
+        // The store's writer kept busy (each of these changes takes 20 ms
+        // and changes nothing), so that every "sent" mark waits in its
+        // queue while the report is already there.
+        let busy = gw.send("+15550003199", "held back", false).await;
+        let _ = gw.wait_status(&busy.id, MessageStatus::Sent).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hog = tokio::spawn({
+            let (store, stop, id) = (gw.store.clone(), stop.clone(), busy.id.clone());
+            async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = store
+                        .update_grouped(&id, |_| {
+                            std::thread::sleep(Duration::from_millis(20));
+                            false
+                        })
+                        .await;
+                }
+            }
+        });
+        let mut sent = Vec::new();
+        for i in 0..6 {
+            sent.push(
+                gw.send(&format!("+1555000310{i}"), "Reply C to confirm", true)
+                    .await,
+            );
+        }
+        for m in &sent {
+            let done = gw.wait_status(&m.id, MessageStatus::Delivered).await;
+            assert_eq!(done.part_status[0].report_status, Some(0), "{name}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        hog.await.unwrap();
+        gw.stop().await;
+        modem.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_delivery_report_fails_the_message() {
     let dir = store_dir("report-fail");

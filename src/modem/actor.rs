@@ -400,8 +400,39 @@ struct Session<'a> {
     /// The transport's count of announced SMS when the URC channel was
     /// last drained before a send ([`AtClient::announced`]).
     seen_announced: u64,
-    /// The task settling `+CDS` reports in order, started by the first.
-    reports: Option<mpsc::UnboundedSender<pdu::SmsStatusReport>>,
+    /// The task settling `+CDS` reports in order, started by the first;
+    /// each with the count of "sent" marks queued before it arrived.
+    reports: Option<mpsc::UnboundedSender<(pdu::SmsStatusReport, u64)>>,
+    /// "Sent" marks queued and how many are applied: a status report waits
+    /// for those queued before it (its part's message reference is in one).
+    sent_marks: SentMarks,
+}
+
+/// The count of "sent" marks a session queued, and of those applied.
+struct SentMarks {
+    queued: u64,
+    /// The highest mark applied (the writer applies them in order, so every
+    /// one before it is applied too).
+    applied: Arc<watch::Sender<u64>>,
+}
+
+impl SentMarks {
+    fn new() -> SentMarks {
+        SentMarks {
+            queued: 0,
+            applied: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// What a status report arriving now waits for: every mark queued so
+    /// far applied (or the session gone).
+    fn barrier(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut applied = self.applied.subscribe();
+        let queued = self.queued;
+        async move {
+            let _ = applied.wait_for(|n| *n >= queued).await;
+        }
+    }
 }
 
 impl<'a> Session<'a> {
@@ -419,6 +450,7 @@ impl<'a> Session<'a> {
             next_send: Instant::now(),
             seen_announced: 0,
             reports: None,
+            sent_marks: SentMarks::new(),
         }
     }
 
@@ -1154,6 +1186,7 @@ impl<'a> Session<'a> {
         self.actor
             .status
             .send_modify(|s| s.counters.status_reports += 1);
+        self.sent_marks.barrier().await;
         apply_status_report(&self.actor.store, self.id(), report).await;
     }
 
@@ -1163,22 +1196,29 @@ impl<'a> Session<'a> {
         self.actor
             .status
             .send_modify(|s| s.counters.status_reports += 1);
+        let barrier = self.sent_marks.barrier();
+        let queued = self.sent_marks.queued;
         let tx = self.reports.get_or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<pdu::SmsStatusReport>();
+            let (tx, mut rx) = mpsc::unbounded_channel::<(pdu::SmsStatusReport, u64)>();
             let store = self.actor.store.clone();
             let modem = self.actor.settings.id.clone();
+            let mut applied = self.sent_marks.applied.subscribe();
             tokio::spawn(async move {
-                while let Some(report) = rx.recv().await {
+                while let Some((report, queued)) = rx.recv().await {
+                    let _ = applied.wait_for(|n| *n >= queued).await;
                     apply_status_report(&store, &modem, &report).await;
                 }
             });
             tx
         });
-        if let Err(mpsc::error::SendError(report)) = tx.send(report) {
+        if let Err(mpsc::error::SendError((report, _))) = tx.send((report, queued)) {
             // Cannot happen while the sender lives; settle it here then.
             let store = self.actor.store.clone();
             let modem = self.id().to_string();
-            tokio::spawn(async move { apply_status_report(&store, &modem, &report).await });
+            tokio::spawn(async move {
+                barrier.await;
+                apply_status_report(&store, &modem, &report).await
+            });
         }
     }
 
@@ -1596,46 +1636,56 @@ impl<'a> Session<'a> {
                     let last = seq as usize == encoded.parts.len();
                     let now = Utc::now();
                     let validity = message.validity.or(engine.validity);
-                    // "Sent" is applied now but not waited for: the next
-                    // part's "sending" mark, which must be durable before its
-                    // AT+CMGS, carries it to disk in the same flush (one flush
-                    // per part instead of two). Lost in a crash, the part is
-                    // still `sending` on disk and becomes `unknown` at restart,
-                    // never a resend. When no part follows soon, a flush after
+                    // "Sent" is queued now and applied while this modem goes
+                    // on (before the next part's "sending" mark: the writer
+                    // keeps their order; a status report waits for it), and
+                    // not made durable on its own: the next "sending" mark,
+                    // which must be durable before its PDU goes, carries it
+                    // to disk in the same flush (one flush per part instead
+                    // of two). Lost in a crash, the part is still `sending`
+                    // on disk and becomes `unknown` at restart, never a
+                    // resend. When no part follows soon, a flush after
                     // SENT_FLUSH_DELAY makes it durable anyway.
-                    let deferred = self
-                        .actor
-                        .store
-                        .update_grouped(&message.id, move |m| {
-                            if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
-                                p.status = PartStatus::Sent;
-                                p.mr = Some(mr);
+                    let queued = self.actor.store.submit_grouped(&message.id, move |m| {
+                        if let Some(p) = m.part_status.iter_mut().find(|p| p.seq == seq) {
+                            p.status = PartStatus::Sent;
+                            p.mr = Some(mr);
+                        }
+                        if last && m.status == MessageStatus::Sending {
+                            if m.status_report {
+                                let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
+                                m.report_deadline = Some(now + chrono::Duration::seconds(secs));
                             }
-                            if last && m.status == MessageStatus::Sending {
-                                if m.status_report {
-                                    let secs = i64::from(validity.unwrap_or(24 * 3600)) + 3600;
-                                    m.report_deadline = Some(now + chrono::Duration::seconds(secs));
-                                }
-                                let parts = m.part_status.clone();
-                                m.transition(now, MessageStatus::Sent).parts = parts;
+                            let parts = m.part_status.clone();
+                            m.transition(now, MessageStatus::Sent).parts = parts;
+                        }
+                        true
+                    });
+                    self.sent_marks.queued += 1;
+                    let number = self.sent_marks.queued;
+                    let applied = self.sent_marks.applied.clone();
+                    let id = message.id.clone();
+                    tokio::spawn(async move {
+                        let outcome = queued.applied().await;
+                        applied.send_if_modified(|n| {
+                            let later = number > *n;
+                            if later {
+                                *n = number;
                             }
-                            true
-                        })
-                        .await;
-                    match deferred {
-                        Ok((_, durability)) => {
-                            let id = message.id.clone();
-                            tokio::spawn(async move {
+                            later
+                        });
+                        match outcome {
+                            Ok((_, durability)) => {
                                 tokio::time::sleep(SENT_FLUSH_DELAY).await;
                                 if let Err(e) = durability.wait().await {
                                     tracing::error!(message_id = %id, error = %e, "cannot make \"sent\" durable");
                                 }
-                            });
+                            }
+                            Err(e) => {
+                                tracing::error!(message_id = %id, error = %e, "cannot record \"sent\"");
+                            }
                         }
-                        Err(e) => {
-                            tracing::error!(message_id = %message.id, error = %e, "cannot record \"sent\"");
-                        }
-                    }
+                    });
                 }
                 Err(e) => return self.send_failed(&message, seq, e).await,
             }

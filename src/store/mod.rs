@@ -67,7 +67,7 @@ pub use deliveries::{
 pub use fleet::{Taken, FLEET_GIVEN_BACK};
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
-pub use outbound::{Accepted, IdempotencyKey};
+pub use outbound::{Accepted, GroupedChange, IdempotencyKey};
 pub use prune::{Pruned, DEDUPE_KEEP, EVENTS_KEEP, IDEMPOTENCY_KEEP, SEND_LOG_KEEP};
 pub use query::{MessageFilter, Page, ThreadSummary};
 pub use records::{

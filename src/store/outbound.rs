@@ -724,17 +724,30 @@ impl Store {
     where
         F: Fn(&mut Message) -> bool + Send + 'static,
     {
-        let Some(grouped) = self.grouped() else {
-            return self.update_deferred(id, change);
-        };
-        let outcome = match grouped.submit(id, Box::new(change)) {
-            Ok(reply) => reply.await.map_err(|_| {
-                StoreError::Durability("the store's grouped writer stopped".into())
-            })??,
+        self.submit_grouped(id, change).applied().await
+    }
+
+    /// [`Store::update_grouped`] in two steps: the change is queued when
+    /// this returns (after every change queued before it, before every one
+    /// queued after: a modem's "sent" mark queued now is applied before the
+    /// "sending" mark of its next part), and applied once
+    /// [`GroupedChange::applied`] returns.
+    pub fn submit_grouped<F>(&self, id: &str, change: F) -> GroupedChange
+    where
+        F: Fn(&mut Message) -> bool + Send + 'static,
+    {
+        let submitted = match self.grouped() {
             // The writer is gone (the store is closing): on its own.
-            Err(change) => return self.update_deferred(id, change),
+            Some(grouped) => grouped
+                .submit(id, Box::new(change))
+                .map_err(|change| self.update_deferred(id, change)),
+            None => Err(self.update_deferred(id, change)),
         };
-        self.updated(id, outcome)
+        GroupedChange {
+            store: self.clone(),
+            id: id.to_string(),
+            submitted,
+        }
     }
 
     /// After a change of `id` was applied (`outcome`; None: not in the live
@@ -1057,5 +1070,32 @@ impl Store {
         message.set_parts(parts, alphabet);
         message.transition(now, status);
         message
+    }
+}
+
+/// A change queued by [`Store::submit_grouped`] (or applied already, on its
+/// own, when the store has no grouped writer).
+pub struct GroupedChange {
+    store: Store,
+    id: String,
+    submitted: std::result::Result<Queued, Result<(Option<Updated>, Durability)>>,
+}
+
+/// Where the grouped writer answers a queued change.
+type Queued = tokio::sync::oneshot::Receiver<Result<Option<Updated>>>;
+
+impl GroupedChange {
+    /// Wait until the change is applied: the message, and the durability
+    /// to wait for (as [`Store::update_grouped`] returns them).
+    pub async fn applied(self) -> Result<(Option<Updated>, Durability)> {
+        match self.submitted {
+            Ok(reply) => {
+                let outcome = reply.await.map_err(|_| {
+                    StoreError::Durability("the store's grouped writer stopped".into())
+                })??;
+                self.store.updated(&self.id, outcome)
+            }
+            Err(done) => done,
+        }
     }
 }
