@@ -279,8 +279,15 @@ pub async fn run(
             tokens(&config, extra_tokens),
         )
     };
-    let listener = tokio::net::TcpListener::bind(config.api.bind)
-        .await
+    // The API and the web inbox on a runtime of their own, so that a request
+    // does not wait behind the modem actors for one of the async workers.
+    let api_runtime = ApiRuntime::start().map_err(DaemonError::Serve)?;
+    let listener = std::net::TcpListener::bind(config.api.bind)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            let _in_api = api_runtime.handle.enter();
+            tokio::net::TcpListener::from_std(listener)
+        })
         .map_err(|source| DaemonError::Bind {
             bind: config.api.bind.to_string(),
             source,
@@ -318,7 +325,7 @@ pub async fn run(
         Arc::new(webhook::clock::SystemClock),
     );
     let app = crate::web::app(state, web);
-    let server = tokio::spawn(api::serve_app(
+    let server = api_runtime.handle.spawn(api::serve_app(
         listener,
         app,
         config.api.connection_limits(),
@@ -351,10 +358,56 @@ pub async fn run(
         let _ = tokio::time::timeout_at(deadline, task).await;
     }
     let _ = tokio::time::timeout_at(deadline, server).await;
+    drop(api_runtime);
     if let Err(e) = store.flush_blocking() {
         tracing::error!(error = %e, "final flush failed");
     }
     Ok(())
+}
+
+/// The runtime the API server runs on: two worker threads of its own
+/// beside the daemon's two, which the 64 actors of a pool keep busy. With
+/// it on the same workers, a `GET /metrics` or `/v1/modems` waited behind
+/// them (BENCHMARKS.md, the pool: p99 4.6-7.8 ms with 64 modems sending,
+/// 2.5-3.9 ms on its own runtime). Two workers, not one: the API's accept
+/// rate needs both cores when the modems are idle (`benches/api_accept.rs`:
+/// one worker gave 4,163-4,962 accepts/s against 4,755-5,501 before).
+/// Ends (its tasks cancelled after at most a second) when dropped.
+struct ApiRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ApiRuntime {
+    fn start() -> std::io::Result<ApiRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("smsgate-api")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("smsgate-api-rt".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
+        Ok(ApiRuntime {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for ApiRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// STATUS= every few seconds, and WATCHDOG=1 while every worker answers a
