@@ -168,13 +168,7 @@ impl AtClient {
     /// `C::TIMEOUT` (and the prompt, for two-phase commands), and parses the
     /// information lines.
     pub async fn send<C: AtCommand>(&self, cmd: &C) -> Result<C::Response, AtError> {
-        let mut line = Vec::new();
-        cmd.write(&mut line);
-        let response = self
-            .exchange(line, cmd.payload(), C::TIMEOUT, None, None)
-            .await?;
-        let lines = response.into_lines()?;
-        cmd.parse(&lines)
+        self.typed(cmd, None, None).await
     }
 
     /// As [`AtClient::send`], but a two-phase command (`AT+CMGS`) whose
@@ -189,13 +183,7 @@ impl AtClient {
         cmd: &C,
         seen: u64,
     ) -> Result<C::Response, AtError> {
-        let mut line = Vec::new();
-        cmd.write(&mut line);
-        let response = self
-            .exchange(line, cmd.payload(), C::TIMEOUT, Some(seen), None)
-            .await?;
-        let lines = response.into_lines()?;
-        cmd.parse(&lines)
+        self.typed(cmd, Some(seen), None).await
     }
 
     /// As [`AtClient::send_unless_announced`] (or [`AtClient::send`] without
@@ -211,10 +199,20 @@ impl AtClient {
         seen: Option<u64>,
         go: oneshot::Receiver<bool>,
     ) -> Result<C::Response, AtError> {
+        self.typed(cmd, seen, Some(go)).await
+    }
+
+    /// A typed command through [`AtClient::exchange`], its response parsed.
+    async fn typed<C: AtCommand>(
+        &self,
+        cmd: &C,
+        give_way_after: Option<u64>,
+        go: Option<oneshot::Receiver<bool>>,
+    ) -> Result<C::Response, AtError> {
         let mut line = Vec::new();
         cmd.write(&mut line);
         let response = self
-            .exchange(line, cmd.payload(), C::TIMEOUT, seen, Some(go))
+            .exchange(line, cmd.payload(), C::TIMEOUT, give_way_after, go)
             .await?;
         let lines = response.into_lines()?;
         cmd.parse(&lines)
