@@ -541,14 +541,6 @@ fn wait_api(addr: &str) {
     });
 }
 
-/// Open the store of a stopped daemon (sled may hold the lock a moment
-/// after the process is gone).
-fn open_store(db: &Path) -> Store {
-    wait_until(Duration::from_secs(20), "the store to open", || {
-        Store::open(db, 8).ok()
-    })
-}
-
 /// Every stored message of `campaign`, by recipient.
 fn messages_by_recipient(
     store: &Store,
@@ -639,7 +631,7 @@ async fn sigkill_while_accepting_resumes_and_sends_nobody_two() {
             // What the killed daemon left: part of the list, and exactly
             // the messages of the batches it recorded (a batch's messages
             // and its cursor are one transaction).
-            let store = open_store(&db);
+            let store = common::open_store(&db, 8);
             let record = store.campaign(&id).unwrap().unwrap();
             let by_recipient = messages_by_recipient(&store, &id);
             drop(store);
@@ -669,7 +661,7 @@ async fn sigkill_while_accepting_resumes_and_sends_nobody_two() {
         // Killed again: everything it answered for is durable; the store is
         // read directly.
         drop(daemon);
-        let store = open_store(&db);
+        let store = common::open_store(&db, 8);
         let by_recipient = messages_by_recipient(&store, &id);
         drop(store);
         let network = on_network(&m);

@@ -205,12 +205,10 @@ mod tests {
 
     #[tokio::test]
     async fn daily_counts_add_per_modem_and_day_and_survive_a_reopen() {
-        let dir = std::env::temp_dir().join(format!("smsgate-daily-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = crate::store::test_support::TempStore::new();
         let d = day(2026, 12, 4);
         {
-            let store = Store::open(&dir, 1).unwrap();
-            let counts = DailyCounts::open(&store).unwrap();
+            let counts = DailyCounts::open(&t.store).unwrap();
             assert_eq!(counts.add("m1", d, 1).unwrap(), 1);
             assert_eq!(counts.add("m1", d, 2).unwrap(), 3);
             assert_eq!(counts.add("m1", d, -1).unwrap(), 2);
@@ -218,10 +216,12 @@ mod tests {
             assert_eq!(counts.add("m1", day(2026, 12, 3), 7).unwrap(), 7);
             // Never below zero.
             assert_eq!(counts.add("m2", d, -1).unwrap(), 0);
-            store.sync().await.unwrap();
+            t.store.sync().await.unwrap();
         }
-        let store = Store::open(&dir, 1).unwrap();
-        let counts = DailyCounts::open(&store).unwrap();
+        // The project's reopen (it waits out sled's I/O threads, which can
+        // hold the old file's lock a moment after the last handle goes).
+        t.restart();
+        let counts = DailyCounts::open(&t.store).unwrap();
         assert_eq!(counts.get("m1", d).unwrap(), 2);
         assert_eq!(counts.get("m10", d).unwrap(), 5);
         assert_eq!(counts.get("m1", day(2026, 12, 3)).unwrap(), 7);
@@ -229,8 +229,6 @@ mod tests {
         assert_eq!(counts.get("m1", day(2026, 12, 3)).unwrap(), 0);
         assert_eq!(counts.get("m1", d).unwrap(), 2);
         assert_eq!(counts.get("m10", d).unwrap(), 5);
-        drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
