@@ -67,8 +67,18 @@ struct Request {
     /// to say `true`; `false`, a dropped sender or no word within
     /// [`PROMPT_TIMEOUT`] withholds it (ESC, [`AtError::Withheld`]).
     go: Option<oneshot::Receiver<bool>>,
+    /// How long the payload waited at the prompt for `go` (set as it runs).
+    held: Duration,
     /// Where the raw response goes.
-    reply: oneshot::Sender<Result<Response, AtError>>,
+    reply: oneshot::Sender<Result<Exchanged, AtError>>,
+}
+
+/// A command's raw response, and how long its payload waited at the `> `
+/// prompt for the caller's word (zero without one): time the modem did not
+/// take, kept out of its latency.
+struct Exchanged {
+    response: Response,
+    held: Duration,
 }
 
 /// A handle to the transport task; cheap to clone. Dropping every handle
@@ -168,7 +178,9 @@ impl AtClient {
     /// `C::TIMEOUT` (and the prompt, for two-phase commands), and parses the
     /// information lines.
     pub async fn send<C: AtCommand>(&self, cmd: &C) -> Result<C::Response, AtError> {
-        self.typed(cmd, None, None).await
+        self.typed(cmd, None, None)
+            .await
+            .map(|(response, _)| response)
     }
 
     /// As [`AtClient::send`], but a two-phase command (`AT+CMGS`) whose
@@ -183,7 +195,9 @@ impl AtClient {
         cmd: &C,
         seen: u64,
     ) -> Result<C::Response, AtError> {
-        self.typed(cmd, Some(seen), None).await
+        self.typed(cmd, Some(seen), None)
+            .await
+            .map(|(response, _)| response)
     }
 
     /// As [`AtClient::send_unless_announced`] (or [`AtClient::send`] without
@@ -192,30 +206,32 @@ impl AtClient {
     /// reaches the network (the "sending" mark) while the command line and
     /// its prompt cross the wire. `false`, a dropped sender, a caller that
     /// gave up, or no word within [`PROMPT_TIMEOUT`] end it with ESC
-    /// instead: [`AtError::Withheld`], nothing sent.
+    /// instead: [`AtError::Withheld`], nothing sent. With the response,
+    /// how long the payload waited at the prompt for the word.
     pub async fn send_when<C: AtCommand>(
         &self,
         cmd: &C,
         seen: Option<u64>,
         go: oneshot::Receiver<bool>,
-    ) -> Result<C::Response, AtError> {
+    ) -> Result<(C::Response, Duration), AtError> {
         self.typed(cmd, seen, Some(go)).await
     }
 
-    /// A typed command through [`AtClient::exchange`], its response parsed.
+    /// A typed command through [`AtClient::exchange`], its response parsed
+    /// (with how long it was held at the prompt).
     async fn typed<C: AtCommand>(
         &self,
         cmd: &C,
         give_way_after: Option<u64>,
         go: Option<oneshot::Receiver<bool>>,
-    ) -> Result<C::Response, AtError> {
+    ) -> Result<(C::Response, Duration), AtError> {
         let mut line = Vec::new();
         cmd.write(&mut line);
-        let response = self
+        let Exchanged { response, held } = self
             .exchange(line, cmd.payload(), C::TIMEOUT, give_way_after, go)
             .await?;
         let lines = response.into_lines()?;
-        cmd.parse(&lines)
+        Ok((cmd.parse(&lines)?, held))
     }
 
     /// How many inbound SMS the modem has announced (`+CMTI`, `+CMT`) on
@@ -231,7 +247,9 @@ impl AtClient {
     pub async fn raw(&self, line: &str, timeout: Duration) -> Result<Response, AtError> {
         let mut bytes = line.trim_end().as_bytes().to_vec();
         bytes.push(b'\r');
-        self.exchange(bytes, None, timeout, None, None).await
+        self.exchange(bytes, None, timeout, None, None)
+            .await
+            .map(|exchanged| exchanged.response)
     }
 
     /// Sends `AT` until `OK` (bounded by [`TransportConfig::resync_attempts`]).
@@ -267,7 +285,7 @@ impl AtClient {
         timeout: Duration,
         give_way_after: Option<u64>,
         go: Option<oneshot::Receiver<bool>>,
-    ) -> Result<Response, AtError> {
+    ) -> Result<Exchanged, AtError> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             line,
@@ -275,6 +293,7 @@ impl AtClient {
             timeout,
             give_way_after,
             go,
+            held: Duration::ZERO,
             reply,
         };
         self.requests
@@ -349,7 +368,10 @@ where
             tokio::select! {
                 request = requests.recv() => {
                     let Some(mut request) = request else { return Ok(()) };
-                    let result = self.execute(&mut request).await;
+                    let result = self.execute(&mut request).await.map(|response| Exchanged {
+                        response,
+                        held: request.held,
+                    });
                     let gone = match &result {
                         Err(AtError::DeviceGone { reason }) => Some(reason.clone()),
                         _ => None,
@@ -408,7 +430,9 @@ where
                 return Err(AtError::GaveWay { command });
             }
             if let Some(go) = request.go.take() {
+                let prompted = tokio::time::Instant::now();
                 let go = tokio::time::timeout(PROMPT_TIMEOUT, go).await;
+                request.held = prompted.elapsed();
                 if !matches!(go, Ok(Ok(true))) || request.reply.is_closed() {
                     // 27.005 §3.5.1: ESC at the prompt sends nothing.
                     self.write(&[ESC]).await?;

@@ -1716,8 +1716,11 @@ impl<'a> Session<'a> {
             let send = async {
                 match (seen, go) {
                     (seen, Some(go)) => client.send_when(cmd, seen, go).await,
-                    (Some(seen), None) => client.send_unless_announced(cmd, seen).await,
-                    (None, None) => client.send(cmd).await,
+                    (Some(seen), None) => client
+                        .send_unless_announced(cmd, seen)
+                        .await
+                        .map(|mr| (mr, Duration::ZERO)),
+                    (None, None) => client.send(cmd).await.map(|mr| (mr, Duration::ZERO)),
                 }
             };
             tokio::pin!(send);
@@ -1728,8 +1731,14 @@ impl<'a> Session<'a> {
             tokio::time::timeout(SHUTDOWN_GRACE, send).await.ok()
         })
         .await;
-        self.record_latency(started.elapsed());
-        result
+        // The modem's time: not the wait at its prompt for the "sending"
+        // mark (the store's, not the modem's).
+        let held = match &result {
+            Some(Ok((_, held))) => *held,
+            _ => Duration::ZERO,
+        };
+        self.record_latency(started.elapsed().saturating_sub(held));
+        result.map(|r| r.map(|(mr, _)| mr))
     }
 
     async fn send_failed(&mut self, message: &Message, seq: u8, e: AtError) -> Result<(), End> {
