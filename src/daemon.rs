@@ -282,6 +282,10 @@ pub async fn run(
     // The API and the web inbox on a runtime of their own, so that a request
     // does not wait behind the modem actors for one of the async workers.
     let api_runtime = ApiRuntime::start().map_err(DaemonError::Serve)?;
+    if watchdog.is_some() {
+        // A wedged API runtime withholds WATCHDOG=1 as a wedged actor does.
+        liveness.answer_from(&api_runtime.handle, "api", stop_rx.clone());
+    }
     let listener = std::net::TcpListener::bind(config.api.bind)
         .and_then(|listener| {
             listener.set_nonblocking(true)?;

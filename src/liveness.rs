@@ -1,8 +1,9 @@
 //! Liveness pings for the systemd watchdog: the daemon pings every worker (each
-//! modem actor, the webhook worker) and sends `WATCHDOG=1` only when all of
-//! them answer within half of `WatchdogSec`. A worker answers from every wait
-//! it makes (a 60-second `AT+CMGS`, a reopen backoff while a modem is
-//! unplugged), so a slow modem never trips the watchdog; a wedged task does.
+//! modem actor, and a task on the API's runtime that stands for its workers)
+//! and sends `WATCHDOG=1` only when all of them answer within half of
+//! `WatchdogSec`. A worker answers from every wait it makes (a 60-second
+//! `AT+CMGS`, a reopen backoff while a modem is unplugged), so a slow modem
+//! never trips the watchdog; a wedged task does.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -58,6 +59,26 @@ impl Liveness {
             last: current,
             liveness: self.clone(),
         }
+    }
+
+    /// A worker that only answers, spawned on `runtime`: it stands for that
+    /// runtime's workers (the API's), which answer while any of them can
+    /// run a task. Ends with the runtime, or when `stop` turns true.
+    pub fn answer_from(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        name: &str,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut heart = self.heart(name);
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                    _ = heart.pinged() => {}
+                }
+            }
+        });
     }
 
     /// The worker is gone for good (shut down): stop expecting answers.
@@ -171,6 +192,41 @@ impl Drop for Heart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A runtime whose one worker is wedged (a blocking call on it) does
+    /// not answer; once free it does again.
+    #[tokio::test]
+    async fn a_wedged_runtime_does_not_answer() {
+        let liveness = Liveness::default();
+        let other = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        liveness.answer_from(other.handle(), "api", stop);
+        assert_eq!(liveness.check(Duration::from_secs(10)).await, Ok(()));
+        // Wedge the worker until told otherwise.
+        let (wedged_tx, wedged) = std::sync::mpsc::channel::<()>();
+        let (free, free_rx) = std::sync::mpsc::channel::<()>();
+        other.spawn(async move {
+            let _ = wedged_tx.send(());
+            let _ = free_rx.recv();
+        });
+        tokio::task::spawn_blocking(move || wedged.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // The one worker is in the blocking call: nothing else on that
+        // runtime can run, so the answer cannot come.
+        assert_eq!(
+            liveness.check(Duration::from_millis(100)).await,
+            Err(vec!["api".to_string()])
+        );
+        free.send(()).unwrap();
+        assert_eq!(liveness.check(Duration::from_secs(10)).await, Ok(()));
+        other.shutdown_background();
+    }
 
     #[tokio::test(start_paused = true)]
     async fn busy_workers_answer_wedged_ones_do_not() {
