@@ -945,6 +945,162 @@ async fn an_opt_out_is_reported_once_for_the_fleet() {
     sc.shutdown().await;
 }
 
+/// `GET /v1/threads/{contact}` at `addr`: its timeline items (none for a
+/// contact the gateway does not know).
+fn timeline(addr: &str, contact: &str) -> Vec<Value> {
+    let path = format!("/v1/threads/{}?limit=100", contact.replace('+', "%2B"));
+    let (status, v) = http("GET", addr, &path, Some(TOKEN), None);
+    match status {
+        404 => Vec::new(),
+        200 => v["items"].as_array().cloned().unwrap_or_default(),
+        _ => panic!("GET {path} at {addr}: {status} {v}"),
+    }
+}
+
+/// A contact erased at A (`DELETE /v1/contacts/{n}`) is erased at C too:
+/// the message C sent, the answer C received, the thread and its note.
+/// What C publishes afterwards does not bring it back at A, and a message
+/// sent after the erasure starts a new conversation everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
+    let _leftovers = Leftovers(&["erase-a.db", "erase-c.db"]);
+    let (nats, sc, hooks, a, c) = accepting_and_sending("erase", "+15550810000", "").await;
+    let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
+    let nats_url = nats.url();
+    let sim_c = sc.clone();
+    blocking(move || {
+        wait_current(&addr_a);
+        wait_current(&addr_c);
+        let customer = "+15550810001";
+        let contact = customer.replace('+', "%2B");
+        // Opted in at A (with evidence), as C reads it too.
+        let (status, v) = http(
+            "PUT",
+            &addr_a,
+            &format!("/v1/contacts/{contact}/consent"),
+            Some(TOKEN),
+            Some(&json!({"status": "opted_in", "source": "paper", "evidence": "form 7"})),
+        );
+        assert_eq!(status, 200, "{v}");
+        wait_until(Duration::from_secs(20), "the opt-in at C", || {
+            (consent(&addr_c, customer)["status"] == "opted_in").then_some(())
+        });
+        let (status, accepted) = post(
+            &addr_a,
+            json!({"to": customer, "body": "Your order shipped"}),
+        );
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap().to_string();
+        for addr in [&addr_a, &addr_c] {
+            message_in(addr, &id, "delivered", Duration::from_secs(30));
+        }
+        sim_c.inject(customer, "Thanks! Is it insured?").unwrap();
+        let (status, note) = http(
+            "POST",
+            &addr_c,
+            &format!("/v1/threads/{contact}/notes"),
+            Some(TOKEN),
+            Some(&json!({"author": "ana", "text": "Wants insurance details"})),
+        );
+        assert_eq!(status, 201, "{note}");
+        // The answer received at C and the note written there, at A.
+        wait_until(Duration::from_secs(20), "the conversation at A", || {
+            let items = timeline(&addr_a, customer);
+            let answered = items.iter().any(|i| i["body"] == "Thanks! Is it insured?");
+            let noted = items.iter().any(|i| i["kind"] == "note");
+            (answered && noted).then_some(())
+        });
+
+        wait_sticky(&nats_url, customer, "c");
+        let (status, erased) = http(
+            "DELETE",
+            &addr_a,
+            &format!("/v1/contacts/{contact}"),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(status, 200, "{erased}");
+        assert_eq!(erased["erased_messages"], 2, "{erased}");
+        assert_eq!(erased["opt_out_kept"], false);
+        wait_until(Duration::from_secs(20), "the contact erased at C", || {
+            let (status, _) = http(
+                "GET",
+                &addr_c,
+                &format!("/v1/messages/{id}"),
+                Some(TOKEN),
+                None,
+            );
+            (status == 404 && timeline(&addr_c, customer).is_empty()).then_some(())
+        });
+        // The fleet's buckets forget it too: its sticky site, and its
+        // consent (not an opt-out, which would be kept); C's consent
+        // record went with the rest.
+        let key = smsgate::fleet::consent_key(customer, None);
+        let handle = tokio::runtime::Handle::current();
+        for bucket in [
+            smsgate::fleet::work::STICKY_BUCKET,
+            smsgate::fleet::CONSENT_BUCKET,
+        ] {
+            let kv = bucket_of(&nats_url, bucket);
+            wait_until(
+                Duration::from_secs(20),
+                "the buckets forget the contact",
+                || {
+                    handle
+                        .block_on(kv.get(&key))
+                        .unwrap()
+                        .is_none()
+                        .then_some(())
+                },
+            );
+        }
+        assert_eq!(consent(&addr_c, customer)["status"], "unknown");
+        for addr in [&addr_a, &addr_c] {
+            let (status, threads) = http("GET", addr, "/v1/threads?limit=100", Some(TOKEN), None);
+            assert_eq!(status, 200, "{threads}");
+            assert!(
+                !threads.to_string().contains(customer),
+                "{addr} still lists the contact: {threads}"
+            );
+            let (status, inbox) = http("GET", addr, "/v1/inbox?limit=100", Some(TOKEN), None);
+            assert_eq!(status, 200, "{inbox}");
+            assert!(!inbox.to_string().contains(customer), "{addr}: {inbox}");
+        }
+
+        // After the erasure: a new conversation, at both; the old one does
+        // not come back at A with C's events of the new send.
+        let (status, accepted) = post(
+            &addr_a,
+            json!({"to": customer, "body": "Insurance is included"}),
+        );
+        assert_eq!(status, 202, "{accepted}");
+        let later = accepted["id"].as_str().unwrap().to_string();
+        for addr in [&addr_a, &addr_c] {
+            message_in(addr, &later, "delivered", Duration::from_secs(30));
+            let items = timeline(addr, customer);
+            assert!(
+                items.iter().all(|i| i["body"] != "Your order shipped"
+                    && i["body"] != "Thanks! Is it insured?"
+                    && i["kind"] != "note"),
+                "{addr}: the erased conversation came back: {items:?}"
+            );
+            let (status, _) = http(
+                "GET",
+                addr,
+                &format!("/v1/messages/{id}"),
+                Some(TOKEN),
+                None,
+            );
+            assert_eq!(status, 404, "{addr}: the erased message came back");
+        }
+    })
+    .await;
+    drop(hooks);
+    a.stop().await;
+    c.stop().await;
+    sc.shutdown().await;
+}
+
 /// A message accepted at A (no modems) and claimed by B, whose modem hangs
 /// in `AT+CMGS` when B is SIGKILLed and never comes back: once B has not
 /// been heard from for `gone_after`, A's record is `unknown` (reported
@@ -1618,18 +1774,23 @@ async fn every_gateway_counts_a_send_at_the_price_where_it_was_sent() {
 fn wait_sticky(nats: &str, contact: &str, site: &str) {
     let handle = tokio::runtime::Handle::current();
     let key = smsgate::fleet::consent_key(contact, None);
-    let kv = handle.block_on(async {
-        let client = async_nats::connect(nats).await.unwrap();
-        async_nats::jetstream::new(client)
-            .get_key_value(smsgate::fleet::work::STICKY_BUCKET)
-            .await
-            .unwrap()
-    });
+    let kv = bucket_of(nats, smsgate::fleet::work::STICKY_BUCKET);
     wait_until(Duration::from_secs(20), "the sticky site", || {
         let value = handle.block_on(kv.get(&key)).ok().flatten()?;
         let v: Value = serde_json::from_slice(&value).ok()?;
         (v["site"] == site).then_some(())
     });
+}
+
+/// One of the fleet's buckets (from a blocking thread of the runtime).
+fn bucket_of(nats: &str, bucket: &str) -> async_nats::jetstream::kv::Store {
+    tokio::runtime::Handle::current().block_on(async {
+        let client = async_nats::connect(nats).await.unwrap();
+        async_nats::jetstream::new(client)
+            .get_key_value(bucket)
+            .await
+            .unwrap()
+    })
 }
 
 /// A gateway's consent view of `contact` without what differs by design

@@ -947,8 +947,17 @@ impl Work {
             };
             let mut acks = Vec::new();
             let mut received = Vec::new();
+            let mut erased = Vec::new();
             for (_, event) in &batch {
                 let shared = match event.kind.as_str() {
+                    // Erased here: every gateway erases the contact, and
+                    // the buckets forget it (below).
+                    crate::store::FLEET_CONTACT_ERASED => {
+                        if let Some(contact) = event.data["contact"].as_str() {
+                            erased.push((contact.to_string(), event.data["opt_out_kept"] == true));
+                        }
+                        true
+                    }
                     // Received here: every gateway's inbox shows it, and the
                     // contact is answered from this site.
                     "message.received" => {
@@ -1013,9 +1022,41 @@ impl Work {
                     .map_err(|e| format!("the events stream's acknowledgement: {e}"))?;
             }
             self.stick(received).await;
+            self.forget(&erased).await?;
             aux.insert(EVENTS_CURSOR, &(last + 1).to_be_bytes())
                 .map_err(|e| e.to_string())?;
         }
+    }
+
+    /// The buckets forget contacts erased here (`(contact, opt_out_kept)`):
+    /// the sticky site goes, and so does the consent state unless it is an
+    /// opt-out (which must outlive the erasure, as the tombstone does in
+    /// each store). Purged, so no history of the key is kept either.
+    async fn forget(&self, erased: &[(String, bool)]) -> Result<(), String> {
+        if erased.is_empty() {
+            return Ok(());
+        }
+        let buckets = self.buckets().await?;
+        let consent = self
+            .js
+            .get_key_value(super::CONSENT_BUCKET)
+            .await
+            .map_err(|e| format!("the consent bucket: {e}"))?;
+        for (contact, opt_out_kept) in erased {
+            let key = super::consent_key(contact, None);
+            buckets
+                .sticky
+                .purge(&key)
+                .await
+                .map_err(|e| format!("the sticky bucket: {e}"))?;
+            if !opt_out_kept {
+                consent
+                    .purge(&key)
+                    .await
+                    .map_err(|e| format!("the consent bucket: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Apply the other sites' events to this gateway's records.
@@ -1159,6 +1200,24 @@ impl Work {
                     )
                     .map_err(|e| e.to_string())?;
             }
+        }
+        if envelope.kind == crate::store::FLEET_CONTACT_ERASED {
+            let contact = envelope.data["contact"].as_str();
+            let at = envelope.data["erased_at"]
+                .as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+            match (contact, at) {
+                (Some(contact), Some(at)) => {
+                    let erased = self
+                        .store
+                        .erase_remote_contact(contact, at.to_utc())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(%site, messages = erased, "fleet: a contact erased at another site is erased here too");
+                }
+                _ => tracing::error!(id = %envelope.id, "fleet: an unreadable erasure; skipped"),
+            }
+            return Ok(());
         }
         if envelope.kind == crate::store::FLEET_GIVEN_BACK {
             // Another gateway gave back its copy of a message because the

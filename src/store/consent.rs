@@ -413,7 +413,7 @@ pub(crate) fn consent_key(contact: &str, number: Option<&str>) -> Vec<u8> {
 }
 
 /// The tombstone key of an erased contact: SHA-256 of the number.
-fn tombstone_key(contact: &str) -> Vec<u8> {
+pub(super) fn tombstone_key(contact: &str) -> Vec<u8> {
     Sha256::digest(contact.as_bytes()).to_vec()
 }
 
@@ -701,8 +701,21 @@ impl Store {
     /// Erase a contact: messages, thread summary, profile and consent record
     /// go; an opt-out survives as a hashed tombstone, and the contact's ledger
     /// entries are kept under the hash with the number and message links
-    /// removed. Returns how many messages were erased.
+    /// removed; the conversation (thread record, notes, timeline) goes too.
+    /// In a fleet the erasure is announced ([`super::FLEET_CONTACT_ERASED`])
+    /// and every other gateway erases the contact as well. Returns how many
+    /// messages were erased.
     pub async fn erase_contact(&self, contact: &str) -> Result<usize> {
+        self.erase(contact, Utc::now(), true).await
+    }
+
+    /// Another gateway's erasure of `contact` (made there `at`): the same
+    /// here, not announced again.
+    pub async fn erase_remote_contact(&self, contact: &str, at: DateTime<Utc>) -> Result<usize> {
+        self.erase(contact, at, false).await
+    }
+
+    async fn erase(&self, contact: &str, at: DateTime<Utc>, announce: bool) -> Result<usize> {
         let prefix = keys::thread_prefix(contact);
         let mut message_keys = Vec::new();
         for entry in self.inner.threads.scan_prefix(&prefix) {
@@ -727,6 +740,20 @@ impl Store {
         for entry in self.inner.consent.scan_prefix(&prefix) {
             let (key, raw) = entry?;
             opted_out |= from_json::<ConsentRecord>(&key, &raw)?.status == ConsentStatus::OptedOut;
+        }
+        if self.fleet_threads() {
+            // First: what the other gateways still send about the contact
+            // from before the erasure is refused from now on, and they
+            // hear of it even if this erasure stops half-way.
+            self.mark_erased(contact, at)?;
+            if announce {
+                let data = serde_json::json!({
+                    "contact": contact,
+                    "erased_at": at,
+                    "opt_out_kept": opted_out,
+                });
+                self.emit(super::FLEET_CONTACT_ERASED, data).await?;
+            }
         }
         let i = &self.inner;
         for key in &message_keys {
@@ -764,6 +791,7 @@ impl Store {
             i.sends.remove(key)?;
         }
         self.remove_profile(contact)?;
+        self.erase_conversation(contact)?;
         i.sticky.remove(contact.as_bytes())?;
         // The replica of the fleet's sticky bucket (empty without a fleet).
         self.aux_tree(Store::FLEET_STICKY)?

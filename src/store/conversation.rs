@@ -782,6 +782,35 @@ impl Store {
         &self.inner.conversations
     }
 
+    /// Erase `contact`'s conversation (part of [`Store::erase_contact`]):
+    /// the thread record, its places in the inbox orders and timers, and
+    /// its timeline (notes, assignments, outcomes). How many timeline items
+    /// went.
+    pub(crate) fn erase_conversation(&self, contact: &str) -> Result<usize> {
+        let t = self.conv();
+        let item_keys = t
+            .items
+            .scan_prefix(keys::thread_prefix(contact))
+            .keys()
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        (&t.threads, &t.index, &t.items)
+            .transaction(|(threads, index, items)| {
+                // An unreadable record goes all the same (its index
+                // entries, unknown, point at nothing and are skipped).
+                if let Some(raw) = threads.remove(contact.as_bytes())? {
+                    let thread = serde_json::from_slice::<Thread>(&raw);
+                    for key in thread.iter().flat_map(index_keys) {
+                        index.remove(key)?;
+                    }
+                }
+                for key in &item_keys {
+                    items.remove(key)?;
+                }
+                Ok(item_keys.len())
+            })
+            .map_err(unwrap_tx)
+    }
+
     /// A contact's thread record, if one was made.
     pub fn thread_record(&self, contact: &str) -> Result<Option<Thread>> {
         match self.conv().threads.get(contact.as_bytes())? {
@@ -876,6 +905,16 @@ impl Store {
     pub fn apply_remote_thread(&self, remote: &Thread, items: &[TimelineItem]) -> Result<bool> {
         let t = self.conv();
         let contact = remote.contact.clone();
+        // Of a contact erased since: not brought back (a timeline item of
+        // after the erasure is a new conversation's).
+        let erased = self.erased_at(&contact)?;
+        let items: Vec<&TimelineItem> = items
+            .iter()
+            .filter(|item| erased.is_none_or(|at| item.at > at))
+            .collect();
+        if erased.is_some_and(|at| remote.updated_at <= at) && items.is_empty() {
+            return Ok(false);
+        }
         let record = serde_json::to_vec(remote).map_err(|e| StoreError::Corrupt {
             key: contact.clone(),
             reason: e.to_string(),
@@ -1324,6 +1363,63 @@ mod tests {
             store.inbox(&waiting, later, None, 10).unwrap().items.len(),
             1
         );
+    }
+
+    /// An erased contact's conversation goes with it: the record, its
+    /// places in the inbox orders (the team's, the assignee's, the SLA
+    /// timer's) and its notes; another contact's stays.
+    #[tokio::test]
+    async fn erasing_a_contact_erases_its_conversation() {
+        let s = TempStore::new();
+        let store = &s.store;
+        let at = t0();
+        let (erased, kept) = ("+15550001091", "+15550001092");
+        for c in [erased, kept] {
+            let due = Some(at + chrono::Duration::minutes(5));
+            let changes = [
+                inbound("m1", due),
+                ThreadChange::Assign {
+                    team: Some("billing".into()),
+                    assignee: Some("ana".into()),
+                },
+                ThreadChange::Note(format!("{c} asked about the invoice")),
+            ];
+            store
+                .change_thread(c, ThreadState::Open, &changes, Some("ana"), at)
+                .await
+                .unwrap();
+        }
+        let listed = |filter: &InboxFilter| -> Vec<String> {
+            let page = store.inbox(filter, at, None, 10).unwrap();
+            page.items.into_iter().map(|t| t.contact).collect()
+        };
+        let by_team = InboxFilter {
+            team: Some("billing".into()),
+            ..InboxFilter::default()
+        };
+        let by_person = InboxFilter {
+            assignee: Some("ana".into()),
+            ..InboxFilter::default()
+        };
+        assert_eq!(listed(&by_team).len(), 2);
+        let sla_due = at + chrono::Duration::minutes(6);
+        assert_eq!(store.sla_due_by(sla_due, 10).unwrap().len(), 2);
+        let timeline = |c: &str| store.timeline(c, None, 10).unwrap().items;
+        assert!(!timeline(erased).is_empty());
+        let kept_timeline = timeline(kept).len();
+
+        store.erase_contact(erased).await.unwrap();
+        assert!(store.thread_record(erased).unwrap().is_none());
+        assert!(store.thread_or_default(erased).unwrap().is_none());
+        for filter in [&InboxFilter::default(), &by_team, &by_person] {
+            assert_eq!(listed(filter), vec![kept.to_string()]);
+        }
+        assert_eq!(
+            store.sla_due_by(sla_due, 10).unwrap(),
+            vec![kept.to_string()]
+        );
+        assert!(timeline(erased).is_empty());
+        assert_eq!(timeline(kept).len(), kept_timeline);
     }
 
     #[tokio::test]

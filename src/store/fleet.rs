@@ -21,6 +21,19 @@ pub const FLEET_GIVEN_BACK: &str = "message.given_back";
 /// The code of a message an opt-out stopped.
 const OPTED_OUT: &str = "recipient_opted_out";
 
+/// The event a gateway of a fleet writes when a contact is erased there
+/// ([`Store::erase_contact`]): for the fleet's events stream only (webhooks
+/// leave it out); data: `contact`, `erased_at`, `opt_out_kept`. Every other
+/// gateway erases the contact too ([`Store::erase_remote_contact`]).
+pub const FLEET_CONTACT_ERASED: &str = "contact.erased";
+
+/// The aux tree of erased contacts in a fleet: the hash of the number (as
+/// an opt-out's tombstone) -> when it was erased (ms since the epoch, big
+/// endian). What another gateway still sends about the contact from
+/// before then (its events, a copy in the work queue) is refused, so an
+/// erasure is not undone by a record on its way.
+const ERASED_TREE: &str = "fleet_erased";
+
 /// What taking a message from the work queue did here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
@@ -47,6 +60,42 @@ fn progress(m: &Message) -> u8 {
 }
 
 impl Store {
+    /// Remember that `contact` was erased `at` (the later of two).
+    pub(crate) fn mark_erased(
+        &self,
+        contact: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let millis = at.timestamp_millis();
+        self.aux_tree(ERASED_TREE)?.update_and_fetch(
+            super::consent::tombstone_key(contact),
+            |old| {
+                let before = old
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map_or(i64::MIN, i64::from_be_bytes);
+                Some(before.max(millis).to_be_bytes().to_vec())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// When `contact` was last erased in the fleet, if ever.
+    pub fn erased_at(&self, contact: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let raw = self
+            .aux_tree(ERASED_TREE)?
+            .get(super::consent::tombstone_key(contact))?;
+        Ok(raw
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes)
+            .and_then(chrono::DateTime::from_timestamp_millis))
+    }
+
+    /// Whether `contact` was erased at or after `at` (a record of then is
+    /// refused).
+    fn erased_since(&self, contact: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+        Ok(self.erased_at(contact)?.is_some_and(|erased| at <= erased))
+    }
+
     /// Take `message` from the fleet's work queue: store it as this
     /// gateway's to send (in the outbox, [`FleetLeg::Taken`]), unless it
     /// is known here already. No event is written: the gateway that
@@ -57,6 +106,10 @@ impl Store {
         // store's own is taken as it is, below).
         message.fleet_copy = true;
         let i = &self.inner;
+        // Accepted before its recipient was erased: never sent.
+        if self.erased_since(&message.contact, message.created_at)? {
+            return Ok(Taken::Done);
+        }
         if let Some(known) = self.get(&message.id)? {
             if !known.status.is_waiting() {
                 return Ok(Taken::Done);
@@ -204,6 +257,10 @@ impl Store {
         // Accepted elsewhere, unless the record here says otherwise.
         remote.fleet_copy = true;
         let i = &self.inner;
+        // Of a contact erased since: not brought back.
+        if self.erased_since(&remote.contact, remote.created_at)? {
+            return Ok(false);
+        }
         if self.inner.messages.get(remote.id.as_bytes())?.is_none()
             && self.archived_message(&remote.id)?.is_some()
         {
@@ -907,6 +964,97 @@ mod tests {
             t.store.campaign_waiting(campaign, None, 10).unwrap(),
             (vec![], None)
         );
+    }
+
+    /// In a fleet an erasure is announced once (not again where it is
+    /// applied), and what the other gateways still send about the contact
+    /// from before it (a record, a copy in the work queue, a thread) does
+    /// not bring the contact back; what comes after it does.
+    #[tokio::test]
+    async fn an_erasure_is_announced_and_not_undone_by_records_on_their_way() {
+        let t = TempStore::new();
+        t.store.set_fleet_threads(true);
+        let contact = "+15550021";
+        let mine = message(&t.store, contact);
+        t.store.accept(mine.clone(), None).await.unwrap();
+        assert_eq!(t.store.erase_contact(contact).await.unwrap(), 1);
+        let erased_at = t.store.erased_at(contact).unwrap().unwrap();
+        let announced: Vec<_> = t
+            .store
+            .events_from(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == FLEET_CONTACT_ERASED)
+            .collect();
+        assert_eq!(announced.len(), 1);
+        assert_eq!(announced[0].1.data["contact"], contact);
+        assert_eq!(announced[0].1.data["opt_out_kept"], false);
+
+        let at = |minutes: i64| erased_at + chrono::Duration::minutes(minutes);
+        let made = |minutes: i64| {
+            t.store
+                .new_outbound("", contact, "hello", 1, "gsm7", false, None, at(minutes))
+        };
+        // Sent elsewhere before the erasure: not brought back.
+        let mut sent = made(-1);
+        sent.transition(at(-1), MessageStatus::Sending);
+        sent.transition(at(-1), MessageStatus::Sent);
+        assert!(!t.store.apply_remote_message(sent.clone()).unwrap());
+        assert!(t.store.get(&sent.id).unwrap().is_none());
+        // Waiting in the work queue from before: done with, never sent.
+        let queued = made(-1);
+        assert_eq!(
+            t.store.take_from_fleet(queued.clone()).unwrap(),
+            Taken::Done
+        );
+        assert!(!outbox_has(&t.store, &queued.id));
+        // A thread record of before: not brought back either.
+        let thread = Thread::new(contact, crate::conversation::ThreadState::Open, at(-1));
+        assert!(!t.store.apply_remote_thread(&thread, &[]).unwrap());
+        assert!(t.store.thread_record(contact).unwrap().is_none());
+        // After the erasure: a new conversation, applied.
+        let later = made(1);
+        assert!(t.store.apply_remote_message(later.clone()).unwrap());
+        assert!(t.store.get(&later.id).unwrap().is_some());
+        let thread = Thread::new(contact, crate::conversation::ThreadState::Open, at(1));
+        assert!(t.store.apply_remote_thread(&thread, &[]).unwrap());
+
+        // Another site's erasure, applied here: the same, not announced.
+        let other = "+15550022";
+        t.store
+            .accept(message(&t.store, other), None)
+            .await
+            .unwrap();
+        let there = erased_at + chrono::Duration::seconds(5);
+        assert_eq!(t.store.erase_remote_contact(other, there).await.unwrap(), 1);
+        assert_eq!(t.store.erased_at(other).unwrap(), Some(there));
+        let announced = t
+            .store
+            .events_from(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == FLEET_CONTACT_ERASED)
+            .count();
+        assert_eq!(announced, 1);
+    }
+
+    /// Without a fleet an erasure leaves no mark and announces nothing.
+    #[tokio::test]
+    async fn a_single_gateway_erasure_leaves_no_fleet_mark() {
+        let t = TempStore::new();
+        let contact = "+15550023";
+        t.store
+            .accept(message(&t.store, contact), None)
+            .await
+            .unwrap();
+        assert_eq!(t.store.erase_contact(contact).await.unwrap(), 1);
+        assert_eq!(t.store.erased_at(contact).unwrap(), None);
+        assert!(t
+            .store
+            .events_from(0, 100)
+            .unwrap()
+            .iter()
+            .all(|(_, e)| e.kind != FLEET_CONTACT_ERASED));
     }
 
     #[tokio::test]

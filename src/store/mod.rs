@@ -64,7 +64,7 @@ pub use deliveries::{
     event_seq, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
-pub use fleet::{Taken, FLEET_GIVEN_BACK};
+pub use fleet::{Taken, FLEET_CONTACT_ERASED, FLEET_GIVEN_BACK};
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
 pub use outbound::{Accepted, GroupedChange, IdempotencyKey};
@@ -374,7 +374,8 @@ impl Store {
     }
 
     /// In a fleet (`[cluster]`): every thread change also writes
-    /// `thread.synced` (for the events stream).
+    /// `thread.synced` (for the events stream), and an erasure is marked
+    /// and announced ([`FLEET_CONTACT_ERASED`]).
     pub fn set_fleet_threads(&self, on: bool) {
         self.inner
             .fleet_threads

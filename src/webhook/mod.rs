@@ -74,7 +74,8 @@ impl Endpoint {
             Some(foreign) => foreign.partition(event),
             None if crate::store::CALLBACK_EVENTS.contains(&event.kind.as_str())
                 || event.kind == crate::store::FLEET_THREAD_EVENT
-                || event.kind == crate::store::FLEET_GIVEN_BACK =>
+                || event.kind == crate::store::FLEET_GIVEN_BACK
+                || event.kind == crate::store::FLEET_CONTACT_ERASED =>
             {
                 None
             }
