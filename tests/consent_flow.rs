@@ -307,3 +307,101 @@ async fn marketing_needs_evidence_and_manual_opt_outs_hold() {
     gw.stop().await;
     modem.shutdown().await;
 }
+
+/// An erasure leaves the number nowhere in the store but where the design
+/// keeps it: a contact who was texted, answered, was noted, assigned,
+/// given a profile, put in a campaign and counted in the metrics, with a
+/// webhook that cannot be reached holding deliveries about them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_leaves_the_number_nowhere() {
+    let modem = sim("erase-all", "+15550610000");
+    let db = temp("erase-all.db");
+    let _ = std::fs::remove_dir_all(&db);
+    let text = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+         [consent]\nprogram_name = \"Acme Dental\"\n\
+         [[webhook]]\nid = \"crm\"\nurl = \"http://127.0.0.1:{}/hook\"\n\
+         secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n\
+         [[modem]]\nid = \"m1\"\nport = \"{}\"\n",
+        db.display(),
+        common::free_port(),
+        modem.link().display()
+    );
+    let gw = common::InProcessDaemon::start(&text, TOKEN).await;
+    gw.wait_ready().await;
+    let (addr, m) = (gw.addr.clone(), modem.clone());
+    let customer = "+15550610001";
+    blocking(move || {
+        let contact = customer.replace('+', "%2B");
+        let (status, v) = http(
+            "PUT",
+            &addr,
+            &format!("/v1/contacts/{contact}"),
+            Some(TOKEN),
+            Some(&json!({"name": "Ana Ruiz", "tags": ["vip"], "external_id": "crm-1", "fields": {"plan": "gold"}})),
+        );
+        assert_eq!(status, 200, "{v}");
+        let (status, accepted) = post(&addr, customer, "Your crown is ready");
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap().to_string();
+        wait_until(Duration::from_secs(20), "delivered", || {
+            (common::message(&addr, TOKEN, &id)["status"] == "delivered").then_some(())
+        });
+        m.inject(customer, "Great, can I come Tuesday?").unwrap();
+        wait_until(Duration::from_secs(20), "the answer in the thread", || {
+            let (_, v) = http("GET", &addr, &format!("/v1/threads/{contact}"), Some(TOKEN), None);
+            v.to_string().contains("Tuesday").then_some(())
+        });
+        let (status, v) = http(
+            "POST",
+            &addr,
+            &format!("/v1/threads/{contact}/notes"),
+            Some(TOKEN),
+            Some(&json!({"author": "ana", "text": "Prefers mornings"})),
+        );
+        assert_eq!(status, 201, "{v}");
+        let (status, v) = http(
+            "PUT",
+            &addr,
+            &format!("/v1/threads/{contact}/assignment"),
+            Some(TOKEN),
+            Some(&json!({"team": "front-desk", "assignee": "ana"})),
+        );
+        assert_eq!(status, 200, "{v}");
+        let (status, v) = http(
+            "POST",
+            &addr,
+            "/v1/campaigns",
+            Some(TOKEN),
+            Some(&json!({
+                "name": "Check-up",
+                "recipients": {"numbers": [customer]},
+                "variants": [{"id": "a", "template": "Time for a check-up", "weight": 1}],
+                "category": "transactional"
+            })),
+        );
+        assert_eq!(status, 202, "{v}");
+        wait_until(Duration::from_secs(20), "the campaign's text", || {
+            texts_to(&m, customer)
+                .iter()
+                .any(|t| t == "Time for a check-up")
+                .then_some(())
+        });
+        let (status, erased) = http("DELETE", &addr, &format!("/v1/contacts/{contact}"), Some(TOKEN), None);
+        assert_eq!(status, 200, "{erased}");
+    })
+    .await;
+    gw.stop().await;
+    modem.shutdown().await;
+    let store = common::open_store(&db, 8);
+    let left = store.trees_holding(customer.as_bytes()).unwrap();
+    let digits = store
+        .trees_holding(customer.trim_start_matches('+').as_bytes())
+        .unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&db);
+    assert!(
+        left.is_empty() && digits.is_empty(),
+        "the number is still in: {left:?} {digits:?}"
+    );
+}

@@ -614,6 +614,11 @@ impl CampaignTask {
         now: DateTime<Utc>,
         fleet: Option<FleetLeg>,
     ) -> Result<Prepared, StoreError> {
+        // Erased after the campaign was made: its place in the list holds
+        // the number's hash.
+        if number.starts_with(crate::store::ERASED_PREFIX) {
+            return Ok(Prepared::Skip("erased"));
+        }
         let weights: Vec<u32> = record.variants.iter().map(|v| v.weight).collect();
         let index = choose_variant(&record.id, number, &weights);
         let Some(variant) = record.variants.get(index) else {
@@ -1814,6 +1819,36 @@ mod tests {
         assert!(store.apply_remote_message(sent).unwrap());
         let counted = store.campaign(&id).unwrap().unwrap().messages();
         assert_eq!((counted.queued, counted.sent, counted.cancelled), (0, 1, 3));
+    }
+
+    /// A recipient erased after the campaign was made and before the
+    /// task reached them: their place in the list holds the number's hash,
+    /// they are skipped as `erased`, and nobody else is.
+    #[tokio::test]
+    async fn a_recipient_erased_before_the_task_reaches_them_is_skipped() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let (record, numbers) = campaign(store, 3, now).await;
+        store.erase_contact(&numbers[1]).await.unwrap();
+        let listed = store.campaign_recipients(&record.id, 0).unwrap();
+        assert_eq!(listed[0], numbers[0]);
+        assert!(
+            listed[1].starts_with(crate::store::ERASED_PREFIX),
+            "{listed:?}"
+        );
+        assert!(!listed[1].contains(numbers[1].trim_start_matches('+')));
+        assert_eq!(listed[2], numbers[2]);
+        let task = task(store, &clock);
+        while task.step().await.unwrap() {}
+        let done = store.campaign(&record.id).unwrap().unwrap();
+        assert_eq!(done.progress.processed, 3);
+        assert_eq!(done.progress.accepted, 2);
+        assert_eq!(done.progress.skipped.get("erased"), Some(&1));
+        let by_recipient = stored(store, &record.id);
+        assert_eq!(by_recipient.len(), 2);
+        assert!(!by_recipient.contains_key(&numbers[1]));
     }
 
     #[test]

@@ -502,6 +502,35 @@ impl Store {
             .collect()
     }
 
+    /// Put `erased` (the hash of an erased contact's number) in place of
+    /// `contact` in every campaign's recipient list (part of an erasure):
+    /// the lists keep their length, so the campaigns' cursors still point
+    /// where they did, and a recipient not yet reached is skipped as
+    /// `erased`. A scan of every list (an erasure is rare).
+    pub(crate) fn erase_campaign_recipient(&self, contact: &str, erased: &str) -> Result<usize> {
+        let t = self.campaign_trees();
+        let mut replaced = 0;
+        for entry in t.recipients.iter() {
+            let (key, raw) = entry?;
+            if !raw.windows(contact.len()).any(|w| w == contact.as_bytes()) {
+                continue;
+            }
+            let mut numbers: Vec<String> = from_json(&key, &raw)?;
+            let mut here = 0;
+            for n in numbers.iter_mut().filter(|n| n.as_str() == contact) {
+                *n = erased.to_string();
+                here += 1;
+            }
+            if here > 0 {
+                let value =
+                    serde_json::to_vec(&numbers).map_err(|e| corrupt(&key, &e.to_string()))?;
+                t.recipients.insert(key, value)?;
+                replaced += here;
+            }
+        }
+        Ok(replaced)
+    }
+
     /// Up to the rest of the chunk of the recipient list that holds
     /// recipient `from` (0-based), in list order.
     pub fn campaign_recipients(&self, id: &str, from: u64) -> Result<Vec<String>> {

@@ -413,6 +413,19 @@ pub(crate) fn consent_key(contact: &str, number: Option<&str>) -> Vec<u8> {
 }
 
 /// The tombstone key of an erased contact: SHA-256 of the number.
+/// What stands for an erased contact's number where a record is kept
+/// (its ledger entries, a campaign's recipient list): `sha256:` and the
+/// hash's hex digits.
+pub(crate) fn erased_name(contact: &str) -> String {
+    format!(
+        "{ERASED_PREFIX}{}",
+        crate::pdu::hex::encode(&tombstone_key(contact))
+    )
+}
+
+/// The start of [`erased_name`]'s names (never that of a number).
+pub const ERASED_PREFIX: &str = "sha256:";
+
 pub(super) fn tombstone_key(contact: &str) -> Vec<u8> {
     Sha256::digest(contact.as_bytes()).to_vec()
 }
@@ -722,10 +735,7 @@ impl Store {
             let (key, _) = entry?;
             message_keys.push(key.to_vec());
         }
-        let hashed = format!(
-            "sha256:{}",
-            crate::pdu::hex::encode(&tombstone_key(contact))
-        );
+        let hashed = erased_name(contact);
         let ledger_keys: Vec<(Vec<u8>, LedgerEntry)> = self
             .inner
             .ledger
@@ -792,6 +802,13 @@ impl Store {
         }
         self.remove_profile(contact)?;
         self.erase_conversation(contact)?;
+        self.erase_metric_contact(contact)?;
+        let (who, name) = (contact.to_string(), hashed.clone());
+        self.blocking(move |store| {
+            store.erase_campaign_recipient(&who, &name)?;
+            store.erase_events_of(&who)
+        })
+        .await?;
         i.sticky.remove(contact.as_bytes())?;
         // The replica of the fleet's sticky bucket (empty without a fleet).
         self.aux_tree(Store::FLEET_STICKY)?

@@ -715,22 +715,14 @@ impl Store {
         // The delivery keys of these events, of every endpoint that has
         // records (configured or not): one range per endpoint prefix.
         let mut found: BTreeMap<u64, Vec<sled::IVec>> = BTreeMap::new();
-        let mut next_prefix = Vec::new();
-        while let Some(entry) = t.deliveries.range(next_prefix.as_slice()..).next() {
-            let (k, _) = entry?;
-            let cut = k.len().checked_sub(8);
-            let p = cut
-                .and_then(|cut| k.get(..cut))
-                .ok_or_else(|| corrupt("webhook_deliveries", "key"))?;
-            let at = |seq: u64| [p, &seq.to_be_bytes()].concat();
+        for p in self.delivery_prefixes()? {
+            let at = |seq: u64| [p.as_slice(), &seq.to_be_bytes()].concat();
             for entry in t.deliveries.range(at(lo)..=at(hi)) {
                 let (k, _) = entry?;
                 if let Some(seq) = seq_of_key(&k) {
                     found.entry(seq).or_default().push(k);
                 }
             }
-            next_prefix = at(u64::MAX);
-            next_prefix.push(0);
         }
         let (events, deliveries) = (&self.inner.events, &t.deliveries, &t.open, &t.dead)
             .transaction(|(events, deliveries, open, dead)| {
@@ -769,6 +761,76 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The key prefixes of the delivery records: one per endpoint that has
+    /// records, configured or not (a record's key is its prefix and its
+    /// event's sequence).
+    fn delivery_prefixes(&self) -> Result<Vec<Vec<u8>>> {
+        let deliveries = &self.trees().deliveries;
+        let mut prefixes = Vec::new();
+        let mut next_prefix = Vec::new();
+        while let Some(entry) = deliveries.range(next_prefix.as_slice()..).next() {
+            let (k, _) = entry?;
+            let cut = k.len().checked_sub(8);
+            let p = cut
+                .and_then(|cut| k.get(..cut))
+                .ok_or_else(|| corrupt("webhook_deliveries", "key"))?;
+            next_prefix = [p, &u64::MAX.to_be_bytes()].concat();
+            next_prefix.push(0);
+            prefixes.push(p.to_vec());
+        }
+        Ok(prefixes)
+    }
+
+    /// Remove the events about `contact` with their delivery records (part
+    /// of an erasure; not a fleet's announcement of the erasure, which is
+    /// still to be published): a webhook that has not had one never gets
+    /// it, and `GET /v1/events` no longer shows it. A scan of the event log
+    /// (what retention keeps). Returns how many events went.
+    pub(crate) fn erase_events_of(&self, contact: &str) -> Result<usize> {
+        #[derive(Deserialize)]
+        struct About {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            data: serde_json::Value,
+        }
+        let needle = contact.as_bytes();
+        let mut keys = Vec::new();
+        for entry in self.inner.events.iter() {
+            let (k, raw) = entry?;
+            if needle.is_empty() || !raw.windows(needle.len()).any(|w| w == needle) {
+                continue;
+            }
+            let Ok(about) = serde_json::from_slice::<About>(&raw) else {
+                continue;
+            };
+            if about.kind != super::FLEET_CONTACT_ERASED && about.data["contact"] == contact {
+                keys.push(k);
+            }
+        }
+        let t = self.trees();
+        let prefixes = self.delivery_prefixes()?;
+        for chunk in keys.chunks(PRUNE_BATCH) {
+            (&self.inner.events, &t.deliveries, &t.open, &t.dead)
+                .transaction(|(events, deliveries, open, dead)| {
+                    for k in chunk {
+                        events.remove(k)?;
+                        for p in &prefixes {
+                            let d = [p.as_slice(), k.as_ref()].concat();
+                            deliveries.remove(d.as_slice())?;
+                            open.remove(d.as_slice())?;
+                            dead.remove(d.as_slice())?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(unwrap_tx)?;
+        }
+        Ok(keys.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,6 +838,34 @@ mod tests {
 
     fn by_message(e: &Event) -> Option<String> {
         e.data["id"].as_str().map(str::to_string)
+    }
+
+    /// An erasure takes the contact's events out of the log, not the
+    /// others' nor a fleet's announcement of the erasure (still to be
+    /// published).
+    #[tokio::test]
+    async fn the_events_of_an_erased_contact_go() {
+        let s = TempStore::new();
+        let emit = |kind: &'static str, contact: &'static str| {
+            let store = s.store.clone();
+            async move {
+                let data = serde_json::json!({"contact": contact, "body": "see you"});
+                store.emit(kind, data).await.unwrap()
+            }
+        };
+        emit("message.sent", "+15550000071").await;
+        emit("thread.note_added", "+15550000071").await;
+        let kept = emit("message.sent", "+15550000072").await;
+        let announced = emit(crate::store::FLEET_CONTACT_ERASED, "+15550000071").await;
+        assert_eq!(s.store.erase_events_of("+15550000071").unwrap(), 2);
+        let left: Vec<String> = s
+            .store
+            .events_from(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.id)
+            .collect();
+        assert_eq!(left, vec![kept.id, announced.id]);
     }
 
     /// Events an endpoint does not want move its cursor alone (the first

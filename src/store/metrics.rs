@@ -1320,6 +1320,16 @@ impl Store {
     /// Not flushed on its own: a batch lost in a crash is a prefix of the
     /// log lost (sled recovers one), so the cursor is lost with it and its
     /// events, kept by the prune bound, are counted again.
+    /// Forget `contact`'s record (part of an erasure): the counters keep
+    /// what was counted; a later fact of the number counts it as a new
+    /// contact.
+    pub(crate) fn erase_metric_contact(&self, contact: &str) -> Result<()> {
+        let trees = &self.inner.metric_counters;
+        let _writer = trees.writer();
+        trees.facts.remove(prefixed(b'c', contact.as_bytes()))?;
+        Ok(())
+    }
+
     pub fn record_metrics(
         &self,
         facts: &[(u64, Fact)],

@@ -53,7 +53,7 @@ pub use campaigns::{
 pub use compact::{Compacted, COMPACT_BELOW_LIVE_SHARE, COMPACT_MIN_BYTES};
 pub use consent::{
     ConsentChange, ConsentRecord, ConsentStatus, ContactProfile, Evidence, LedgerEntry,
-    ProfileRefused, ProfileUpdate, ProfileWrite, Reaction, Reactor,
+    ProfileRefused, ProfileUpdate, ProfileWrite, Reaction, Reactor, ERASED_PREFIX,
 };
 pub use contacts::{ContactQuery, NumberedProfile, IMPORT_BATCH};
 pub use conversation::{
@@ -386,6 +386,30 @@ impl Store {
         self.inner
             .fleet_threads
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The trees with an entry whose key or value contains `needle`, and
+    /// how many such entries each has: what an erasure must leave no trace
+    /// in is checked with it (a full scan of every tree: for tests and
+    /// audits, not for a request's path).
+    pub fn trees_holding(&self, needle: &[u8]) -> Result<Vec<(String, usize)>> {
+        let holds =
+            |hay: &[u8]| !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle);
+        let mut out = Vec::new();
+        for name in self.inner.db.tree_names() {
+            let tree = self.inner.db.open_tree(&name)?;
+            let mut n = 0;
+            for entry in tree.iter() {
+                let (key, value) = entry?;
+                if holds(&key) || holds(&value) {
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                out.push((String::from_utf8_lossy(&name).into_owned(), n));
+            }
+        }
+        Ok(out)
     }
 
     /// The aux tree of the fleet's sticky replica (contact key -> site),
