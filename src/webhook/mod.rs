@@ -186,3 +186,37 @@ pub fn render_metrics(store: &Store, out: &mut String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The events a fleet writes for its own streams (a thread's record, a
+    /// copy given back, an erasure with the erased number) reach no
+    /// receiver, even one that asked for every event; the others do.
+    #[test]
+    fn the_fleets_own_events_reach_no_receiver() {
+        let every = Endpoint {
+            id: "crm".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secrets: Vec::new(),
+            events: Vec::new(),
+            timeout: Duration::from_secs(10),
+            foreign: None,
+        };
+        let event = |kind: &str| Event {
+            id: "evt_0000000000000001".into(),
+            kind: kind.into(),
+            created_at: chrono::Utc::now(),
+            data: serde_json::json!({"contact": "+15550000001"}),
+        };
+        for kind in [
+            crate::store::FLEET_THREAD_EVENT,
+            crate::store::FLEET_GIVEN_BACK,
+            crate::store::FLEET_CONTACT_ERASED,
+        ] {
+            assert_eq!(every.partition(&event(kind)), None, "{kind}");
+        }
+        assert!(every.partition(&event("message.received")).is_some());
+    }
+}
