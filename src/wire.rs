@@ -1325,6 +1325,13 @@ pub struct Campaign {
     /// All the campaign's messages by status.
     pub messages: CampaignMessages,
     pub variants: Vec<CampaignVariant>,
+    /// In a fleet, the site of the gateway where the campaign was created,
+    /// for another gateway's campaign (absent: this gateway's own). Such a
+    /// campaign reads as that gateway last announced it (every few
+    /// seconds); its errors are listed there, and a cancel is passed on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "north")]
+    pub site: Option<String>,
 }
 
 impl Campaign {
@@ -1359,6 +1366,7 @@ impl Campaign {
                     metrics: metrics(&v.id),
                 })
                 .collect(),
+            site: c.site.clone(),
         }
     }
 }

@@ -1469,11 +1469,21 @@ fn campaign(addr: &str, id: &str) -> Value {
     v
 }
 
+/// `GET /v1/campaigns/{id}` at `addr` once it has the campaign (another
+/// gateway's is there once announced).
+fn campaign_there(addr: &str, id: &str) -> Option<Value> {
+    let path = format!("/v1/campaigns/{id}");
+    let (status, v) = http("GET", addr, &path, Some(TOKEN), None);
+    (status == 200).then_some(v)
+}
+
 /// A campaign created at one gateway goes through the fleet's work queue
 /// as every API send does: each recipient is texted once in the whole
 /// fleet, the other gateways' modems send a share, and the creating
 /// gateway's counts follow the messages the others sent to their final
-/// state. A scheduled campaign cancelled there is cancelled for the fleet.
+/// state; every gateway lists and reads the campaign as the creating one
+/// does. A scheduled campaign cancelled at another gateway is cancelled by
+/// the creating one, for the fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_goes_through_the_work_queue_once() {
     let _leftovers = Leftovers(&["cmp-a.db", "cmp-b.db", "cmp-c.db", "nats-cmp"]);
@@ -1543,9 +1553,38 @@ async fn a_campaign_goes_through_the_work_queue_once() {
             by_sim[1] + by_sim[2] > 0,
             "the work queue spreads a campaign over the fleet: {by_sim:?}"
         );
+        // Every gateway reads it as A does, with the site that has it.
+        for addr in &addrs[1..] {
+            let there = wait_until(
+                Duration::from_secs(20),
+                "the campaign at every gateway",
+                || {
+                    let c = campaign_there(addr, &id)?;
+                    (c["messages"] == done["messages"] && c["state"] == "accepted").then_some(c)
+                },
+            );
+            assert_eq!(there["site"], "a", "{there}");
+            assert_eq!(there["recipients"], done["recipients"], "{there}");
+            let (status, page) = http("GET", addr, "/v1/campaigns", Some(TOKEN), None);
+            assert_eq!(status, 200, "{page}");
+            assert_eq!(page["items"][0]["id"], id.as_str(), "{page}");
+            let (status, v) = http(
+                "GET",
+                addr,
+                &format!("/v1/campaigns/{id}/errors"),
+                Some(TOKEN),
+                None,
+            );
+            assert_eq!(
+                (status, v["code"].as_str()),
+                (409, Some("campaign_elsewhere")),
+                "{v}"
+            );
+        }
+        assert!(done.get("site").is_none(), "{done}");
 
-        // A campaign for later, cancelled where it was created: its
-        // messages are claimed in the fence and cancelled, for the fleet.
+        // A campaign for later, cancelled at C: A, where it was created,
+        // claims its messages in the fence and cancels them, for the fleet.
         let later_to: Vec<String> = (0..10).map(|i| format!("+155518400{i:02}")).collect();
         let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
         let (status, created) = http(
@@ -1568,20 +1607,32 @@ async fn a_campaign_goes_through_the_work_queue_once() {
             "the later campaign accepted",
             || (campaign(&addrs[0], &later_id)["state"] == "accepted").then_some(()),
         );
+        wait_until(Duration::from_secs(20), "the later campaign at C", || {
+            (campaign_there(&addrs[2], &later_id)?["state"] == "accepted").then_some(())
+        });
         let (status, v) = http(
             "POST",
-            &addrs[0],
+            &addrs[2],
             &format!("/v1/campaigns/{later_id}/cancel"),
             Some(TOKEN),
             None,
         );
         assert_eq!(status, 202, "{v}");
+        assert_eq!(
+            (v["state"].as_str(), v["site"].as_str()),
+            (Some("cancelling"), Some("a")),
+            "{v}"
+        );
         let cancelled = wait_until(Duration::from_secs(20), "the campaign cancelled", || {
             let c = campaign(&addrs[0], &later_id);
             (c["state"] == "cancelled").then_some(c)
         });
         assert_eq!(cancelled["messages"]["cancelled"], 10, "{cancelled}");
         assert_eq!(cancelled["messages"]["queued"], 0, "{cancelled}");
+        wait_until(Duration::from_secs(20), "C reads it cancelled", || {
+            let c = campaign(&addrs[2], &later_id);
+            (c["state"] == "cancelled" && c["messages"] == cancelled["messages"]).then_some(())
+        });
         // Every gateway reads each of its messages cancelled.
         let (status, page) = http(
             "GET",

@@ -325,8 +325,12 @@ pub async fn errors(
             .parse::<u64>()
             .map_err(|_| ApiError::invalid_query("cursor: use next_cursor of the previous page"))?,
     };
-    if state.store.campaign(&id)?.is_none() {
-        return Err(no_such(&id));
+    let record = state.store.campaign(&id)?.ok_or_else(|| no_such(&id))?;
+    if let Some(site) = &record.site {
+        return Err(ApiError::conflict(
+            "campaign_elsewhere",
+            format!("campaign {id:?} was created at site {site:?}: its errors are listed there"),
+        ));
     }
     let page = state.store.campaign_errors(&id, after, paging.limit)?;
     Ok(Json(wire::page(page)))
@@ -340,10 +344,14 @@ pub async fn cancel(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(path)?;
-    let record = state
-        .store
-        .request_campaign_cancel(&id)
-        .await?
-        .ok_or_else(|| no_such(&id))?;
+    let record = match state.store.request_campaign_cancel(&id).await? {
+        Some(record) => record,
+        // Another gateway's (in a fleet): passed on to it.
+        None => state
+            .store
+            .request_remote_campaign_cancel(&id)
+            .await?
+            .ok_or_else(|| no_such(&id))?,
+    };
     Ok((StatusCode::ACCEPTED, Json(view(&state, &record))).into_response())
 }

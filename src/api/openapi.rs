@@ -674,6 +674,7 @@ fn campaign_paths() -> Vec<(&'static str, Value)> {
                     "responses": {
                         "200": ok("A page.", page_of("CampaignError")),
                         "404": problem("`not_found`."),
+                        "409": problem("`campaign_elsewhere`: another gateway's campaign (in a fleet); its errors are listed there."),
                         "422": problem("`invalid_query`.")
                     }
                 }))
@@ -683,7 +684,7 @@ fn campaign_paths() -> Vec<(&'static str, Value)> {
             "/v1/campaigns/{id}/cancel",
             json!({
                 "post": secured("send", "Cancel a campaign", json!({
-                    "description": "No more recipients are accepted, and every message of the campaign that has not reached a modem is cancelled; the campaign is `cancelling` until that is done, then `cancelled`. Asking again changes nothing.",
+                    "description": "No more recipients are accepted, and every message of the campaign that has not reached a modem is cancelled; the campaign is `cancelling` until that is done, then `cancelled`. Asking again changes nothing. In a fleet, another gateway's campaign (with `site`) is cancelled by that gateway: the request is passed on.",
                     "parameters": [id],
                     "responses": { "202": ok("Cancelling.", schema("Campaign")), "404": problem("`not_found`.") }
                 }))

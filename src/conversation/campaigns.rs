@@ -254,6 +254,7 @@ impl Plan {
                 ..Progress::default()
             },
             counts: vec![VariantCounts::default(); self.variants.len()],
+            site: None,
         }
     }
 }

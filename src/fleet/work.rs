@@ -73,6 +73,12 @@ const EVENTS_BATCH: usize = 256;
 /// Applied events are acknowledged after a flush: at the latest this long
 /// after they were applied, or once this many wait.
 const ACK_FLUSH: Duration = Duration::from_millis(20);
+/// How often this gateway's campaigns that changed are announced to the
+/// fleet (a campaign's counters change with every message of it: one
+/// announcement a period, not one per change).
+pub const CAMPAIGN_ANNOUNCE: Duration = Duration::from_secs(2);
+/// An announced campaign (data: its record), on the events stream only.
+const CAMPAIGN_SYNCED: &str = "campaign.synced";
 const ACK_BATCH: usize = 256;
 
 /// What the fence bucket holds for a message.
@@ -950,6 +956,9 @@ impl Work {
             let mut erased = Vec::new();
             for (_, event) in &batch {
                 let shared = match event.kind.as_str() {
+                    // Another gateway's campaign to cancel: that gateway
+                    // does.
+                    crate::store::FLEET_CAMPAIGN_CANCEL => true,
                     // Erased here: every gateway erases the contact, and
                     // the buckets forget it (below).
                     crate::store::FLEET_CONTACT_ERASED => {
@@ -1055,6 +1064,86 @@ impl Work {
                     .await
                     .map_err(|e| format!("the consent bucket: {e}"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Announce this gateway's campaigns to the others (those that changed
+    /// since their last announcement, every [`CAMPAIGN_ANNOUNCE`]; each
+    /// once after a start), so that every gateway lists and reads them.
+    pub async fn announce_campaigns(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Campaign id -> a hash of the record last announced.
+        let mut announced: HashMap<String, u64> = HashMap::new();
+        let mut tick = tokio::time::interval(CAMPAIGN_ANNOUNCE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.announce_changed(&mut announced).await {
+                super::nats::failed("announcing campaigns", &e);
+            }
+        }
+    }
+
+    async fn announce_changed(&self, announced: &mut HashMap<String, u64>) -> Result<(), String> {
+        self.buckets().await?;
+        let store = self.store.clone();
+        let known = announced.clone();
+        let changed = tokio::task::spawn_blocking(move || {
+            let mut changed = Vec::new();
+            for entry in store.own_campaigns_raw() {
+                let (id, raw) = entry.map_err(|e| e.to_string())?;
+                let hash =
+                        std::hash::BuildHasher::hash_one(
+                            &std::hash::BuildHasherDefault::<
+                                std::collections::hash_map::DefaultHasher,
+                            >::default(),
+                            raw.as_ref(),
+                        );
+                if known.get(&id) != Some(&hash) {
+                    changed.push((id, hash, raw));
+                }
+            }
+            Ok::<_, String>(changed)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let mut acks = Vec::new();
+        for (id, hash, raw) in &changed {
+            let Ok(record) = serde_json::from_slice::<serde_json::Value>(raw) else {
+                tracing::error!(campaign = %id, "fleet: an unreadable campaign record; not announced");
+                continue;
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("{}.{id}.{hash:016x}", self.site).as_str(),
+            );
+            let payload = serde_json::to_vec(&serde_json::json!({
+                "id": id,
+                "kind": CAMPAIGN_SYNCED,
+                "created_at": chrono::Utc::now(),
+                "data": record,
+            }))
+            .map_err(|e| e.to_string())?;
+            let ack = self
+                .js
+                .publish_with_headers(
+                    format!("smsgate.events.{}", self.site),
+                    headers,
+                    payload.into(),
+                )
+                .await
+                .map_err(|e| format!("the events stream: {e}"))?;
+            acks.push((id, *hash, ack));
+        }
+        for (id, hash, ack) in acks {
+            ack.await
+                .map_err(|e| format!("the events stream's acknowledgement: {e}"))?;
+            announced.insert(id.clone(), hash);
         }
         Ok(())
     }
@@ -1200,6 +1289,31 @@ impl Work {
                     )
                     .map_err(|e| e.to_string())?;
             }
+        }
+        if envelope.kind == CAMPAIGN_SYNCED {
+            match serde_json::from_value::<crate::store::CampaignRecord>(envelope.data) {
+                Ok(record) => {
+                    self.store
+                        .apply_remote_campaign(record, site)
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "fleet: an unreadable campaign announcement; skipped")
+                }
+            }
+            return Ok(());
+        }
+        if envelope.kind == crate::store::FLEET_CAMPAIGN_CANCEL {
+            // Asked at another gateway, for a campaign of this one's.
+            if envelope.data["site"] == self.site.as_str() {
+                if let Some(id) = envelope.data["id"].as_str() {
+                    self.store
+                        .request_campaign_cancel(id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            return Ok(());
         }
         if envelope.kind == crate::store::FLEET_CONTACT_ERASED {
             let contact = envelope.data["contact"].as_str();

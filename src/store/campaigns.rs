@@ -64,6 +64,9 @@ pub(crate) struct Trees {
     active: Tree,
     /// `events_cursor` -> the sequence of the last event counted (u64 BE).
     meta: Tree,
+    /// In a fleet, the other gateways' campaigns as they announce them:
+    /// campaign id -> CampaignRecord (with its `site`), read only here.
+    replicas: Tree,
     /// Bumped after a campaign is created or asked to cancel: the campaign
     /// task waits on it.
     changes: watch::Sender<()>,
@@ -85,12 +88,19 @@ impl Trees {
             members: db.open_tree("campaign_members")?,
             active: db.open_tree("campaigns_active")?,
             meta: db.open_tree("campaigns_meta")?,
+            replicas: db.open_tree("campaign_replicas")?,
             changes: watch::channel(()).0,
         })
     }
 }
 
 const EVENTS_CURSOR: &[u8] = b"events_cursor";
+
+/// The event a gateway of a fleet writes when asked to cancel another
+/// gateway's campaign (data: `id`, `site`): for the fleet's events stream
+/// only (webhooks leave it out); the gateway that has the campaign cancels
+/// it.
+pub const FLEET_CAMPAIGN_CANCEL: &str = "campaign.cancel_requested";
 
 /// `key:` and an `Idempotency-Key` of `POST /v1/campaigns` (in `meta`).
 fn idempotency_meta_key(key: &str) -> Vec<u8> {
@@ -268,6 +278,10 @@ pub struct CampaignRecord {
     pub progress: Progress,
     /// One per variant, in the order of `variants`.
     pub counts: Vec<VariantCounts>,
+    /// In a fleet, the site of the gateway where it was created, for a
+    /// campaign of another gateway (absent: this gateway's own).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub site: Option<String>,
 }
 
 impl CampaignRecord {
@@ -461,22 +475,44 @@ impl Store {
         Ok(outcome)
     }
 
+    /// A campaign of this gateway's, or in a fleet another gateway's as it
+    /// last announced it.
     pub fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>> {
-        match self.campaign_trees().records.get(id.as_bytes())? {
-            Some(raw) => Ok(Some(from_json(id.as_bytes(), &raw)?)),
-            None => Ok(None),
+        let t = self.campaign_trees();
+        for tree in [&t.records, &t.replicas] {
+            if let Some(raw) = tree.get(id.as_bytes())? {
+                return Ok(Some(from_json(id.as_bytes(), &raw)?));
+            }
         }
+        Ok(None)
     }
 
-    /// Campaigns newest first, after the cursor (the last id of the previous page).
+    /// Campaigns newest first (this gateway's and, in a fleet, the other
+    /// gateways'), after the cursor (the last id of the previous page).
     pub fn campaigns(&self, before: Option<&str>, limit: usize) -> Result<Page<CampaignRecord>> {
-        let records = &self.campaign_trees().records;
-        let range = match before {
-            Some(id) => records.range(..id.as_bytes()),
-            None => records.range::<&[u8], _>(..),
+        let t = self.campaign_trees();
+        let newest_first = |tree: &Tree| {
+            match before {
+                Some(id) => tree.range(..id.as_bytes()),
+                None => tree.range::<&[u8], _>(..),
+            }
+            .rev()
+            .peekable()
         };
+        let (mut own, mut others) = (newest_first(&t.records), newest_first(&t.replicas));
         let mut items = Vec::new();
-        for entry in range.rev() {
+        loop {
+            // The newer (greater id) of the two heads.
+            let take_own = match (own.peek(), others.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(Ok((a, _))), Some(Ok((b, _)))) => a > b,
+                (Some(Err(_)), _) => true,
+                (_, Some(Err(_))) => false,
+            };
+            let next = if take_own { own.next() } else { others.next() };
+            let Some(entry) = next else { break };
             let (key, raw) = entry?;
             items.push(from_json::<CampaignRecord>(&key, &raw)?);
             if items.len() > limit {
@@ -669,6 +705,55 @@ impl Store {
             events: Vec::new(),
         };
         Ok((record, applied.unwrap_or(0), durability))
+    }
+
+    /// Another gateway's campaign as it announced it (in a fleet): kept
+    /// read only, with its `site`; one of this gateway's own is never
+    /// replaced. Whether it changed.
+    pub fn apply_remote_campaign(&self, mut record: CampaignRecord, site: &str) -> Result<bool> {
+        let t = self.campaign_trees();
+        if t.records.contains_key(record.id.as_bytes())? {
+            return Ok(false);
+        }
+        record.site = Some(site.to_string());
+        let raw = serde_json::to_vec(&record)
+            .map_err(|e| corrupt(record.id.as_bytes(), &e.to_string()))?;
+        let old = t.replicas.insert(record.id.as_bytes(), raw.as_slice())?;
+        Ok(old.as_deref() != Some(raw.as_slice()))
+    }
+
+    /// This gateway's campaigns as stored, for announcing them to the
+    /// fleet: (id, the record's stored bytes).
+    pub fn own_campaigns_raw(&self) -> impl Iterator<Item = Result<(String, sled::IVec)>> {
+        self.campaign_trees().records.iter().map(|entry| {
+            let (key, raw) = entry?;
+            Ok((String::from_utf8_lossy(&key).into_owned(), raw))
+        })
+    }
+
+    /// Ask another gateway's campaign to stop (in a fleet): the request
+    /// goes to the events stream ([`FLEET_CAMPAIGN_CANCEL`]) and the
+    /// gateway that has the campaign cancels it; the copy here reads
+    /// `cancelling` until that gateway's next announcement. The copy as it
+    /// is now (None: no such copy).
+    pub async fn request_remote_campaign_cancel(&self, id: &str) -> Result<Option<CampaignRecord>> {
+        let t = self.campaign_trees();
+        let Some(raw) = t.replicas.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut record: CampaignRecord = from_json(id.as_bytes(), &raw)?;
+        if matches!(
+            record.state,
+            CampaignState::Accepting | CampaignState::Accepted
+        ) {
+            let data = serde_json::json!({"id": id, "site": record.site});
+            self.emit(FLEET_CAMPAIGN_CANCEL, data).await?;
+            record.state = CampaignState::Cancelling;
+            let raw =
+                serde_json::to_vec(&record).map_err(|e| corrupt(id.as_bytes(), &e.to_string()))?;
+            t.replicas.insert(id.as_bytes(), raw)?;
+        }
+        Ok(Some(record))
     }
 
     /// Ask a campaign to stop: no more recipients are accepted, and its

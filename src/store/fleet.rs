@@ -849,6 +849,7 @@ mod tests {
                 ..Progress::default()
             },
             counts: vec![VariantCounts::default()],
+            site: None,
         };
         let numbers: Vec<String> = messages.iter().map(|m| m.to.clone()).collect();
         store
@@ -1036,6 +1037,102 @@ mod tests {
             .filter(|(_, e)| e.kind == FLEET_CONTACT_ERASED)
             .count();
         assert_eq!(announced, 1);
+    }
+
+    /// Another gateway's campaign is kept as announced (the newest
+    /// announcement), listed with this gateway's own in id order, never
+    /// over one of this gateway's own; a cancel asked here is passed on
+    /// as an event and the copy reads `cancelling`.
+    #[tokio::test]
+    async fn another_gateways_campaign_is_listed_and_its_cancel_passed_on() {
+        let t = TempStore::new();
+        let own = "cmp_0000000000000002_here";
+        campaign_with(&t.store, own, &[message(&t.store, "+15550031")]).await;
+        let mut record = t.store.campaign(own).unwrap().unwrap();
+        assert_eq!(record.site, None);
+        // Announced by "north": one older and one newer than ours.
+        for id in ["cmp_0000000000000001_north", "cmp_0000000000000003_north"] {
+            record.id = id.into();
+            assert!(t
+                .store
+                .apply_remote_campaign(record.clone(), "north")
+                .unwrap());
+        }
+        // Again, unchanged: nothing changes; ours is never replaced.
+        assert!(!t
+            .store
+            .apply_remote_campaign(record.clone(), "north")
+            .unwrap());
+        let mut theirs_of_ours = record.clone();
+        theirs_of_ours.id = own.into();
+        theirs_of_ours.name = "not ours".into();
+        assert!(!t
+            .store
+            .apply_remote_campaign(theirs_of_ours, "north")
+            .unwrap());
+        assert_eq!(t.store.campaign(own).unwrap().unwrap().name, "Spring");
+        let ids = |before: Option<&str>, limit| {
+            let page = t.store.campaigns(before, limit).unwrap();
+            let ids: Vec<String> = page.items.iter().map(|c| c.id.clone()).collect();
+            (ids, page.next_cursor)
+        };
+        assert_eq!(
+            ids(None, 10).0,
+            [
+                "cmp_0000000000000003_north",
+                own,
+                "cmp_0000000000000001_north"
+            ]
+        );
+        let (first, next) = ids(None, 2);
+        assert_eq!(first, ["cmp_0000000000000003_north", own]);
+        assert_eq!(
+            ids(next.as_deref(), 2),
+            (vec!["cmp_0000000000000001_north".to_string()], None)
+        );
+        let copy = t
+            .store
+            .campaign("cmp_0000000000000003_north")
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy.site.as_deref(), Some("north"));
+        // A cancel asked here for theirs: passed on, the copy cancelling.
+        assert!(t
+            .store
+            .request_campaign_cancel(&copy.id)
+            .await
+            .unwrap()
+            .is_none());
+        let asked = t
+            .store
+            .request_remote_campaign_cancel(&copy.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(asked.state, crate::store::CampaignState::Cancelling);
+        let passed: Vec<_> = t
+            .store
+            .events_from(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == crate::store::FLEET_CAMPAIGN_CANCEL)
+            .collect();
+        assert_eq!(passed.len(), 1);
+        assert_eq!(passed[0].1.data["id"], copy.id.as_str());
+        assert_eq!(passed[0].1.data["site"], "north");
+        // Asking again passes nothing more on.
+        t.store
+            .request_remote_campaign_cancel(&copy.id)
+            .await
+            .unwrap();
+        let again = t
+            .store
+            .events_from(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.kind == crate::store::FLEET_CAMPAIGN_CANCEL)
+            .count();
+        assert_eq!(again, 1);
     }
 
     /// Without a fleet an erasure leaves no mark and announces nothing.

@@ -48,7 +48,7 @@ use tokio::sync::watch;
 
 pub use campaigns::{
     BatchOutcome, CampaignCreated, CampaignRecord, CampaignState, Progress, RecipientError,
-    StatusCounts, VariantCounts, VariantRecord, RECIPIENT_CHUNK,
+    StatusCounts, VariantCounts, VariantRecord, FLEET_CAMPAIGN_CANCEL, RECIPIENT_CHUNK,
 };
 pub use compact::{Compacted, COMPACT_BELOW_LIVE_SHARE, COMPACT_MIN_BYTES};
 pub use consent::{

@@ -577,6 +577,7 @@ async fn campaign_page(
             @if let Some(flow) = &c.flow { dt { "Flow" } dd { (flow) } }
             @if let Some(at) = c.send_at { dt { "Scheduled for" } dd { (time(at)) } }
             dt { "Created" } dd { (time(c.created_at)) }
+            @if let Some(site) = &c.site { dt { "Site" } dd { (site) " (another gateway of the fleet)" } }
         }
         section aria-labelledby="progress-heading" {
             h2 #progress-heading { "Progress" }
@@ -637,6 +638,9 @@ async fn campaign_page(
         }
         section aria-labelledby="errors-heading" {
             h2 #errors-heading { "Recipients refused" }
+            @if let Some(site) = &c.site {
+                p { "Listed at the gateway of site " (site) ", where this campaign was created." }
+            } @else {
             @match &errors {
                 Ok(page) => {
                     @if page.items.is_empty() {
@@ -653,6 +657,7 @@ async fn campaign_page(
                     }
                 }
                 Err(e) => { p.error role="alert" { (pages::plain(e)) } }
+            }
             }
         }
         @if cancellable {

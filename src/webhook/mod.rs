@@ -75,7 +75,8 @@ impl Endpoint {
             None if crate::store::CALLBACK_EVENTS.contains(&event.kind.as_str())
                 || event.kind == crate::store::FLEET_THREAD_EVENT
                 || event.kind == crate::store::FLEET_GIVEN_BACK
-                || event.kind == crate::store::FLEET_CONTACT_ERASED =>
+                || event.kind == crate::store::FLEET_CONTACT_ERASED
+                || event.kind == crate::store::FLEET_CAMPAIGN_CANCEL =>
             {
                 None
             }
@@ -192,7 +193,8 @@ mod tests {
     use super::*;
 
     /// The events a fleet writes for its own streams (a thread's record, a
-    /// copy given back, an erasure with the erased number) reach no
+    /// copy given back, an erasure with the erased number, a cancel passed
+    /// on to another gateway's campaign) reach no
     /// receiver, even one that asked for every event; the others do.
     #[test]
     fn the_fleets_own_events_reach_no_receiver() {
@@ -214,6 +216,7 @@ mod tests {
             crate::store::FLEET_THREAD_EVENT,
             crate::store::FLEET_GIVEN_BACK,
             crate::store::FLEET_CONTACT_ERASED,
+            crate::store::FLEET_CAMPAIGN_CANCEL,
         ] {
             assert_eq!(every.partition(&event(kind)), None, "{kind}");
         }
