@@ -783,9 +783,10 @@ impl Store {
     }
 
     /// Remove the events about `contact` with their delivery records (part
-    /// of an erasure; not a fleet's announcement of the erasure, which is
-    /// still to be published): a webhook that has not had one never gets
-    /// it, and `GET /v1/events` no longer shows it. A scan of the event log
+    /// of an erasure; not a fleet's announcement of the erasure, nor an
+    /// opt-out's `consent.changed`, which may still be on their way to the
+    /// other gateways and the receivers): a webhook that has not had one
+    /// never gets it, and `GET /v1/events` no longer shows it. A scan of the event log
     /// (what retention keeps). Returns how many events went.
     pub(crate) fn erase_events_of(&self, contact: &str) -> Result<usize> {
         #[derive(Deserialize)]
@@ -805,7 +806,12 @@ impl Store {
             let Ok(about) = serde_json::from_slice::<About>(&raw) else {
                 continue;
             };
-            if about.kind != super::FLEET_CONTACT_ERASED && about.data["contact"] == contact {
+            // An opt-out's change stays (and a fleet's announcement of the
+            // erasure): the opt-out survives the erasure, and must still
+            // reach the other gateways and the webhook receivers.
+            let kept = about.kind == super::FLEET_CONTACT_ERASED
+                || (about.kind == "consent.changed" && about.data["status"] == "opted_out");
+            if !kept && about.data["contact"] == contact {
                 keys.push(k);
             }
         }
@@ -841,8 +847,8 @@ mod tests {
     }
 
     /// An erasure takes the contact's events out of the log, not the
-    /// others' nor a fleet's announcement of the erasure (still to be
-    /// published).
+    /// others' nor a fleet's announcement of the erasure nor an opt-out
+    /// (still to be published and delivered).
     #[tokio::test]
     async fn the_events_of_an_erased_contact_go() {
         let s = TempStore::new();
@@ -857,7 +863,13 @@ mod tests {
         emit("thread.note_added", "+15550000071").await;
         let kept = emit("message.sent", "+15550000072").await;
         let announced = emit(crate::store::FLEET_CONTACT_ERASED, "+15550000071").await;
-        assert_eq!(s.store.erase_events_of("+15550000071").unwrap(), 2);
+        let consent = |status: &str| {
+            let data = serde_json::json!({"contact": "+15550000071", "status": status});
+            s.store.emit("consent.changed", data)
+        };
+        let opt_out = consent("opted_out").await.unwrap();
+        consent("opted_in").await.unwrap();
+        assert_eq!(s.store.erase_events_of("+15550000071").unwrap(), 3);
         let left: Vec<String> = s
             .store
             .events_from(0, 10)
@@ -865,7 +877,7 @@ mod tests {
             .into_iter()
             .map(|(_, e)| e.id)
             .collect();
-        assert_eq!(left, vec![kept.id, announced.id]);
+        assert_eq!(left, vec![kept.id, announced.id, opt_out.id]);
     }
 
     /// Events an endpoint does not want move its cursor alone (the first
