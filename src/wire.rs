@@ -911,9 +911,10 @@ pub struct Event {
     /// thread.outcome, thread.sla_breached; for a message with a Twilio or
     /// Kannel callback that hears every status also message.scheduled,
     /// .queued, .deferred, .sending, .cancelled and .buffered (not sent to
-    /// webhooks); in a fleet (`[cluster]`) those for every fleet message,
-    /// and thread.synced and message.given_back (the fleet's, not sent to
-    /// webhooks).
+    /// webhooks); in a fleet (`[cluster]`) those for every fleet message.
+    /// (A fleet's own kinds, thread.synced, message.given_back,
+    /// contact.erased and campaign.cancel_requested, are neither served nor
+    /// sent to webhooks.)
     #[serde(rename = "type")]
     pub kind: String,
     pub created_at: DateTime<Utc>,
@@ -1229,7 +1230,8 @@ pub struct CampaignRecipients {
     pub skipped_not_conversational: u64,
     /// Skipped: the number was already listed.
     pub skipped_duplicate: u64,
-    /// Skipped: the contact was erased since its message was accepted.
+    /// Skipped: the contact was erased after the campaign was made and
+    /// before it reached them.
     pub skipped_erased: u64,
     /// Refused with an error, each listed by `GET /v1/campaigns/{id}/errors`
     /// (`missing_field`, `invalid_number`, `body_too_long`, ...).

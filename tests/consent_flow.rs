@@ -387,6 +387,26 @@ async fn an_erasure_leaves_the_number_nowhere() {
                 .any(|t| t == "Time for a check-up")
                 .then_some(())
         });
+        // A campaign that refuses the contact (no value for a placeholder):
+        // the refusal names the number.
+        let (status, refused) = http(
+            "POST",
+            &addr,
+            "/v1/campaigns",
+            Some(TOKEN),
+            Some(&json!({
+                "name": "Nicknames",
+                "recipients": {"numbers": [customer]},
+                "template": "Hi {{nickname}}",
+                "category": "transactional"
+            })),
+        );
+        assert_eq!(status, 202, "{refused}");
+        let path = format!("/v1/campaigns/{}/errors", refused["id"].as_str().unwrap());
+        wait_until(Duration::from_secs(20), "the refused recipient", || {
+            let (_, v) = http("GET", &addr, &path, Some(TOKEN), None);
+            (v["items"][0]["number"] == customer).then_some(())
+        });
         let (status, erased) = http("DELETE", &addr, &format!("/v1/contacts/{contact}"), Some(TOKEN), None);
         assert_eq!(status, 200, "{erased}");
     })

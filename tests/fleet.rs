@@ -1011,6 +1011,14 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
             (answered && noted).then_some(())
         });
 
+        // One more for later, waiting in the fleet's work queue.
+        let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let (status, waiting) = post(
+            &addr_a,
+            json!({"to": customer, "body": "Your insurance papers", "send_at": later}),
+        );
+        assert_eq!(status, 202, "{waiting}");
+        let waiting = waiting["id"].as_str().unwrap().to_string();
         wait_sticky(&nats_url, customer, "c");
         let (status, erased) = http(
             "DELETE",
@@ -1020,7 +1028,7 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
             None,
         );
         assert_eq!(status, 200, "{erased}");
-        assert_eq!(erased["erased_messages"], 2, "{erased}");
+        assert_eq!(erased["erased_messages"], 3, "{erased}");
         assert_eq!(erased["opt_out_kept"], false);
         wait_until(Duration::from_secs(20), "the contact erased at C", || {
             let (status, _) = http(
@@ -1032,11 +1040,21 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
             );
             (status == 404 && timeline(&addr_c, customer).is_empty()).then_some(())
         });
+        // What waited is claimed for a cancel in the fence: no gateway
+        // can claim it to send (one that takes it from the work queue
+        // gives it back).
+        let fence = bucket_of(&nats_url, smsgate::fleet::work::FENCE_BUCKET);
+        let handle = tokio::runtime::Handle::current();
+        let claim = handle
+            .block_on(fence.get(&waiting))
+            .unwrap()
+            .expect("a claim");
+        let claim: Value = serde_json::from_slice(&claim).unwrap();
+        assert_eq!(claim["for"], "cancel", "{claim}");
         // The fleet's buckets forget it too: its sticky site, and its
         // consent (not an opt-out, which would be kept); C's consent
         // record went with the rest.
         let key = smsgate::fleet::consent_key(customer, None);
-        let handle = tokio::runtime::Handle::current();
         for bucket in [
             smsgate::fleet::work::STICKY_BUCKET,
             smsgate::fleet::CONSENT_BUCKET,

@@ -619,6 +619,21 @@ pub async fn delete_contact(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Erased>, ApiError> {
     let contact = contact_of(path, &state)?;
+    // In a fleet, what waits for the contact may be in another gateway's
+    // outbox: each is claimed in the fence for a cancel first, so that no
+    // gateway sends it after (as a cancel does). One already claimed to
+    // send is on its way; without the broker the erasure goes on (it is
+    // announced when the broker is back, and a gateway that hears of it
+    // sends nothing of before it).
+    if let Some(fleet) = &state.fleet {
+        for message in state.store.fleet_waiting_to(&contact)? {
+            if let Err(e) =
+                crate::conversation::campaigns::claim_for_cancel(fleet.as_ref(), &message).await
+            {
+                tracing::warn!(message_id = %message.id, error = %e, "erasure: the fleet's fence could not be asked; the message is forgotten here without a claim");
+            }
+        }
+    }
     let erased_messages = state.store.erase_contact(&contact).await?;
     let opt_out_kept = state.store.consent(&contact, None)?.status == ConsentStatus::OptedOut;
     Ok(Json(Erased {

@@ -19,7 +19,7 @@ use crate::store::{LedgerEntry, Store};
 const BATCH: usize = 256;
 
 /// Compare-and-set attempts on one key before the pass fails (and is retried).
-const CAS_TRIES: usize = 5;
+pub(super) const CAS_TRIES: usize = 5;
 
 /// How long to wait before trying the broker again after an error.
 pub(super) const RETRY: Duration = Duration::from_secs(1);
@@ -444,7 +444,7 @@ impl Link {
                     let newer = serde_json::from_slice::<ConsentValue>(&current.value)
                         .is_ok_and(|held| held.entry.at >= value.entry.at);
                     if newer {
-                        tracing::info!(contact = %value.entry.contact, "fleet: a newer consent change is in the bucket; this one only goes to the ledger");
+                        tracing::info!(contact = %crate::phone::masked(&value.entry.contact), "fleet: a newer consent change is in the bucket; this one only goes to the ledger");
                         return Ok(());
                     }
                     bucket
@@ -455,7 +455,7 @@ impl Link {
                 _ => bucket.create(&key, payload.clone().into()).await.is_ok(),
             };
             if written {
-                tracing::debug!(contact = %value.entry.contact, status = value.entry.status.as_str(), "fleet: consent change published");
+                tracing::debug!(contact = %crate::phone::masked(&value.entry.contact), status = value.entry.status.as_str(), "fleet: consent change published");
                 return Ok(());
             }
         }
@@ -556,7 +556,7 @@ impl Link {
             .await
         {
             Ok(Some(_)) => {
-                tracing::info!(%contact, status = status.as_str(), site = %value.site, "fleet: consent change from another site applied");
+                tracing::info!(contact = %crate::phone::masked(&contact), status = status.as_str(), site = %value.site, "fleet: consent change from another site applied");
                 Ok(())
             }
             Ok(None) => Ok(()),

@@ -660,7 +660,7 @@ impl Work {
                 continue;
             }
             if let Err(e) = buckets.sticky.put(&key, value.clone().into()).await {
-                tracing::warn!(%contact, error = %e, "fleet: the sticky sender was not shared");
+                tracing::warn!(contact = %crate::phone::masked(&contact), error = %e, "fleet: the sticky sender was not shared");
             }
         }
     }
@@ -963,7 +963,7 @@ impl Work {
                     // the buckets forget it (below).
                     crate::store::FLEET_CONTACT_ERASED => {
                         if let Some(contact) = event.data["contact"].as_str() {
-                            erased.push((contact.to_string(), event.data["opt_out_kept"] == true));
+                            erased.push(contact.to_string());
                         }
                         true
                     }
@@ -1037,11 +1037,13 @@ impl Work {
         }
     }
 
-    /// The buckets forget contacts erased here (`(contact, opt_out_kept)`):
-    /// the sticky site goes, and so does the consent state unless it is an
-    /// opt-out (which must outlive the erasure, as the tombstone does in
-    /// each store). Purged, so no history of the key is kept either.
-    async fn forget(&self, erased: &[(String, bool)]) -> Result<(), String> {
+    /// The buckets forget contacts erased here: the sticky site goes, and
+    /// so does the consent state unless the bucket holds an opt-out (from
+    /// any site: this gateway's view may be behind), which must outlive the
+    /// erasure as the tombstone does in each store. Purged (no history of
+    /// the key is kept either) only at the revision read, so an opt-out
+    /// put meanwhile stays.
+    async fn forget(&self, erased: &[String]) -> Result<(), String> {
         if erased.is_empty() {
             return Ok(());
         }
@@ -1051,18 +1053,33 @@ impl Work {
             .get_key_value(super::CONSENT_BUCKET)
             .await
             .map_err(|e| format!("the consent bucket: {e}"))?;
-        for (contact, opt_out_kept) in erased {
+        for contact in erased {
             let key = super::consent_key(contact, None);
             buckets
                 .sticky
                 .purge(&key)
                 .await
                 .map_err(|e| format!("the sticky bucket: {e}"))?;
-            if !opt_out_kept {
-                consent
-                    .purge(&key)
+            for _ in 0..super::nats::CAS_TRIES {
+                let Some(held) = consent
+                    .entry(&key)
                     .await
-                    .map_err(|e| format!("the consent bucket: {e}"))?;
+                    .map_err(|e| format!("the consent bucket: {e}"))?
+                    .filter(|e| e.operation == kv::Operation::Put)
+                else {
+                    break;
+                };
+                // Unreadable: kept (it may be an opt-out).
+                let opted_out = serde_json::from_slice::<serde_json::Value>(&held.value)
+                    .map_or(true, |v| v["entry"]["status"] == "opted_out");
+                if opted_out
+                    || consent
+                        .purge_expect_revision(&key, Some(held.revision))
+                        .await
+                        .is_ok()
+                {
+                    break;
+                }
             }
         }
         Ok(())
@@ -1260,8 +1277,17 @@ impl Work {
             }
         };
         let origin = crate::store::event_seq(&envelope.id).map(|seq| (site, seq));
-        if let (Some(metrics), Some(created_at), Some(origin)) =
-            (&self.metrics, envelope.created_at, origin)
+        // Of a contact erased since: not counted (its record here is gone).
+        let erased = match (envelope.data["contact"].as_str(), envelope.created_at) {
+            (Some(contact), Some(at)) => self
+                .store
+                .erased_at(contact)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|erased| at <= erased),
+            _ => false,
+        };
+        if let (Some(metrics), Some(created_at), Some(origin), false) =
+            (&self.metrics, envelope.created_at, origin, erased)
         {
             let event = crate::store::Event {
                 id: envelope.id.clone(),
@@ -1320,7 +1346,7 @@ impl Work {
             let at = envelope.data["erased_at"]
                 .as_str()
                 .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
-            match (contact, at) {
+            match (contact.filter(|c| !c.is_empty()), at) {
                 (Some(contact), Some(at)) => {
                     let erased = self
                         .store

@@ -1732,12 +1732,16 @@ impl<'a> Session<'a> {
         })
         .await;
         // The modem's time: not the wait at its prompt for the "sending"
-        // mark (the store's, not the modem's).
+        // mark (the store's, not the modem's); a payload withheld there
+        // measured no answer of the modem's.
         let held = match &result {
-            Some(Ok((_, held))) => *held,
-            _ => Duration::ZERO,
+            Some(Ok((_, held))) => Some(*held),
+            Some(Err(AtError::Withheld { .. })) => None,
+            _ => Some(Duration::ZERO),
         };
-        self.record_latency(started.elapsed().saturating_sub(held));
+        if let Some(held) = held {
+            self.record_latency(started.elapsed().saturating_sub(held));
+        }
         result.map(|r| r.map(|(mr, _)| mr))
     }
 

@@ -65,7 +65,8 @@ pub(crate) struct Trees {
     /// `events_cursor` -> the sequence of the last event counted (u64 BE).
     meta: Tree,
     /// In a fleet, the other gateways' campaigns as they announce them:
-    /// campaign id -> CampaignRecord (with its `site`), read only here.
+    /// campaign id -> CampaignRecord (with its `site`); written only by
+    /// their announcements.
     replicas: Tree,
     /// Bumped after a campaign is created or asked to cancel: the campaign
     /// task waits on it.
@@ -539,16 +540,17 @@ impl Store {
     }
 
     /// Put `erased` (the hash of an erased contact's number) in place of
-    /// `contact` in every campaign's recipient list (part of an erasure):
-    /// the lists keep their length, so the campaigns' cursors still point
-    /// where they did, and a recipient not yet reached is skipped as
-    /// `erased`. A scan of every list (an erasure is rare).
+    /// `contact` in every campaign's recipient list and refused recipients
+    /// (part of an erasure): the lists keep their length, so the
+    /// campaigns' cursors still point where they did, and a recipient not
+    /// yet reached is skipped as `erased`. A scan of every list (an
+    /// erasure is rare).
     pub(crate) fn erase_campaign_recipient(&self, contact: &str, erased: &str) -> Result<usize> {
         let t = self.campaign_trees();
         let mut replaced = 0;
         for entry in t.recipients.iter() {
             let (key, raw) = entry?;
-            if !raw.windows(contact.len()).any(|w| w == contact.as_bytes()) {
+            if contact.is_empty() || !raw.windows(contact.len()).any(|w| w == contact.as_bytes()) {
                 continue;
             }
             let mut numbers: Vec<String> = from_json(&key, &raw)?;
@@ -562,6 +564,20 @@ impl Store {
                     serde_json::to_vec(&numbers).map_err(|e| corrupt(&key, &e.to_string()))?;
                 t.recipients.insert(key, value)?;
                 replaced += here;
+            }
+        }
+        for entry in t.errors.iter() {
+            let (key, raw) = entry?;
+            if !raw.windows(contact.len()).any(|w| w == contact.as_bytes()) {
+                continue;
+            }
+            let mut refused: RecipientError = from_json(&key, &raw)?;
+            if refused.number == contact {
+                refused.number = erased.to_string();
+                let value =
+                    serde_json::to_vec(&refused).map_err(|e| corrupt(&key, &e.to_string()))?;
+                t.errors.insert(key, value)?;
+                replaced += 1;
             }
         }
         Ok(replaced)
@@ -733,9 +749,12 @@ impl Store {
 
     /// Ask another gateway's campaign to stop (in a fleet): the request
     /// goes to the events stream ([`FLEET_CAMPAIGN_CANCEL`]) and the
-    /// gateway that has the campaign cancels it; the copy here reads
-    /// `cancelling` until that gateway's next announcement. The copy as it
-    /// is now (None: no such copy).
+    /// gateway that has the campaign cancels it. The copy is left as that
+    /// gateway last announced it (its next announcement says `cancelling`
+    /// or `cancelled`); the answer is the copy as the cancel makes it
+    /// (None: no such copy). Asked again while the copy still reads
+    /// accepting, the request goes again (the creating gateway's cancel
+    /// changes nothing the second time).
     pub async fn request_remote_campaign_cancel(&self, id: &str) -> Result<Option<CampaignRecord>> {
         let t = self.campaign_trees();
         let Some(raw) = t.replicas.get(id.as_bytes())? else {
@@ -749,9 +768,6 @@ impl Store {
             let data = serde_json::json!({"id": id, "site": record.site});
             self.emit(FLEET_CAMPAIGN_CANCEL, data).await?;
             record.state = CampaignState::Cancelling;
-            let raw =
-                serde_json::to_vec(&record).map_err(|e| corrupt(id.as_bytes(), &e.to_string()))?;
-            t.replicas.insert(id.as_bytes(), raw)?;
         }
         Ok(Some(record))
     }

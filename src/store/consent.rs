@@ -412,7 +412,6 @@ pub(crate) fn consent_key(contact: &str, number: Option<&str>) -> Vec<u8> {
     key
 }
 
-/// The tombstone key of an erased contact: SHA-256 of the number.
 /// What stands for an erased contact's number where a record is kept
 /// (its ledger entries, a campaign's recipient list): `sha256:` and the
 /// hash's hex digits.
@@ -426,6 +425,7 @@ pub(crate) fn erased_name(contact: &str) -> String {
 /// The start of [`erased_name`]'s names (never that of a number).
 pub const ERASED_PREFIX: &str = "sha256:";
 
+/// The tombstone key of an erased contact: SHA-256 of the number.
 pub(super) fn tombstone_key(contact: &str) -> Vec<u8> {
     Sha256::digest(contact.as_bytes()).to_vec()
 }
@@ -629,6 +629,20 @@ impl Store {
         number: Option<&str>,
     ) -> Result<Option<ConsentRecord>> {
         let i = &self.inner;
+        // A change from before the contact was erased here (the bucket's
+        // history comes again at each start of its watch): not stored
+        // again under the number; an opt-out only makes sure of the
+        // tombstone.
+        if self
+            .erased_at(&entry.contact)?
+            .is_some_and(|erased| entry.at <= erased)
+        {
+            if entry.status == ConsentStatus::OptedOut {
+                i.tombstones.insert(tombstone_key(&entry.contact), &[])?;
+                self.sync().await?;
+            }
+            return Ok(None);
+        }
         let out = (&i.consent, &i.ledger, &i.tombstones, &i.events)
             .transaction(|(consent, ledger, tombstones, events)| {
                 let previous = read_record(consent, tombstones, &entry.contact, number)?;
@@ -729,10 +743,19 @@ impl Store {
     }
 
     async fn erase(&self, contact: &str, at: DateTime<Utc>, announce: bool) -> Result<usize> {
+        // No contact (another gateway's malformed erasure): nothing to do.
+        if contact.is_empty() {
+            return Ok(0);
+        }
         let prefix = keys::thread_prefix(contact);
         let mut message_keys = Vec::new();
         for entry in self.inner.threads.scan_prefix(&prefix) {
             let (key, _) = entry?;
+            // Made after the erasure (another gateway's, applied late
+            // here): a new conversation's, kept.
+            if keys::time_of(&key[prefix.len()..]).is_some_and(|made| made > at) {
+                continue;
+            }
             message_keys.push(key.to_vec());
         }
         let hashed = erased_name(contact);
@@ -801,12 +824,14 @@ impl Store {
             i.sends.remove(key)?;
         }
         self.remove_profile(contact)?;
-        self.erase_conversation(contact)?;
-        self.erase_metric_contact(contact)?;
+        self.erase_conversation(contact, at)?;
         let (who, name) = (contact.to_string(), hashed.clone());
         self.blocking(move |store| {
             store.erase_campaign_recipient(&who, &name)?;
-            store.erase_events_of(&who)
+            // The events first: one not yet counted would count the
+            // contact again.
+            store.erase_events_of(&who)?;
+            store.erase_metric_contact(&who)
         })
         .await?;
         i.sticky.remove(contact.as_bytes())?;

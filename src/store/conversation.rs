@@ -782,17 +782,21 @@ impl Store {
         &self.inner.conversations
     }
 
-    /// Erase `contact`'s conversation (part of [`Store::erase_contact`]):
-    /// the thread record, its places in the inbox orders and timers, and
-    /// its timeline (notes, assignments, outcomes). How many timeline items
-    /// went.
-    pub(crate) fn erase_conversation(&self, contact: &str) -> Result<usize> {
+    /// Erase `contact`'s conversation as of `at` (part of
+    /// [`Store::erase_contact`]): the thread record, its places in the
+    /// inbox orders and timers, and its timeline items (notes, assignments,
+    /// outcomes) up to `at` (one after it, from another gateway of a fleet
+    /// applied late here, is a new conversation's). How many items went.
+    pub(crate) fn erase_conversation(&self, contact: &str, at: DateTime<Utc>) -> Result<usize> {
         let t = self.conv();
-        let item_keys = t
-            .items
-            .scan_prefix(keys::thread_prefix(contact))
-            .keys()
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let prefix = keys::thread_prefix(contact);
+        let mut item_keys = Vec::new();
+        for key in t.items.scan_prefix(&prefix).keys() {
+            let key = key?;
+            if keys::time_of(&key[prefix.len()..]).is_none_or(|made| made <= at) {
+                item_keys.push(key);
+            }
+        }
         (&t.threads, &t.index, &t.items)
             .transaction(|(threads, index, items)| {
                 // An unreadable record goes all the same (its index

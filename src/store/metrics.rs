@@ -1310,16 +1310,6 @@ fn legacy_fact_id(event_id: &str) -> Vec<u8> {
 const LEGACY_SCAN: usize = 4 * 256;
 
 impl Store {
-    /// Count a batch of facts, each with the sequence of the event it came
-    /// from, in event order, and move the metrics cursor past `read_through`
-    /// (the last event read, whether it made a fact or not): one
-    /// transaction. Facts of events before the cursor were counted by an
-    /// earlier batch and are skipped, so reading events again after a crash
-    /// counts each once. How many facts were counted.
-    ///
-    /// Not flushed on its own: a batch lost in a crash is a prefix of the
-    /// log lost (sled recovers one), so the cursor is lost with it and its
-    /// events, kept by the prune bound, are counted again.
     /// Forget `contact`'s record (part of an erasure): the counters keep
     /// what was counted; a later fact of the number counts it as a new
     /// contact.
@@ -1330,6 +1320,16 @@ impl Store {
         Ok(())
     }
 
+    /// Count a batch of facts, each with the sequence of the event it came
+    /// from, in event order, and move the metrics cursor past `read_through`
+    /// (the last event read, whether it made a fact or not): one
+    /// transaction. Facts of events before the cursor were counted by an
+    /// earlier batch and are skipped, so reading events again after a crash
+    /// counts each once. How many facts were counted.
+    ///
+    /// Not flushed on its own: a batch lost in a crash is a prefix of the
+    /// log lost (sled recovers one), so the cursor is lost with it and its
+    /// events, kept by the prune bound, are counted again.
     pub fn record_metrics(
         &self,
         facts: &[(u64, Fact)],

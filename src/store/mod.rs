@@ -533,6 +533,20 @@ impl Store {
     }
 }
 
+/// Whether events of `kind` are written for a fleet's streams only (a
+/// thread's record, a copy given back, an erasure, a cancel passed on to
+/// another gateway's campaign): no webhook receiver gets them and
+/// `GET /v1/events` does not serve them.
+pub fn fleet_only(kind: &str) -> bool {
+    [
+        FLEET_THREAD_EVENT,
+        FLEET_GIVEN_BACK,
+        FLEET_CONTACT_ERASED,
+        FLEET_CAMPAIGN_CANCEL,
+    ]
+    .contains(&kind)
+}
+
 /// A write applied but perhaps not yet on disk ([`Store::update_deferred`]).
 #[must_use = "the write is not known to be durable until waited for"]
 pub struct Durability {

@@ -320,7 +320,8 @@ impl Store {
         page_of(merged, past, matches, limit)
     }
 
-    /// Events after `after` (an event id), oldest first.
+    /// Events after `after` (an event id), oldest first, without those a
+    /// fleet writes for its own streams ([`super::fleet_only`]).
     pub fn events_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
         let start = match after {
             Some(id) => {
@@ -335,11 +336,12 @@ impl Store {
         self.inner
             .events
             .range(start..)
-            .take(limit)
             .map(|entry| {
                 let (key, raw) = entry?;
-                from_json(&key, &raw)
+                from_json::<Event>(&key, &raw)
             })
+            .filter(|e| e.as_ref().map_or(true, |e| !super::fleet_only(&e.kind)))
+            .take(limit)
             .collect()
     }
 }

@@ -73,10 +73,7 @@ impl Endpoint {
         match &self.foreign {
             Some(foreign) => foreign.partition(event),
             None if crate::store::CALLBACK_EVENTS.contains(&event.kind.as_str())
-                || event.kind == crate::store::FLEET_THREAD_EVENT
-                || event.kind == crate::store::FLEET_GIVEN_BACK
-                || event.kind == crate::store::FLEET_CONTACT_ERASED
-                || event.kind == crate::store::FLEET_CAMPAIGN_CANCEL =>
+                || crate::store::fleet_only(&event.kind) =>
             {
                 None
             }
