@@ -1852,6 +1852,33 @@ mod tests {
         assert!(!by_recipient.contains_key(&numbers[1]));
     }
 
+    /// A batch composed before one of its recipients was erased and
+    /// stored after: that recipient's message is not stored (skipped as
+    /// `erased`), the others' are.
+    #[tokio::test]
+    async fn a_batch_composed_before_an_erasure_skips_the_erased() {
+        let temp = crate::store::test_support::TempStore::new();
+        let store = &temp.store;
+        let now = t0();
+        let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
+        let (record, numbers) = campaign(store, 3, now).await;
+        let batch = task(store, &clock).prepare_batch(&record, 0, now).unwrap();
+        assert_eq!(batch.messages.len(), 3);
+        store.erase_contact(&numbers[2]).await.unwrap();
+        let (after, n, durability) = store
+            .accept_campaign_batch(&record.id, 0, &batch, now)
+            .unwrap();
+        durability.wait().await.unwrap();
+        assert_eq!(n, 2);
+        let after = after.unwrap();
+        assert_eq!(after.progress.accepted, 2);
+        assert_eq!(after.progress.skipped.get("erased"), Some(&1));
+        assert_eq!(after.progress.processed, 3);
+        let by_recipient = stored(store, &record.id);
+        assert_eq!(by_recipient.len(), 2);
+        assert!(!by_recipient.contains_key(&numbers[2]));
+    }
+
     #[test]
     fn context_values_fill_templates() {
         let context =

@@ -596,7 +596,7 @@ impl Work {
                     m.fleet == Some(FleetLeg::Taken)
                         && matches!(m.status, MessageStatus::Sent | MessageStatus::Delivered)
                 }) {
-                    sent.push(m.contact);
+                    sent.push((m.contact, m.created_at));
                 }
                 settled.push(id);
             }
@@ -641,8 +641,10 @@ impl Work {
     }
 
     /// These contacts talk with this site now (texted from, or texted to,
-    /// its modems): the fleet's sticky bucket says so, unless it already does.
-    async fn stick(&self, contacts: Vec<String>) {
+    /// its modems, in a message made then): the fleet's sticky bucket says
+    /// so, unless it already does or the contact was erased since (the
+    /// erasure's purge of the key stays).
+    async fn stick(&self, contacts: Vec<(String, chrono::DateTime<chrono::Utc>)>) {
         if contacts.is_empty() {
             return;
         }
@@ -653,7 +655,16 @@ impl Work {
             site: self.site.clone(),
         })
         .unwrap_or_default();
-        for contact in contacts {
+        for (contact, at) in contacts {
+            if self
+                .store
+                .erased_at(&contact)
+                .ok()
+                .flatten()
+                .is_some_and(|erased| at <= erased)
+            {
+                continue;
+            }
             let key = super::consent_key(&contact, None);
             let known = self.sticky_site(&key);
             if known.as_deref() == Some(self.site.as_str()) {
@@ -971,7 +982,7 @@ impl Work {
                     // contact is answered from this site.
                     "message.received" => {
                         if let Some(contact) = event.data["contact"].as_str() {
-                            received.push(contact.to_string());
+                            received.push((contact.to_string(), event.created_at));
                         }
                         true
                     }

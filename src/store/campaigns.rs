@@ -644,6 +644,11 @@ impl Store {
     ) -> Result<(Option<CampaignRecord>, usize, Durability)> {
         let i = &self.inner;
         let t = self.campaign_trees();
+        // Composed before its recipient was erased: skipped as `erased`.
+        let mut erased = Vec::with_capacity(batch.messages.len());
+        for (message, _) in &batch.messages {
+            erased.push(self.erased_since(&message.contact, message.created_at)?);
+        }
         // Encoded before the transaction, which holds sled's global lock.
         let mut encoded = Vec::with_capacity(batch.messages.len());
         for (message, variant) in &batch.messages {
@@ -682,7 +687,15 @@ impl Store {
                         return Ok((Some(record), None));
                     }
                     let p = &mut record.progress;
-                    for ((message, _), (raw, key, member)) in batch.messages.iter().zip(&encoded) {
+                    let mut queued = 0;
+                    for (((message, _), (raw, key, member)), erased) in
+                        batch.messages.iter().zip(&encoded).zip(&erased)
+                    {
+                        if *erased {
+                            *p.skipped.entry("erased".to_string()).or_insert(0) += 1;
+                            continue;
+                        }
+                        queued += 1;
                         let Some(counts) = record.counts.get_mut(usize::from(member.variant))
                         else {
                             return Err(abort(corrupt(id.as_bytes(), "variant out of range")));
@@ -711,7 +724,7 @@ impl Store {
                     }
                     record.updated_at = now;
                     records.insert(id.as_bytes(), to_json(&record)?)?;
-                    Ok((Some(record), Some(batch.messages.len())))
+                    Ok((Some(record), Some(queued)))
                 },
             )
             .map_err(unwrap_tx)?;

@@ -774,19 +774,18 @@ impl Store {
             let (key, raw) = entry?;
             opted_out |= from_json::<ConsentRecord>(&key, &raw)?.status == ConsentStatus::OptedOut;
         }
-        if self.fleet_threads() {
-            // First: what the other gateways still send about the contact
-            // from before the erasure is refused from now on, and they
-            // hear of it even if this erasure stops half-way.
-            self.mark_erased(contact, at)?;
-            if announce {
-                let data = serde_json::json!({
-                    "contact": contact,
-                    "erased_at": at,
-                    "opt_out_kept": opted_out,
-                });
-                self.emit(super::FLEET_CONTACT_ERASED, data).await?;
-            }
+        // First: what is still on its way about the contact from before
+        // the erasure (another gateway's record, a campaign batch composed
+        // before it) is refused from now on, and in a fleet the other
+        // gateways hear of it even if this erasure stops half-way.
+        self.mark_erased(contact, at)?;
+        if self.fleet_threads() && announce {
+            let data = serde_json::json!({
+                "contact": contact,
+                "erased_at": at,
+                "opt_out_kept": opted_out,
+            });
+            self.emit(super::FLEET_CONTACT_ERASED, data).await?;
         }
         let i = &self.inner;
         for key in &message_keys {

@@ -27,11 +27,12 @@ const OPTED_OUT: &str = "recipient_opted_out";
 /// gateway erases the contact too ([`Store::erase_remote_contact`]).
 pub const FLEET_CONTACT_ERASED: &str = "contact.erased";
 
-/// The aux tree of erased contacts in a fleet: the hash of the number (as
-/// an opt-out's tombstone) -> when it was erased (ms since the epoch, big
-/// endian). What another gateway still sends about the contact from
-/// before then (its events, a copy in the work queue) is refused, so an
-/// erasure is not undone by a record on its way.
+/// The aux tree of erased contacts: the hash of the number (as an
+/// opt-out's tombstone) -> when it was erased (ms since the epoch, big
+/// endian). What is still on its way about the contact from before then
+/// (in a fleet another gateway's events or a copy in the work queue; a
+/// campaign batch composed before it) is refused, so an erasure is not
+/// undone by a record on its way.
 const ERASED_TREE: &str = "fleet_erased";
 
 /// What taking a message from the work queue did here.
@@ -60,7 +61,8 @@ fn progress(m: &Message) -> u8 {
 }
 
 impl Store {
-    /// Remember that `contact` was erased `at` (the later of two).
+    /// Remember that `contact` was erased `at` (the later of two): what is
+    /// still on its way about it from before then is refused.
     pub(crate) fn mark_erased(
         &self,
         contact: &str,
@@ -79,7 +81,8 @@ impl Store {
         Ok(())
     }
 
-    /// When `contact` was last erased in the fleet, if ever.
+    /// When `contact` was last erased (here, or in a fleet anywhere), if
+    /// ever.
     pub fn erased_at(&self, contact: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         let raw = self
             .aux_tree(ERASED_TREE)?
@@ -92,7 +95,11 @@ impl Store {
 
     /// Whether `contact` was erased at or after `at` (a record of then is
     /// refused).
-    fn erased_since(&self, contact: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+    pub(crate) fn erased_since(
+        &self,
+        contact: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
         Ok(self.erased_at(contact)?.is_some_and(|erased| at <= erased))
     }
 
@@ -1161,9 +1168,10 @@ mod tests {
         assert_eq!(after.unwrap().state, crate::store::CampaignState::Cancelled);
     }
 
-    /// Without a fleet an erasure leaves no mark and announces nothing.
+    /// Without a fleet an erasure is marked (a campaign batch composed
+    /// before it is refused) and announces nothing.
     #[tokio::test]
-    async fn a_single_gateway_erasure_leaves_no_fleet_mark() {
+    async fn a_single_gateway_erasure_announces_nothing() {
         let t = TempStore::new();
         let contact = "+15550023";
         t.store
@@ -1171,7 +1179,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(t.store.erase_contact(contact).await.unwrap(), 1);
-        assert_eq!(t.store.erased_at(contact).unwrap(), None);
+        assert!(t.store.erased_at(contact).unwrap().is_some());
         assert!(t
             .store
             .events_from(0, 100)
