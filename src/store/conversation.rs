@@ -127,6 +127,11 @@ pub struct Thread {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub answers: std::collections::BTreeMap<String, String>,
     pub updated_at: DateTime<Utc>,
+    /// When the record was first made (absent in one made before this was
+    /// kept): in a fleet, a thread begun before its contact's erasure is
+    /// not taken from another gateway, however late it changed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 impl Thread {
@@ -148,6 +153,7 @@ impl Thread {
             tags: Vec::new(),
             answers: Default::default(),
             updated_at: at,
+            started_at: Some(at),
         }
     }
 
@@ -909,15 +915,14 @@ impl Store {
     pub fn apply_remote_thread(&self, remote: &Thread, items: &[TimelineItem]) -> Result<bool> {
         let t = self.conv();
         let contact = remote.contact.clone();
-        // Of a contact erased since: not brought back (a timeline item of
-        // after the erasure is a new conversation's).
-        let erased = self.erased_at(&contact)?;
-        let items: Vec<&TimelineItem> = items
-            .iter()
-            .filter(|item| erased.is_none_or(|at| item.at > at))
-            .collect();
-        if erased.is_some_and(|at| remote.updated_at <= at) && items.is_empty() {
-            return Ok(false);
+        // Of a contact erased since: a thread begun before the erasure is
+        // not brought back, even one changed after it at a gateway that had
+        // not heard of it yet (a record of before `started_at` was kept
+        // counts as begun before).
+        if let Some(erased) = self.erased_at(&contact)? {
+            if remote.started_at.is_none_or(|started| started <= erased) {
+                return Ok(false);
+            }
         }
         let record = serde_json::to_vec(remote).map_err(|e| StoreError::Corrupt {
             key: contact.clone(),

@@ -1047,6 +1047,13 @@ mod tests {
         let thread = Thread::new(contact, crate::conversation::ThreadState::Open, at(-1));
         assert!(!t.store.apply_remote_thread(&thread, &[]).unwrap());
         assert!(t.store.thread_record(contact).unwrap().is_none());
+        // Begun before, changed after at a gateway that had not heard of
+        // the erasure yet: not brought back either.
+        let mut late = Thread::new(contact, crate::conversation::ThreadState::Open, at(-1));
+        late.updated_at = at(1);
+        late.tags = vec!["vip".into()];
+        assert!(!t.store.apply_remote_thread(&late, &[]).unwrap());
+        assert!(t.store.thread_record(contact).unwrap().is_none());
         // After the erasure: a new conversation, applied.
         let later = made(1);
         assert!(t.store.apply_remote_message(later.clone()).unwrap());
