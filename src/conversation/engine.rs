@@ -354,6 +354,14 @@ impl Engine {
         if message.direction != Direction::Inbound {
             return Ok(false);
         }
+        // Its contact erased since (the event read before the erasure took
+        // it out of the log): no thread is made again.
+        if self
+            .store
+            .erased_since(&message.contact, message.created_at)?
+        {
+            return Ok(false);
+        }
         let now = self.clock.now();
         let contact = message.contact.as_str();
         let thread = self
@@ -465,7 +473,11 @@ impl Engine {
             }
         };
         let author = message.author.clone().unwrap_or_else(|| api_author("-"));
-        if author == AUTOMATION {
+        if author == AUTOMATION
+            || self
+                .store
+                .erased_since(&message.contact, message.created_at)?
+        {
             return Ok(false);
         }
         // No thread yet (a store from before the engine): nothing waits.
@@ -959,6 +971,28 @@ mod tests {
             ThreadState::Open,
             "nobody answered it"
         );
+    }
+
+    /// A text read by the engine before its contact was erased and
+    /// applied after (the erasure took it out of the log meanwhile): no
+    /// thread and no reply are made again.
+    #[tokio::test]
+    async fn a_text_read_before_an_erasure_makes_no_thread_after_it() {
+        let t = TempStore::new();
+        let store = &t.store;
+        let c = "+15550006005";
+        let engine = Engine::new(store.clone(), policy(store), None, sms()).with_decider(thanks());
+        inbound(store, c, "Is it ready?").await;
+        let (seq, event) = store
+            .events_from(0, 10)
+            .unwrap()
+            .into_iter()
+            .find(|(_, e)| e.kind == "message.received")
+            .unwrap();
+        store.erase_contact(c).await.unwrap();
+        assert!(!engine.apply(seq, &event).await.unwrap());
+        assert!(store.thread_record(c).unwrap().is_none());
+        assert!(outbound_bodies(store, c).is_empty());
     }
 
     #[tokio::test]
