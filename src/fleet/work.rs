@@ -974,7 +974,13 @@ impl Work {
                     // the buckets forget it (below).
                     crate::store::FLEET_CONTACT_ERASED => {
                         if let Some(contact) = event.data["contact"].as_str() {
-                            erased.push(contact.to_string());
+                            let numbers = event.data["numbers"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|n| n.as_str().map(str::to_string))
+                                .collect();
+                            erased.push((contact.to_string(), numbers));
                         }
                         true
                     }
@@ -1054,7 +1060,7 @@ impl Work {
     /// erasure as the tombstone does in each store. Purged (no history of
     /// the key is kept either) only at the revision read, so an opt-out
     /// put meanwhile stays.
-    async fn forget(&self, erased: &[String]) -> Result<(), String> {
+    async fn forget(&self, erased: &[(String, Vec<String>)]) -> Result<(), String> {
         if erased.is_empty() {
             return Ok(());
         }
@@ -1064,38 +1070,51 @@ impl Work {
             .get_key_value(super::CONSENT_BUCKET)
             .await
             .map_err(|e| format!("the consent bucket: {e}"))?;
-        for contact in erased {
+        for (contact, numbers) in erased {
             let key = super::consent_key(contact, None);
             buckets
                 .sticky
                 .purge(&key)
                 .await
                 .map_err(|e| format!("the sticky bucket: {e}"))?;
-            for _ in 0..super::nats::CAS_TRIES {
-                let Some(held) = consent
-                    .entry(&key)
-                    .await
-                    .map_err(|e| format!("the consent bucket: {e}"))?
-                    .filter(|e| e.operation == kv::Operation::Put)
-                else {
-                    break;
-                };
-                // Unreadable: kept (it may be an opt-out).
-                let opted_out = serde_json::from_slice::<serde_json::Value>(&held.value)
-                    .map_or(true, |v| v["entry"]["status"] == "opted_out");
-                if opted_out
-                    || consent
-                        .purge_expect_revision(&key, Some(held.revision))
-                        .await
-                        .is_ok()
-                {
-                    break;
-                }
+            // The contact's consent, and its consent per gateway number.
+            let per_number = numbers.iter().map(|n| super::consent_key(contact, Some(n)));
+            for key in std::iter::once(key.clone()).chain(per_number) {
+                forget_consent(&consent, &key).await?;
             }
         }
         Ok(())
     }
+}
 
+/// Purge `key` from the consent bucket unless it holds an opt-out (from any
+/// site), at the revision read: an opt-out put meanwhile stays.
+async fn forget_consent(consent: &kv::Store, key: &str) -> Result<(), String> {
+    for _ in 0..super::nats::CAS_TRIES {
+        let Some(held) = consent
+            .entry(key)
+            .await
+            .map_err(|e| format!("the consent bucket: {e}"))?
+            .filter(|e| e.operation == kv::Operation::Put)
+        else {
+            break;
+        };
+        // Unreadable: kept (it may be an opt-out).
+        let opted_out = serde_json::from_slice::<serde_json::Value>(&held.value)
+            .map_or(true, |v| v["entry"]["status"] == "opted_out");
+        if opted_out
+            || consent
+                .purge_expect_revision(key, Some(held.revision))
+                .await
+                .is_ok()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Work {
     /// Announce this gateway's campaigns to the others (those that changed
     /// since their last announcement, every [`CAMPAIGN_ANNOUNCE`]; each
     /// once after a start), so that every gateway lists and reads them.

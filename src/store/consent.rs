@@ -770,9 +770,15 @@ impl Store {
             .collect::<Result<_>>()?;
         // Opted out of every number, or (per-number scope) of one.
         let mut opted_out = self.consent(contact, None)?.status == ConsentStatus::OptedOut;
+        // The gateway numbers with a consent of their own (`scope =
+        // "number"`): a fleet's bucket has a key for each.
+        let mut numbers = Vec::new();
         for entry in self.inner.consent.scan_prefix(&prefix) {
             let (key, raw) = entry?;
             opted_out |= from_json::<ConsentRecord>(&key, &raw)?.status == ConsentStatus::OptedOut;
+            numbers.push(
+                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned(),
+            );
         }
         // First: what is still on its way about the contact from before
         // the erasure (another gateway's record, a campaign batch composed
@@ -784,6 +790,7 @@ impl Store {
                 "contact": contact,
                 "erased_at": at,
                 "opt_out_kept": opted_out,
+                "numbers": numbers,
             });
             self.emit(super::FLEET_CONTACT_ERASED, data).await?;
         }

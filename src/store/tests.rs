@@ -722,9 +722,25 @@ async fn a_stop_to_one_number_opts_out_of_that_number_only() {
     assert_eq!(status(Some("+15550000000")), ConsentStatus::OptedOut);
     assert_eq!(status(Some("+15550009999")), ConsentStatus::Unknown);
     assert_eq!(status(None), ConsentStatus::Unknown);
+    // In a fleet the erasure names the numbers with a consent of their own
+    // (the bucket's keys for them are forgotten too).
+    t.store.set_fleet_threads(true);
     t.store.erase_contact(contact).await.unwrap();
     assert_eq!(status(Some("+15550009999")), ConsentStatus::OptedOut);
     assert_eq!(status(None), ConsentStatus::OptedOut);
+    let announced: Vec<_> = t
+        .store
+        .events_from(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, e)| e.kind == crate::store::FLEET_CONTACT_ERASED)
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(
+        announced[0].1.data["numbers"],
+        serde_json::json!(["+15550000000"])
+    );
+    assert_eq!(announced[0].1.data["opt_out_kept"], true);
 }
 
 /// A consent change from another gateway of the fleet is stored like one
