@@ -635,6 +635,7 @@ pub async fn delete_contact(
         }
     }
     let erased_messages = state.store.erase_contact(&contact).await?;
+    tracing::info!(contact = %crate::phone::masked(&contact), messages = erased_messages, "contact erased");
     let opt_out_kept = state.store.consent(&contact, None)?.status == ConsentStatus::OptedOut;
     Ok(Json(Erased {
         contact,
