@@ -1859,7 +1859,9 @@ mod tests {
     async fn a_batch_composed_before_an_erasure_skips_the_erased() {
         let temp = crate::store::test_support::TempStore::new();
         let store = &temp.store;
-        let now = t0();
+        // The erasure is marked by the store's clock: the batch is composed
+        // by the same one, before it.
+        let now = Utc::now();
         let clock = Arc::new(ManualClock(std::sync::Mutex::new(now)));
         let (record, numbers) = campaign(store, 3, now).await;
         let batch = task(store, &clock).prepare_batch(&record, 0, now).unwrap();

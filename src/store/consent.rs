@@ -748,12 +748,17 @@ impl Store {
             return Ok(0);
         }
         let prefix = keys::thread_prefix(contact);
+        // Another gateway's erasure, applied late here: what was made here
+        // after it is a new conversation's, kept. One made here erases all.
+        let kept_after = (!announce).then_some(at);
         let mut message_keys = Vec::new();
         for entry in self.inner.threads.scan_prefix(&prefix) {
             let (key, _) = entry?;
-            // Made after the erasure (another gateway's, applied late
-            // here): a new conversation's, kept.
-            if keys::time_of(&key[prefix.len()..]).is_some_and(|made| made > at) {
+            let made = keys::time_of(&key[prefix.len()..]);
+            if made
+                .zip(kept_after)
+                .is_some_and(|(made, after)| made > after)
+            {
                 continue;
             }
             message_keys.push(key.to_vec());
@@ -830,7 +835,7 @@ impl Store {
             i.sends.remove(key)?;
         }
         self.remove_profile(contact)?;
-        self.erase_conversation(contact, at)?;
+        self.erase_conversation(contact, kept_after)?;
         let (who, name) = (contact.to_string(), hashed.clone());
         self.blocking(move |store| {
             store.erase_campaign_recipient(&who, &name)?;

@@ -788,18 +788,26 @@ impl Store {
         &self.inner.conversations
     }
 
-    /// Erase `contact`'s conversation as of `at` (part of
-    /// [`Store::erase_contact`]): the thread record, its places in the
-    /// inbox orders and timers, and its timeline items (notes, assignments,
-    /// outcomes) up to `at` (one after it, from another gateway of a fleet
-    /// applied late here, is a new conversation's). How many items went.
-    pub(crate) fn erase_conversation(&self, contact: &str, at: DateTime<Utc>) -> Result<usize> {
+    /// Erase `contact`'s conversation (part of [`Store::erase_contact`]):
+    /// the thread record, its places in the inbox orders and timers, and
+    /// its timeline items (notes, assignments, outcomes), but those made
+    /// after `kept_after` (another gateway's erasure applied late here: a
+    /// new conversation's). How many items went.
+    pub(crate) fn erase_conversation(
+        &self,
+        contact: &str,
+        kept_after: Option<DateTime<Utc>>,
+    ) -> Result<usize> {
         let t = self.conv();
         let prefix = keys::thread_prefix(contact);
         let mut item_keys = Vec::new();
         for key in t.items.scan_prefix(&prefix).keys() {
             let key = key?;
-            if keys::time_of(&key[prefix.len()..]).is_none_or(|made| made <= at) {
+            let made = keys::time_of(&key[prefix.len()..]);
+            if made
+                .zip(kept_after)
+                .is_none_or(|(made, after)| made <= after)
+            {
                 item_keys.push(key);
             }
         }

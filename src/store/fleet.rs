@@ -28,7 +28,7 @@ const OPTED_OUT: &str = "recipient_opted_out";
 pub const FLEET_CONTACT_ERASED: &str = "contact.erased";
 
 /// The aux tree of erased contacts: the hash of the number (as an
-/// opt-out's tombstone) -> when it was erased (ms since the epoch, big
+/// opt-out's tombstone) -> when it was erased (ns since the epoch, big
 /// endian). What is still on its way about the contact from before then
 /// (in a fleet another gateway's events or a copy in the work queue; a
 /// campaign batch composed before it) is refused, so an erasure is not
@@ -68,14 +68,17 @@ impl Store {
         contact: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
-        let millis = at.timestamp_millis();
+        // Nanoseconds, as a message's time is kept: a record made in the
+        // same millisecond before the erasure still counts as before it.
+        // (An i64 of them lasts until 2262; a time beyond is the latest.)
+        let nanos = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
         self.aux_tree(ERASED_TREE)?.update_and_fetch(
             super::consent::tombstone_key(contact),
             |old| {
                 let before = old
                     .and_then(|v| <[u8; 8]>::try_from(v).ok())
                     .map_or(i64::MIN, i64::from_be_bytes);
-                Some(before.max(millis).to_be_bytes().to_vec())
+                Some(before.max(nanos).to_be_bytes().to_vec())
             },
         )?;
         Ok(())
@@ -90,7 +93,7 @@ impl Store {
         Ok(raw
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(i64::from_be_bytes)
-            .and_then(chrono::DateTime::from_timestamp_millis))
+            .map(chrono::DateTime::from_timestamp_nanos))
     }
 
     /// Whether `contact` was erased at or after `at` (a record of then is
