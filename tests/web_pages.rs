@@ -609,6 +609,86 @@ async fn a_campaign_is_created_runs_shows_its_variants_and_is_cancelled() {
     assert!(missing.is_html());
 }
 
+/// In a fleet, another gateway's campaign reads on this gateway's page
+/// with the site that has it, its refused recipients named as listed
+/// there, and its cancel passed on (the page's copy stays as announced).
+#[tokio::test]
+async fn another_gateways_campaign_names_its_site_and_passes_its_cancel_on() {
+    let g = Web::new();
+    g.add_user("ana", Role::Agent).await;
+    let cookie = g.sign_in("ana").await;
+    let list = g.get("/campaigns", &cookie).await;
+    let csrf = list.csrf();
+    let key = list.hidden("key");
+    let created = g
+        .post(
+            "/campaigns",
+            &cookie,
+            &[
+                ("csrf", csrf.as_str()),
+                ("key", key.as_str()),
+                ("name", "Spring cleaning"),
+                ("template", "Hi {{nickname}}, spring cleaning is on"),
+                ("numbers", "+15550100001\r\n+15550100002"),
+                ("tag", ""),
+                ("category", "transactional"),
+                ("flow", ""),
+                ("context", ""),
+                ("send_at", "2030-01-15T09:30"),
+                ("zone", "Europe/Berlin"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    g.run_campaigns().await;
+    // As the gateway of site "north" announces one of its own.
+    let own = created
+        .location()
+        .trim_start_matches("/campaigns/")
+        .to_string();
+    let mut theirs = g.api.store.campaign(&own).unwrap().unwrap();
+    theirs.id = g.api.store.new_campaign_id(Utc::now());
+    assert!(g
+        .api
+        .store
+        .apply_remote_campaign(theirs.clone(), "north")
+        .unwrap());
+    let path = format!("/campaigns/{}", theirs.id);
+
+    let page = g.get(&path, &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.has("<dt>Site</dt><dd>north (another gateway of the fleet)</dd>"),
+        "{}",
+        page.body
+    );
+    assert!(page.has("Listed at the gateway of site north, where this campaign was created."));
+    assert!(!page.has("role=\"alert\""), "{}", page.body);
+    // This gateway's own names no site and lists its refused recipients.
+    let mine = g.get(&format!("/campaigns/{own}"), &cookie).await;
+    assert!(!mine.has("<dt>Site</dt>"));
+    assert!(mine.has("<li>+15550100001: the text needs a value this contact lacks"));
+
+    let cancel = g
+        .post(&format!("{path}/cancel"), &cookie, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(cancel.status, StatusCode::SEE_OTHER, "{}", cancel.body);
+    assert_eq!(cancel.location(), path);
+    let passed = g
+        .api
+        .store
+        .events_from(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, e)| e.kind == smsgate::store::FLEET_CAMPAIGN_CANCEL)
+        .count();
+    assert_eq!(passed, 1);
+    assert_eq!(
+        g.api.store.campaign(&theirs.id).unwrap().unwrap().state,
+        theirs.state
+    );
+}
+
 #[tokio::test]
 async fn a_refused_campaign_is_explained_on_the_page_with_the_form_kept() {
     let g = Web::new();
