@@ -1011,11 +1011,6 @@ impl Work {
                 if !shared {
                     continue;
                 }
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(
-                    async_nats::header::NATS_MESSAGE_ID,
-                    format!("{}.{}", self.site, event.id).as_str(),
-                );
                 // The price of a part where it was sent (the other gateways
                 // do not know this one's modems).
                 let price = (event.kind == "message.sent")
@@ -1024,24 +1019,14 @@ impl Work {
                         self.metrics.as_ref()?.wiring.costs.get(modem).copied()
                     })
                     .flatten();
-                let payload = serde_json::to_vec(&serde_json::json!({
+                let envelope = serde_json::json!({
                     "id": event.id,
                     "kind": event.kind,
                     "created_at": event.created_at,
                     "data": event.data,
                     "price": price,
-                }))
-                .map_err(|e| e.to_string())?;
-                let ack = self
-                    .js
-                    .publish_with_headers(
-                        format!("smsgate.events.{}", self.site),
-                        headers,
-                        payload.into(),
-                    )
-                    .await
-                    .map_err(|e| format!("the events stream: {e}"))?;
-                acks.push(ack);
+                });
+                acks.push(self.publish_event(&event.id, &envelope).await?);
             }
             for ack in acks {
                 ack.await
@@ -1164,27 +1149,15 @@ impl Work {
                 tracing::error!(campaign = %id, "fleet: an unreadable campaign record; not announced");
                 continue;
             };
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{}.{id}.{hash:016x}", self.site).as_str(),
-            );
-            let payload = serde_json::to_vec(&serde_json::json!({
+            let envelope = serde_json::json!({
                 "id": id,
                 "kind": CAMPAIGN_SYNCED,
                 "created_at": chrono::Utc::now(),
                 "data": record,
-            }))
-            .map_err(|e| e.to_string())?;
+            });
             let ack = self
-                .js
-                .publish_with_headers(
-                    format!("smsgate.events.{}", self.site),
-                    headers,
-                    payload.into(),
-                )
-                .await
-                .map_err(|e| format!("the events stream: {e}"))?;
+                .publish_event(&format!("{id}.{hash:016x}"), &envelope)
+                .await?;
             acks.push((id, *hash, ack));
         }
         for (id, hash, ack) in acks {
@@ -1193,6 +1166,30 @@ impl Work {
             announced.insert(id.clone(), hash);
         }
         Ok(())
+    }
+
+    /// Publish `envelope` on this site's subject of the events stream,
+    /// deduplicated by `unique` (with the site); the acknowledgement to
+    /// wait for.
+    async fn publish_event(
+        &self,
+        unique: &str,
+        envelope: &serde_json::Value,
+    ) -> Result<jetstream::context::PublishAckFuture, String> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("{}.{unique}", self.site).as_str(),
+        );
+        let payload = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
+        self.js
+            .publish_with_headers(
+                format!("smsgate.events.{}", self.site),
+                headers,
+                payload.into(),
+            )
+            .await
+            .map_err(|e| format!("the events stream: {e}"))
     }
 
     /// Apply the other sites' events to this gateway's records.
