@@ -397,7 +397,7 @@ pub(crate) async fn admit_and_accept(
         // Due further ahead than the fence remembers a cancel: this
         // gateway's modems send it.
         Some(_) if crate::fleet::beyond_the_fence(message.not_before, now) => {
-            tracing::info!(message_id = %message.id, "fleet: due more than 28 days ahead; kept for this gateway's modems");
+            tracing::info!(message_id = %message.id, "fleet: due more than 21 days ahead; kept for this gateway's modems");
         }
         // Sent by whichever gateway takes it from the fleet's work queue.
         Some(fleet) if fleet.connected() => message.fleet = Some(FleetLeg::Handed),

@@ -237,26 +237,34 @@ pub trait FleetLink: Send + Sync {
 /// does not grow for ever).
 pub const FENCE_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// A message of the fleet whose time (its `send_at`, else its accept) is
-/// older than this is past what the fence remembers (two days short of
-/// [`FENCE_KEEP`]): a claim made for it may have expired, so no gateway
-/// claims it any more. Its work-queue copies are dropped, and the gateway
-/// that accepted it settles it `unknown` (`fleet_expired`).
+/// A message of the fleet accepted longer ago than this is past what the
+/// fence remembers (two days short of [`FENCE_KEEP`]): every claim made for
+/// it was made after its accept, so one made for it may have expired after
+/// that, and no gateway claims it any more. Its work-queue copies are
+/// dropped, and the gateway that accepted it settles it `unknown`
+/// (`fleet_expired`). Its accept, not its `not_before`: a deferral moves
+/// `not_before` (quiet hours, a modem's limits), and a cancel claimed for
+/// it at its accept would expire while a gateway holding a copy waited.
 pub const FENCE_SAFE: chrono::TimeDelta = chrono::TimeDelta::days(28);
+
+/// How far ahead a message handed to the fleet may be due: a week short of
+/// [`FENCE_SAFE`], the least time the fleet has to send it before it is
+/// past the fence (deferrals, a gateway away for a while).
+pub const FLEET_AHEAD_MAX: chrono::TimeDelta = chrono::TimeDelta::days(21);
 
 /// Whether `message` is past what the fence remembers ([`FENCE_SAFE`]).
 pub fn past_the_fence(message: &crate::store::Message, now: DateTime<Utc>) -> bool {
-    message.not_before.unwrap_or(message.created_at) < now - FENCE_SAFE
+    message.created_at < now - FENCE_SAFE
 }
 
 /// Whether a message due at `not_before` is further ahead of `now` than
-/// the fence remembers ([`FENCE_SAFE`]). Such a message is not handed to
+/// the fleet takes ([`FLEET_AHEAD_MAX`]). Such a message is not handed to
 /// the fleet when it is accepted: a cancel's claim in the fence could
 /// expire before its time, and a gateway that took its copy then would
 /// send it. It stays with the accepting gateway's modems, and a cancel
 /// needs no broker.
 pub fn beyond_the_fence(not_before: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    not_before.is_some_and(|at| at > now + FENCE_SAFE)
+    not_before.is_some_and(|at| at > now + FLEET_AHEAD_MAX)
 }
 
 /// How long a deferred send waits before the replica is asked again (or
@@ -440,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_past_the_fence_four_weeks_after_its_time() {
+    fn a_message_is_past_the_fence_four_weeks_after_its_accept() {
         let t = crate::store::test_support::TempStore::new();
         let now = Utc::now();
         let at = |days: i64| now - chrono::Duration::days(days);
@@ -460,21 +468,25 @@ mod tests {
         };
         assert!(!past_the_fence(&message(27, None), now));
         assert!(past_the_fence(&message(29, None), now));
-        // Its time is its send_at: accepted long ago, due yesterday.
-        assert!(!past_the_fence(&message(40, Some(1)), now));
-        assert!(past_the_fence(&message(40, Some(29)), now));
+        // Its accept counts, not its time: a deferral moves `not_before`
+        // (here to yesterday, or to tomorrow), a claim made at its accept
+        // does not last longer for that.
+        assert!(past_the_fence(&message(29, Some(1)), now));
+        assert!(past_the_fence(&message(29, Some(-1)), now));
+        assert!(!past_the_fence(&message(20, Some(29)), now));
         const { assert!(FENCE_SAFE.num_days() + 2 == (FENCE_KEEP.as_secs() / 86_400) as i64) };
+        const { assert!(FLEET_AHEAD_MAX.num_days() + 7 == FENCE_SAFE.num_days()) };
     }
 
     #[test]
-    fn a_message_due_more_than_four_weeks_ahead_is_beyond_the_fence() {
+    fn a_message_due_more_than_three_weeks_ahead_is_beyond_the_fence() {
         let now = Utc::now();
         let ahead = |days: i64| Some(now + chrono::Duration::days(days));
         assert!(!beyond_the_fence(None, now));
         assert!(!beyond_the_fence(ahead(-3), now));
-        assert!(!beyond_the_fence(ahead(27), now));
-        assert!(!beyond_the_fence(Some(now + FENCE_SAFE), now));
-        assert!(beyond_the_fence(ahead(29), now));
+        assert!(!beyond_the_fence(ahead(20), now));
+        assert!(!beyond_the_fence(Some(now + FLEET_AHEAD_MAX), now));
+        assert!(beyond_the_fence(ahead(22), now));
     }
 
     #[test]

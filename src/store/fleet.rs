@@ -413,7 +413,7 @@ impl Store {
     /// remembers and no gateway that is there holds it: `unknown` here, as
     /// [`Store::sender_gone`]. Whether it changed.
     pub async fn fleet_expired(&self, id: &str) -> Result<bool> {
-        let text = "not finished by the fleet within 28 days of its time: a claim to send it may have expired, so nobody sends it now, and it may or may not have been sent";
+        let text = "not finished by the fleet within 28 days of its accept: a claim to send it may have expired, so nobody sends it now, and it may or may not have been sent";
         self.unknown_in_fleet(id, FLEET_EXPIRED, text).await
     }
 
