@@ -81,8 +81,21 @@ async fn gateway_with(
     consent: &str,
     modem_lines: &str,
 ) -> common::InProcessDaemon {
+    let _ = std::fs::remove_dir_all(temp(&format!("{name}.db")));
+    gateway_again(name, site, nats, staleness, modem, consent, modem_lines).await
+}
+
+/// [`gateway_with`] on the store it left (a gateway started again).
+async fn gateway_again(
+    name: &str,
+    site: &str,
+    nats: &str,
+    staleness: &str,
+    modem: &SimHandle,
+    consent: &str,
+    modem_lines: &str,
+) -> common::InProcessDaemon {
     let db = temp(&format!("{name}.db"));
-    let _ = std::fs::remove_dir_all(&db);
     let text = format!(
         "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
          [consent]\nprogram_name = \"Acme Dental\"\n{consent}\
@@ -1116,6 +1129,92 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
     drop(hooks);
     a.stop().await;
     c.stop().await;
+    sc.shutdown().await;
+}
+
+/// A gateway away from the fleet for longer than the events stream keeps
+/// events (here: the stream purged while it was stopped) still erases a
+/// contact erased meanwhile at another gateway: it finds the erasure in
+/// the fleet's list of erasures (hashed, kept for good) when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_back_after_the_events_stream_forgot_still_erases() {
+    let _leftovers = Leftovers(&[
+        "away-a.db",
+        "away-c.db",
+        "away-a.tty",
+        "away-c.tty",
+        "nats-away",
+    ]);
+    let nats = NatsServer::start(temp("nats-away"));
+    let (sa, sc) = (sim("away-a", "+15550820000"), sim("away-c", "+15550820009"));
+    let a = gateway("away-a", "a", &nats.url(), "10m", &sa).await;
+    let c = gateway("away-c", "c", &nats.url(), "10m", &sc).await;
+    let customer = "+15550820001";
+    let (addr_a, addr_c) = (a.addr.clone(), c.addr.clone());
+    let sim_c = sc.clone();
+    blocking(move || {
+        wait_current(&addr_a);
+        wait_current(&addr_c);
+        sim_c.inject(customer, "Do you open on Sundays?").unwrap();
+        for addr in [&addr_a, &addr_c] {
+            wait_until(Duration::from_secs(20), "the text at both", || {
+                (!timeline(addr, customer).is_empty()).then_some(())
+            });
+        }
+    })
+    .await;
+    c.stop().await;
+
+    // Erased at A while C is away; then the events stream forgets.
+    let (addr_a, nats_url) = (a.addr.clone(), nats.url());
+    blocking(move || {
+        let (status, erased) = http(
+            "DELETE",
+            &addr_a,
+            &format!("/v1/contacts/{}", customer.replace('+', "%2B")),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(status, 200, "{erased}");
+        assert_eq!(erased["erased_messages"], 1, "{erased}");
+        let handle = tokio::runtime::Handle::current();
+        let listed = bucket_of(&nats_url, smsgate::fleet::work::ERASED_BUCKET);
+        let key = smsgate::pdu::hex::encode(&smsgate::store::erased_hash(customer));
+        wait_until(Duration::from_secs(20), "the erasure listed", || {
+            handle.block_on(listed.get(&key)).unwrap().map(|_| ())
+        });
+        assert!(
+            !String::from_utf8_lossy(&handle.block_on(listed.get(&key)).unwrap().unwrap())
+                .contains(&customer[1..])
+        );
+        handle.block_on(async {
+            let client = async_nats::connect(&nats_url).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            let events = js
+                .get_stream(smsgate::fleet::work::EVENTS_STREAM)
+                .await
+                .unwrap();
+            events.purge().await.unwrap();
+        });
+    })
+    .await;
+
+    let c = gateway_again("away-c", "c", &nats.url(), "10m", &sc, "", "").await;
+    let addr_c = c.addr.clone();
+    blocking(move || {
+        wait_until(Duration::from_secs(20), "the contact erased at C", || {
+            timeline(&addr_c, customer).is_empty().then_some(())
+        });
+        let (status, threads) = http("GET", &addr_c, "/v1/threads?limit=100", Some(TOKEN), None);
+        assert_eq!(status, 200, "{threads}");
+        assert!(!threads.to_string().contains(customer), "{threads}");
+    })
+    .await;
+    a.stop().await;
+    c.stop().await;
+    let store = common::open_store(&temp("away-c.db"), 8);
+    assert_eq!(store.trees_holding(customer.as_bytes()).unwrap(), vec![]);
+    sa.shutdown().await;
     sc.shutdown().await;
 }
 

@@ -115,6 +115,7 @@ pub async fn start(
         tokio::spawn(work.clone().consume_events(stop.clone())),
         tokio::spawn(work.clone().watch_sites(stop.clone())),
         tokio::spawn(work.clone().announce_campaigns(stop.clone())),
+        tokio::spawn(work.clone().watch_erasures(stop.clone())),
     ];
     // A gateway without modems sends nothing: it takes nothing.
     if modems > 0 {

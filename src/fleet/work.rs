@@ -40,6 +40,15 @@ pub const EVENTS_STREAM: &str = "SMSGATE_EVENTS";
 pub const FENCE_BUCKET: &str = "smsgate_sent";
 pub const STICKY_BUCKET: &str = "smsgate_sticky";
 pub const SITES_BUCKET: &str = "smsgate_sites";
+/// The contacts erased anywhere in the fleet: the hash of the number (hex,
+/// [`crate::store::erased_hash`]) -> [`Erased`]. Kept for good (one small
+/// key per erasure, no number), so that a gateway away from the events
+/// stream for longer than it keeps events still erases them.
+pub const ERASED_BUCKET: &str = "smsgate_erased";
+
+/// How many erasures of the bucket are applied at once (one scan of this
+/// gateway's contacts for each batch).
+const ERASURES_BATCH: usize = 1000;
 
 /// How often a gateway says it is there, at most (a third of `gone_after`
 /// when that is shorter).
@@ -117,6 +126,7 @@ struct Buckets {
     sticky: kv::Store,
     /// site -> [`Heard`]: when each gateway last said it is there.
     sites: kv::Store,
+    erased: kv::Store,
     outbound: stream::Stream,
     events: stream::Stream,
 }
@@ -271,10 +281,20 @@ impl Work {
                     Duration::ZERO,
                 )
                 .await?;
+                let erased = super::nats::bucket(
+                    &self.js,
+                    ERASED_BUCKET,
+                    "smsgate: the contacts erased in the fleet (hashed), and when",
+                    1,
+                    self.replicas,
+                    Duration::ZERO,
+                )
+                .await?;
                 Ok(Buckets {
                     fence,
                     sticky,
                     sites,
+                    erased,
                     outbound,
                     events,
                 })
@@ -973,14 +993,17 @@ impl Work {
                     // Erased here: every gateway erases the contact, and
                     // the buckets forget it (below).
                     crate::store::FLEET_CONTACT_ERASED => {
-                        if let Some(contact) = event.data["contact"].as_str() {
+                        if let (Some(contact), Some(at)) = (
+                            event.data["contact"].as_str(),
+                            event.data["erased_at"].as_str(),
+                        ) {
                             let numbers = event.data["numbers"]
                                 .as_array()
                                 .into_iter()
                                 .flatten()
                                 .filter_map(|n| n.as_str().map(str::to_string))
                                 .collect();
-                            erased.push((contact.to_string(), numbers));
+                            erased.push((contact.to_string(), at.to_string(), numbers));
                         }
                         true
                     }
@@ -1044,8 +1067,10 @@ impl Work {
     /// any site: this gateway's view may be behind), which must outlive the
     /// erasure as the tombstone does in each store. Purged (no history of
     /// the key is kept either) only at the revision read, so an opt-out
-    /// put meanwhile stays.
-    async fn forget(&self, erased: &[(String, Vec<String>)]) -> Result<(), String> {
+    /// put meanwhile stays. Each erasure (contact, its time as written in
+    /// its event, the gateway numbers of its consent) is listed in the
+    /// erasures bucket first, by its hash.
+    async fn forget(&self, erased: &[(String, String, Vec<String>)]) -> Result<(), String> {
         if erased.is_empty() {
             return Ok(());
         }
@@ -1055,7 +1080,20 @@ impl Work {
             .get_key_value(super::CONSENT_BUCKET)
             .await
             .map_err(|e| format!("the consent bucket: {e}"))?;
-        for (contact, numbers) in erased {
+        for (contact, at, numbers) in erased {
+            let listed = serde_json::to_vec(&Erased {
+                erased_at: at.clone(),
+                site: self.site.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+            buckets
+                .erased
+                .put(
+                    crate::pdu::hex::encode(&crate::store::erased_hash(contact)),
+                    listed.into(),
+                )
+                .await
+                .map_err(|e| format!("the erasures bucket: {e}"))?;
             let key = super::consent_key(contact, None);
             buckets
                 .sticky
@@ -1069,6 +1107,78 @@ impl Work {
             }
         }
         Ok(())
+    }
+}
+
+/// A value of the erasures bucket ([`ERASED_BUCKET`]).
+#[derive(Debug, Serialize, Deserialize)]
+struct Erased {
+    /// When the contact was erased (RFC 3339, as its event says).
+    erased_at: String,
+    /// Where.
+    site: String,
+}
+
+impl Work {
+    /// Apply the erasures listed in the fleet's bucket that are not done
+    /// here yet: those this gateway missed on the events stream (away
+    /// longer than the stream keeps events, or new to the fleet). Each
+    /// watch starts with every key's value; those done here are skipped
+    /// with one look-up each.
+    pub async fn watch_erasures(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "watching the erasures bucket";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let this = &self;
+            async move { this.watch_erasures_once(&mut stop).await }
+        })
+        .await;
+    }
+
+    async fn watch_erasures_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let buckets = self.buckets().await?;
+        let mut changes = buckets
+            .erased
+            .watch_with_history(">")
+            .await
+            .map_err(|e| format!("the erasures bucket's watch: {e}"))?;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                change = changes.next() => {
+                    let entry = match change {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return Err(format!("the erasures bucket's watch: {e}")),
+                        None => return Err("the erasures bucket's watch ended".into()),
+                    };
+                    let hash = crate::pdu::hex::decode(&entry.key).ok();
+                    let at = serde_json::from_slice::<Erased>(&entry.value)
+                        .ok()
+                        .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e.erased_at).ok());
+                    match (entry.operation, hash, at) {
+                        (kv::Operation::Put, Some(hash), Some(at)) => batch.push((hash, at.to_utc())),
+                        (kv::Operation::Put, _, _) => {
+                            tracing::error!(key = %entry.key, "fleet: an unreadable entry of the erasures bucket; skipped");
+                        }
+                        _ => {}
+                    }
+                    // Applied once what the watch holds is read (or a
+                    // batch is full): one scan of the contacts for many.
+                    if entry.delta == 0 || batch.len() >= ERASURES_BATCH {
+                        let erased = self
+                            .store
+                            .apply_hashed_erasures(&batch)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if erased > 0 {
+                            tracing::info!(contacts = erased, "fleet: contacts erased at other sites while this gateway did not hear of it are erased here too");
+                        }
+                        batch.clear();
+                    }
+                }
+            }
+        }
     }
 }
 

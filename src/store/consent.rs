@@ -747,6 +747,12 @@ impl Store {
         if contact.is_empty() {
             return Ok(0);
         }
+        // Another gateway's erasure heard again (its event and the fleet's
+        // list of erasures both tell of it): done once, or it would erase
+        // what came after it.
+        if !announce && self.erasure_applied(&tombstone_key(contact), at)? {
+            return Ok(0);
+        }
         let prefix = keys::thread_prefix(contact);
         // Another gateway's erasure, applied late here: what was made here
         // after it is a new conversation's, kept. One made here erases all.
@@ -857,6 +863,7 @@ impl Store {
         if opted_out {
             i.tombstones.insert(tombstone_key(contact), &[])?;
         }
+        self.erasure_done(contact, at)?;
         // Outbox entries of erased messages point nowhere; `due` skips them.
         self.sync().await?;
         Ok(message_keys.len() + archived)

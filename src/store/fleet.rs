@@ -3,6 +3,8 @@
 //! a message applied here (the events stream; a campaign's message moves
 //! its campaign's counter with it, at the gateway that has the campaign).
 
+use std::collections::HashMap;
+
 use sled::Transactional;
 
 use super::campaigns::count_message_tx;
@@ -60,6 +62,32 @@ fn progress(m: &Message) -> u8 {
     }
 }
 
+/// What stands for an erased contact's number in the fleet's list of
+/// erasures and in the erasure marks: the SHA-256 of the number (as an
+/// opt-out's tombstone).
+pub fn erased_hash(contact: &str) -> Vec<u8> {
+    super::consent::tombstone_key(contact)
+}
+
+/// An erasure mark's value: when the contact was erased (what is refused
+/// from before then) and up to when an erasure is done here (ns since the
+/// epoch, big endian, 8 bytes each; a value of 8 bytes, as written before
+/// the second was kept, is done as far as it goes).
+fn erasure_of(raw: &[u8]) -> Option<(i64, i64)> {
+    let mark = i64::from_be_bytes(<[u8; 8]>::try_from(raw.get(..8)?).ok()?);
+    let done = match raw.get(8..16) {
+        Some(done) => i64::from_be_bytes(<[u8; 8]>::try_from(done).ok()?),
+        None => mark,
+    };
+    Some((mark, done))
+}
+
+/// Nanoseconds since the epoch, as an erasure mark keeps a time. (An i64
+/// of them lasts until 2262; a time beyond is the latest.)
+fn erasure_nanos(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
 impl Store {
     /// Remember that `contact` was erased `at` (the later of two): what is
     /// still on its way about it from before then is refused.
@@ -68,20 +96,128 @@ impl Store {
         contact: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
+        self.mark_erased_hash(&super::consent::tombstone_key(contact), at, false)
+    }
+
+    /// Mark the erasure of the contact whose number hashes to `hash` (see
+    /// [`Store::mark_erased`]); `done`: the erasure is done here as well.
+    fn mark_erased_hash(
+        &self,
+        hash: &[u8],
+        at: chrono::DateTime<chrono::Utc>,
+        done: bool,
+    ) -> Result<()> {
         // Nanoseconds, as a message's time is kept: a record made in the
         // same millisecond before the erasure still counts as before it.
-        // (An i64 of them lasts until 2262; a time beyond is the latest.)
-        let nanos = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        self.aux_tree(ERASED_TREE)?.update_and_fetch(
-            super::consent::tombstone_key(contact),
-            |old| {
-                let before = old
-                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                    .map_or(i64::MIN, i64::from_be_bytes);
-                Some(before.max(nanos).to_be_bytes().to_vec())
-            },
-        )?;
+        let nanos = erasure_nanos(at);
+        self.aux_tree(ERASED_TREE)?.update_and_fetch(hash, |old| {
+            let (mark, was_done) = old.and_then(erasure_of).unwrap_or((i64::MIN, i64::MIN));
+            let done = if done { was_done.max(nanos) } else { was_done };
+            let mut value = mark.max(nanos).to_be_bytes().to_vec();
+            value.extend_from_slice(&done.to_be_bytes());
+            Some(value)
+        })?;
         Ok(())
+    }
+
+    /// The erasure of `contact` made `at` is done here: a later word of it
+    /// (another gateway's event, the fleet's list of erasures) is not
+    /// applied again (it would erase what came after it).
+    pub(crate) fn erasure_done(
+        &self,
+        contact: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        self.mark_erased_hash(&super::consent::tombstone_key(contact), at, true)
+    }
+
+    /// Whether the erasure of the contact whose number hashes to `hash`
+    /// made `at` is done here already.
+    pub fn erasure_applied(&self, hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+        let raw = self.aux_tree(ERASED_TREE)?.get(hash)?;
+        Ok(raw
+            .as_deref()
+            .and_then(erasure_of)
+            .is_some_and(|(_, done)| done >= erasure_nanos(at)))
+    }
+
+    /// Apply erasures this gateway heard of only by their hashes (the
+    /// fleet's list of erasures, for one away from the events stream
+    /// longer than it keeps them): each not done here yet erases the
+    /// contact whose number hashes to it (found among this gateway's
+    /// contacts, profiles and consent records) as another gateway's
+    /// erasure does, or, with no such contact here, is marked, so that
+    /// what is still on its way from before it is refused. Returns how
+    /// many contacts were erased.
+    pub async fn apply_hashed_erasures(
+        &self,
+        erasures: &[(Vec<u8>, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<usize> {
+        let mut pending: HashMap<Vec<u8>, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        for (hash, at) in erasures {
+            if !self.erasure_applied(hash, *at)? {
+                let slot = pending.entry(hash.clone()).or_insert(*at);
+                *slot = (*slot).max(*at);
+            }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let wanted: std::collections::HashSet<Vec<u8>> = pending.keys().cloned().collect();
+        let found = self
+            .blocking(move |store| store.contacts_hashing_to(&wanted))
+            .await?;
+        let mut erased = 0;
+        for contact in &found {
+            let hash = super::consent::tombstone_key(contact);
+            if let Some(at) = pending.remove(&hash) {
+                self.erase_remote_contact(contact, at).await?;
+                erased += 1;
+            }
+        }
+        for (hash, at) in pending {
+            self.mark_erased_hash(&hash, at, true)?;
+        }
+        Ok(erased)
+    }
+
+    /// The contacts known here (a thread, an archived message, a profile or
+    /// a consent record) whose numbers hash to one of `hashes` (as an
+    /// opt-out's tombstone does). A full scan of those trees' keys.
+    fn contacts_hashing_to(
+        &self,
+        hashes: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<Vec<String>> {
+        let i = &self.inner;
+        let mut seen = std::collections::HashSet::new();
+        let mut found = Vec::new();
+        let mut look = |contact: &[u8]| {
+            if contact.is_empty() || !seen.insert(contact.to_vec()) {
+                return;
+            }
+            let contact = String::from_utf8_lossy(contact);
+            if hashes.contains(&super::consent::tombstone_key(&contact)) {
+                found.push(contact.into_owned());
+            }
+        };
+        for key in i.contacts.iter().keys() {
+            let key = key?;
+            match key.first() {
+                // 0x00, hash (4 bytes), contact: an archived message's.
+                Some(&keys::SEP) => look(key.get(5..).unwrap_or_default()),
+                _ => look(&key),
+            }
+        }
+        for key in i.profiles.iter().keys() {
+            look(&key?);
+        }
+        for key in i.consent.iter().keys() {
+            let key = key?;
+            // contact, or contact 0x00 gateway number (per-number scope).
+            let contact = key.split(|b| *b == keys::SEP).next().unwrap_or_default();
+            look(contact);
+        }
+        Ok(found)
     }
 
     /// When `contact` was last erased (here, or in a fleet anywhere), if
@@ -91,9 +227,9 @@ impl Store {
             .aux_tree(ERASED_TREE)?
             .get(super::consent::tombstone_key(contact))?;
         Ok(raw
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(i64::from_be_bytes)
-            .map(chrono::DateTime::from_timestamp_nanos))
+            .as_deref()
+            .and_then(erasure_of)
+            .map(|(mark, _)| chrono::DateTime::from_timestamp_nanos(mark)))
     }
 
     /// Whether `contact` was erased at or after `at` (a record of then is
@@ -1081,6 +1217,86 @@ mod tests {
             .filter(|(_, e)| e.kind == FLEET_CONTACT_ERASED)
             .count();
         assert_eq!(announced, 1);
+    }
+
+    /// A gateway that heard of erasures only by their hashes (the fleet's
+    /// list, for one away from the events stream longer than it keeps
+    /// them) erases the contacts they name: one texted, one with only a
+    /// profile, one with only a consent record; an erasure of nobody here
+    /// is marked. One done already is not done again, whichever way it is
+    /// heard of (it would erase what came after it); a later one is.
+    #[tokio::test]
+    async fn erasures_known_by_their_hashes_erase_the_contacts_they_name() {
+        use crate::store::{ConsentChange, ConsentStatus, ContactProfile, Evidence};
+        let t = TempStore::new();
+        let (texted, profiled, consented, stranger) =
+            ("+15550041", "+15550042", "+15550043", "+15550044");
+        t.store
+            .accept(message(&t.store, texted), None)
+            .await
+            .unwrap();
+        let profile = ContactProfile {
+            name: Some("Ana".into()),
+            ..ContactProfile::default()
+        };
+        assert!(matches!(
+            t.store.set_profile(profiled, &profile).await.unwrap(),
+            crate::store::ProfileWrite::Created
+        ));
+        t.store
+            .change_consent(ConsentChange {
+                contact: consented.into(),
+                status: ConsentStatus::OptedIn,
+                action: "opt_in".into(),
+                reason: None,
+                evidence: Some(Evidence {
+                    source: "paper".into(),
+                    evidence: "form 7".into(),
+                    captured_at: Utc::now(),
+                }),
+                number: None,
+            })
+            .await
+            .unwrap();
+        let contacts = [texted, profiled, consented, stranger];
+        for c in &contacts[..3] {
+            assert!(!t.store.trees_holding(c.as_bytes()).unwrap().is_empty());
+        }
+        let at = Utc::now();
+        let list: Vec<_> = contacts.iter().map(|c| (erased_hash(c), at)).collect();
+        assert_eq!(t.store.apply_hashed_erasures(&list).await.unwrap(), 3);
+        for c in contacts {
+            assert_eq!(t.store.trees_holding(c.as_bytes()).unwrap(), vec![], "{c}");
+            assert_eq!(t.store.erased_at(c).unwrap(), Some(at), "{c}");
+            assert!(t.store.erasure_applied(&erased_hash(c), at).unwrap());
+        }
+        // Texted again after the erasure: heard of again (the bucket's
+        // watch starts again, the event comes late), nothing is erased.
+        let later = t.store.new_outbound(
+            "",
+            texted,
+            "hello again",
+            1,
+            "gsm7",
+            false,
+            None,
+            at + chrono::Duration::minutes(1),
+        );
+        t.store.accept(later.clone(), None).await.unwrap();
+        assert!(matches!(
+            t.store.set_profile(texted, &profile).await.unwrap(),
+            crate::store::ProfileWrite::Created
+        ));
+        assert_eq!(t.store.apply_hashed_erasures(&list).await.unwrap(), 0);
+        assert_eq!(t.store.erase_remote_contact(texted, at).await.unwrap(), 0);
+        assert!(t.store.get(&later.id).unwrap().is_some());
+        assert_eq!(t.store.profile(texted).unwrap(), profile);
+        // A later erasure is done.
+        let again = at + chrono::Duration::minutes(2);
+        let list = [(erased_hash(texted), again)];
+        assert_eq!(t.store.apply_hashed_erasures(&list).await.unwrap(), 1);
+        assert!(t.store.get(&later.id).unwrap().is_none());
+        assert_eq!(t.store.erased_at(texted).unwrap(), Some(again));
     }
 
     /// Another gateway's campaign is kept as announced (the newest

@@ -64,7 +64,7 @@ pub use deliveries::{
     event_seq, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
-pub use fleet::{Taken, FLEET_CONTACT_ERASED, FLEET_GIVEN_BACK};
+pub use fleet::{erased_hash, Taken, FLEET_CONTACT_ERASED, FLEET_GIVEN_BACK};
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
 pub use outbound::{Accepted, GroupedChange, IdempotencyKey};
