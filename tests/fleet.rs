@@ -1134,10 +1134,11 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
 
 /// A gateway away from the fleet for longer than the events stream keeps
 /// events (here: the stream purged while it was stopped) still erases a
-/// contact erased meanwhile at another gateway: it finds the erasure in
-/// the fleet's list of erasures (hashed, kept for good) when it is back.
+/// contact erased meanwhile at another gateway, and lists a campaign
+/// created meanwhile: it finds them in the fleet's list of erasures
+/// (hashed) and its campaigns bucket, both kept for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_back_after_the_events_stream_forgot_still_erases() {
+async fn a_gateway_back_after_the_events_stream_forgot_erases_and_lists_what_it_missed() {
     let _leftovers = Leftovers(&[
         "away-a.db",
         "away-c.db",
@@ -1167,7 +1168,7 @@ async fn a_gateway_back_after_the_events_stream_forgot_still_erases() {
 
     // Erased at A while C is away; then the events stream forgets.
     let (addr_a, nats_url) = (a.addr.clone(), nats.url());
-    blocking(move || {
+    let campaign_id = blocking(move || {
         let (status, erased) = http(
             "DELETE",
             &addr_a,
@@ -1177,7 +1178,30 @@ async fn a_gateway_back_after_the_events_stream_forgot_still_erases() {
         );
         assert_eq!(status, 200, "{erased}");
         assert_eq!(erased["erased_messages"], 1, "{erased}");
+        let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let (status, created) = http(
+            "POST",
+            &addr_a,
+            "/v1/campaigns",
+            Some(TOKEN),
+            Some(&json!({
+                "name": "Sunday opening",
+                "recipients": {"numbers": ["+15550820002", "+15550820003"]},
+                "template": "We now open on Sundays",
+                "category": "transactional",
+                "send_at": tomorrow
+            })),
+        );
+        assert_eq!(status, 202, "{created}");
+        let campaign_id = created["id"].as_str().unwrap().to_string();
         let handle = tokio::runtime::Handle::current();
+        let campaigns = bucket_of(&nats_url, smsgate::fleet::work::CAMPAIGNS_BUCKET);
+        wait_until(Duration::from_secs(20), "the campaign announced", || {
+            handle
+                .block_on(campaigns.get(&campaign_id))
+                .unwrap()
+                .map(|_| ())
+        });
         let listed = bucket_of(&nats_url, smsgate::fleet::work::ERASED_BUCKET);
         let key = smsgate::pdu::hex::encode(&smsgate::store::erased_hash(customer));
         wait_until(Duration::from_secs(20), "the erasure listed", || {
@@ -1196,6 +1220,7 @@ async fn a_gateway_back_after_the_events_stream_forgot_still_erases() {
                 .unwrap();
             events.purge().await.unwrap();
         });
+        campaign_id
     })
     .await;
 
@@ -1208,6 +1233,11 @@ async fn a_gateway_back_after_the_events_stream_forgot_still_erases() {
         let (status, threads) = http("GET", &addr_c, "/v1/threads?limit=100", Some(TOKEN), None);
         assert_eq!(status, 200, "{threads}");
         assert!(!threads.to_string().contains(customer), "{threads}");
+        let listed = wait_until(Duration::from_secs(20), "the campaign at C", || {
+            campaign_there(&addr_c, &campaign_id)
+        });
+        assert_eq!(listed["name"], "Sunday opening", "{listed}");
+        assert_eq!(listed["site"], "a", "{listed}");
     })
     .await;
     a.stop().await;

@@ -116,6 +116,7 @@ pub async fn start(
         tokio::spawn(work.clone().watch_sites(stop.clone())),
         tokio::spawn(work.clone().announce_campaigns(stop.clone())),
         tokio::spawn(work.clone().watch_erasures(stop.clone())),
+        tokio::spawn(work.clone().watch_campaigns(stop.clone())),
     ];
     // A gateway without modems sends nothing: it takes nothing.
     if modems > 0 {

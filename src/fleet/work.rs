@@ -46,6 +46,11 @@ pub const SITES_BUCKET: &str = "smsgate_sites";
 /// stream for longer than it keeps events still erases them.
 pub const ERASED_BUCKET: &str = "smsgate_erased";
 
+/// Every gateway's campaigns: campaign id -> `{site, record}`, put by the
+/// creating gateway when its record changes; kept for good (a small record
+/// each), so a gateway that joins later lists them all.
+pub const CAMPAIGNS_BUCKET: &str = "smsgate_campaigns";
+
 /// How many erasures of the bucket are applied at once (one scan of this
 /// gateway's contacts for each batch).
 const ERASURES_BATCH: usize = 1000;
@@ -86,8 +91,6 @@ const ACK_FLUSH: Duration = Duration::from_millis(20);
 /// fleet (a campaign's counters change with every message of it: one
 /// announcement a period, not one per change).
 pub const CAMPAIGN_ANNOUNCE: Duration = Duration::from_secs(2);
-/// An announced campaign (data: its record), on the events stream only.
-const CAMPAIGN_SYNCED: &str = "campaign.synced";
 const ACK_BATCH: usize = 256;
 
 /// What the fence bucket holds for a message.
@@ -127,6 +130,7 @@ struct Buckets {
     /// site -> [`Heard`]: when each gateway last said it is there.
     sites: kv::Store,
     erased: kv::Store,
+    campaigns: kv::Store,
     outbound: stream::Stream,
     events: stream::Stream,
 }
@@ -290,11 +294,21 @@ impl Work {
                     Duration::ZERO,
                 )
                 .await?;
+                let campaigns = super::nats::bucket(
+                    &self.js,
+                    CAMPAIGNS_BUCKET,
+                    "smsgate: every gateway's campaigns, as their gateways last put them",
+                    1,
+                    self.replicas,
+                    Duration::ZERO,
+                )
+                .await?;
                 Ok(Buckets {
                     fence,
                     sticky,
                     sites,
                     erased,
+                    campaigns,
                     outbound,
                     events,
                 })
@@ -1210,9 +1224,10 @@ async fn forget_consent(consent: &kv::Store, key: &str) -> Result<(), String> {
 }
 
 impl Work {
-    /// Announce this gateway's campaigns to the others (those that changed
-    /// since their last announcement, every [`CAMPAIGN_ANNOUNCE`]; each
-    /// once after a start), so that every gateway lists and reads them.
+    /// Announce this gateway's campaigns to the others: those that changed
+    /// since their last announcement (every [`CAMPAIGN_ANNOUNCE`]; each
+    /// once after a start) are put in the campaigns bucket, so that every
+    /// gateway lists and reads them.
     pub async fn announce_campaigns(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         // Campaign id -> a hash of the record last announced.
         let mut announced: HashMap<String, u64> = HashMap::new();
@@ -1231,7 +1246,7 @@ impl Work {
     }
 
     async fn announce_changed(&self, announced: &mut HashMap<String, u64>) -> Result<(), String> {
-        self.buckets().await?;
+        let buckets = self.buckets().await?;
         let store = self.store.clone();
         let known = announced.clone();
         let changed = tokio::task::spawn_blocking(move || {
@@ -1253,29 +1268,78 @@ impl Work {
         })
         .await
         .map_err(|e| e.to_string())??;
-        let mut acks = Vec::new();
-        for (id, hash, raw) in &changed {
-            let Ok(record) = serde_json::from_slice::<serde_json::Value>(raw) else {
+        for (id, hash, raw) in changed {
+            let Ok(record) = serde_json::from_slice::<serde_json::Value>(&raw) else {
                 tracing::error!(campaign = %id, "fleet: an unreadable campaign record; not announced");
                 continue;
             };
-            let envelope = serde_json::json!({
-                "id": id,
-                "kind": CAMPAIGN_SYNCED,
-                "created_at": chrono::Utc::now(),
-                "data": record,
-            });
-            let ack = self
-                .publish_event(&format!("{id}.{hash:016x}"), &envelope)
-                .await?;
-            acks.push((id, *hash, ack));
-        }
-        for (id, hash, ack) in acks {
-            ack.await
-                .map_err(|e| format!("the events stream's acknowledgement: {e}"))?;
-            announced.insert(id.clone(), hash);
+            let value = serde_json::to_vec(&serde_json::json!({
+                "site": self.site,
+                "record": record,
+            }))
+            .map_err(|e| e.to_string())?;
+            buckets
+                .campaigns
+                .put(&id, value.into())
+                .await
+                .map_err(|e| format!("the campaigns bucket: {e}"))?;
+            announced.insert(id, hash);
         }
         Ok(())
+    }
+
+    /// Keep the other gateways' campaigns as their gateways last put them
+    /// in the campaigns bucket (read-only here). Each watch starts with
+    /// every campaign's latest record: a gateway new to the fleet, or away
+    /// for long, lists them all.
+    pub async fn watch_campaigns(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let what = "watching the campaigns bucket";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let this = &self;
+            async move { this.watch_campaigns_once(&mut stop).await }
+        })
+        .await;
+    }
+
+    async fn watch_campaigns_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Announced {
+            site: String,
+            record: crate::store::CampaignRecord,
+        }
+        let buckets = self.buckets().await?;
+        let mut changes = buckets
+            .campaigns
+            .watch_with_history(">")
+            .await
+            .map_err(|e| format!("the campaigns bucket's watch: {e}"))?;
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                change = changes.next() => {
+                    let entry = match change {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return Err(format!("the campaigns bucket's watch: {e}")),
+                        None => return Err("the campaigns bucket's watch ended".into()),
+                    };
+                    if entry.operation != kv::Operation::Put {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Announced>(&entry.value) {
+                        Ok(a) if a.site == self.site => {}
+                        Ok(a) => {
+                            self.store
+                                .apply_remote_campaign(a.record, &a.site)
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Err(e) => {
+                            tracing::error!(campaign = %entry.key, error = %e, "fleet: an unreadable campaign in the campaigns bucket; skipped");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Publish `envelope` on this site's subject of the events stream,
@@ -1452,19 +1516,6 @@ impl Work {
                     )
                     .map_err(|e| e.to_string())?;
             }
-        }
-        if envelope.kind == CAMPAIGN_SYNCED {
-            match serde_json::from_value::<crate::store::CampaignRecord>(envelope.data) {
-                Ok(record) => {
-                    self.store
-                        .apply_remote_campaign(record, site)
-                        .map_err(|e| e.to_string())?;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "fleet: an unreadable campaign announcement; skipped")
-                }
-            }
-            return Ok(());
         }
         if envelope.kind == crate::store::FLEET_CAMPAIGN_CANCEL {
             // Asked at another gateway, for a campaign of this one's.
