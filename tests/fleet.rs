@@ -25,6 +25,7 @@ mod common;
 #[path = "common/compat_receiver.rs"]
 mod compat_receiver;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::nats::NatsServer;
@@ -328,6 +329,211 @@ async fn without_the_broker_sends_wait_once_consent_is_stale() {
     gw.stop().await;
     modem.shutdown().await;
     drop(nats);
+}
+
+/// A gateway with no modems, on its own store, signed in to `nats` as
+/// `credentials` (the lines of `[cluster.credentials]`) with `cluster`'s
+/// other lines (`tls_ca`).
+async fn signed_in_gateway(
+    name: &str,
+    url: &str,
+    cluster: &str,
+    credentials: &str,
+) -> common::InProcessDaemon {
+    let db = temp(&format!("{name}.db"));
+    let _ = std::fs::remove_dir_all(&db);
+    let text = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\ncache_mb = 8\n\
+         [cluster]\nnats_url = [\"{url}\"]\nsite = \"north\"\n{cluster}\
+         [cluster.credentials]\n{credentials}",
+        db.display(),
+    );
+    common::InProcessDaemon::start(&text, TOKEN).await
+}
+
+/// A CA, and a certificate for 127.0.0.1 that it signed, made with Debian's
+/// `openssl` in `dir`: (the CA's PEM, the server's certificate, its key).
+fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (apt-get install openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=smsgate test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// The gateway signs in to the broker with each kind of credentials it
+/// takes (a token, a user and password, an nkey seed file) and over TLS
+/// with its own CA; wrong credentials leave it unconnected (the server
+/// refuses them) and `/readyz` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_signs_in_with_each_kind_of_credentials_and_tls() {
+    let _leftovers = Leftovers(&["creds", "creds-gw.db"]);
+    let dir = temp("creds");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // An nkey pair made with the nkeys crate (`KeyPair::new_user()`): the
+    // server knows the public key, the gateway reads the seed from a file.
+    let seed = dir.join("north.nk");
+    std::fs::write(
+        &seed,
+        "SUADEXOJRUJ54VN56H4ND6RTMPCA6KIGBSMFOCEHILNGL3HVGLOFXWS4LI\n",
+    )
+    .unwrap();
+    let public = "UAKK5GO6IWL7OEW2P33LTBY563FWVCGPRKDNXN6DFKVS3E2OD452QYUR";
+    let (ca, cert, key) = test_certificates(&dir);
+    let tls = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let seed_line = format!("nkey = \"{}\"\n", seed.display());
+    let ca_line = format!("tls_ca = \"{}\"\n", ca.display());
+    // (server's configuration, the gateway's scheme, its `[cluster]` lines,
+    // its credentials, whether it gets in)
+    let cases: Vec<(String, &str, String, String, bool)> = vec![
+        (
+            "authorization { token: \"s3cret\" }\n".into(),
+            "nats",
+            String::new(),
+            "token = \"s3cret\"\n".into(),
+            true,
+        ),
+        (
+            "authorization { token: \"s3cret\" }\n".into(),
+            "nats",
+            String::new(),
+            "token = \"guess\"\n".into(),
+            false,
+        ),
+        (
+            "authorization { user: \"north\", password: \"pa55\" }\n".into(),
+            "nats",
+            String::new(),
+            "user = \"north\"\npassword = \"pa55\"\n".into(),
+            true,
+        ),
+        (
+            "authorization { user: \"north\", password: \"pa55\" }\n".into(),
+            "nats",
+            String::new(),
+            "user = \"north\"\npassword = \"wrong\"\n".into(),
+            false,
+        ),
+        (
+            format!("authorization {{ users = [ {{ nkey: \"{public}\" }} ] }}\n"),
+            "nats",
+            String::new(),
+            seed_line.clone(),
+            true,
+        ),
+        (
+            format!("authorization {{ token: \"s3cret\" }}\n{tls}"),
+            "tls",
+            ca_line.clone(),
+            "token = \"s3cret\"\n".into(),
+            true,
+        ),
+    ];
+    for (i, (conf, scheme, cluster, credentials, gets_in)) in cases.into_iter().enumerate() {
+        let nats = NatsServer::start_with(dir.join(format!("nats-{i}")), Some(&conf));
+        let url = format!("{scheme}://127.0.0.1:{}", nats.port);
+        let gateway = signed_in_gateway("creds-gw", &url, &cluster, &credentials).await;
+        let addr = gateway.addr.clone();
+        let server_log = nats.dir.join("server.log");
+        blocking(move || {
+            if gets_in {
+                wait_until(Duration::from_secs(30), "signed in", || {
+                    (readyz(&addr)["fleet"]["consent_current"] == true).then_some(())
+                });
+                assert_eq!(readyz(&addr)["fleet"]["connected"], true, "case {i}");
+            } else {
+                wait_until(Duration::from_secs(30), "the server's refusal", || {
+                    std::fs::read_to_string(&server_log)
+                        .ok()?
+                        .contains("authentication error")
+                        .then_some(())
+                });
+                let ready = readyz(&addr);
+                assert_eq!(ready["fleet"]["connected"], false, "case {i}: {ready}");
+                assert_eq!(
+                    ready["fleet"]["consent_current"], false,
+                    "case {i}: {ready}"
+                );
+            }
+        })
+        .await;
+        gateway.stop().await;
+        drop(nats);
+    }
 }
 
 /// The commented `[cluster]` example of config/smsgate.toml, uncommented,

@@ -142,10 +142,18 @@ async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, FleetErro
         addrs.push(addr);
     }
     let c = &config.credentials;
+    // What the client says of its connection, in the log: a refused
+    // sign-in (a wrong token or password) or an unreachable server is
+    // said once until it changes, not at every retry.
+    let last_said: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("smsgate {}", config.site))
         .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5));
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            let last_said = last_said.clone();
+            async move { say_connection_event(&last_said, &event) }
+        });
     if let Some(token) = &c.token {
         options = options.token(token.clone());
     }
@@ -172,6 +180,28 @@ async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, FleetErro
     async_nats::connect_with_options(addrs, options)
         .await
         .map_err(|e| FleetError::Connect(e.to_string()))
+}
+
+/// Log `event` of the broker's connection, unless it repeats what was last
+/// said (the client retries a failed connection every few seconds).
+fn say_connection_event(last_said: &std::sync::Mutex<Option<String>>, event: &async_nats::Event) {
+    use async_nats::Event;
+    let text = event.to_string();
+    let mut last = last_said.lock().unwrap_or_else(|e| e.into_inner());
+    if last.as_deref() == Some(text.as_str()) {
+        tracing::debug!(event = %text, "fleet: the broker's connection");
+        return;
+    }
+    match event {
+        Event::Connected => tracing::info!("fleet: connected to the broker"),
+        Event::Disconnected => tracing::warn!("fleet: disconnected from the broker; reconnecting"),
+        Event::ClientError(e) => {
+            tracing::warn!(error = %e, "fleet: cannot connect to the broker; retrying")
+        }
+        Event::ServerError(e) => tracing::error!(error = %e, "fleet: the broker refused"),
+        _ => tracing::info!(event = %text, "fleet: the broker's connection"),
+    }
+    *last = Some(text);
 }
 
 #[derive(Clone)]

@@ -44,6 +44,9 @@ pub struct NatsServer {
     child: Option<Child>,
     /// In a cluster: its name, its route port and the others' route URLs.
     cluster: Option<(String, u16, String)>,
+    /// A configuration file of its own (authorization, TLS), beside the
+    /// command line's listen address, port and JetStream store.
+    conf: Option<PathBuf>,
 }
 
 /// Servers routed to each other as one JetStream cluster (`smsgate`).
@@ -64,6 +67,7 @@ pub fn cluster(dir: PathBuf, size: usize) -> Vec<NatsServer> {
                 dir,
                 child: None,
                 cluster: Some((format!("n{i}"), routes[i], urls.clone())),
+                conf: None,
             }
         })
         .collect();
@@ -76,16 +80,33 @@ pub fn cluster(dir: PathBuf, size: usize) -> Vec<NatsServer> {
 impl NatsServer {
     /// Start on a free port with its store under `dir` (removed first).
     pub fn start(dir: PathBuf) -> NatsServer {
+        NatsServer::start_with(dir, None)
+    }
+
+    /// [`NatsServer::start`] with `conf` as its configuration file (its
+    /// `authorization` or `tls` blocks).
+    pub fn start_with(dir: PathBuf, conf: Option<&str>) -> NatsServer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let conf = conf.map(|text| {
+            let path = dir.join("server.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let mut server = NatsServer {
             port: free_port(),
             dir,
             child: None,
             cluster: None,
+            conf,
         };
         server.restart();
         server
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -97,6 +118,9 @@ impl NatsServer {
     pub fn restart(&mut self) {
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         let mut command = Command::new(binary());
+        if let Some(conf) = &self.conf {
+            command.arg("-c").arg(conf);
+        }
         command
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
