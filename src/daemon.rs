@@ -97,6 +97,27 @@ pub async fn run(
     // Consent: inbound STOP/START/HELP act inside the store's transaction; every
     // send passes the policy right before AT+CMGS.
     let policy = Policy::from_config(&config);
+    // The rules were checked with the config (`Config::check`); a problem
+    // here is one that check missed, so it stops the start the same way.
+    crate::conversation::rules::RuleSet::from_config(
+        &config.conversation.rule,
+        config.conversation.default_rules,
+    )
+    .map_err(|problems| {
+        DaemonError::Config(crate::config::ConfigError {
+            file: None,
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| crate::config::Problem { key, message })
+                .collect(),
+        })
+    })?;
+    // The rules in effect: the file's, or the list stored through
+    // `/v1/rules`, which replaces them; the API swaps it live.
+    let rule_book = Arc::new(crate::conversation::rulebook::RuleBook::open(
+        &store,
+        &config.conversation,
+    ));
     // In a fleet: consent changes go to and come from the other gateways,
     // and sends wait while the replica is older than its staleness.
     #[cfg(feature = "fleet")]
@@ -108,15 +129,19 @@ pub async fn run(
                 policy.per_number(),
                 dispatcher.clone(),
                 config.modem.len(),
-                // The other sites' events count in this gateway's
-                // conversation metrics as the engine counts its own.
-                Some(crate::fleet::work::RemoteMetrics {
-                    policy: Arc::new(Policy::from_config(&config)),
-                    wiring: Arc::new(crate::conversation::engine::MetricsWiring::from_config(
-                        &config.conversation,
-                        config.cost_per_part(),
-                    )),
-                }),
+                crate::fleet::nats::Conversation {
+                    // The other sites' events count in this gateway's
+                    // conversation metrics as the engine counts its own.
+                    metrics: Some(crate::fleet::work::RemoteMetrics {
+                        policy: Arc::new(Policy::from_config(&config)),
+                        wiring: Arc::new(crate::conversation::engine::MetricsWiring::from_config(
+                            &config.conversation,
+                            config.cost_per_part(),
+                        )),
+                    }),
+                    // Rules stored through the API are shared too.
+                    rules: rule_book.clone(),
+                },
                 stop_rx.clone(),
             )
             .await
@@ -151,27 +176,6 @@ pub async fn run(
             path: config.store.path.display().to_string(),
             source,
         })?;
-    // The rules were checked with the config (`Config::check`); a problem
-    // here is one that check missed, so it stops the start the same way.
-    crate::conversation::rules::RuleSet::from_config(
-        &config.conversation.rule,
-        config.conversation.default_rules,
-    )
-    .map_err(|problems| {
-        DaemonError::Config(crate::config::ConfigError {
-            file: None,
-            problems: problems
-                .into_iter()
-                .map(|(key, message)| crate::config::Problem { key, message })
-                .collect(),
-        })
-    })?;
-    // The rules in effect: the file's, or the list stored through
-    // `/v1/rules`, which replaces them; the API swaps it live.
-    let rule_book = Arc::new(crate::conversation::rulebook::RuleBook::open(
-        &store,
-        &config.conversation,
-    ));
     // The conversation engine reads the event log beside the webhook
     // workers (its own cursor), before the modems deliver anything.
     let conversation = tokio::spawn(

@@ -1454,6 +1454,70 @@ async fn a_gateway_back_after_the_events_stream_forgot_erases_and_lists_what_it_
     sc.shutdown().await;
 }
 
+/// Conversation rules stored at one gateway (`PUT /v1/rules`) are in
+/// effect at every gateway, one that joins later too, and act on a text
+/// there; removed at another gateway, the file's rules are back everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_stored_at_one_gateway_are_in_effect_at_every_gateway() {
+    let _leftovers = Leftovers(&[
+        "rules-a.db",
+        "rules-b.db",
+        "rules-a.tty",
+        "rules-b.tty",
+        "nats-rules",
+    ]);
+    let nats = NatsServer::start(temp("nats-rules"));
+    let (sa, sb) = (
+        sim("rules-a", "+15550830000"),
+        sim("rules-b", "+15550840000"),
+    );
+    let a = gateway("rules-a", "a", &nats.url(), "10m", &sa).await;
+    let addr_a = a.addr.clone();
+    blocking(move || {
+        wait_current(&addr_a);
+        let rules = json!({"rules": [{
+            "name": "hours",
+            "when": {"keywords": ["hours"]},
+            "then": {"reply": "We open 9 to 5, Monday to Saturday"}
+        }]});
+        let (status, v) = http("PUT", &addr_a, "/v1/rules", Some(TOKEN), Some(&rules));
+        assert_eq!(status, 200, "{v}");
+    })
+    .await;
+    // B joins after the change.
+    let b = gateway("rules-b", "b", &nats.url(), "10m", &sb).await;
+    let (addr_a, addr_b) = (a.addr.clone(), b.addr.clone());
+    let sim_b = sb.clone();
+    blocking(move || {
+        wait_current(&addr_b);
+        let rules_at = |addr: &str| http("GET", addr, "/v1/rules", Some(TOKEN), None).1;
+        wait_until(Duration::from_secs(20), "the rules at B", || {
+            let v = rules_at(&addr_b);
+            (v["source"] == "store" && v["rules"][0]["name"] == "hours").then_some(())
+        });
+        // In effect at B: a text there is answered by the rule.
+        let customer = "+15550840001";
+        sim_b.inject(customer, "What are your hours?").unwrap();
+        wait_until(Duration::from_secs(20), "the rule's reply from B", || {
+            texts_to(&sim_b, customer)
+                .iter()
+                .any(|t| t.contains("9 to 5"))
+                .then_some(())
+        });
+        // Removed at B: the file's rules at A again.
+        let (status, v) = http("DELETE", &addr_b, "/v1/rules", Some(TOKEN), None);
+        assert_eq!(status, 200, "{v}");
+        wait_until(Duration::from_secs(20), "the file's rules at A", || {
+            (rules_at(&addr_a)["source"] == "config").then_some(())
+        });
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    sa.shutdown().await;
+    sb.shutdown().await;
+}
+
 /// A message accepted at A (no modems) and claimed by B, whose modem hangs
 /// in `AT+CMGS` when B is SIGKILLed and never comes back: once B has not
 /// been heard from for `gone_after`, A's record is `unknown` (reported

@@ -6,10 +6,16 @@
 //! key `rules`: the list as JSON) so a restart keeps it, and put in effect
 //! at once: the engine's decider reads [`LiveRules`] for each inbound text.
 //! `default_rules` and the teams always come from the file.
+//!
+//! In a fleet (`[cluster]`) a change made at one gateway is shared with the
+//! others ([`RuleBook::last_change`], [`RuleBook::apply_shared`]): the
+//! latest change, by the time it was made, is in effect everywhere it
+//! passes the checks.
 
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::rules::{LiveRules, RuleConfig, RuleSet};
 use super::settings::ConversationConfig;
@@ -19,6 +25,29 @@ use crate::store::{Store, StoreError};
 /// The store's aux tree for settings changed while the daemon runs.
 pub const SETTINGS_TREE: &str = "settings";
 const RULES_KEY: &[u8] = b"rules";
+/// When the stored list last changed (a store or a revert) and where:
+/// JSON of [`Changed`].
+const RULES_CHANGED_KEY: &[u8] = b"rules_changed";
+
+/// When and where the stored list last changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Changed {
+    at: DateTime<Utc>,
+    /// Another gateway's site (None: here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    site: Option<String>,
+}
+
+/// A change of the rules as a fleet shares it: the stored list (None: the
+/// list was removed, the file's rules apply), when and where it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesChange {
+    pub at: DateTime<Utc>,
+    /// Where it was made (None: at this gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    pub rules: Option<Vec<serde_json::Value>>,
+}
 
 /// Where the rules in effect come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,6 +97,9 @@ pub struct RuleBook {
     in_effect: RwLock<InEffect>,
     /// One change at a time: the store and the set in effect agree.
     writing: tokio::sync::Mutex<()>,
+    /// Counts the changes made here (not those applied from another
+    /// gateway): what a fleet shares.
+    changed_here: tokio::sync::watch::Sender<u64>,
 }
 
 impl RuleBook {
@@ -115,7 +147,109 @@ impl RuleBook {
             live: Arc::new(LiveRules::new(set)),
             in_effect: RwLock::new(in_effect),
             writing: tokio::sync::Mutex::new(()),
+            changed_here: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Ticks at each change made at this gateway (`PUT` or `DELETE
+    /// /v1/rules`, the rules page).
+    pub fn changes_here(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed_here.subscribe()
+    }
+
+    /// The last change of the stored list (None: never changed here, nor
+    /// applied from another gateway).
+    pub fn last_change(&self) -> Result<Option<RulesChange>, StoreError> {
+        let tree = self.store.aux_tree(SETTINGS_TREE)?;
+        let Some(raw) = tree.get(RULES_CHANGED_KEY)? else {
+            return Ok(None);
+        };
+        let changed: Changed = serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt {
+            key: "aux_settings/rules_changed".into(),
+            reason: e.to_string(),
+        })?;
+        let rules = match stored(&self.store)? {
+            Some(serde_json::Value::Array(list)) => Some(list),
+            Some(_) | None => None,
+        };
+        Ok(Some(RulesChange {
+            at: changed.at,
+            site: changed.site,
+            rules,
+        }))
+    }
+
+    /// Another gateway's change (`change.site` set): in effect here if it
+    /// is newer than the last change here and passes this gateway's checks
+    /// (its teams); a refused one is logged and changes nothing. Whether
+    /// it was applied.
+    pub async fn apply_shared(&self, change: RulesChange) -> Result<bool, StoreError> {
+        let _one = self.writing.lock().await;
+        if self.last_change()?.is_some_and(|last| last.at >= change.at) {
+            return Ok(false);
+        }
+        let site = change.site.clone().unwrap_or_default();
+        let now = match change.rules {
+            Some(list) => {
+                let checked = root(serde_json::Value::Array(list))
+                    .and_then(|root| check(root, &self.conversation));
+                match checked {
+                    Ok(checked) => Some(checked),
+                    Err(problems) => {
+                        tracing::error!(%site, ?problems, "the rules changed at another gateway do not pass this gateway's checks (its teams?); not in effect here");
+                        return Ok(false);
+                    }
+                }
+            }
+            None => None,
+        };
+        let changed = Changed {
+            at: change.at,
+            site: change.site,
+        };
+        let (in_effect, set) = match now {
+            Some((rules, set)) => {
+                self.write(Some(&rules), &changed).await?;
+                let source = RulesSource::Store;
+                (InEffect { rules, source }, set)
+            }
+            None => {
+                self.write(None, &changed).await?;
+                let rules = self.conversation.rule.clone();
+                let source = RulesSource::Config;
+                (InEffect { rules, source }, self.config_set.clone())
+            }
+        };
+        tracing::info!(%site, source = in_effect.source.as_str(), rules = in_effect.rules.len(), "conversation rules changed at another gateway are in effect here");
+        self.put_in_effect(in_effect, set);
+        Ok(true)
+    }
+
+    /// Store `rules` (None: remove the stored list) with when and where
+    /// the change was made, durably.
+    async fn write(
+        &self,
+        rules: Option<&[RuleConfig]>,
+        changed: &Changed,
+    ) -> Result<(), StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            key: "rules".into(),
+            reason: e.to_string(),
+        };
+        let mut batch = sled::Batch::default();
+        match rules {
+            Some(rules) => {
+                let list: Vec<serde_json::Value> = rules.iter().map(RuleConfig::to_json).collect();
+                batch.insert(RULES_KEY, serde_json::to_vec(&list).map_err(corrupt)?);
+            }
+            None => batch.remove(RULES_KEY),
+        }
+        batch.insert(
+            RULES_CHANGED_KEY,
+            serde_json::to_vec(changed).map_err(corrupt)?,
+        );
+        self.store.aux_tree(SETTINGS_TREE)?.apply_batch(batch)?;
+        self.store.sync().await
     }
 
     /// What the engine's decider reads.
@@ -155,16 +289,8 @@ impl RuleBook {
     async fn set(&self, root: config::Value) -> Result<InEffect, RulesError> {
         let (rules, set) = check(root, &self.conversation).map_err(RulesError::Invalid)?;
         let _one = self.writing.lock().await;
-        let list: Vec<serde_json::Value> = rules.iter().map(RuleConfig::to_json).collect();
-        let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt {
-            key: "rules".into(),
-            reason: e.to_string(),
-        })?;
-        self.store
-            .aux_tree(SETTINGS_TREE)?
-            .insert(RULES_KEY, bytes)
-            .map_err(StoreError::from)?;
-        self.store.sync().await?;
+        self.write(Some(&rules), &Changed::here()).await?;
+        self.changed_here.send_modify(|n| *n += 1);
         let now = InEffect {
             rules,
             source: RulesSource::Store,
@@ -180,8 +306,8 @@ impl RuleBook {
     /// Remove the stored list: the file's rules apply again.
     pub async fn revert(&self) -> Result<InEffect, StoreError> {
         let _one = self.writing.lock().await;
-        self.store.aux_tree(SETTINGS_TREE)?.remove(RULES_KEY)?;
-        self.store.sync().await?;
+        self.write(None, &Changed::here()).await?;
+        self.changed_here.send_modify(|n| *n += 1);
         let now = InEffect {
             rules: self.conversation.rule.clone(),
             source: RulesSource::Config,
@@ -189,6 +315,16 @@ impl RuleBook {
         self.put_in_effect(now.clone(), self.config_set.clone());
         tracing::info!("stored conversation rules removed; the config file's apply");
         Ok(now)
+    }
+}
+
+impl Changed {
+    /// A change made here, now.
+    fn here() -> Changed {
+        Changed {
+            at: Utc::now(),
+            site: None,
+        }
     }
 }
 
@@ -307,6 +443,60 @@ mod tests {
         let book = RuleBook::open(&dir.store, &conv);
         assert_eq!(book.in_effect().source, RulesSource::Config);
         assert_eq!(book.in_effect().rules[0].name.as_deref(), Some("file"));
+    }
+
+    /// In a fleet: a change made here ticks `changes_here` and is the last
+    /// change; another gateway's newer change is put in effect (and kept
+    /// across a reopen) without a tick (it is not shared again); an older
+    /// one, or one this gateway's teams refuse, changes nothing.
+    #[tokio::test]
+    async fn another_gateways_newer_change_is_in_effect_an_older_or_refused_one_is_not() {
+        use serde_json::json;
+        let mut dir = TempStore::new();
+        let conv = conversation(
+            "[[conversation.team]]\nid = \"support\"\n[[conversation.team]]\nid = \"sales\"\n[[conversation.team]]\nid = \"scheduling\"",
+        );
+        let book = RuleBook::open(&dir.store, &conv);
+        assert_eq!(book.last_change().unwrap(), None);
+        let mut ticks = book.changes_here();
+        let rule = |name: &str, then: serde_json::Value| json!({"name": name, "when": {"keywords": [name]}, "then": then});
+        book.set_json(vec![rule("here", json!({"reply": "9-5"}))])
+            .await
+            .unwrap();
+        assert!(ticks.has_changed().unwrap());
+        ticks.borrow_and_update();
+        let mine = book.last_change().unwrap().unwrap();
+        assert_eq!(mine.site, None);
+        assert_eq!(mine.rules.as_ref().unwrap()[0]["name"], "here");
+        let theirs = |minutes: i64, rules: Option<Vec<serde_json::Value>>| RulesChange {
+            at: mine.at + chrono::Duration::minutes(minutes),
+            site: Some("north".into()),
+            rules,
+        };
+        let name = |book: &RuleBook| book.in_effect().rules[0].name.clone();
+        // Older than the change made here: nothing.
+        let old = theirs(-1, Some(vec![rule("old", json!({"tag": "x"}))]));
+        assert!(!book.apply_shared(old).await.unwrap());
+        assert_eq!(name(&book).as_deref(), Some("here"));
+        // A team this gateway does not have: nothing.
+        let billing = theirs(1, Some(vec![rule("bill", json!({"route": "billing"}))]));
+        assert!(!book.apply_shared(billing).await.unwrap());
+        assert_eq!(name(&book).as_deref(), Some("here"));
+        // Newer: in effect, not a change made here, kept across a reopen.
+        let north = theirs(2, Some(vec![rule("north", json!({"route": "sales"}))]));
+        assert!(book.apply_shared(north.clone()).await.unwrap());
+        assert_eq!(name(&book).as_deref(), Some("north"));
+        assert!(!ticks.has_changed().unwrap());
+        assert_eq!(book.last_change().unwrap(), Some(north));
+        drop(book);
+        dir.restart();
+        let book = RuleBook::open(&dir.store, &conv);
+        assert_eq!(book.in_effect().source, RulesSource::Store);
+        assert_eq!(name(&book).as_deref(), Some("north"));
+        // A newer removal: the file's rules again.
+        assert!(book.apply_shared(theirs(3, None)).await.unwrap());
+        assert_eq!(book.in_effect().source, RulesSource::Config);
+        assert_eq!(book.last_change().unwrap().unwrap().rules, None);
     }
 
     #[tokio::test]

@@ -65,6 +65,15 @@ pub struct Fleet {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
+/// What the conversation layer shares with the fleet.
+pub struct Conversation {
+    /// How the other sites' events count in this gateway's metrics (None:
+    /// not counted).
+    pub metrics: Option<super::work::RemoteMetrics>,
+    /// The rules in effect, changed through the API here or elsewhere.
+    pub rules: Arc<crate::conversation::rulebook::RuleBook>,
+}
+
 /// Connect (in the background: a broker that is down at start is retried
 /// while the gateway runs) and start the publisher and the watcher.
 /// `per_number`: consent is kept per gateway number (the policy's setting;
@@ -75,9 +84,10 @@ pub async fn start(
     per_number: bool,
     dispatcher: Arc<crate::modem::Dispatcher>,
     modems: usize,
-    metrics: Option<super::work::RemoteMetrics>,
+    conversation: Conversation,
     stop: watch::Receiver<bool>,
 ) -> Result<Fleet, FleetError> {
+    let Conversation { metrics, rules } = conversation;
     let freshness = Arc::new(Freshness::new(config.consent_staleness));
     store.set_fleet_threads(true);
     let client = connect(config).await?;
@@ -117,6 +127,7 @@ pub async fn start(
         tokio::spawn(work.clone().announce_campaigns(stop.clone())),
         tokio::spawn(work.clone().watch_erasures(stop.clone())),
         tokio::spawn(work.clone().watch_campaigns(stop.clone())),
+        tokio::spawn(work.clone().share_rules(rules, stop.clone())),
     ];
     // A gateway without modems sends nothing: it takes nothing.
     if modems > 0 {
@@ -180,6 +191,43 @@ async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, FleetErro
     async_nats::connect_with_options(addrs, options)
         .await
         .map_err(|e| FleetError::Connect(e.to_string()))
+}
+
+/// Put `payload` at `key` of `bucket` (named `what` in errors) unless the
+/// bucket holds a value that `newer` says is as new or newer: compare and
+/// set on the revision read, so a value put meanwhile is compared in turn.
+/// Whether it was put.
+pub(super) async fn put_unless_newer(
+    bucket: &kv::Store,
+    what: &str,
+    key: &str,
+    payload: &[u8],
+    newer: impl Fn(&[u8]) -> bool,
+) -> Result<bool, String> {
+    for _ in 0..CAS_TRIES {
+        let current = bucket
+            .entry(key)
+            .await
+            .map_err(|e| format!("the {what} bucket: {e}"))?;
+        let written = match current {
+            Some(current) if current.operation == kv::Operation::Put => {
+                if newer(&current.value) {
+                    return Ok(false);
+                }
+                bucket
+                    .update(key, payload.to_vec().into(), current.revision)
+                    .await
+                    .is_ok()
+            }
+            _ => bucket.create(key, payload.to_vec().into()).await.is_ok(),
+        };
+        if written {
+            return Ok(true);
+        }
+    }
+    Err(format!(
+        "the {what} bucket: {key} changed {CAS_TRIES} times while it was written"
+    ))
 }
 
 /// Log `event` of the broker's connection, unless it repeats what was last
@@ -465,35 +513,18 @@ impl Link {
         let key = super::consent_key(&value.entry.contact, value.number.as_deref());
         // The bucket keeps the newest change by its time: a change made here
         // while the broker was away, published later, does not replace a
-        // newer one from another site (compare and set on the revision).
-        for _ in 0..CAS_TRIES {
-            let current = bucket
-                .entry(&key)
-                .await
-                .map_err(|e| format!("the consent bucket: {e}"))?;
-            let written = match current {
-                Some(current) if current.operation == kv::Operation::Put => {
-                    let newer = serde_json::from_slice::<ConsentValue>(&current.value)
-                        .is_ok_and(|held| held.entry.at >= value.entry.at);
-                    if newer {
-                        tracing::info!(contact = %crate::phone::masked(&value.entry.contact), "fleet: a newer consent change is in the bucket; this one only goes to the ledger");
-                        return Ok(());
-                    }
-                    bucket
-                        .update(&key, payload.clone().into(), current.revision)
-                        .await
-                        .is_ok()
-                }
-                _ => bucket.create(&key, payload.clone().into()).await.is_ok(),
-            };
-            if written {
-                tracing::debug!(contact = %crate::phone::masked(&value.entry.contact), status = value.entry.status.as_str(), "fleet: consent change published");
-                return Ok(());
-            }
+        // newer one from another site.
+        let put = put_unless_newer(bucket, "consent", &key, &payload, |held| {
+            serde_json::from_slice::<ConsentValue>(held)
+                .is_ok_and(|held| held.entry.at >= value.entry.at)
+        })
+        .await?;
+        if put {
+            tracing::debug!(contact = %crate::phone::masked(&value.entry.contact), status = value.entry.status.as_str(), "fleet: consent change published");
+        } else {
+            tracing::info!(contact = %crate::phone::masked(&value.entry.contact), "fleet: a newer consent change is in the bucket; this one only goes to the ledger");
         }
-        Err(format!(
-            "the consent bucket: {key} changed {CAS_TRIES} times while it was written"
-        ))
+        Ok(())
     }
 
     /// Watch the bucket: apply the other sites' changes to the store, and

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use super::nats::{publish_task, run_task, Repeat, RETRY};
 use super::{Claim, ClaimFor, FleetLink, Pending};
+use crate::conversation::rulebook::{RuleBook, RulesChange};
 use crate::modem::Dispatcher;
 use crate::store::{FleetLeg, Message, MessageStatus, Store, Taken};
 
@@ -50,6 +51,12 @@ pub const ERASED_BUCKET: &str = "smsgate_erased";
 /// creating gateway when its record changes; kept for good (a small record
 /// each), so a gateway that joins later lists them all.
 pub const CAMPAIGNS_BUCKET: &str = "smsgate_campaigns";
+
+/// The conversation rules stored through the API (`PUT /v1/rules`, the
+/// rules page): one key, [`RULES_KEY`] -> the last change made at any
+/// gateway ([`crate::conversation::rulebook::RulesChange`]).
+pub const RULES_BUCKET: &str = "smsgate_rules";
+pub const RULES_KEY: &str = "rules";
 
 /// How many erasures of the bucket are applied at once (one scan of this
 /// gateway's contacts for each batch).
@@ -131,6 +138,7 @@ struct Buckets {
     sites: kv::Store,
     erased: kv::Store,
     campaigns: kv::Store,
+    rules: kv::Store,
     outbound: stream::Stream,
     events: stream::Stream,
 }
@@ -303,12 +311,22 @@ impl Work {
                     Duration::ZERO,
                 )
                 .await?;
+                let rules = super::nats::bucket(
+                    &self.js,
+                    RULES_BUCKET,
+                    "smsgate: the conversation rules last stored at any gateway",
+                    1,
+                    self.replicas,
+                    Duration::ZERO,
+                )
+                .await?;
                 Ok(Buckets {
                     fence,
                     sticky,
                     sites,
                     erased,
                     campaigns,
+                    rules,
                     outbound,
                     events,
                 })
@@ -1119,6 +1137,93 @@ impl Work {
             for key in std::iter::once(key.clone()).chain(per_number) {
                 forget_consent(&consent, &key).await?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Work {
+    /// Share the conversation rules stored through the API: a change made
+    /// here goes to the rules bucket (when it is newer than the bucket's),
+    /// and another gateway's change there is put in effect here when it is
+    /// newer than the last change here and passes this gateway's checks.
+    /// The latest change (by the gateways' clocks) wins everywhere.
+    pub async fn share_rules(self: Arc<Self>, book: Arc<RuleBook>, stop: watch::Receiver<bool>) {
+        let what = "sharing the conversation rules";
+        run_task(what, Repeat::UntilStopped, stop, |mut stop| {
+            let (this, book) = (&self, &book);
+            async move { this.share_rules_once(book, &mut stop).await }
+        })
+        .await;
+    }
+
+    async fn share_rules_once(
+        &self,
+        book: &RuleBook,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let buckets = self.buckets().await?;
+        let mut here = book.changes_here();
+        here.borrow_and_update();
+        // A change made here while the broker was away goes first.
+        self.put_rules_if_newer(&buckets.rules, book).await?;
+        let mut changes = buckets
+            .rules
+            .watch_with_history(RULES_KEY)
+            .await
+            .map_err(|e| format!("the rules bucket's watch: {e}"))?;
+        loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                r = here.changed() => {
+                    if r.is_err() {
+                        return Ok(());
+                    }
+                    here.borrow_and_update();
+                    self.put_rules_if_newer(&buckets.rules, book).await?;
+                }
+                change = changes.next() => {
+                    let entry = match change {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return Err(format!("the rules bucket's watch: {e}")),
+                        None => return Err("the rules bucket's watch ended".into()),
+                    };
+                    if entry.operation != kv::Operation::Put {
+                        continue;
+                    }
+                    match serde_json::from_slice::<RulesChange>(&entry.value) {
+                        Ok(change) if change.site.as_deref() == Some(self.site.as_str()) => {}
+                        Ok(change) if change.site.is_some() => {
+                            book.apply_shared(change).await.map_err(|e| e.to_string())?;
+                        }
+                        Ok(_) => tracing::error!("fleet: rules in the rules bucket without a site; skipped"),
+                        Err(e) => tracing::error!(error = %e, "fleet: unreadable rules in the rules bucket; skipped"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Put the last change of the rules made here in the rules bucket,
+    /// unless the bucket holds one as new or newer (or the last change here
+    /// came from the bucket).
+    async fn put_rules_if_newer(&self, bucket: &kv::Store, book: &RuleBook) -> Result<(), String> {
+        let Some(mut last) = book.last_change().map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        if last.site.is_some() {
+            return Ok(());
+        }
+        let at = last.at;
+        last.site = Some(self.site.clone());
+        let value = serde_json::to_vec(&last).map_err(|e| e.to_string())?;
+        let put = super::nats::put_unless_newer(bucket, "rules", RULES_KEY, &value, |held| {
+            serde_json::from_slice::<RulesChange>(held).is_ok_and(|held| held.at >= at)
+        })
+        .await?;
+        if put {
+            tracing::info!("fleet: the conversation rules changed here are shared with the fleet");
         }
         Ok(())
     }
