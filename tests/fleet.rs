@@ -1409,7 +1409,7 @@ async fn a_gateway_back_after_the_events_stream_forgot_erases_and_lists_what_it_
                 .map(|_| ())
         });
         let listed = bucket_of(&nats_url, smsgate::fleet::work::ERASED_BUCKET);
-        let key = smsgate::pdu::hex::encode(&smsgate::store::erased_hash(customer));
+        let key = smsgate::store::erased_key(customer);
         wait_until(Duration::from_secs(20), "the erasure listed", || {
             handle.block_on(listed.get(&key)).unwrap().map(|_| ())
         });

@@ -22,6 +22,11 @@ pub fn quick() -> bool {
     std::env::args().any(|a| a == "--quick")
 }
 
+/// `-- --long`: a longer run than the default.
+pub fn long() -> bool {
+    std::env::args().any(|a| a == "--long")
+}
+
 /// A scratch directory under the target directory, emptied first.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = target_dir().join("bench-data").join(name);

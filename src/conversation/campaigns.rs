@@ -1650,8 +1650,9 @@ mod tests {
         assert!(task.unpublished.is_empty());
     }
 
-    /// A campaign due more than four weeks ahead stays with this gateway's
-    /// modems, broker or not (a cancel's claim in the fleet's fence could
+    /// A campaign due more than three weeks ahead (here 25 days: within
+    /// the fence's 28 days, beyond what the fleet takes) stays with this
+    /// gateway's modems, broker or not (a cancel's claim in the fleet's fence could
     /// expire before its time): queued here, nothing published, and its
     /// cancel asks no broker.
     #[tokio::test(start_paused = true)]
@@ -1664,7 +1665,7 @@ mod tests {
         let (task, wakes) = fleet_task(store, &clock, &fleet);
         let numbers: Vec<String> = (0..30).map(|i| format!("+1555080{i:04}")).collect();
         let plan = plan(CampaignSpec {
-            send_at: Some(now + chrono::Duration::days(40)),
+            send_at: Some(now + chrono::Duration::days(25)),
             ..spec()
         })
         .unwrap();
@@ -1679,7 +1680,7 @@ mod tests {
         assert!(by_recipient
             .values()
             .all(|m| m[0].fleet.is_none()
-                && m[0].not_before == Some(now + chrono::Duration::days(40))));
+                && m[0].not_before == Some(now + chrono::Duration::days(25))));
         assert_eq!(store.outbox_len(), 30);
         assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(fleet.tries.lock().unwrap().is_empty());

@@ -163,7 +163,9 @@ async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, FleetErro
         .connection_timeout(Duration::from_secs(5))
         .event_callback(move |event| {
             let last_said = last_said.clone();
-            async move { say_connection_event(&last_said, &event) }
+            async move {
+                say_connection_event(&last_said, &event);
+            }
         });
     if let Some(token) = &c.token {
         options = options.token(token.clone());
@@ -232,13 +234,17 @@ pub(super) async fn put_unless_newer(
 
 /// Log `event` of the broker's connection, unless it repeats what was last
 /// said (the client retries a failed connection every few seconds).
-fn say_connection_event(last_said: &std::sync::Mutex<Option<String>>, event: &async_nats::Event) {
+/// Whether it was said.
+fn say_connection_event(
+    last_said: &std::sync::Mutex<Option<String>>,
+    event: &async_nats::Event,
+) -> bool {
     use async_nats::Event;
     let text = event.to_string();
     let mut last = last_said.lock().unwrap_or_else(|e| e.into_inner());
     if last.as_deref() == Some(text.as_str()) {
         tracing::debug!(event = %text, "fleet: the broker's connection");
-        return;
+        return false;
     }
     match event {
         Event::Connected => tracing::info!("fleet: connected to the broker"),
@@ -250,6 +256,26 @@ fn say_connection_event(last_said: &std::sync::Mutex<Option<String>>, event: &as
         _ => tracing::info!(event = %text, "fleet: the broker's connection"),
     }
     *last = Some(text);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::{ClientError, Event};
+
+    /// A refused sign-in retried every few seconds is said once, and again
+    /// after the connection came and went.
+    #[test]
+    fn a_repeated_connection_event_is_said_once() {
+        let last = std::sync::Mutex::default();
+        let refused = || Event::ClientError(ClientError::Other("authorization violation".into()));
+        assert!(super::say_connection_event(&last, &refused()));
+        assert!(!super::say_connection_event(&last, &refused()));
+        assert!(!super::say_connection_event(&last, &refused()));
+        assert!(super::say_connection_event(&last, &Event::Connected));
+        assert!(super::say_connection_event(&last, &Event::Disconnected));
+        assert!(super::say_connection_event(&last, &refused()));
+    }
 }
 
 #[derive(Clone)]

@@ -41,10 +41,11 @@ pub const EVENTS_STREAM: &str = "SMSGATE_EVENTS";
 pub const FENCE_BUCKET: &str = "smsgate_sent";
 pub const STICKY_BUCKET: &str = "smsgate_sticky";
 pub const SITES_BUCKET: &str = "smsgate_sites";
-/// The contacts erased anywhere in the fleet: the hash of the number (hex,
-/// [`crate::store::erased_hash`]) -> [`Erased`]. Kept for good (one small
-/// key per erasure, no number), so that a gateway away from the events
-/// stream for longer than it keeps events still erases them.
+/// The contacts erased anywhere in the fleet: [`crate::store::erased_key`]
+/// (the hex of the number's SHA-256: a pseudonym, which can be reversed by
+/// trying numbers) -> [`Erased`]. Kept for good (one small key per
+/// erasure), so that a gateway away from the events stream for longer than
+/// it keeps events still erases them.
 pub const ERASED_BUCKET: &str = "smsgate_erased";
 
 /// Every gateway's campaigns: campaign id -> `{site, record}`, put by the
@@ -61,6 +62,8 @@ pub const RULES_KEY: &str = "rules";
 /// How many erasures of the bucket are applied at once (one scan of this
 /// gateway's contacts for each batch).
 const ERASURES_BATCH: usize = 1000;
+/// How long an entry of the erasures bucket waits before it is applied.
+const ERASURES_GRACE: Duration = Duration::from_secs(10);
 
 /// How often a gateway says it is there, at most (a third of `gone_after`
 /// when that is shorter).
@@ -1025,17 +1028,17 @@ impl Work {
                     // Erased here: every gateway erases the contact, and
                     // the buckets forget it (below).
                     crate::store::FLEET_CONTACT_ERASED => {
-                        if let (Some(contact), Some(at)) = (
-                            event.data["contact"].as_str(),
-                            event.data["erased_at"].as_str(),
-                        ) {
+                        let at = event.data["erased_at"]
+                            .as_str()
+                            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+                        if let (Some(contact), Some(at)) = (event.data["contact"].as_str(), at) {
                             let numbers = event.data["numbers"]
                                 .as_array()
                                 .into_iter()
                                 .flatten()
                                 .filter_map(|n| n.as_str().map(str::to_string))
                                 .collect();
-                            erased.push((contact.to_string(), at.to_string(), numbers));
+                            erased.push((contact.to_string(), at.to_utc(), numbers));
                         }
                         true
                     }
@@ -1102,7 +1105,10 @@ impl Work {
     /// put meanwhile stays. Each erasure (contact, its time as written in
     /// its event, the gateway numbers of its consent) is listed in the
     /// erasures bucket first, by its hash.
-    async fn forget(&self, erased: &[(String, String, Vec<String>)]) -> Result<(), String> {
+    async fn forget(
+        &self,
+        erased: &[(String, chrono::DateTime<chrono::Utc>, Vec<String>)],
+    ) -> Result<(), String> {
         if erased.is_empty() {
             return Ok(());
         }
@@ -1113,19 +1119,18 @@ impl Work {
             .await
             .map_err(|e| format!("the consent bucket: {e}"))?;
         for (contact, at, numbers) in erased {
+            // The later of two erasures of the contact stays listed.
+            let at = *at;
             let listed = serde_json::to_vec(&Erased {
-                erased_at: at.clone(),
+                erased_at: at,
                 site: self.site.clone(),
             })
             .map_err(|e| e.to_string())?;
-            buckets
-                .erased
-                .put(
-                    crate::pdu::hex::encode(&crate::store::erased_hash(contact)),
-                    listed.into(),
-                )
-                .await
-                .map_err(|e| format!("the erasures bucket: {e}"))?;
+            let key = crate::store::erased_key(contact);
+            super::nats::put_unless_newer(&buckets.erased, "erasures", &key, &listed, |held| {
+                serde_json::from_slice::<Erased>(held).is_ok_and(|held| held.erased_at >= at)
+            })
+            .await?;
             let key = super::consent_key(contact, None);
             buckets
                 .sticky
@@ -1232,8 +1237,8 @@ impl Work {
 /// A value of the erasures bucket ([`ERASED_BUCKET`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct Erased {
-    /// When the contact was erased (RFC 3339, as its event says).
-    erased_at: String,
+    /// When the contact was erased (the later of two erasures of it).
+    erased_at: chrono::DateTime<chrono::Utc>,
     /// Where.
     site: String,
 }
@@ -1260,44 +1265,68 @@ impl Work {
             .watch_with_history(">")
             .await
             .map_err(|e| format!("the erasures bucket's watch: {e}"))?;
+        // Applied [`ERASURES_GRACE`] after the first of a batch came (or
+        // once a batch is full): the events stream brings an erasure with
+        // its number meanwhile, and one done by then costs a look-up.
         let mut batch = Vec::new();
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
+            let wait = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
+                _ = wait => {
+                    self.apply_erasures(&mut batch).await?;
+                    due = None;
+                }
                 change = changes.next() => {
                     let entry = match change {
                         Some(Ok(entry)) => entry,
                         Some(Err(e)) => return Err(format!("the erasures bucket's watch: {e}")),
                         None => return Err("the erasures bucket's watch ended".into()),
                     };
-                    let hash = crate::pdu::hex::decode(&entry.key).ok();
-                    let at = serde_json::from_slice::<Erased>(&entry.value)
-                        .ok()
-                        .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e.erased_at).ok());
-                    match (entry.operation, hash, at) {
-                        (kv::Operation::Put, Some(hash), Some(at)) => batch.push((hash, at.to_utc())),
-                        (kv::Operation::Put, _, _) => {
-                            tracing::error!(key = %entry.key, "fleet: an unreadable entry of the erasures bucket; skipped");
-                        }
-                        _ => {}
+                    if entry.operation != kv::Operation::Put {
+                        continue;
                     }
-                    // Applied once what the watch holds is read (or a
-                    // batch is full): one scan of the contacts for many.
-                    if entry.delta == 0 || batch.len() >= ERASURES_BATCH {
-                        let erased = self
-                            .store
-                            .apply_hashed_erasures(&batch)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if erased > 0 {
-                            tracing::info!(contacts = erased, "fleet: contacts erased at other sites while this gateway did not hear of it are erased here too");
+                    let hash = crate::store::erased_hash_of_key(&entry.key);
+                    let erased = serde_json::from_slice::<Erased>(&entry.value).ok();
+                    match (hash, erased) {
+                        (Some(hash), Some(erased)) => batch.push((hash, erased.erased_at)),
+                        _ => {
+                            tracing::error!(key = %entry.key, "fleet: an unreadable entry of the erasures bucket; skipped");
+                            continue;
                         }
-                        batch.clear();
+                    }
+                    due.get_or_insert_with(|| tokio::time::Instant::now() + ERASURES_GRACE);
+                    if batch.len() >= ERASURES_BATCH {
+                        self.apply_erasures(&mut batch).await?;
+                        due = None;
                     }
                 }
             }
         }
+    }
+
+    /// Apply (and empty) a batch of the erasures bucket's entries.
+    async fn apply_erasures(
+        &self,
+        batch: &mut Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)>,
+    ) -> Result<(), String> {
+        let erased = self
+            .store
+            .apply_hashed_erasures(batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        if erased > 0 {
+            tracing::info!(contacts = erased, "fleet: contacts erased at other sites that this gateway had not heard of are erased here too");
+        }
+        batch.clear();
+        Ok(())
     }
 }
 
@@ -1383,12 +1412,15 @@ impl Work {
                 "record": record,
             }))
             .map_err(|e| e.to_string())?;
-            buckets
-                .campaigns
-                .put(&id, value.into())
-                .await
-                .map_err(|e| format!("the campaigns bucket: {e}"))?;
-            announced.insert(id, hash);
+            // One refused (a bad key) holds up none of the others.
+            match buckets.campaigns.put(&id, value.into()).await {
+                Ok(_) => {
+                    announced.insert(id, hash);
+                }
+                Err(e) => {
+                    tracing::warn!(campaign = %id, error = %e, "fleet: a campaign not announced; tried again");
+                }
+            }
         }
         Ok(())
     }
@@ -1433,6 +1465,9 @@ impl Work {
                     }
                     match serde_json::from_slice::<Announced>(&entry.value) {
                         Ok(a) if a.site == self.site => {}
+                        Ok(a) if a.record.id != entry.key => {
+                            tracing::error!(key = %entry.key, "fleet: a campaign under another id in the campaigns bucket; skipped");
+                        }
                         Ok(a) => {
                             self.store
                                 .apply_remote_campaign(a.record, &a.site)
@@ -1621,6 +1656,12 @@ impl Work {
                     )
                     .map_err(|e| e.to_string())?;
             }
+        }
+        // A gateway of an older version announces its campaigns on the
+        // events stream: not read here (this version reads the campaigns
+        // bucket), and not a message.
+        if envelope.kind == "campaign.synced" {
+            return Ok(());
         }
         if envelope.kind == crate::store::FLEET_CAMPAIGN_CANCEL {
             // Asked at another gateway, for a campaign of this one's.

@@ -545,6 +545,23 @@ impl Store {
     /// campaigns' cursors still point where they did, and a recipient not
     /// yet reached is skipped as `erased`. A scan of every list (an
     /// erasure is rare).
+    /// Each number in this gateway's campaigns' recipient lists and
+    /// refusals (a full scan; for an erasure known only by its hash).
+    pub(crate) fn campaign_numbers(&self, look: &mut dyn FnMut(&str)) -> Result<()> {
+        let t = self.campaign_trees();
+        for entry in t.recipients.iter() {
+            let (key, raw) = entry?;
+            for number in from_json::<Vec<String>>(&key, &raw)? {
+                look(&number);
+            }
+        }
+        for entry in t.errors.iter() {
+            let (key, raw) = entry?;
+            look(&from_json::<RecipientError>(&key, &raw)?.number);
+        }
+        Ok(())
+    }
+
     pub(crate) fn erase_campaign_recipient(&self, contact: &str, erased: &str) -> Result<usize> {
         let t = self.campaign_trees();
         let mut replaced = 0;

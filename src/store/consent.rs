@@ -416,10 +416,7 @@ pub(crate) fn consent_key(contact: &str, number: Option<&str>) -> Vec<u8> {
 /// (its ledger entries, a campaign's recipient list): `sha256:` and the
 /// hash's hex digits.
 pub(crate) fn erased_name(contact: &str) -> String {
-    format!(
-        "{ERASED_PREFIX}{}",
-        crate::pdu::hex::encode(&tombstone_key(contact))
-    )
+    format!("{ERASED_PREFIX}{}", super::fleet::erased_key(contact))
 }
 
 /// The start of [`erased_name`]'s names (never that of a number).
@@ -747,30 +744,36 @@ impl Store {
         if contact.is_empty() {
             return Ok(0);
         }
+        let _one = self.inner.erasing.lock().await;
         // Another gateway's erasure heard again (its event and the fleet's
         // list of erasures both tell of it): done once, or it would erase
         // what came after it.
         if !announce && self.erasure_applied(&tombstone_key(contact), at)? {
             return Ok(0);
         }
+        // First: what is still on its way about the contact from before
+        // the erasure (another gateway's record, a campaign batch composed
+        // before it) is refused from now on.
+        self.mark_erased(contact, at)?;
         let prefix = keys::thread_prefix(contact);
         // Another gateway's erasure, applied late here: what was made here
-        // after it is a new conversation's, kept. One made here erases all.
+        // after it is a new conversation's, kept (its messages, timeline
+        // items, consent and ledger entries, and then its summary). One made
+        // here erases all.
         let kept_after = (!announce).then_some(at);
+        let after = |made: Option<DateTime<Utc>>| made.zip(kept_after).is_some_and(|(m, a)| m > a);
         let mut message_keys = Vec::new();
+        let mut kept_messages = 0;
         for entry in self.inner.threads.scan_prefix(&prefix) {
             let (key, _) = entry?;
-            let made = keys::time_of(&key[prefix.len()..]);
-            if made
-                .zip(kept_after)
-                .is_some_and(|(made, after)| made > after)
-            {
+            if after(keys::time_of(&key[prefix.len()..])) {
+                kept_messages += 1;
                 continue;
             }
             message_keys.push(key.to_vec());
         }
         let hashed = erased_name(contact);
-        let ledger_keys: Vec<(Vec<u8>, LedgerEntry)> = self
+        let mut ledger_keys: Vec<(Vec<u8>, LedgerEntry)> = self
             .inner
             .ledger
             .scan_prefix(&prefix)
@@ -779,23 +782,33 @@ impl Store {
                 Ok((k.to_vec(), from_json(&k, &v)?))
             })
             .collect::<Result<_>>()?;
+        ledger_keys.retain(|(_, entry)| !after(Some(entry.at)));
         // Opted out of every number, or (per-number scope) of one.
         let mut opted_out = self.consent(contact, None)?.status == ConsentStatus::OptedOut;
-        // The gateway numbers with a consent of their own (`scope =
+        // The consent records that go (one made after the erasure stays),
+        // and the gateway numbers with a consent of their own (`scope =
         // "number"`): a fleet's bucket has a key for each.
+        let mut consent_keys = Vec::new();
+        if let Some(raw) = self.inner.consent.get(consent_key(contact, None))? {
+            let key = consent_key(contact, None);
+            if !after(from_json::<ConsentRecord>(&key, &raw)?.updated_at) {
+                consent_keys.push(key);
+            }
+        }
         let mut numbers = Vec::new();
         for entry in self.inner.consent.scan_prefix(&prefix) {
             let (key, raw) = entry?;
-            opted_out |= from_json::<ConsentRecord>(&key, &raw)?.status == ConsentStatus::OptedOut;
+            let record = from_json::<ConsentRecord>(&key, &raw)?;
+            opted_out |= record.status == ConsentStatus::OptedOut;
             numbers.push(
                 String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned(),
             );
+            if !after(record.updated_at) {
+                consent_keys.push(key.to_vec());
+            }
         }
-        // First: what is still on its way about the contact from before
-        // the erasure (another gateway's record, a campaign batch composed
-        // before it) is refused from now on, and in a fleet the other
-        // gateways hear of it even if this erasure stops half-way.
-        self.mark_erased(contact, at)?;
+        // In a fleet the other gateways hear of it even if this erasure
+        // stops half-way.
         if self.fleet_threads() && announce {
             let data = serde_json::json!({
                 "contact": contact,
@@ -829,11 +842,15 @@ impl Store {
         let archived = self
             .blocking(move |store| store.erase_history(&who))
             .await?;
-        i.contacts
-            .remove(keys::contact_hash_key(keys::contact_hash(contact), contact))?;
-        if let Some(raw) = i.contacts.remove(contact.as_bytes())? {
-            if let Ok(summary) = from_json::<super::ThreadSummary>(contact.as_bytes(), &raw) {
-                i.recent.remove(keys::recent(summary.last_at, contact))?;
+        // The summary stays with messages made after the erasure (it is
+        // theirs: the inbox lists their thread).
+        if kept_messages == 0 {
+            i.contacts
+                .remove(keys::contact_hash_key(keys::contact_hash(contact), contact))?;
+            if let Some(raw) = i.contacts.remove(contact.as_bytes())? {
+                if let Ok(summary) = from_json::<super::ThreadSummary>(contact.as_bytes(), &raw) {
+                    i.recent.remove(keys::recent(summary.last_at, contact))?;
+                }
             }
         }
         for entry in i.sends.scan_prefix(&prefix) {
@@ -855,13 +872,13 @@ impl Store {
         // The replica of the fleet's sticky bucket (empty without a fleet).
         self.aux_tree(Store::FLEET_STICKY)?
             .remove(crate::fleet::consent_key(contact, None))?;
-        i.consent.remove(consent_key(contact, None))?;
-        for entry in i.consent.scan_prefix(&prefix) {
-            let (key, _) = entry?;
-            i.consent.remove(key)?;
-        }
+        // The tombstone before the records go: a crash in between keeps
+        // the opt-out.
         if opted_out {
             i.tombstones.insert(tombstone_key(contact), &[])?;
+        }
+        for key in consent_keys {
+            i.consent.remove(key)?;
         }
         self.erasure_done(contact, at)?;
         // Outbox entries of erased messages point nowhere; `due` skips them.

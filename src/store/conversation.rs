@@ -793,6 +793,25 @@ impl Store {
     /// its timeline items (notes, assignments, outcomes), but those made
     /// after `kept_after` (another gateway's erasure applied late here: a
     /// new conversation's). How many items went.
+    /// Each contact with a thread record or timeline items here (a full
+    /// scan of their keys; for an erasure known only by its hash).
+    pub(crate) fn conversation_contacts(&self, look: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let t = self.conv();
+        for key in t.threads.iter().keys() {
+            look(&key?);
+        }
+        let mut last = Vec::new();
+        for key in t.items.iter().keys() {
+            let key = key?;
+            let contact = key.split(|b| *b == keys::SEP).next().unwrap_or_default();
+            if contact != last.as_slice() {
+                look(contact);
+                last = contact.to_vec();
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn erase_conversation(
         &self,
         contact: &str,

@@ -63,29 +63,40 @@ fn progress(m: &Message) -> u8 {
 }
 
 /// What stands for an erased contact's number in the fleet's list of
-/// erasures and in the erasure marks: the SHA-256 of the number (as an
-/// opt-out's tombstone).
-pub fn erased_hash(contact: &str) -> Vec<u8> {
-    super::consent::tombstone_key(contact)
+/// erasures and in kept records (after `sha256:`): the hex of the number's
+/// SHA-256 (as an opt-out's tombstone and an erasure mark hash it). A
+/// pseudonym, not a secret: the numbers can be tried.
+pub fn erased_key(contact: &str) -> String {
+    crate::pdu::hex::encode(&super::consent::tombstone_key(contact))
 }
 
-/// An erasure mark's value: when the contact was erased (what is refused
-/// from before then) and up to when an erasure is done here (ns since the
-/// epoch, big endian, 8 bytes each; a value of 8 bytes, as written before
-/// the second was kept, is done as far as it goes).
-fn erasure_of(raw: &[u8]) -> Option<(i64, i64)> {
-    let mark = i64::from_be_bytes(<[u8; 8]>::try_from(raw.get(..8)?).ok()?);
-    let done = match raw.get(8..16) {
-        Some(done) => i64::from_be_bytes(<[u8; 8]>::try_from(done).ok()?),
-        None => mark,
-    };
-    Some((mark, done))
+/// The hash [`erased_key`] names (None: not the hex of 32 bytes).
+pub fn erased_hash_of_key(key: &str) -> Option<Vec<u8>> {
+    crate::pdu::hex::decode(key).ok().filter(|h| h.len() == 32)
 }
 
-/// Nanoseconds since the epoch, as an erasure mark keeps a time. (An i64
-/// of them lasts until 2262; a time beyond is the latest.)
+/// The aux tree of erasures done here: the hash of the number -> up to
+/// when (ns since the epoch, big endian). Apart from the marks
+/// ([`ERASED_TREE`]), which are written first: an erasure stopped
+/// half-way (a crash) is marked and not done, so it is done again.
+const ERASED_DONE_TREE: &str = "fleet_erased_done";
+
+/// Nanoseconds since the epoch, as an erasure mark keeps a time (an i64
+/// of them spans 1677-2262; a time outside is the nearest end).
 fn erasure_nanos(at: chrono::DateTime<chrono::Utc>) -> i64 {
-    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+    at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// The later of an 8-byte time already stored and `nanos`.
+fn later_nanos(old: Option<&[u8]>, nanos: i64) -> Vec<u8> {
+    let before = old
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map_or(i64::MIN, i64::from_be_bytes);
+    before.max(nanos).to_be_bytes().to_vec()
 }
 
 impl Store {
@@ -96,27 +107,16 @@ impl Store {
         contact: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
-        self.mark_erased_hash(&super::consent::tombstone_key(contact), at, false)
+        self.mark_erased_hash(&super::consent::tombstone_key(contact), at)
     }
 
-    /// Mark the erasure of the contact whose number hashes to `hash` (see
-    /// [`Store::mark_erased`]); `done`: the erasure is done here as well.
-    fn mark_erased_hash(
-        &self,
-        hash: &[u8],
-        at: chrono::DateTime<chrono::Utc>,
-        done: bool,
-    ) -> Result<()> {
+    /// [`Store::mark_erased`] by the hash of the number.
+    fn mark_erased_hash(&self, hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> Result<()> {
         // Nanoseconds, as a message's time is kept: a record made in the
         // same millisecond before the erasure still counts as before it.
         let nanos = erasure_nanos(at);
-        self.aux_tree(ERASED_TREE)?.update_and_fetch(hash, |old| {
-            let (mark, was_done) = old.and_then(erasure_of).unwrap_or((i64::MIN, i64::MIN));
-            let done = if done { was_done.max(nanos) } else { was_done };
-            let mut value = mark.max(nanos).to_be_bytes().to_vec();
-            value.extend_from_slice(&done.to_be_bytes());
-            Some(value)
-        })?;
+        self.aux_tree(ERASED_TREE)?
+            .update_and_fetch(hash, |old| Some(later_nanos(old, nanos)))?;
         Ok(())
     }
 
@@ -128,27 +128,34 @@ impl Store {
         contact: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
-        self.mark_erased_hash(&super::consent::tombstone_key(contact), at, true)
+        let nanos = erasure_nanos(at);
+        self.aux_tree(ERASED_DONE_TREE)?
+            .update_and_fetch(super::consent::tombstone_key(contact), |old| {
+                Some(later_nanos(old, nanos))
+            })?;
+        Ok(())
     }
 
     /// Whether the erasure of the contact whose number hashes to `hash`
     /// made `at` is done here already.
     pub fn erasure_applied(&self, hash: &[u8], at: chrono::DateTime<chrono::Utc>) -> Result<bool> {
-        let raw = self.aux_tree(ERASED_TREE)?.get(hash)?;
+        let raw = self.aux_tree(ERASED_DONE_TREE)?.get(hash)?;
         Ok(raw
             .as_deref()
-            .and_then(erasure_of)
-            .is_some_and(|(_, done)| done >= erasure_nanos(at)))
+            .and_then(|v| <[u8; 8]>::try_from(v).ok())
+            .is_some_and(|done| i64::from_be_bytes(done) >= erasure_nanos(at)))
     }
 
     /// Apply erasures this gateway heard of only by their hashes (the
     /// fleet's list of erasures, for one away from the events stream
-    /// longer than it keeps them): each not done here yet erases the
-    /// contact whose number hashes to it (found among this gateway's
-    /// contacts, profiles and consent records) as another gateway's
-    /// erasure does, or, with no such contact here, is marked, so that
-    /// what is still on its way from before it is refused. Returns how
-    /// many contacts were erased.
+    /// longer than it keeps them): each not done here yet is marked first
+    /// (what is on its way from before it is refused from then on), then
+    /// erases the contact whose number hashes to it, found among what this
+    /// gateway keeps about contacts, as another gateway's erasure does.
+    /// One with no such contact here stays marked and not done: the
+    /// erasure's event, which has the number, still erases. A contact
+    /// whose erasure fails is logged and left for the next pass. Returns
+    /// how many contacts were erased.
     pub async fn apply_hashed_erasures(
         &self,
         erasures: &[(Vec<u8>, chrono::DateTime<chrono::Utc>)],
@@ -163,27 +170,33 @@ impl Store {
         if pending.is_empty() {
             return Ok(0);
         }
+        for (hash, at) in &pending {
+            self.mark_erased_hash(hash, *at)?;
+        }
         let wanted: std::collections::HashSet<Vec<u8>> = pending.keys().cloned().collect();
         let found = self
             .blocking(move |store| store.contacts_hashing_to(&wanted))
             .await?;
         let mut erased = 0;
         for contact in &found {
-            let hash = super::consent::tombstone_key(contact);
-            if let Some(at) = pending.remove(&hash) {
-                self.erase_remote_contact(contact, at).await?;
-                erased += 1;
+            let Some(at) = pending.get(&super::consent::tombstone_key(contact)) else {
+                continue;
+            };
+            match self.erase_remote_contact(contact, *at).await {
+                Ok(_) => erased += 1,
+                Err(e) => {
+                    tracing::error!(contact = %crate::phone::masked(contact), error = %e, "an erasure heard of from the fleet failed here; tried again at the next pass")
+                }
             }
-        }
-        for (hash, at) in pending {
-            self.mark_erased_hash(&hash, at, true)?;
         }
         Ok(erased)
     }
 
-    /// The contacts known here (a thread, an archived message, a profile or
-    /// a consent record) whose numbers hash to one of `hashes` (as an
-    /// opt-out's tombstone does). A full scan of those trees' keys.
+    /// The contacts known here whose numbers hash to one of `hashes` (as an
+    /// opt-out's tombstone does): every place an erasure erases a contact
+    /// from (its threads and summaries, archived messages, profile, consent
+    /// and ledger, sends, conversation, campaign recipient lists and
+    /// refusals). A full scan of those trees.
     fn contacts_hashing_to(
         &self,
         hashes: &std::collections::HashSet<Vec<u8>>,
@@ -200,23 +213,33 @@ impl Store {
                 found.push(contact.into_owned());
             }
         };
+        // Keys that start with the contact, then SEP (or end there).
+        let before_sep = |key: &[u8]| -> Vec<u8> {
+            key.split(|b| *b == keys::SEP)
+                .next()
+                .unwrap_or_default()
+                .to_vec()
+        };
         for key in i.contacts.iter().keys() {
             let key = key?;
-            match key.first() {
-                // 0x00, hash (4 bytes), contact: an archived message's.
-                Some(&keys::SEP) => look(key.get(5..).unwrap_or_default()),
-                _ => look(&key),
+            match keys::contact_of_hash_key(&key) {
+                Some(contact) => look(contact),
+                None => look(&key),
             }
         }
-        for key in i.profiles.iter().keys() {
-            look(&key?);
+        for tree in [&i.profiles, &i.consent, &i.ledger, &i.sends] {
+            let mut last = Vec::new();
+            for key in tree.iter().keys() {
+                let contact = before_sep(&key?);
+                // Keys sort by contact: each once.
+                if contact != last {
+                    look(&contact);
+                    last = contact;
+                }
+            }
         }
-        for key in i.consent.iter().keys() {
-            let key = key?;
-            // contact, or contact 0x00 gateway number (per-number scope).
-            let contact = key.split(|b| *b == keys::SEP).next().unwrap_or_default();
-            look(contact);
-        }
+        self.conversation_contacts(&mut look)?;
+        self.campaign_numbers(&mut |n: &str| look(n.as_bytes()))?;
         Ok(found)
     }
 
@@ -227,9 +250,9 @@ impl Store {
             .aux_tree(ERASED_TREE)?
             .get(super::consent::tombstone_key(contact))?;
         Ok(raw
-            .as_deref()
-            .and_then(erasure_of)
-            .map(|(mark, _)| chrono::DateTime::from_timestamp_nanos(mark)))
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes)
+            .map(chrono::DateTime::from_timestamp_nanos))
     }
 
     /// Whether `contact` was erased at or after `at` (a record of then is
@@ -987,14 +1010,13 @@ mod tests {
 
     /// A campaign of this store whose one batch is `messages` (each of the
     /// campaign `id`, variant `a`), stored as the campaign task stores it.
-    async fn campaign_with(store: &Store, id: &str, messages: &[Message]) {
+    /// A campaign record of `n` recipients, accepting.
+    fn campaign_record(id: &str, n: u64) -> crate::store::CampaignRecord {
         use crate::store::{
-            BatchOutcome, CampaignRecord, CampaignState, Category, Progress, VariantCounts,
-            VariantRecord,
+            CampaignRecord, CampaignState, Category, Progress, VariantCounts, VariantRecord,
         };
         let now = Utc::now();
-        let n = messages.len() as u64;
-        let record = CampaignRecord {
+        CampaignRecord {
             id: id.to_string(),
             name: "Spring".into(),
             category: Category::Transactional,
@@ -1016,7 +1038,14 @@ mod tests {
             },
             counts: vec![VariantCounts::default()],
             site: None,
-        };
+        }
+    }
+
+    async fn campaign_with(store: &Store, id: &str, messages: &[Message]) {
+        use crate::store::BatchOutcome;
+        let now = Utc::now();
+        let n = messages.len() as u64;
+        let record = campaign_record(id, n);
         let numbers: Vec<String> = messages.iter().map(|m| m.to.clone()).collect();
         store
             .create_campaign(&record, &numbers, &[], None)
@@ -1219,18 +1248,46 @@ mod tests {
         assert_eq!(announced, 1);
     }
 
+    fn listed(contact: &str, at: chrono::DateTime<Utc>) -> (Vec<u8>, chrono::DateTime<Utc>) {
+        (erased_hash_of_key(&erased_key(contact)).unwrap(), at)
+    }
+
+    fn opt_in(contact: &str) -> crate::store::ConsentChange {
+        crate::store::ConsentChange {
+            contact: contact.into(),
+            status: crate::store::ConsentStatus::OptedIn,
+            action: "opt_in".into(),
+            reason: None,
+            evidence: Some(crate::store::Evidence {
+                source: "paper".into(),
+                evidence: "form 7".into(),
+                captured_at: Utc::now(),
+            }),
+            number: None,
+        }
+    }
+
     /// A gateway that heard of erasures only by their hashes (the fleet's
     /// list, for one away from the events stream longer than it keeps
-    /// them) erases the contacts they name: one texted, one with only a
-    /// profile, one with only a consent record; an erasure of nobody here
-    /// is marked. One done already is not done again, whichever way it is
-    /// heard of (it would erase what came after it); a later one is.
+    /// them) erases the contacts they name wherever an erasure erases a
+    /// contact from: one texted, one with only a profile, one with only a
+    /// consent record, one only in a campaign's recipient list, one only in
+    /// another site's thread. An erasure of nobody here is marked and not
+    /// done, so its event (with the number) still erases. One done already
+    /// is not done again, whichever way it is heard of (it would erase
+    /// what came after it); a later one is.
     #[tokio::test]
     async fn erasures_known_by_their_hashes_erase_the_contacts_they_name() {
-        use crate::store::{ConsentChange, ConsentStatus, ContactProfile, Evidence};
+        use crate::store::ContactProfile;
         let t = TempStore::new();
-        let (texted, profiled, consented, stranger) =
-            ("+15550041", "+15550042", "+15550043", "+15550044");
+        let (texted, profiled, consented, listed_only, threaded, stranger) = (
+            "+15550041",
+            "+15550042",
+            "+15550043",
+            "+15550045",
+            "+15550046",
+            "+15550044",
+        );
         t.store
             .accept(message(&t.store, texted), None)
             .await
@@ -1243,33 +1300,45 @@ mod tests {
             t.store.set_profile(profiled, &profile).await.unwrap(),
             crate::store::ProfileWrite::Created
         ));
+        t.store.change_consent(opt_in(consented)).await.unwrap();
         t.store
-            .change_consent(ConsentChange {
-                contact: consented.into(),
-                status: ConsentStatus::OptedIn,
-                action: "opt_in".into(),
-                reason: None,
-                evidence: Some(Evidence {
-                    source: "paper".into(),
-                    evidence: "form 7".into(),
-                    captured_at: Utc::now(),
-                }),
-                number: None,
-            })
+            .create_campaign(
+                &campaign_record("cmp_0000000000000009_here", 1),
+                &[listed_only.to_string()],
+                &[],
+                None,
+            )
             .await
             .unwrap();
-        let contacts = [texted, profiled, consented, stranger];
-        for c in &contacts[..3] {
-            assert!(!t.store.trees_holding(c.as_bytes()).unwrap().is_empty());
+        let thread = Thread::new(threaded, crate::conversation::ThreadState::Open, Utc::now());
+        assert!(t.store.apply_remote_thread(&thread, &[]).unwrap());
+        let found = [texted, profiled, consented, listed_only, threaded];
+        for c in found {
+            assert!(
+                !t.store.trees_holding(c.as_bytes()).unwrap().is_empty(),
+                "{c}"
+            );
         }
         let at = Utc::now();
-        let list: Vec<_> = contacts.iter().map(|c| (erased_hash(c), at)).collect();
-        assert_eq!(t.store.apply_hashed_erasures(&list).await.unwrap(), 3);
-        for c in contacts {
+        let mut list: Vec<_> = found.iter().map(|c| listed(c, at)).collect();
+        list.push(listed(stranger, at));
+        assert_eq!(t.store.apply_hashed_erasures(&list).await.unwrap(), 5);
+        let done = |c: &str, at| {
+            t.store
+                .erasure_applied(&super::super::consent::tombstone_key(c), at)
+                .unwrap()
+        };
+        for c in found {
             assert_eq!(t.store.trees_holding(c.as_bytes()).unwrap(), vec![], "{c}");
             assert_eq!(t.store.erased_at(c).unwrap(), Some(at), "{c}");
-            assert!(t.store.erasure_applied(&erased_hash(c), at).unwrap());
+            assert!(done(c, at), "{c}");
         }
+        // Nobody here: marked (refused from before it), not done.
+        assert_eq!(t.store.erased_at(stranger).unwrap(), Some(at));
+        assert!(!done(stranger, at));
+        assert_eq!(t.store.erase_remote_contact(stranger, at).await.unwrap(), 0);
+        assert!(done(stranger, at));
+
         // Texted again after the erasure: heard of again (the bucket's
         // watch starts again, the event comes late), nothing is erased.
         let later = t.store.new_outbound(
@@ -1293,10 +1362,102 @@ mod tests {
         assert_eq!(t.store.profile(texted).unwrap(), profile);
         // A later erasure is done.
         let again = at + chrono::Duration::minutes(2);
-        let list = [(erased_hash(texted), again)];
-        assert_eq!(t.store.apply_hashed_erasures(&list).await.unwrap(), 1);
+        assert_eq!(
+            t.store
+                .apply_hashed_erasures(&[listed(texted, again)])
+                .await
+                .unwrap(),
+            1
+        );
         assert!(t.store.get(&later.id).unwrap().is_none());
         assert_eq!(t.store.erased_at(texted).unwrap(), Some(again));
+    }
+
+    /// An erasure stopped after its mark (a crash) is not done: heard of
+    /// again, it erases.
+    #[tokio::test]
+    async fn an_erasure_stopped_after_its_mark_is_done_when_heard_of_again() {
+        let t = TempStore::new();
+        let contact = "+15550051";
+        t.store
+            .accept(message(&t.store, contact), None)
+            .await
+            .unwrap();
+        let at = Utc::now();
+        t.store.mark_erased(contact, at).unwrap();
+        assert_eq!(
+            t.store
+                .apply_hashed_erasures(&[listed(contact, at)])
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(t.store.trees_holding(contact.as_bytes()).unwrap(), vec![]);
+    }
+
+    /// Another gateway's erasure applied late keeps what was made here
+    /// after it: the messages and their thread in the inbox, an opt-in
+    /// with its evidence and its ledger entry.
+    #[tokio::test]
+    async fn a_late_erasure_keeps_the_consent_and_messages_made_after_it() {
+        let t = TempStore::new();
+        let contact = "+15550052";
+        let at = Utc::now() - chrono::Duration::days(20);
+        let old = t.store.new_outbound(
+            "",
+            contact,
+            "old",
+            1,
+            "gsm7",
+            false,
+            None,
+            at - chrono::Duration::hours(1),
+        );
+        t.store.accept(old.clone(), None).await.unwrap();
+        let later = message(&t.store, contact);
+        t.store.accept(later.clone(), None).await.unwrap();
+        t.store.change_consent(opt_in(contact)).await.unwrap();
+        t.store.erase_remote_contact(contact, at).await.unwrap();
+        assert!(t.store.get(&old.id).unwrap().is_none());
+        assert!(t.store.get(&later.id).unwrap().is_some());
+        assert!(t.store.thread_summary(contact).unwrap().is_some());
+        let consent = t.store.consent(contact, None).unwrap();
+        assert_eq!(consent.status, crate::store::ConsentStatus::OptedIn);
+        assert_eq!(consent.evidence.unwrap().evidence, "form 7");
+        assert_eq!(t.store.ledger(contact).unwrap().len(), 1);
+    }
+
+    /// Two erasures at once (a fleet's event and its list of erasures, or
+    /// two contacts) of numbers in one campaign chunk: both go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_erasures_at_once_leave_neither_number_in_a_campaign() {
+        let t = TempStore::new();
+        for round in 0..20 {
+            let (a, b) = (
+                format!("+1555006{round:02}1"),
+                format!("+1555006{round:02}2"),
+            );
+            let id = format!("cmp_00000000000000{round:02}_here");
+            t.store
+                .create_campaign(&campaign_record(&id, 2), &[a.clone(), b.clone()], &[], None)
+                .await
+                .unwrap();
+            let at = Utc::now();
+            let (x, y) = tokio::join!(
+                t.store.erase_remote_contact(&a, at),
+                t.store.erase_remote_contact(&b, at)
+            );
+            x.unwrap();
+            y.unwrap();
+            let mut left = Vec::new();
+            t.store
+                .campaign_numbers(&mut |n: &str| left.push(n.to_string()))
+                .unwrap();
+            assert!(
+                !left.contains(&a) && !left.contains(&b),
+                "round {round}: {left:?}"
+            );
+        }
     }
 
     /// Another gateway's campaign is kept as announced (the newest

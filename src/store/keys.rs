@@ -109,6 +109,15 @@ pub(crate) fn contact_hash_key(hash: u32, contact: &str) -> Vec<u8> {
     key
 }
 
+/// The contact of a [`contact_hash_key`] (None: another key of `contacts`,
+/// a summary's).
+pub(crate) fn contact_of_hash_key(key: &[u8]) -> Option<&[u8]> {
+    match key.first() {
+        Some(&SEP) => key.get(5..),
+        _ => None,
+    }
+}
+
 pub(crate) fn contact_hash_prefix(hash: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(5 + 16);
     key.push(SEP);

@@ -64,7 +64,7 @@ pub use deliveries::{
     event_seq, Attempt, AttemptOutcome, Delivery, DeliveryFilter, DeliveryStatus, OpenDelivery,
     WebhookEndpoint,
 };
-pub use fleet::{erased_hash, Taken, FLEET_CONTACT_ERASED, FLEET_GIVEN_BACK};
+pub use fleet::{erased_hash_of_key, erased_key, Taken, FLEET_CONTACT_ERASED, FLEET_GIVEN_BACK};
 pub use history::ARCHIVE_BATCH;
 pub use inbound::{InboundPart, ReadFrom, ReceiveOutcome};
 pub use outbound::{Accepted, GroupedChange, IdempotencyKey};
@@ -165,6 +165,10 @@ struct Inner {
     history_log: history_log::HistoryLog,
     /// One writer of the history index at a time (plans read the tree).
     history_lock: std::sync::Mutex<()>,
+    /// One erasure at a time: an erasure rewrites shared records (campaign
+    /// recipient lists), and in a fleet two may come for one contact at
+    /// once (its event and the fleet's list of erasures).
+    erasing: tokio::sync::Mutex<()>,
     /// Bumped after every committed move into (or within) the history, so a
     /// read that overlapped one can run again (`query.rs`).
     history_moves: std::sync::atomic::AtomicU64,
@@ -329,6 +333,7 @@ impl Store {
                 history::MAX_FILE_BYTES,
             )?,
             history_lock: std::sync::Mutex::new(()),
+            erasing: tokio::sync::Mutex::new(()),
             history_moves: std::sync::atomic::AtomicU64::new(0),
             retention_days: AtomicU32::new(0),
             fleet_threads: std::sync::atomic::AtomicBool::new(false),
