@@ -1204,6 +1204,7 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
         wait_until(Duration::from_secs(20), "the opt-in at C", || {
             (consent(&addr_c, customer)["status"] == "opted_in").then_some(())
         });
+        assert_eq!(ledger_holding(&nats_url, customer), 1);
         let (status, accepted) = post(
             &addr_a,
             json!({"to": customer, "body": "Your order shipped"}),
@@ -1292,6 +1293,10 @@ async fn an_erasure_at_one_gateway_erases_the_contact_everywhere() {
             );
         }
         assert_eq!(consent(&addr_c, customer)["status"], "unknown");
+        // The ledger stream forgets its entries too (it did not opt out).
+        wait_until(Duration::from_secs(20), "the ledger stream forgets", || {
+            (ledger_holding(&nats_url, customer) == 0).then_some(())
+        });
         for addr in [&addr_a, &addr_c] {
             let (status, threads) = http("GET", addr, "/v1/threads?limit=100", Some(TOKEN), None);
             assert_eq!(status, 200, "{threads}");
@@ -1719,13 +1724,28 @@ async fn three_thousand_messages_through_a_fleet_with_failures() {
                         // 600 contacts: texted several times each.
                         let to = format!("+1555170{:04}", (c * 997 + i * 13) % 600);
                         let body = format!("m{c}-{i}");
-                        let (status, v) = common::try_http(
-                            "POST",
-                            &addrs[g],
-                            "/v1/messages",
-                            Some(TOKEN),
-                            Some(&json!({"to": to, "body": body})),
-                        );
+                        // A 503 (the broker's answer not acknowledged: a
+                        // stream's leader is being elected) is asked again
+                        // with the same Idempotency-Key, as the answer says,
+                        // for up to 20 s; a gateway that does not answer
+                        // (killed) is not.
+                        let key = format!("load-{c}-{i}");
+                        let mut status = 503;
+                        let mut v = Value::Null;
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        while status == 503 && Instant::now() < deadline {
+                            (status, v) = common::try_http_with(
+                                "POST",
+                                &addrs[g],
+                                "/v1/messages",
+                                Some(TOKEN),
+                                &[("Idempotency-Key", &key)],
+                                Some(&json!({"to": to, "body": body})),
+                            );
+                            if status == 503 {
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
                         if status == 202 {
                             let id = v["id"].as_str().unwrap_or_default().to_string();
                             acked.lock().unwrap().push((g, to, body, id));
@@ -2248,6 +2268,25 @@ fn wait_sticky(nats: &str, contact: &str, site: &str) {
         let v: Value = serde_json::from_slice(&value).ok()?;
         (v["site"] == site).then_some(())
     });
+}
+
+/// How many messages of the consent ledger stream hold `needle` (from a
+/// blocking thread of the runtime).
+fn ledger_holding(nats: &str, needle: &str) -> usize {
+    tokio::runtime::Handle::current().block_on(async {
+        let client = async_nats::connect(nats).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(smsgate::fleet::CONSENT_STREAM).await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        let mut holding = 0;
+        for seq in state.first_sequence..=state.last_sequence {
+            // A purged sequence is gone.
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                holding += usize::from(String::from_utf8_lossy(&m.payload).contains(needle));
+            }
+        }
+        holding
+    })
 }
 
 /// One of the fleet's buckets (from a blocking thread of the runtime).

@@ -45,10 +45,18 @@ use serde::Deserialize;
 
 /// The KV bucket of each contact's current consent.
 pub const CONSENT_BUCKET: &str = "smsgate_consent";
-/// The stream of consent ledger entries, one subject per site.
+/// The stream of consent ledger entries, one subject per site and contact.
 pub const CONSENT_STREAM: &str = "SMSGATE_CONSENT";
-/// Subjects of [`CONSENT_STREAM`]: `smsgate.consent.<site>`.
+/// Subjects of [`CONSENT_STREAM`]: [`ledger_subject`]'s (and
+/// `smsgate.consent.<site>`, written before the contact was in it).
 pub const CONSENT_SUBJECTS: &str = "smsgate.consent.>";
+
+/// The ledger stream's subject of a consent change at `site`:
+/// `smsgate.consent.<site>.<consent key>` ([`consent_key`]), so that an
+/// erasure can purge the contact's entries by subject.
+pub fn ledger_subject(site: &str, contact: &str, number: Option<&str>) -> String {
+    format!("smsgate.consent.{site}.{}", consent_key(contact, number))
+}
 
 /// `[cluster]`: the broker and this gateway's place in the fleet.
 #[derive(Debug, Clone, Deserialize)]

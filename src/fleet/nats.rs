@@ -195,6 +195,32 @@ async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, FleetErro
         .map_err(|e| FleetError::Connect(e.to_string()))
 }
 
+/// A watch of `keys` in `bucket` (`what` in errors, e.g. "the sticky
+/// bucket"): each key's latest value first (what changed while this
+/// gateway was away), then every change as it comes.
+pub(super) async fn watch_from_start(
+    bucket: &kv::Store,
+    keys: &str,
+    what: &str,
+) -> Result<kv::Watch, String> {
+    bucket
+        .watch_with_history(keys)
+        .await
+        .map_err(|e| format!("{what}'s watch: {e}"))
+}
+
+/// The entry a watch of [`watch_from_start`] gave, or why it stopped.
+pub(super) fn watched(
+    change: Option<Result<kv::Entry, kv::WatcherError>>,
+    what: &str,
+) -> Result<kv::Entry, String> {
+    match change {
+        Some(Ok(entry)) => Ok(entry),
+        Some(Err(e)) => Err(format!("{what}'s watch: {e}")),
+        None => Err(format!("{what}'s watch ended")),
+    }
+}
+
 /// Put `payload` at `key` of `bucket` (named `what` in errors) unless the
 /// bucket holds a value that `newer` says is as new or newer: compare and
 /// set on the revision read, so a value put meanwhile is compared in turn.
@@ -528,7 +554,7 @@ impl Link {
         );
         self.js
             .publish_with_headers(
-                format!("smsgate.consent.{}", self.site),
+                super::ledger_subject(&self.site, &value.entry.contact, value.number.as_deref()),
                 headers,
                 payload.clone().into(),
             )
@@ -586,12 +612,7 @@ impl Link {
             .map_err(|e| format!("the consent bucket's stream: {e}"))?
             .state
             .last_sequence;
-        // Each key's latest value first (what changed while this gateway
-        // was away), then every change as it comes.
-        let mut changes = bucket
-            .watch_with_history(">")
-            .await
-            .map_err(|e| format!("the consent bucket's watch: {e}"))?;
+        let mut changes = watch_from_start(&bucket, ">", "the consent bucket").await?;
         let mut caught_up = last == 0;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -606,11 +627,7 @@ impl Link {
                 biased;
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
                 change = changes.next() => {
-                    let entry = match change {
-                        Some(Ok(entry)) => entry,
-                        Some(Err(e)) => return Err(format!("the consent bucket's watch: {e}")),
-                        None => return Err("the consent bucket's watch ended".into()),
-                    };
+                    let entry = watched(change, "the consent bucket")?;
                     if entry.revision >= last || entry.delta == 0 {
                         caught_up = true;
                     }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::nats::{publish_task, run_task, Repeat, RETRY};
+use super::nats::{publish_task, run_task, watch_from_start, watched, Repeat, RETRY};
 use super::{Claim, ClaimFor, FleetLink, Pending};
 use crate::conversation::rulebook::{RuleBook, RulesChange};
 use crate::modem::Dispatcher;
@@ -269,57 +269,44 @@ impl Work {
                     })
                     .await
                     .map_err(|e| format!("the events stream: {e}"))?;
-                let fence = super::nats::bucket(
-                    &self.js,
+                // Each key's latest value only (history 1), replicated as
+                // the streams are.
+                let kv = |name: &'static str, description: &'static str, keep: Duration| {
+                    super::nats::bucket(&self.js, name, description, 1, self.replicas, keep)
+                };
+                let fence = kv(
                     FENCE_BUCKET,
                     "smsgate: which gateway sends each message",
-                    1,
-                    self.replicas,
                     super::FENCE_KEEP,
                 )
                 .await?;
-                let sticky = super::nats::bucket(
-                    &self.js,
+                let sticky = kv(
                     STICKY_BUCKET,
                     "smsgate: the site each contact was last texted from",
-                    1,
-                    self.replicas,
                     Duration::ZERO,
                 )
                 .await?;
-                let sites = super::nats::bucket(
-                    &self.js,
+                let sites = kv(
                     SITES_BUCKET,
                     "smsgate: when each gateway was last heard from",
-                    1,
-                    self.replicas,
                     Duration::ZERO,
                 )
                 .await?;
-                let erased = super::nats::bucket(
-                    &self.js,
+                let erased = kv(
                     ERASED_BUCKET,
                     "smsgate: the contacts erased in the fleet (hashed), and when",
-                    1,
-                    self.replicas,
                     Duration::ZERO,
                 )
                 .await?;
-                let campaigns = super::nats::bucket(
-                    &self.js,
+                let campaigns = kv(
                     CAMPAIGNS_BUCKET,
                     "smsgate: every gateway's campaigns, as their gateways last put them",
-                    1,
-                    self.replicas,
                     Duration::ZERO,
                 )
                 .await?;
-                let rules = super::nats::bucket(
-                    &self.js,
+                let rules = kv(
                     RULES_BUCKET,
                     "smsgate: the conversation rules last stored at any gateway",
-                    1,
-                    self.replicas,
                     Duration::ZERO,
                 )
                 .await?;
@@ -755,21 +742,13 @@ impl Work {
         self.sticky
             .clear()
             .map_err(|e| format!("the sticky replica: {e}"))?;
-        let mut changes = buckets
-            .sticky
-            .watch_with_history(">")
-            .await
-            .map_err(|e| format!("the sticky bucket's watch: {e}"))?;
+        let mut changes = watch_from_start(&buckets.sticky, ">", "the sticky bucket").await?;
         loop {
             tokio::select! {
                 biased;
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
                 change = changes.next() => {
-                    let entry = match change {
-                        Some(Ok(entry)) => entry,
-                        Some(Err(e)) => return Err(format!("the sticky bucket's watch: {e}")),
-                        None => return Err("the sticky bucket's watch ended".into()),
-                    };
+                    let entry = watched(change, "the sticky bucket")?;
                     let site = (entry.operation == kv::Operation::Put)
                         .then(|| serde_json::from_slice::<Sticky>(&entry.value).ok())
                         .flatten()
@@ -803,11 +782,7 @@ impl Work {
     ) -> Result<(), String> {
         let buckets = self.buckets().await?;
         let every = (self.gone_after / 3).clamp(Duration::from_millis(100), HEARTBEAT_MAX);
-        let mut changes = buckets
-            .sites
-            .watch_with_history(">")
-            .await
-            .map_err(|e| format!("the sites bucket's watch: {e}"))?;
+        let mut changes = watch_from_start(&buckets.sites, ">", "the sites bucket").await?;
         let mut beat = tokio::time::interval(every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // site -> when this gateway last heard from it (its own clock: the
@@ -877,11 +852,7 @@ impl Work {
                     }));
                 }
                 change = changes.next() => {
-                    let entry = match change {
-                        Some(Ok(entry)) => entry,
-                        Some(Err(e)) => return Err(format!("the sites bucket's watch: {e}")),
-                        None => return Err("the sites bucket's watch ended".into()),
-                    };
+                    let entry = watched(change, "the sites bucket")?;
                     if entry.operation == kv::Operation::Put {
                         settled.remove(&entry.key);
                         heard.insert(entry.key, Instant::now());
@@ -1038,7 +1009,8 @@ impl Work {
                                 .flatten()
                                 .filter_map(|n| n.as_str().map(str::to_string))
                                 .collect();
-                            erased.push((contact.to_string(), at.to_utc(), numbers));
+                            let opt_out_kept = event.data["opt_out_kept"] != false;
+                            erased.push((contact.to_string(), at.to_utc(), numbers, opt_out_kept));
                         }
                         true
                     }
@@ -1102,12 +1074,13 @@ impl Work {
     /// any site: this gateway's view may be behind), which must outlive the
     /// erasure as the tombstone does in each store. Purged (no history of
     /// the key is kept either) only at the revision read, so an opt-out
-    /// put meanwhile stays. Each erasure (contact, its time as written in
-    /// its event, the gateway numbers of its consent) is listed in the
-    /// erasures bucket first, by its hash.
+    /// put meanwhile stays. Each erasure (contact, its time, the gateway
+    /// numbers of its consent, whether an opt-out was kept) is listed in
+    /// the erasures bucket first, by its hash; the contact's entries in
+    /// the ledger stream go last, unless it opted out.
     async fn forget(
         &self,
-        erased: &[(String, chrono::DateTime<chrono::Utc>, Vec<String>)],
+        erased: &[(String, chrono::DateTime<chrono::Utc>, Vec<String>, bool)],
     ) -> Result<(), String> {
         if erased.is_empty() {
             return Ok(());
@@ -1118,7 +1091,12 @@ impl Work {
             .get_key_value(super::CONSENT_BUCKET)
             .await
             .map_err(|e| format!("the consent bucket: {e}"))?;
-        for (contact, at, numbers) in erased {
+        let ledger = self
+            .js
+            .get_stream(super::CONSENT_STREAM)
+            .await
+            .map_err(|e| format!("the ledger stream: {e}"))?;
+        for (contact, at, numbers, opt_out_kept) in erased {
             // The later of two erasures of the contact stays listed.
             let at = *at;
             let listed = serde_json::to_vec(&Erased {
@@ -1139,8 +1117,24 @@ impl Work {
                 .map_err(|e| format!("the sticky bucket: {e}"))?;
             // The contact's consent, and its consent per gateway number.
             let per_number = numbers.iter().map(|n| super::consent_key(contact, Some(n)));
+            let mut opted_out = *opt_out_kept;
             for key in std::iter::once(key.clone()).chain(per_number) {
-                forget_consent(&consent, &key).await?;
+                opted_out |= forget_consent(&consent, &key).await?;
+            }
+            // Its ledger entries at every site, unless it opted out here or
+            // anywhere (the bucket keeps that, and the entries are its
+            // proof): by subject, the contact's and its per-number ones.
+            if !opted_out {
+                for filter in [
+                    format!("smsgate.consent.*.{key}"),
+                    format!("smsgate.consent.*.{key}.>"),
+                ] {
+                    ledger
+                        .purge()
+                        .filter(filter)
+                        .await
+                        .map_err(|e| format!("the ledger stream: {e}"))?;
+                }
             }
         }
         Ok(())
@@ -1172,11 +1166,7 @@ impl Work {
         here.borrow_and_update();
         // A change made here while the broker was away goes first.
         self.put_rules_if_newer(&buckets.rules, book).await?;
-        let mut changes = buckets
-            .rules
-            .watch_with_history(RULES_KEY)
-            .await
-            .map_err(|e| format!("the rules bucket's watch: {e}"))?;
+        let mut changes = watch_from_start(&buckets.rules, RULES_KEY, "the rules bucket").await?;
         loop {
             tokio::select! {
                 biased;
@@ -1189,11 +1179,7 @@ impl Work {
                     self.put_rules_if_newer(&buckets.rules, book).await?;
                 }
                 change = changes.next() => {
-                    let entry = match change {
-                        Some(Ok(entry)) => entry,
-                        Some(Err(e)) => return Err(format!("the rules bucket's watch: {e}")),
-                        None => return Err("the rules bucket's watch ended".into()),
-                    };
+                    let entry = watched(change, "the rules bucket")?;
                     if entry.operation != kv::Operation::Put {
                         continue;
                     }
@@ -1260,11 +1246,7 @@ impl Work {
 
     async fn watch_erasures_once(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
         let buckets = self.buckets().await?;
-        let mut changes = buckets
-            .erased
-            .watch_with_history(">")
-            .await
-            .map_err(|e| format!("the erasures bucket's watch: {e}"))?;
+        let mut changes = watch_from_start(&buckets.erased, ">", "the erasures bucket").await?;
         // Applied [`ERASURES_GRACE`] after the first of a batch came (or
         // once a batch is full): the events stream brings an erasure with
         // its number meanwhile, and one done by then costs a look-up.
@@ -1285,11 +1267,7 @@ impl Work {
                     due = None;
                 }
                 change = changes.next() => {
-                    let entry = match change {
-                        Some(Ok(entry)) => entry,
-                        Some(Err(e)) => return Err(format!("the erasures bucket's watch: {e}")),
-                        None => return Err("the erasures bucket's watch ended".into()),
-                    };
+                    let entry = watched(change, "the erasures bucket")?;
                     if entry.operation != kv::Operation::Put {
                         continue;
                     }
@@ -1331,8 +1309,9 @@ impl Work {
 }
 
 /// Purge `key` from the consent bucket unless it holds an opt-out (from any
-/// site), at the revision read: an opt-out put meanwhile stays.
-async fn forget_consent(consent: &kv::Store, key: &str) -> Result<(), String> {
+/// site), at the revision read: an opt-out put meanwhile stays. Whether it
+/// holds an opt-out.
+async fn forget_consent(consent: &kv::Store, key: &str) -> Result<bool, String> {
     for _ in 0..super::nats::CAS_TRIES {
         let Some(held) = consent
             .entry(key)
@@ -1345,16 +1324,18 @@ async fn forget_consent(consent: &kv::Store, key: &str) -> Result<(), String> {
         // Unreadable: kept (it may be an opt-out).
         let opted_out = serde_json::from_slice::<serde_json::Value>(&held.value)
             .map_or(true, |v| v["entry"]["status"] == "opted_out");
-        if opted_out
-            || consent
-                .purge_expect_revision(key, Some(held.revision))
-                .await
-                .is_ok()
+        if opted_out {
+            return Ok(true);
+        }
+        if consent
+            .purge_expect_revision(key, Some(held.revision))
+            .await
+            .is_ok()
         {
             break;
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 impl Work {
@@ -1445,21 +1426,13 @@ impl Work {
             record: crate::store::CampaignRecord,
         }
         let buckets = self.buckets().await?;
-        let mut changes = buckets
-            .campaigns
-            .watch_with_history(">")
-            .await
-            .map_err(|e| format!("the campaigns bucket's watch: {e}"))?;
+        let mut changes = watch_from_start(&buckets.campaigns, ">", "the campaigns bucket").await?;
         loop {
             tokio::select! {
                 biased;
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return Ok(()) },
                 change = changes.next() => {
-                    let entry = match change {
-                        Some(Ok(entry)) => entry,
-                        Some(Err(e)) => return Err(format!("the campaigns bucket's watch: {e}")),
-                        None => return Err("the campaigns bucket's watch ended".into()),
-                    };
+                    let entry = watched(change, "the campaigns bucket")?;
                     if entry.operation != kv::Operation::Put {
                         continue;
                     }

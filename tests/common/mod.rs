@@ -67,7 +67,7 @@ pub fn http_raw(
     content_type: &str,
     body: &[u8],
 ) -> (u16, Value) {
-    match exchange(method, addr, path, token, content_type, body) {
+    match exchange(method, addr, path, token, content_type, &[], body) {
         Ok(answer) => answer,
         Err(e) => panic!("{method} {path} at {addr}: {e}"),
     }
@@ -82,6 +82,18 @@ pub fn try_http(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
+    try_http_with(method, addr, path, token, &[], body)
+}
+
+/// [`try_http`] with more headers (an `Idempotency-Key`).
+pub fn try_http_with(
+    method: &str,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Value) {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     exchange(
         method,
@@ -89,6 +101,7 @@ pub fn try_http(
         path,
         token,
         "application/json",
+        headers,
         body.as_bytes(),
     )
     .unwrap_or((0, Value::Null))
@@ -100,6 +113,7 @@ fn exchange(
     path: &str,
     token: Option<&str>,
     content_type: &str,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, Value)> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
@@ -108,8 +122,12 @@ fn exchange(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
