@@ -935,6 +935,38 @@ async fn the_run_probe_form_probes_the_modem_and_the_page_shows_the_result() {
     sim.shutdown().await;
 }
 
+/// Rules saved at another gateway of a fleet (applied here from the
+/// fleet's rules bucket): the page names the site they were saved at and
+/// says that a change here applies at every gateway.
+#[tokio::test]
+async fn rules_saved_at_another_gateway_name_its_site() {
+    let g = with_tokens();
+    g.add_user("root", Role::Admin).await;
+    let admin = g.sign_in("root").await;
+    let page = g.get("/rules", &admin).await;
+    assert!(!page.has("part of a fleet"));
+    let change = smsgate::conversation::rulebook::RulesChange {
+        at: Utc::now(),
+        site: Some("north".into()),
+        rules: Some(vec![serde_json::json!({
+            "name": "north-hours",
+            "when": {"keywords": ["hours"]},
+            "then": {"reply": "We open 9 to 5"}
+        })]),
+    };
+    assert!(g.api.state.rules.apply_shared(change).await.unwrap());
+    let page = g.get("/rules", &admin).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.has("saved at the gateway of site <strong>north</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(page.has("part of a fleet"));
+    assert!(page.has("<td>north-hours</td>"));
+    assert!(page.has("Revert to the config"));
+}
+
 const ADMIN_TOKEN: &str = "rules-admin-token";
 const SEND_TOKEN: &str = "rules-send-token";
 

@@ -54,10 +54,23 @@ fn render(state: &WebState, person: &Person, draft: Draft, status: StatusCode) -
     let text = draft.text.unwrap_or_else(|| to_toml(&now.rules));
     let csrf = person.csrf();
     let rows: Vec<Value> = now.rules.iter().map(|r| r.to_json()).collect();
+    // In a fleet the last change may have been made at another gateway.
+    let changed_at_site = match state.api.rules.last_change() {
+        Ok(change) => change.and_then(|c| c.site),
+        Err(e) => {
+            tracing::warn!(error = %e, "the rules' last change is unreadable");
+            None
+        }
+    };
+    let in_fleet = state.api.fleet.is_some() || changed_at_site.is_some();
     let body = html! {
-        @match now.source {
-            RulesSource::Config => p { "These rules come from the config file (" code { "[[conversation.rule]]" } "). Saving a list here replaces them until you revert." }
-            RulesSource::Store => p { "These rules were saved here and replace the config file's rules." }
+        @match (now.source, &changed_at_site) {
+            (RulesSource::Config, _) => p { "These rules come from the config file (" code { "[[conversation.rule]]" } "). Saving a list here replaces them until you revert." }
+            (RulesSource::Store, Some(site)) => p { "These rules were saved at the gateway of site " strong { (site) } " and replace the config file's rules." }
+            (RulesSource::Store, None) => p { "These rules were saved here and replace the config file's rules." }
+        }
+        @if in_fleet {
+            p.hint { "This gateway is part of a fleet: rules saved or reverted here apply at every gateway of the fleet." }
         }
         @if state.api.conversation.default_rules {
             p.hint { "After them, the shipped rules apply (" code { "default_rules" } " in the config file)." }
