@@ -53,7 +53,8 @@ pub const CONSENT_SUBJECTS: &str = "smsgate.consent.>";
 
 /// The ledger stream's subject of a consent change at `site`:
 /// `smsgate.consent.<site>.<consent key>` ([`consent_key`]), so that an
-/// erasure can purge the contact's entries by subject.
+/// erasure can purge the contact's entries by subject (`site` `*`: the
+/// filter of every site's).
 pub fn ledger_subject(site: &str, contact: &str, number: Option<&str>) -> String {
     format!("smsgate.consent.{site}.{}", consent_key(contact, number))
 }

@@ -1125,10 +1125,8 @@ impl Work {
             // anywhere (the bucket keeps that, and the entries are its
             // proof): by subject, the contact's and its per-number ones.
             if !opted_out {
-                for filter in [
-                    format!("smsgate.consent.*.{key}"),
-                    format!("smsgate.consent.*.{key}.>"),
-                ] {
+                let all_sites = super::ledger_subject("*", contact, None);
+                for filter in [all_sites.clone(), format!("{all_sites}.>")] {
                     ledger
                         .purge()
                         .filter(filter)

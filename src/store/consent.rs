@@ -789,8 +789,8 @@ impl Store {
         // and the gateway numbers with a consent of their own (`scope =
         // "number"`): a fleet's bucket has a key for each.
         let mut consent_keys = Vec::new();
-        if let Some(raw) = self.inner.consent.get(consent_key(contact, None))? {
-            let key = consent_key(contact, None);
+        let key = consent_key(contact, None);
+        if let Some(raw) = self.inner.consent.get(&key)? {
             if !after(from_json::<ConsentRecord>(&key, &raw)?.updated_at) {
                 consent_keys.push(key);
             }

@@ -800,14 +800,9 @@ impl Store {
         for key in t.threads.iter().keys() {
             look(&key?);
         }
-        let mut last = Vec::new();
         for key in t.items.iter().keys() {
             let key = key?;
-            let contact = key.split(|b| *b == keys::SEP).next().unwrap_or_default();
-            if contact != last.as_slice() {
-                look(contact);
-                last = contact.to_vec();
-            }
+            look(key.split(|b| *b == keys::SEP).next().unwrap_or_default());
         }
         Ok(())
     }

@@ -204,21 +204,16 @@ impl Store {
         let i = &self.inner;
         let mut seen = std::collections::HashSet::new();
         let mut found = Vec::new();
+        // Each contact hashed once, however many keys name it.
         let mut look = |contact: &[u8]| {
-            if contact.is_empty() || !seen.insert(contact.to_vec()) {
+            if contact.is_empty() || seen.contains(contact) {
                 return;
             }
+            seen.insert(contact.to_vec());
             let contact = String::from_utf8_lossy(contact);
             if hashes.contains(&super::consent::tombstone_key(&contact)) {
                 found.push(contact.into_owned());
             }
-        };
-        // Keys that start with the contact, then SEP (or end there).
-        let before_sep = |key: &[u8]| -> Vec<u8> {
-            key.split(|b| *b == keys::SEP)
-                .next()
-                .unwrap_or_default()
-                .to_vec()
         };
         for key in i.contacts.iter().keys() {
             let key = key?;
@@ -227,15 +222,11 @@ impl Store {
                 None => look(&key),
             }
         }
+        // Keys that start with the contact, then SEP (or end there).
         for tree in [&i.profiles, &i.consent, &i.ledger, &i.sends] {
-            let mut last = Vec::new();
             for key in tree.iter().keys() {
-                let contact = before_sep(&key?);
-                // Keys sort by contact: each once.
-                if contact != last {
-                    look(&contact);
-                    last = contact;
-                }
+                let key = key?;
+                look(key.split(|b| *b == keys::SEP).next().unwrap_or_default());
             }
         }
         self.conversation_contacts(&mut look)?;
